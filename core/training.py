@@ -1,0 +1,412 @@
+"""Chunked, resumable training of an (V)AE, and a background runner with a heartbeat lease.
+
+A page trains a little (``run_steps`` / ``run_for``), draws, and continues. ``Trainer`` owns
+the model, the optimiser, a fixed train/held-out split, and every number the pages show:
+``history`` (one dict per optimiser step), ``eval_history`` (held-out terms), ``beta_changes``
+and ``snapshots`` (latents of a fixed subset and reconstructions of fixed inputs, for the
+training timeline). All randomness (initial weights, shuffling, the VAE's noise) comes from
+generators seeded by ``TrainConfig.seed``, so the same seed gives the same run, whatever
+else the process does with the global RNG.
+"""
+from __future__ import annotations
+
+import copy
+import math
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+
+from core.data import Dataset, train_val_split
+from core.losses import elbo_terms
+from core.models import AutoEncoder, ModelConfig, build_model
+
+STATUSES = ("idle", "running", "done", "diverged")
+ACTIVE_UNIT_NATS = 0.01  # a latent dimension is "active" when its mean KL exceeds this
+MAX_EPOCHS = 200
+MAX_BETA = 10.0
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation settings. ``warmup_steps``: beta ramps linearly from 0 over that many steps
+    (KL annealing, Bowman et al. 2016). ``free_bits``: nats per dimension (Kingma et al. 2016)."""
+
+    lr: float = 2e-3
+    batch_size: int = 128
+    epochs: int = 10
+    seed: int = 0
+    beta: float = 1.0
+    warmup_steps: int = 0
+    free_bits: float = 0.0
+    val_fraction: float = 0.1
+    eval_every: int = 25
+    snapshot_every: int = 10
+    snapshot_points: int = 400
+    snapshot_images: int = 8
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        checks = [
+            (math.isfinite(self.lr) and 1e-6 <= self.lr <= 1.0, f"learning rate must be in [1e-6, 1], got {self.lr}"),
+            (1 <= self.batch_size <= 4096, f"batch size must be in 1..4096, got {self.batch_size}"),
+            (1 <= self.epochs <= MAX_EPOCHS, f"epochs must be in 1..{MAX_EPOCHS}, got {self.epochs}"),
+            (0 <= self.seed < 2**31, f"seed must be in 0..2^31-1, got {self.seed}"),
+            (math.isfinite(self.beta) and 0 <= self.beta <= MAX_BETA, f"beta must be in [0, {MAX_BETA}], got {self.beta}"),
+            (self.warmup_steps >= 0, f"warm-up steps must be >= 0, got {self.warmup_steps}"),
+            (math.isfinite(self.free_bits) and 0 <= self.free_bits <= 10, f"free bits must be in [0, 10], got {self.free_bits}"),
+            (0 < self.val_fraction < 0.5, f"held-out fraction must be in (0, 0.5), got {self.val_fraction}"),
+            (self.eval_every >= 1 and self.snapshot_every >= 0, "eval_every must be >= 1 and snapshot_every >= 0"),
+        ]
+        for ok, msg in checks:
+            if not ok:
+                raise ValueError(msg)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        names = cls.__dataclass_fields__
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+def count_active_units(kl_per_dim) -> int:
+    """Dimensions whose batch-mean KL exceeds ``ACTIVE_UNIT_NATS`` nats."""
+    return int((np.asarray(kl_per_dim) > ACTIVE_UNIT_NATS).sum())
+
+
+class Trainer:
+    """Train ``build_model(model_cfg)`` on ``dataset`` in resumable chunks.
+
+    ``status``: "idle" before the first step, "running" until the last epoch ends, then
+    "done"; "diverged" when a loss became non-finite (the last good weights are restored and
+    ``message`` says what happened). Methods are thread-safe: every step and every read of
+    the model holds ``self.lock``.
+    """
+
+    def __init__(self, model_cfg: ModelConfig, train_cfg: TrainConfig, dataset: Dataset,
+                 state_dict: dict | None = None):
+        if dataset.dim != model_cfg.input_dim:
+            raise ValueError(f"model input_dim {model_cfg.input_dim} does not match the dataset's {dataset.dim} pixels")
+        self.model_cfg, self.cfg, self.dataset = model_cfg, train_cfg, dataset
+        self.lock = threading.RLock()
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(train_cfg.seed)
+            self.model: AutoEncoder = build_model(model_cfg, train_cfg.device)
+        if state_dict is not None:
+            self.model.load_state_dict(state_dict)
+        self.device = next(self.model.parameters()).device
+        self.opt = torch.optim.Adam(self.model.parameters(), lr=train_cfg.lr)
+        train_idx, val_idx = train_val_split(dataset.n, train_cfg.val_fraction, train_cfg.seed)
+        self.train_idx, self.val_idx = train_idx, val_idx
+        self.x_train = torch.as_tensor(dataset.x[train_idx], device=self.device)
+        self.x_val = torch.as_tensor(dataset.x[val_idx], device=self.device)
+        self.y_val = np.asarray(dataset.y[val_idx])
+        self.gen = torch.Generator(device=self.device).manual_seed(train_cfg.seed)
+        self.steps_per_epoch = math.ceil(len(train_idx) / train_cfg.batch_size)
+        self.total_steps = self.steps_per_epoch * train_cfg.epochs
+        rng = np.random.default_rng(train_cfg.seed)
+        n_val = len(val_idx)
+        self.snap_idx = np.sort(rng.choice(n_val, min(train_cfg.snapshot_points, n_val), replace=False))
+        self.fixed_idx = np.arange(min(train_cfg.snapshot_images, n_val))
+        self.beta = float(train_cfg.beta)
+        self.beta_changes: list[tuple[int, float]] = [(0, self.beta)]
+        self.history: list[dict] = []
+        self.eval_history: list[dict] = []
+        self.snapshots: list[dict] = []
+        self.step = 0
+        self.status = "idle"
+        self.message = ""
+        self.train_seconds = 0.0
+        self._perm = None
+        self._pos = 0
+        self._good_state = self._state_copy()
+        self._good_step = 0
+
+    # ---- public API -----------------------------------------------------------------
+    @property
+    def epoch(self) -> int:
+        return self.step // self.steps_per_epoch
+
+    @property
+    def samples_per_second(self) -> float:
+        return self.step * self.cfg.batch_size / self.train_seconds if self.train_seconds > 0 else 0.0
+
+    @property
+    def finished(self) -> bool:
+        return self.status in ("done", "diverged")
+
+    def effective_beta(self, step: int | None = None) -> float:
+        """beta, ramped linearly from 0 over ``warmup_steps`` (KL warm-up)."""
+        s = self.step if step is None else step
+        if self.cfg.warmup_steps > 0:
+            return self.beta * min(1.0, s / self.cfg.warmup_steps)
+        return self.beta
+
+    def set_beta(self, beta: float) -> None:
+        """Takes effect at the next step; recorded in ``beta_changes``."""
+        beta = float(beta)
+        if not math.isfinite(beta) or not 0 <= beta <= MAX_BETA:
+            raise ValueError(f"beta must be in [0, {MAX_BETA}], got {beta}")
+        with self.lock:
+            if beta != self.beta:
+                self.beta = beta
+                self.beta_changes.append((self.step, beta))
+
+    def run_steps(self, n: int) -> int:
+        """Run up to ``n`` optimiser steps; returns how many ran."""
+        ran = 0
+        t0 = time.perf_counter()
+        while ran < n and not self.finished:
+            self._one_step()
+            ran += 1
+        self.train_seconds += time.perf_counter() - t0
+        return ran
+
+    def run_for(self, seconds: float) -> int:
+        """Run steps until ``seconds`` of wall time have passed (at least one step); returns the count."""
+        ran = 0
+        t0 = time.perf_counter()
+        deadline = t0 + seconds
+        while not self.finished:
+            self._one_step()
+            ran += 1
+            if time.perf_counter() >= deadline:
+                break
+        self.train_seconds += time.perf_counter() - t0
+        return ran
+
+    @torch.no_grad()
+    def evaluate(self, x: torch.Tensor | None = None) -> dict:
+        """Held-out terms (mean per sample) with one fixed-noise sample of z: loss/recon/kl/active_units."""
+        with self.lock:
+            return evaluate_model(self.model, self.x_val if x is None else x, self.effective_beta(),
+                                  self.model_cfg.likelihood, seed=self.cfg.seed)
+
+    @torch.no_grad()
+    def reconstruct(self, x: np.ndarray | torch.Tensor) -> np.ndarray:
+        """Decoder mean at z = mu for inputs (B, D) -> (B, D) numpy."""
+        with self.lock:
+            return reconstruct(self.model, x)
+
+    @torch.no_grad()
+    def encode_mu(self, x: np.ndarray | torch.Tensor) -> np.ndarray:
+        with self.lock:
+            return encode_mu(self.model, x)
+
+    @torch.no_grad()
+    def sample_prior(self, n: int, seed: int = 0) -> np.ndarray:
+        with self.lock:
+            return sample_prior(self.model, n, seed)
+
+    def state_dict(self) -> dict:
+        with self.lock:
+            return self._state_copy()
+
+    def progress(self) -> float:
+        return min(1.0, self.step / self.total_steps)
+
+    def seconds_left(self) -> float | None:
+        sps = self.samples_per_second
+        if sps <= 0:
+            return None
+        return (self.total_steps - self.step) * self.cfg.batch_size / sps
+
+    # ---- internals --------------------------------------------------------------------
+    def _state_copy(self) -> dict:
+        return {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+
+    def _next_batch(self) -> torch.Tensor:
+        n = len(self.x_train)
+        if self._perm is None or self._pos >= n:
+            self._perm = torch.randperm(n, generator=self.gen, device=self.device)
+            self._pos = 0
+        idx = self._perm[self._pos:self._pos + self.cfg.batch_size]
+        self._pos += self.cfg.batch_size
+        return self.x_train[idx]
+
+    def _one_step(self) -> None:
+        with self.lock:
+            if self.status == "idle":
+                self.status = "running"
+            self.model.train()
+            xb = self._next_batch()
+            eps = None
+            if self.model.is_vae:
+                eps = torch.randn((len(xb), self.model_cfg.latent_dim), generator=self.gen, device=self.device)
+            beta = self.effective_beta()
+            out = self.model(xb, eps=eps)
+            terms = elbo_terms(xb, out, beta, self.model_cfg.likelihood, self.cfg.free_bits)
+            vals = torch.cat([torch.stack([terms.loss, terms.recon, terms.kl]).detach(), terms.kl_per_dim.detach()]).tolist()
+            if not all(math.isfinite(v) for v in vals[:3]):
+                self._diverge(vals[0])
+                return
+            self.opt.zero_grad(set_to_none=True)
+            terms.loss.backward()
+            self.opt.step()
+            self.step += 1
+            kl_dims = vals[3:]
+            self.history.append({
+                "step": self.step, "epoch": (self.step - 1) // self.steps_per_epoch + 1,
+                "loss": vals[0], "recon": vals[1], "kl": vals[2], "beta": beta,
+                "beta_kl": beta * vals[2], "kl_per_dim": kl_dims, "active_units": count_active_units(kl_dims),
+            })
+            if self.step % 20 == 0:
+                self._good_state, self._good_step = self._state_copy(), self.step
+            if self.step >= self.total_steps:
+                self.status = "done"
+            if self.step % self.cfg.eval_every == 0 or self.status == "done":
+                self._record_eval()
+            if self.cfg.snapshot_every and (self.step % self.cfg.snapshot_every == 0 or self.status == "done" or self.step == 1):
+                self._record_snapshot()
+
+    def _diverge(self, loss_value: float) -> None:
+        self.model.load_state_dict(self._good_state)
+        self.opt = torch.optim.Adam(self.model.parameters(), lr=self.cfg.lr)
+        self.status = "diverged"
+        self.message = (f"The loss became {loss_value} at step {self.step + 1} (learning rate {self.cfg.lr:g}). "
+                        f"Training stopped and the weights from step {self._good_step} were restored. "
+                        "Lower the learning rate (for example to 1e-3) and start again.")
+
+    def _record_eval(self) -> None:
+        ev = evaluate_model(self.model, self.x_val, self.effective_beta(), self.model_cfg.likelihood, seed=self.cfg.seed)
+        ev.update(step=self.step, epoch=self.epoch)
+        self.eval_history.append(ev)
+
+    def _record_snapshot(self) -> None:
+        xs = self.x_val[torch.as_tensor(self.snap_idx, device=self.device)]
+        xf = self.x_val[torch.as_tensor(self.fixed_idx, device=self.device)]
+        self.snapshots.append({
+            "step": self.step,
+            "latents": encode_mu(self.model, xs),
+            "recon": reconstruct(self.model, xf),
+        })
+
+
+# ---- model helpers shared by the trainer, the zoo and the pages --------------------------
+
+def _as_tensor(model: AutoEncoder, x) -> torch.Tensor:
+    dev = next(model.parameters()).device
+    return torch.as_tensor(np.asarray(x, dtype=np.float32) if not torch.is_tensor(x) else x, device=dev).float()
+
+
+@torch.no_grad()
+def encode_mu(model: AutoEncoder, x) -> np.ndarray:
+    """Posterior means (AE: codes) for x (N, D) -> (N, K) float32, in eval mode."""
+    was = model.training
+    model.eval()
+    mu, _ = model.encode(_as_tensor(model, x))
+    model.train(was)
+    return mu.cpu().numpy()
+
+
+@torch.no_grad()
+def encode_stats(model: AutoEncoder, x) -> tuple[np.ndarray, np.ndarray | None]:
+    """(mu, logvar) for x (N, D) -> (N, K), (N, K) (logvar None for an AE)."""
+    mu, logvar = model.encode(_as_tensor(model, x))
+    return mu.cpu().numpy(), None if logvar is None else logvar.cpu().numpy()
+
+
+@torch.no_grad()
+def decode(model: AutoEncoder, z) -> np.ndarray:
+    """Decoder means for codes z (N, K) -> (N, D) float32."""
+    return model.decode(_as_tensor(model, z)).cpu().numpy()
+
+
+@torch.no_grad()
+def reconstruct(model: AutoEncoder, x) -> np.ndarray:
+    """decode(mu(x)) for x (N, D) -> (N, D), deterministic."""
+    mu, _ = model.encode(_as_tensor(model, x))
+    return model.decode(mu).cpu().numpy()
+
+
+@torch.no_grad()
+def sample_prior(model: AutoEncoder, n: int, seed: int = 0) -> np.ndarray:
+    """Decode n codes drawn from the prior N(0, I) -> (n, D)."""
+    g = torch.Generator().manual_seed(seed)
+    z = torch.randn((n, model.cfg.latent_dim), generator=g)
+    return decode(model, z)
+
+
+@torch.no_grad()
+def evaluate_model(model: AutoEncoder, x, beta: float, likelihood: str, seed: int = 0,
+                   batch_size: int = 1024) -> dict:
+    """Mean per-sample terms on x (N, D): loss, recon, kl, elbo (= -(recon + kl)), kl_per_dim, active_units.
+
+    One sample of z per input, with noise from a generator seeded by ``seed`` (so the numbers
+    are reproducible).
+    """
+    was = model.training
+    model.eval()
+    x = _as_tensor(model, x)
+    g = torch.Generator(device=x.device).manual_seed(seed + 12345)
+    tot = {"loss": 0.0, "recon": 0.0, "kl": 0.0}
+    kl_dims = torch.zeros(model.cfg.latent_dim, device=x.device)
+    for i in range(0, len(x), batch_size):
+        xb = x[i:i + batch_size]
+        eps = torch.randn((len(xb), model.cfg.latent_dim), generator=g, device=x.device) if model.is_vae else None
+        t = elbo_terms(xb, model(xb, eps=eps), beta, likelihood)
+        for k in tot:
+            tot[k] += float(getattr(t, k)) * len(xb)
+        kl_dims += t.kl_per_dim * len(xb)
+    model.train(was)
+    n = len(x)
+    res = {k: v / n for k, v in tot.items()}
+    res["neg_elbo"] = res["recon"] + res["kl"]
+    res["kl_per_dim"] = (kl_dims / n).cpu().tolist()
+    res["active_units"] = count_active_units(res["kl_per_dim"])
+    return res
+
+
+class BackgroundRunner:
+    """Runs ``trainer`` in a daemon thread for as long as someone keeps renewing a lease.
+
+    The page calls :meth:`keep_alive` on every redraw (a fragment that reruns every half
+    second). When the browser tab closes or the user leaves the page, the redraws stop, the
+    lease expires after ``lease_seconds`` and the thread exits, so no CPU is left burning.
+    The thread never touches Streamlit.
+    """
+
+    def __init__(self, trainer: Trainer, lease_seconds: float = 3.0, chunk_seconds: float = 0.05):
+        self.trainer = trainer
+        self.lease_seconds = lease_seconds
+        self.chunk_seconds = chunk_seconds
+        self.wanted = False
+        self._last_beat = 0.0
+        self._thread: threading.Thread | None = None
+        self.error: str | None = None
+
+    @property
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def keep_alive(self) -> None:
+        """Renew the lease and (re)start the thread if training is wanted and unfinished."""
+        self._last_beat = time.monotonic()
+        if self.wanted and not self.trainer.finished and not self.alive:
+            self._thread = threading.Thread(target=self._loop, name="latent-lab-trainer", daemon=True)
+            self._thread.start()
+
+    def start(self) -> None:
+        self.wanted = True
+        self.keep_alive()
+
+    def pause(self) -> None:
+        self.wanted = False
+
+    def join(self, timeout: float | None = None) -> None:
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def _loop(self) -> None:
+        try:
+            while self.wanted and not self.trainer.finished:
+                if time.monotonic() - self._last_beat > self.lease_seconds:
+                    return
+                self.trainer.run_for(self.chunk_seconds)
+        except Exception as exc:  # reported to the page, never raised into Streamlit
+            self.error = f"{type(exc).__name__}: {exc}"
+            self.wanted = False

@@ -1,0 +1,452 @@
+"""Page glue: the one module in ``core`` that imports Streamlit.
+
+Every page starts with ``ctx = ui.page("Title", "🧠")``, which draws the shared sidebar
+(dataset, seed, presenter mode, settings import/export), applies presenter styling and
+returns a :class:`PageContext`. URL-bound widgets (``ui.slider``, ``ui.number``,
+``ui.select``, ...) keep their values in the URL's query parameters, so a copied link
+restores the view; invalid URL values are reported once with ``st.error`` and replaced by
+defaults. No user-supplied string is ever rendered as HTML.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import threading
+
+import streamlit as st
+
+from core.data import DATASETS, Dataset, load_dataset
+
+# torch, plotly and the zoo are imported lazily: the home page must draw within 2 s of
+# `streamlit run`, and importing torch alone takes about 1.6 s here. The home page warms
+# them up in a background thread (``warm_up``) once it has drawn.
+
+PLOTLY_CONFIG = {
+    "displaylogo": False,
+    "toImageButtonOptions": {"format": "png", "scale": 3},  # high-resolution PNG from the toolbar
+    "modeBarButtonsToRemove": ["select2d", "lasso2d"],
+}
+PRESENT_SCALE = 1.45
+MAX_QUERY_LEN = 64
+MAX_SETTINGS_BYTES = 20_000
+
+# Global (all-pages) state lives under keys no widget uses: widget keys are dropped on a page switch.
+K_DATASET, K_SEED, K_PRESENT = "g_dataset", "g_seed", "g_present"
+
+
+@dataclass(frozen=True)
+class PageContext:
+    dataset_name: str
+    seed: int
+    present: bool
+
+    @property
+    def dataset(self) -> Dataset:
+        return load_dataset(self.dataset_name)
+
+
+# ---- text safety -------------------------------------------------------------------------
+
+def quote_user(value: Any, limit: int = 40) -> str:
+    """A user-supplied value made safe to show inside Markdown: truncated, in a code span,
+    with backticks and angle brackets removed, so it can never render as HTML or a link."""
+    s = str(value)
+    s = s if len(s) <= limit else s[:limit] + "…"
+    s = "".join(ch for ch in s if ch.isprintable() and ch not in "`<>")
+    return f"`{s}`" if s else "(empty)"
+
+
+# ---- URL query parameters ------------------------------------------------------------------
+
+def _url_errors() -> list[str]:
+    return st.session_state.setdefault("_url_errors", [])
+
+
+def _raw_param(name: str) -> str | None:
+    try:
+        v = st.query_params.get(name)
+    except Exception:
+        return None
+    return None if v is None else str(v)
+
+
+def parse_param(name: str, raw: str, kind: str, default, lo=None, hi=None, choices: Sequence | None = None):
+    """Validate one raw URL value. Returns (value, error_message or None)."""
+    shown = quote_user(raw)
+    if len(raw) > MAX_QUERY_LEN:
+        return default, f"URL parameter `{name}` is too long; using the default {default!r}."
+    try:
+        if kind == "float":
+            v = float(raw)
+            if not math.isfinite(v):
+                raise ValueError
+        elif kind == "int":
+            v = int(raw)
+        elif kind == "bool":
+            if raw.lower() not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
+                raise ValueError
+            v = raw.lower() in ("1", "true", "yes", "on")
+        else:
+            v = raw
+    except ValueError:
+        want = {"float": "a number", "int": "a whole number", "bool": "1 or 0"}.get(kind, "a value")
+        return default, f"URL parameter `{name}`={shown} is not {want}; using the default {default!r}."
+    if choices is not None and v not in choices:
+        opts = ", ".join(map(str, choices))
+        return default, f"URL parameter `{name}`={shown} is not one of: {opts}; using the default {default!r}."
+    if lo is not None and hi is not None and not lo <= v <= hi:
+        return default, f"URL parameter `{name}`={shown} is outside [{lo}, {hi}]; using the default {default!r}."
+    return v, None
+
+
+def url_value(name: str, default, kind: str = "str", lo=None, hi=None, choices: Sequence | None = None):
+    """The validated value of URL parameter ``name``, or ``default`` (recording a message)."""
+    raw = _raw_param(name)
+    if raw is None:
+        return default
+    v, err = parse_param(name, raw, kind, default, lo, hi, choices)
+    if err and err not in _url_errors():
+        _url_errors().append(err)
+    return v
+
+
+def _kind_of(default) -> str:
+    if isinstance(default, bool):
+        return "bool"
+    if isinstance(default, int):
+        return "int"
+    if isinstance(default, float):
+        return "float"
+    return "str"
+
+
+def _bind(key: str, default, lo=None, hi=None, choices=None) -> None:
+    """Initialise widget state ``key`` from (in order) the URL, the value kept from an earlier
+    visit, or ``default``; kept values survive page switches under ``_keep_<key>``."""
+    if key in st.session_state:
+        return
+    keep = st.session_state.get(f"_keep_{key}")
+    v = url_value(key, keep if keep is not None else default, _kind_of(default), lo, hi, choices)
+    st.session_state[key] = v
+
+
+def _publish(key: str) -> None:
+    v = st.session_state.get(key)
+    st.session_state[f"_keep_{key}"] = v
+    try:
+        st.query_params[key] = str(int(v)) if isinstance(v, bool) else str(v)
+    except Exception:  # AppTest or a closed session: the URL is best-effort
+        pass
+
+
+def slider(label: str, key: str, lo: float, hi: float, default: float, step: float | None = None, **kw):
+    """``st.slider`` bound to URL parameter ``key`` (number in [lo, hi])."""
+    default = type(lo)(default) if not isinstance(lo, bool) else default
+    _bind(key, default, lo, hi)
+    v = st.slider(label, lo, hi, step=step, key=key, **kw)
+    _publish(key)
+    return v
+
+
+def number(label: str, key: str, lo: float, hi: float, default: float, step: float | None = None, **kw):
+    """``st.number_input`` bound to URL parameter ``key``."""
+    _bind(key, default, lo, hi)
+    v = st.number_input(label, min_value=lo, max_value=hi, step=step, key=key, **kw)
+    _publish(key)
+    return v
+
+
+def select(label: str, key: str, options: Sequence, default=None, radio: bool = False, **kw):
+    """``st.selectbox`` (or ``st.radio`` / ``st.segmented_control`` style radio) bound to URL parameter ``key``."""
+    options = list(options)
+    default = options[0] if default is None else default
+    _bind(key, default, choices=options)
+    widget = st.radio if radio else st.selectbox
+    v = widget(label, options, key=key, **kw)
+    _publish(key)
+    return v
+
+
+def toggle(label: str, key: str, default: bool = False, **kw) -> bool:
+    _bind(key, default)
+    v = st.toggle(label, key=key, **kw)
+    _publish(key)
+    return v
+
+
+def show_url_errors() -> None:
+    errs = st.session_state.pop("_url_errors", [])
+    if errs:
+        st.error("Some settings in the link were invalid and were replaced by defaults:\n\n"
+                 + "\n".join(f"- {e}" for e in errs) + "\n\nFix or remove them in the address bar.")
+
+
+# ---- the shared sidebar and page setup ------------------------------------------------------
+
+def _global_state() -> None:
+    ss = st.session_state
+    if K_DATASET not in ss:
+        ss[K_DATASET] = url_value("dataset", "mnist-5k", "str", choices=DATASETS)
+    if K_SEED not in ss:
+        ss[K_SEED] = url_value("seed", 0, "int", 0, 9999)
+    if K_PRESENT not in ss:
+        ss[K_PRESENT] = url_value("present", False, "bool")
+
+
+def _sync_global(widget_key: str, state_key: str) -> None:
+    st.session_state[state_key] = st.session_state[widget_key]
+
+
+def sidebar() -> PageContext:
+    """Dataset, seed and presenter mode, shared by all pages (kept in session state and the URL)."""
+    _global_state()
+    ss = st.session_state
+    with st.sidebar:
+        st.markdown("### Shared settings")
+        ss["_w_dataset"] = ss[K_DATASET]
+        st.selectbox("Dataset", DATASETS, key="_w_dataset", on_change=_sync_global, args=("_w_dataset", K_DATASET),
+                     format_func=DATASET_LABELS.get, help="Used by every page's pretrained models.")
+        ss["_w_seed"] = ss[K_SEED]
+        st.number_input("Seed", 0, 9999, key="_w_seed", on_change=_sync_global, args=("_w_seed", K_SEED),
+                        help="Fixes every random choice: same seed, same result.")
+        ss["_w_present"] = ss[K_PRESENT]
+        st.toggle("Presenter mode", key="_w_present", on_change=_sync_global, args=("_w_present", K_PRESENT),
+                  help="Larger text and figures for a projector; configuration tucked away. Also ?present=1.")
+        settings_io()
+    try:
+        st.query_params["dataset"] = ss[K_DATASET]
+        st.query_params["seed"] = str(ss[K_SEED])
+        if ss[K_PRESENT]:
+            st.query_params["present"] = "1"
+        elif "present" in st.query_params:
+            del st.query_params["present"]
+    except Exception:
+        pass
+    return PageContext(ss[K_DATASET], int(ss[K_SEED]), bool(ss[K_PRESENT]))
+
+
+DATASET_LABELS = {"digits": "Digits (8×8, 1,797 images)", "mnist-5k": "MNIST-5k (28×28, 5,000 images)"}
+
+_CSS = """
+<style>
+.block-container {padding-top: 2.2rem; max-width: 1250px;}
+</style>
+"""
+_PRESENT_CSS = """
+<style>
+html, body, [data-testid="stAppViewContainer"] {font-size: 22px;}
+[data-testid="stMarkdownContainer"] p, [data-testid="stMarkdownContainer"] li {font-size: 1.2rem; line-height: 1.5;}
+h1 {font-size: 2.6rem !important;} h2 {font-size: 2.0rem !important;} h3 {font-size: 1.6rem !important;}
+[data-testid="stMetricValue"] {font-size: 2.6rem;}
+.block-container {max-width: 1500px;}
+</style>
+"""
+
+
+def page(title: str, icon: str, question: str | None = None) -> PageContext:
+    """Start a page: title, the shared sidebar, presenter styling, URL errors. Call it first."""
+    ctx = sidebar()
+    st.html(_CSS + (_PRESENT_CSS if ctx.present else ""))
+    st.title(f"{icon} {title}")
+    if question:
+        st.caption(question)
+    show_url_errors()
+    return ctx
+
+
+def present() -> bool:
+    return bool(st.session_state.get(K_PRESENT, False))
+
+
+def config_container(label: str = "Configuration", expanded: bool = True):
+    """Where a page's configuration goes: an expander that is collapsed in presenter mode."""
+    return st.expander(label, expanded=expanded and not present())
+
+
+# ---- figures, downloads and export ------------------------------------------------------------
+
+def figure(fig, key: str | None = None, alt: str | None = None, html_name: str | None = None, **kw):
+    """Draw a Plotly figure with the house toolbar (PNG export at 3x). ``alt`` is the text
+    alternative for screen readers. ``html_name`` adds a download of the figure (with its
+    animation, if any) as a standalone offline HTML file."""
+    if present():
+        from core.figures import with_font_scale
+        fig = with_font_scale(go_copy(fig), PRESENT_SCALE)
+    out = st.plotly_chart(fig, key=key, config=PLOTLY_CONFIG, alt=alt, **kw)
+    if html_name:
+        st.download_button(f"⬇️ Download {html_name} (HTML)", data=lambda f=fig: figure_html(f),
+                           file_name=f"{html_name}.html", mime="text/html", on_click="ignore",
+                           key=f"dl_{key or html_name}")
+    return out
+
+
+def go_copy(fig):
+    import plotly.graph_objects as go
+    return go.Figure(fig)
+
+
+def figure_html(fig) -> str:
+    """A standalone HTML file with plotly.js inlined: opens offline, animations included."""
+    return fig.to_html(include_plotlyjs=True, full_html=True, config=PLOTLY_CONFIG)
+
+
+def download_csv(label: str, rows: Sequence[dict] | dict, file_name: str, key: str | None = None) -> None:
+    """Metrics as CSV (rows of dicts, or a dict of equal-length columns)."""
+    st.download_button(label, data=lambda: to_csv(rows), file_name=file_name, mime="text/csv",
+                       on_click="ignore", key=key)
+
+
+def to_csv(rows: Sequence[dict] | dict) -> str:
+    import csv
+    import io
+    if isinstance(rows, dict):
+        keys = list(rows)
+        rows = [dict(zip(keys, vals)) for vals in zip(*rows.values())]
+    buf = io.StringIO()
+    if rows:
+        keys = [k for k in rows[0] if not isinstance(rows[0][k], (list, dict))]
+        w = csv.DictWriter(buf, fieldnames=keys, extrasaction="ignore")
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: r.get(k) for k in keys})
+    return buf.getvalue()
+
+
+def settings_io() -> None:
+    """Sidebar: download the current view's settings as JSON, or load such a file."""
+    with st.expander("Save or load settings"):
+        params = {k: st.query_params.get(k) for k in st.query_params.keys()}
+        st.download_button("⬇️ Settings (JSON)", data=json.dumps(params, indent=2), file_name="latent-lab-settings.json",
+                           mime="application/json", on_click="ignore", key="_dl_settings")
+        up = st.file_uploader("Load settings (JSON)", type=["json"], key="_up_settings")
+        if up is not None and st.session_state.get("_settings_loaded") != up.file_id:
+            st.session_state["_settings_loaded"] = up.file_id
+            try:
+                loaded = parse_settings(up.read(MAX_SETTINGS_BYTES + 1))
+            except ValueError as exc:
+                st.error(str(exc))
+            else:
+                apply_settings(loaded)
+
+
+def parse_settings(data: bytes) -> dict[str, str]:
+    """Validate a settings file: a flat JSON object of short scalar values. Raises ValueError."""
+    if len(data) > MAX_SETTINGS_BYTES:
+        raise ValueError(f"The settings file is larger than {MAX_SETTINGS_BYTES // 1000} kB; it cannot be a Latent Lab settings file.")
+    try:
+        obj = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"The settings file is not valid JSON ({exc.__class__.__name__}). Download a fresh one with '⬇️ Settings (JSON)'.") from None
+    if not isinstance(obj, dict) or not all(isinstance(k, str) and isinstance(v, (str, int, float, bool)) for k, v in obj.items()):
+        raise ValueError("The settings file must be a JSON object of names to single values, as saved by '⬇️ Settings (JSON)'.")
+    return {k[:MAX_QUERY_LEN]: str(v)[:MAX_QUERY_LEN] for k, v in obj.items()}
+
+
+def apply_settings(params: dict[str, str]) -> None:
+    """Put loaded settings into the URL and reset the widgets they govern, then rerun."""
+    for k in list(st.session_state.keys()):
+        if k in params or k.startswith("_keep_") and k[6:] in params or k in (K_DATASET, K_SEED, K_PRESENT):
+            del st.session_state[k]
+    st.query_params.from_dict(params)
+    st.rerun()
+
+
+# ---- shared models -------------------------------------------------------------------------
+
+def configure_torch():
+    """Import torch with one intra-op thread per process: many sessions share two cores and
+    more threads oversubscribe them (see bench/). Override with LATENT_LAB_TORCH_THREADS."""
+    import torch
+    want = max(1, int(os.environ.get("LATENT_LAB_TORCH_THREADS", "1")))
+    if torch.get_num_threads() != want:
+        torch.set_num_threads(want)
+    return torch
+
+
+_warm_lock = threading.Lock()
+_warmed = False
+
+
+def warm_up() -> None:
+    """Import torch, plotly and the zoo's default models in a background thread, once per process,
+    so the first lesson page opens quickly after the home page has drawn."""
+    global _warmed
+    with _warm_lock:
+        if _warmed:
+            return
+        _warmed = True
+
+    def work():
+        configure_torch()
+        import plotly.express  # noqa: F401
+
+        from core import zoo
+        for ds in DATASETS:
+            for kind in ("ae", "vae"):
+                try:
+                    zoo.pretrained(ds, kind, 1.0, 16)
+                except Exception:  # a missing asset is reported by the page that needs it
+                    pass
+
+    # Not a daemon: killing a thread in the middle of `import torch` at exit aborts the process.
+    threading.Thread(target=work, name="latent-lab-warm-up", daemon=False).start()
+
+
+@st.cache_resource(show_spinner="Loading the pretrained model…", max_entries=64)
+def pretrained(dataset: str, kind: str, beta: float, latent_dim: int, variant: str = ""):
+    """A read-only model from ``core.zoo`` (a ``zoo.Pretrained``), shared by all sessions."""
+    configure_torch()
+    from core import zoo
+    return zoo.pretrained(dataset, kind, beta, latent_dim, variant)
+
+
+# ---- presenter scenes and self-checks ---------------------------------------------------------
+
+def scenes(page_key: str, items: Sequence[tuple[str, str]]) -> int:
+    """In presenter mode: a numbered scene bar with Previous / Next (PageUp / PageDown, as a
+    presentation clicker sends). Returns the current scene index (0 when not presenting)."""
+    key = f"_scene_{page_key}"
+    idx = int(st.session_state.get(key, 0))
+    idx = min(max(idx, 0), len(items) - 1)
+    if not present():
+        return idx
+    title, text = items[idx]
+    c1, c2, c3 = st.columns([1, 6, 1], vertical_alignment="center")
+    if c1.button("◀ Previous", key=f"{key}_prev", disabled=idx == 0, shortcut="PageUp"):
+        st.session_state[key] = idx - 1
+        st.rerun()
+    c2.markdown(f"**Scene {idx + 1} of {len(items)}: {title}**  \n{text}")
+    if c3.button("Next ▶", key=f"{key}_next", disabled=idx == len(items) - 1, shortcut="PageDown"):
+        st.session_state[key] = idx + 1
+        st.rerun()
+    return idx
+
+
+def self_check(page_key: str, questions: Sequence[tuple[str, str]]) -> None:
+    """"Predict, then reveal" questions at the end of a page. Each answer stays hidden until
+    its Reveal button is pressed."""
+    st.divider()
+    st.subheader("🤔 Check yourself: predict, then reveal")
+    for i, (q, a) in enumerate(questions):
+        key = f"_reveal_{page_key}_{i}"
+        st.markdown(f"**{i + 1}. {q}**")
+        if st.session_state.get(key):
+            st.success(a)
+        elif st.button("Reveal", key=f"{key}_btn"):
+            st.session_state[key] = True
+            st.rerun()
+
+
+def run_safely(fn: Callable, what: str, fix: str):
+    """Call ``fn()``; on an expected error (ValueError and subclasses) show a clear message
+    and return None instead of letting a stack trace reach the user."""
+    try:
+        return fn()
+    except ValueError as exc:
+        st.error(f"{what}: {exc}\n\n{fix}")
+        return None

@@ -1,0 +1,102 @@
+"""The app shell: home page, navigation, shared sidebar, URL state, and core's isolation from Streamlit."""
+from __future__ import annotations
+
+import ast
+import json
+
+import pytest
+
+from tests.apptest_utils import ROOT, assert_ok, page_app, texts
+from tests.conftest import assert_no_exception_box, screenshot, wait_drawn
+
+
+def test_core_does_not_import_streamlit_outside_glue():
+    offenders = []
+    for path in (ROOT / "core").rglob("*.py"):
+        if path.name == "ui.py" and path.parent.name == "core":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            if any(n == "streamlit" or n.startswith("streamlit.") for n in names):
+                offenders.append(str(path.relative_to(ROOT)))
+            if isinstance(node, ast.ImportFrom) and node.module in ("core", "core.ui") and any(
+                    a.name == "ui" for a in node.names) or isinstance(node, ast.ImportFrom) and node.module == "core.ui":
+                offenders.append(f"{path.relative_to(ROOT)} (imports core.ui)")
+    assert not offenders, offenders
+
+
+def test_home_page_runs_and_links_every_available_page():
+    at = page_app("app.py")
+    assert_ok(at)
+    body = texts(at)
+    for q in ("How does an autoencoder work?", "Why the reparameterization trick?", "What does the KL term do"):
+        assert q in body
+    # The shared sidebar is there, with the dataset and the seed.
+    assert at.sidebar.selectbox(key="_w_dataset").value == "mnist-5k"
+    assert at.sidebar.number_input(key="_w_seed").value == 0
+
+
+def test_global_settings_come_from_the_url_and_bad_values_are_refused():
+    at = page_app("app.py", query={"dataset": "digits", "seed": "7"})
+    assert_ok(at)
+    assert at.session_state["g_dataset"] == "digits"
+    assert at.session_state["g_seed"] == 7
+    at = page_app("app.py", query={"dataset": "<script>alert(1)</script>", "seed": "abc"})
+    assert_ok(at)
+    err = " ".join(e.value for e in at.error)
+    assert "dataset" in err and "seed" in err and "<script>" not in err
+    assert at.session_state["g_dataset"] == "mnist-5k" and at.session_state["g_seed"] == 0
+
+
+def test_presenter_mode_from_url():
+    at = page_app("app.py", query={"present": "1"})
+    assert_ok(at)
+    assert at.session_state["g_present"] is True
+
+
+def test_parse_param_rejects_bad_values():
+    from core.ui import parse_param
+    assert parse_param("mu", "1.5", "float", 0.0, -5, 5) == (1.5, None)
+    for raw in ("nan", "inf", "x", "9", "1" * 100):
+        v, err = parse_param("mu", raw, "float", 0.0, -5, 5)
+        assert v == 0.0 and err and "mu" in err
+    v, err = parse_param("kind", "gan", "str", "vae", choices=["ae", "vae"])
+    assert v == "vae" and "not one of" in err
+
+
+def test_settings_file_validation():
+    from core.ui import parse_settings
+    assert parse_settings(json.dumps({"dataset": "digits", "seed": 3}).encode()) == {"dataset": "digits", "seed": "3"}
+    for bad in (b"", b"{not json", b"[1,2]", json.dumps({"a": {"b": 1}}).encode(), b"x" * 30_000, b"\xff\xfe"):
+        with pytest.raises(ValueError):
+            parse_settings(bad)
+
+
+def test_quote_user_never_yields_html():
+    from core.ui import quote_user
+    q = quote_user("<img src=x onerror=alert(1)>`rm`")
+    assert "<" not in q and ">" not in q and q.count("`") == 2
+
+
+@pytest.mark.browser
+def test_home_page_in_browser(watched_page, server_url):
+    page = watched_page
+    page.goto(server_url)
+    wait_drawn(page)
+    assert_no_exception_box(page)
+    assert page.get_by_text("How does an autoencoder work?").first.is_visible()
+    screenshot(page, "home")
+
+
+@pytest.mark.browser
+def test_home_page_presenter_mode_in_browser(watched_page, server_url):
+    page = watched_page
+    page.goto(server_url + "/?present=1")
+    wait_drawn(page)
+    assert_no_exception_box(page)
+    assert page.locator('[data-testid="stSidebar"] input[role="switch"], [data-testid="stSidebar"] input[type="checkbox"]').first.is_checked()
+    screenshot(page, "home-present")
