@@ -74,7 +74,9 @@ def home() -> None:
 
 
 def main() -> None:
-    st.set_page_config(page_title="Latent Lab", page_icon="🧪", layout="wide")
+    presenting = str(st.query_params.get("present", "")).lower() in ("1", "true", "yes", "on")
+    st.set_page_config(page_title="Latent Lab", page_icon="🧪", layout="wide",
+                       initial_sidebar_state="collapsed" if presenting else "auto")
     pages = [st.Page(home, title="Home", icon="🏠", url_path="home", default=True)]
     pages += [st.Page(path, title=title, icon=icon, url_path=slug)
               for path, title, icon, slug, _ in available_lessons()]

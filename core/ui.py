@@ -239,9 +239,10 @@ _CSS = """
 """
 _PRESENT_CSS = """
 <style>
-html, body, [data-testid="stAppViewContainer"] {font-size: 22px;}
-[data-testid="stMarkdownContainer"] p, [data-testid="stMarkdownContainer"] li {font-size: 1.2rem; line-height: 1.5;}
-h1 {font-size: 2.6rem !important;} h2 {font-size: 2.0rem !important;} h3 {font-size: 1.6rem !important;}
+[data-testid="stMain"] {font-size: 22px;}
+[data-testid="stMain"] [data-testid="stMarkdownContainer"] p, [data-testid="stMain"] [data-testid="stMarkdownContainer"] li {font-size: 1.25rem; line-height: 1.5;}
+[data-testid="stMain"] [data-testid="stWidgetLabel"] p {font-size: 1.1rem;}
+[data-testid="stMain"] h1 {font-size: 3.6rem !important;} [data-testid="stMain"] h2 {font-size: 2.6rem !important;} [data-testid="stMain"] h3 {font-size: 2.0rem !important;}
 [data-testid="stMetricValue"] {font-size: 2.6rem;}
 .block-container {max-width: 1500px;}
 </style>

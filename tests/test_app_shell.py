@@ -95,8 +95,12 @@ def test_home_page_in_browser(watched_page, server_url):
 @pytest.mark.browser
 def test_home_page_presenter_mode_in_browser(watched_page, server_url):
     page = watched_page
+    size = "e => parseFloat(getComputedStyle(e).fontSize)"
+    page.goto(server_url)
+    wait_drawn(page)
+    normal = page.locator("h1").first.evaluate(size)
     page.goto(server_url + "/?present=1")
     wait_drawn(page)
     assert_no_exception_box(page)
-    assert page.locator('[data-testid="stSidebar"] input[role="switch"], [data-testid="stSidebar"] input[type="checkbox"]').first.is_checked()
+    assert page.locator("h1").first.evaluate(size) > 1.2 * normal  # text is enlarged for the back of the room
     screenshot(page, "home-present")
