@@ -290,7 +290,12 @@ class Trainer:
 
 def _as_tensor(model: AutoEncoder, x) -> torch.Tensor:
     dev = next(model.parameters()).device
-    return torch.as_tensor(np.asarray(x, dtype=np.float32) if not torch.is_tensor(x) else x, device=dev).float()
+    if torch.is_tensor(x):
+        return x.to(dev).float()
+    arr = np.asarray(x, dtype=np.float32)
+    if not arr.flags.writeable:  # shared read-only dataset arrays: torch wants writable memory
+        arr = arr.copy()
+    return torch.from_numpy(arr).to(dev)
 
 
 @torch.no_grad()
