@@ -1,0 +1,583 @@
+"""Two ways to differentiate an expectation: the reparameterization trick vs the score function.
+
+We want the gradient of  L(mu, sigma) = E_{z ~ N(mu, sigma^2)}[ f(z) ]  with respect to
+mu and sigma. The sample z is random, so we cannot backpropagate "through the sampler"
+directly. There are two classic unbiased Monte Carlo estimators:
+
+1. **Reparameterization (pathwise) gradient** (Kingma & Welling 2014, section 2.4;
+   Rezende et al. 2014). Write z = mu + sigma * eps with eps ~ N(0, 1). The randomness
+   now lives in eps, which does not depend on (mu, sigma), so
+
+       d/dmu E[f(z)]    = E[ f'(z) * dz/dmu    ] = E[ f'(z) ]
+       d/dsigma E[f(z)] = E[ f'(z) * dz/dsigma ] = E[ f'(z) * eps ]
+
+   Autograd computes f'(z) * dz/dtheta for each sample. This requires f to be
+   differentiable; for a piecewise-constant f (the ``"step"`` test function) f'(z) = 0
+   almost everywhere, so the pathwise estimate is exactly 0 and **biased**: the
+   true gradient comes from probability mass moving across the jump, which the
+   derivative of f never sees. (Swapping d/dtheta and E is not allowed there.)
+
+2. **Score-function / REINFORCE gradient** (Williams 1992):
+
+       d/dtheta E[f(z)] = E[ f(z) * d/dtheta log q(z; theta) ]
+       with d/dmu log q = (z - mu) / sigma^2,  d/dsigma log q = ((z - mu)^2 - sigma^2) / sigma^3
+
+   It needs only f(z), not f', so it works for the step function too, but its
+   variance is usually much larger (see ``tests/test_reparam.py``).
+
+In a VAE, z = mu(x) + sigma(x) * eps is exactly trick 1: it is what lets the decoder's
+loss gradient flow back into the encoder (see :func:`autograd_demo`).
+
+All computations are in float64 with torch autograd. Seeding uses
+``torch.random.fork_rng`` so the global torch RNG state is left untouched.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import numbers
+from typing import Callable, NamedTuple, Union
+
+import numpy as np
+import torch
+from torch.distributions import Normal
+
+__all__ = [
+    "TestFunction",
+    "TEST_FUNCTIONS",
+    "analytic_expectation",
+    "analytic_gradient",
+    "gradient_estimates",
+    "estimator_summary",
+    "autograd_demo",
+    "METHODS",
+]
+
+METHODS = ("reparam", "score")
+_DTYPE = torch.float64
+
+
+def _phi(x: float) -> float:
+    """Standard normal density phi(x) = exp(-x^2/2) / sqrt(2 pi)."""
+    return math.exp(-0.5 * x * x) / math.sqrt(2.0 * math.pi)
+
+
+def _Phi(x: float) -> float:
+    """Standard normal CDF Phi(x) = (1 + erf(x / sqrt 2)) / 2."""
+    return 0.5 * (1.0 + math.erf(x / math.sqrt(2.0)))
+
+
+class TestFunction(NamedTuple):
+    """A test integrand f with the analytic gradient of E_{z~N(mu, sigma^2)}[f(z)].
+
+    Unpacks as ``(f, dmu, dsigma, latex)``:
+
+    * ``f(z, a)``: torch callable, elementwise on a float64 tensor ``z`` of shape (n,).
+    * ``dmu(mu, sigma, a)`` / ``dsigma(mu, sigma, a)``: floats, the exact gradient.
+    * ``latex``: label for plots, e.g. ``r"z^2"``.
+    """
+
+    __test__ = False  # not a pytest test class, despite the name
+
+    f: Callable[[torch.Tensor, float], torch.Tensor]
+    dmu: Callable[[float, float, float], float]
+    dsigma: Callable[[float, float, float], float]
+    latex: str
+
+
+def _step(z: torch.Tensor, a: float) -> torch.Tensor:
+    # 1[z > a]. The comparison has no gradient: autograd treats the result as a
+    # constant, i.e. the derivative the pathwise estimator sees is 0 everywhere.
+    return (z > a).to(z.dtype)
+
+
+#: name -> TestFunction(f, dmu, dsigma, latex). E[f] in closed form:
+#: z^2: mu^2 + sigma^2;  (z-a)^2: (mu-a)^2 + sigma^2;  sin z: sin(mu) e^{-sigma^2/2}
+#: (from E[e^{iz}] = e^{i mu - sigma^2/2});  step 1[z > a]: Phi((mu - a) / sigma).
+TEST_FUNCTIONS: dict[str, TestFunction] = {
+    "z^2": TestFunction(
+        f=lambda z, a: z**2,
+        dmu=lambda mu, sigma, a: 2.0 * mu,
+        dsigma=lambda mu, sigma, a: 2.0 * sigma,
+        latex=r"z^2",
+    ),
+    "(z-a)^2": TestFunction(
+        f=lambda z, a: (z - a) ** 2,
+        dmu=lambda mu, sigma, a: 2.0 * (mu - a),
+        dsigma=lambda mu, sigma, a: 2.0 * sigma,
+        latex=r"(z-a)^2",
+    ),
+    "sin z": TestFunction(
+        f=lambda z, a: torch.sin(z),
+        dmu=lambda mu, sigma, a: math.cos(mu) * math.exp(-0.5 * sigma**2),
+        dsigma=lambda mu, sigma, a: -sigma * math.sin(mu) * math.exp(-0.5 * sigma**2),
+        latex=r"\sin z",
+    ),
+    "step": TestFunction(
+        f=_step,
+        dmu=lambda mu, sigma, a: _phi((mu - a) / sigma) / sigma,
+        dsigma=lambda mu, sigma, a: -(mu - a) / sigma**2 * _phi((mu - a) / sigma),
+        latex=r"\mathbb{1}[z > a]",
+    ),
+}
+
+_EXPECTATIONS: dict[str, Callable[[float, float, float], float]] = {
+    "z^2": lambda mu, sigma, a: mu**2 + sigma**2,
+    "(z-a)^2": lambda mu, sigma, a: (mu - a) ** 2 + sigma**2,
+    "sin z": lambda mu, sigma, a: math.sin(mu) * math.exp(-0.5 * sigma**2),
+    "step": lambda mu, sigma, a: _Phi((mu - a) / sigma),
+}
+
+
+# --------------------------------------------------------------------------- validation
+def _check_params(mu, sigma, a=0.0) -> tuple[float, float, float]:
+    vals = []
+    for name, v in (("mu", mu), ("sigma", sigma), ("a", a)):
+        if isinstance(v, bool) or not isinstance(v, numbers.Real):
+            raise ValueError(f"{name} must be a real number, got {v!r}")
+        v = float(v)
+        if not math.isfinite(v):
+            raise ValueError(f"{name} must be finite, got {v}")
+        vals.append(v)
+    if vals[1] <= 0:
+        raise ValueError(f"sigma must be > 0, got {vals[1]:g}")
+    return vals[0], vals[1], vals[2]
+
+
+def _lookup(fname: str) -> TestFunction:
+    try:
+        return TEST_FUNCTIONS[fname]
+    except (KeyError, TypeError):
+        raise ValueError(
+            f"unknown test function {fname!r}; choose one of {sorted(TEST_FUNCTIONS)}"
+        ) from None
+
+
+def analytic_expectation(fname: str, mu: float, sigma: float, a: float = 0.0) -> float:
+    """Exact E_{z~N(mu, sigma^2)}[f(z)] for a name in :data:`TEST_FUNCTIONS`."""
+    _lookup(fname)
+    mu, sigma, a = _check_params(mu, sigma, a)
+    return float(_EXPECTATIONS[fname](mu, sigma, a))
+
+
+def analytic_gradient(fname: str, mu: float, sigma: float, a: float = 0.0) -> tuple[float, float]:
+    """Exact (d/dmu, d/dsigma) of E_{z~N(mu, sigma^2)}[f(z)] for a name in :data:`TEST_FUNCTIONS`."""
+    tf = _lookup(fname)
+    mu, sigma, a = _check_params(mu, sigma, a)
+    return float(tf.dmu(mu, sigma, a)), float(tf.dsigma(mu, sigma, a))
+
+
+# --------------------------------------------------------------------------- estimators
+def _resolve_f(f: Union[str, Callable], a: float) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Turn a TEST_FUNCTIONS name or a torch callable f(z) / f(z, a) into g(z)."""
+    if isinstance(f, str):
+        tf = _lookup(f)
+        return lambda z: tf.f(z, a)
+    if not callable(f):
+        raise ValueError(f"f must be a name in TEST_FUNCTIONS or a callable, got {f!r}")
+    try:
+        inspect.signature(f).bind(torch.zeros(1), a)
+        takes_a = True
+    except TypeError:
+        takes_a = False
+    except ValueError:  # builtins without a signature: assume f(z)
+        takes_a = False
+    return (lambda z: f(z, a)) if takes_a else f
+
+
+def _eval_f(g: Callable[[torch.Tensor], torch.Tensor], z: torch.Tensor) -> torch.Tensor:
+    out = g(z)
+    if not isinstance(out, torch.Tensor):
+        raise ValueError(f"f must return a torch.Tensor, got {type(out).__name__}")
+    if out.shape != z.shape:
+        raise ValueError(f"f must be elementwise: input shape {tuple(z.shape)}, output {tuple(out.shape)}")
+    return out
+
+
+def gradient_estimates(
+    f: Union[str, Callable],
+    mu: float,
+    sigma: float,
+    n: int = 1000,
+    method: str = "reparam",
+    seed: int = 0,
+    a: float = 0.0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """n per-sample Monte Carlo estimates of the gradient of E_{z~N(mu, sigma^2)}[f(z)].
+
+    Parameters
+    ----------
+    f : str or callable
+        A key of :data:`TEST_FUNCTIONS` or a torch callable ``f(z)`` or ``f(z, a)``
+        that maps a float64 tensor of shape (n,) elementwise to shape (n,).
+    mu, sigma : float
+        Parameters of q = N(mu, sigma^2); sigma > 0.
+    n : int >= 1
+        Number of samples.
+    method : {"reparam", "score"}
+        * ``"reparam"``: z = Normal(mu_vec, sigma_vec).rsample() = mu + sigma * eps,
+          estimate_i = d f(z_i) / d(mu, sigma) by autograd (pathwise gradient).
+        * ``"score"``: z = Normal(mu_vec, sigma_vec).sample() (no graph),
+          estimate_i = f(z_i) * d log q(z_i) / d(mu, sigma) by autograd on ``log_prob``.
+    seed : int
+        Seeds torch inside ``torch.random.fork_rng`` (global RNG state is restored).
+        With the same seed both methods draw the same z (common random numbers; checked
+        in the tests), so any difference between them is the estimator's, not the draws'.
+    a : float
+        Extra parameter passed to the test functions ("(z-a)^2", "step").
+
+    Returns
+    -------
+    (dmu, dsigma) : two float64 ndarrays of shape (n,)
+        Their means are the gradient estimates; their spread is the estimator's noise.
+
+    How per-sample gradients come from one backward pass: mu and sigma are expanded
+    to leaf tensors ``mu_vec``, ``sigma_vec`` of shape (n,) holding n copies. Sample i
+    depends only on copy i, so d(sum_j f(z_j)) / d mu_vec[i] = d f(z_i) / d mu.
+
+    Caveat (on purpose, not hidden): for the ``"step"`` function the reparam estimate is
+    identically 0, because autograd differentiates 1[z > a] as a constant. That is the
+    correct pathwise derivative almost everywhere, yet E of it (0) is not the true
+    gradient phi((mu-a)/sigma)/sigma: the pathwise estimator is biased for
+    discontinuous f. The score-function estimator stays unbiased.
+
+    Raises
+    ------
+    ValueError
+        Unknown method or function name, sigma <= 0, non-finite parameters, n < 1, or
+        an f that does not return an elementwise tensor.
+    """
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    mu, sigma, a = _check_params(mu, sigma, a)
+    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
+        raise ValueError(f"n must be an integer >= 1, got {n!r}")
+    n = int(n)
+    g = _resolve_f(f, a)
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(seed))
+        mu_vec = torch.full((n,), mu, dtype=_DTYPE, requires_grad=True)
+        sigma_vec = torch.full((n,), sigma, dtype=_DTYPE, requires_grad=True)
+        q = Normal(mu_vec, sigma_vec)
+        if method == "reparam":
+            z = q.rsample()  # = mu_vec + sigma_vec * eps, differentiable in mu/sigma
+            out = _eval_f(g, z)
+            if out.requires_grad:
+                dmu, dsigma = torch.autograd.grad(
+                    out.sum(), (mu_vec, sigma_vec), allow_unused=True
+                )
+            else:  # f is piecewise constant (e.g. the step): its derivative is 0 a.e.
+                dmu = dsigma = None
+            dmu = torch.zeros(n, dtype=_DTYPE) if dmu is None else dmu
+            dsigma = torch.zeros(n, dtype=_DTYPE) if dsigma is None else dsigma
+        else:
+            z = q.sample()  # no graph back to mu/sigma
+            with torch.no_grad():
+                fz = _eval_f(g, z).detach()
+            score_mu, score_sigma = torch.autograd.grad(
+                q.log_prob(z).sum(), (mu_vec, sigma_vec)
+            )
+            dmu, dsigma = fz * score_mu, fz * score_sigma
+    return dmu.detach().numpy().copy(), dsigma.detach().numpy().copy()
+
+
+def _summ(x: np.ndarray) -> dict:
+    x = np.asarray(x, dtype=np.float64).ravel()
+    n = x.size
+    if n == 0:
+        raise ValueError("need at least one estimate")
+    var = float(x.var(ddof=1)) if n > 1 else float("nan")
+    return {
+        "mean": float(x.mean()),
+        "variance": var,
+        "stderr": math.sqrt(var / n) if n > 1 else float("nan"),
+        "n": n,
+    }
+
+
+def estimator_summary(dmu, dsigma) -> dict:
+    """Summarise per-sample gradient estimates from :func:`gradient_estimates`.
+
+    Returns ``{"dmu": {...}, "dsigma": {...}}`` where each inner dict has ``mean``
+    (the gradient estimate), ``variance`` (per-sample variance, ddof=1), ``stderr``
+    (= sqrt(variance / n), the standard error of the mean) and ``n``. With n = 1 the
+    variance and stderr are nan (undefined).
+    """
+    return {"dmu": _summ(dmu), "dsigma": _summ(dsigma)}
+
+
+# --------------------------------------------------------------------------- demo
+def _graph_lines(fn, depth: int = 0, max_depth: int = 6) -> list[str]:
+    """Indented names of an autograd graph, e.g. ['AddBackward0', '  AccumulateGrad', ...]."""
+    if fn is None or depth > max_depth:
+        return []
+    lines = ["  " * depth + type(fn).__name__]
+    for child, _ in getattr(fn, "next_functions", ()):
+        lines.extend(_graph_lines(child, depth + 1, max_depth))
+    return lines
+
+
+def autograd_demo(mu: float = 0.0, sigma: float = 1.0, seed: int = 0) -> dict:
+    """Run ``Normal(mu, sigma).sample()`` and ``.rsample()`` for real and report what autograd sees.
+
+    mu and sigma are leaf tensors with ``requires_grad=True``. Returns a dict:
+
+    * ``sample_repr``, ``rsample_repr``: ``repr`` of each drawn tensor.
+    * ``sample_requires_grad`` (False), ``sample_grad_fn`` (None): sample() cuts the graph.
+    * ``rsample_requires_grad`` (True), ``rsample_grad_fn`` (e.g. ``"AddBackward0"``):
+      rsample() builds z = mu + sigma * eps inside the graph.
+    * ``rsample_graph``: the autograd graph of z as indented node names.
+    * ``eps``: the noise used by rsample, (z - mu) / sigma.
+    * ``dz_dmu`` (= 1.0) and ``dz_dsigma`` (= eps): gradients after ``z.backward()``.
+    * ``sample_backward_error``: the real RuntimeError text from calling
+      ``backward()`` on the sample() result.
+    """
+    mu, sigma, _ = _check_params(mu, sigma)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(seed))
+        mu_t = torch.tensor(mu, dtype=_DTYPE, requires_grad=True)
+        sigma_t = torch.tensor(sigma, dtype=_DTYPE, requires_grad=True)
+        dist = Normal(mu_t, sigma_t)
+        z_sample = dist.sample()
+        z_rsample = dist.rsample()
+
+    try:
+        z_sample.backward()
+        sample_error = None
+    except RuntimeError as exc:
+        sample_error = str(exc)
+
+    z_rsample.backward()
+    eps = (z_rsample.item() - mu) / sigma
+    return {
+        "mu": mu,
+        "sigma": sigma,
+        "sample_repr": repr(z_sample),
+        "sample_value": z_sample.item(),
+        "sample_requires_grad": bool(z_sample.requires_grad),
+        "sample_grad_fn": None if z_sample.grad_fn is None else type(z_sample.grad_fn).__name__,
+        "sample_backward_error": sample_error,
+        "rsample_repr": repr(z_rsample),
+        "rsample_value": z_rsample.item(),
+        "rsample_requires_grad": bool(z_rsample.requires_grad),
+        "rsample_grad_fn": None if z_rsample.grad_fn is None else type(z_rsample.grad_fn).__name__,
+        "rsample_graph": _graph_lines(z_rsample.grad_fn),
+        "eps": eps,
+        "dz_dmu": mu_t.grad.item(),
+        "dz_dsigma": sigma_t.grad.item(),
+    }
+
+
+# =========================================================================================
+# Additions for the reparameterization page (pages/3_reparameterization.py): a side-by-side
+# comparison of the two estimators, the single-sample backward pass drawn in the diagram,
+# and backpropagation through a trained VAE's loss to (mu, logvar).
+# =========================================================================================
+
+def running_estimate(samples, points: int = 60) -> dict:
+    """Running mean and standard error of per-sample estimates, at ~log-spaced sample counts.
+
+    ``samples``: (n,) per-sample estimates, e.g. one array from :func:`gradient_estimates`.
+    Returns ``{"n": (P,) int, "mean": (P,), "stderr": (P,)}`` for the first n[p] samples,
+    P <= ``points``, n[-1] = n. ``stderr`` = sqrt(var_ddof1 / n[p]); nan where n[p] = 1.
+    """
+    x = np.asarray(samples, dtype=np.float64).ravel()
+    n = x.size
+    if n == 0:
+        raise ValueError("need at least one estimate")
+    if points < 2:
+        raise ValueError(f"points must be >= 2, got {points}")
+    ns = np.unique(np.round(np.geomspace(1, n, points)).astype(np.int64))
+    y = x - x.mean()  # the variance is shift-invariant; centring keeps the cumulative sums accurate
+    c1, c2 = np.cumsum(y)[ns - 1], np.cumsum(y * y)[ns - 1]
+    mean = c1 / ns + x.mean()
+    with np.errstate(invalid="ignore", divide="ignore"):
+        var = np.where(ns > 1, (c2 - c1 * c1 / ns) / (ns - 1), np.nan)
+    stderr = np.sqrt(np.maximum(var, 0.0) / ns)
+    stderr[ns == 1] = np.nan
+    return {"n": ns, "mean": mean, "stderr": stderr}
+
+
+def _z_score(mean: float, exact: float, stderr: float) -> float:
+    """(mean - exact) / stderr: how many standard errors the estimate is off.
+
+    A zero stderr (every per-sample estimate equal, e.g. the pathwise estimator on the
+    step function) gives 0 if the estimate is exact and +-inf otherwise; nan if n = 1.
+    """
+    if not math.isfinite(stderr):
+        return float("nan")
+    diff = mean - exact
+    if stderr == 0.0:
+        return 0.0 if abs(diff) <= 1e-12 * max(1.0, abs(exact)) else math.copysign(math.inf, diff)
+    return diff / stderr
+
+
+def compare_estimators(f: str, mu: float, sigma: float, n: int = 1000, seed: int = 0, a: float = 0.0,
+                       points: int = 60) -> dict:
+    """Both gradient estimators of E_{z~N(mu, sigma^2)}[f(z)] on the same n draws, next to the exact gradient.
+
+    ``f`` is a key of :data:`TEST_FUNCTIONS`. Both methods use the same ``seed``, and
+    ``Normal.rsample`` and ``Normal.sample`` consume torch's RNG identically, so they see the
+    same z_1..z_n (common random numbers): the differences below are the estimators', not luck's.
+
+    Returns a dict (``m`` is ``"reparam"`` or ``"score"``, ``p`` is ``"dmu"`` or ``"dsigma"``):
+
+    * ``exact[p]``: the analytic gradient; ``expectation``: the analytic E[f(z)].
+    * ``samples[m][p]``: (n,) per-sample estimates (from :func:`gradient_estimates`).
+    * ``summary[m][p]``: ``mean``, ``variance`` (ddof=1), ``stderr``, ``n`` (:func:`estimator_summary`).
+    * ``z_score[m][p]``: (mean - exact) / stderr; |z| < 4 is what an unbiased estimator gives
+      almost always (see :func:`_z_score` for stderr = 0).
+    * ``variance_ratio[p]``: variance(score) / variance(reparam); inf when the pathwise
+      estimates do not vary at all (the step function), nan when both are constant.
+    * ``convergence[m][p]``: :func:`running_estimate` of the samples (mean +- stderr vs n).
+    """
+    tf = _lookup(f)
+    mu, sigma, a = _check_params(mu, sigma, a)
+    exact_mu, exact_sigma = analytic_gradient(f, mu, sigma, a)
+    exact = {"dmu": exact_mu, "dsigma": exact_sigma}
+    out: dict = {"f": f, "latex": tf.latex, "mu": mu, "sigma": sigma, "a": a, "n": int(n), "seed": int(seed),
+                 "exact": exact, "expectation": analytic_expectation(f, mu, sigma, a),
+                 "samples": {}, "summary": {}, "z_score": {}, "convergence": {}}
+    for m in METHODS:
+        dmu, dsigma = gradient_estimates(f, mu, sigma, n, m, seed, a)
+        out["samples"][m] = {"dmu": dmu, "dsigma": dsigma}
+        out["summary"][m] = estimator_summary(dmu, dsigma)
+        out["z_score"][m] = {p: _z_score(out["summary"][m][p]["mean"], exact[p], out["summary"][m][p]["stderr"])
+                             for p in exact}
+        out["convergence"][m] = {p: running_estimate(out["samples"][m][p], points) for p in exact}
+    ratio = {}
+    for p in exact:
+        vr, vs = out["summary"]["reparam"][p]["variance"], out["summary"]["score"][p]["variance"]
+        if not (math.isfinite(vr) and math.isfinite(vs)):
+            ratio[p] = float("nan")
+        elif vr == 0.0:
+            ratio[p] = float("nan") if vs == 0.0 else math.inf
+        else:
+            ratio[p] = vs / vr
+    out["variance_ratio"] = ratio
+    return out
+
+
+def one_sample_backward(f: str, mu: float, sigma: float, seed: int = 0, a: float = 0.0) -> dict:
+    """One draw z = mu + sigma * eps and one real backward pass of L = f(z) (what the diagram animates).
+
+    mu and sigma are float64 leaf tensors; z is kept in the graph with ``retain_grad`` so
+    autograd reports dL/dz too. Returns floats ``mu, sigma, eps, z, f_z`` and the gradients
+    ``dL_dz`` (= f'(z)), ``dL_dmu`` (= f'(z) * dz/dmu = f'(z)) and ``dL_dsigma``
+    (= f'(z) * dz/dsigma = f'(z) * eps). For the step function f'(z) = 0: autograd sees a
+    constant, so every gradient is 0.
+    """
+    tf = _lookup(f)
+    mu, sigma, a = _check_params(mu, sigma, a)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(seed))
+        mu_t = torch.tensor(mu, dtype=_DTYPE, requires_grad=True)
+        sigma_t = torch.tensor(sigma, dtype=_DTYPE, requires_grad=True)
+        z = Normal(mu_t, sigma_t).rsample()  # = mu + sigma * eps
+    z.retain_grad()
+    loss = tf.f(z, a)
+    if loss.requires_grad:
+        loss.backward()
+        dz = z.grad.item()
+        dmu = mu_t.grad.item() if mu_t.grad is not None else 0.0
+        dsigma = sigma_t.grad.item() if sigma_t.grad is not None else 0.0
+    else:  # piecewise constant f: no graph, the derivative autograd uses is 0
+        dz = dmu = dsigma = 0.0
+    return {"f": f, "mu": mu, "sigma": sigma, "a": a, "eps": (z.item() - mu) / sigma, "z": z.item(),
+            "f_z": loss.item(), "dL_dz": dz, "dL_dmu": dmu, "dL_dsigma": dsigma}
+
+
+def standard_normal_draws(k: int, n: int = 1, seed: int = 0) -> torch.Tensor:
+    """(n, k) float32 draws of eps ~ N(0, I) from a private generator seeded with ``seed``."""
+    if k < 1 or n < 1:
+        raise ValueError(f"k and n must be >= 1, got k={k}, n={n}")
+    g = torch.Generator().manual_seed(int(seed))
+    return torch.randn(n, k, generator=g)
+
+
+def vae_gradients(model, x, eps, beta: float = 1.0, likelihood: str | None = None) -> dict:
+    """Backpropagate a VAE's loss for one input through z = mu + sigma * eps to mu and logvar.
+
+    Parameters
+    ----------
+    model : core.models.VAE
+        A trained VAE (weights may have ``requires_grad=False``; they are not changed).
+    x : tensor (D,) or (1, D)
+        One input in [0, 1].
+    eps : tensor (K,) or (S, K)
+        One draw of the noise, or S draws; each draw is a separate one-sample loss.
+    beta, likelihood
+        As in :func:`core.losses.elbo_terms` (likelihood defaults to the model's).
+
+    mu, logvar = encoder(x) are detached and made leaf tensors, so the gradients are
+    dL/dmu and dL/dlogvar, the quantities backpropagation hands on to the encoder. The loss is
+    L = recon + beta * KL with recon = -log p(x | z) at z = mu + exp(logvar / 2) * eps
+    (:func:`core.models.reparameterize`) and KL = sum_j KL_j (:func:`core.losses.elbo_terms`).
+    Each part is differentiated separately by autograd:
+
+    * ``drecon_dmu``, ``drecon_dlogvar``: reconstruction part (through the decoder and z);
+      by the chain rule d recon/dmu = d recon/dz and d recon/dlogvar = d recon/dz * eps * sigma / 2.
+    * ``dkl_dmu``, ``dkl_dlogvar``: beta * KL part; analytically beta * mu and beta * (sigma^2 - 1) / 2.
+    * ``dL_dmu``, ``dL_dlogvar``: the total, from ``loss.backward``-style autograd on the loss.
+
+    Returns a dict of float64 numpy arrays: ``mu``, ``logvar``, ``sigma``, ``kl_per_dim`` (K,);
+    ``eps``, ``z`` and the six gradients (K,) for one draw or (S, K) for S draws; ``recon_x``
+    (D,) the decoder mean at the first draw's z; floats (one draw) or (S,) arrays of ``loss``,
+    ``recon``, ``kl``. With S draws, ``mean_over_draws`` holds each gradient averaged over the
+    draws, (K,): a Monte Carlo estimate of the expected gradient that training follows.
+    """
+    from core.losses import elbo_terms, kl_per_dim, reconstruction_nll
+    from core.models import ModelOutput, reparameterize
+
+    if not getattr(model, "is_vae", False):
+        raise ValueError("vae_gradients needs a VAE (an autoencoder has no sigma to differentiate)")
+    likelihood = likelihood or model.cfg.likelihood
+    x = torch.tensor(np.array(x, dtype=np.float32)).reshape(1, -1)  # a copy: dataset arrays are read-only
+    eps = torch.as_tensor(eps, dtype=torch.float32)
+    single = eps.dim() == 1
+    eps = eps.reshape(1, -1) if single else eps
+    if eps.dim() != 2 or eps.shape[1] != model.cfg.latent_dim:
+        raise ValueError(f"eps must have shape (K,) or (S, K) with K={model.cfg.latent_dim}, got {tuple(eps.shape)}")
+    if x.shape[1] != model.cfg.input_dim:
+        raise ValueError(f"x must have {model.cfg.input_dim} values, got {x.shape[1]}")
+    s = eps.shape[0]
+    with torch.no_grad():
+        mu0, logvar0 = model.encode(x)
+    with torch.enable_grad():
+        # S copies of (mu, logvar) as leaves: row i is the one-sample loss with eps[i]. elbo_terms
+        # averages over the batch, so each row's gradient is scaled by 1/S; we undo that below.
+        mu = mu0.detach().expand(s, -1).clone().requires_grad_(True)
+        logvar = logvar0.detach().expand(s, -1).clone().requires_grad_(True)
+        z = reparameterize(mu, logvar, eps)
+        logits = model.decode_logits(z)
+        out = ModelOutput(model._link(logits), mu, logvar, z, logits)
+        xs = x.expand(s, -1)
+        t = elbo_terms(xs, out, beta, likelihood)
+        g_rec = torch.autograd.grad(t.recon, (mu, logvar), retain_graph=True)
+        g_kl = torch.autograd.grad(beta * t.kl, (mu, logvar), retain_graph=True)
+        g_tot = torch.autograd.grad(t.loss, (mu, logvar))
+        with torch.no_grad():
+            recon_rows = reconstruction_nll(xs, out, likelihood)
+            kl_rows = kl_per_dim(mu, logvar).sum(1)
+
+    def arr(v, scale=1.0):
+        a = (v.detach().double() * scale).numpy()
+        return a[0] if single else a
+
+    res = {"mu": mu0.double().numpy()[0], "logvar": logvar0.double().numpy()[0],
+           "sigma": torch.exp(0.5 * logvar0).double().numpy()[0],
+           "kl_per_dim": kl_per_dim(mu0, logvar0).double().numpy()[0],
+           "eps": arr(eps), "z": arr(z), "recon_x": out.recon[0].detach().double().numpy(),
+           "drecon_dmu": arr(g_rec[0], s), "drecon_dlogvar": arr(g_rec[1], s),
+           "dkl_dmu": arr(g_kl[0], s), "dkl_dlogvar": arr(g_kl[1], s),
+           "dL_dmu": arr(g_tot[0], s), "dL_dlogvar": arr(g_tot[1], s),
+           "recon": arr(recon_rows), "kl": arr(kl_rows), "loss": arr(recon_rows + beta * kl_rows)}
+    if single:
+        for key in ("recon", "kl", "loss"):
+            res[key] = float(res[key])
+    else:  # the expectation over eps that training follows on average, estimated by the S draws
+        res["mean_over_draws"] = {k: res[k].mean(0) for k in ("drecon_dmu", "drecon_dlogvar", "dkl_dmu",
+                                                               "dkl_dlogvar", "dL_dmu", "dL_dlogvar")}
+    return res

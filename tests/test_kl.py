@@ -1,0 +1,260 @@
+"""core.kl against independent references: torch.distributions and numerical integration."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch.distributions import (
+    Categorical,
+    MixtureSameFamily,
+    MultivariateNormal,
+    Normal,
+    kl_divergence,
+)
+
+from core import kl as K
+
+
+def _torch_kl_normal(mu_p, sigma_p, mu_q, sigma_q) -> np.ndarray:
+    t = lambda a: torch.as_tensor(np.asarray(a, dtype=np.float64))  # noqa: E731
+    return kl_divergence(Normal(t(mu_p), t(sigma_p)), Normal(t(mu_q), t(sigma_q))).numpy()
+
+
+def _random_spd(rng: np.random.Generator, k: int) -> np.ndarray:
+    a = rng.normal(size=(k, k))
+    return a @ a.T + 0.1 * k * np.eye(k)
+
+
+# --------------------------------------------------------------------------- kl_normal
+def test_kl_normal_matches_torch_with_broadcasting():
+    rng = np.random.default_rng(0)
+    mu_p = rng.normal(size=(4, 1, 3))
+    sigma_p = rng.uniform(0.1, 3.0, size=(1, 5, 1))
+    mu_q = rng.normal(size=(5, 3))
+    sigma_q = rng.uniform(0.1, 3.0, size=(3,))
+    ours = K.kl_normal(mu_p, sigma_p, mu_q, sigma_q)
+    ref = _torch_kl_normal(*np.broadcast_arrays(mu_p, sigma_p, mu_q, sigma_q))
+    assert isinstance(ours, np.ndarray) and ours.shape == (4, 5, 3)
+    np.testing.assert_allclose(ours, ref, rtol=1e-12, atol=1e-12)
+    assert np.all(ours >= 0)
+
+
+def test_kl_normal_scalar_returns_float_and_zero_for_identical():
+    v = K.kl_normal(0.3, 1.2, 0.3, 1.2)
+    assert isinstance(v, float) and v == pytest.approx(0.0, abs=1e-15)
+    assert K.kl_normal(0.0, 1.0, 1.0, 2.0) == pytest.approx(float(_torch_kl_normal(0.0, 1.0, 1.0, 2.0)))
+
+
+def test_kl_is_asymmetric():
+    forward = K.kl_normal(0.0, 1.0, 1.0, 3.0)
+    reverse = K.kl_normal(1.0, 3.0, 0.0, 1.0)
+    assert forward > 0 and reverse > 0
+    assert abs(forward - reverse) > 0.5
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        ((0.0, -1, 0.0, 1.0), "sigma_p must be > 0, got -1"),
+        ((0.0, 1.0, 0.0, 0.0), "sigma_q must be > 0, got 0"),
+        ((0.0, [1.0, -2.0], 0.0, 1.0), "sigma_p must be > 0, got -2"),
+        ((np.nan, 1.0, 0.0, 1.0), "mu_p must be finite"),
+        ((0.0, 1.0, np.inf, 1.0), "mu_q must be finite"),
+        ((0.0, 1.0, 0.0, np.inf), "sigma_q must be finite"),
+        (("a", 1.0, 0.0, 1.0), "mu_p must be a number"),
+        ((np.zeros(2), 1.0, np.zeros(3), 1.0), "do not broadcast"),
+    ],
+)
+def test_kl_normal_rejects_bad_input(args, message):
+    with pytest.raises(ValueError, match=message):
+        K.kl_normal(*args)
+
+
+# --------------------------------------------------------------------------- kl_mvn
+@pytest.mark.parametrize("k", [1, 2, 5])
+def test_kl_mvn_matches_torch(k):
+    rng = np.random.default_rng(k)
+    for _ in range(5):
+        mu0, mu1 = rng.normal(size=k), rng.normal(size=k)
+        s0, s1 = _random_spd(rng, k), _random_spd(rng, k)
+        ref = kl_divergence(
+            MultivariateNormal(torch.tensor(mu0), covariance_matrix=torch.tensor(s0)),
+            MultivariateNormal(torch.tensor(mu1), covariance_matrix=torch.tensor(s1)),
+        ).item()
+        assert K.kl_mvn(mu0, s0, mu1, s1) == pytest.approx(ref, rel=1e-9, abs=1e-12)
+
+
+def test_kl_mvn_one_dim_and_diagonal_reduce_to_kl_normal():
+    assert K.kl_mvn([0.5], [[4.0]], [-1.0], [[0.25]]) == pytest.approx(K.kl_normal(0.5, 2.0, -1.0, 0.5))
+    assert K.kl_mvn(0.5, 4.0, -1.0, 0.25) == pytest.approx(K.kl_normal(0.5, 2.0, -1.0, 0.5))
+    # Independent dimensions: the KL of a diagonal Gaussian is the sum over dimensions.
+    mu0, sd0 = np.array([0.1, -2.0, 1.0]), np.array([0.5, 1.5, 1.0])
+    mu1, sd1 = np.array([0.0, 0.5, -1.0]), np.array([1.0, 0.7, 2.0])
+    expected = float(np.sum(K.kl_normal(mu0, sd0, mu1, sd1)))
+    assert K.kl_mvn(mu0, np.diag(sd0**2), mu1, np.diag(sd1**2)) == pytest.approx(expected, rel=1e-12)
+    assert K.kl_mvn(mu0, np.diag(sd0**2), mu0, np.diag(sd0**2)) == 0.0
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (([0, 0], [[1, 2], [2, 1]], [0, 0], np.eye(2)), "cov0 is not positive definite"),
+        (([0, 0], np.eye(2), [0, 0], [[1, 0], [0, 0]]), "cov1 is not positive definite"),
+        (([0, 0], [[1, 0.5], [0, 1]], [0, 0], np.eye(2)), "cov0 must be symmetric"),
+        (([0, 0], np.eye(3), [0, 0], np.eye(2)), "cov0 has shape"),
+        (([0, 0], np.ones((2, 3)), [0, 0], np.eye(2)), "square"),
+        (([0, 0], np.eye(2), [0, 0, 0], np.eye(3)), "same length"),
+        (([0, np.nan], np.eye(2), [0, 0], np.eye(2)), "mu0 must be finite"),
+    ],
+)
+def test_kl_mvn_rejects_bad_input(args, message):
+    with pytest.raises(ValueError, match=message):
+        K.kl_mvn(*args)
+
+
+# --------------------------------------------------------------------------- Monte Carlo + integration
+CASES = [(0.0, 1.0, 1.0, 2.0), (1.5, 0.5, -0.5, 1.0), (0.0, 2.0, 0.0, 1.0)]
+
+
+@pytest.mark.parametrize("mu_p, sigma_p, mu_q, sigma_q", CASES)
+def test_monte_carlo_within_four_stderr(mu_p, sigma_p, mu_q, sigma_q):
+    exact = K.kl_normal(mu_p, sigma_p, mu_q, sigma_q)
+    est, se = K.kl_monte_carlo(mu_p, sigma_p, mu_q, sigma_q, n=20_000, seed=1)
+    assert isinstance(est, float) and se > 0
+    assert abs(est - exact) < 4 * se
+
+
+@pytest.mark.parametrize("mu_p, sigma_p, mu_q, sigma_q", CASES)
+def test_integrand_integrates_to_closed_form(mu_p, sigma_p, mu_q, sigma_q):
+    x = np.linspace(-40.0, 40.0, 200_001)
+    integrand = K.kl_integrand(x, mu_p, sigma_p, mu_q, sigma_q)
+    assert integrand.shape == x.shape and np.all(np.isfinite(integrand))
+    assert np.trapezoid(K.normal_pdf(x, mu_p, sigma_p), x) == pytest.approx(1.0, abs=1e-9)
+    assert np.trapezoid(integrand, x) == pytest.approx(K.kl_normal(mu_p, sigma_p, mu_q, sigma_q), abs=1e-8)
+
+
+def test_integrand_is_signed():
+    x = np.linspace(-10, 10, 2001)
+    integrand = K.kl_integrand(x, 0.0, 1.0, 1.0, 1.0)
+    assert integrand.min() < 0 < integrand.max()
+
+
+def test_monte_carlo_validation_and_determinism():
+    assert K.kl_monte_carlo(0, 1, 1, 1, n=100, seed=3) == K.kl_monte_carlo(0, 1, 1, 1, n=100, seed=3)
+    assert K.kl_monte_carlo(0, 1, 1, 1, n=100, seed=3) != K.kl_monte_carlo(0, 1, 1, 1, n=100, seed=4)
+    for bad_n in (1, 0, 2.5, "10", True):
+        with pytest.raises(ValueError, match="n must be an integer >= 2"):
+            K.kl_monte_carlo(0, 1, 1, 1, n=bad_n, seed=0)
+    with pytest.raises(ValueError, match="sigma_q must be > 0"):
+        K.kl_monte_carlo(0, 1, 1, -1, n=10, seed=0)
+    with pytest.raises(ValueError, match="single number"):
+        K.kl_monte_carlo([0, 1], 1, 1, 1, n=10, seed=0)
+
+
+def test_mc_convergence_uses_one_stream():
+    ns = [2, 10, 100, 1000, 10_000]
+    res = K.kl_mc_convergence(0.0, 1.0, 1.0, 2.0, ns=ns, seed=7)
+    assert list(res["n"]) == ns
+    for i, n in enumerate(ns):
+        est, se = K.kl_monte_carlo(0.0, 1.0, 1.0, 2.0, n=n, seed=7)
+        assert res["estimate"][i] == pytest.approx(est, rel=1e-9, abs=1e-12)
+        assert res["stderr"][i] == pytest.approx(se, rel=1e-6)
+    assert res["stderr"][-1] < res["stderr"][1] / 10
+    exact = K.kl_normal(0.0, 1.0, 1.0, 2.0)
+    assert abs(res["estimate"][-1] - exact) < 4 * res["stderr"][-1]
+    default = K.kl_mc_convergence(0.0, 1.0, 1.0, 2.0, seed=0)
+    assert default["n"][0] == 2 and default["n"][-1] == 10_000
+    with pytest.raises(ValueError):
+        K.kl_mc_convergence(0.0, 1.0, 1.0, 2.0, ns=[1, 10])
+    with pytest.raises(ValueError):
+        K.kl_mc_convergence(0.0, 1.0, 1.0, 2.0, ns=[])
+
+
+# --------------------------------------------------------------------------- VAE term
+def test_kl_to_standard_normal_matches_kl_normal_and_torch():
+    rng = np.random.default_rng(3)
+    mu = rng.normal(size=(6, 4))
+    logvar = rng.normal(scale=2.0, size=(6, 4))
+    ours = K.kl_to_standard_normal(mu, logvar)
+    np.testing.assert_allclose(ours, K.kl_normal(mu, np.exp(logvar / 2), 0.0, 1.0), rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(ours, _torch_kl_normal(mu, np.exp(logvar / 2), np.zeros_like(mu), np.ones_like(mu)), rtol=1e-10)
+    assert K.kl_to_standard_normal(0.0, 0.0) == 0.0
+    with pytest.raises(ValueError, match="logvar must be finite"):
+        K.kl_to_standard_normal(0.0, np.nan)
+
+
+# --------------------------------------------------------------------------- fitting demo
+MIX = dict(weights=(0.5, 0.5), mus=(-2.0, 2.0), sigmas=(0.6, 0.6))
+
+
+def _torch_mixture():
+    return MixtureSameFamily(
+        Categorical(probs=torch.tensor([0.5, 0.5], dtype=torch.float64)),
+        Normal(torch.tensor([-2.0, 2.0], dtype=torch.float64), torch.tensor([0.6, 0.6], dtype=torch.float64)),
+    )
+
+
+@pytest.mark.parametrize("direction", ["forward", "reverse"])
+def test_fit_quadrature_kl_matches_monte_carlo(direction):
+    """The quadrature objective at the start agrees with a torch Monte Carlo estimate."""
+    mu0, sigma0 = 0.5, 0.5
+    traj = K.fit_gaussian_to_mixture(**MIX, direction=direction, steps=1, init=(mu0, sigma0))
+    p, q = _torch_mixture(), Normal(torch.tensor(mu0, dtype=torch.float64), torch.tensor(sigma0, dtype=torch.float64))
+    a, b = (p, q) if direction == "forward" else (q, p)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        x = a.sample((50_000,))
+    r = (a.log_prob(x) - b.log_prob(x)).numpy()
+    assert abs(traj[0][2] - r.mean()) < 4 * r.std(ddof=1) / math.sqrt(r.size)
+
+
+def test_reverse_kl_seeks_a_mode():
+    traj = K.fit_gaussian_to_mixture(**MIX, direction="reverse")
+    assert len(traj) == 201 and traj[0][:2] == (0.5, 0.5)
+    mu, sigma, kl = traj[-1]
+    assert abs(abs(mu) - 2.0) < 0.05 and abs(sigma - 0.6) < 0.03
+    assert kl < traj[0][2]
+    assert kl == pytest.approx(math.log(2), abs=0.01)  # q = one component: KL ~ log 2
+    assert K.fit_gaussian_to_mixture(**MIX, direction="reverse") == traj  # deterministic
+
+
+def test_forward_kl_covers_both_modes_by_moment_matching():
+    traj = K.fit_gaussian_to_mixture(**MIX, direction="forward")
+    mu, sigma, kl = traj[-1]
+    assert abs(mu) < 0.02
+    assert sigma == pytest.approx(math.sqrt(0.6**2 + 2.0**2), abs=0.01)
+    assert kl < traj[0][2]
+
+
+def test_fit_validation():
+    with pytest.raises(ValueError, match="direction"):
+        K.fit_gaussian_to_mixture(direction="sideways")
+    with pytest.raises(ValueError, match="same non-zero length"):
+        K.fit_gaussian_to_mixture(weights=(1.0,), mus=(0.0, 1.0), sigmas=(1.0,))
+    with pytest.raises(ValueError, match="sigmas must be > 0"):
+        K.fit_gaussian_to_mixture(sigmas=(0.6, 0.0))
+    with pytest.raises(ValueError, match="init sigma must be > 0"):
+        K.fit_gaussian_to_mixture(init=(0.0, -1.0))
+    with pytest.raises(ValueError, match="lr must be > 0"):
+        K.fit_gaussian_to_mixture(lr=0.0)
+    with pytest.raises(ValueError, match="steps"):
+        K.fit_gaussian_to_mixture(steps=0)
+    traj = K.fit_gaussian_to_mixture(init=None, seed=3, steps=5)
+    assert traj == K.fit_gaussian_to_mixture(init=None, seed=3, steps=5)
+    assert len(traj) == 6
+
+
+def test_mixture_pdf_integrates_to_one():
+    x = np.linspace(-15, 15, 30_001)
+    dens = K.mixture_pdf(x, (1.0, 3.0), (-1.0, 2.0), (0.5, 1.5))
+    assert np.trapezoid(dens, x) == pytest.approx(1.0, abs=1e-9)
+    ref = torch.exp(
+        MixtureSameFamily(
+            Categorical(probs=torch.tensor([0.25, 0.75], dtype=torch.float64)),
+            Normal(torch.tensor([-1.0, 2.0], dtype=torch.float64), torch.tensor([0.5, 1.5], dtype=torch.float64)),
+        ).log_prob(torch.tensor(x[::1000]))
+    ).numpy()
+    np.testing.assert_allclose(dens[::1000], ref, rtol=1e-10, atol=1e-300)
