@@ -41,7 +41,8 @@ def home() -> None:
     def link(slug: str) -> None:
         if slug in lessons:
             path, title, icon, _, question = lessons[slug]
-            st.page_link(path, label=f"**{title}**: {question}", icon=icon)
+            st.page_link(path, label=f"**{title}**", icon=icon)
+            st.caption(question)
 
     c1, c2, c3 = st.columns(3, gap="large")
     with c1:

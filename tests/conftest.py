@@ -109,13 +109,25 @@ class ConsoleWatch:
         assert not errs, "browser console errors:\n" + "\n".join(errs)
 
 
-def wait_drawn(page, timeout: float = 60_000) -> None:
-    """Wait until Streamlit has finished running the script and the page is drawn."""
-    page.wait_for_selector('[data-testid="stApp"][data-test-connection-state="CONNECTED"]', timeout=timeout)
-    # The script has run at least once and is idle (fragments that poll may start again later).
-    page.wait_for_selector('[data-testid="stApp"][data-test-script-state="notRunning"]', timeout=timeout)
-    page.wait_for_selector('[data-testid="stMain"] [data-testid="stElementContainer"]', timeout=timeout)
-    page.wait_for_timeout(300)
+_DRAWN_JS = """() => {
+  const app = document.querySelector('[data-testid="stApp"]');
+  if (!app || app.getAttribute('data-test-script-state') !== 'notRunning') return false;
+  if (app.getAttribute('data-test-connection-state') !== 'CONNECTED') return false;
+  if (!document.querySelector('[data-testid="stMain"] h1')) return false;   // every page has a title
+  if (document.querySelector('[data-testid="stSkeleton"]')) return false;   // elements still loading
+  if (document.querySelector('[data-testid="stMain"] [data-stale="true"]')) return false;
+  return true;
+}"""
+
+
+def wait_drawn(page, timeout: float = 90_000) -> None:
+    """Wait until Streamlit has run the script to the end and drawn the page: idle, connected,
+    a title present, no loading skeletons and no stale elements, twice in a row 400 ms apart (the
+    state is briefly "notRunning" before the first run starts)."""
+    for _ in range(2):
+        page.wait_for_function(_DRAWN_JS, timeout=timeout, polling=100)
+        page.wait_for_timeout(400)
+    page.wait_for_function(_DRAWN_JS, timeout=timeout, polling=100)
 
 
 def assert_no_exception_box(page) -> None:
