@@ -1,0 +1,313 @@
+"""Figures for the "Limits of VAEs" page (pure builders: numbers in, ``go.Figure`` out).
+
+The numbers come from ``core.limits``; nothing here computes model outputs.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from core.figures import OKABE_ITO, image_grid, latent_scatter, style
+
+VARIANT_LABELS = {"": "plain", "warmup": "KL warm-up", "freebits": "free bits"}
+VARIANT_COLORS = {"": OKABE_ITO[3], "warmup": OKABE_ITO[1], "freebits": OKABE_ITO[2]}
+VARIANT_SYMBOLS = {"": "circle", "warmup": "diamond", "freebits": "square"}
+HOLE_COLOR = "#D55E00"
+
+
+def beta_label(beta: float) -> str:
+    return f"{beta:g}"
+
+
+# ---- blur ------------------------------------------------------------------------------------
+
+def sharpness_vs_beta(summary: Sequence[Mapping], betas: Sequence[float], measure: str, measure_label: str,
+                      selected_beta: float | None = None, height: int = 380) -> go.Figure:
+    """Mean sharpness (± 1 standard error) of VAE reconstructions and prior samples across the
+    beta sweep (categorical x), with the real images and AE reconstructions as reference lines."""
+    def row(src):
+        for r in summary:
+            if r["source"] == src and r["measure"] == measure:
+                return r
+        raise KeyError(src)
+
+    xs = [beta_label(b) for b in betas]
+    fig = go.Figure()
+    for src, name, color, dash in (("original", "real images", "#000000", "solid"),
+                                   ("ae", "AE reconstructions", OKABE_ITO[2], "dot")):
+        r = row(src)
+        fig.add_trace(go.Scatter(x=xs, y=[r["mean"]] * len(xs), mode="lines", name=name,
+                                 line=dict(color=color, dash=dash, width=2.5),
+                                 hovertemplate=f"{name}: %{{y:.4f}}<extra></extra>"))
+    for kind, name, color, dash, symbol in (("vae", "VAE reconstructions", OKABE_ITO[0], "solid", "circle"),
+                                            ("sample", "VAE prior samples", OKABE_ITO[3], "dash", "diamond")):
+        rows = [row(f"{kind}_{b:g}") for b in betas]
+        fig.add_trace(go.Scatter(
+            x=xs, y=[r["mean"] for r in rows], name=name, mode="lines+markers",
+            error_y=dict(type="data", array=[r["sem"] for r in rows], visible=True, thickness=1.2),
+            line=dict(color=color, dash=dash, width=2.5), marker=dict(size=9, symbol=symbol),
+            hovertemplate=f"β=%{{x}}<br>{name}: %{{y:.4f}}<extra></extra>"))
+    if selected_beta is not None:
+        fig.add_vrect(x0=xs.index(beta_label(selected_beta)) - 0.35, x1=xs.index(beta_label(selected_beta)) + 0.35,
+                      fillcolor="#999999", opacity=0.15, line_width=0, layer="below")
+    fig.update_xaxes(title="β (weight of the KL term)", type="category")
+    fig.update_yaxes(title=measure_label, rangemode="tozero")
+    fig.update_layout(legend=dict(orientation="h", y=-0.22), hovermode="x unified")
+    return style(fig, f"{measure_label}: higher is sharper (± 1 standard error)", height)
+
+
+# ---- over-regularisation ---------------------------------------------------------------------
+
+def _merge_labels(points: Sequence[Mapping]) -> list[tuple[float, float, str]]:
+    """Points that sit on top of each other (e.g. several collapsed models) share one label."""
+    groups: dict[tuple[float, float], list[str]] = {}
+    for p in points:
+        key = (round(float(p["rate"]), 2), round(float(p["distortion"]), 2))
+        groups.setdefault(key, []).append(beta_label(p["beta"]))
+    return [(r, d, "β=" + ", ".join(bs)) for (r, d), bs in groups.items()]
+
+
+def rate_distortion(sweep: Sequence[Mapping], variants: Mapping[str, Mapping] | None = None,
+                    iso_levels: Sequence[float] = (), zoom: bool = True, height: int = 480) -> go.Figure:
+    """Alemi et al. (2018): distortion D against rate R for each model of the sweep (held-out,
+    nats per image), with lines of equal -ELBO (D + R = c, slope -1). ``zoom`` fits the axes
+    to the models with beta > 0 and points an arrow at any model left off the chart."""
+    sweep = sorted(sweep, key=lambda p: p["beta"])
+    r = np.array([p["rate"] for p in sweep], dtype=float)
+    d = np.array([p["distortion"] for p in sweep], dtype=float)
+    shown = np.array([p["beta"] > 0 for p in sweep]) if zoom else np.ones(len(sweep), bool)
+    if not shown.any():
+        shown[:] = True
+    extra_r = [v["rate"] for v in (variants or {}).values()]
+    extra_d = [v["distortion"] for v in (variants or {}).values()]
+    r_max = max([*r[shown], *extra_r, 1.0]) * 1.12
+    d_lo = min([*d[shown], *extra_d])
+    d_hi = max([*d[shown], *extra_d])
+    pad = max(0.6, 0.08 * (d_hi - d_lo))
+    x_range = [-0.04 * r_max, r_max]
+    y_range = [d_lo - pad, d_hi + pad]
+    fig = go.Figure()
+    for k, c in enumerate(iso_levels):
+        xs = np.array(x_range)
+        fig.add_trace(go.Scatter(x=xs, y=c - xs, mode="lines", line=dict(color="#999999", dash="dash", width=1.3),
+                                 name="lines of equal −ELBO (D + R = const)", legendgroup="iso", showlegend=k == 0,
+                                 hovertemplate=f"−ELBO = {c:.2f} nats<extra></extra>"))
+    fig.add_trace(go.Scatter(
+        x=r, y=d, mode="lines+markers", name="plain VAEs, β sweep",
+        line=dict(color=OKABE_ITO[0], width=2.5), marker=dict(size=11, color=OKABE_ITO[0]),
+        customdata=np.array([[p["beta"], p["neg_elbo"], p["active_units"]] for p in sweep]),
+        hovertemplate="β=%{customdata[0]:g}<br>rate R=%{x:.2f} nats<br>distortion D=%{y:.2f} nats"
+                      "<br>−ELBO=%{customdata[1]:.2f}<br>active units %{customdata[2]}<extra></extra>"))
+    for rr, dd, text in _merge_labels([p for p, s in zip(sweep, shown) if s]):
+        fig.add_annotation(x=rr, y=dd, text=text, showarrow=False, xanchor="left", yanchor="bottom", xshift=7,
+                           yshift=3, font=dict(size=12, color=OKABE_ITO[0]))
+    best = min((p for p, s in zip(sweep, shown) if s), key=lambda p: p["neg_elbo"])
+    fig.add_trace(go.Scatter(x=[best["rate"]], y=[best["distortion"]], mode="markers", hoverinfo="skip",
+                             name=f"lowest −ELBO shown ({best['neg_elbo']:.1f}, β={beta_label(best['beta'])})",
+                             marker=dict(size=22, symbol="circle-open", color="#000000", line=dict(width=2))))
+    for p, s in zip(sweep, shown):
+        if not s:  # an arrow from the empty top-right corner down to the edge the point lies beyond
+            fig.add_annotation(x=x_range[1], y=min(max(p["distortion"], y_range[0]), y_range[1]),
+                               ax=x_range[1] - 0.01 * r_max, ay=y_range[1] - 0.04 * (y_range[1] - y_range[0]),
+                               axref="x", ayref="y", xanchor="right", yanchor="top", showarrow=True, arrowhead=2,
+                               text=f"β={beta_label(p['beta'])} is off the chart →<br>R={p['rate']:.0f}, "
+                                    f"D={p['distortion']:.1f} nats", font=dict(size=11), align="right",
+                               bgcolor="rgba(255,255,255,0.85)")
+    for v, p in (variants or {}).items():
+        if not v:
+            continue
+        fig.add_trace(go.Scatter(
+            x=[p["rate"]], y=[p["distortion"]], mode="markers", name=f"β={p['beta']:g}, {VARIANT_LABELS[v]}",
+            marker=dict(size=15, symbol=VARIANT_SYMBOLS[v], color=VARIANT_COLORS[v], line=dict(color="white", width=1.5)),
+            hovertemplate=f"{VARIANT_LABELS[v]}, β={p['beta']:g}<br>R=%{{x:.2f}}<br>D=%{{y:.2f}}<extra></extra>"))
+    fig.add_vrect(x0=x_range[0], x1=0.0, fillcolor=HOLE_COLOR, opacity=0.12, line_width=0, layer="below")
+    fig.add_annotation(x=x_range[0] / 2, y=y_range[0], text="R = 0: collapse", showarrow=False, textangle=-90,
+                       xanchor="center", yanchor="bottom", font=dict(size=11, color=HOLE_COLOR))
+    fig.update_xaxes(title="rate R = KL(q(z|x) ‖ p(z)), nats per image", range=x_range, zeroline=True,
+                     zerolinecolor="#bbbbbb")
+    fig.update_yaxes(title="distortion D = −log p(x|z), nats per image", range=y_range)
+    fig.update_layout(legend=dict(orientation="h", y=-0.2))
+    return style(fig, "Rate–distortion plane of the β sweep (held-out images)", height)
+
+
+def active_units(sweep: Sequence[Mapping], latent_dim: int, height: int = 340) -> go.Figure:
+    """Active latent units against beta, by the KL criterion and by Burda et al.'s covariance one."""
+    sweep = sorted(sweep, key=lambda p: p["beta"])
+    xs = [beta_label(p["beta"]) for p in sweep]
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=xs, y=[p["active_units"] for p in sweep], mode="lines+markers",
+                             name="KL_j > 0.01 nats", line=dict(color=OKABE_ITO[0], width=2.5), marker=dict(size=10)))
+    fig.add_trace(go.Scatter(x=xs, y=[p["active_units_cov"] for p in sweep], mode="lines+markers",
+                             name="Var_x(μ_j) > 0.01 (Burda et al.)",
+                             line=dict(color=OKABE_ITO[1], width=2.5, dash="dash"),
+                             marker=dict(size=9, symbol="diamond")))
+    fig.update_xaxes(title="β", type="category")
+    fig.update_yaxes(title=f"active units (of {latent_dim})", range=[-0.5, latent_dim + 0.8], dtick=2)
+    fig.update_layout(legend=dict(orientation="h", y=-0.3), hovermode="x unified")
+    return style(fig, "Latent units still in use", height)
+
+
+def recon_by_beta(original: np.ndarray, ae: np.ndarray | None, recons: Mapping[float, np.ndarray],
+                  image_shape: Sequence[int], height: int | None = None) -> go.Figure:
+    """Rows: the real held-out images, the AE's reconstructions, then the VAE's for each beta."""
+    rows = [original] + ([ae] if ae is not None else []) + [recons[b] for b in sorted(recons)]
+    titles = ["real"] + (["AE"] if ae is not None else []) + [f"VAE β={beta_label(b)}" for b in sorted(recons)]
+    n = min(len(r) for r in rows)
+    stacked = np.concatenate([np.asarray(r[:n]) for r in rows])
+    h = height or int(60 + len(rows) * 58)
+    return image_grid(stacked, image_shape, ncols=n, row_titles=titles, height=h)
+
+
+def kl_per_dim_compare(points: Mapping[str, Mapping], threshold: float, free_bits: float | None = None,
+                       height: int = 360) -> go.Figure:
+    """Grouped bars: each variant's held-out KL per latent dimension (nats)."""
+    fig = go.Figure()
+    for v, p in points.items():
+        kl = np.asarray(p["kl_per_dim"], dtype=float)
+        fig.add_trace(go.Bar(x=[f"z{j + 1}" for j in range(len(kl))], y=kl,
+                             name=f"{VARIANT_LABELS[v]} ({p['active_units']} active)",
+                             marker=dict(color=VARIANT_COLORS[v],
+                                         pattern=dict(shape={"": "", "warmup": "/", "freebits": "."}[v])),
+                             hovertemplate=f"{VARIANT_LABELS[v]} %{{x}}: %{{y:.3f}} nats<extra></extra>"))
+    fig.add_hline(y=threshold, line=dict(dash="dot", color="#555555"),
+                  annotation_text=f"active above {threshold:g} nats", annotation_position="top left")
+    if free_bits:
+        fig.add_hline(y=free_bits, line=dict(dash="dash", color=VARIANT_COLORS["freebits"]),
+                      annotation_text=f"free-bits floor λ = {free_bits:g} nats", annotation_position="top right")
+    fig.update_yaxes(title="KL per dimension (nats)", rangemode="tozero")
+    fig.update_layout(barmode="group", legend=dict(orientation="h", y=-0.2))
+    return style(fig, "Held-out KL of each latent dimension", height)
+
+
+def training_compare(runs: Mapping[str, Mapping], height: int = 330) -> go.Figure:
+    """Training curves of the variants: effective β, KL and reconstruction against step."""
+    fig = make_subplots(rows=1, cols=3, subplot_titles=("β used at each step", "KL (nats)", "reconstruction (nats)"),
+                        horizontal_spacing=0.08)
+    for v, run in runs.items():
+        h = run["history"]
+        for col, key in ((1, "beta"), (2, "kl"), (3, "recon")):
+            fig.add_trace(go.Scatter(x=h["step"], y=h[key], mode="lines", name=VARIANT_LABELS[v], legendgroup=v,
+                                     showlegend=col == 1, line=dict(color=VARIANT_COLORS[v], width=2.2,
+                                                                    dash={"": "solid", "warmup": "dash", "freebits": "dot"}[v]),
+                                     hovertemplate=f"{VARIANT_LABELS[v]} step %{{x}}: %{{y:.3f}}<extra></extra>"),
+                          row=1, col=col)
+    fig.update_xaxes(title="step")
+    fig.update_layout(legend=dict(orientation="h", y=-0.3))
+    style(fig, None, height)
+    fig.update_layout(margin=dict(t=40))
+    return fig
+
+
+# ---- the prior hole --------------------------------------------------------------------------
+
+def prior_hole(mu: np.ndarray, y: np.ndarray, holes: Mapping, class_names: Sequence[str] | None = None,
+               height: int = 620, marker_size: int = 4) -> go.Figure:
+    """Encoded training means over the N(0, I) prior: filled density contours, the circles that
+    hold 39 %, 86 % and 99 % of the prior's mass, and the hole cells (numbered)."""
+    ext = holes["extent"]
+    mu = np.asarray(mu, dtype=float)
+    # Show the codes beyond the grid too (up to radius 6), so a too-wide aggregate posterior is visible.
+    lim = float(min(6.0, max(ext, np.quantile(np.abs(mu), 0.995) if len(mu) else ext))) + 0.15
+    g = np.linspace(-lim, lim, 101)
+    dens = np.exp(-0.5 * (g[None, :] ** 2 + g[:, None] ** 2)) / (2 * np.pi)
+    inside = (np.abs(mu[:, 0]) <= lim) & (np.abs(mu[:, 1]) <= lim)
+    fig = latent_scatter(mu[inside], np.asarray(y)[inside], axis_titles=("z₁ (posterior mean)", "z₂ (posterior mean)"),
+                         height=height, marker_size=marker_size, customdata=np.nonzero(inside)[0],
+                         class_names=class_names, title="Encoded training images (posterior means μ) over the prior")
+    fig.add_trace(go.Contour(x=g, y=g, z=dens, showscale=False, ncontours=10, opacity=0.55, hoverinfo="skip",
+                             colorscale=[[0, "rgba(255,255,255,0)"], [1, "rgba(86,180,233,0.9)"]],
+                             contours=dict(coloring="fill", showlines=False), name="prior N(0, I) density"))
+    fig.data = (fig.data[-1],) + fig.data[:-1]  # density underneath the points
+    t = np.linspace(0, 2 * np.pi, 200)
+    for r in (1.0, 2.0, 3.0):
+        mass = 1 - math.exp(-r * r / 2)
+        fig.add_trace(go.Scatter(x=r * np.cos(t), y=r * np.sin(t), mode="lines", hoverinfo="skip", showlegend=r == 1.0,
+                                 name="prior N(0, I): circles holding<br>39%, 86%, 99% of its mass",
+                                 legendgroup="rings",
+                                 line=dict(color="#0072B2", width=1, dash="dot")))
+        fig.add_annotation(x=r * math.cos(math.pi / 4), y=r * math.sin(math.pi / 4), text=f"{100 * mass:.0f}%",
+                           showarrow=False, font=dict(size=11, color="#0072B2"), bgcolor="rgba(255,255,255,0.7)")
+    half = holes["cell"] / 2
+    for k, (c1, c2) in enumerate(holes["holes"]):
+        fig.add_shape(type="rect", x0=c1 - half, x1=c1 + half, y0=c2 - half, y1=c2 + half,
+                      line=dict(color=HOLE_COLOR, width=2, dash="dash"), fillcolor="rgba(213,94,0,0.12)")
+    if len(holes["holes"]):
+        hz = np.asarray(holes["holes"])
+        fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=f"hole: the encoder puts ≤ "
+                                 f"{100 * holes['max_fill']:.0f}%<br>of the codes the prior expects",
+                                 marker=dict(symbol="square-open", size=12, color=HOLE_COLOR, line=dict(width=2))))
+        fig.add_trace(go.Scatter(
+            x=hz[:, 0], y=hz[:, 1], mode="text", text=[str(k + 1) for k in range(len(hz))], showlegend=False,
+            textfont=dict(size=13, color=HOLE_COLOR, family="DejaVu Sans Bold, Arial Black, sans-serif"),
+            name="holes",
+            customdata=np.stack([holes["hole_expected"], holes["hole_observed"]], axis=1),
+            hovertemplate="hole %{text}: the prior expects %{customdata[0]:.1f} codes here,"
+                          "<br>the encoder puts %{customdata[1]:.2f}<extra></extra>"))
+    if lim > ext + 0.2:
+        fig.add_shape(type="rect", x0=-ext, x1=ext, y0=-ext, y1=ext, line=dict(color="#777777", width=1, dash="dot"))
+        fig.add_annotation(x=-ext, y=ext, text="grid searched for holes", showarrow=False, xanchor="left",
+                           yanchor="bottom", font=dict(size=11, color="#555555"))
+    fig.update_xaxes(range=[-lim, lim])
+    fig.update_yaxes(range=[-lim, lim])
+    fig.update_layout(legend=dict(title=None, orientation="v", x=1.02, y=1))
+    return fig
+
+
+def hole_decodings(hole_images: np.ndarray, busy_images: np.ndarray, image_shape: Sequence[int],
+                   max_cols: int = 12, height: int | None = None) -> go.Figure:
+    """Two rows: decodings of the hole centres (numbered as on the map) and of the busiest cells."""
+    n = min(len(hole_images), len(busy_images), max_cols)
+    stacked = np.concatenate([hole_images[:n], busy_images[:n]])
+    fig = image_grid(stacked, image_shape, ncols=n, row_titles=["hole centres", "busiest cells"],
+                     col_titles=[str(k + 1) for k in range(n)], height=height or 260,
+                     title="Decoded: the hole centres (numbered as on the map) and, below, the busiest cells")
+    return fig
+
+
+# ---- complex data ----------------------------------------------------------------------------
+
+COMPLEX_METRICS = (
+    ("sharpness kept, VAE recon (%)", "sharpness of<br>reconstructions"),
+    ("sharpness kept, VAE samples (%)", "sharpness of<br>prior samples"),
+    ("recon accuracy vs real (%)", "classifier accuracy<br>on reconstructions"),
+    ("samples recognised vs real (%)", "prior samples<br>recognised confidently"),
+    ("samples pass as real (%)", "prior samples pass<br>as real (2 × error of a<br>real-vs-sample classifier)"),
+)
+
+
+def complex_bars(rows: Sequence[Mapping], height: int = 400) -> go.Figure:
+    """Per dataset, how close the VAE's outputs come to real images (100 % = as real images)."""
+    fig = go.Figure()
+    colors = [OKABE_ITO[0], OKABE_ITO[3], OKABE_ITO[2], OKABE_ITO[4]]
+    for k, r in enumerate(rows):
+        vals = []
+        for key, _ in COMPLEX_METRICS:
+            if key == "recon accuracy vs real (%)":
+                vals.append(100 * r["classifier accuracy, VAE recon (%)"] / r["classifier accuracy, real (%)"])
+            else:
+                vals.append(r[key])
+        fig.add_trace(go.Bar(x=[lab for _, lab in COMPLEX_METRICS], y=vals, name=f"{r['dataset']} ({r['image size']})",
+                             marker=dict(color=colors[k % len(colors)], pattern=dict(shape=["", "/", "x", "."][k % 4])),
+                             text=[f"{v:.0f}%" for v in vals], textposition="outside",
+                             hovertemplate=f"{r['dataset']}: %{{y:.1f}}% of the real images' value<extra></extra>"))
+    fig.add_hline(y=100, line=dict(color="#000000", dash="dash"), annotation_text="real images = 100%",
+                  annotation_position="top right")
+    top = max([100.0] + [float(v) for tr in fig.data for v in tr.y if np.isfinite(v)])
+    fig.update_yaxes(title="% of the value for real images", range=[0, top * 1.18])
+    fig.update_layout(barmode="group", legend=dict(orientation="h", y=-0.25))
+    return style(fig, "The same small VAE on small and on larger images", height)
+
+
+def dataset_strip(images: Mapping[str, np.ndarray], image_shape: Sequence[int], title: str | None = None,
+                  height: int | None = None) -> go.Figure:
+    """Rows of real images, VAE reconstructions and VAE prior samples for one dataset."""
+    labels = {"original": "real", "vae": "VAE recon", "sample": "VAE samples"}
+    arrays = [np.asarray(images[k]) for k in labels]
+    n = min(len(a) for a in arrays)
+    stacked = np.concatenate([a[:n] for a in arrays])
+    return image_grid(stacked, image_shape, ncols=n, row_titles=list(labels.values()), title=title,
+                      height=height or 270)

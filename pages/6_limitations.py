@@ -1,0 +1,516 @@
+"""Limits of VAEs: blur, over-regularisation and posterior collapse, the prior hole, complex data.
+
+Every number on this page is measured live on the shipped models (core.zoo) by core.limits;
+this file only reads widgets, calls core, and draws.
+"""
+import streamlit as st
+
+from core import ui
+
+ctx = ui.page("Limits of VAEs", "⚠️",
+              "What are the VAE's limitations? Each one shown on real models, with the numbers, why it "
+              "happens, and what people do about it.")
+url_errors = st.container()  # this page's URL errors are found while its widgets bind, below
+ui.configure_torch()
+
+from core import limits  # noqa: E402  (after configure_torch: one torch thread per process)
+from core.data import DATASETS  # noqa: E402
+from core.figures import paired_rows  # noqa: E402
+from core.figures import limits as lf  # noqa: E402
+
+BETAS = limits.sweep_betas()
+HOLE_BETAS = (0.5, 1.0, 4.0)
+CELLS = (0.25, 0.5, 0.75, 1.0)
+N_SHOW_MAX = 12
+DATASET_NAMES = {"digits": "8×8 digits", "mnist-5k": "MNIST-5k"}
+STRIP_TITLES = {"digits": "scikit-learn digits", "mnist-5k": "MNIST-5k"}
+
+
+# ---- cached evidence (pure functions of the dataset and seed; shared by all sessions) ----------
+
+@st.cache_data(max_entries=4, show_spinner="Measuring sharpness for every model of the β sweep…")
+def blur_evidence(dataset: str, seed: int) -> dict:
+    return limits.blur_evidence(dataset, seed, n_show=N_SHOW_MAX, loader=ui.pretrained)
+
+
+@st.cache_data(max_entries=4, show_spinner="Evaluating the β sweep on held-out images…")
+def rd_evidence(dataset: str) -> dict:
+    return limits.rate_distortion(dataset, loader=ui.pretrained)
+
+
+@st.cache_data(max_entries=4, show_spinner="Loading the warm-up and free-bits runs…")
+def remedy_evidence(dataset: str, seed: int) -> dict:
+    return limits.remedy_runs(dataset, seed=seed, n_show=8, loader=ui.pretrained)
+
+
+@st.cache_data(max_entries=8, show_spinner="Encoding every training image…")
+def posterior_evidence(dataset: str, beta: float) -> dict:
+    return limits.aggregate_posterior(dataset, beta, loader=ui.pretrained)
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def hole_evidence(dataset: str, beta: float, cell: float, min_expected: int, max_fill: float, with_sigma: bool) -> dict:
+    post = posterior_evidence(dataset, beta)
+    holes = limits.find_holes(post["mu"], post["sigma"] if with_sigma else None, cell=cell,
+                              min_expected=min_expected, max_fill=max_fill)
+    holes["hole_images"] = limits.decode_points(dataset, beta, holes["holes"][:N_SHOW_MAX], loader=ui.pretrained)
+    holes["busy_images"] = limits.decode_points(dataset, beta, holes["busy"][:N_SHOW_MAX], loader=ui.pretrained)
+    return holes
+
+
+@st.cache_data(max_entries=4, show_spinner="Training a logistic-regression judge on the real images…")
+def complex_evidence(dataset: str, seed: int) -> dict:
+    return limits.complex_data_evidence(dataset, seed=seed, n_show=12, loader=ui.pretrained)
+
+
+def three_parts(why: str, fix: str) -> None:
+    c1, c2 = st.columns(2, gap="large")
+    with c1:
+        st.markdown("**🔍 Why it happens**")
+        st.markdown(why)
+    with c2:
+        st.markdown("**🛠️ What people do about it**")
+        st.markdown(fix)
+
+
+def cell_text(name: str, value) -> str:
+    """A table value as text: counts with separators, errors with 4 decimals, percentages with 1."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int):
+        return f"{value:,}"
+    return f"{value:.4f}" if "MSE" in name else f"{value:.1f}"
+
+
+def safely(fn, what: str):
+    """Run one section's computation; a failure becomes a clear message, never a stack trace."""
+    try:
+        return fn()
+    except Exception as exc:  # noqa: BLE001: the page must keep running
+        st.error(f"{what} failed: {type(exc).__name__}: {exc}\n\nReload the page; if it persists, "
+                 "rebuild the shipped models with `python scripts/build_zoo.py`.")
+        return None
+
+
+ds_name = ctx.dataset_name
+ds_label = DATASET_NAMES.get(ds_name, ds_name)
+present = ctx.present
+
+SCENES = [
+    ("Blurry outputs", "VAE images are smooth averages: less sharp than the real ones, and blurrier as β grows."),
+    ("Posterior collapse", "More KL pressure: less information in z, fewer active units, worse reconstructions; "
+                           "in the limit, a code that carries nothing."),
+    ("The prior hole", "The encoded data do not match N(0, I): the prior also samples regions with (almost) no "
+                       "training codes."),
+    ("Complex data", "How far is the same small VAE from real images, on small and on larger images?"),
+]
+scene = ui.scenes("lim", SCENES)
+
+
+def show(k: int) -> bool:
+    return not present or scene == k
+
+
+if not present:
+    st.markdown(
+        f"Each limitation is demonstrated on the shipped models trained on **{ds_label}** (change the dataset in "
+        "the sidebar). For each: **what you see** (measured live on held-out images), **why it happens**, and "
+        "**what people do about it**, with references at the end.\n\n"
+        "1. [Blurry outputs](#1-blurry-outputs) · 2. [Over-regularisation and posterior collapse]"
+        "(#2-over-regularisation-and-posterior-collapse) · 3. [The prior hole](#3-the-prior-hole) · "
+        "4. [Complex data](#4-complex-data)")
+
+FACTS: dict = {}  # numbers the self-check quotes, filled by the sections on a full run
+
+
+# Each section is a fragment: moving one of its controls reruns only that section.
+
+# ---- 1. blur -------------------------------------------------------------------------------------
+@st.fragment
+def section_blur() -> None:
+    st.header("1. Blurry outputs", anchor="1-blurry-outputs")
+    with ui.config_container("⚙️ Settings: blur"):
+        c1, c2, c3 = st.columns(3)
+        with c1:
+            beta = ui.select("VAE β (latent 16)", "lim_beta", BETAS, default=1.0, format_func=lambda b: f"β = {b:g}",
+                             help="The weight of the KL term for the VAE whose images are shown.")
+        with c2:
+            measure = ui.select("Sharpness measure", "lim_measure", list(limits.MEASURES), default="laplacian",
+                                format_func=limits.MEASURES.get, radio=True,
+                                help="Variance of the Laplacian: how strongly intensity curves (edges, strokes). "
+                                     "Mean gradient magnitude: how steeply it changes.")
+        with c3:
+            n_show = ui.slider("Images shown", "lim_n", 4, N_SHOW_MAX, 8)
+    blur = safely(lambda: blur_evidence(ds_name, ctx.seed), "Measuring sharpness")
+    if blur is not None:
+        imgs = blur["images"]
+        head = limits.blur_headline(blur["summary"], measure, beta)
+        shape = blur["image_shape"]
+        ui.figure(paired_rows({"real (held-out)": imgs["original"][:n_show], "AE": imgs["ae"][:n_show],
+                               f"VAE β={beta:g}": imgs[f"vae_{beta:g}"][:n_show],
+                               f"β={beta:g} samples": imgs[f"sample_{beta:g}"][:n_show]}, shape,
+                              title="Reconstructions of the same held-out images; last row: new images decoded "
+                                    "from z ~ N(0, I)", height=int(330 if shape[0] <= 8 else 400)),
+                  key="lim_fig_images", alt=f"Rows of real {ds_label} images, their AE and β={beta:g} VAE "
+                                            "reconstructions, and VAE samples from the prior.")
+        label = limits.MEASURES[measure]
+        m = st.columns(4)
+        m[0].metric("Real images", f"{head['original']:.3f}", help=label)
+        m[1].metric("AE reconstructions", f"{head['ae']:.3f}", f"{head['ae_pct'] - 100:+.0f}% vs real",
+                    delta_color="off")
+        m[2].metric(f"VAE β={beta:g} reconstructions", f"{head['vae']:.3f}", f"{head['vae_pct'] - 100:+.0f}% vs real",
+                    delta_color="off")
+        m[3].metric(f"VAE β={beta:g} prior samples", f"{head['sample']:.3f}",
+                    f"{head['sample_pct'] - 100:+.0f}% vs real", delta_color="off")
+        first = limits.summary_value(blur["summary"], f"vae_{BETAS[0]:g}", measure)[0]
+        last = limits.summary_value(blur["summary"], f"vae_{BETAS[-1]:g}", measure)[0]
+        ui.figure(lf.sharpness_vs_beta(blur["summary"], BETAS, measure, label, selected_beta=beta),
+                  key="lim_fig_sharp", alt=f"{label} of VAE reconstructions and prior samples for each β, "
+                                           f"falling from {first:.3f} at β={BETAS[0]:g} to {last:.3f} at "
+                                           f"β={BETAS[-1]:g}; real images score {head['original']:.3f}.")
+        st.markdown(
+            f"**👀 What you see.** Over all {blur['n_val']} held-out images, the {label[0].lower() + label[1:]} of the real "
+            f"images is {head['original']:.3f}. The AE's reconstructions keep {head['ae_pct']:.0f}% of it, the "
+            f"β = {beta:g} VAE's reconstructions {head['vae_pct']:.0f}% and its samples from the prior "
+            f"{head['sample_pct']:.0f}%. Across the sweep, VAE reconstructions score {first:.3f} at "
+            f"β = {BETAS[0]:g} and {last:.3f} at β = {BETAS[-1]:g}." + (
+                " At β = 0 the prior samples score low for another reason: with no KL term nothing ties the codes to "
+                "N(0, I), so samples from it land where the decoder was never trained (section 3)."
+                if limits.summary_value(blur["summary"], f"sample_{BETAS[0]:g}", measure)[0]
+                < limits.summary_value(blur["summary"], f"sample_{BETAS[1]:g}", measure)[0] else ""))
+        if not present:
+            st.caption("Sharpness is measured on each image's interior, with 3×3 filters: Laplacian "
+                       "$L = I_{i-1,j}+I_{i+1,j}+I_{i,j-1}+I_{i,j+1}-4I_{i,j}$, score $\\mathrm{Var}(L)$ "
+                       "(Pech-Pacheco et al. 2000); gradient $g = \\tfrac12(I_{i,j+1}-I_{i,j-1},\\,"
+                       "I_{i+1,j}-I_{i-1,j})$, score mean $\\lVert g\\rVert$. Error bars: ± 1 standard error. "
+                       "Samples are the decoder's mean image, as papers show them.")
+    three_parts(
+        "For a given code z, the reconstruction loss is smallest when the decoder outputs the **average** of all "
+        "the images that could have produced z: with independent Bernoulli or Gaussian pixels, "
+        "$\\arg\\min_{\\hat x}\\,\\mathbb{E}_{x\\mid z}[-\\log p(x\\mid\\hat x)] = \\mathbb{E}[x\\mid z]$. "
+        "The encoder adds noise ($z=\\mu+\\sigma\\varepsilon$) and the KL term pulls every $q(z\\mid x)$ "
+        "towards $N(0,I)$, so the posteriors of different images **overlap**; a z in the overlap decodes to a "
+        "pixel-wise average of several images: a blur. Larger β, wider posteriors, more averaging. The AE adds "
+        "no noise, so it averages less.",
+        "Decoders that model how pixels depend on each other: autoregressive decoders (PixelVAE, Gulrajani et al. "
+        "2017); adversarial or feature-based losses (VAE-GAN, Larsen et al. 2016); discrete codes with a learned "
+        "prior (VQ-VAE, van den Oord et al. 2017); deep hierarchies of latents (NVAE, Vahdat & Kautz 2020); "
+        "diffusion models (Ho et al. 2020), which today usually run in the latent space of an autoencoder "
+        "(latent diffusion, Rombach et al. 2022).")
+
+# ---- 2. over-regularisation and posterior collapse -------------------------------------------------
+@st.fragment
+def section_collapse() -> None:
+    st.header("2. Over-regularisation and posterior collapse", anchor="2-over-regularisation-and-posterior-collapse")
+    with ui.config_container("⚙️ Settings: rate–distortion"):
+        zoom = ui.toggle("Zoom in on β > 0", "lim_zoom", True,
+                         help="β = 0 has no KL pressure and a very large rate; zooming leaves it off the chart "
+                              "(an arrow gives its numbers).")
+    rd = safely(lambda: rd_evidence(ds_name), "Evaluating the β sweep")
+    blur = safely(lambda: blur_evidence(ds_name, ctx.seed), "Measuring sharpness")
+    if rd is not None:
+        sweep_pts = FACTS["sweep"] = rd["sweep"]
+        variants = rd["variants"]
+        head = limits.collapse_headline(sweep_pts)
+        k = head["latent_dim"]
+        c1, c2 = st.columns([3, 2])
+        with c1:
+            ui.figure(lf.rate_distortion(sweep_pts, variants, limits.iso_elbo_levels(
+                [p for p in sweep_pts if p["beta"] > 0] if zoom else sweep_pts), zoom=zoom),
+                key="lim_fig_rd", alt="Rate-distortion plot: " + "; ".join(
+                    f"β={p['beta']:g}: rate {p['rate']:.2f}, distortion {p['distortion']:.2f} nats" for p in sweep_pts))
+        with c2:
+            ui.figure(lf.active_units(sweep_pts, k), key="lim_fig_au",
+                      alt="Active units against β: " + ", ".join(f"β={p['beta']:g}: {p['active_units']}"
+                                                                  for p in sweep_pts))
+        low, high = head["low"], head["high"]
+        collapse = (f"From β = {head['first_collapsed']:g} on, **every** unit is inactive (rate "
+                    f"{next(p['rate'] for p in sweep_pts if p['beta'] == head['first_collapsed']):.3f} nats): the "
+                    "posterior has collapsed onto the prior, z carries nothing about x, and the decoder draws the "
+                    "same average image for every input (rows below)."
+                    if head["first_collapsed"] is not None else
+                    f"No model of this sweep collapsed completely, but at β = {high['beta']:g} only "
+                    f"{high['active_units']} of {k} units are still active.")
+        st.markdown(
+            f"**👀 What you see.** On the {rd['n_val']} held-out images, raising β from {low['beta']:g} to "
+            f"{high['beta']:g} lowers the rate from {low['rate']:.1f} to {high['rate']:.2f} nats and raises the "
+            f"distortion from {low['distortion']:.1f} to {high['distortion']:.1f} nats; active units fall from "
+            f"{low['active_units']} to {high['active_units']} of {k}. {collapse} The lowest held-out −ELBO, "
+            f"{head['best_neg_elbo']:.2f} nats, belongs to β = {head['best_beta']:g} (β = 1 is the model trained "
+            "on the ELBO itself).")
+        if blur is not None:
+            n_rows = 6 if present else 8
+            recons = {b: blur["images"][f"vae_{b:g}"][:n_rows] for b in BETAS}
+            ui.figure(lf.recon_by_beta(blur["images"]["original"][:n_rows], blur["images"]["ae"][:n_rows], recons,
+                                       blur["image_shape"]),
+                      key="lim_fig_grid", alt="Grid of reconstructions of the same held-out images, one row per β: "
+                                              "they lose detail as β grows.")
+        if not present:
+            ui.download_csv("⬇️ Sweep numbers (CSV)", [
+                {"beta": p["beta"], "rate_kl_nats": p["rate"], "distortion_recon_nats": p["distortion"],
+                 "neg_elbo_nats": p["neg_elbo"], "active_units_kl": p["active_units"],
+                 "active_units_cov": p["active_units_cov"]} for p in sweep_pts],
+                f"rate_distortion_{ds_name}.csv", key="lim_csv_rd")
+    three_parts(
+        "The β-VAE loss is $D + \\beta R$. A latent dimension earns its place only if it lowers the distortion by "
+        "more than β times the nats of KL it costs; the best model sits where the rate–distortion curve has "
+        "slope $-\\beta$ (Alemi et al. 2018). For large β the cheapest point is $R = 0$: $q(z\\mid x) = p(z)$ for "
+        "every x, the code is ignored and the decoder outputs the average image. Along a dashed line every "
+        "model has the same ELBO but a different rate: the ELBO alone does not say whether the code is used. "
+        "Collapse also starts early in training, before the decoder can use z (Bowman et al. 2016), and with "
+        "decoders strong enough to model x without z.",
+        "Use β < 1 when reconstructions matter (the β-VAE of Higgins et al. 2017 raises β on purpose, trading "
+        "detail for disentangled factors). **KL annealing / warm-up**: ramp β up from 0 so the decoder learns "
+        "to use z first (Bowman et al. 2016). **Free bits**: do not charge the first λ nats of each dimension, "
+        "$\\sum_j \\max(\\lambda, \\mathrm{KL}_j)$ (Kingma et al. 2016). Both are compared below with the plain "
+        "model at β = 4.")
+
+    st.subheader("Remedies at work: β = 4, latent 16")
+    remedies = FACTS["remedies"] = safely(lambda: remedy_evidence(ds_name, ctx.seed), "Loading the remedy runs")
+    if remedies is not None:
+        pts = {v: r["point"] for v, r in remedies.items()}
+        fb_lambda = remedies["freebits"]["train_config"].get("free_bits", 0.0)
+        wu_steps = remedies["warmup"]["train_config"].get("warmup_steps", 0)
+        st.dataframe(
+            [{"run": lf.VARIANT_LABELS[v], "how it was trained":
+              {"": "β = 4 from the first step", "warmup": f"β ramped 0 → 4 over {wu_steps} steps",
+               "freebits": f"KL_j charged at least λ = {fb_lambda:g} nats"}[v],
+              "active units": p["active_units"], "rate KL (nats)": p["rate"], "distortion (nats)": p["distortion"],
+              "−ELBO (nats)": p["neg_elbo"]} for v, p in pts.items()],
+            hide_index=True,
+            column_config={c: st.column_config.NumberColumn(format="%.3f")
+                           for c in ("rate KL (nats)", "distortion (nats)", "−ELBO (nats)")})
+        ui.figure(lf.kl_per_dim_compare(pts, limits.ACTIVE_UNIT_NATS, free_bits=fb_lambda), key="lim_fig_klbars",
+                  alt="Held-out KL per latent dimension for the plain, warm-up and free-bits runs: " + "; ".join(
+                      f"{lf.VARIANT_LABELS[v]} {p['active_units']} active units" for v, p in pts.items()))
+        ui.figure(paired_rows({"real": remedies[""]["original"],
+                               **{lf.VARIANT_LABELS[v]: r["recon"] for v, r in remedies.items()}},
+                              ctx.dataset.image_shape, title="Their reconstructions of the same held-out images",
+                              height=330 if ctx.dataset.image_shape[0] <= 8 else 420),
+                  key="lim_fig_remedy_recon", alt="Reconstructions of the same held-out images by the plain, "
+                                                  "warm-up and free-bits models.")
+        ui.figure(lf.training_compare(remedies), key="lim_fig_curves",
+                  alt="Training curves of the three runs: the β used at each step, the KL and the reconstruction.")
+        plain, wu, fb = pts[""], pts["warmup"], pts["freebits"]
+        wu_text = (f"KL warm-up only delayed the collapse here: after the ramp the KL fell again, ending at "
+                   f"{wu['rate']:.3f} nats with {wu['active_units']} active units (curves above)."
+                   if wu["active_units"] == 0 else
+                   f"KL warm-up kept {wu['active_units']} units active (rate {wu['rate']:.2f} nats), against "
+                   f"{plain['active_units']} for the plain run.")
+        no_collapse = ("" if plain["active_units"] == 0 else
+                       f" Here the plain β = 4 model has not collapsed, so the remedies have little to fix; switch "
+                       "the dataset in the sidebar to see one that has." if ds_name != "digits" else
+                       " Here the plain β = 4 model has not collapsed, so the remedies have little to fix.")
+        st.markdown(
+            f"**👀 What you see.** The plain β = 4 model has {plain['active_units']} active units (rate "
+            f"{plain['rate']:.3f} nats, distortion {plain['distortion']:.2f}). {wu_text} Free bits kept "
+            f"{fb['active_units']} units active (rate {fb['rate']:.2f} nats) and its distortion is "
+            f"{fb['distortion']:.2f} nats instead of {plain['distortion']:.2f}: below λ a dimension's KL costs "
+            f"nothing, so the optimiser has no reason to switch it off.{no_collapse}")
+
+# ---- 3. the prior hole -----------------------------------------------------------------------------
+@st.fragment
+def section_hole() -> None:
+    st.header("3. The prior hole", anchor="3-the-prior-hole")
+    with ui.config_container("⚙️ Settings: prior hole"):
+        c1, c2, c3 = st.columns(3)
+        with c1:
+            hbeta = ui.select("2-D VAE β", "lim_hbeta", HOLE_BETAS, default=1.0, format_func=lambda b: f"β = {b:g}")
+        with c2:
+            cell = ui.select("Grid cell width", "lim_cell", CELLS, default=0.25)
+        with c3:
+            with_sigma = ui.toggle("Count whole posteriors (μ and σ)", "lim_sigma", False,
+                                   help="Off: each image is the point μ(x). On: each image contributes its whole "
+                                        "posterior N(μ, σ²), the codes the decoder actually saw in training.")
+        c4, c5 = st.columns(2)
+        with c4:
+            min_exp = ui.slider("Only cells where the prior expects at least … codes", "lim_minexp", 1, 30, 3,
+                                help="Cells where the prior N(0, I) expects fewer codes than this are never called "
+                                     "holes: too few to judge.")
+        with c5:
+            fill = ui.slider("A hole gets at most … % of the codes the prior expects", "lim_fill", 0, 50, 10,
+                             step=5, help="0 % means a completely empty cell.")
+    post = safely(lambda: posterior_evidence(ds_name, hbeta), "Encoding the training images")
+    holes = FACTS["holes"] = safely(
+        lambda: hole_evidence(ds_name, hbeta, cell, int(min_exp), fill / 100, bool(with_sigma)), "Finding holes")
+    if post is not None and holes is not None:
+        ui.figure(lf.prior_hole(post["mu"], post["y"], holes, class_names=post["class_names"],
+                                height=600 if not present else 680, marker_size=4 if len(post["mu"]) > 3000 else 5),
+                  key="lim_fig_hole", alt=f"Scatter of the {holes['n']} encoded training means of the 2-D VAE over "
+                                          f"the N(0, I) density, with {len(holes['holes'])} hole cells marked.")
+        n_holes = len(holes["holes"])
+        m = st.columns(4)
+        m[0].metric("Hole cells", f"{n_holes} of {holes['n_eligible']}",
+                    help=f"Out of the cells where the prior expects ≥ {min_exp} codes.")
+        m[1].metric("Prior samples landing in a hole", f"{100 * holes['hole_mass']:.1f}%")
+        m[2].metric("KL(q(z) ‖ p(z)) on this grid", f"≥ {holes['kl_grid']:.3f} nats",
+                    help="KL between the aggregate posterior and the prior, after grouping z into the grid "
+                         "cells (plus one cell for everything outside): a lower bound on the true value.")
+        m[3].metric("Aggregate posterior variance", " / ".join(f"{v:.2f}" for v in post["agg_var"]),
+                    help="Var(μ_j) + mean(σ_j²) per dimension; 1 under the prior.")
+        if n_holes:
+            ui.figure(lf.hole_decodings(holes["hole_images"], holes["busy_images"], post["image_shape"],
+                                        height=230 if post["image_shape"][0] <= 8 else 260),
+                      key="lim_fig_hole_dec", alt="Decodings of the hole centres, numbered as on the map, above "
+                                                  "decodings of the busiest cells.")
+        what = "each image as its mean μ(x)" if not with_sigma else "each image's whole posterior N(μ, σ²)"
+        share = f"{fill}%" if fill else "none"
+        if n_holes:
+            found = (f"In {n_holes} of the {holes['n_eligible']} cells where the prior expects at least {min_exp} "
+                     f"codes, the encoder puts {share} of them or less: **{100 * holes['hole_mass']:.1f}% of the "
+                     "samples you draw from N(0, I) land in such a hole.** The top row decodes "
+                     + (f"the {N_SHOW_MAX} most surprising hole centres " if n_holes > N_SHOW_MAX else
+                        "the hole centres ")
+                     + "(numbered as on the map); compare them with the busiest cells below.")
+        else:
+            found = (f"No cell meets the hole criterion at these settings: the least-filled of the "
+                     f"{holes['n_eligible']} cells where the prior expects at least {min_exp} codes still gets "
+                     f"{100 * holes['min_fill']:.0f}% of them (near ({holes['min_fill_centre'][0]:.2f}, "
+                     f"{holes['min_fill_centre'][1]:.2f})). Try smaller cells or a looser threshold.")
+        spread = (f" {100 * post['share_outside']:.1f}% of the means lie farther than 3 from the origin, where the "
+                  f"prior puts {100 * post['prior_outside']:.1f}% of its mass; the aggregate posterior's variance "
+                  f"is {post['agg_var'][0]:.2f} and {post['agg_var'][1]:.2f} (the prior's: 1).")
+        collapsed = (" This model **collapsed** (every μ ≈ 0, σ ≈ 1): each q(z|x) is the prior itself, so the "
+                     "aggregate posterior matches it perfectly and the empty cells among the μ's are not real gaps; "
+                     "every z decodes to the same average image. Turn on *Count whole posteriors* to see this."
+                     if post["collapsed"] else "")
+        st.markdown(
+            f"**👀 What you see.** The {holes['n']} training images of {ds_label}, encoded by the 2-D VAE with "
+            f"β = {hbeta:g}, counting {what}. {found}{spread}{collapsed}")
+    three_parts(
+        "The KL term only asks each $q(z\\mid x)$ to be near the prior *on average*, and that average splits in "
+        "two (Hoffman & Johnson 2016): $\\mathbb{E}_x\\,\\mathrm{KL}(q(z\\mid x)\\,\\|\\,p(z)) = I_q(x;z) + "
+        "\\mathrm{KL}(q(z)\\,\\|\\,p(z))$, where $q(z)$ is the aggregate posterior (all encoded images together). "
+        "The encoder spends KL on the information $I_q(x;z)$ the code carries, so $q(z)$ never matches $p(z)$ "
+        "exactly: classes form clusters and leave gaps. The decoder is trained only on codes from $q(z)$; a "
+        "sample from $p(z)$ that falls in a gap decodes to a blend or a non-digit.",
+        "Sample from where the data are: fit a density to the codes after training (Ghosh et al. 2020) or a "
+        "second small VAE (two-stage VAE, Dai & Wipf 2019); learn the prior instead of fixing it (VampPrior, "
+        "Tomczak & Welling 2018); hierarchical priors (NVAE); or discrete codes with an autoregressive prior "
+        "fitted to them (VQ-VAE).")
+
+# ---- 4. complex data -------------------------------------------------------------------------------
+@st.fragment
+def section_complex() -> None:
+    st.header("4. Complex data", anchor="4-complex-data")
+    with ui.config_container("⚙️ Settings: complex data"):
+        conf = ui.slider("Classifier counts a sample as recognised at probability ≥", "lim_conf", 0.5, 0.99, 0.9,
+                         step=0.01, help="A multinomial logistic regression trained on the real training images "
+                                         "judges every image; this is its confidence threshold.")
+    cx = [safely(lambda d=d: complex_evidence(d, ctx.seed), f"Measuring {DATASET_NAMES[d]}") for d in DATASETS]
+    if all(e is not None for e in cx):
+        rows = limits.complex_rows(cx, conf)
+        ui.figure(lf.complex_bars(rows), key="lim_fig_complex",
+                  alt="Bars: for each dataset, the VAE's sharpness, classifier accuracy and recognised samples as a "
+                      "percentage of the real images' values.")
+        for e in cx:
+            ui.figure(lf.dataset_strip(e["images"], e["image_shape"], title=f"{STRIP_TITLES[e['dataset']]} "
+                                       f"({e['image_shape'][0]}×{e['image_shape'][1]} pixels)", height=285),
+                      key=f"lim_fig_strip_{e['dataset']}",
+                      alt=f"Real {e['dataset']} images, VAE reconstructions and VAE samples.")
+        if not present:
+            names = [r["dataset"] for r in rows]
+            st.dataframe([{"measure": k, **{n: cell_text(k, r[k]) for n, r in zip(names, rows)}}
+                          for k in rows[0] if k != "dataset"], hide_index=True)
+        by = {r["dataset"]: r for r in rows}
+        d, mn = by["digits"], by["mnist-5k"]
+        st.markdown(
+            f"**👀 What you see.** The same recipe (an MLP VAE with 16 latents, β = 1) on each dataset, judged on "
+            f"held-out images. Its prior samples keep {d['sharpness kept, VAE samples (%)']:.0f}% of the real "
+            f"images' sharpness on 8×8 digits and {mn['sharpness kept, VAE samples (%)']:.0f}% on 28×28 MNIST. A "
+            f"logistic regression trained to tell real images from samples is right "
+            f"{d['real-vs-sample classifier accuracy (%)']:.0f}% of the time on digits and "
+            f"{mn['real-vs-sample classifier accuracy (%)']:.0f}% on MNIST (50% would mean it cannot tell them "
+            f"apart). A digit classifier trained on real images is confident (p ≥ {conf:.2f}) about "
+            f"{d['confident, VAE samples (%)']:.0f}% of digit samples (real digits: {d['confident, real (%)']:.0f}%) "
+            f"and {mn['confident, VAE samples (%)']:.0f}% of MNIST samples (real: {mn['confident, real (%)']:.0f}%). "
+            f"The MNIST model has {mn['VAE parameters']:,} parameters.")
+        if not present:
+            st.caption("A linear classifier is content with a blurred prototype of a digit, so *recognised* means "
+                       "\"looks like some digit\", not \"looks real\"; the real-vs-sample test asks the second "
+                       "question (a classifier two-sample test, Lopez-Paz & Oquab 2017). Per-pixel errors are not "
+                       "comparable across datasets (MNIST is mostly black background); the ratios are.")
+    three_parts(
+        "An MLP sees an image as a flat list of pixels: nothing tells it that neighbours are related or that a "
+        "stroke moved by one pixel is the same stroke (convolutions share weights across positions). One layer "
+        "of 16 Gaussian latents must describe the whole image, and the decoder predicts each pixel "
+        "independently given z, so whatever z does not pin down is averaged away (section 1). The gap grows "
+        "with size and variety: MNIST is still 28×28 greyscale; photos are 256×256×3 and far more varied.",
+        "Image VAEs that work are convolutional, deep, and have many layers of latents: NVAE (Vahdat & Kautz "
+        "2020) was the first VAE to generate 256×256 natural images (faces), with groups of latents at several "
+        "resolutions; VDVAE (Child 2021) goes deeper and beats PixelCNN in likelihood. VQ-VAE-2 (Razavi et al. "
+        "2019) uses discrete latents at two scales with PixelCNN priors for 256×256 ImageNet. Diffusion models "
+        "(Ho et al. 2020) now give the best samples: their 32×32 CIFAR-10 network has 35.7 million parameters "
+        "and their 256×256 ones 114 million. Latent diffusion (Rombach et al. 2022) keeps an autoencoder only to "
+        "compress images, and generates in its latent space.")
+
+for k, section in enumerate((section_blur, section_collapse, section_hole, section_complex)):
+    if show(k):
+        section()
+
+# ---- references and self-check -----------------------------------------------------------------------
+if not present:
+    with st.expander("📚 References"):
+        st.markdown(
+            "- Alemi, A. et al. (2018). *Fixing a Broken ELBO.* ICML.\n"
+            "- Bowman, S. R. et al. (2016). *Generating Sentences from a Continuous Space.* CoNLL.\n"
+            "- Burda, Y., Grosse, R. & Salakhutdinov, R. (2016). *Importance Weighted Autoencoders.* ICLR "
+            "(active units).\n"
+            "- Child, R. (2021). *Very Deep VAEs Generalize Autoregressive Models and Can Outperform Them on "
+            "Images.* ICLR.\n"
+            "- Dai, B. & Wipf, D. (2019). *Diagnosing and Enhancing VAE Models.* ICLR.\n"
+            "- Ghosh, P. et al. (2020). *From Variational to Deterministic Autoencoders.* ICLR.\n"
+            "- Gulrajani, I. et al. (2017). *PixelVAE: A Latent Variable Model for Natural Images.* ICLR.\n"
+            "- Higgins, I. et al. (2017). *β-VAE: Learning Basic Visual Concepts with a Constrained Variational "
+            "Framework.* ICLR.\n"
+            "- Ho, J., Jain, A. & Abbeel, P. (2020). *Denoising Diffusion Probabilistic Models.* NeurIPS.\n"
+            "- Hoffman, M. D. & Johnson, M. J. (2016). *ELBO surgery: yet another way to carve up the variational "
+            "evidence lower bound.* NIPS Workshop on Advances in Approximate Bayesian Inference.\n"
+            "- Kingma, D. P. & Welling, M. (2014). *Auto-Encoding Variational Bayes.* ICLR.\n"
+            "- Kingma, D. P. et al. (2016). *Improved Variational Inference with Inverse Autoregressive Flow.* "
+            "NeurIPS (free bits).\n"
+            "- Larsen, A. B. L. et al. (2016). *Autoencoding beyond pixels using a learned similarity metric.* ICML.\n"
+            "- Lopez-Paz, D. & Oquab, M. (2017). *Revisiting Classifier Two-Sample Tests.* ICLR.\n"
+            "- Pech-Pacheco, J. L. et al. (2000). *Diatom autofocusing in brightfield microscopy: a comparative "
+            "study.* ICPR (variance of the Laplacian).\n"
+            "- Razavi, A., van den Oord, A. & Vinyals, O. (2019). *Generating Diverse High-Fidelity Images with "
+            "VQ-VAE-2.* NeurIPS.\n"
+            "- Rombach, R. et al. (2022). *High-Resolution Image Synthesis with Latent Diffusion Models.* CVPR.\n"
+            "- Tomczak, J. M. & Welling, M. (2018). *VAE with a VampPrior.* AISTATS.\n"
+            "- Vahdat, A. & Kautz, J. (2020). *NVAE: A Deep Hierarchical Variational Autoencoder.* NeurIPS.\n"
+            "- van den Oord, A., Vinyals, O. & Kavukcuoglu, K. (2017). *Neural Discrete Representation "
+            "Learning.* NeurIPS.")
+
+with url_errors:
+    ui.show_url_errors()
+
+if "sweep" not in FACTS:
+    rd_all = safely(lambda: rd_evidence(ds_name), "Evaluating the β sweep")
+    FACTS["sweep"] = rd_all["sweep"] if rd_all is not None else None
+if "remedies" not in FACTS:
+    FACTS["remedies"] = safely(lambda: remedy_evidence(ds_name, ctx.seed), "Loading the remedy runs")
+sweep_pts, remedies, holes = FACTS["sweep"], FACTS["remedies"], FACTS.get("holes")
+if sweep_pts is not None:
+    at = {p["beta"]: p for p in sweep_pts}
+    questions = []
+    if 1.0 in at and 2.0 in at:
+        questions.append((
+            "Going from β = 1 to β = 2, does the rate rise or fall, and what happens to the distortion?",
+            f"The rate falls from {at[1.0]['rate']:.2f} to {at[2.0]['rate']:.2f} nats and the distortion rises from "
+            f"{at[1.0]['distortion']:.2f} to {at[2.0]['distortion']:.2f} nats: each nat of KL now costs twice as "
+            "much, so the model stores less about x in z and reconstructs it worse (and blurrier)."))
+    if remedies is not None:
+        plain, fb = remedies[""]["point"], remedies["freebits"]["point"]
+        questions.append((
+            "At β = 4, which run keeps more latent units active, the plain one or the one with free bits, and why?",
+            f"Free bits: {fb['active_units']} active units against {plain['active_units']}. Every dimension is "
+            "charged at least λ nats whether it is used or not, so pushing its KL below λ saves nothing and the "
+            "optimiser keeps using it; without the floor, β = 4 makes switching units off the cheapest option."))
+    questions.append((
+        "Reconstructions can look fine while samples from N(0, I) look wrong. Why?",
+        "Reconstructions decode codes the encoder produced, where the decoder was trained. Samples come from the "
+        "prior, which also covers regions the encoded data leave empty (the prior hole): the decoder never learnt "
+        "what to draw there."
+        + (f" With the settings of section 3, {100 * holes['hole_mass']:.1f}% of prior samples land in a hole."
+           if holes is not None else "")))
+    ui.self_check("lim", questions)

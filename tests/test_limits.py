@@ -1,0 +1,355 @@
+"""core.limits and core.figures.limits: the evidence for the VAE's limitations, checked against
+independent computations (numpy slicing, hand-written ELBO terms, exact Gaussian cell masses)."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from core import limits, zoo
+from core.data import load_dataset
+from core.figures import limits as lf
+from core.training import evaluate_model
+
+DATASETS = ("digits", "mnist-5k")
+
+
+# ---- independent references (numpy slicing, no convolution) -------------------------------------
+
+def np_laplacian(img: np.ndarray) -> np.ndarray:
+    i = img.astype(np.float64)
+    return i[:-2, 1:-1] + i[2:, 1:-1] + i[1:-1, :-2] + i[1:-1, 2:] - 4 * i[1:-1, 1:-1]
+
+
+def np_grad_mag(img: np.ndarray) -> float:
+    i = img.astype(np.float64)
+    gx = (i[1:-1, 2:] - i[1:-1, :-2]) / 2
+    gy = (i[2:, 1:-1] - i[:-2, 1:-1]) / 2
+    return float(np.sqrt(gx ** 2 + gy ** 2).mean())
+
+
+def np_sharpness(x: np.ndarray, shape) -> dict[str, np.ndarray]:
+    imgs = np.asarray(x).reshape(-1, *shape)
+    return {"laplacian": np.array([np_laplacian(im).var() for im in imgs]),
+            "gradient": np.array([np_grad_mag(im) for im in imgs])}
+
+
+def box_blur(x: np.ndarray, shape) -> np.ndarray:
+    """3x3 mean filter with edge padding, numpy only: (N, D) -> (N, D)."""
+    imgs = np.asarray(x, dtype=np.float64).reshape(-1, *shape)
+    p = np.pad(imgs, ((0, 0), (1, 1), (1, 1)), mode="edge")
+    out = sum(p[:, a:a + shape[0], b:b + shape[1]] for a in range(3) for b in range(3)) / 9
+    return out.reshape(len(imgs), -1)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_dataset("digits")
+
+
+# ---- sharpness -----------------------------------------------------------------------------------
+
+def test_sharpness_matches_numpy_slicing_on_random_and_real_images(digits):
+    rng = np.random.default_rng(3)
+    rand = rng.random((7, 5 * 6)).astype(np.float32)
+    for x, shape in ((rand, (5, 6)), (digits.x[:50], digits.image_shape)):
+        ref = np_sharpness(x, shape)
+        for m in limits.MEASURES:
+            np.testing.assert_allclose(limits.sharpness(x, shape, m), ref[m], rtol=1e-5, atol=1e-7)
+        got = limits.sharpness_all(x, shape)
+        np.testing.assert_allclose(got["laplacian"], ref["laplacian"], rtol=1e-5, atol=1e-7)
+        np.testing.assert_allclose(got["gradient"], ref["gradient"], rtol=1e-5, atol=1e-7)
+        lap = limits.laplacian(x, shape)
+        np.testing.assert_allclose(lap[0], np_laplacian(np.asarray(x[0]).reshape(shape)), rtol=1e-5, atol=1e-6)
+
+
+def test_sharpness_is_zero_for_flat_images_and_falls_with_blur(digits):
+    flat = np.full((3, 64), 0.4, dtype=np.float32)
+    assert np.allclose(limits.sharpness(flat, (8, 8), "laplacian"), 0)
+    assert np.allclose(limits.sharpness(flat, (8, 8), "gradient"), 0)
+    x = digits.x[:200]
+    blurred = box_blur(x, digits.image_shape)
+    for m in limits.MEASURES:
+        s, sb = limits.sharpness(x, digits.image_shape, m), limits.sharpness(blurred, digits.image_shape, m)
+        assert (sb < s).mean() > 0.95, m
+
+
+@pytest.mark.parametrize("bad", [
+    dict(x=np.zeros((2, 64)), shape=(2, 32)),      # too thin
+    dict(x=np.zeros((2, 63)), shape=(8, 8)),       # wrong pixel count
+    dict(x=np.zeros((2, 3, 8, 8)), shape=(8, 8)),  # wrong rank
+])
+def test_sharpness_rejects_bad_shapes(bad):
+    with pytest.raises(ValueError):
+        limits.sharpness(bad["x"], bad["shape"])
+
+
+def test_unknown_measure_and_empty_summary_are_refused():
+    with pytest.raises(ValueError, match="measure"):
+        limits.sharpness(np.zeros((1, 64)), (8, 8), "fft")
+    with pytest.raises(ValueError):
+        limits.mean_sem([])
+    m, se = limits.mean_sem([1.0, 2.0, 3.0, 4.0])
+    assert m == 2.5 and se == pytest.approx(np.std([1, 2, 3, 4], ddof=1) / 2)
+
+
+def test_blur_evidence_numbers_come_from_the_real_images_and_models(digits):
+    ev = limits.blur_evidence("digits", seed=4, n_show=6)
+    p = zoo.pretrained("digits", "vae", 1.0, 16)
+    x_val = digits.x[p.val_idx]
+    assert ev["n_val"] == len(x_val)
+    ref = np_sharpness(x_val, digits.image_shape)
+    for m in limits.MEASURES:
+        np.testing.assert_allclose(ev["values"]["original"][m], ref[m], rtol=1e-5, atol=1e-7)
+    # VAE reconstructions at z = mu, computed here without core.training.
+    with torch.no_grad():
+        mu, _ = p.model.encode(torch.as_tensor(x_val))
+        rec = torch.sigmoid(p.model.decode_logits(mu)).numpy()
+    ref_vae = np_sharpness(rec, digits.image_shape)
+    np.testing.assert_allclose(ev["values"]["vae_1"]["laplacian"], ref_vae["laplacian"], rtol=1e-4, atol=1e-6)
+    for row in ev["summary"]:
+        assert row["mean"] == pytest.approx(float(np.mean(ev["values"][row["source"]][row["measure"]])), rel=1e-9)
+    # The shown images are the held-out images at the seeded positions.
+    np.testing.assert_array_equal(ev["images"]["original"], x_val[ev["show"]])
+    assert ev["images"]["sample_1"].shape == (6, 64)
+    head = limits.blur_headline(ev["summary"], "laplacian", 1.0)
+    assert head["vae_pct"] == pytest.approx(100 * head["vae"] / head["original"])
+    assert head["original"] == pytest.approx(ref["laplacian"].mean(), rel=1e-5)
+
+
+# ---- rate-distortion -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("dataset", DATASETS)
+def test_rate_distortion_points_equal_the_models_evaluated_elbo_terms(dataset):
+    rd = limits.rate_distortion(dataset)
+    ds = load_dataset(dataset)
+    assert [p["beta"] for p in rd["sweep"]] == sorted(zoo.SWEEP_BETAS)
+    for pt in rd["sweep"] + list(rd["variants"].values()):
+        p = zoo.pretrained(dataset, "vae", pt["beta"], 16, pt["variant"])
+        stored = p.evaluation
+        assert pt["rate"] == pytest.approx(stored["kl"], rel=1e-5, abs=1e-6)
+        assert pt["distortion"] == pytest.approx(stored["recon"], rel=1e-5)
+        assert pt["neg_elbo"] == pytest.approx(stored["neg_elbo"], rel=1e-5)
+        assert pt["active_units"] == stored["active_units"]
+        fresh = evaluate_model(p.model, ds.x[p.val_idx], pt["beta"], "bernoulli", seed=0)
+        assert pt["rate"] == fresh["kl"] and pt["distortion"] == fresh["recon"]
+        assert pt["neg_elbo"] == pytest.approx(pt["rate"] + pt["distortion"])
+        assert sum(pt["kl_per_dim"]) == pytest.approx(pt["rate"], rel=1e-4, abs=1e-5)
+    assert set(rd["variants"]) == {"", "warmup", "freebits"}
+
+
+def test_rate_and_distortion_are_the_kl_and_reconstruction_nll_by_hand(digits):
+    """An independent ELBO: closed-form Gaussian KL and Bernoulli NLL, with the noise that
+    evaluate_model draws (one batch, generator seeded 0 + 12345)."""
+    pt = limits.rate_distortion("digits")["sweep"]
+    for b in (0.5, 2.0):
+        p = zoo.pretrained("digits", "vae", b, 16)
+        x = torch.as_tensor(digits.x[p.val_idx])
+        with torch.no_grad():
+            mu, logvar = p.model.encode(x)
+            eps = torch.randn(mu.shape, generator=torch.Generator().manual_seed(12345))
+            logits = p.model.decode_logits(mu + torch.exp(0.5 * logvar) * eps)
+            nll = F.binary_cross_entropy_with_logits(logits, x, reduction="none").sum(1).mean().item()
+            kl = (0.5 * (mu ** 2 + logvar.exp() - 1 - logvar)).sum(1).mean().item()
+        point = next(q for q in pt if q["beta"] == b)
+        assert point["distortion"] == pytest.approx(nll, rel=1e-5)
+        assert point["rate"] == pytest.approx(kl, rel=1e-4)
+
+
+def test_active_units_by_covariance():
+    rng = np.random.default_rng(0)
+    mu = np.zeros((500, 4))
+    mu[:, 0] = rng.normal(0, 1, 500)      # active
+    mu[:, 1] = rng.normal(0, 0.05, 500)   # variance 0.0025: inactive
+    mu[:, 2] = 3.0                        # constant: inactive
+    mu[:, 3] = rng.normal(0, 0.2, 500)    # variance 0.04: active
+    assert limits.active_units_cov(mu) == 2
+    assert limits.active_units_cov(mu, threshold=0.1) == 1
+
+
+def test_iso_elbo_levels_and_collapse_headline():
+    pts = [dict(beta=b, rate=r, distortion=d, neg_elbo=r + d, active_units=a, kl_per_dim=[0.0] * 4)
+           for b, r, d, a in ((0.5, 5.0, 20.0, 3), (1.0, 3.0, 21.0, 2), (4.0, 0.0, 27.0, 0), (8.0, 0.0, 27.0, 0))]
+    assert limits.iso_elbo_levels(pts, 3) == [24.0, 25.5, 27.0]
+    h = limits.collapse_headline(pts)
+    assert h["best_beta"] == 1.0 and h["first_collapsed"] == 4.0 and h["latent_dim"] == 4
+    assert limits.collapse_headline(pts[:2])["first_collapsed"] is None
+
+
+def test_remedy_runs_report_each_variant():
+    rr = limits.remedy_runs("digits", seed=1, n_show=5)
+    assert set(rr) == {"", "warmup", "freebits"}
+    assert rr["warmup"]["train_config"]["warmup_steps"] > 0 and rr["freebits"]["train_config"]["free_bits"] > 0
+    for v, r in rr.items():
+        assert r["recon"].shape == r["original"].shape == (5, 64)
+        assert len(r["history"]["step"]) == len(r["history"]["kl"]) > 10
+    # The warm-up run's beta ramps up from (near) 0; the others train at beta from the start.
+    assert rr["warmup"]["history"]["beta"][0] < 1.0 and rr[""]["history"]["beta"][0] == 4.0
+
+
+# ---- prior hole --------------------------------------------------------------------------------------
+
+def test_prior_cell_mass_is_the_exact_gaussian_probability():
+    edges = np.array([-1.0, 0.0, 0.5, 2.0])
+    mass = limits.prior_cell_mass(edges)
+    phi = lambda v: 0.5 * (1 + math.erf(v / math.sqrt(2)))  # noqa: E731
+    assert mass[1, 2] == pytest.approx((phi(0.5) - phi(0.0)) * (phi(2.0) - phi(0.5)), rel=1e-12)
+    assert limits.prior_cell_mass(np.linspace(-8, 8, 9)).sum() == pytest.approx(1.0, abs=1e-12)
+
+
+def test_find_holes_on_codes_that_avoid_the_centre():
+    rng = np.random.default_rng(0)
+    ang = rng.uniform(0, 2 * np.pi, 4000)
+    rad = rng.uniform(1.5, 2.5, 4000)  # a ring: nothing within radius 1.5
+    mu = np.stack([rad * np.cos(ang), rad * np.sin(ang)], 1)
+    h = limits.find_holes(mu, cell=0.5, min_expected=5, max_fill=0.0)
+    assert h["counts"].sum() == len(mu)
+    np.testing.assert_allclose(h["expected"], 4000 * limits.prior_cell_mass(h["edges"]))
+    assert len(h["holes"]) > 0
+    assert np.all(np.hypot(h["holes"][:, 0], h["holes"][:, 1]) < 1.5)       # every hole is inside the ring
+    assert np.all(np.diff(h["hole_expected"]) <= 0)                          # most surprising first
+    centre = (np.abs(h["edges"][:-1] + 0.5) < 1e-9).nonzero()[0][0]  # the cell [-0.5, 0) x [-0.5, 0)
+    assert h["counts"][centre, centre] == 0 and h["expected"][centre, centre] > 100
+    # The prior mass of the holes is the share of prior samples that land in one (Monte Carlo check).
+    z = rng.standard_normal((200_000, 2))
+    ci = np.clip(np.searchsorted(h["edges"], z, side="right") - 1, 0, len(h["edges"]) - 2)
+    inside = np.all(np.abs(z) < 3, axis=1)
+    holes_mask = (h["counts"] == 0) & (h["expected"] >= 5)
+    np.testing.assert_array_equal(h["hole_mask"], holes_mask)
+    mc = np.mean(inside & holes_mask[ci[:, 0], ci[:, 1]])
+    assert h["hole_mass"] == pytest.approx(mc, abs=0.01)
+    # Busy cells are where the codes are.
+    assert np.all(np.hypot(h["busy"][:, 0], h["busy"][:, 1]) > 1.0)
+    assert h["kl_grid"] > 0.5
+
+
+def test_whole_posteriors_fill_the_prior_when_the_model_collapsed():
+    """q(z|x) = N(0, I) for every x: the aggregate posterior is the prior, so there is no hole,
+    even though every mean sits at 0 (where the mean-only count finds many)."""
+    mu, sigma = np.zeros((3000, 2)), np.ones((3000, 2))
+    by_mean = limits.find_holes(mu, None, cell=0.5, min_expected=5)
+    whole = limits.find_holes(mu, sigma, cell=0.5, min_expected=5, max_fill=0.9)
+    assert len(by_mean["holes"]) > 20
+    assert len(whole["holes"]) == 0 and whole["kl_grid"] < 1e-9
+    np.testing.assert_allclose(whole["observed"], whole["expected"], rtol=1e-9)
+    # Tiny sigmas behave like points.
+    rng = np.random.default_rng(1)
+    pts = rng.normal(size=(500, 2))
+    np.testing.assert_allclose(limits.posterior_cell_mass(pts, np.full_like(pts, 1e-9), by_mean["edges"]),
+                               limits.posterior_cell_mass(pts, None, by_mean["edges"]), atol=1e-12)
+
+
+def test_hole_threshold_is_a_share_of_the_expected_count():
+    """A cell where the prior expects e codes is a hole when at most max_fill * e lie there."""
+    rng = np.random.default_rng(2)
+    mu = rng.standard_normal((20000, 2))
+    keep = ~((mu[:, 0] > 0) & (mu[:, 0] < 0.5) & (mu[:, 1] > 0) & (mu[:, 1] < 0.5) & (rng.random(20000) < 0.85))
+    mu = mu[keep]  # the cell [0, 0.5)^2 keeps about 15 % of its codes
+    loose = limits.find_holes(mu, cell=0.5, max_fill=0.25)
+    strict = limits.find_holes(mu, cell=0.5, max_fill=0.1)
+    assert [0.25, 0.25] in loose["holes"].tolist() and len(loose["holes"]) == 1
+    assert len(strict["holes"]) == 0
+    with pytest.raises(ValueError):
+        limits.find_holes(mu, max_fill=1.0)
+
+
+@pytest.mark.parametrize("kw", [dict(cell=0.01), dict(min_expected=0), dict(cell=0.5, mu=np.zeros((5, 3)))])
+def test_find_holes_validates(kw):
+    mu = kw.pop("mu", np.zeros((5, 2)))
+    with pytest.raises(ValueError):
+        limits.find_holes(mu, **kw)
+
+
+def test_aggregate_posterior_and_decoding_use_the_2d_model(digits):
+    post = limits.aggregate_posterior("digits", 1.0)
+    p = zoo.pretrained("digits", "vae", 1.0, 2)
+    train, val = limits.split_indices(p)
+    assert len(train) + len(val) == digits.n and not set(train) & set(val)
+    assert post["mu"].shape == (len(train), 2) and np.all(post["sigma"] > 0)
+    np.testing.assert_allclose(post["agg_var"], post["mu"].var(0) + (post["sigma"] ** 2).mean(0), rtol=1e-6)
+    z = np.array([[0.0, 0.0], [1.0, -1.0]])
+    with torch.no_grad():
+        ref = torch.sigmoid(p.model.decode_logits(torch.as_tensor(z, dtype=torch.float32))).numpy()
+    np.testing.assert_allclose(limits.decode_points("digits", 1.0, z), ref, rtol=1e-6)
+    assert limits.decode_points("digits", 1.0, np.zeros((0, 2))).shape == (0, 64)
+
+
+# ---- complex data --------------------------------------------------------------------------------------
+
+def test_real_vs_fake_classifier_is_at_chance_on_real_vs_real_and_perfect_on_grey(digits):
+    x = digits.x
+    acc_same = limits.real_vs_fake_accuracy(x[:600], x[600:1200], x[1200:1500], x[1500:1797])
+    assert 0.35 < acc_same < 0.65
+    grey = np.full((600, 64), 0.3, dtype=np.float32)
+    assert limits.real_vs_fake_accuracy(x[:600], grey, x[1200:1500], grey[:300]) == 1.0
+
+
+def test_confident_fraction():
+    assert limits.confident_fraction([0.2, 0.95, 0.9, 0.5], 0.9) == 0.5
+    with pytest.raises(ValueError):
+        limits.confident_fraction([0.5], 0.0)
+
+
+def test_complex_data_evidence_on_digits(digits):
+    e = limits.complex_data_evidence("digits", seed=0, n_show=4)
+    p = zoo.pretrained("digits", "vae", 1.0, 16)
+    x_val = digits.x[p.val_idx]
+    assert e["sharp"]["laplacian"]["original"] == pytest.approx(np_sharpness(x_val, (8, 8))["laplacian"].mean(), rel=1e-5)
+    assert 0.8 < e["acc_real"] <= 1.0 and 0 <= e["acc_vae"] <= 1 and 0 <= e["c2st_acc"] <= 1
+    assert e["maxprob_sample"].shape == (len(x_val),) and np.all((e["maxprob_sample"] > 0) & (e["maxprob_sample"] <= 1))
+    with torch.no_grad():
+        rec = torch.sigmoid(p.model.decode_logits(p.model.encode(torch.as_tensor(x_val))[0])).numpy()
+    assert e["mse_vae"] == pytest.approx(float(((rec - x_val) ** 2).mean()), rel=1e-5)
+    rows = limits.complex_rows([e], 0.9)
+    r = rows[0]
+    assert r["confident, VAE samples (%)"] == pytest.approx(100 * np.mean(e["maxprob_sample"] >= 0.9))
+    assert r["samples pass as real (%)"] == pytest.approx(100 * min(1, 2 * (1 - e["c2st_acc"])))
+    assert r["VAE parameters"] == sum(t.numel() for t in p.model.parameters())
+    assert limits.complex_rows([e], 0.5)[0]["confident, VAE samples (%)"] >= r["confident, VAE samples (%)"]
+
+
+# ---- figures ----------------------------------------------------------------------------------------------
+
+def _pts():
+    return [dict(beta=b, rate=r, distortion=d, neg_elbo=r + d, active_units=a, active_units_cov=a, variant="",
+                 kl_per_dim=[r / 4] * 4)
+            for b, r, d, a in ((0.0, 200.0, 15.0, 4), (0.5, 5.0, 20.0, 3), (1.0, 3.0, 21.0, 2), (4.0, 0.0, 27.0, 0),
+                               (8.0, 0.0, 27.0, 0))]
+
+
+def test_rate_distortion_figure_plots_the_points_and_iso_elbo_lines():
+    pts = _pts()
+    var = {"": pts[3], "freebits": dict(pts[2], beta=4.0, variant="freebits")}
+    fig = lf.rate_distortion(pts, var, limits.iso_elbo_levels(pts[1:]), zoom=True)
+    sweep = next(t for t in fig.data if t.name == "plain VAEs, β sweep")
+    assert list(sweep.x) == [p["rate"] for p in pts] and list(sweep.y) == [p["distortion"] for p in pts]
+    iso = [t for t in fig.data if t.legendgroup == "iso"]
+    assert iso and all(np.allclose(np.diff(t.y) / np.diff(t.x), -1) for t in iso)
+    assert fig.layout.xaxis.range[1] < 200  # beta = 0 left off the chart ...
+    texts = " ".join(a.text for a in fig.layout.annotations)
+    assert "off the chart" in texts and "β=4, 8" in texts  # ... and the collapsed pair share a label
+    wide = lf.rate_distortion(pts, var, zoom=False)
+    assert wide.layout.xaxis.range[1] > 200
+    assert any(t.name and "free bits" in t.name for t in fig.data)
+
+
+def test_other_figures_build():
+    pts = _pts()
+    fig = lf.active_units(pts, 4)
+    assert list(fig.data[0].y) == [4, 3, 2, 0, 0]
+    summary = [dict(source=s, kind=s.split("_")[0], beta=None, measure="laplacian", mean=m, sem=0.01)
+               for s, m in (("original", 1.0), ("ae", 0.9), ("vae_1", 0.5), ("sample_1", 0.4), ("vae_4", 0.1),
+                            ("sample_4", 0.1))]
+    fig = lf.sharpness_vs_beta(summary, [1.0, 4.0], "laplacian", "Variance", selected_beta=4.0)
+    assert [t.name for t in fig.data][:2] == ["real images", "AE reconstructions"]
+    assert list(fig.data[2].y) == [0.5, 0.1]
+    post_mu = np.random.default_rng(0).normal(size=(300, 2))
+    holes = limits.find_holes(post_mu, cell=0.5, min_expected=1)
+    fig = lf.prior_hole(post_mu, np.arange(300) % 10, holes)
+    assert fig.data[0].type == "contour" and len(holes["holes"]) > 0
+    assert sum(sh.line.color == lf.HOLE_COLOR for sh in fig.layout.shapes) == len(holes["holes"])
+    bars = lf.kl_per_dim_compare({"": pts[1], "freebits": pts[2]}, 0.01, free_bits=0.5)
+    assert len(bars.data) == 2 and bars.layout.barmode == "group"
