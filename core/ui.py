@@ -179,10 +179,14 @@ def toggle(label: str, key: str, default: bool = False, **kw) -> bool:
     return v
 
 
-def show_url_errors() -> None:
+def show_url_errors(container=None) -> None:
+    """Report invalid URL values collected so far, in ``container`` (default: the slot that
+    ``page()`` reserved under the title). Pages call it again at the end (``self_check`` does),
+    so errors from the page's own URL-bound widgets show on the same run."""
     errs = st.session_state.pop("_url_errors", [])
     if errs:
-        st.error("Some settings in the link were invalid and were replaced by defaults:\n\n"
+        target = container if container is not None else st.session_state.get("_url_error_slot") or st
+        target.error("Some settings in the link were invalid and were replaced by defaults:\n\n"
                  + "\n".join(f"- {e}" for e in errs) + "\n\nFix or remove them in the address bar.")
 
 
@@ -256,6 +260,7 @@ def page(title: str, icon: str, question: str | None = None) -> PageContext:
     st.title(f"{icon} {title}")
     if question:
         st.caption(question)
+    st.session_state["_url_error_slot"] = st.container()
     show_url_errors()
     return ctx
 
@@ -417,7 +422,7 @@ def scenes(page_key: str, items: Sequence[tuple[str, str]]) -> int:
     if not present():
         return idx
     title, text = items[idx]
-    c1, c2, c3 = st.columns([1, 6, 1], vertical_alignment="center")
+    c1, c2, c3 = st.columns([1.5, 5, 1.5], vertical_alignment="center")
     if c1.button("◀ Previous", key=f"{key}_prev", disabled=idx == 0, shortcut="PageUp"):
         st.session_state[key] = idx - 1
         st.rerun()
@@ -431,6 +436,7 @@ def scenes(page_key: str, items: Sequence[tuple[str, str]]) -> int:
 def self_check(page_key: str, questions: Sequence[tuple[str, str]]) -> None:
     """"Predict, then reveal" questions at the end of a page. Each answer stays hidden until
     its Reveal button is pressed."""
+    show_url_errors()
     st.divider()
     st.subheader("🤔 Check yourself: predict, then reveal")
     for i, (q, a) in enumerate(questions):
