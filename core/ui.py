@@ -125,21 +125,41 @@ def _kind_of(default) -> str:
     return "str"
 
 
+def _valid(v, lo=None, hi=None, choices=None) -> bool:
+    try:
+        if choices is not None and v not in choices:
+            return False
+        return lo is None or hi is None or lo <= v <= hi
+    except TypeError:
+        return False
+
+
+def _url_changed(key: str) -> bool:
+    """True when the URL holds a value for ``key`` that this session did not write: a link was
+    pasted or edited (Streamlit may keep the session across a reload), so the URL must win."""
+    raw = _raw_param(key)
+    return raw is not None and raw != st.session_state.get(f"_pub_{key}")
+
+
 def _bind(key: str, default, lo=None, hi=None, choices=None) -> None:
-    """Initialise widget state ``key`` from (in order) the URL, the value kept from an earlier
-    visit, or ``default``; kept values survive page switches under ``_keep_<key>``."""
-    if key in st.session_state:
+    """Initialise widget state ``key`` from (in order) a URL value this session did not write,
+    the value kept from an earlier visit (if still valid), or ``default``. Kept values survive
+    page switches under ``_keep_<key>``."""
+    ss = st.session_state
+    if key in ss and not _url_changed(key):
         return
-    keep = st.session_state.get(f"_keep_{key}")
-    v = url_value(key, keep if keep is not None else default, _kind_of(default), lo, hi, choices)
-    st.session_state[key] = v
+    keep = ss.get(f"_keep_{key}")
+    base = keep if keep is not None and _valid(keep, lo, hi, choices) else default
+    ss[key] = url_value(key, base, _kind_of(default), lo, hi, choices)
 
 
 def _publish(key: str) -> None:
     v = st.session_state.get(key)
     st.session_state[f"_keep_{key}"] = v
+    text = str(int(v)) if isinstance(v, bool) else str(v)
+    st.session_state[f"_pub_{key}"] = text
     try:
-        st.query_params[key] = str(int(v)) if isinstance(v, bool) else str(v)
+        st.query_params[key] = text
     except Exception:  # AppTest or a closed session: the URL is best-effort
         pass
 
@@ -194,12 +214,12 @@ def show_url_errors(container=None) -> None:
 
 def _global_state() -> None:
     ss = st.session_state
-    if K_DATASET not in ss:
-        ss[K_DATASET] = url_value("dataset", "mnist-5k", "str", choices=DATASETS)
-    if K_SEED not in ss:
-        ss[K_SEED] = url_value("seed", 0, "int", 0, 9999)
-    if K_PRESENT not in ss:
-        ss[K_PRESENT] = url_value("present", False, "bool")
+    for key, name, default, kind, lo, hi, choices in (
+            (K_DATASET, "dataset", "mnist-5k", "str", None, None, DATASETS),
+            (K_SEED, "seed", 0, "int", 0, 9999, None),
+            (K_PRESENT, "present", False, "bool", None, None, None)):
+        if key not in ss or _url_changed(name):
+            ss[key] = url_value(name, ss.get(key, default), kind, lo, hi, choices)
 
 
 def _sync_global(widget_key: str, state_key: str) -> None:
@@ -222,6 +242,8 @@ def sidebar() -> PageContext:
         st.toggle("Presenter mode", key="_w_present", on_change=_sync_global, args=("_w_present", K_PRESENT),
                   help="Larger text and figures for a projector; configuration tucked away. Also ?present=1.")
         settings_io()
+    ss["_pub_dataset"], ss["_pub_seed"] = ss[K_DATASET], str(ss[K_SEED])
+    ss["_pub_present"] = "1" if ss[K_PRESENT] else None
     try:
         st.query_params["dataset"] = ss[K_DATASET]
         st.query_params["seed"] = str(ss[K_SEED])
@@ -247,7 +269,7 @@ _PRESENT_CSS = """
 [data-testid="stMain"] [data-testid="stMarkdownContainer"] p, [data-testid="stMain"] [data-testid="stMarkdownContainer"] li {font-size: 1.25rem; line-height: 1.5;}
 [data-testid="stMain"] [data-testid="stWidgetLabel"] p {font-size: 1.1rem;}
 [data-testid="stMain"] h1 {font-size: 3.6rem !important;} [data-testid="stMain"] h2 {font-size: 2.6rem !important;} [data-testid="stMain"] h3 {font-size: 2.0rem !important;}
-[data-testid="stMetricValue"] {font-size: 2.6rem;}
+[data-testid="stMetricValue"], [data-testid="stMetricValue"] p {font-size: 2.6rem !important;}
 .block-container {max-width: 1500px;}
 </style>
 """

@@ -104,3 +104,26 @@ def test_home_page_presenter_mode_in_browser(watched_page, server_url):
     assert_no_exception_box(page)
     assert page.locator("h1").first.evaluate(size) > 1.2 * normal  # text is enlarged for the back of the room
     screenshot(page, "home-present")
+
+
+def test_a_pasted_link_wins_over_session_state_and_kept_values_are_revalidated():
+    from streamlit.testing.v1 import AppTest
+    script = (
+        "import streamlit as st\n"
+        "from core import ui\n"
+        "ui.sidebar()\n"
+        "v = ui.slider('mu', 'x_mu', -5.0, 5.0, 0.0)\n"
+        "st.session_state['seen'] = v\n")
+    at = AppTest.from_string(script, default_timeout=30)
+    at.run()
+    at.slider(key="x_mu").set_value(2.0).run()
+    assert at.session_state["seen"] == 2.0 and at.query_params["x_mu"] == "2.0"
+    at.query_params["x_mu"] = "-3.5"  # the user pastes another link into the same session
+    at.run()
+    assert at.session_state["seen"] == -3.5
+    at.query_params["seed"] = "42"
+    at.run()
+    assert at.session_state["g_seed"] == 42
+    # a kept value outside a (new) range falls back to the default instead of crashing the widget
+    from core.ui import _valid
+    assert not _valid(9.0, -5.0, 5.0) and _valid(1.0, -5.0, 5.0) and not _valid("a", -5.0, 5.0)
