@@ -534,7 +534,10 @@ def vae_gradients(model, x, eps, beta: float = 1.0, likelihood: str | None = Non
     if not getattr(model, "is_vae", False):
         raise ValueError("vae_gradients needs a VAE (an autoencoder has no sigma to differentiate)")
     likelihood = likelihood or model.cfg.likelihood
-    x = torch.tensor(np.array(x, dtype=np.float32)).reshape(1, -1)  # a copy: dataset arrays are read-only
+    if isinstance(x, torch.Tensor):
+        x = x.detach().to(torch.float32).reshape(1, -1)
+    else:  # a copy: dataset arrays are read-only, and torch wants writable memory
+        x = torch.tensor(np.array(x, dtype=np.float32)).reshape(1, -1)
     eps = torch.as_tensor(eps, dtype=torch.float32)
     single = eps.dim() == 1
     eps = eps.reshape(1, -1) if single else eps
