@@ -320,7 +320,7 @@ def go_copy(fig):
 
 def figure_html(fig) -> str:
     """A standalone HTML file with plotly.js inlined: opens offline, animations included."""
-    return fig.to_html(include_plotlyjs=True, full_html=True, config=PLOTLY_CONFIG)
+    return fig.to_html(include_plotlyjs=True, full_html=True, config=PLOTLY_CONFIG, auto_play=False)
 
 
 def download_csv(label: str, rows: Sequence[dict] | dict, file_name: str, key: str | None = None) -> None:

@@ -1,0 +1,414 @@
+"""How an autoencoder works: an animated diagram of a real trained model, and what autoencoders are for."""
+from __future__ import annotations
+
+import numpy as np
+import streamlit as st
+
+from core import ui
+
+ctx = ui.page("How an autoencoder works", "🧠",
+              "How does an autoencoder work? An animated diagram of a real trained model, then what it is used for.")
+ui.configure_torch()
+
+from core import diagram as dg  # noqa: E402  (after configure_torch: torch with one thread)
+from core import zoo  # noqa: E402
+from core.data import load_dataset  # noqa: E402
+from core.models import count_parameters  # noqa: E402
+from core.figures import image_grid, paired_rows  # noqa: E402
+from core.figures.diagram import diagram_figure, error_histogram  # noqa: E402
+
+SCENES = [
+    ("The forward pass", "Press ▶ Play: the image flows through the encoder, is squeezed into a few numbers "
+                         "(the code), and the decoder rebuilds it. Every colour is a real activation of a trained network."),
+    ("Encoder, code, decoder", "What each part does; use 1: compression, and what it costs."),
+    ("Use 2: denoising", "Add noise to the input: the decoder can only draw digit-like images, so much of the "
+                         "noise does not come back out."),
+    ("Use 3: anomaly detection", "Inputs unlike the training data reconstruct badly: a large error flags them."),
+    ("Use 4: generation", "Decode random codes: a plain autoencoder draws junk, a VAE draws digits. Why?"),
+]
+INPUTS = ["by class", "by index", "random", "draw your own"]
+KINDS = {"AE": "ae", "VAE": "vae"}
+MAX_NODES, EDGES_PER_NODE = 32, 3
+
+
+# ---- cached computations (pure functions of their arguments) -----------------------------------
+
+@st.cache_resource(max_entries=16, show_spinner="Running the image through the network…")
+def diagram_and_figure(dataset: str, kind: str, latent: int, x_bytes: bytes, seed: int, present: bool, step: int):
+    """The Diagram and its animated figure for one input (read-only, shared by sessions). In
+    presenter mode the base font is smaller, because ui.figure scales every font by 1.45 and the
+    column labels must not collide on a projector."""
+    model = ui.pretrained(dataset, kind, 1.0, latent).model
+    shape = load_dataset(dataset).image_shape
+    d = dg.build_diagram(model, np.frombuffer(x_bytes, dtype=np.float32), shape, seed=seed,
+                         max_nodes=MAX_NODES, edges_per_node=EDGES_PER_NODE)
+    return d, diagram_figure(d, font_size=11 if present else 14, start=step - 1)
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def held_out_errors(dataset: str, kind: str, latent: int) -> np.ndarray:
+    p = ui.pretrained(dataset, kind, 1.0, latent)
+    return dg.reconstruction_mse(p.model, zoo_x(dataset)[p.val_idx])
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def code_spread(dataset: str, kind: str, latent: int) -> dict:
+    """Per-dimension spread of the held-out codes and their KL to N(0, I) (core.diagram.code_stats)."""
+    p = ui.pretrained(dataset, kind, 1.0, latent)
+    s = dg.code_stats(p.model, zoo_x(dataset)[p.val_idx])
+    return {"std_lo": float(s["std"].min()), "std_hi": float(s["std"].max()), "mean_lo": float(s["mean"].min()),
+            "mean_hi": float(s["mean"].max()), "kl": s["kl_to_prior"], "inside": s["origin_inside"]}
+
+
+@st.cache_data(max_entries=4, show_spinner=False)
+def digit_extent(dataset: str) -> int:
+    data = load_dataset(dataset)
+    return dg.typical_extent(data.x, data.image_shape)
+
+
+def zoo_x(dataset: str) -> np.ndarray:
+    return load_dataset(dataset).x
+
+
+def clamp_state(key: str, lo: int, hi: int) -> None:
+    """Keep a number widget's remembered value inside its (possibly new) range."""
+    for k in (key, f"_keep_{key}"):
+        v = st.session_state.get(k)
+        if isinstance(v, (int, float)) and not lo <= v <= hi:
+            st.session_state[k] = int(min(max(v, lo), hi))
+
+
+# ---- configuration ------------------------------------------------------------------------------
+
+ds = ctx.dataset
+scene = ui.scenes("ae", SCENES)
+latents = sorted({s.latent_dim for s in zoo.available(ctx.dataset_name, "ae")}
+                 & {s.latent_dim for s in zoo.available(ctx.dataset_name, "vae")})
+with ui.config_container("Model and input"):
+    c1, c2, c3 = st.columns([1, 1, 2])
+    with c1:
+        kind_label = ui.select("Model", "ae_kind", list(KINDS), default="AE", radio=True, horizontal=True,
+                               help="AE: a plain autoencoder. VAE: a variational autoencoder (β = 1), whose "
+                                    "bottleneck is a distribution: μ, σ, noise ε and z = μ + σ·ε.")
+    with c2:
+        latent = ui.select("Latent size (code length)", "ae_latent", latents, default=max(latents),
+                           help="How many numbers the bottleneck keeps. Both sizes are pretrained.")
+    with c3:
+        source = ui.select("Choose the input", "ae_input", INPUTS, radio=True, horizontal=True)
+    kind = KINDS[kind_label]
+    pre = ui.run_safely(lambda: ui.pretrained(ctx.dataset_name, kind, 1.0, latent),
+                        "Could not load the pretrained model",
+                        "Reinstall the app's assets (assets/zoo), or pick another dataset in the sidebar.")
+    if pre is None:
+        st.stop()
+    val_idx = pre.val_idx
+    y_val = ds.y[val_idx]
+    names = ds.class_names or tuple(str(c) for c in range(int(ds.y.max()) + 1))
+    x = None
+    what = ""
+    if source == "by class":
+        classes = sorted(int(c) for c in np.unique(y_val))
+        a, b = st.columns(2)
+        with a:
+            cls = ui.select("Class", "ae_class", classes, default=classes[0], format_func=lambda c: names[c])
+        members = np.flatnonzero(y_val == cls)
+        clamp_state("ae_example", 1, len(members))
+        with b:
+            k = ui.number(f"Which {names[cls]} (1 to {len(members)})", "ae_example", 1, len(members), 1, step=1)
+        pos = int(members[int(k) - 1])
+        what = f"a held-out {names[cls]} (example {int(k)} of {len(members)}; dataset image {int(val_idx[pos])})"
+    elif source == "by index":
+        clamp_state("ae_index", 0, len(val_idx) - 1)
+        k = ui.number(f"Held-out image (0 to {len(val_idx) - 1})", "ae_index", 0, len(val_idx) - 1, 0, step=1)
+        pos = int(k)
+        what = f"held-out image {pos} (dataset image {int(val_idx[pos])}, a {names[int(y_val[pos])]})"
+    elif source == "random":
+        if st.button("🎲 Another random image", key="ae_reroll"):
+            st.session_state["_ae_rand_n"] = st.session_state.get("_ae_rand_n", 0) + 1
+        n_roll = st.session_state.get("_ae_rand_n", 0)
+        pos = dg.random_index(len(val_idx), ctx.seed, n_roll)
+        what = (f"random held-out image {pos} (dataset image {int(val_idx[pos])}, a {names[int(y_val[pos])]}; "
+                f"seed {ctx.seed}, draw {n_roll + 1})")
+    else:
+        pos = 0
+        try:
+            from streamlit_drawable_canvas import st_canvas
+        except Exception:  # the component failed to register: say so and carry on with a held-out image
+            st_canvas = None
+            st.warning("The drawing canvas is not available in this installation; showing held-out image 0. "
+                       "Reinstall streamlit-drawable-canvas to draw your own digit.")
+        if st_canvas is not None:
+            a, b = st.columns([1, 2])
+            with a:
+                canvas = st_canvas(stroke_width=22, stroke_color="#FFFFFF", background_color="#000000", height=280,
+                                   width=280, drawing_mode="freedraw", return_image_data=True, key="ae_canvas")
+            with b:
+                st.markdown("Draw one digit, **white on black**, filling most of the box. When you release the mouse "
+                            f"it is prepared the way the dataset was: cropped, scaled so its longer side is "
+                            f"{digit_extent(ctx.dataset_name)} of {ds.image_shape[0]} pixels, centred by its centre "
+                            f"of mass, and shrunk to {ds.image_shape[0]}×{ds.image_shape[1]} pixels.")
+                img = canvas.image_data if canvas is not None else None
+                drawn = None
+                if img is not None:
+                    drawn = ui.run_safely(lambda: dg.drawing_to_image(img, ds.image_shape,
+                                                                      digit_extent(ctx.dataset_name)),
+                                          "The drawing could not be read", "Clear the canvas (🗑) and draw again.")
+                if drawn is None:
+                    st.info("Nothing drawn yet: until you draw, the diagram shows held-out image 0.")
+                else:
+                    x = drawn
+                    what = "your drawing"
+                    st.image((drawn.reshape(ds.image_shape) * 255).astype(np.uint8), width=112,
+                             caption=f"what the network sees ({ds.image_shape[0]}×{ds.image_shape[1]})")
+        if x is None:
+            what = f"held-out image 0 (dataset image {int(val_idx[0])}, a {names[int(y_val[0])]})"
+    if x is None:
+        x = ds.x[val_idx[pos]]
+
+ui.show_url_errors()  # invalid URL values for the widgets above (replaced by their defaults)
+model_name = "variational autoencoder (VAE, β = 1)" if kind == "vae" else "autoencoder (AE)"
+n_steps = len(dg.stages_of(pre.model))
+clamp_state("ae_step", 1, n_steps)
+step, slot, notes = n_steps, None, None
+
+
+def show_all() -> bool:
+    return not ctx.present
+
+
+# ---- 1. the animated diagram ------------------------------------------------------------------------
+
+if show_all() or scene == 0:
+    st.subheader(f"A trained {model_name}, running on {what}")
+    st.markdown("Press **▶ Play** to watch the image flow through the network one layer at a time, or drag the "
+                "slider to step through it. The final step puts the reconstruction beside the input.")
+    slot = st.container()  # the figure goes here, above its keyboard control
+    step = ui.slider("Step shown (a keyboard alternative to ▶ Play: focus this slider, then use the arrow keys)",
+                     "ae_step", 1, n_steps, n_steps, step=1)
+    ui.show_url_errors()
+    notes = st.container()
+
+x = np.asarray(x, dtype=np.float32)
+result = ui.run_safely(lambda: diagram_and_figure(ctx.dataset_name, kind, int(latent), x.tobytes(), ctx.seed,
+                                                  ctx.present, int(step)),
+                       "Could not run the image through the network", "Choose another input.")
+if result is None:
+    st.stop()
+d, fig = result
+D, K = d.input_dim, d.latent_dim
+held_recon = float(pre.evaluation.get("recon", float("nan")))
+
+if slot is not None:
+    hidden = [layer for layer in d.layers if layer.key.startswith("encoder")]
+    with slot:
+        ui.figure(fig, key="ae_diagram", html_name="autoencoder-animation", theme=None,
+                  alt=(f"Animated diagram of a trained {model_name} on {what}: input of {D} pixels, encoder layers "
+                       f"of {', '.join(str(h.width) for h in hidden)} units, a bottleneck of {K} numbers"
+                       + (" (μ, σ, noise ε and z = μ + σ·ε)" if kind == "vae" else "")
+                       + f", a mirrored decoder and a {D}-pixel output. Reconstruction error {d.bce:.1f} nats, "
+                         f"mean squared error {d.mse:.4f} per pixel."))
+    sub = d.layer("input")
+    with notes:
+        st.caption(
+            f"Each circle is one unit, coloured by its **real activation** for this image (blue positive, "
+            f"vermillion negative, white zero; each layer is scaled to its own largest |value|; hover for exact "
+            f"values). Wide layers are subsampled: the input and output columns show the same {len(sub.shown)} of "
+            f"{D} pixels (those with the largest encoder weights); hidden layers show evenly spaced units "
+            f"({'; '.join(f'{h.key}: {h.how}' for h in d.layers if h.how and h.key not in ('input', 'output'))}). "
+            f"Edges: for "
+            f"each drawn unit, the {EDGES_PER_NODE} strongest weights from the drawn units of the layer before "
+            f"(blue w > 0, vermillion w < 0, thicker = larger |w|)."
+            + (f" ε was drawn with seed {ctx.seed}; change the seed in the sidebar to draw another."
+               if kind == "vae" else ""))
+
+# ---- 2. what each part does, and the readouts ------------------------------------------------------
+
+if show_all() or scene == 1:
+    st.subheader("Encoder, code, decoder")
+    widths = [layer.width for layer in d.layers if layer.key.startswith("encoder")]
+    chain_in = " → ".join(str(v) for v in [D, *widths, K])
+    chain_out = " → ".join(str(v) for v in [K, *reversed(widths), D])
+    m1, m2, m3, m4 = st.columns(4)
+    m1.metric("Compression (numbers)", f"{D} → {K}", help="Pixels in, code length at the bottleneck.")
+    m2.metric("Smaller by", f"{D / K:.0f}×")
+    m3.metric("Reconstruction error (this image)", f"{d.bce:.1f} nats",
+              help="Binary cross-entropy summed over pixels: the reconstruction term of the loss the model was "
+                   "trained to minimise.")
+    m4.metric("Mean squared error per pixel", f"{d.mse:.4f}")
+    n_train = ds.n - len(val_idx)
+    epochs = pre.train_config.get("epochs", "?")
+    st.markdown(
+        f"- **Encoder** ({chain_in}): each layer takes a weighted sum of the layer before and applies "
+        f"ReLU, max(0, ·). The layers get narrower, so the network has to decide what to keep.\n"
+        f"- **Code / latent space**: the bottleneck's {K} numbers *z* are the code for this image. The codes of "
+        f"all images form the **latent space**; similar images get nearby codes (see the latent-space page).\n"
+        f"- **Decoder** ({chain_out}): the mirror image. It expands the code back to {D} values, and a sigmoid "
+        f"squashes each into [0, 1], a pixel intensity.\n"
+        f"- **Training**: nobody told the network what to put in the code. Its weights were learned by making "
+        f"the output match the input (minimising the reconstruction error) on {n_train:,} training images for "
+        f"{epochs} epochs. On the {len(val_idx)} held-out images it never saw, the average error is "
+        f"{held_recon:.1f} nats; this image's is {d.bce:.1f}.")
+    if kind == "vae":
+        st.markdown(
+            f"**What the VAE adds.** Its encoder outputs a *distribution* over codes, a normal N(μ, σ²) per "
+            f"dimension, not a single point. The code is sampled as **z = μ + σ·ε** with ε ~ N(0, I) (the "
+            f"reparameterization trick, which lets gradients reach μ and σ). A KL term in the loss pulls every "
+            f"q(z|x) towards N(0, I): for this image KL = {d.meta.get('kl', float('nan')):.1f} nats. That is what "
+            f"makes random codes decodable (use 4 below).")
+    else:
+        st.markdown("**Switch the model to VAE** above to see how a variational autoencoder's bottleneck differs: "
+                    "μ, σ, the noise ε and z = μ + σ·ε.")
+    st.markdown(
+        f"**Use 1: compression.** The code is {D / K:.0f}× shorter than the image, but lossy (mean squared error "
+        f"{d.mse:.4f} per pixel here), and the receiver needs the decoder's "
+        f"{count_parameters(pre.model.decoder):,} weights. Autoencoders are used less to "
+        f"compress files than to learn compact features of data.")
+
+
+# ---- 3. denoising -------------------------------------------------------------------------------------
+
+def denoising_section() -> None:
+    st.subheader("Use 2: denoising")
+    level = ui.slider("Noise added to the input (standard deviation)", "ae_noise", 0.0, 1.0, 0.5, step=0.05,
+                      help="Gaussian noise with this standard deviation is added to every pixel, then clipped "
+                           "to [0, 1].")
+    ui.show_url_errors()
+    r = dg.denoise(pre.model, x, float(level), seed=ctx.seed)
+    ui.figure(image_grid(np.stack([r.clean, r.noisy, r.recon]), ds.image_shape, ncols=3,
+                         col_titles=["clean input", f"noisy input (σ = {level:.2f})",
+                                     "reconstruction of the noisy input"],
+                         height=260 if ds.image_shape[0] > 8 else 220),
+              key="ae_denoise", alt=f"Clean image, the image with noise of standard deviation {level:.2f}, and the "
+                                    f"model's reconstruction of the noisy image.")
+    c1, c2 = st.columns(2)
+    c1.metric("Noisy input vs clean (MSE per pixel)", f"{r.mse_noisy:.4f}")
+    c2.metric("Reconstruction vs clean (MSE per pixel)", f"{r.mse_recon:.4f}")
+    if r.mse_recon < r.mse_noisy:
+        st.markdown(f"The reconstruction is **{r.mse_noisy / max(r.mse_recon, 1e-12):.1f}× closer** to the clean image "
+                    f"than the noisy input was. The decoder can only draw digit-like images, so it leaves out much of "
+                    f"the noise, which it never learned to draw.")
+    else:
+        st.markdown("For this image at this noise level the reconstruction is **not** closer to the clean image "
+                    "than the noisy input was: the autoencoder's own reconstruction error outweighs the noise it "
+                    "removes. Try more noise.")
+    st.caption("This model was trained on clean images only. A *denoising autoencoder* is trained on noisy inputs "
+               "with the clean images as targets, and does better still.")
+
+
+# ---- 4. anomaly detection -------------------------------------------------------------------------------
+
+def anomaly_section() -> None:
+    st.subheader("Use 3: anomaly detection")
+    errors = held_out_errors(ctx.dataset_name, kind, int(latent))
+    level = float(st.session_state.get("ae_noise", 0.5))
+    thr = dg.anomaly_threshold(errors, 0.99)
+    odd = dg.odd_inputs(x, seed=ctx.seed)
+    marks = [("this input", float(dg.reconstruction_mse(pre.model, x))),
+             (f"with noise σ = {level:.2f}", float(dg.reconstruction_mse(pre.model, dg.add_noise(x, level, ctx.seed))))]
+    marks += [(name, float(dg.reconstruction_mse(pre.model, img))) for name, img in odd.items()]
+    a, b = st.columns([3, 1])
+    with a:
+        hist = error_histogram(errors, marks, thr, title=f"Reconstruction error of the {len(errors)} held-out images")
+        ui.figure(hist,
+                  key="ae_hist", alt="Histogram of held-out reconstruction errors with the threshold and where "
+                                     + ", ".join(f"{n} ({v:.3g})" for n, v in marks) + " fall.")
+    with b:
+        ui.figure(image_grid(np.stack(list(odd.values())), ds.image_shape, ncols=2, col_titles=list(odd), height=200),
+                  key="ae_odd", alt="The two odd inputs: the image with inverted colours, and random pixels.")
+    lines = []
+    for name, v in marks:
+        pct = dg.percentile_of(errors, v)
+        rank = "higher than every held-out image" if pct >= 100 else f"higher than {pct:.0f}% of held-out images"
+        flag = "**flagged as an anomaly**" if v > thr else "passes as normal"
+        lines.append(f"- {name}: error {v:.4f}, {rank}: {flag}")
+    st.markdown(f"An autoencoder learns to rebuild *typical* inputs. Flag anything whose error is above the 99th "
+                f"percentile of held-out images ({thr:.4f}):\n" + "\n".join(lines))
+    st.caption("Used to spot faulty parts, fraud or sensor failures: train on normal data only, then flag what "
+               "reconstructs badly. The noise level comes from the denoising slider above.")
+
+
+# ---- 5. generation -------------------------------------------------------------------------------------
+
+@st.fragment
+def generation_section() -> None:
+    st.subheader("Use 4: generation, and why a plain autoencoder is poor at it")
+    ae = ui.pretrained(ctx.dataset_name, "ae", 1.0, int(latent)).model
+    vae = ui.pretrained(ctx.dataset_name, "vae", 1.0, int(latent)).model
+    n = 10
+    z, ae_imgs = dg.decode_prior(ae, n, seed=ctx.seed)
+    _, vae_imgs = dg.decode_prior(vae, n, seed=ctx.seed)
+    ui.figure(paired_rows({"AE": ae_imgs, "VAE": vae_imgs}, ds.image_shape,
+                          title=f"The same {n} random codes z ~ N(0, I) (K = {K}), decoded by each model",
+                          height=240 if ds.image_shape[0] > 8 else 200),
+              key="ae_gen", alt=f"{n} random codes from N(0, I) decoded by the plain autoencoder (top row) and the "
+                                f"VAE (bottom row).")
+    s_ae, s_vae = code_spread(ctx.dataset_name, "ae", int(latent)), code_spread(ctx.dataset_name, "vae", int(latent))
+    c1, c2 = st.columns(2)
+    kl_help = ("KL divergence from a normal fitted to each dimension of the held-out codes to N(0, 1), summed "
+               "over dimensions: 0 when real codes are spread exactly like the random codes.")
+    c1.metric("AE codes vs N(0, I): KL", f"{s_ae['kl']:.1f} nats", help=kl_help)
+    c2.metric("VAE codes vs N(0, I): KL", f"{s_vae['kl']:.1f} nats", help=kl_help)
+    text = (f"To generate, decode a random code. But *which* codes are valid? A plain AE was only trained to "
+            f"reconstruct, so nothing shapes where its codes lie: its held-out codes have per-dimension means from "
+            f"{s_ae['mean_lo']:.2f} to {s_ae['mean_hi']:.2f} and standard deviations from {s_ae['std_lo']:.2f} to "
+            f"{s_ae['std_hi']:.2f}, not the 0 and 1 of N(0, I). ")
+    if s_ae["inside"]:
+        text += (f"With only {K} numbers the AE's code cloud still surrounds the origin, so random codes land "
+                 f"inside it and can decode to digits here, but only from the middle of the cloud, and nothing "
+                 f"guarantees even that."
+                 + (f" Switch the latent size to {max(latents)} to compare." if K < max(latents) else ""))
+    else:
+        text += ("Random codes from N(0, I) land where few or no images were encoded, and the decoder never "
+                 "learned what to draw there.")
+    text += (f"\n\nThe VAE's KL term pulls every q(z|x) towards N(0, I): its codes' means run from "
+             f"{s_vae['mean_lo']:.2f} to {s_vae['mean_hi']:.2f} and standard deviations from {s_vae['std_lo']:.2f} to "
+             f"{s_vae['std_hi']:.2f} (KL to N(0, I): {s_vae['kl']:.1f} nats, against the AE's {s_ae['kl']:.1f}), so "
+             f"random codes fall where real ones do. That is what leads from the autoencoder to the VAE.")
+    st.markdown(text)
+
+
+@st.fragment
+def noise_sections(denoising: bool, anomaly: bool) -> None:
+    """Denoising and anomaly detection share the noise slider, so they rerun together (and alone)."""
+    if denoising:
+        denoising_section()
+    if anomaly:
+        anomaly_section()
+
+
+if show_all() or scene in (2, 3):
+    noise_sections(show_all() or scene == 2, show_all() or scene == 3)
+if show_all() or scene == 4:
+    generation_section()
+
+
+# ---- self-check -------------------------------------------------------------------------------------------
+
+if show_all() or scene == len(SCENES) - 1:
+    other = [v for v in latents if v != latent]
+    q1 = ""
+    if other:
+        lo_k, hi_k = min(latents), max(latents)
+        e_lo = ui.pretrained(ctx.dataset_name, kind, 1.0, lo_k).evaluation.get("recon", float("nan"))
+        e_hi = ui.pretrained(ctx.dataset_name, kind, 1.0, hi_k).evaluation.get("recon", float("nan"))
+        q1 = (f"Up. With {lo_k} numbers the code keeps less detail than with {hi_k}. For these {kind.upper()}s the "
+              f"held-out reconstruction error is {e_lo:.1f} nats with {lo_k} numbers and {e_hi:.1f} with {hi_k}. "
+              f"Switch the latent size above and watch the reconstruction.")
+    errors = held_out_errors(ctx.dataset_name, kind, int(latent))
+    thr = dg.anomaly_threshold(errors, 0.99)
+    rnd = float(dg.reconstruction_mse(pre.model, dg.odd_inputs(x, seed=ctx.seed)["random pixels"]))
+    kl_a = code_spread(ctx.dataset_name, "ae", int(latent))["kl"]
+    kl_v = code_spread(ctx.dataset_name, "vae", int(latent))["kl"]
+    ui.self_check("ae", [
+        (f"You shrink the code from {max(latents)} to {min(latents)} numbers. Does the reconstruction error go up "
+         f"or down?", q1 or "Up: a shorter code keeps less detail."),
+        ("You feed the autoencoder an image of random pixels. Will its reconstruction look like the input?",
+         f"No. The decoder can only draw digit-like images, so the error is large: {rnd:.4f} per pixel for random "
+         f"pixels, {rnd / thr:.0f}× the 99th percentile of held-out digits ({thr:.4f}). This is how autoencoders "
+         f"detect anomalies."),
+        ("Why do random codes from N(0, I) decode to better digits with a VAE than with a plain AE?",
+         f"The VAE's KL term pulls every q(z|x) towards N(0, I), so its codes are spread like N(0, I) and random "
+         f"codes land where real ones lie (KL from its codes to N(0, I): {kl_v:.1f} nats). A plain AE is only "
+         f"trained to reconstruct, so its codes can sit anywhere (KL {kl_a:.1f} nats): random codes often fall "
+         f"where the decoder never learned to draw."),
+    ])
