@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import math
+import os
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -206,6 +207,28 @@ class Trainer:
         with self.lock:
             return self._state_copy()
 
+    def stop(self, message: str | None = None) -> None:
+        """End the run early (the user pressed Stop): status becomes "done" at the current step,
+        ``message`` says so, and the held-out terms are recorded once more."""
+        with self.lock:
+            if self.finished:
+                return
+            self.status = "done"
+            self.message = message or f"Stopped by the user at step {self.step} of {self.total_steps}."
+            if self.step > 0 and (not self.eval_history or self.eval_history[-1]["step"] != self.step):
+                self._record_eval()
+
+    def release_training_data(self) -> None:
+        """Free the training images and optimiser state of a finished run (the model, the
+        held-out data, the history and the snapshots stay). No-op while the run can still train."""
+        with self.lock:
+            if not self.finished:
+                return
+            self.x_train = self.x_train[:0].clone()
+            self.opt.state.clear()
+            self._good_state = {}
+            self._perm = None
+
     def progress(self) -> float:
         return min(1.0, self.step / self.total_steps)
 
@@ -244,6 +267,10 @@ class Trainer:
             if not all(math.isfinite(v) for v in vals[:3]):
                 self._diverge(vals[0])
                 return
+            if self.step % 20 == 0:
+                # These weights just gave a finite loss, so they are known to be good. (Copying after
+                # opt.step() instead could keep weights that the update had already made non-finite.)
+                self._good_state, self._good_step = self._state_copy(), self.step
             self.opt.zero_grad(set_to_none=True)
             terms.loss.backward()
             self.opt.step()
@@ -254,8 +281,6 @@ class Trainer:
                 "loss": vals[0], "recon": vals[1], "kl": vals[2], "beta": beta,
                 "beta_kl": beta * vals[2], "kl_per_dim": kl_dims, "active_units": count_active_units(kl_dims),
             })
-            if self.step % 20 == 0:
-                self._good_state, self._good_step = self._state_copy(), self.step
             if self.step >= self.total_steps:
                 self.status = "done"
             if self.step % self.cfg.eval_every == 0 or self.status == "done":
@@ -366,6 +391,41 @@ def evaluate_model(model: AutoEncoder, x, beta: float, likelihood: str, seed: in
     return res
 
 
+class FairSlots:
+    """A FIFO counting semaphore: ``n`` holders at a time, waiters served in arrival order.
+
+    Every background trainer in the process takes a slot for each short chunk of training.
+    With one slot per core, ten students training at once share the CPU in turn (each gets
+    about 2/10 of it) instead of ten threads thrashing two cores, and the Streamlit threads
+    that redraw the pages still get CPU time.
+    """
+
+    def __init__(self, n: int):
+        self.n = max(1, int(n))
+        self._cond = threading.Condition()
+        self._queue: list[object] = []
+        self._held = 0
+
+    def __enter__(self):
+        me = object()
+        with self._cond:
+            self._queue.append(me)
+            while self._held >= self.n or self._queue[0] is not me:
+                self._cond.wait()
+            self._queue.pop(0)
+            self._held += 1
+            self._cond.notify_all()
+        return self
+
+    def __exit__(self, *exc):
+        with self._cond:
+            self._held -= 1
+            self._cond.notify_all()
+
+
+TRAINING_SLOTS = FairSlots(int(os.environ.get("LATENT_LAB_TRAINING_SLOTS", os.cpu_count() or 2)))
+
+
 class BackgroundRunner:
     """Runs ``trainer`` in a daemon thread for as long as someone keeps renewing a lease.
 
@@ -411,7 +471,8 @@ class BackgroundRunner:
             while self.wanted and not self.trainer.finished:
                 if time.monotonic() - self._last_beat > self.lease_seconds:
                     return
-                self.trainer.run_for(self.chunk_seconds)
+                with TRAINING_SLOTS:  # at most one training chunk per core at a time, first come first served
+                    self.trainer.run_for(self.chunk_seconds)
         except Exception as exc:  # reported to the page, never raised into Streamlit
             self.error = f"{type(exc).__name__}: {exc}"
             self.wanted = False

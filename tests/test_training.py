@@ -165,8 +165,9 @@ def test_background_runner_trains_and_stops_when_the_lease_expires():
     t = _trainer(epochs=50)
     r = BackgroundRunner(t, lease_seconds=0.5, chunk_seconds=0.02)
     r.start()
-    deadline = time.time() + 20
+    deadline = time.time() + 30
     while t.step < 5 and time.time() < deadline:
+        r.keep_alive()  # the page's fragment renews the lease on every redraw
         time.sleep(0.05)
     assert t.step >= 5 and r.alive
     r.join(timeout=10)  # nobody renews the lease
@@ -174,9 +175,9 @@ def test_background_runner_trains_and_stops_when_the_lease_expires():
     step = t.step
     time.sleep(0.2)
     assert t.step == step  # nothing trains after the lease expired
-    r.keep_alive()  # the page comes back: training resumes
-    deadline = time.time() + 20
+    deadline = time.time() + 30
     while t.step == step and time.time() < deadline:
+        r.keep_alive()  # the page comes back: training resumes
         time.sleep(0.05)
     assert t.step > step
     r.pause()
@@ -226,3 +227,31 @@ def test_ten_epochs_on_mnist_match_a_pytorch_examples_loop():
         theirs = float((F.binary_cross_entropy(recon, x_val, reduction="sum")
                         - 0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp())) / len(x_val))
     assert abs(ours - theirs) / theirs < 0.05, (ours, theirs)
+
+
+def test_fair_slots_limit_concurrency_and_serve_in_order():
+    import threading
+
+    from core.training import FairSlots
+    slots = FairSlots(2)
+    active, peak, order = [0], [0], []
+    lock = threading.Lock()
+
+    def work(i):
+        with slots:
+            with lock:
+                active[0] += 1
+                peak[0] = max(peak[0], active[0])
+                order.append(i)
+            time.sleep(0.02)
+            with lock:
+                active[0] -= 1
+
+    threads = []
+    for i in range(8):
+        threads.append(threading.Thread(target=work, args=(i,)))
+        threads[-1].start()
+        time.sleep(0.002)
+    for t in threads:
+        t.join(10)
+    assert peak[0] == 2 and sorted(order) == list(range(8))
