@@ -1,0 +1,695 @@
+"""Latent space explorer: 2-D maps of a trained model's codes (raw, PCA, t-SNE), selection and
+nearest neighbours, the decoded manifold, interpolation, traversals, and AE against VAE."""
+from __future__ import annotations
+
+import copy
+import hashlib
+
+import numpy as np
+import streamlit as st
+from streamlit.errors import StreamlitPageNotFoundError
+
+from core import ui
+
+ctx = ui.page("Latent space explorer", "🗺️",
+              "What does a trained model's latent space look like? Every image becomes a point; "
+              "pick points, decode any place, walk between images, and see where an autoencoder has holes.")
+url_errors = st.container()  # invalid URL values of this page's widgets are reported here, at the top
+ui.configure_torch()
+
+from core import explore  # noqa: E402  (after configure_torch: one intra-op thread)
+from core import figures as F  # noqa: E402
+from core.checkpoints import CheckpointError, load_checkpoint  # noqa: E402
+from core.data import DATASETS  # noqa: E402
+from core.figures import latent as LF  # noqa: E402
+
+ss = st.session_state
+
+
+def stop() -> None:
+    """End the run, after reporting invalid URL values (they are found as widgets are created)."""
+    with url_errors:
+        ui.show_url_errors()
+    st.stop()
+
+ds = ctx.dataset
+N = ds.n
+CLASS_NAMES = ds.class_names
+
+SOURCES = {"zoo": "Pretrained model", "run": "A run from the training page", "upload": "Upload a checkpoint (.pt)"}
+KINDS = {"vae": "VAE", "ae": "Autoencoder"}
+MAPS = {"raw": "Raw latent (z₁, z₂)", "tsne": "t-SNE", "pca": "PCA"}
+AE_SAMPLING = {"fit": "a Gaussian fitted to its codes", "prior": "N(0, I), like the VAE"}
+MAX_TRAVERSAL_ROWS = 16
+SELECT_CONFIG = {**ui.PLOTLY_CONFIG, "modeBarButtonsToRemove": []}  # keep box and lasso select
+
+
+# ---- cached computations (pure functions of the model identity and the parameters) ---------------
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def codes_of(model_key: str, dataset: str, _model, _x) -> explore.Codes:
+    return explore.encode_dataset(_model, _x)
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def reconstructions_of(model_key: str, dataset: str, _model, _mu) -> np.ndarray:
+    return explore.decode(_model, _mu)
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def plane_of(model_key: str, dataset: str, method: str, seed: int, _mu) -> explore.Plane:
+    return explore.latent_plane(_mu, seed, method)
+
+
+class _Miss(Exception):
+    """Raised inside a cache lookup so that nothing is stored (Streamlit does not cache exceptions)."""
+
+
+@st.cache_data(max_entries=12, show_spinner=False)
+def tsne_layout(model_key: str, dataset: str, perplexity: int, n_iter: int, seed: int, _value=None) -> np.ndarray:
+    """The cache of finished t-SNE layouts: call with ``_value`` to store, without to look up."""
+    if _value is None:
+        raise _Miss
+    return _value
+
+
+@st.cache_resource(max_entries=12, show_spinner=False)
+def tsne_embedding(model_key: str, dataset: str, perplexity: int, n_iter: int, seed: int, _value=None):
+    """openTSNE's embedding object (kept for ``transform``; not copied, never modified)."""
+    if _value is None:
+        raise _Miss
+    return _value
+
+
+def cached(fn, *args):
+    try:
+        return fn(*args)
+    except _Miss:
+        return None
+
+
+@st.cache_resource(show_spinner=False)
+def tsne_jobs() -> explore.TsneJobs:
+    """t-SNE runs in background threads, one per (model, dataset, parameters), shared by every
+    session: a class opening the same view starts one run, not thirty."""
+    return explore.TsneJobs(max_running=1)
+
+
+def finish_tsne(job: explore.TsneJob, args: tuple) -> np.ndarray | None:
+    """Move a finished run into the caches; returns its layout (None if it is not done)."""
+    if job.status != "done" or job.result is None:
+        return None
+    layout, emb = job.result
+    tsne_layout(*args, _value=layout)
+    tsne_embedding(*args, _value=emb)
+    tsne_jobs().discard(args)
+    return layout
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def tsne_path(model_key: str, dataset: str, perplexity: int, n_iter: int, seed: int, path_key: str, _path):
+    emb = cached(tsne_embedding, model_key, dataset, perplexity, n_iter, seed)
+    if emb is None:
+        raise _Miss  # not cached: the page then places the path approximately
+    from core.embed import tsne_transform
+    return tsne_transform(emb, _path)
+
+
+@st.cache_data(max_entries=24, show_spinner=False)
+def map_trust(model_key: str, dataset: str, map_id: str, _mu, _xy, n: int = 1000) -> float:
+    """Trustworthiness (k = 10) of a map on a fixed random subset of n points."""
+    from core.embed import trustworthiness
+    idx = np.random.default_rng(0).choice(len(_mu), size=min(n, len(_mu)), replace=False)
+    return trustworthiness(_mu[idx], _xy[idx], k=10)
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def prior_study(model_key: str, dataset: str, mode: str, seed: int, n: int, _model, _mu, _recon):
+    fit = _mu if mode == "fit" else None
+    z = explore.sample_codes(n, _mu.shape[1], seed, fit_to=fit)
+    imgs = explore.decode(_model, z)
+    return z, imgs, explore.off_manifold(imgs, _recon, seed=seed)
+
+
+@st.cache_resource(max_entries=4, show_spinner=False)
+def snapshot(model_key: str, _model):
+    """A frozen copy of a training-page model: this page never touches the model being trained."""
+    m = copy.deepcopy(_model).eval()
+    for p in m.parameters():
+        p.requires_grad_(False)
+    return m
+
+
+def weights_key(model) -> str:
+    h = hashlib.sha1()
+    for k, v in model.state_dict().items():
+        h.update(k.encode())
+        h.update(v.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def clamp_state(key: str, lo, hi) -> None:
+    """Keep a bound widget's kept value inside its (model-dependent) range."""
+    for k in (key, f"_keep_{key}"):
+        if k in ss and ss[k] is not None:
+            ss[k] = type(lo)(min(max(ss[k], lo), hi))
+
+
+def draw_selectable(fig, key: str, alt: str, modes=("points", "box", "lasso")):
+    if ctx.present:
+        fig = F.with_font_scale(ui.go_copy(fig), ui.PRESENT_SCALE)
+    return st.plotly_chart(fig, key=key, on_select="rerun", selection_mode=modes, config=SELECT_CONFIG,
+                           alt=alt, width="stretch")
+
+
+def class_name(y: int) -> str:
+    return CLASS_NAMES[int(y)] if CLASS_NAMES and 0 <= int(y) < len(CLASS_NAMES) else str(int(y))
+
+
+# ---- configuration: the model and the map --------------------------------------------------------
+
+with ui.config_container("Model and map"):
+    c1, c2, c3, c4 = st.columns([1.4, 1, 1, 1])
+    with c1:
+        source = ui.select("Model", "ls_src", list(SOURCES), format_func=SOURCES.get,
+                           help="A pretrained model ships with the app; a run comes from 🏋️ Train a VAE live.")
+    with c2:
+        kind = ui.select("Kind", "ls_kind", list(KINDS), format_func=KINDS.get, disabled=source != "zoo")
+    with c3:
+        beta = ui.select("β (VAE)", "ls_beta", [0.5, 1.0, 4.0], default=1.0, format_func=lambda b: f"{b:g}",
+                         disabled=source != "zoo" or kind == "ae",
+                         help="Weight of the KL term the VAE was trained with.")
+    with c4:
+        latent_choice = ui.select("Latent dimensions", "ls_dim", [2, 16], default=2, disabled=source != "zoo",
+                                  help="2: the latent space is the map itself. 16: better images, shown through PCA or t-SNE.")
+
+    model = cfg = None
+    model_key = ""
+    model_note = ""
+    if source == "zoo":
+        entry = ui.run_safely(lambda: ui.pretrained(ctx.dataset_name, kind, float(beta), int(latent_choice)),
+                              "The pretrained model could not be loaded", "Try another model, or reinstall the app's assets.")
+        if entry is not None:
+            model, cfg = entry.model, entry.config
+            model_key = f"zoo:{entry.spec.filename}"
+            ev = entry.evaluation or {}
+            name = "autoencoder" if kind == "ae" else f"VAE (β = {float(beta):g})"
+            model_note = (f"Pretrained {name} with a {cfg.latent_dim}-D latent, trained on {ctx.dataset_name}"
+                          + (f"; held-out reconstruction loss {ev['recon']:.1f} nats per image"
+                             + (f", KL {ev['kl']:.2f} nats" if kind == "vae" and "kl" in ev else "")
+                             if "recon" in ev else "") + ".")
+    elif source == "run":
+        runs = ss.get("shared_models") or {}
+        valid = {}
+        if isinstance(runs, dict):
+            for name, item in runs.items():
+                if isinstance(item, (tuple, list)) and len(item) == 3 and hasattr(item[0], "decode"):
+                    valid[str(name)] = item
+        if not valid:
+            st.info("No runs yet. Train a model on the training page; it will appear here. "
+                    "Meanwhile, pick *Pretrained model* above.")
+            try:
+                st.page_link("pages/4_training.py", label="Train a VAE live", icon="🏋️")
+            except StreamlitPageNotFoundError:  # the training page is not in the navigation
+                pass
+        else:
+            run_name = st.selectbox("Run", list(valid), key="ls_run")
+            m, rcfg, rds = valid[run_name]
+            model_key = f"run:{run_name}:{weights_key(m)}"
+            model, cfg = snapshot(model_key, m), rcfg
+            model_note = (f"Run {ui.quote_user(run_name)}: {rcfg.kind.upper()} with a {rcfg.latent_dim}-D latent, "
+                          f"trained on {ui.quote_user(rds)}.")
+    else:
+        up = st.file_uploader("Checkpoint saved by Latent Lab (.pt)", type=["pt"], key="ls_upload",
+                              help="The training page's 'Download checkpoint' button makes one.")
+        if up is not None:
+            held = ss.get("ls__upload")
+            if not held or held[0] != up.file_id:
+                try:
+                    data = up.getvalue()
+                    ck = load_checkpoint(up, device="cpu")
+                    for p in ck.model.parameters():
+                        p.requires_grad_(False)
+                    held = (up.file_id, hashlib.sha1(data).hexdigest()[:16], ck, up.name)
+                    ss["ls__upload"] = held
+                except CheckpointError as exc:
+                    ss.pop("ls__upload", None)
+                    held = None
+                    st.error(f"This checkpoint cannot be used: {exc}")
+            if held:
+                _, sha, ck, fname = held
+                model, cfg = ck.model, ck.config
+                model_key = f"upload:{sha}"
+                model_note = (f"Uploaded {ui.quote_user(fname)}: {cfg.kind.upper()} with a {cfg.latent_dim}-D latent.")
+        else:
+            st.info("Upload a `.pt` checkpoint saved by Latent Lab's training page.")
+
+    m1, m2, m3, m4 = st.columns([1.4, 1, 1, 1])
+    with m1:
+        method = ui.select("Map", "ls_map", list(MAPS), format_func=MAPS.get,
+                           help="Raw: the latent plane itself (2-D latents only). PCA: a linear projection. "
+                                "t-SNE: a nonlinear map that keeps neighbourhoods.")
+    with m2:
+        perplexity = ui.slider("t-SNE perplexity", "ls_perp", 5, 100, 30, step=5,
+                               help="Roughly how many neighbours each point tries to keep close.")
+    with m3:
+        n_iter = ui.slider("t-SNE iterations", "ls_iter", 250, 1000, 500, step=50,
+                           help="After 250 early-exaggeration iterations.")
+    with m4:
+        tseed = ui.number("t-SNE seed", "ls_tseed", 0, 9999, 0, step=1,
+                          help="Another seed gives another layout; neighbourhoods should stay.")
+
+if model is None:
+    stop()
+if cfg.input_dim != ds.dim:
+    h, w = ds.image_shape
+    other = [d for d in DATASETS if d != ctx.dataset_name]
+    st.error(f"This model takes images of {cfg.input_dim} pixels, but the dataset in the sidebar "
+             f"({ctx.dataset_name}) has {h}×{w} = {ds.dim} pixels. Switch the sidebar's dataset"
+             + (f" (e.g. to {other[0]})" if other else "") + " or choose another model.")
+    stop()
+if cfg.latent_dim < 2:
+    st.error("This model has a 1-D latent space; the explorer needs at least 2 dimensions. Choose another model.")
+    stop()
+
+model.eval()
+K = cfg.latent_dim
+IS_VAE = cfg.kind == "vae"
+codes = codes_of(model_key, ds.name, model, ds.x)
+MU = codes.mu
+if not np.all(np.isfinite(MU)):
+    st.error("This model produces NaN or infinite codes for this dataset (its training diverged). Choose another model.")
+    stop()
+scores, score_kind = explore.dimension_scores(codes)
+st.caption(model_note)
+
+# ---- selections made on charts in the previous run -------------------------------------------------
+
+def _points(key: str):
+    ev = ss.get(key)
+    try:
+        return list(ev["selection"]["points"]) if ev else []
+    except (KeyError, TypeError):
+        return []
+
+
+sel_points = _points("ls_mapsel")
+sel_idx = explore.selected_indices(sel_points, N)
+sig = ",".join(map(str, sel_idx))
+if sel_idx and ss.get("ls__last_sel") != sig:
+    ss["ls_idx"] = sel_idx[0]
+ss["ls__last_sel"] = sig
+
+clamp_state("ls_idx", 0, N - 1)
+clamp_state("ls_a", 0, N - 1)
+clamp_state("ls_b", 0, N - 1)
+
+# ---- presenter scenes -----------------------------------------------------------------------------
+
+SCENES = [
+    ("Every image is a point", "The encoder turns each image into a code. Points close together are images "
+                                "the model treats as similar; click one to see its neighbours."),
+    ("Decode any point", "The decoder turns any point of the latent plane into an image. A regular grid of "
+                         "points shows what the model has learnt where."),
+    ("Walk between two images", "Decode the codes on the way from image A to image B."),
+    ("What each dimension does", "Move one latent coordinate, hold the others: dimensions with KL ≈ 0 change nothing."),
+    ("Autoencoder against VAE", "Sample codes and decode them: the AE's latent space has holes, the KL term fills them."),
+]
+scene = ui.scenes("ls", SCENES)
+show = (lambda i: scene == i) if ctx.present else (lambda i: True)
+show_map = show(0) or show(2)
+
+# ---- 1. the map --------------------------------------------------------------------------------
+
+if show_map:
+    st.subheader("1. The map: every image is a point")
+    st.markdown(
+        f"Each of the {N:,} images of **{ctx.dataset_name}** is encoded to its code "
+        + (r"$\mu(x)$, the centre of $q(z\mid x)$" if IS_VAE else r"$z = f(x)$")
+        + f" ({K} numbers) and drawn as one dot, coloured by its true digit. The model never saw the labels. "
+          "Hover a dot for its index; **click** it (or draw a box or lasso from the toolbar) to inspect it.")
+    map_left, map_right = st.columns([1.75, 1])
+    with map_right:
+        idx = int(ui.number("Selected image (index)", "ls_idx", 0, N - 1, 0, step=1,
+                            help="Or click a point on the map."))
+        k = int(ui.slider("Nearest neighbours k", "ls_k", 1, 20, 8, step=1))
+
+want_tsne = method == "tsne" or (method == "raw" and K != 2)
+if show_map and method == "raw" and K != 2:
+    with map_left:
+        st.caption(f"This latent space has {K} dimensions, so it cannot be drawn as it is: the map shows t-SNE "
+                   "instead (choose PCA for a linear view).")
+if method == "raw" and K == 2:
+    map_xy, map_axes, map_title, map_id = MU, ("z₁", "z₂"), "Raw latent codes", "raw"
+else:
+    pca_plane = plane_of(model_key, ds.name, "pca", 0, MU)
+    pca_xy = pca_plane.to_plane(MU)
+    ev1, ev2 = pca_plane.explained
+    pca_axes = (f"PC 1 ({ev1:.0%} of variance)", f"PC 2 ({ev2:.0%})")
+    map_xy, map_axes, map_title, map_id = pca_xy, pca_axes, "PCA of the codes", "pca"
+tsne_job = None
+tsne_args = (model_key, ds.name, int(perplexity), int(n_iter), int(tseed))
+if want_tsne:
+    layout = cached(tsne_layout, *tsne_args)
+    if layout is None and show_map:
+        tsne_job = tsne_jobs().get_or_start(tsne_args, MU, int(tseed), float(perplexity), int(n_iter))
+        layout = finish_tsne(tsne_job, tsne_args)
+        if tsne_job.status == "failed":
+            st.error(f"t-SNE could not run on these codes ({tsne_job.error}). The map shows PCA instead; "
+                     "choose PCA, or another model.")
+    if layout is not None:
+        tsne_job = None
+        map_xy, map_axes, map_id = layout, ("t-SNE 1", "t-SNE 2"), "tsne"
+        map_title = f"t-SNE of the codes (perplexity {int(perplexity)}, seed {int(tseed)})"
+    elif tsne_job is not None and tsne_job.status == "failed":
+        tsne_job = None
+tsne_pending = tsne_job is not None
+
+if not show_map:  # presenter scenes without the map still need the selected image
+    idx = int(ss.get("ls_idx", ss.get("_keep_ls_idx") or 0))
+
+# ---- 2. the decoded plane ----------------------------------------------------------------------
+
+plane = plane_of(model_key, ds.name, "auto", 0, MU)
+center, scale = explore.grid_frame(plane, IS_VAE)
+ax_u, ax_v = plane.axis_names
+lo_u, hi_u = (round(float(center[0] - 4 * scale[0]), 2), round(float(center[0] + 4 * scale[0]), 2))
+lo_v, hi_v = (round(float(center[1] - 4 * scale[1]), 2), round(float(center[1] + 4 * scale[1]), 2))
+grid_pick = explore.selected_grid_point(_points("ls_gridsel"))
+gsig = repr(grid_pick)
+if grid_pick is not None and ss.get("ls__last_grid") != gsig:
+    ss["ls_u"], ss["ls_v"] = round(grid_pick[0], 2), round(grid_pick[1], 2)
+ss["ls__last_grid"] = gsig
+clamp_state("ls_u", lo_u, hi_u)
+clamp_state("ls_v", lo_v, hi_v)
+point_uv = np.array([ss.get("ls_u", round(float(center[0]), 2)), ss.get("ls_v", round(float(center[1]), 2))])
+
+if show(1):
+    st.subheader("2. Decode any point of the latent plane")
+    if plane.kind == "raw":
+        st.markdown(
+            "The latent space is a plane, so every point of it can be decoded. The grid below spaces its points "
+            + ("by equal **prior** probability: a regular grid on the unit square, pushed through the inverse CDF "
+               r"of $\mathcal N(0,1)$ (Kingma & Welling, 2014, figure 4). Smooth changes across the whole grid mean the "
+               "VAE's decoder makes a digit from every likely code."
+               if IS_VAE else
+               "by equal probability under a Gaussian fitted to the autoencoder's codes (an autoencoder has no prior). "
+               "Look for tiles that are not digits: codes the encoder never produced."))
+    else:
+        st.markdown(
+            f"This latent space has {K} dimensions, so it has no single picture. Here is a **slice**: the plane "
+            f"through the mean code spanned by the two principal directions (PC 1 and PC 2 explain "
+            f"{plane.explained[0]:.0%} and {plane.explained[1]:.0%} of the codes' variance); the other "
+            f"{K - 2} directions are held at the mean. The grid is spaced by equal probability under a Gaussian "
+            "fitted to the codes on this plane.")
+    g1, g2 = st.columns([1.25, 1])
+    with g2:
+        n_grid = ui.slider("Grid size (n × n)", "ls_grid", 5, 25, 15, step=1)
+        step_u = max(0.01, round(float(scale[0]) / 20, 2))
+        step_v = max(0.01, round(float(scale[1]) / 20, 2))
+        u_val = round(float(ui.slider(f"{ax_u}", "ls_u", lo_u, hi_u, round(float(center[0]), 2), step=step_u)), 2) + 0.0
+        v_val = round(float(ui.slider(f"{ax_v}", "ls_v", lo_v, hi_v, round(float(center[1]), 2), step=step_v)), 2) + 0.0
+        point_uv = np.array([u_val, v_val])
+        z_point = plane.from_plane(point_uv[None])
+        img_point = explore.decode(model, z_point)
+        ui.figure(F.image_grid(img_point, ds.image_shape, ncols=1, height=260,
+                               title=f"decoded at ({u_val:.2f}, {v_val:.2f})"),
+                  key="ls_pointfig", alt=f"The image the decoder makes from the code at {ax_u}={u_val:.2f}, {ax_v}={v_val:.2f}.")
+        near_i, near_d = explore.nearest_neighbours(MU, z_point[0], 1)
+        st.caption(f"Nearest real code: image #{int(near_i[0])} (a {class_name(ds.y[near_i[0]])}), at distance "
+                   f"{near_d[0]:.2f}. Click a tile on the left to jump there; the pink cross marks this point"
+                   + (" on the raw map too." if plane.kind == "raw" and method == "raw" else "."))
+    with g1:
+        u, v, grid_pts = explore.manifold_grid(int(n_grid), center, scale)
+        grid_imgs = explore.decode(model, plane.from_plane(grid_pts))
+        gfig = LF.manifold_mosaic(grid_imgs, ds.image_shape, u, v, (ax_u, ax_v), marker=point_uv,
+                                  title="Decoded " + ("latent plane" if plane.kind == "raw" else "PCA slice"), height=600)
+        draw_selectable(gfig, "ls_gridsel", alt=f"A {int(n_grid)} by {int(n_grid)} mosaic of images decoded on a grid over "
+                        f"{ax_u} from {u[0]:.2f} to {u[-1]:.2f} and {ax_v} from {v[0]:.2f} to {v[-1]:.2f}.",
+                        modes=("points", "box"))
+
+# ---- 3. interpolation --------------------------------------------------------------------------
+
+path_xy: dict[str, np.ndarray] = {}
+if show(2):
+    st.subheader("3. Walk between two images")
+    i1, i2, i3, i4 = st.columns(4)
+    with i1:
+        a = int(ui.number("Image A (index)", "ls_a", 0, N - 1, min(2, N - 1), step=1))
+    with i2:
+        b = int(ui.number("Image B (index)", "ls_b", 0, N - 1, min(7, N - 1), step=1))
+    with i3:
+        n_steps = int(ui.slider("Steps", "ls_steps", 5, 15, 10, step=1))
+    with i4:
+        show_path = ui.toggle("Draw the paths on the map", "ls_showpath", True)
+    za, zb = MU[a], MU[b]
+    lin = explore.lerp(za, zb, n_steps)
+    sph = explore.slerp(za, zb, n_steps)
+    strips = {"linear": explore.decode(model, lin), "spherical": explore.decode(model, sph)}
+    cols = ["A"] + [f"t={t:.2f}" for t in np.linspace(0, 1, n_steps)[1:-1]] + ["B"]
+    ui.figure(LF.strip_rows(strips, ds.image_shape, col_titles=cols, height=230 if ds.dim > 100 else 200),
+              key="ls_interp", alt=f"Two rows of {n_steps} images decoded along the linear and the spherical path "
+                                   f"from image {a} (a {class_name(ds.y[a])}) to image {b} (a {class_name(ds.y[b])}).")
+    nl, ns = np.linalg.norm(lin, axis=1), np.linalg.norm(sph, axis=1)
+    mid = n_steps // 2
+    if not IS_VAE:
+        why = ("An autoencoder has no prior, so neither path is the right one; both can cross holes between "
+               "the clusters of codes.")
+    elif K > 2:
+        why = (f"In {K} dimensions a code drawn from the prior N(0, I) almost always has a norm near √{K} = "
+               f"{np.sqrt(K):.1f}; a straight line cuts through the middle, at norms the prior rarely produces, "
+               "while slerp keeps typical norms (White, 2016).")
+    else:
+        why = ("In 2-D the prior's mass is not concentrated on a shell, so both paths are reasonable here; the "
+               "difference matters in high dimensions (try a 16-D model).")
+    st.markdown(
+        f"A is image #{a} (a **{class_name(ds.y[a])}**), B is image #{b} (a **{class_name(ds.y[b])}**). "
+        f"The **linear** path is $z(t) = (1-t)\\,z_A + t\\,z_B$; the **spherical** one (slerp) swings along the "
+        f"arc between their directions. Norm of the code halfway: linear {nl[mid]:.2f}, spherical {ns[mid]:.2f} "
+        f"(ends {nl[0]:.2f} and {nl[-1]:.2f}). {why}")
+    if show_path:
+        paths = {"linear": lin, "spherical": sph}
+        if map_id == "raw":
+            path_xy = dict(paths)
+        elif map_id == "pca":
+            path_xy = {name: pca_plane.to_plane(p) for name, p in paths.items()}
+        elif map_id == "tsne":
+            for name, p in paths.items():
+                placed = cached(tsne_path, *tsne_args, f"{name}:{a}:{b}:{n_steps}", p)
+                path_xy[name] = placed if placed is not None else explore.place_by_neighbours(MU, map_xy, p)
+
+# ---- 4. traversals -----------------------------------------------------------------------------
+
+if show(3):
+    st.subheader("4. Latent traversals: what each dimension does")
+    if not show_map:
+        idx = int(ui.number("Start from image (index)", "ls_idx", 0, N - 1, 0, step=1))
+    tc, ts = explore.traversal_frame(codes, IS_VAE)
+    order = explore.dimension_order(scores)[:MAX_TRAVERSAL_ROWS]
+    tz, tt = explore.traversal_codes(MU[idx], order, tc, ts, steps=9, span=3.0)
+    timgs = explore.decode(model, tz)
+    if score_kind == "kl":
+        titles = [f"z{j + 1} · KL {scores[j]:.2f}" if scores[j] >= 0.1 else
+                  f"z{j + 1} · KL {scores[j]:.3f}" + (" (off)" if scores[j] <= 0.01 else "") for j in order]
+    else:
+        titles = [f"z{j + 1} · var {scores[j]:.2f}" for j in order]
+    st.markdown(
+        f"Start from the selected image #{idx} (a **{class_name(ds.y[idx])}**), change **one** coordinate of its "
+        "code and keep the others. One row per dimension, "
+        + ("ordered by its average KL divergence from the prior, $\\mathrm{KL}(q(z_j\\mid x)\\,\\|\\,\\mathcal N(0,1))$ "
+           "in nats: the information that dimension carries about the image. Columns run from −3 to +3 prior "
+           "standard deviations."
+           if IS_VAE else
+           "ordered by the variance of the codes along it (an autoencoder has no KL term). Columns run from −3 to +3 "
+           "standard deviations of the codes, around their mean."))
+    if IS_VAE:
+        n_off = int((scores <= 0.01).sum())
+        st.markdown(
+            f"Here {K - n_off} of {K} dimensions are active (KL > 0.01 nats)"
+            + (f"; the {n_off} with KL ≈ 0 have **collapsed**: their rows do not change, because the encoder puts "
+               "the prior there and the decoder has learnt to ignore them." if n_off else
+               "; none has collapsed.")
+            + f" Total KL: {scores.sum():.2f} nats.")
+    row_h = 56 if ds.dim > 100 else 44
+    if len(order) < K:
+        st.caption(f"Showing the {len(order)} most informative of the {K} dimensions.")
+    ui.figure(LF.traversal_strips(timgs, ds.image_shape, titles, tt, height=60 + row_h * len(order)),
+              key="ls_trav", alt=f"{len(order)} rows of 9 images: the decoded code of image {idx} with one latent dimension moved "
+                                 "from -3 to +3 standard deviations, one row per dimension, most informative first.")
+
+# ---- 5. AE against VAE -------------------------------------------------------------------------
+
+def draw_comparison():
+    """AE against VAE on the same data and seed; returns (AE off-manifold share, VAE share) or None."""
+    st.subheader("5. Autoencoder against VAE: sample, then decode")
+    cdim = K if K in (2, 16) else 16
+    cc1, cc2 = st.columns([1, 2])
+    with cc1:
+        ae_mode = ui.select("Sample the autoencoder from", "ls_aes", list(AE_SAMPLING), format_func=AE_SAMPLING.get,
+                            help="An autoencoder has no prior, so there is no right way to sample it.")
+    n_show = 32
+    n_study = 500
+    results = {}
+    for ck in ("ae", "vae"):
+        e = ui.run_safely(lambda ck=ck: ui.pretrained(ctx.dataset_name, ck, 1.0, cdim), "A pretrained model is missing",
+                          "Reinstall the app's assets.")
+        if e is None:
+            break
+        mk = f"zoo:{e.spec.filename}"
+        cds = codes_of(mk, ds.name, e.model, ds.x)
+        rec = reconstructions_of(mk, ds.name, e.model, cds.mu)
+        mode = "prior" if ck == "vae" else ae_mode
+        z, imgs, off = prior_study(mk, ds.name, mode, ctx.seed, n_study, e.model, cds.mu, rec)
+        pl = plane_of(mk, ds.name, "auto", 0, cds.mu)
+        results[ck] = (cds, z, imgs, off, pl)
+    if len(results) == 2:
+        st.markdown(
+            f"The same data, the same seed ({ctx.seed}), both with a {cdim}-D latent. Left: a plain autoencoder. "
+            f"Right: a VAE with β = 1. Each map shows {min(N, 2000):,} of the real images' codes (dots) and "
+            f"{min(200, n_study)} sampled codes (crosses)"
+            + (", projected on each model's PCA plane. " if cdim > 2 else ". ")
+            + "The VAE is sampled from its prior N(0, I). "
+            + ("The autoencoder has no prior; here it gets the most generous Gaussian: the mean and covariance of its "
+               "own codes." if ae_mode == "fit" else
+               "The autoencoder has no prior; here it gets the VAE's N(0, I), which ignores where its codes actually are."))
+        sub = np.random.default_rng(ctx.seed).choice(N, size=min(N, 2000), replace=False)
+        cols_ = st.columns(2)
+        for col, ck in zip(cols_, ("ae", "vae")):
+            cds, z, imgs, off, pl = results[ck]
+            name = "Autoencoder" if ck == "ae" else "VAE (β = 1)"
+            off_flags = off.distances[:200] > off.threshold
+            with col:
+                fig = LF.samples_map(pl.to_plane(cds.mu[sub]), ds.y[sub], pl.to_plane(z[:200]),
+                                     f"{name}: codes and samples", pl.axis_names, CLASS_NAMES, off=off_flags,
+                                     height=430)
+                if pl.kind == "pca":
+                    fig.update_xaxes(title=f"PC 1 ({pl.explained[0]:.0%})")
+                    fig.update_yaxes(title=f"PC 2 ({pl.explained[1]:.0%})")
+                ui.figure(fig, key=f"ls_cmp_map_{ck}",
+                          alt=f"{name}: {len(sub)} real codes coloured by digit and 200 sampled codes as crosses; "
+                              f"{int(off_flags.sum())} of them are marked as off the manifold.")
+                ui.figure(F.image_grid(imgs[:n_show], ds.image_shape, ncols=8, height=250 if ds.dim > 100 else 200,
+                                       title=f"{name}: {n_show} decoded samples"),
+                          key=f"ls_cmp_img_{ck}", alt=f"{n_show} images decoded from sampled codes of the {name}.")
+                st.metric("Samples off the decoder's manifold", f"{off.fraction:.0%}",
+                          help=f"Of {n_study} samples: the decoded image is farther (pixel distance) from every "
+                               "decoded real image than 95% of decoded real images are from their nearest neighbour "
+                               f"(distance {off.threshold:.2f}). About 5% of real codes would be flagged.")
+        f_ae, f_vae = results["ae"][3].fraction, results["vae"][3].fraction
+        verdict = ("more of the autoencoder's samples fall into holes: places no training image was encoded to, where "
+                   "its decoder was never trained and makes blends or blots." if f_ae > f_vae + 0.02 else
+                   "the two are close on this measure here: compare the maps and the decoded samples yourself."
+                   if abs(f_ae - f_vae) <= 0.02
+                   else "here the VAE's samples score worse on this measure; its decoded samples are blurrier blends.")
+        st.markdown(
+            f"Off the manifold: autoencoder **{f_ae:.0%}**, VAE **{f_vae:.0%}** of {n_study} samples, so {verdict} "
+            "The KL term is what makes a VAE samplable: it pulls every image's code distribution towards N(0, I), "
+            "so the codes of the whole dataset cover the prior and every likely code decodes to something learnt.")
+        return f_ae, f_vae
+    return None
+
+
+cmp_box = st.container() if show(4) else None  # filled after the map: the map comes first
+check_box = st.container()
+
+@st.fragment(run_every=0.8)
+def tsne_live(args: tuple, sel: int, neighbours: np.ndarray) -> None:
+    """The t-SNE map while it forms: redrawn from the background run's latest layout."""
+    job = tsne_jobs().get(args)
+    if job is None or job.finished:
+        if job is not None:
+            finish_tsne(job, args)
+        st.rerun()  # the whole page: the finished map, or a restart
+    job.heartbeat()
+    lay = job.layout
+    if job.status == "queued":
+        title, xy, axes = "PCA of the codes (t-SNE waits for another t-SNE run to finish…)", pca_xy, pca_axes
+    elif lay is None or job.iteration == 0:
+        title, xy, axes = "PCA of the codes (t-SNE is finding each point's neighbours…)", pca_xy, pca_axes
+    else:
+        phase = "early exaggeration: clusters form" if job.iteration <= job.early else "refining"
+        title, xy, axes = f"t-SNE, iteration {job.iteration} of {job.total} ({phase})", lay, ("t-SNE 1", "t-SNE 2")
+    fig = LF.explorer_map(xy, ds.y, title, axes, CLASS_NAMES, selected=sel, neighbours=neighbours, height=620)
+    if ctx.present:
+        fig = F.with_font_scale(fig, ui.PRESENT_SCALE)
+    st.plotly_chart(fig, key="ls_tsne_live", config=ui.PLOTLY_CONFIG, width="stretch",
+                    alt=f"The map while t-SNE runs: {title}.")
+    st.progress(job.progress, text=f"t-SNE: iteration {job.iteration} of {job.total}. It runs in the background, "
+                                   "so you can use the rest of the page meanwhile.")
+
+
+# ---- the map itself (drawn last so it can show paths and the decoded point) --------------------------
+
+if show_map:
+    nb_idx, nb_d = explore.nearest_neighbours(MU, idx, k)
+    decoded_pt = point_uv if (map_id == "raw" and plane.kind == "raw") else None
+    map_fig = LF.explorer_map(map_xy, ds.y, map_title, map_axes, CLASS_NAMES, selected=idx, neighbours=nb_idx,
+                              paths=path_xy or None, endpoints=(a, b) if path_xy else None,
+                              decoded_point=decoded_pt, height=620)
+    with map_left:
+        if tsne_pending:
+            tsne_live(tsne_args, idx, nb_idx)
+        else:
+            draw_selectable(map_fig, "ls_mapsel",
+                            alt=f"{MAPS.get(map_id, map_id)} map of {N} images coloured by class; the selected image "
+                                f"{idx} is a star, its neighbours are circled.")
+        if map_id == "tsne" or tsne_pending:
+            st.info("**Reading a t-SNE map.** t-SNE keeps *neighbourhoods*: dots close on the map are close in the "
+                    "latent space. It does **not** keep distances between clusters, their sizes or their densities, "
+                    "and another seed or perplexity moves clusters around. Judge global layout with PCA (linear, "
+                    "faithful to large distances, but overlapping).", icon="ℹ️")
+        if map_id == "raw":
+            st.caption("The raw map is exact: distances on it are distances in the latent space.")
+        else:
+            trust = [f"PCA {map_trust(model_key, ds.name, 'pca', MU, pca_xy):.3f}"]
+            if map_id == "tsne":
+                trust.append(f"t-SNE {map_trust(model_key, ds.name, 'tsne:' + repr(tsne_args), MU, map_xy):.3f}")
+            st.caption("Trustworthiness (k = 10, on 1,000 random images; 1 means every map neighbour is a true "
+                       "latent neighbour; Venna & Kaski, 2001): " + ", ".join(trust) + ".")
+        ui.download_csv("⬇️ Map coordinates (CSV)", explore.coordinates_table(np.arange(N), ds.y, map_xy, MU, map_id),
+                        file_name=f"latent-map-{ctx.dataset_name}-{map_id}.csv", key="ls_csv")
+    with map_right:
+        ui.figure(F.image_grid(np.stack([ds.x[idx], explore.decode(model, MU[idx])[0]]), ds.image_shape, ncols=2, height=240,
+                               col_titles=["input", "reconstruction"],
+                               title=f"Image #{idx}: a {class_name(ds.y[idx])}"),
+                  key="ls_selfig", alt=f"Image {idx}, a {class_name(ds.y[idx])}, and the model's reconstruction of it.")
+        same = int(np.sum(ds.y[nb_idx] == ds.y[idx]))
+        ui.figure(F.image_grid(ds.x[nb_idx], ds.image_shape, ncols=min(k, 5), height=70 + 75 * int(np.ceil(k / 5)),
+                               title=f"{k} nearest codes: {same} also a {class_name(ds.y[idx])}"),
+                  key="ls_nbfig", alt=f"The {k} images whose codes are nearest to image {idx}'s code; "
+                                      f"{same} of them have the same label.")
+        st.caption("Neighbours (index: label, distance in latent space): " + ", ".join(
+            f"#{int(i)}: {class_name(ds.y[i])}, {d:.2f}" for i, d in zip(nb_idx, nb_d)))
+        if len(sel_idx) > 1:
+            labs, cnt = np.unique(ds.y[sel_idx], return_counts=True)
+            st.markdown(f"**{len(sel_idx)} points selected**: " + ", ".join(
+                f"{c_} × {class_name(l_)}" for l_, c_ in sorted(zip(labs, cnt), key=lambda t: -t[1])))
+            shown = sel_idx[:24]
+            ui.figure(F.image_grid(ds.x[shown], ds.image_shape, ncols=8, height=70 + 45 * int(np.ceil(len(shown) / 8))),
+                      key="ls_selset", alt=f"The first {len(shown)} selected images.")
+
+# ---- 5. AE against VAE, then the self-check --------------------------------------------------------
+
+comp = None
+if cmp_box is not None:
+    with cmp_box:
+        comp = draw_comparison()
+
+if not ctx.present or scene == len(SCENES) - 1:
+    with check_box:
+        comp_txt = (f" On this page: off the manifold, autoencoder {comp[0]:.0%} and VAE {comp[1]:.0%}." if comp else "")
+        ui.self_check("ls", [
+            ("On a t-SNE map two clusters are far apart. Does the model think those digits are very different?",
+             "Not necessarily. t-SNE keeps who is next to whom, not how far apart groups are: gaps and cluster sizes are "
+             "largely set by the perplexity and the optimisation. Compare the PCA map, or distances in the latent space."),
+            ("You decode random codes with an autoencoder and with a VAE. Which gives more digit-like images, and why?",
+             "Usually the VAE. Its KL term pulls every code distribution towards N(0, I), so the training codes cover the "
+             "prior and the decoder has learnt every likely region. An autoencoder's codes form islands with holes between "
+             "them, and sampled codes that land in a hole decode to blends." + comp_txt),
+            ("In a latent traversal, one VAE dimension's row shows the same image in every column. What is its KL?",
+             "About 0 nats: the dimension has collapsed. The encoder outputs the prior there for every image, so the "
+             "dimension carries no information and the decoder learns to ignore it."),
+        ])
+
+with url_errors:
+    ui.show_url_errors()

@@ -1,0 +1,380 @@
+"""The latent space explorer page (pages/5_latent_space.py): AppTest and a real browser."""
+from __future__ import annotations
+
+import base64
+import io
+import time
+
+import numpy as np
+import pytest
+
+from tests.apptest_utils import ROOT, assert_ok, page_app, plotly_specs, texts
+from tests.conftest import assert_no_exception_box, screenshot, wait_drawn
+
+PAGE = "pages/5_latent_space.py"
+CLASSES = [str(i) for i in range(10)]
+
+
+# ---- helpers ---------------------------------------------------------------------------------
+
+def _title(spec: dict) -> str:
+    t = spec.get("layout", {}).get("title")
+    return (t.get("text") if isinstance(t, dict) else t) or ""
+
+
+def _fig(at, prefix: str) -> dict:
+    found = [s for s in plotly_specs(at) if _title(s).startswith(prefix)]
+    assert found, f"no figure titled {prefix!r}; titles: {[_title(s) for s in plotly_specs(at)]}"
+    return found[0]
+
+
+def _array(v) -> np.ndarray:
+    """A Plotly 7 data array: a plain list, or {"dtype", "bdata"} base64."""
+    if isinstance(v, dict) and "bdata" in v:
+        a = np.frombuffer(base64.b64decode(v["bdata"]), dtype=np.dtype(v["dtype"]))
+        return a.reshape(v["shape"]) if "shape" in v and isinstance(v["shape"], list) else a
+    return np.asarray(v)
+
+
+def _image_pixels(spec: dict) -> np.ndarray:
+    """The greyscale pixels of an image_grid figure (its PNG data URI), as uint8."""
+    from PIL import Image
+
+    src = next(t["source"] for t in spec["data"] if t.get("type") == "image")
+    png = base64.b64decode(src.split(",", 1)[1])
+    return np.asarray(Image.open(io.BytesIO(png)).convert("L"))
+
+
+def _trace(spec: dict, name: str) -> dict:
+    return next(t for t in spec["data"] if t.get("name") == name)
+
+
+def _codes(dataset: str, kind: str = "vae", beta: float = 1.0, latent: int = 2):
+    from core import explore
+    from core.data import load_dataset
+    from core.zoo import pretrained
+
+    ds = load_dataset(dataset)
+    m = pretrained(dataset, kind, beta, latent).model
+    c = explore.encode_dataset(m, ds.x)
+    return ds, m, c
+
+
+@pytest.fixture(scope="module")
+def default_page():
+    """The page as a student first sees it: MNIST-5k, VAE beta = 1, 2-D latent, raw map."""
+    at = page_app(PAGE, timeout=300)
+    assert_ok(at)
+    return at
+
+
+# ---- AppTest ---------------------------------------------------------------------------------
+
+def test_map_has_one_point_per_sample_with_correct_labels(default_page):
+    at = default_page
+    from core.data import load_dataset
+
+    ds = load_dataset("mnist-5k")
+    spec = _fig(at, "Raw latent codes")
+    assert all(t["type"] == "scatter" for t in spec["data"])  # SVG, never WebGL
+    classes = [t for t in spec["data"] if t.get("name") in CLASSES]
+    idx = np.concatenate([_array(t["customdata"]) for t in classes]).astype(int)
+    assert len(idx) == ds.n == 5000 and len(np.unique(idx)) == 5000  # one point per sample
+    for t in classes:
+        ci = _array(t["customdata"]).astype(int)
+        assert (ds.y[ci] == int(t["name"])).all(), f"wrong labels in class trace {t['name']}"
+        assert "index %{customdata}" in t["hovertemplate"] and f"label {t['name']}" in t["hovertemplate"]
+    # The raw map's coordinates are the codes themselves.
+    _, _, c = _codes("mnist-5k")
+    first = classes[0]
+    ci = _array(first["customdata"]).astype(int)
+    np.testing.assert_allclose(_array(first["x"]), c.mu[ci, 0], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(_array(first["y"]), c.mu[ci, 1], rtol=1e-5, atol=1e-6)
+    body = texts(at)
+    assert "Pretrained VAE (β = 1) with a 2-D latent" in body and "raw map is exact" in body
+
+
+def test_the_page_shows_every_section_with_real_numbers(default_page):
+    at = default_page
+    titles = [_title(s) for s in plotly_specs(at)]
+    assert "Decoded latent plane" in titles
+    assert any(t.startswith("Autoencoder: codes and samples") for t in titles)
+    assert any(t.startswith("VAE (β = 1): 32 decoded samples") for t in titles)
+    body = texts(at)
+    assert "Kingma & Welling" in body and "slerp" in body
+    # Traversal rows are ordered by KL, and the text quotes the model's total KL.
+    trav = next(s for s in plotly_specs(at) if any("KL" in str(a.get("text", "")) for a in s["layout"].get("annotations", [])))
+    rows = [a["text"] for a in trav["layout"]["annotations"] if "KL" in str(a.get("text", ""))]
+    kls = [float(r.split("KL ")[1].split()[0]) for r in rows]
+    assert kls == sorted(kls, reverse=True) and len(kls) == 2
+    from core import explore
+    _, _, c = _codes("mnist-5k")
+    scores, _ = explore.dimension_scores(c)
+    assert f"Total KL: {scores.sum():.2f} nats" in body
+    # The AE-vs-VAE metrics are on the page, as percentages.
+    labels = [m.label for m in at.metric]
+    assert labels.count("Samples off the decoder's manifold") == 2
+    assert all(m.value.endswith("%") for m in at.metric)
+    assert len(at.button) >= 3  # the self-check's Reveal buttons
+
+
+def test_selecting_a_point_shows_its_image_reconstruction_and_neighbours(default_page):
+    at = default_page
+    from core import explore
+
+    at.number_input(key="ls_idx").set_value(123).run()
+    assert_ok(at)
+    ds, model, c = _codes("mnist-5k")
+    label = int(ds.y[123])
+    spec = _fig(at, f"Image #123: a {label}")
+    px = _image_pixels(spec)
+    assert px.shape == (28, 57)
+    want_in = (ds.x[123].reshape(28, 28) * 255).astype(np.uint8)
+    want_rec = (np.clip(explore.decode(model, c.mu[123]), 0, 1).reshape(28, 28) * 255).astype(np.uint8)
+    assert np.abs(px[:, :28].astype(int) - want_in).max() <= 1
+    assert np.abs(px[:, 29:].astype(int) - want_rec).max() <= 1
+    # The map highlights it and circles its nearest codes (checked against brute force).
+    mp = _fig(at, "Raw latent codes")
+    assert list(_array(_trace(mp, "selected")["customdata"]).astype(int)) == [123]
+    d = np.linalg.norm(c.mu - c.mu[123], axis=1)
+    d[123] = np.inf
+    want_nb = np.argsort(d)[:8]
+    assert set(_array(_trace(mp, "neighbours")["customdata"]).astype(int)) == set(want_nb)
+    same = int((ds.y[want_nb] == label).sum())
+    _fig(at, f"8 nearest codes: {same} also a {label}")
+    # Traversals start from the selected image.
+    assert f"selected image #123 (a **{label}**)" in texts(at)
+    at.slider(key="ls_k").set_value(3).run()
+    _fig(at, "3 nearest codes")
+
+
+def test_sliders_decode_the_chosen_point_and_interpolation_draws_the_path(default_page):
+    at = default_page
+    from core import explore
+
+    _, model, c = _codes("mnist-5k")
+    at.slider(key="ls_u").set_value(1.5)
+    at.slider(key="ls_v").set_value(-0.5).run()
+    assert_ok(at)
+    spec = _fig(at, "decoded at (1.50, -0.50)")
+    want = (np.clip(explore.decode(model, np.array([[1.5, -0.5]])), 0, 1).reshape(28, 28) * 255).astype(np.uint8)
+    assert np.abs(_image_pixels(spec).astype(int) - want).max() <= 1
+    mp = _fig(at, "Raw latent codes")
+    assert _array(_trace(mp, "decoded point")["x"])[0] == pytest.approx(1.5)
+    at.number_input(key="ls_a").set_value(10)
+    at.number_input(key="ls_b").set_value(20)
+    at.slider(key="ls_steps").set_value(6).run()
+    mp = _fig(at, "Raw latent codes")
+    lin = _trace(mp, "linear path")
+    np.testing.assert_allclose(np.stack([_array(lin["x"]), _array(lin["y"])], 1),
+                               explore.lerp(c.mu[10], c.mu[20], 6), rtol=1e-5, atol=1e-6)
+    sph = _trace(mp, "spherical path")
+    np.testing.assert_allclose(_array(sph["x"]), explore.slerp(c.mu[10], c.mu[20], 6)[:, 0], rtol=1e-5, atol=1e-6)
+    assert list(_array(_trace(mp, "A and B")["customdata"]).astype(int)) == [10, 20]
+    at.toggle(key="ls_showpath").set_value(False).run()
+    assert not any(t.get("name") == "linear path" for t in _fig(at, "Raw latent codes")["data"])
+
+
+def test_url_parameters_set_the_widgets():
+    at = page_app(PAGE, query={"dataset": "digits", "ls_idx": "42", "ls_map": "pca", "ls_k": "5", "ls_kind": "ae",
+                               "ls_dim": "16", "ls_a": "3", "ls_b": "9"}, timeout=300)
+    assert_ok(at)
+    assert at.number_input(key="ls_idx").value == 42
+    assert at.selectbox(key="ls_map").value == "pca"
+    assert at.selectbox(key="ls_kind").value == "ae"
+    assert at.number_input(key="ls_a").value == 3
+    spec = _fig(at, "PCA of the codes")
+    assert spec["layout"]["xaxis"]["title"]["text"].startswith("PC 1 (")
+    _fig(at, "5 nearest codes")
+    _fig(at, "Image #42")
+    _fig(at, "Decoded PCA slice")  # 16-D: a slice through the PCA plane
+    body = texts(at)
+    assert "autoencoder with a 16-D latent" in body
+    rows = [a.get("text", "") for s in plotly_specs(at) for a in s["layout"].get("annotations", [])]
+    assert sum(" · var " in r for r in rows) == 16  # an AE's traversals are ordered by variance
+    assert not at.error
+
+
+def test_invalid_url_parameters_give_an_error_and_the_defaults():
+    at = page_app(PAGE, query={"dataset": "digits", "ls_idx": "abc", "ls_map": "umap", "ls_perp": "1000",
+                               "ls_beta": "3"}, timeout=300)
+    assert_ok(at)
+    err = " ".join(e.value for e in at.error)
+    for name in ("ls_idx", "ls_map", "ls_perp", "ls_beta"):
+        assert name in err
+    assert at.number_input(key="ls_idx").value == 0
+    assert at.selectbox(key="ls_map").value == "raw"
+    assert at.slider(key="ls_perp").value == 30
+    assert at.selectbox(key="ls_beta").value == 1.0
+
+
+def test_tsne_map_forms_progressively_and_is_then_cached():
+    query = {"dataset": "digits", "ls_dim": "16", "ls_map": "tsne", "ls_tseed": "3", "ls_steps": "5"}
+    at = page_app(PAGE, query=query, timeout=300)
+    assert_ok(at)
+    first = _title(plotly_specs(at)[0])
+    assert first.startswith("PCA of the codes") or first.startswith("t-SNE, iteration")  # a map at once
+    assert "t-SNE keeps *neighbourhoods*" in texts(at)
+    seen, deadline = [first], time.time() + 240
+    while not seen[-1].startswith("t-SNE of the codes") and time.time() < deadline:
+        time.sleep(0.5)
+        at.run()
+        assert_ok(at)
+        seen.append(_title(plotly_specs(at)[0]))
+    assert seen[-1] == "t-SNE of the codes (perplexity 30, seed 3)", seen
+    assert any(t.startswith("t-SNE, iteration") for t in seen), f"no intermediate layout was drawn: {seen}"
+    spec = plotly_specs(at)[0]
+    assert sum(len(_array(t["customdata"])) for t in spec["data"] if t.get("name") in CLASSES) == 1797
+    # The interpolation path is placed on the t-SNE map with openTSNE's transform.
+    assert len(_array(_trace(spec, "linear path")["x"])) == 5
+    assert "t-SNE 0." in texts(at) or "t-SNE 1.0" in texts(at)  # its trustworthiness is quoted
+    # A new session with the same model and parameters gets the cached map on its first run.
+    at2 = page_app(PAGE, query=query, timeout=300)
+    assert _title(plotly_specs(at2)[0]) == "t-SNE of the codes (perplexity 30, seed 3)"
+
+
+def test_runs_from_the_training_page_are_used_and_mismatches_refused():
+    from streamlit.testing.v1 import AppTest
+
+    from core.models import ModelConfig, build_model
+
+    at = page_app(PAGE, query={"dataset": "digits", "ls_src": "run"}, timeout=300)
+    assert_ok(at)
+    assert "No runs yet" in texts(at)
+    cfg = ModelConfig(kind="vae", input_dim=64, hidden_dims=(16,), latent_dim=3)
+    at = AppTest.from_file(str(ROOT / PAGE), default_timeout=300)
+    at.query_params.update({"dataset": "digits", "ls_src": "run", "ls_map": "pca"})
+    live = build_model(cfg, device="cpu")  # in training mode, as the training page keeps it
+    before = {k: v.clone() for k, v in live.state_dict().items()}
+    at.session_state["shared_models"] = {"my <b>run</b>": (live, cfg, "digits")}
+    at.run()
+    assert_ok(at)
+    assert "3-D latent" in texts(at) and "<b>" not in texts(at)
+    # The page works on a frozen copy: the model being trained is left exactly as it was.
+    assert live.training and all(p.requires_grad for p in live.parameters())
+    assert all((before[k] == v).all() for k, v in live.state_dict().items())
+    _fig(at, "PCA of the codes")
+    _fig(at, "Decoded PCA slice")
+    big = ModelConfig(kind="ae", input_dim=784, hidden_dims=(16,), latent_dim=2)
+    at.session_state["shared_models"] = {"mnist run": (build_model(big, device="cpu"), big, "mnist-5k")}
+    at.run()
+    assert_ok(at)
+    assert any("784 pixels" in e.value and "8×8" in e.value for e in at.error)
+
+
+def test_uploaded_checkpoints_are_checked():
+    at = page_app(PAGE, query={"dataset": "digits", "ls_src": "upload"}, timeout=300)
+    assert_ok(at)
+    at.file_uploader(key="ls_upload").set_value(("junk.pt", b"not a checkpoint", "application/octet-stream")).run()
+    assert_ok(at)
+    assert any("cannot be used" in e.value for e in at.error)
+    good = (ROOT / "assets" / "zoo" / "digits_ae_b0_z2.pt").read_bytes()
+    at.file_uploader(key="ls_upload").set_value(("mine.pt", good, "application/octet-stream")).run()
+    assert_ok(at)
+    assert not at.error and "Uploaded `mine.pt`: AE with a 2-D latent" in texts(at)
+    _fig(at, "Raw latent codes")
+    mnist = (ROOT / "assets" / "zoo" / "mnist-5k_vae_b1_z2.pt").read_bytes()
+    at.file_uploader(key="ls_upload").set_value(("mnist.pt", mnist, "application/octet-stream")).run()
+    assert_ok(at)
+    assert any("takes images of 784 pixels" in e.value for e in at.error)
+    assert not plotly_specs(at)  # nothing is drawn with a model that cannot read these images
+
+
+def test_switching_to_a_smaller_dataset_keeps_the_index_valid():
+    at = page_app(PAGE, query={"ls_idx": "4000", "ls_a": "4500"}, timeout=300)
+    assert_ok(at)
+    _fig(at, "Image #4000")
+    at.sidebar.selectbox(key="_w_dataset").set_value("digits").run()
+    assert_ok(at)
+    assert at.number_input(key="ls_idx").value == 1796 and at.number_input(key="ls_a").value == 1796
+    _fig(at, "Image #1796")
+
+
+def test_presenter_mode_steps_through_scenes():
+    at = page_app(PAGE, query={"dataset": "digits", "present": "1"}, timeout=300)
+    assert_ok(at)
+    assert "Scene 1 of 5" in texts(at)
+    assert [_title(s) for s in plotly_specs(at)][0] == "Raw latent codes"
+    at.button(key="_scene_ls_next").click().run()
+    assert_ok(at)
+    assert "Scene 2 of 5" in texts(at)
+    assert "Decoded latent plane" in [_title(s) for s in plotly_specs(at)]
+    assert not any(_title(s) == "Raw latent codes" for s in plotly_specs(at))
+
+
+# ---- the browser -----------------------------------------------------------------------------
+
+def _open(page, url: str, plots: bool = True) -> None:
+    page.goto(url)
+    wait_drawn(page, timeout=180_000)
+    if plots:
+        page.wait_for_selector(".js-plotly-plot .scatterlayer", timeout=120_000)
+    page.wait_for_timeout(800)
+
+
+@pytest.mark.browser
+def test_browser_map_drawn_and_a_click_selects_a_point(watched_page, server_url):
+    page = watched_page
+    _open(page, server_url, plots=False)  # home first: a fresh server's first deep link says "page not found"
+    _open(page, server_url + "/latent")
+    assert_no_exception_box(page)
+    assert page.get_by_text("1. The map: every image is a point").is_visible()
+    plot = page.locator(".js-plotly-plot").first
+    points = plot.locator(".scatterlayer .trace .points path.point")
+    assert points.count() >= 5000  # every image is drawn (SVG)
+    idx_box = page.get_by_role("spinbutton", name="Selected image (index)")
+    before = idx_box.input_value()
+    screenshot(page, "latent")
+    # Click one point of the class "1" cluster (trace 1): the page selects it.
+    target = plot.locator(".scatterlayer .trace").nth(1).locator("path.point").nth(40)
+    target.scroll_into_view_if_needed()
+    box = target.bounding_box()
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.wait_for_timeout(300)
+    page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.wait_for_function(
+        "(b) => { const el = document.querySelector('input[aria-label=\"Selected image (index)\"]');"
+        " return el && el.value !== b; }", arg=before, timeout=60_000)
+    wait_drawn(page, timeout=120_000)
+    assert_no_exception_box(page)
+    new = int(idx_box.input_value())
+    assert str(new) != before
+    assert page.get_by_text(f"Image #{new}: a 1").first.is_visible() or page.locator(
+        ".js-plotly-plot .gtitle", has_text=f"Image #{new}").count() >= 1
+
+
+@pytest.mark.browser
+def test_browser_slider_decodes_and_presenter_mode(watched_page, server_url):
+    page = watched_page
+    _open(page, server_url, plots=False)
+    _open(page, server_url + "/latent?dataset=digits")
+    slider = page.get_by_role("slider", name="z₁")
+    slider.scroll_into_view_if_needed()
+    caption = page.locator(".js-plotly-plot .gtitle", has_text="decoded at")
+    before = caption.first.text_content()
+    slider.focus()
+    page.keyboard.press("ArrowRight")
+    page.keyboard.press("ArrowRight")
+    page.wait_for_function(
+        "(b) => [...document.querySelectorAll('.js-plotly-plot .gtitle')].some("
+        "e => e.textContent.startsWith('decoded at') && e.textContent !== b)", arg=before, timeout=60_000)
+    assert_no_exception_box(page)
+    # A click on a tile of the decoded grid decodes that tile's code (top-left: the smallest z1, largest z2).
+    from core.explore import icdf_axis
+
+    u = icdf_axis(15)
+    want = f"decoded at ({round(u[0], 2):.2f}, {round(u[-1], 2):.2f})"
+    grid = page.locator(".js-plotly-plot", has=page.locator(".gtitle", has_text="Decoded latent plane"))
+    tile = grid.locator(".scatterlayer .trace").first.locator("path.point").first
+    tile.scroll_into_view_if_needed()
+    box = tile.bounding_box()
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.wait_for_timeout(300)
+    page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.locator(".js-plotly-plot .gtitle", has_text=want).first.wait_for(timeout=60_000)
+    wait_drawn(page, timeout=120_000)
+    assert_no_exception_box(page)
+    _open(page, server_url + "/latent?present=1")
+    assert_no_exception_box(page)
+    assert page.get_by_text("Scene 1 of 5").first.is_visible()
+    screenshot(page, "latent-present")
