@@ -12,13 +12,13 @@ LESSONS = [
      "How does an autoencoder work? An animated diagram of a real trained model."),
     ("pages/2_kl_divergence.py", "KL divergence", "📐", "kl",
      "What is the KL divergence, and what does it do in a VAE?"),
-    ("pages/3_reparameterization.py", "The reparameterization trick", "🎲", "reparam",
+    ("pages/3_reparam.py", "The reparameterization trick", "🎲", "reparam",
      "Why is the reparameterization trick essential? A proof, and backpropagation through a random variable."),
     ("pages/4_training.py", "Train a VAE live", "🏋️", "train",
      "Train a real VAE and watch every loss term respond to β."),
-    ("pages/5_latent_space.py", "Latent space explorer", "🗺️", "latent",
+    ("pages/5_latent.py", "Latent space explorer", "🗺️", "latent",
      "What does the latent space look like? t-SNE and PCA maps, decoding and interpolation."),
-    ("pages/6_limitations.py", "Limits of VAEs", "⚠️", "limits",
+    ("pages/6_limits.py", "Limits of VAEs", "⚠️", "limits",
      "What are the VAE's limitations? Blur, posterior collapse, the prior hole, complex data."),
 ]
 

@@ -371,7 +371,7 @@ def autograd_demo(mu: float = 0.0, sigma: float = 1.0, seed: int = 0) -> dict:
 
 
 # =========================================================================================
-# Additions for the reparameterization page (pages/3_reparameterization.py): a side-by-side
+# Additions for the reparameterization page (pages/3_reparam.py): a side-by-side
 # comparison of the two estimators, the single-sample backward pass drawn in the diagram,
 # and backpropagation through a trained VAE's loss to (mu, logvar).
 # =========================================================================================

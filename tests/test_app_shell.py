@@ -127,3 +127,13 @@ def test_a_pasted_link_wins_over_session_state_and_kept_values_are_revalidated()
     # a kept value outside a (new) range falls back to the default instead of crashing the widget
     from core.ui import _valid
     assert not _valid(9.0, -5.0, 5.0) and _valid(1.0, -5.0, 5.0) and not _valid("a", -5.0, 5.0)
+
+
+def test_page_file_names_match_their_url_paths():
+    """Before app.py has run once, a fresh server resolves a deep link (/kl) from the pages/ file
+    names; a mismatch shows students a "Page not found" dialog on a shared link."""
+    import re
+
+    from app import LESSONS
+    for path, _, _, slug, _ in LESSONS:
+        assert re.sub(r"^\d+_", "", path.split("/")[-1][:-3]) == slug, path

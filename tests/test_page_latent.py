@@ -1,4 +1,4 @@
-"""The latent space explorer page (pages/5_latent_space.py): AppTest and a real browser."""
+"""The latent space explorer page (pages/5_latent.py): AppTest and a real browser."""
 from __future__ import annotations
 
 import base64
@@ -11,7 +11,7 @@ import pytest
 from tests.apptest_utils import ROOT, assert_ok, page_app, plotly_specs, texts
 from tests.conftest import assert_no_exception_box, screenshot, wait_drawn
 
-PAGE = "pages/5_latent_space.py"
+PAGE = "pages/5_latent.py"
 CLASSES = [str(i) for i in range(10)]
 
 

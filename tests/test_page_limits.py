@@ -10,7 +10,7 @@ from core import limits
 from tests.apptest_utils import assert_ok, page_app, texts
 from tests.conftest import assert_no_exception_box, screenshot, wait_drawn
 
-PAGE = "pages/6_limitations.py"
+PAGE = "pages/6_limits.py"
 
 
 def figs(at) -> dict[str, dict]:

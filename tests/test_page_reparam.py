@@ -8,7 +8,7 @@ from core import reparam
 from tests.apptest_utils import assert_ok, page_app, plotly_specs, texts
 from tests.conftest import assert_no_exception_box, screenshot, wait_drawn
 
-PAGE = "pages/3_reparameterization.py"
+PAGE = "pages/3_reparam.py"
 READOUT = "Exact ∂/∂μ E[f(z)]"  # the numeric readout that follows the μ slider (also used by bench/)
 
 
