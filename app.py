@@ -10,11 +10,11 @@ ROOT = Path(__file__).resolve().parent
 LESSONS = [
     ("pages/1_autoencoder.py", "How an autoencoder works", "🧠", "autoencoder",
      "How does an autoencoder work? An animated diagram of a real trained model."),
-    ("pages/2_kl_divergence.py", "KL divergence", "📐", "kl",
+    ("pages/2_kl.py", "KL divergence", "📐", "kl",
      "What is the KL divergence, and what does it do in a VAE?"),
     ("pages/3_reparam.py", "The reparameterization trick", "🎲", "reparam",
      "Why is the reparameterization trick essential? A proof, and backpropagation through a random variable."),
-    ("pages/4_training.py", "Train a VAE live", "🏋️", "train",
+    ("pages/4_train.py", "Train a VAE live", "🏋️", "train",
      "Train a real VAE and watch every loss term respond to β."),
     ("pages/5_latent.py", "Latent space explorer", "🗺️", "latent",
      "What does the latent space look like? t-SNE and PCA maps, decoding and interpolation."),

@@ -108,7 +108,7 @@ def rows() -> list[tuple[str, str, str]]:
     out = []
     cs = cold_start()
     out.append(("Cold start: `streamlit run` to home page drawn (Chromium)", f"{cs:.2f} s", "≤ 2 s"))
-    lesson = cold_start(1, "/kl", "KL divergence") if (ROOT / "pages" / "2_kl_divergence.py").exists() else None
+    lesson = cold_start(1, "/kl", "KL divergence") if (ROOT / "pages" / "2_kl.py").exists() else None
     if lesson is not None:
         out.append(("Fresh server to the KL page drawn (needs a trained model)", f"{lesson:.2f} s", "≤ 3 s"))
     out.append(("Warm dataset load (mnist-5k, digits)", f"{warm_load_ms() * 1000:.1f} µs", "≤ 100 ms"))

@@ -491,7 +491,7 @@ def fit_gaussian_to_mixture(
 
 
 # =========================================================================================
-# Added for the KL divergence page (pages/2_kl_divergence.py, helper "page kl"):
+# Added for the KL divergence page (pages/2_kl.py, helper "page kl"):
 # the terms of the closed forms, so formulas can be shown with their numbers; a 2-D
 # covariance from (sigma_1, sigma_2, rho); and a mixture's moments (the forward-KL optimum).
 # =========================================================================================

@@ -209,7 +209,7 @@ with ui.config_container("Model and map"):
             st.info("No runs yet. Train a model on the training page; it will appear here. "
                     "Meanwhile, pick *Pretrained model* above.")
             try:
-                st.page_link("pages/4_training.py", label="Train a VAE live", icon="🏋️")
+                st.page_link("pages/4_train.py", label="Train a VAE live", icon="🏋️")
             except StreamlitPageNotFoundError:  # the training page is not in the navigation
                 pass
         else:

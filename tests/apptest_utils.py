@@ -9,7 +9,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def page_app(path: str, query: dict | None = None, timeout: float = 60) -> AppTest:
-    """An AppTest for one page file (e.g. ``"pages/2_kl_divergence.py"``), run once."""
+    """An AppTest for one page file (e.g. ``"pages/2_kl.py"``), run once."""
     at = AppTest.from_file(str(ROOT / path), default_timeout=timeout)
     for k, v in (query or {}).items():
         at.query_params[k] = v

@@ -1,0 +1,157 @@
+"""Live-training throughput: the real page in Chromium against a bare PyTorch loop.
+
+The page: ``streamlit run app.py`` (tests.conftest.start_server) and Chromium on ``/train`` with
+the default model (MNIST-5k, VAE 784-256-128-16, Bernoulli, batch 128, lr 2e-3), training in the
+server's background thread while the tab stays open and the live fragment redraws every 0.5 s
+(loss curves, KL bars, reconstructions, samples).
+
+The bare loop: the same model, optimiser, loss and batch size in this process, with nothing
+else (no history, no held-out evaluation, no snapshots, no page): shuffled batches, forward,
+``elbo_terms``, backward, Adam step. Both use one torch thread (the server's setting).
+
+Windows alternate on one run: the page trains for ``--window`` seconds (its throughput is read
+from the page: steps and seconds of training, as the Trainer counts them, at the start and the
+end of the window), then Pause, then the bare loop trains for the same time, then Resume, and so
+on. Alternating short windows keeps other load on the machine (it may be shared) from favouring
+either side; the table reports the medians. Usage:
+``python -m bench.bench_training [--pairs 6] [--window 5]``.
+"""
+from __future__ import annotations
+
+import argparse
+import re
+import statistics
+import sys
+import time
+
+import torch
+
+from core.data import load_dataset, train_val_split
+from core.losses import elbo_terms
+from core.models import ModelConfig, build_model
+
+BUDGET = 0.90
+DATASET, BATCH, LR, SEED, LATENT, HIDDEN = "mnist-5k", 128, 2e-3, 0, 16, (256, 128)
+
+
+class BareLoop:
+    """A plain PyTorch training loop on the page's default configuration, resumable."""
+
+    def __init__(self):
+        torch.set_num_threads(1)
+        ds = load_dataset(DATASET)
+        train_idx, _ = train_val_split(ds.n, 0.1, SEED)
+        self.x = torch.as_tensor(ds.x[train_idx])
+        torch.manual_seed(SEED)
+        self.model = build_model(ModelConfig("vae", ds.dim, HIDDEN, LATENT, "bernoulli"), "cpu")
+        self.opt = torch.optim.Adam(self.model.parameters(), lr=LR)
+        self.g = torch.Generator().manual_seed(SEED)
+        self.perm, self.pos = None, 0
+
+    def step(self) -> None:
+        if self.perm is None or self.pos >= len(self.x):
+            self.perm, self.pos = torch.randperm(len(self.x), generator=self.g), 0
+        xb = self.x[self.perm[self.pos:self.pos + BATCH]]
+        self.pos += BATCH
+        eps = torch.randn((len(xb), LATENT), generator=self.g)
+        loss = elbo_terms(xb, self.model(xb, eps=eps), 1.0, "bernoulli").loss
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+
+    def run_for(self, seconds: float) -> float:
+        """Train for ``seconds``; returns samples per second."""
+        n, t0 = 0, time.perf_counter()
+        while time.perf_counter() - t0 < seconds:
+            self.step()
+            n += 1
+        return n * BATCH / (time.perf_counter() - t0)
+
+
+PROGRESS = '[data-testid="stProgress"]'
+
+
+def read_progress(page) -> tuple[int, float]:
+    """(step, seconds of training) from the page's progress line."""
+    text = page.locator(PROGRESS).first.inner_text()
+    m = re.search(r"step (\d+)/\d+ · ([\d.]+) s ·", text)
+    if not m:
+        raise RuntimeError(f"unexpected progress text: {text!r}")
+    return int(m.group(1)), float(m.group(2))
+
+
+def wait_state(page, word: str) -> None:
+    page.wait_for_selector(f'{PROGRESS}:has-text("{word}")')
+
+
+def measure(url: str, pairs: int, window: float) -> tuple[list[float], list[float], list[float]]:
+    """Alternating windows; returns (page samples/s, page wall-clock samples/s, bare samples/s)."""
+    from playwright.sync_api import sync_playwright
+
+    from tests.conftest import CHROMIUM, wait_drawn
+
+    bare = BareLoop()
+    bare.run_for(1.0)  # warm-up
+    args = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+            "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+    page_sps, wall_sps, bare_sps = [], [], []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=args)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.set_default_timeout(300_000)
+        page.goto(url)
+        wait_drawn(page)
+        page.goto(f"{url}/train?dataset={DATASET}&tr_epochs=200&tr_seed={SEED}")
+        wait_drawn(page)
+        page.get_by_role("button", name="Start training").click()
+        page.wait_for_function("() => { const p = document.querySelector('[data-testid=stProgress]');"
+                               " return p && /step ([2-9]\\d|\\d{3,})\\//.test(p.innerText); }")
+        for _ in range(pairs):
+            s0, t0 = read_progress(page)
+            w0 = time.perf_counter()
+            time.sleep(window)
+            s1, t1 = read_progress(page)
+            w1 = time.perf_counter()
+            if s1 > s0 and t1 > t0:
+                page_sps.append((s1 - s0) * BATCH / (t1 - t0))
+                wall_sps.append((s1 - s0) * BATCH / (w1 - w0))
+            page.get_by_role("button", name="Pause").click()
+            wait_state(page, "paused")
+            bare_sps.append(bare.run_for(window))
+            page.get_by_role("button", name="Resume").click()
+            wait_state(page, "training")
+            time.sleep(1.0)
+        page.get_by_role("button", name="Stop").click()
+        browser.close()
+    return page_sps, wall_sps, bare_sps
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--pairs", type=int, default=6, help="page/bare window pairs")
+    ap.add_argument("--window", type=float, default=5.0, help="seconds per window")
+    a = ap.parse_args(argv)
+    from tests.conftest import start_server, stop_server
+
+    proc, url = start_server(env={"LATENT_LAB_TORCH_THREADS": "1"})
+    try:
+        page_sps, wall_sps, bare_sps = measure(url, a.pairs, a.window)
+    finally:
+        stop_server(proc)
+    ratios = [p / b for p, b in zip(page_sps, bare_sps)]
+    print("# page (samples/s of training): " + ", ".join(f"{v:,.0f}" for v in page_sps), file=sys.stderr)
+    print("# page (wall clock between reads): " + ", ".join(f"{v:,.0f}" for v in wall_sps), file=sys.stderr)
+    print("# bare loop: " + ", ".join(f"{v:,.0f}" for v in bare_sps), file=sys.stderr)
+    print("# ratios: " + ", ".join(f"{r:.0%}" for r in ratios), file=sys.stderr)
+    p, w, b, r = (statistics.median(v) for v in (page_sps, wall_sps, bare_sps, ratios))
+    ok = "✅" if r >= BUDGET else "❌"
+    print("| benchmark | measured | reference | ratio | budget |")
+    print("| --- | --- | --- | --- | --- |")
+    print(f"| Live training while the page updates ({DATASET}, VAE 784-256-128-16, batch {BATCH}, 1 thread; "
+          f"median of {len(ratios)} alternating {a.window:g} s windows) | {p:,.0f} samples/s (wall clock {w:,.0f}) | "
+          f"bare PyTorch loop {b:,.0f} samples/s | {r:.0%} | ≥ {BUDGET:.0%} {ok} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,493 @@
+"""Figures for the live-training page: live views, the training timeline and run comparison.
+
+Live views (redrawn twice a second while a model trains in a background thread of the same
+process) are Vega-Lite charts built as (Arrow table, spec) pairs, and images are plain mosaics
+for ``st.image``: both update in place in the browser, without flicker (see the note above
+``live_loss_chart``). They are built with little Python, because Python code holding the GIL
+stalls the training thread: the shared Plotly builders take 30-90 ms each through plotly's
+validators (``core.figures.loss_curves`` 28 ms, ``paired_rows`` 48 ms, measured), which
+cut training throughput to 40 % when redrawn twice a second.
+
+The timeline (a Plotly animation: frames, Play/Pause, a step scrubber) and the comparison
+figures are Plotly figures assembled from plain dicts (``lean_figure``, ``_validate=False``)
+with arrays pre-encoded as typed arrays, which takes milliseconds instead of seconds.
+Arrays: images are (N, D) with D = H * W and values in [0, 1]; latents are (N, K).
+"""
+from __future__ import annotations
+
+import base64
+import functools
+import io
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import plotly.graph_objects as go
+import pyarrow as pa
+import plotly.io as pio
+from PIL import Image
+
+from core.figures import FONT, OKABE_ITO, TERM_COLORS, as_images, class_color, mosaic, smooth
+
+MAX_LINE_POINTS = 400      # per line: longer (smoothed) curves are thinned evenly
+MAX_TIMELINE_FRAMES = 60
+MAX_BETA_LABELS = 10       # beyond this many beta changes only the last ones get a text label
+
+
+# ---- plumbing --------------------------------------------------------------------------------
+
+@functools.lru_cache(maxsize=1)
+def _template() -> dict:
+    """The ``plotly_white`` template cut down to what these figures use (layout, scatter, bar,
+    image): 3 kB instead of the 7 kB plotly would embed in every figure."""
+    full = pio.templates["plotly_white"].to_plotly_json()
+    return {"layout": full["layout"], "data": {k: v for k, v in full["data"].items() if k in ("scatter", "bar")}}
+
+
+def _font(scale: float, size: int | None = None) -> dict:
+    return {**FONT, "size": round((size or FONT["size"]) * scale)}
+
+
+def lean_figure(data: list[dict], layout: dict, title: str | None = None, height: int = 380,
+                font_scale: float = 1.0, frames: list[dict] | None = None) -> go.Figure:
+    """A ``go.Figure`` from plain dicts, skipping plotly's (slow) validation. Adds the house
+    style of :func:`core.figures.style` (white template, fonts, tight margins)."""
+    base = {
+        "template": _template(), "font": _font(font_scale),
+        "margin": {"l": 10, "r": 10, "t": round((50 if title else 20) * font_scale), "b": 10},
+        "height": round(height * min(font_scale, 1.3)),
+    }
+    if title:
+        base["title"] = {"text": title, "x": 0.01, "xanchor": "left"}
+    base.update(layout)
+    kw = {"frames": frames} if frames is not None else {}
+    return go.Figure(data=data, layout=base, _validate=False, **kw)
+
+
+def png_data_uri(img: np.ndarray) -> str:
+    """A greyscale image (H, W) in [0, 1] as a ``data:image/png;base64,...`` URI."""
+    a = (np.clip(np.asarray(img, dtype=np.float32), 0, 1) * 255 + 0.5).astype(np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(a, mode="L").save(buf, format="PNG", optimize=False)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def typed(a, dtype: str = "f4") -> dict:
+    """A numeric array as Plotly's typed-array spec ``{"dtype", "bdata"}`` (base64 of the raw
+    little-endian bytes), the form plotly 7 itself sends numpy arrays in. Encoding it here skips
+    plotly's per-array conversion in ``to_dict`` (about 0.7 ms per array)."""
+    arr = np.ascontiguousarray(np.asarray(a, dtype=np.dtype(dtype).newbyteorder("<")).ravel())
+    return {"dtype": dtype, "bdata": base64.b64encode(arr.tobytes()).decode("ascii")}
+
+
+def thin(n: int, limit: int) -> np.ndarray:
+    """At most ``limit`` evenly spaced indices of range(n), always keeping the first and the last."""
+    if n <= limit:
+        return np.arange(n)
+    return np.unique(np.linspace(0, n - 1, limit).round().astype(int))
+
+
+def _image_trace(grid: np.ndarray, xaxis: str = "x", yaxis: str = "y") -> dict:
+    return {"type": "image", "source": png_data_uri(grid), "xaxis": xaxis, "yaxis": yaxis,
+            "hoverinfo": "skip", "hovertemplate": None}
+
+
+def _hidden_axis(**kw) -> dict:
+    return {"visible": False, "showgrid": False, "zeroline": False, **kw}
+
+
+# ---- live views (Vega-Lite: updated in place, no flicker) -------------------------------------------
+#
+# Streamlit 1.67 derives a Plotly chart's element id from its whole spec, so a Plotly chart whose
+# data changes is unmounted and drawn again from scratch on every redraw (measured: a new DOM node
+# on every tick, blank frames between, zoom lost). A Vega-Lite chart whose spec stays the same while
+# only its data (passed separately) changes is updated in place (measured: one DOM node, no blank
+# frame). So each live builder returns (data, spec): a table and a spec that does not depend on
+# the data, drawn with ``st.vega_lite_chart(data, spec)``. The data is an Arrow table built straight
+# from numpy (a pandas DataFrame and its conversion to Arrow cost 25 ms per redraw; this costs 1 ms).
+# Colours are the palettes of core.figures.
+
+TERM_NAMES = {"loss": "total", "recon": "reconstruction", "beta_kl": "β·KL", "kl": "KL"}
+
+
+def _vl_config(font_scale: float) -> dict:
+    f = lambda size: round(size * font_scale)  # noqa: E731
+    return {"axis": {"labelFontSize": f(12), "titleFontSize": f(13)},
+            "legend": {"labelFontSize": f(12), "titleFontSize": f(13), "orient": "bottom"},
+            "title": {"fontSize": f(15), "anchor": "start"}, "view": {"stroke": None}}
+
+
+def live_loss_chart(history: Sequence[Mapping], eval_history: Sequence[Mapping] = (),
+                    beta_changes: Sequence[tuple[int, float]] = (), title: str = "Loss terms per sample (nats)",
+                    height: int = 320, font_scale: float = 1.0,
+                    max_points: int = MAX_LINE_POINTS) -> tuple[pa.Table, dict]:
+    """Live loss curves as (long table, Vega-Lite spec): total, reconstruction, beta*KL and raw KL
+    per step (lines: training batches, a moving average over len/60 steps as in
+    :func:`core.figures.loss_curves`; diamonds: held-out), and a dashed rule labelled "β=b" where
+    beta changed. Columns: step, value, term, set ("train", "held-out" or "beta"), label."""
+    steps, values, terms, sets, labels = [], [], [], [], []
+
+    def add(x, y, term, kind, label=None):
+        steps.append(np.asarray(x, dtype=np.float64))
+        values.append(np.asarray(y, dtype=np.float64))
+        terms.extend([term] * len(steps[-1]))
+        sets.extend([kind] * len(steps[-1]))
+        labels.extend(label if label is not None else [""] * len(steps[-1]))
+
+    if history:
+        x = np.array([h["step"] for h in history], dtype=float)
+        win = max(1, len(history) // 60)
+        keep = thin(len(history), max_points)
+        for key, name in TERM_NAMES.items():
+            add(x[keep], smooth(np.array([h.get(key, np.nan) for h in history], dtype=float), win)[keep], name, "train")
+    if eval_history:
+        es = [e["step"] for e in eval_history]
+        for key in ("loss", "recon", "kl"):
+            add(es, [e[key] for e in eval_history], TERM_NAMES[key], "held-out")
+    changes = list(beta_changes)[1:]
+    if changes:
+        first_label = len(changes) - MAX_BETA_LABELS  # older changes keep their rule, not their text
+        add([c[0] for c in changes], np.full(len(changes), np.nan), "β", "beta",
+            [f"β={c[1]:g}" if i >= first_label else "" for i, c in enumerate(changes)])
+    cat = (lambda parts: np.concatenate(parts) if parts else np.zeros(0))
+    table = pa.table({"step": cat(steps), "value": cat(values), "term": pa.array(terms, pa.string()),
+                      "set": pa.array(sets, pa.string()), "label": pa.array(labels, pa.string())})
+    names = list(TERM_NAMES.values())
+    color = {"field": "term", "type": "nominal", "title": None,
+             "scale": {"domain": names, "range": [TERM_COLORS[k] for k in TERM_NAMES]}}
+    x = {"field": "step", "type": "quantitative", "title": "step", "scale": {"zero": True, "nice": False}}
+    y = {"field": "value", "type": "quantitative", "title": "nats per sample"}
+    tip = [{"field": "term"}, {"field": "step", "format": ".0f"}, {"field": "value", "format": ".2f"}]
+    spec = {
+        "title": title, "height": round(height * min(font_scale, 1.3)),
+        "layer": [
+            {"transform": [{"filter": "datum.set === 'train'"}], "mark": {"type": "line", "strokeWidth": 2.5},
+             "encoding": {"x": x, "y": y, "color": color, "tooltip": tip,
+                          "strokeDash": {"field": "term", "type": "nominal", "title": None,
+                                         "scale": {"domain": names, "range": [[1, 0], [1, 0], [1, 0], [5, 3]]}}}},
+            {"transform": [{"filter": "datum.set === 'held-out'"}],
+             "mark": {"type": "point", "shape": "diamond", "filled": True, "size": 70, "opacity": 1},
+             "encoding": {"x": x, "y": y, "color": color, "tooltip": [{"field": "set"}, *tip]}},
+            {"transform": [{"filter": "datum.set === 'beta'"}],
+             "mark": {"type": "rule", "strokeDash": [4, 4], "color": "#888", "strokeWidth": 1.5},
+             "encoding": {"x": x, "tooltip": [{"field": "label", "title": "β changed to"},
+                                              {"field": "step", "format": ".0f"}]}},
+            {"transform": [{"filter": "datum.set === 'beta'"}],
+             "mark": {"type": "text", "align": "left", "dx": 3, "dy": 2, "baseline": "top", "color": "#555",
+                      "fontSize": round(12 * font_scale)},
+             "encoding": {"x": x, "y": {"value": 0}, "text": {"field": "label"}}},
+        ],
+        "config": _vl_config(font_scale),
+    }
+    return table, spec
+
+
+def live_kl_chart(kl_per_dim: Sequence[float], threshold: float = 0.01, title: str = "KL per latent dimension",
+                  height: int = 300, font_scale: float = 1.0) -> tuple[pa.Table, dict]:
+    """KL of each latent dimension as bars (the content of :func:`core.figures.kl_bars`), as
+    (Arrow table, Vega-Lite spec). A dimension at or below ``threshold`` nats is collapsed: grey and
+    labelled "collapsed" (when there are at most 8 dimensions). Columns: dim, index, kl, status, note."""
+    kl = np.asarray(kl_per_dim, dtype=float)
+    k = len(kl)
+    status = np.where(kl > threshold, "active", "collapsed")
+    df = pa.table({"dim": [f"z{j + 1}" for j in range(k)], "index": np.arange(k), "kl": kl,
+                   "status": status.tolist(), "note": np.where(status == "collapsed", "collapsed", "").tolist()})
+    x = {"field": "dim", "type": "ordinal", "title": None, "sort": None,  # data order: z1, z2, ..., zK
+         "axis": {"labelAngle": 0 if k <= 24 else -90}}
+    layers = [
+        {"mark": {"type": "bar"},
+         "encoding": {"x": x, "y": {"field": "kl", "type": "quantitative", "title": "KL (nats)"},
+                      "color": {"field": "status", "type": "nominal", "title": None,
+                                "scale": {"domain": ["active", "collapsed"], "range": [OKABE_ITO[0], "#BBBBBB"]}},
+                      "tooltip": [{"field": "dim"}, {"field": "kl", "format": ".3f", "title": "KL (nats)"},
+                                  {"field": "status"}]}},
+        {"mark": {"type": "rule", "color": "#D55E00", "strokeDash": [2, 2]},
+         "encoding": {"y": {"datum": threshold}}},  # the "active" threshold: explained beside the chart
+    ]
+    if k <= 8:
+        layers.append({"mark": {"type": "text", "baseline": "bottom", "dy": -3, "color": "#666",
+                                "fontSize": round(10 * font_scale)},
+                       "encoding": {"x": x, "y": {"field": "kl", "type": "quantitative"}, "text": {"field": "note"}}})
+    spec = {"title": title, "height": round(height * min(font_scale, 1.3)), "layer": layers,
+            "config": _vl_config(font_scale)}
+    return df, spec
+
+
+def live_latent_chart(coords: np.ndarray, labels: np.ndarray, class_names: Sequence[str] | None = None,
+                      title: str = "Latent map of held-out images", height: int = 420, font_scale: float = 1.0,
+                      axis_titles: tuple[str, str] = ("z1", "z2")) -> tuple[pa.Table, dict]:
+    """A 2-D latent map (N, 2) coloured by class, as (Arrow table, Vega-Lite spec); the colours are
+    :data:`core.figures.CLASS_COLORS` (colour-blind safe), as in :func:`core.figures.latent_scatter`."""
+    coords = np.asarray(coords, dtype=float)
+    labels = np.asarray(labels)
+    classes = [int(c) for c in np.unique(labels)]
+
+    def name(c: int) -> str:
+        if c < 0:
+            return "unlabelled"
+        return class_names[c] if class_names is not None and c < len(class_names) else str(c)
+
+    df = pa.table({"z1": coords[:, 0], "z2": coords[:, 1], "class": [name(int(c)) for c in labels]})
+    spec = {
+        "title": title, "height": round(height * min(font_scale, 1.3)),
+        "mark": {"type": "circle", "size": 30, "opacity": 0.8},
+        "encoding": {
+            "x": {"field": "z1", "type": "quantitative", "title": axis_titles[0], "scale": {"zero": False}},
+            "y": {"field": "z2", "type": "quantitative", "title": axis_titles[1], "scale": {"zero": False}},
+            "color": {"field": "class", "type": "nominal", "title": "class",
+                      "scale": {"domain": [name(c) for c in classes],
+                                "range": [class_color(c) if c >= 0 else "#666666" for c in classes]}},
+            "tooltip": [{"field": "class"}, {"field": "z1", "format": ".2f"}, {"field": "z2", "format": ".2f"}],
+        },
+        "config": _vl_config(font_scale),
+    }
+    return df, spec
+
+
+def image_mosaic(rows: Sequence[np.ndarray], image_shape: Sequence[int], ncols: int | None = None,
+                 target_width: int = 1) -> np.ndarray:
+    """Rows of images (each (N, D) or (N, H, W) in [0, 1]) tiled into one greyscale picture in
+    [0, 1], upscaled by an integer factor (nearest neighbour, so pixels stay sharp) to about
+    ``target_width`` pixels (the default keeps the native size: the browser can scale it with
+    ``image-rendering: pixelated``, which costs the server nothing). A wider gap separates the rows."""
+    imgs = [as_images(r, image_shape) for r in rows]
+    n = min(len(a) for a in imgs)
+    ncols = ncols or n
+    h = imgs[0].shape[1]
+    parts = []
+    for i, a in enumerate(imgs):
+        if i:
+            parts.append(np.ones((max(2, h // 4), parts[0].shape[1]), np.float32))
+        parts.append(mosaic(a[:n], ncols))
+    grid = np.vstack(parts)
+    k = max(1, target_width // grid.shape[1])
+    return np.kron(grid, np.ones((k, k), np.float32))
+
+
+def mosaic_uri(rows: Sequence[np.ndarray], image_shape: Sequence[int], ncols: int | None = None,
+               target_width: int = 1) -> str:
+    """:func:`image_mosaic` as a PNG ``data:`` URI for ``st.image``: the browser swaps the picture
+    in place (no flicker), and no media file is stored on the server (a media file replaced
+    twice a second can be deleted before a slow browser has fetched it)."""
+    return png_data_uri(image_mosaic(rows, image_shape, ncols, target_width))
+
+
+# ---- the training timeline ------------------------------------------------------------------------
+
+def _class_traces(coords: np.ndarray, labels: np.ndarray, class_names: Sequence[str] | None,
+                  marker_size: int, xaxis: str = "x", yaxis: str = "y") -> list[dict]:
+    """One Plotly scatter trace per class (so the legend toggles classes), in sorted label order."""
+    out = []
+    for c in np.unique(labels):
+        m = labels == c
+        name = class_names[int(c)] if class_names is not None and 0 <= int(c) < len(class_names) else (
+            "unlabelled" if c < 0 else str(int(c)))
+        out.append({"type": "scatter", "x": typed(coords[m, 0]), "y": typed(coords[m, 1]), "mode": "markers",
+                    "name": name, "xaxis": xaxis, "yaxis": yaxis, "legendgroup": name,
+                    "marker": {"size": marker_size, "color": class_color(c) if c >= 0 else "#666", "opacity": 0.8,
+                               "line": {"width": 0}},
+                    "hovertemplate": f"class {name}<br>(%{{x:.2f}}, %{{y:.2f}})<extra></extra>"})
+    return out
+
+
+def project_snapshots(latents: Sequence[np.ndarray], labels: np.ndarray | None = None,
+                      seed: int = 0) -> tuple[list[np.ndarray], tuple[str, str]]:
+    """2-D coordinates for every snapshot of the same points, with stable axes.
+
+    K = 2: the latents themselves. K > 2: one PCA fitted on the LAST snapshot (the trained
+    encoder) projects every snapshot, so a point moves only because its code moved.
+    K = 1: z1 against the class label plus a little jitter (a strip plot).
+    Returns (list of (P, 2) arrays, (x title, y title)).
+    """
+    lat = [np.asarray(z, dtype=np.float64) for z in latents]
+    k = lat[-1].shape[1]
+    if k == 2:
+        return [z.copy() for z in lat], ("z1", "z2")
+    if k == 1:
+        n = len(lat[-1])
+        jitter = np.random.default_rng(seed).uniform(-0.3, 0.3, n)
+        y = (np.asarray(labels, dtype=float) if labels is not None and np.all(np.asarray(labels) >= 0)
+             else np.zeros(n)) + jitter
+        return [np.column_stack([z[:, 0], y]) for z in lat], ("z1", "class (jittered)")
+    from sklearn.decomposition import PCA
+    pca = PCA(n_components=2, random_state=seed).fit(lat[-1])
+    ev = pca.explained_variance_ratio_ * 100
+    return [pca.transform(z) for z in lat], (f"PC1 of z ({ev[0]:.0f}% of variance)", f"PC2 of z ({ev[1]:.0f}%)")
+
+
+def stable_range(arrays: Sequence[np.ndarray], col: int, pad: float = 0.08) -> list[float]:
+    """An axis range covering column ``col`` of every frame (0.5-99.5 % quantiles, padded)."""
+    lo = min(float(np.quantile(a[:, col], 0.005)) for a in arrays)
+    hi = max(float(np.quantile(a[:, col], 0.995)) for a in arrays)
+    if not np.isfinite(lo) or not np.isfinite(hi) or hi - lo < 1e-6:
+        lo, hi = (lo - 1, hi + 1) if np.isfinite(lo) and np.isfinite(hi) else (-1.0, 1.0)
+    span = hi - lo
+    return [lo - pad * span, hi + pad * span]
+
+
+def timeline_figure(snapshots: Sequence[Mapping], labels: np.ndarray, inputs: np.ndarray,
+                    image_shape: Sequence[int], class_names: Sequence[str] | None = None,
+                    title: str | None = "Training timeline", max_frames: int = MAX_TIMELINE_FRAMES,
+                    height: int = 560, font_scale: float = 1.0, seed: int = 0) -> go.Figure:
+    """A Plotly animation of training: left, the latent map of a fixed subset of held-out points
+    (``snapshot["latents"]`` (P, K), coloured by ``labels`` (P,)); right, the fixed held-out
+    ``inputs`` (I, D) above their reconstructions (``snapshot["recon"]`` (I, D)) at that step.
+
+    Frames play in the browser (Play/Pause buttons and a step scrubber); at most ``max_frames``
+    snapshots, evenly spaced, always with the first and the last. The figure opens on the last
+    frame; Play replays from the start (and resumes from where Pause stopped it).
+    """
+    if not snapshots:
+        raise ValueError("no snapshots to animate: train for at least one step")
+    idx = thin(len(snapshots), max_frames)
+    snaps = [snapshots[i] for i in idx]
+    labels = np.asarray(labels)
+    coords, (xt, yt) = project_snapshots([s["latents"] for s in snaps], labels, seed)
+    xr, yr = stable_range(coords, 0), stable_range(coords, 1)
+    inp = as_images(inputs, image_shape)
+    h, w = inp.shape[1:]
+    n_img = len(inp)
+    ncols = n_img if n_img <= 4 else int(np.ceil(n_img / 2))  # 8 images: 2 rows of 4, a squarer panel
+
+    def panel(recon) -> np.ndarray:
+        rec = as_images(recon, image_shape)[:n_img]
+        top, bottom = mosaic(inp, ncols), mosaic(rec, ncols)
+        gap = np.ones((max(2, h // 2), top.shape[1]), np.float32)
+        return np.vstack([top, gap, bottom])
+
+    def traces(i: int) -> list[dict]:
+        t = _class_traces(coords[i], labels, class_names, 5)
+        t.append(_image_trace(panel(snaps[i]["recon"]), "x2", "y2"))
+        return t
+
+    names = [str(int(s["step"])) for s in snaps]
+    per_frame = [traces(i) for i in range(len(snaps))]
+    frames = [{"name": nm, "data": d, "traces": list(range(len(d)))} for nm, d in zip(names, per_frame)]
+    last = len(snaps) - 1
+    frame_opts = {"frame": {"duration": 350, "redraw": True}, "transition": {"duration": 0}, "fromcurrent": True,
+                  "mode": "immediate"}
+    layout = {
+        "xaxis": {"domain": [0, 0.5], "range": xr, "title": {"text": xt}, "zeroline": False},
+        "yaxis": {"domain": [0, 1], "range": yr, "title": {"text": yt}, "zeroline": False},
+        "xaxis2": _hidden_axis(domain=[0.62, 1.0], anchor="y2"),
+        "yaxis2": _hidden_axis(domain=[0.2, 0.95], anchor="x2", autorange="reversed", scaleanchor="x2"),
+        "legend": {"title": {"text": "class"}, "itemsizing": "constant", "x": 0.51, "xanchor": "left", "y": 1,
+                   "yanchor": "top"},
+        "annotations": [
+            {"text": "held-out inputs (top), reconstructions (bottom)", "x": 0.81, "y": 1.0,
+             "xref": "paper", "yref": "paper", "showarrow": False, "yanchor": "bottom",
+             "font": _font(font_scale, 13)},
+        ],
+        "updatemenus": [{
+            "type": "buttons", "direction": "left", "x": 0.12, "y": 0, "xanchor": "right", "yanchor": "top",
+            "pad": {"r": 10, "t": 87}, "showactive": False,
+            "buttons": [
+                {"label": "▶ Play", "method": "animate", "args": [None, frame_opts]},
+                {"label": "⏸ Pause", "method": "animate",
+                 "args": [[None], {"frame": {"duration": 0, "redraw": False}, "mode": "immediate",
+                                   "transition": {"duration": 0}}]},
+            ],
+        }],
+        "sliders": [{
+            "active": last, "x": 0.12, "len": 0.88, "y": 0, "xanchor": "left", "yanchor": "top",
+            "pad": {"t": 50, "b": 10},
+            "currentvalue": {"prefix": "step ", "visible": True, "xanchor": "right", "font": _font(font_scale, 14)},
+            "steps": [{"label": nm, "method": "animate",
+                       "args": [[nm], {"frame": {"duration": 0, "redraw": True}, "mode": "immediate",
+                                       "transition": {"duration": 0}}]} for nm in names],
+        }],
+        "margin": {"l": 10, "r": 10, "t": round(60 * font_scale), "b": round(130 * font_scale)},
+        "uirevision": "timeline",
+    }
+    return lean_figure(per_frame[last], layout, title, height, font_scale, frames=frames)
+
+
+# ---- comparing runs ------------------------------------------------------------------------------
+
+COMPARE_PANELS = (("neg_elbo", "−ELBO = recon + KL"), ("recon", "reconstruction"), ("kl", "KL"))
+
+
+def compare_loss_curves(runs: Sequence[tuple[str, Sequence[Mapping], Sequence[Mapping]]],
+                        title: str | None = "Runs compared (nats per sample)", height: int = 400,
+                        font_scale: float = 1.0, max_points: int = MAX_LINE_POINTS) -> go.Figure:
+    """Overlaid curves of 2-4 runs, one colour per run, in three panels: −ELBO (= recon + KL,
+    which does not depend on beta, so runs with different beta are comparable), reconstruction
+    and KL. ``runs``: (name, history, eval_history). Lines: training batches (moving average);
+    diamonds: held-out."""
+    data, axes, notes = [], {}, []
+    n_panels = len(COMPARE_PANELS)
+    gap = 0.06
+    width = (1 - gap * (n_panels - 1)) / n_panels
+    for p, (key, label) in enumerate(COMPARE_PANELS):
+        sfx = "" if p == 0 else str(p + 1)
+        d0 = p * (width + gap)
+        axes[f"xaxis{sfx}"] = {"domain": [d0, d0 + width], "anchor": f"y{sfx}", "title": {"text": "step"},
+                               "rangemode": "tozero"}
+        axes[f"yaxis{sfx}"] = {"anchor": f"x{sfx}", "rangemode": "tozero",
+                               **({"title": {"text": "nats per sample"}} if p == 0 else {})}
+        notes.append({"text": f"<b>{label}</b>", "x": d0 + width / 2, "y": 1.0, "xref": "paper", "yref": "paper",
+                      "showarrow": False, "yanchor": "bottom", "font": _font(font_scale, 13)})
+    for r, (name, history, eval_history) in enumerate(runs):
+        color = OKABE_ITO[r % len(OKABE_ITO)]
+        for p, (key, _) in enumerate(COMPARE_PANELS):
+            sfx = "" if p == 0 else str(p + 1)
+            if history:
+                steps = np.array([h["step"] for h in history], dtype=float)
+                if key == "neg_elbo":
+                    vals = np.array([h["recon"] + h["kl"] for h in history], dtype=float)
+                else:
+                    vals = np.array([h[key] for h in history], dtype=float)
+                vals = smooth(vals, max(1, len(history) // 60))
+                keep = thin(len(history), max_points)
+                data.append({"type": "scatter", "x": typed(steps[keep]), "y": typed(vals[keep]), "mode": "lines",
+                             "name": name,
+                             "legendgroup": name, "showlegend": p == 0, "xaxis": f"x{sfx}", "yaxis": f"y{sfx}",
+                             "line": {"color": color, "width": 2.5},
+                             "hovertemplate": f"{name}<br>step %{{x}}: %{{y:.2f}}<extra></extra>"})
+            if eval_history:
+                ev = [e for e in eval_history if key in e or key == "neg_elbo"]
+                ys = [e["recon"] + e["kl"] if key == "neg_elbo" else e[key] for e in ev]
+                data.append({"type": "scatter", "x": typed([e["step"] for e in ev]), "y": typed(ys), "mode": "markers",
+                             "name": f"{name} (held-out)", "legendgroup": name, "showlegend": False,
+                             "xaxis": f"x{sfx}", "yaxis": f"y{sfx}",
+                             "marker": {"color": color, "size": 7, "symbol": "diamond",
+                                        "line": {"color": "white", "width": 0.5}},
+                             "hovertemplate": f"{name} (held-out)<br>step %{{x}}: %{{y:.2f}}<extra></extra>"})
+    layout = {**axes, "annotations": notes, "legend": {"orientation": "h", "y": -0.22},
+              "uirevision": "compare"}
+    fig = lean_figure(data, layout, title, height, font_scale)
+    fig.layout.margin.t = round(80 * font_scale)
+    return fig
+
+
+def compare_reconstructions(inputs: np.ndarray, recons: Mapping[str, np.ndarray], image_shape: Sequence[int],
+                            title: str | None = "The same held-out inputs, reconstructed by each run",
+                            font_scale: float = 1.0, label_chars: int = 22) -> go.Figure:
+    """Rows: the inputs (N, D), then each run's reconstructions (N, D) of them, labelled by run."""
+    rows = {"input": inputs}
+    for name, rec in recons.items():
+        label = name if len(name) <= label_chars else name[:label_chars - 1] + "…"
+        while label in rows:
+            label += " "
+        rows[label] = rec
+    return image_rows(rows, image_shape, title=title, font_scale=font_scale,
+                      label_width=min(200, 8 * max(len(r) for r in rows)))
+
+
+def image_rows(rows: Mapping[str, np.ndarray], image_shape: Sequence[int], title: str | None = None,
+               height: int | None = None, font_scale: float = 1.0, label_width: int = 110) -> go.Figure:
+    """The figure of :func:`core.figures.paired_rows`, built fast: equally long rows of images
+    (e.g. "input", then one row per run) in one PNG, labelled on the left."""
+    arrays = [as_images(v, image_shape) for v in rows.values()]
+    n = min(len(a) for a in arrays)
+    h, w = arrays[0].shape[1:]
+    grid = mosaic(np.concatenate([a[:n] for a in arrays]), n)
+    notes = [{"x": -0.5, "y": r * (h + 1) + h / 2 - 0.5, "xref": "x", "yref": "y", "text": str(name),
+              "showarrow": False, "xanchor": "right", "font": _font(font_scale, 13)}
+             for r, name in enumerate(rows)]
+    # About 80 px per row: the height then binds (the image is as wide as that allows), so no blank band.
+    height = height or round((50 if title else 8) * font_scale + 12 + 80 * len(arrays))
+    layout = {"xaxis": _hidden_axis(), "yaxis": _hidden_axis(autorange="reversed", scaleanchor="x"),
+              "annotations": notes,
+              "margin": {"l": round(label_width * font_scale) + 5, "r": 5, "b": 5,
+                         "t": round((50 if title else 8) * font_scale)}}
+    return lean_figure([_image_trace(grid)], layout, title, height, font_scale)

@@ -1,0 +1,673 @@
+"""A session's training runs: the live one, the finished ones, a beta-sweep queue, exports.
+
+The training page keeps one :class:`RunStore` in ``st.session_state`` (a key no widget
+uses, so it survives page switches). A :class:`Run` is one model being trained (a
+:class:`core.training.Trainer` driven by a :class:`core.training.BackgroundRunner`) or a
+model loaded from a checkpoint. The page calls :meth:`RunStore.tick` on every redraw of its
+live fragment: that renews the runner's lease (so the thread stops when nobody watches),
+finalises runs that just finished (held-out evaluation, memory released) and starts the next
+run of a beta sweep. Nothing here touches Streamlit.
+"""
+from __future__ import annotations
+
+import copy
+import gc
+import json
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+import torch
+
+from core.checkpoints import Checkpoint, checkpoint_bytes
+from core.data import DATASETS, Dataset, train_val_split
+from core.models import LATENT_RANGE, MAX_HIDDEN, MAX_LAYERS, AutoEncoder, ModelConfig
+from core.training import (ACTIVE_UNIT_NATS, MAX_EPOCHS, BackgroundRunner, TrainConfig, Trainer,
+                           evaluate_model, reconstruct, sample_prior)
+
+BETA_CHOICES = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0)
+SWEEP_BETAS = (0.0, 0.5, 1.0, 4.0)
+LR_CHOICES = (1e-4, 3e-4, 1e-3, 2e-3, 5e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0)
+BATCH_CHOICES = (16, 32, 64, 128, 256, 512)
+MAX_RUNS = 8          # kept per session; the oldest finished ones are dropped beyond this
+MAX_COMPARE = 4
+TIMELINE_TARGET = 60  # snapshots per run: enough frames for the timeline, little memory
+DEFAULT_HIDDEN = "256,128"
+# Defaults that train to a good model in about 10 s on a laptop CPU (measured: mnist-5k 540
+# steps in 9 s on one thread of a busy 2-core VM; digits 520 steps).
+DEFAULT_EPOCHS = {"mnist-5k": 15, "digits": 40}
+MAX_SAVED_ROWS = 200_000
+STATE_LABELS = {"ready": "ready", "training": "training", "paused": "paused", "done": "finished",
+                "stopped": "stopped early", "diverged": "diverged", "error": "failed", "loaded": "loaded checkpoint"}
+
+
+# ---- the process -------------------------------------------------------------------------
+
+_gc_frozen = False
+
+
+def freeze_import_objects() -> bool:
+    """Move every object alive now (call it right after the heavy imports: torch, pandas, plotly,
+    scikit-learn) into the garbage collector's permanent generation, once per process.
+
+    Streamlit runs ``gc.collect(2)`` after every script run, fragment reruns included. With
+    those libraries loaded that is ~300,000 tracked objects and ~190 ms with the GIL held
+    (measured), twice a second while the live view polls: the training thread then waits for the
+    GIL most of the time (throughput fell to 10-30 %). Frozen objects are skipped by the cyclic
+    collector; objects freed by reference counting are freed as usual. Returns True the first time.
+    """
+    global _gc_frozen
+    if _gc_frozen:
+        return False
+    gc.collect()
+    gc.freeze()
+    _gc_frozen = True
+    return True
+
+
+# ---- configuration -----------------------------------------------------------------------
+
+def parse_hidden(text: str) -> tuple[int, ...]:
+    """Hidden layer widths from text such as ``"256,128"`` (encoder order; the decoder mirrors
+    them). Raises ValueError saying what is wrong."""
+    s = str(text).strip().replace(";", ",").replace(" ", ",")
+    parts = [p for p in s.split(",") if p]
+    if not parts:
+        raise ValueError("Hidden sizes are empty. Write one to four widths separated by commas, e.g. 256,128.")
+    if len(parts) > MAX_LAYERS:
+        raise ValueError(f"{len(parts)} hidden layers is too many: at most {MAX_LAYERS}, e.g. 256,128.")
+    out = []
+    for p in parts:
+        if not p.isdigit():
+            shown = "".join(ch for ch in p[:12] if ch.isalnum() or ch in " .-+")  # never echo markup
+            raise ValueError(f"Hidden size '{shown}' is not a whole number. Write widths such as 256,128.")
+        v = int(p)
+        if not 2 <= v <= MAX_HIDDEN:
+            raise ValueError(f"Hidden width {v} is out of range: each must be between 2 and {MAX_HIDDEN}.")
+        out.append(v)
+    return tuple(out)
+
+
+def snapshot_every(n_train: int, batch_size: int, epochs: int, target: int = TIMELINE_TARGET) -> int:
+    """Steps between timeline snapshots so that a run records about ``target`` of them."""
+    total = math.ceil(n_train / batch_size) * epochs
+    return max(5, math.ceil(total / target))
+
+
+def make_configs(dataset: Dataset, kind: str, latent_dim: int, hidden: Sequence[int], likelihood: str,
+                 lr: float, batch_size: int, epochs: int, seed: int, beta: float,
+                 warmup_steps: int = 0, free_bits: float = 0.0) -> tuple[ModelConfig, TrainConfig]:
+    """Validated model and training configs for ``dataset``. Raises ValueError (a clear message)."""
+    lo, hi = LATENT_RANGE
+    if not lo <= int(latent_dim) <= hi:
+        raise ValueError(f"Latent dimension must be between {lo} and {hi}, got {latent_dim}.")
+    if not 1 <= int(epochs) <= MAX_EPOCHS:
+        raise ValueError(f"Epochs must be between 1 and {MAX_EPOCHS}, got {epochs}.")
+    mc = ModelConfig(kind=kind, input_dim=dataset.dim, hidden_dims=tuple(hidden), latent_dim=int(latent_dim),
+                     likelihood=likelihood)
+    n_train = len(train_val_split(dataset.n, 0.1, int(seed))[0])
+    tc = TrainConfig(lr=float(lr), batch_size=int(batch_size), epochs=int(epochs), seed=int(seed),
+                     beta=0.0 if kind == "ae" else float(beta), warmup_steps=int(warmup_steps),
+                     free_bits=float(free_bits) if kind == "vae" else 0.0,
+                     snapshot_every=snapshot_every(n_train, int(batch_size), int(epochs)))
+    return mc, tc
+
+
+def total_steps(dataset: Dataset, tc: TrainConfig) -> int:
+    """Optimiser steps a run of ``tc`` takes on ``dataset``: ceil(n_train / batch) * epochs."""
+    n_train = len(train_val_split(dataset.n, tc.val_fraction, tc.seed)[0])
+    return math.ceil(n_train / tc.batch_size) * tc.epochs
+
+
+def safe_label(text, limit: int = 24) -> str:
+    """A user-supplied name (e.g. an upload's file name) reduced to letters, digits and ``._-``
+    and truncated, so it can appear in run names, legends and file names."""
+    s = "".join(ch for ch in str(text) if ch.isalnum() or ch in "._- ").strip()
+    return (s[:limit - 1] + "…" if len(s) > limit else s) or "upload"
+
+
+def describe(mc: ModelConfig, beta: float | None = None) -> str:
+    """Short label, e.g. ``"VAE β=1 z=16"``."""
+    if mc.kind == "ae":
+        return f"AE z={mc.latent_dim}"
+    return f"VAE β={beta:g} z={mc.latent_dim}" if beta is not None else f"VAE z={mc.latent_dim}"
+
+
+# ---- one run -------------------------------------------------------------------------------------
+
+@dataclass(eq=False)
+class Run:
+    """One model of the session: trained here (``trainer``/``runner``) or loaded (``loaded``).
+
+    ``final``: held-out terms (``core.training.evaluate_model``) once the run has finished.
+    ``val_idx``: dataset indices of its held-out images (for a checkpoint without its split,
+    every image, and ``split_known`` is False).
+    """
+
+    name: str
+    model_cfg: ModelConfig
+    train_cfg: TrainConfig
+    dataset: Dataset
+    trainer: Trainer | None = None
+    runner: BackgroundRunner | None = None
+    source: str = "trained"  # "trained" or "checkpoint"
+    parent: str | None = None
+    sweep: bool = False
+    stopped: bool = False
+    final: dict | None = None
+    loaded: AutoEncoder | None = None
+    saved: dict = field(default_factory=dict)
+    val_idx: np.ndarray | None = None
+    split_known: bool = True
+    created: float = field(default_factory=time.time)
+    cache: dict = field(default_factory=dict)
+
+    # -- what the page reads --
+    @property
+    def model(self) -> AutoEncoder:
+        return self.trainer.model if self.trainer is not None else self.loaded
+
+    @property
+    def state(self) -> str:
+        """ready, training, paused, done, stopped, diverged, error or loaded."""
+        if self.trainer is None:
+            return "loaded"
+        if self.runner is not None and self.runner.error:
+            return "error"
+        if self.trainer.status == "diverged":
+            return "diverged"
+        if self.trainer.status == "done":
+            return "stopped" if self.stopped else "done"
+        if self.runner is not None and self.runner.wanted:
+            return "training"
+        return "ready" if self.trainer.step == 0 else "paused"
+
+    @property
+    def finished(self) -> bool:
+        return self.state in ("done", "stopped", "diverged", "error", "loaded")
+
+    @property
+    def message(self) -> str:
+        if self.runner is not None and self.runner.error:
+            return f"Training failed: {self.runner.error}"
+        return self.trainer.message if self.trainer is not None else ""
+
+    @property
+    def history(self) -> list[dict]:
+        return list(self.trainer.history) if self.trainer is not None else list(self.saved.get("history", []))
+
+    @property
+    def eval_history(self) -> list[dict]:
+        return list(self.trainer.eval_history) if self.trainer is not None else list(self.saved.get("eval_history", []))
+
+    @property
+    def beta_changes(self) -> list[tuple[int, float]]:
+        if self.trainer is not None:
+            return list(self.trainer.beta_changes)
+        return list(self.saved.get("beta_changes", [(0, self.train_cfg.beta)]))
+
+    @property
+    def snapshots(self) -> list[dict]:
+        return list(self.trainer.snapshots) if self.trainer is not None else []
+
+    @property
+    def step(self) -> int:
+        if self.trainer is not None:
+            return self.trainer.step
+        h = self.saved.get("history") or []
+        return int(h[-1]["step"]) if h else 0
+
+    @property
+    def beta(self) -> float:
+        """The beta set now (the last change)."""
+        if self.trainer is not None:
+            return float(self.trainer.beta)
+        return float(self.beta_changes[-1][1])
+
+    @property
+    def is_vae(self) -> bool:
+        return self.model_cfg.kind == "vae"
+
+    @property
+    def label(self) -> str:
+        return f"{self.name} ({STATE_LABELS[self.state]})"
+
+    def val_x(self) -> np.ndarray:
+        return self.dataset.x[self.val_idx]
+
+    def val_y(self) -> np.ndarray:
+        return self.dataset.y[self.val_idx]
+
+    def fixed_inputs(self, n: int = 8) -> np.ndarray:
+        """The first ``n`` held-out images: the fixed inputs of the live reconstructions, (n, D)."""
+        return self.val_x()[:n]
+
+    def snapshot_labels(self) -> np.ndarray:
+        """Labels (P,) of the points in every snapshot's ``latents``."""
+        return self.val_y()[self.trainer.snap_idx]
+
+    def reconstruct(self, x: np.ndarray) -> np.ndarray:
+        if self.trainer is not None:
+            return self.trainer.reconstruct(x)
+        return reconstruct(self.loaded, x)
+
+    def sample_prior(self, n: int, seed: int = 0) -> np.ndarray:
+        if self.trainer is not None:
+            return self.trainer.sample_prior(n, seed)
+        return sample_prior(self.loaded, n, seed)
+
+    def latest_kl_per_dim(self) -> list[float] | None:
+        """Per-dimension KL (K,) of the latest held-out evaluation, else of the latest batch."""
+        ev = self.eval_history
+        if ev and ev[-1].get("kl_per_dim") is not None:
+            return list(ev[-1]["kl_per_dim"])
+        h = self.history
+        return list(h[-1]["kl_per_dim"]) if h and h[-1].get("kl_per_dim") is not None else None
+
+    def finalize(self) -> None:
+        """Held-out evaluation of a finished run, then free what it no longer needs."""
+        if self.final is not None or not self.finished:
+            return
+        model = self.model
+        if self.trainer is not None:
+            with self.trainer.lock:
+                self.final = evaluate_model(model, self.val_x(), self.beta, self.model_cfg.likelihood,
+                                            seed=self.train_cfg.seed)
+            self.trainer.release_training_data()
+        else:
+            self.final = evaluate_model(model, self.val_x(), self.beta, self.model_cfg.likelihood,
+                                        seed=self.train_cfg.seed)
+        self.final["step"] = self.step
+
+    def shared_model(self) -> AutoEncoder:
+        """A frozen copy of the model (eval mode, no gradients) for other pages to read."""
+        if "shared" not in self.cache:
+            m = copy.deepcopy(self.model).eval()
+            for p in m.parameters():
+                p.requires_grad_(False)
+            self.cache["shared"] = m
+        return self.cache["shared"]
+
+
+# ---- the store ---------------------------------------------------------------------------------
+
+class RunStore:
+    """All runs of one session, the active (live) one and the beta-sweep queue."""
+
+    def __init__(self, max_runs: int = MAX_RUNS, lease_seconds: float = 3.0):
+        self.runs: dict[str, Run] = {}
+        self.active_name: str | None = None
+        self.queue: list[tuple[str, ModelConfig, TrainConfig, Dataset]] = []
+        self.counter = 0
+        self.max_runs = max_runs
+        self.lease_seconds = lease_seconds
+        self.notices: list[str] = []
+
+    # -- reading --
+    @property
+    def active(self) -> Run | None:
+        return self.runs.get(self.active_name) if self.active_name else None
+
+    @property
+    def polling(self) -> bool:
+        """True while the page should redraw on a timer: a run is training or a sweep continues."""
+        run = self.active
+        return run is not None and (run.state == "training" or (run.finished and bool(self.queue)))
+
+    @property
+    def sweeping(self) -> bool:
+        run = self.active
+        return bool(self.queue) or (run is not None and run.sweep and not run.finished)
+
+    def finished_runs(self) -> list[Run]:
+        return [r for r in self.runs.values() if r.finished]
+
+    def pop_notices(self) -> list[str]:
+        out, self.notices = self.notices, []
+        return out
+
+    # -- lifecycle --
+    def _name(self, label: str) -> str:
+        self.counter += 1
+        return f"#{self.counter} {label}"
+
+    def _add(self, run: Run) -> Run:
+        self.runs[run.name] = run
+        self._enforce_cap()
+        return run
+
+    def _enforce_cap(self) -> None:
+        while len(self.runs) > self.max_runs:
+            old = next((n for n, r in self.runs.items() if r.finished and n != self.active_name), None)
+            if old is None:
+                return
+            del self.runs[old]
+            self.notices.append(f"Only the last {self.max_runs} runs are kept: {old} was removed.")
+
+    def create(self, model_cfg: ModelConfig, train_cfg: TrainConfig, dataset: Dataset, name: str | None = None,
+               state_dict: dict | None = None, parent: str | None = None, sweep: bool = False,
+               start: bool = True) -> Run:
+        """A new run; it becomes the active one and (``start``) starts training in the background.
+        An unfinished active run is stopped first. Raises ValueError for a config that does not fit."""
+        trainer = Trainer(model_cfg, train_cfg, dataset, state_dict=state_dict)
+        self._stop_active("Stopped because a new run was started.")
+        run = Run(name or self._name(describe(model_cfg, train_cfg.beta)), model_cfg, train_cfg, dataset, trainer,
+                  BackgroundRunner(trainer, lease_seconds=self.lease_seconds), parent=parent, sweep=sweep,
+                  val_idx=trainer.val_idx)
+        self._add(run)
+        self.active_name = run.name
+        if start:
+            run.runner.start()
+        return run
+
+    def start_sweep(self, model_cfg: ModelConfig, train_cfg: TrainConfig, dataset: Dataset,
+                    betas: Sequence[float] = SWEEP_BETAS) -> Run:
+        """Train one run per beta, same seed and settings, one after another (the first starts now)."""
+        if model_cfg.kind != "vae":
+            raise ValueError("The β sweep needs a VAE: an autoencoder has no KL term for β to weigh. "
+                             "Set the model kind to VAE.")
+        if len(betas) < 2:
+            raise ValueError("A sweep needs at least two values of β.")
+        self.queue = []
+        first, *rest = [float(b) for b in betas]
+        run = self.create(model_cfg, replace(train_cfg, beta=first), dataset,
+                          name=self._name(f"sweep {describe(model_cfg, first)}"), sweep=True)
+        self.queue = [(self._name(f"sweep {describe(model_cfg, b)}"), model_cfg, replace(train_cfg, beta=b), dataset)
+                      for b in rest]
+        return run
+
+    def continue_from(self, name: str, train_cfg: TrainConfig, start: bool = True) -> Run:
+        """A new run that starts from the weights of run ``name`` (same model and data; fresh
+        optimiser state; the training settings of ``train_cfg``)."""
+        src = self.runs[name]
+        state = {k: v.detach().clone() for k, v in src.model.state_dict().items()}
+        tc = train_cfg if src.model_cfg.kind == "vae" else replace(train_cfg, beta=0.0, free_bits=0.0)
+        n_train = len(train_val_split(src.dataset.n, tc.val_fraction, tc.seed)[0])
+        tc = replace(tc, snapshot_every=snapshot_every(n_train, tc.batch_size, tc.epochs))
+        label = f"from {name.split(' ', 1)[0]} {describe(src.model_cfg, tc.beta)}"
+        return self.create(src.model_cfg, tc, src.dataset, name=self._name(label), state_dict=state, parent=name,
+                           start=start)
+
+    def add_checkpoint(self, ckpt: Checkpoint, dataset: Dataset, label: str) -> Run:
+        """Keep a loaded checkpoint as a finished run (to compare, export, explore or continue).
+
+        Its held-out split is rebuilt from the checkpoint's training config when it was
+        trained on this very dataset; otherwise it is evaluated on every image.
+        """
+        if ckpt.config.input_dim != dataset.dim:
+            raise ValueError(f"The checkpoint expects images of {ckpt.config.input_dim} pixels, but "
+                             f"{dataset.name} has {dataset.dim}.")
+        extra = ckpt.extra if isinstance(ckpt.extra, dict) else {}
+        tc, split_known = _train_config_from(extra.get("train_config")), False
+        if tc is not None and extra.get("dataset") == dataset.name:
+            val_idx, split_known = train_val_split(dataset.n, tc.val_fraction, tc.seed)[1], True
+        else:
+            val_idx = np.arange(dataset.n)
+        tc = tc or TrainConfig()
+        saved = {"history": clean_rows(extra.get("history")), "eval_history": clean_rows(extra.get("eval_history")),
+                 "beta_changes": _clean_beta_changes(extra.get("beta_changes"), tc.beta)}
+        model = ckpt.model.eval()
+        run = Run(self._name(f"checkpoint {safe_label(label)}"), ckpt.config, tc, dataset, source="checkpoint",
+                  loaded=model,
+                  saved=saved, val_idx=val_idx, split_known=split_known)
+        self._add(run)
+        run.finalize()
+        return run
+
+    def _stop_active(self, message: str) -> None:
+        run = self.active
+        if run is not None and not run.finished:
+            run.runner.pause()
+            run.trainer.stop(message)
+            run.stopped = True
+            run.runner.join(2.0)
+            run.finalize()
+
+    def pause(self) -> None:
+        run = self.active
+        if run is not None and run.runner is not None:
+            run.runner.pause()
+
+    def resume(self) -> None:
+        run = self.active
+        if run is not None and run.runner is not None and not run.finished:
+            run.runner.start()
+
+    def stop(self) -> None:
+        """End the active run now (it is kept, finished early) and cancel the rest of a sweep."""
+        self.queue = []
+        self._stop_active("Stopped by the user.")
+
+    def reset(self) -> None:
+        """Discard an unfinished active run (a finished one stays in the list) and any sweep."""
+        self.queue = []
+        run = self.active
+        if run is not None and not run.finished:
+            run.runner.pause()
+            run.runner.join(2.0)
+            del self.runs[run.name]
+        self.active_name = None
+
+    def remove(self, name: str) -> None:
+        if name not in self.runs:
+            return
+        if name == self.active_name:
+            self.reset()
+        self.runs.pop(name, None)
+
+    def set_beta(self, beta: float) -> bool:
+        """Change beta of the active run while it trains (next step). Returns True if applied."""
+        run = self.active
+        if run is None or run.trainer is None or run.finished or not run.is_vae:
+            return False
+        run.trainer.set_beta(beta)
+        return True
+
+    def tick(self) -> bool:
+        """Call on every redraw: renew the lease, finalise finished runs, advance a sweep.
+        Returns True when a run finished or started (the page should redraw everything)."""
+        changed = False
+        run = self.active
+        if run is not None and run.runner is not None and not run.finished:
+            run.runner.keep_alive()
+        for r in list(self.runs.values()):
+            if r.finished and r.final is None:
+                r.finalize()
+                changed = True
+        run = self.active
+        if run is not None and run.finished and self.queue:
+            if run.state in ("diverged", "error"):
+                self.notices.append(f"The β sweep stopped because {run.name} did not finish: {run.message}")
+                self.queue = []
+            else:
+                name, mc, tc, ds = self.queue.pop(0)
+                self.create(mc, tc, ds, name=name, sweep=True)
+            changed = True
+        return changed
+
+    def shutdown(self) -> None:
+        """Stop every background thread (used by tests)."""
+        for r in self.runs.values():
+            if r.runner is not None:
+                r.runner.pause()
+                r.runner.join(2.0)
+
+
+def _train_config_from(d) -> TrainConfig | None:
+    if not isinstance(d, dict):
+        return None
+    try:
+        return TrainConfig.from_dict(d)
+    except (TypeError, ValueError):
+        return None
+
+
+def _finite(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def clean_rows(rows) -> list[dict]:
+    """History rows from an untrusted checkpoint: kept only if every row has finite numbers for
+    step, loss, recon and kl (and at most ``MAX_SAVED_ROWS`` rows); else an empty list."""
+    if not isinstance(rows, list) or len(rows) > MAX_SAVED_ROWS:
+        return []
+    out = []
+    for r in rows:
+        if not isinstance(r, dict) or not all(_finite(r.get(k)) for k in ("step", "loss", "recon", "kl")):
+            return []
+        row = {k: float(v) for k, v in r.items() if _finite(v)}
+        row["step"] = int(r["step"])
+        if "beta_kl" not in row:
+            row["beta_kl"] = row["loss"] - row["recon"]
+        out.append(row)
+    return out
+
+
+def _clean_beta_changes(changes, default: float) -> list[tuple[int, float]]:
+    if isinstance(changes, list) and changes and all(
+            isinstance(c, (list, tuple)) and len(c) == 2 and _finite(c[0]) and _finite(c[1]) for c in changes):
+        return [(int(s), float(b)) for s, b in changes[:10_000]]
+    return [(0, float(default))]
+
+
+# ---- comparison --------------------------------------------------------------------------------
+
+def comparison_rows(runs: Sequence[Run]) -> list[dict]:
+    """One row per run: settings and the final held-out −ELBO, reconstruction, KL, active units.
+
+    −ELBO = recon + KL (nats per image, lower is better) does not depend on beta, so it compares
+    runs trained with different beta. An AE has no ELBO (its encoder is not probabilistic)."""
+    rows = []
+    for r in runs:
+        f = r.final or {}
+        vae = r.is_vae
+        rows.append({
+            "run": r.name, "status": STATE_LABELS[r.state], "data": r.dataset.name,
+            "model": r.model_cfg.kind.upper(), "latent": r.model_cfg.latent_dim,
+            "hidden": ",".join(map(str, r.model_cfg.hidden_dims)), "likelihood": r.model_cfg.likelihood,
+            "β (final)": r.beta if vae else None, "steps": r.step,
+            "held-out −ELBO": round(f["neg_elbo"], 2) if f and vae else None,
+            "recon": round(f["recon"], 2) if f else None,
+            "KL": round(f["kl"], 2) if f and vae else None,
+            "active units": f.get("active_units") if f and vae else None,
+        })
+    return rows
+
+
+def compare_summary(runs: Sequence[Run]) -> str:
+    """One or two sentences quoting the compared runs' real held-out numbers (Markdown)."""
+    done = [r for r in runs if r.final]
+    if not done:
+        return ""
+    vae = [r for r in done if r.is_vae]
+    parts = []
+    if vae:
+        best = min(vae, key=lambda r: r.final["neg_elbo"])
+        parts.append(f"Lowest held-out −ELBO: **{best.name}**, {best.final['neg_elbo']:.1f} nats per image.")
+    by_beta = sorted(vae, key=lambda r: r.beta)
+    if len(by_beta) >= 2 and by_beta[0].beta != by_beta[-1].beta:
+        lo, hi = by_beta[0], by_beta[-1]
+        kl_trend = "falls" if hi.final["kl"] < lo.final["kl"] else "rises"
+        rec_trend = "rises" if hi.final["recon"] > lo.final["recon"] else "falls"
+        parts.append(
+            f"From β = {lo.beta:g} to β = {hi.beta:g}, the held-out KL {kl_trend} from {lo.final['kl']:.1f} to "
+            f"{hi.final['kl']:.1f} nats, the reconstruction term {rec_trend} from {lo.final['recon']:.1f} to "
+            f"{hi.final['recon']:.1f}, and the active units go from {lo.final['active_units']} to "
+            f"{hi.final['active_units']} of {hi.model_cfg.latent_dim}.")
+    return " ".join(parts)
+
+
+def common_inputs(runs: Sequence[Run], n: int = 8) -> tuple[np.ndarray, bool]:
+    """``n`` images (n, D) held out by every run (all on the same dataset), in dataset order.
+    Returns (images, True), or the first run's held-out images and False if too few are shared."""
+    common = None
+    for r in runs:
+        common = set(map(int, r.val_idx)) if common is None else common & set(map(int, r.val_idx))
+    idx = sorted(common or [])
+    if len(idx) >= n:
+        return runs[0].dataset.x[np.asarray(idx[:n])], True
+    return runs[0].fixed_inputs(n), False
+
+
+def compatible(runs: Sequence[Run]) -> tuple[list[Run], list[Run]]:
+    """Split runs into those on the first run's dataset (comparable) and the rest."""
+    if not runs:
+        return [], []
+    ds = runs[0].dataset
+    ok = [r for r in runs if r.dataset.name == ds.name and r.dataset.dim == ds.dim]
+    return ok, [r for r in runs if r not in ok]
+
+
+# ---- export ------------------------------------------------------------------------------------
+
+def metrics_rows(run: Run) -> list[dict]:
+    """Per step: epoch, beta, loss terms, active units, KL of every dimension (kl_z1..kl_zK) and,
+    at evaluation steps, the held-out terms (val_*). Ready for ``ui.download_csv``."""
+    evals = {int(e["step"]): e for e in run.eval_history}
+    rows = []
+    for h in run.history:
+        row = {k: h.get(k) for k in ("step", "epoch", "beta", "loss", "recon", "kl", "beta_kl", "active_units")}
+        for j, v in enumerate(h.get("kl_per_dim") or []):
+            row[f"kl_z{j + 1}"] = v
+        e = evals.get(int(h["step"]))
+        for k in ("loss", "recon", "kl", "neg_elbo", "active_units"):
+            row[f"val_{k}"] = e.get(k) if e else None
+        rows.append(row)
+    return rows
+
+
+def _compact(rows: Sequence[dict]) -> list[dict]:
+    return [{k: v for k, v in r.items() if not isinstance(v, (list, tuple, dict))} for r in rows]
+
+
+def config_dict(run: Run) -> dict:
+    """Everything needed to repeat the run: data, model and training configs, beta changes, outcome."""
+    final = {k: v for k, v in (run.final or {}).items()}
+    return {
+        "app": "Latent Lab", "run": run.name, "source": run.source, "parent": run.parent,
+        "dataset": run.dataset.name, "image_shape": list(run.dataset.image_shape),
+        "model": run.model_cfg.to_dict(), "train": run.train_cfg.to_dict(),
+        "beta_changes": [list(c) for c in run.beta_changes], "status": run.state, "steps": run.step,
+        "message": run.message, "final_held_out": final,
+    }
+
+
+def config_json(run: Run) -> str:
+    return json.dumps(config_dict(run), indent=2)
+
+
+def checkpoint_file(run: Run) -> bytes:
+    """A checkpoint (``core.checkpoints`` format) with the run's config and history in ``extra``,
+    so loading it back restores the loss curves as well as the weights."""
+    extra = {"dataset": run.dataset.name, "run": run.name, "train_config": run.train_cfg.to_dict(),
+             "history": _compact(run.history), "eval_history": _compact(run.eval_history),
+             "beta_changes": [list(c) for c in run.beta_changes], "final": run.final or {}}
+    model = run.model
+    if run.trainer is not None:
+        with run.trainer.lock:
+            return checkpoint_bytes(model, run.model_cfg, extra)
+    return checkpoint_bytes(model, run.model_cfg, extra)
+
+
+def dataset_for_checkpoint(ckpt: Checkpoint, current: Dataset, load) -> Dataset:
+    """The dataset to pair a checkpoint with: the built-in one it names (if its pixel count
+    matches), else ``current`` if the pixel count matches. ``load(name)`` loads a built-in
+    dataset. Raises ValueError saying which dataset would fit."""
+    named = ckpt.extra.get("dataset") if isinstance(ckpt.extra, dict) else None
+    if isinstance(named, str) and named in DATASETS:
+        ds = load(named)
+        if ds.dim == ckpt.config.input_dim:
+            return ds
+    if current.dim == ckpt.config.input_dim:
+        return current
+    fits = [n for n in DATASETS if load(n).dim == ckpt.config.input_dim]
+    hint = (f"Choose {' or '.join(fits)} in the sidebar" if fits
+            else "Upload a dataset with images of that size in the configuration")
+    raise ValueError(f"This checkpoint's model reads images of {ckpt.config.input_dim} pixels, but the current "
+                     f"dataset ({current.name}) has {current.dim}. {hint}, then upload the checkpoint again.")
+
+
+
+

@@ -1,0 +1,550 @@
+"""Train a VAE live: a real PyTorch model trains in a background thread while a fragment redraws
+its loss terms, KL per dimension, reconstructions and samples; beta changes mid-run; runs are
+kept, compared (including a one-click beta sweep), replayed as a timeline, exported and imported.
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+
+import streamlit as st
+
+from core import ui
+
+ctx = ui.page("Train a VAE live", "🏋️", "Train a real VAE and watch every loss term respond to β.")
+ui.configure_torch()
+
+from core import runs as R  # noqa: E402  (after ui.page: the sidebar draws before torch loads)
+from core.checkpoints import CheckpointError, load_checkpoint  # noqa: E402
+from core.data import DATASETS, DatasetError, load_dataset, load_dataset_file  # noqa: E402
+from core.figures import training as FT  # noqa: E402
+from core.models import LATENT_RANGE  # noqa: E402
+from core.training import ACTIVE_UNIT_NATS, MAX_EPOCHS  # noqa: E402
+
+R.freeze_import_objects()  # once per process: keeps Streamlit's after-run GC from stalling training
+ss = st.session_state
+store: R.RunStore = ss.setdefault("tr_runs", R.RunStore())
+SCALE = ui.PRESENT_SCALE if ctx.present else 1.0
+# The live images are sent at their native size (cheap to encode twice a second); scale them up sharply.
+st.html("<style>[data-testid='stImage'] img {image-rendering: pixelated;}</style>")
+TICK_SECONDS = 0.5
+
+
+# ---- small drawing helpers ---------------------------------------------------------------------
+
+def draw(fig, key: str, alt: str, html_name: str | None = None) -> None:
+    """Draw a figure from core.figures.training (fonts already scaled for presenter mode), with the
+    house toolbar (PNG at 3x) and, for animations, a standalone offline HTML download."""
+    st.plotly_chart(fig, key=key, config=ui.PLOTLY_CONFIG, alt=alt)
+    if html_name:
+        st.download_button(f"⬇️ Download {html_name} (HTML)", data=lambda f=fig: ui.figure_html(f),
+                           file_name=f"{html_name}.html", mime="text/html", on_click="ignore", key=f"dl_{key}")
+
+
+def duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "estimating time left"
+    s = int(round(seconds))
+    return f"{s // 60} min {s % 60} s left" if s >= 60 else f"{s} s left"
+
+
+def publish_shared_models() -> None:
+    """Contract with the other pages: st.session_state["shared_models"] maps a name to
+    (model, ModelConfig, dataset_name) for every finished run or loaded checkpoint of a
+    built-in dataset (frozen copies, eval mode)."""
+    shared = ss.setdefault("shared_models", {})
+    mine = ss.setdefault("tr_shared_names", set())
+    keep = {}
+    for r in store.finished_runs():
+        usable = r.state == "loaded" or (r.state in ("done", "stopped") and r.step > 0)
+        if usable and r.dataset.name in DATASETS:
+            keep[f"Trained here: {r.name}"] = (r.shared_model(), r.model_cfg, r.dataset.name)
+    for name in mine - set(keep):
+        shared.pop(name, None)
+    shared.update(keep)
+    ss["tr_shared_names"] = set(keep)
+
+
+# ---- configuration -------------------------------------------------------------------------------
+
+def text_param(label: str, key: str, default: str, **kw) -> str:
+    """A text input bound to the URL like ui's widgets (validated by the caller)."""
+    ui._bind(key, default)
+    v = st.text_input(label, key=key, max_chars=40, **kw)
+    ui._publish(key)
+    return v
+
+
+def dataset_choice():
+    """The dataset to train on: the sidebar's built-in one, or an uploaded file (kept in the session)."""
+    src = ui.select("Data", "tr_src", ["builtin", "upload"], radio=True,
+                    format_func={"builtin": f"Built-in: {ui.DATASET_LABELS[ctx.dataset_name]}",
+                                 "upload": "Upload my own images"}.get,
+                    help="Change the built-in dataset in the sidebar.")
+    if src == "builtin":
+        return ctx.dataset
+    up = st.file_uploader("Images: .npz (x/y or Keras mnist.npz), .npy, IDX(.gz) or CSV (label + pixels)",
+                          key="tr_data_up")
+    if up is not None and ss.get("tr_upload_id") != up.file_id:
+        ss["tr_upload_id"] = up.file_id
+        try:
+            ss["tr_upload"] = load_dataset_file(up)
+            ss.pop("tr_upload_error", None)
+        except DatasetError as exc:
+            ss["tr_upload_error"] = str(exc)
+    if ss.get("tr_upload_error"):
+        st.error(f"That file could not be used: {ss['tr_upload_error']}\n\nThe current run is untouched.")
+    ds = ss.get("tr_upload")
+    if ds is None:
+        st.info("Upload a file to train on it.")
+        return None
+    h, w = ds.image_shape
+    st.caption(f"Using the upload {ui.quote_user(ds.name)}: {ds.n:,} images of {h}×{w} pixels"
+               + (f", {ds.n_classes} classes." if ds.labelled else ", no labels (points are grey)."))
+    return ds
+
+
+def configuration():
+    """All settings except β (which lives with the live view). Returns (dataset, ModelConfig,
+    TrainConfig) or None, after showing what is wrong."""
+    with ui.config_container("⚙️ Configuration (applies to the next run you start)"):
+        c1, c2, c3, c4 = st.columns(4, gap="medium")
+        with c1:
+            ds = dataset_choice()
+            kind = ui.select("Model", "tr_kind", ["vae", "ae"], radio=True, horizontal=True,
+                             format_func={"vae": "VAE", "ae": "Autoencoder"}.get)
+        with c2:
+            latent = ui.number("Latent dimension", "tr_latent", LATENT_RANGE[0], LATENT_RANGE[1], 16, step=1,
+                               help="2 shows the latent map live; 16 reconstructs better.")
+            hidden_text = text_param("Hidden sizes (encoder; the decoder mirrors them)", "tr_hidden",
+                                     R.DEFAULT_HIDDEN, help="One to four widths, comma-separated, e.g. 256,128.")
+            likelihood = ui.select("Decoder likelihood", "tr_lik", ["bernoulli", "gaussian"], radio=True,
+                                   format_func={"bernoulli": "Bernoulli (BCE)", "gaussian": "Gaussian (MSE)"}.get)
+        with c3:
+            lr = ui.select("Learning rate", "tr_lr", R.LR_CHOICES, default=2e-3, format_func=lambda v: f"{v:g}",
+                           help="Adam's step size. 0.3 and above make the loss blow up: try it.")
+            batch = ui.select("Batch size", "tr_bs", R.BATCH_CHOICES, default=128)
+            default_epochs = R.DEFAULT_EPOCHS.get(ds.name if ds is not None else "", 15)
+            epochs = ui.number("Epochs", "tr_epochs", 1, MAX_EPOCHS, default_epochs, step=1)
+        with c4:
+            seed = ui.number("Seed", "tr_seed", 0, 9999, ctx.seed, step=1,
+                             help="Weights, shuffling and noise: the same seed gives the same run.")
+            warmup = ui.number("KL warm-up (steps)", "tr_warmup", 0, 20000, 0, step=50,
+                               help="β ramps from 0 to its value over this many steps (Bowman et al. 2016).")
+            free_bits = ui.number("Free bits (nats per dimension)", "tr_freebits", 0.0, 2.0, 0.0, step=0.05,
+                                  help="No pressure on a dimension's KL below this (Kingma et al. 2016).")
+        if ds is None:
+            return None
+        try:
+            hidden = R.parse_hidden(hidden_text)
+        except ValueError as exc:
+            st.error(f"{exc} Until then the next run cannot start.")
+            return None
+        try:
+            mc, tc = R.make_configs(ds, kind, latent, hidden, likelihood, lr, batch, epochs, seed,
+                                    beta=1.0, warmup_steps=warmup, free_bits=free_bits)
+        except ValueError as exc:
+            st.error(f"These settings cannot be trained: {exc}")
+            return None
+        steps = R.total_steps(ds, tc)
+        st.caption(f"Next run: {mc.kind.upper()} on {ds.name}, {ds.dim} → {' → '.join(map(str, mc.hidden_dims))} → "
+                   f"{mc.latent_dim} → … → {ds.dim}, {tc.epochs} epochs ≈ {steps:,} steps of {tc.batch_size} images.")
+        return ds, mc, tc
+
+
+# ---- live training (a fragment that polls only while training) -------------------------------
+
+def on_start(cfg) -> None:
+    ds, mc, tc = cfg
+    ss.pop("tr_error", None)
+    try:
+        store.create(mc, replace(tc, beta=float(ss.get("tr_beta", 1.0)) if mc.kind == "vae" else 0.0), ds)
+    except ValueError as exc:
+        ss["tr_error"] = f"Could not start: {exc}"
+
+
+def on_sweep(cfg) -> None:
+    ds, mc, tc = cfg
+    ss.pop("tr_error", None)
+    try:
+        store.start_sweep(mc, tc, ds)
+    except ValueError as exc:
+        ss["tr_error"] = str(exc)
+
+
+def on_beta() -> None:
+    store.set_beta(float(ss["tr_beta"]))
+    ui._publish("tr_beta")
+
+
+def beta_slider(run, cfg) -> None:
+    if "tr_beta" not in ss:
+        if run is not None and not run.finished and run.is_vae:
+            ss["tr_beta"] = run.beta
+        else:
+            ui._bind("tr_beta", 1.0, choices=R.BETA_CHOICES)
+    if store.sweeping and run is not None:
+        ss["tr_beta"] = run.beta  # the sweep fixes β per run
+    if ss["tr_beta"] not in R.BETA_CHOICES:
+        ss["tr_beta"] = min(R.BETA_CHOICES, key=lambda b: abs(b - ss["tr_beta"]))
+    is_ae = (run.model_cfg.kind == "ae") if (run is not None and not run.finished) else (
+        cfg is not None and cfg[1].kind == "ae")
+    help_text = ("Weight of the KL term. It changes the running model from its next step on (no restart); "
+                 "the loss chart marks each change with a dashed line.")
+    if store.sweeping:
+        help_text = "The β sweep fixes β for each of its runs; stop the sweep to set β yourself."
+    elif is_ae:
+        help_text = "An autoencoder has no KL term, so β does nothing. Choose VAE in the configuration."
+    st.select_slider("β, the weight of the KL term", options=R.BETA_CHOICES, key="tr_beta", on_change=on_beta,
+                     format_func=lambda b: f"{b:g}", disabled=store.sweeping or is_ae, help=help_text)
+    if ss.get(f"_keep_tr_beta") != ss["tr_beta"]:
+        ui._publish("tr_beta")
+
+
+def controls(run, cfg) -> None:
+    state = run.state if run is not None else None
+    cols = st.columns(4)
+    if state in (None, "done", "stopped", "diverged", "error", "loaded"):
+        cols[0].button("▶️ Start training", key="tr_start", type="primary", on_click=on_start, args=(cfg,),
+                       disabled=cfg is None, width="stretch")
+        cols[1].button("🧪 β sweep: 0, 0.5, 1, 4", key="tr_sweep", on_click=on_sweep, args=(cfg,),
+                       disabled=cfg is None or cfg[1].kind != "vae", width="stretch",
+                       help="Trains four VAEs with the configuration above and β = 0, 0.5, 1 and 4 (same seed), "
+                            "one after another, then compares them below.")
+    elif state == "training":
+        cols[0].button("⏸️ Pause", key="tr_pause", on_click=store.pause, width="stretch")
+        cols[1].button("⏹️ Stop", key="tr_stop", on_click=store.stop, width="stretch",
+                       help="End the run now and keep it (a sweep's remaining runs are cancelled).")
+    else:  # ready or paused
+        cols[0].button("▶️ Resume", key="tr_resume", type="primary", on_click=store.resume, width="stretch")
+        cols[1].button("⏹️ Stop", key="tr_stop", on_click=store.stop, width="stretch",
+                       help="End the run now and keep it (a sweep's remaining runs are cancelled).")
+    if run is not None:
+        cols[2].button("🔄 Reset", key="tr_reset", on_click=store.reset, width="stretch",
+                       help="Discard an unfinished run (finished runs stay in the list below) and clear this view.")
+    if store.queue:
+        cols[3].caption(f"β sweep: {len(store.queue)} more run(s) queued: "
+                        + ", ".join(f"β={tc.beta:g}" for _, _, tc, _ in store.queue))
+
+
+def progress(run) -> None:
+    t = run.trainer
+    state = run.state
+    epoch = min(t.cfg.epochs, t.step // t.steps_per_epoch + (0 if t.finished else 1))
+    sps = t.samples_per_second
+    left = f" · {duration(t.seconds_left())}" if state == "training" else ""
+    st.progress(t.progress(), text=f"**{run.name}** · {R.STATE_LABELS[state]} · epoch {epoch}/{t.cfg.epochs} · "
+                                   f"step {t.step}/{t.total_steps} · {t.train_seconds:.1f} s · {sps:,.0f} samples/s"
+                                   f"{left}")
+    if state == "diverged":
+        st.error(f"⚠️ {run.message}")
+    elif state == "error":
+        st.error(run.message)
+    elif state == "stopped":
+        st.info(run.message)
+    elif state == "done":
+        st.success(f"Finished: {t.step:,} steps in {t.train_seconds:.1f} s of training ({sps:,.0f} samples/s).")
+
+
+def live_numbers(run) -> None:
+    ev = run.eval_history[-1] if run.eval_history else None
+    h = run.history[-1] if run.history else None
+    c = st.columns(4)
+    c[0].metric("Step", f"{run.step:,}", help="Optimiser steps so far (one batch each).")
+    if ev is None:
+        c[1].metric("Held-out −ELBO", "…", help="First measured at step 25.")
+    elif run.is_vae:
+        c[1].metric("Held-out −ELBO", f"{ev['neg_elbo']:.1f}",
+                    help="recon + KL on held-out images, nats per image (lower is better; independent of β).")
+    else:
+        c[1].metric("Held-out reconstruction", f"{ev['recon']:.1f}", help="nats per image (lower is better)")
+    if run.is_vae:
+        c[2].metric("KL (batch)", f"{h['kl']:.2f}" if h else "…", help="KL(q(z|x) ‖ p(z)) in nats per image.")
+        c[3].metric("Active units", f"{ev['active_units']} of {run.model_cfg.latent_dim}" if ev else "…",
+                    help=f"Latent dimensions whose held-out KL exceeds {ACTIVE_UNIT_NATS} nats.")
+    else:
+        c[2].metric("Reconstruction (batch)", f"{h['recon']:.1f}" if h else "…")
+
+
+def vega(chart, key: str, alt: str) -> None:
+    """Draw a live (DataFrame, Vega-Lite spec) chart: its spec never changes during a run, so the
+    browser updates the data in place (no flicker) on every redraw."""
+    data, spec = chart
+    st.vega_lite_chart(data, spec, key=key, alt=alt, width="stretch")
+
+
+def live_charts(run) -> None:
+    ds = run.dataset
+    hist, evals = run.history, run.eval_history
+    last = hist[-1] if hist else None
+    c1, c2 = st.columns([3, 2], gap="medium")
+    with c1:
+        alt = "Loss curves: no steps yet."
+        if last:
+            alt = (f"Loss curves up to step {last['step']}: total {last['loss']:.1f}, reconstruction "
+                   f"{last['recon']:.1f}, KL {last['kl']:.2f} nats per sample; β changed "
+                   f"{len(run.beta_changes) - 1} time(s).")
+        vega(FT.live_loss_chart(hist, evals, run.beta_changes, font_scale=SCALE), "tr_live_loss", alt)
+    with c2:
+        kl = run.latest_kl_per_dim()
+        if run.is_vae and kl is not None:
+            active = sum(v > ACTIVE_UNIT_NATS for v in kl)
+            src = "held-out images" if evals else "the last batch"
+            vega(FT.live_kl_chart(kl, ACTIVE_UNIT_NATS, title="KL per latent dimension", font_scale=SCALE),
+                 "tr_live_kl", f"KL per latent dimension on {src}: {active} of {len(kl)} dimensions are active.")
+        elif run.is_vae:
+            st.info("The KL of each latent dimension appears after the first step.")
+        else:
+            st.info("An autoencoder has no KL term: its codes are points, not distributions, so there is "
+                    "nothing to compare with a prior. Switch to a VAE to see KL per dimension.")
+    x = run.fixed_inputs(8)
+    snaps = run.snapshots
+    recon = snaps[-1]["recon"] if (snaps and run.state == "training") else run.reconstruct(x)
+    c3, c4 = st.columns(2, gap="medium")
+    c3.image(FT.mosaic_uri([x, recon], ds.image_shape), width="stretch",
+             caption="Held-out inputs (top) and their reconstructions (bottom)",
+             alt=f"Eight held-out images above their reconstructions at step {run.step}.")
+    samples = run.sample_prior(16, seed=run.train_cfg.seed)
+    c4.image(FT.mosaic_uri([samples[:8], samples[8:]], ds.image_shape), width="stretch",
+             caption="Samples: decoding z ~ N(0, I)" if run.is_vae else
+             "Decoding random z ~ N(0, I): an autoencoder has no prior, so expect junk",
+             alt=f"Sixteen images decoded from random codes at step {run.step}.")
+    if run.model_cfg.latent_dim == 2 and snaps:
+        vega(FT.live_latent_chart(snaps[-1]["latents"], run.snapshot_labels(), ds.class_names,
+                                  title=f"Latent map: μ(x) of {len(run.snapshot_labels())} held-out images",
+                                  font_scale=SCALE),
+             "tr_live_latent", f"Two-dimensional codes of held-out images at step {snaps[-1]['step']}, "
+                               "coloured by class.")
+
+
+LIVE_NOTES = ("How to read the live view: in the loss chart, lines are training batches (a moving average), ◆ are "
+              f"held-out images and dashed lines mark β changes. A latent dimension whose KL is at most "
+              f"{ACTIVE_UNIT_NATS} nats carries no information about the image (it equals the prior): it has "
+              "collapsed (grey bar). The reconstructions and samples use fixed inputs and fixed random codes, so "
+              "every change you see comes from the weights.")
+
+
+def live_section(mode: str, cfg) -> None:
+    """``mode``: "full" (controls and charts) or "compact" (controls and progress; keeps training alive
+    on presenter scenes that show something else)."""
+    polling = store.polling
+
+    @st.fragment(run_every=TICK_SECONDS if polling else None)
+    def live() -> None:
+        if store.tick():
+            publish_shared_models()
+            st.rerun()  # a run finished or a sweep moved on: redraw everything (and stop polling if idle)
+        run = store.active
+        for note in store.pop_notices():
+            st.warning(note)
+        if ss.get("tr_error"):
+            st.error(ss["tr_error"])
+        controls(run, cfg)
+        beta_slider(run, cfg)
+        if run is None:
+            st.info("Press **▶️ Start training** to train the configuration above on this server, or "
+                    "**🧪 β sweep** to train four VAEs that differ only in β.")
+        else:
+            progress(run)
+            if len(run.beta_changes) > 1:
+                st.caption("β so far: " + " → ".join(f"**{b:g}** (from step {s})" for s, b in run.beta_changes[-8:]))
+            if mode == "full":
+                live_numbers(run)
+                live_charts(run)
+        if store.polling != polling:
+            st.rerun()  # training started, paused or ended: turn the timer on or off
+
+    live()
+    if mode == "full" and store.active is not None:
+        st.caption(LIVE_NOTES)
+
+
+# ---- timeline ------------------------------------------------------------------------------------
+
+def timeline_section() -> None:
+    st.subheader("🎞️ Training timeline")
+    runs = [r for r in store.runs.values() if r.trainer is not None and r.snapshots and r.state != "training"]
+    training = store.active is not None and store.active.state == "training"
+    if not runs:
+        st.info("Pause or finish a run to replay how it trained: its snapshots appear here as an animation."
+                if training else "Train a run: its timeline of snapshots appears here, ready to replay.")
+        return
+    names = [r.name for r in runs]
+    if ss.get("tr_tl_run") not in names:
+        ss["tr_tl_run"] = store.active_name if store.active_name in names else names[-1]
+    name = st.selectbox("Run to replay", names, key="tr_tl_run",
+                        help="Runs that are paused or finished. A run's timeline appears once it pauses or ends.")
+    run = store.runs[name]
+    snaps = run.snapshots
+    key = ("timeline", len(snaps), SCALE)
+    if key not in run.cache:
+        run.cache = {k: v for k, v in run.cache.items() if not (isinstance(k, tuple) and k[0] == "timeline")}
+        run.cache[key] = FT.timeline_figure(snaps, run.snapshot_labels(), run.fixed_inputs(8), run.dataset.image_shape,
+                                            run.dataset.class_names, title=f"{run.name}: how training unfolded",
+                                            font_scale=SCALE, seed=run.train_cfg.seed)
+    k = run.model_cfg.latent_dim
+    how = ("the two latent coordinates themselves" if k == 2 else "z1 against the class" if k == 1 else
+           f"the {k}-D codes projected with one PCA fitted on the last snapshot, so the axes stay put")
+    draw(run.cache[key], "tr_timeline",
+         f"Animation of {len(snaps)} snapshots from step 1 to step {snaps[-1]['step']}: the latent map of held-out "
+         "images and reconstructions of eight held-out inputs.", html_name="training-timeline")
+    st.caption(f"Press ▶ Play or drag the step slider. Left: codes μ(x) of {len(run.snapshot_labels())} held-out "
+               f"images ({how}). Right: eight held-out inputs and their reconstructions at that step. "
+               f"{len(snaps)} snapshots, one every {run.train_cfg.snapshot_every} steps.")
+
+
+# ---- runs, comparison, export and import --------------------------------------------------------
+
+def comparison() -> None:
+    finished = [r for r in store.finished_runs() if r.step > 0 or r.source == "checkpoint"]
+    names = [r.name for r in finished]
+    seen = tuple(names)
+    if ss.get("tr_compare_seen") != seen or any(n not in names for n in ss.get("tr_compare", [])):
+        ss["tr_compare_seen"] = seen
+        newest = finished[-1].dataset.name if finished else None
+        ss["tr_compare"] = [r.name for r in finished if r.dataset.name == newest][-R.MAX_COMPARE:]
+    picked = st.multiselect(f"Compare runs (2 to {R.MAX_COMPARE})", names, key="tr_compare",
+                            max_selections=R.MAX_COMPARE)
+    runs, others = R.compatible([store.runs[n] for n in picked])
+    if others:
+        st.warning("Only runs on the same dataset can be compared; left out: "
+                   + ", ".join(ui.quote_user(r.name) for r in others) + ".")
+    if len(runs) < 2:
+        st.info("Pick at least two finished runs to compare them, or press **🧪 β sweep** above.")
+        return
+    if len({r.model_cfg.likelihood for r in runs}) > 1:
+        st.warning("These runs use different decoder likelihoods: Bernoulli and Gaussian reconstruction terms are "
+                   "measured differently, so compare their numbers only within one likelihood.")
+    draw(FT.compare_loss_curves([(r.name, r.history, r.eval_history) for r in runs], font_scale=SCALE),
+         "tr_cmp_loss", "Loss curves of the selected runs: −ELBO, reconstruction and KL against step.")
+    inputs, shared = R.common_inputs(runs)
+    draw(FT.compare_reconstructions(inputs, {r.name: r.reconstruct(inputs) for r in runs}, runs[0].dataset.image_shape,
+                                    font_scale=SCALE),
+         "tr_cmp_recon", "The same eight held-out images reconstructed by each selected run.")
+    if not shared:
+        st.caption("These runs held out different images (different seeds), so the inputs are the first run's "
+                   "held-out images; some were training images for the other runs.")
+    rows = R.comparison_rows(runs)
+    st.dataframe(rows, hide_index=True)
+    st.markdown(R.compare_summary(runs))
+    ui.download_csv("⬇️ Comparison table (CSV)", rows, "latent-lab-comparison.csv", key="tr_dl_cmp")
+
+
+def export_import(cfg) -> None:
+    st.markdown("#### Export, continue or delete a run")
+    names = list(store.runs)
+    if names:
+        if ss.get("tr_exp_pending") in names:
+            ss["tr_exp_run"] = ss.pop("tr_exp_pending")
+        if ss.get("tr_exp_run") not in names:
+            ss["tr_exp_run"] = names[-1]
+        name = st.selectbox("Run", names, key="tr_exp_run")
+        run = store.runs[name]
+        slug = "".join(ch if ch.isalnum() else "-" for ch in name).strip("-").lower()[:40]
+        c = st.columns(5)
+        with c[0]:
+            ui.download_csv("⬇️ Metrics (CSV)", R.metrics_rows(run), f"latent-lab-{slug}-metrics.csv", key="tr_dl_csv")
+        c[1].download_button("⬇️ Config (JSON)", data=lambda: R.config_json(run), file_name=f"latent-lab-{slug}.json",
+                             mime="application/json", on_click="ignore", key="tr_dl_json")
+        c[2].download_button("⬇️ Checkpoint (.pt)", data=lambda: R.checkpoint_file(run),
+                             file_name=f"latent-lab-{slug}.pt", mime="application/octet-stream", on_click="ignore",
+                             key="tr_dl_ckpt", disabled=run.step == 0 and run.source != "checkpoint",
+                             help="The weights as they are now, with the config and the loss history.")
+        if c[3].button("⏩ Continue training it", key="tr_continue", disabled=not run.finished or cfg is None,
+                       help="A new run that starts from these weights, with the training settings above and the "
+                            "current β (the optimiser starts afresh)."):
+            try:
+                store.continue_from(name, replace(cfg[2], beta=float(ss.get("tr_beta", 1.0))))
+                st.rerun()
+            except ValueError as exc:
+                st.error(f"Could not continue: {exc}")
+        if c[4].button("🗑️ Delete", key="tr_delete"):
+            store.remove(name)
+            publish_shared_models()
+            st.rerun()
+    st.markdown("#### Load a checkpoint")
+    up = st.file_uploader("A .pt file saved by '⬇️ Checkpoint' (checked and loaded safely, weights only)",
+                          type=["pt"], key="tr_ckpt_up")
+    if up is not None and ss.get("tr_ckpt_id") != up.file_id:
+        ss["tr_ckpt_id"] = up.file_id
+        try:
+            ckpt = load_checkpoint(up)
+            ds = R.dataset_for_checkpoint(ckpt, cfg[0] if cfg else ctx.dataset, load_dataset)
+            run = store.add_checkpoint(ckpt, ds, up.name)
+            publish_shared_models()
+            where = " It is also listed on the other pages that explore models." if ds.name in DATASETS else ""
+            ss["tr_ckpt_msg"] = ("success", f"Loaded {ui.quote_user(run.name, 60)} ({run.model_cfg.kind.upper()}, "
+                                            f"latent {run.model_cfg.latent_dim}) for {ds.name}. Compare it above, or "
+                                            f"select it under Export and press ⏩ Continue training it.{where}")
+            ss["tr_exp_pending"] = run.name
+            st.rerun()  # list it in the table, the comparison and the export menu above
+        except (CheckpointError, ValueError) as exc:
+            ss["tr_ckpt_msg"] = ("error", f"{exc} Nothing was changed: the current run is untouched.")
+    msg = ss.get("tr_ckpt_msg")
+    if msg:
+        (st.success if msg[0] == "success" else st.error)(msg[1])
+
+
+def runs_section(cfg) -> None:
+    st.subheader("📊 Runs and comparison")
+    if not store.runs:
+        st.info("Every run you train (or checkpoint you load) is kept here for this session, to compare, "
+                "export or continue.")
+    else:
+        st.dataframe(R.comparison_rows(list(store.runs.values())), hide_index=True)
+        comparison()
+    export_import(cfg)
+
+
+# ---- the page ------------------------------------------------------------------------------------
+
+OBJECTIVE = (r"\mathcal{L}_\beta(x) = \underbrace{\mathbb{E}_{q(z\mid x)}\big[-\log p(x\mid z)\big]}"
+             r"_{\text{reconstruction}} \;+\; \beta\,\underbrace{\mathrm{KL}\big(q(z\mid x)\,\|\,p(z)\big)}"
+             r"_{\text{KL}}")
+
+
+def objective() -> None:
+    st.latex(OBJECTIVE)
+    st.markdown(
+        "Training lowers this loss on batches of images. The **reconstruction** term asks the decoder to rebuild x "
+        "from a code z sampled from the encoder's q(z|x). The **KL** term pulls each q(z|x) towards the prior "
+        "p(z) = N(0, I). With β = 1 the loss is the negative ELBO. A larger β (the β-VAE of Higgins et al., 2017) "
+        "trades sharper reconstructions for codes closer to the prior. Press **Start**: a real PyTorch model "
+        "trains on this server while the charts redraw twice a second. Move **β** at any time: it takes effect "
+        "at the next step, without a restart.")
+
+
+scene = ui.scenes("tr", [
+    ("The objective", "A VAE minimises reconstruction + β·KL. Press Start, then go to the next scene."),
+    ("Train live", "Watch each term fall; raise β and see KL drop, reconstruction rise and dimensions collapse."),
+    ("Replay the timeline", "Press Play: the latent map organises itself while the reconstructions sharpen."),
+    ("Compare a β sweep", "β = 0, 0.5, 1, 4 with the same seed: −ELBO, KL and active units side by side."),
+])
+show = (lambda i: True) if not ctx.present else (lambda i: i == scene)
+
+cfg = configuration()
+publish_shared_models()
+if show(0):
+    objective()
+st.subheader("🔴 Live training")
+live_section("full" if show(1) else "compact", cfg)
+if show(2):
+    timeline_section()
+if show(3):
+    runs_section(cfg)
+
+ui.self_check("tr", [
+    ("During a run with β = 1, you raise β to 8. What happens to the KL curve, the reconstruction curve and the "
+     "number of active units?",
+     "The KL now costs eight times as much, so the optimiser lowers it: the KL curve drops after the dashed line, "
+     "the reconstruction term rises (blurrier outputs), and dimensions whose KL falls to 0.01 nats or less are "
+     "marked collapsed, so the active-unit count falls. The β sweep shows the same ordering: larger β, lower KL, "
+     "higher reconstruction."),
+    ("Right after you raise β, the total loss jumps up. Did the model get worse?",
+     "No. The total is reconstruction + β·KL, and the same KL is simply weighted more from that step on. To compare "
+     "runs with different β, use the held-out −ELBO (reconstruction + KL), which does not depend on β: that is "
+     "what the comparison table reports."),
+    ("With β = 0, reconstructions look sharp. Why do the samples from N(0, I) look poor?",
+     "With β = 0 nothing pulls q(z|x) towards the prior: the model is an autoencoder with noise, and its codes "
+     "may sit anywhere. Decoding z ~ N(0, I) then lands in regions the decoder never saw in training. The KL "
+     "term is what makes the prior a good place to sample from."),
+])

@@ -1,0 +1,198 @@
+"""core.figures.training: live charts (against the shared Plotly builders), image mosaics, the
+training timeline (frames, stable PCA axes) and the run comparison."""
+from __future__ import annotations
+
+import base64
+import io
+import json
+
+import numpy as np
+import plotly.graph_objects as go
+import pytest
+import torch
+from PIL import Image
+from sklearn.decomposition import PCA
+
+from core import figures as F
+from core.data import load_dataset
+from core.figures import training as FT
+from core.models import ModelConfig
+from core.training import TrainConfig, Trainer
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def trained():
+    ds = load_dataset("digits")
+    t = Trainer(ModelConfig(kind="vae", input_dim=64, hidden_dims=(32, 16), latent_dim=5),
+                TrainConfig(epochs=8, batch_size=64, snapshot_every=5, snapshot_points=120), ds)
+    t.run_steps(60)
+    t.set_beta(3.0)
+    t.run_steps(10**6)
+    return t, ds
+
+
+def decode_typed(spec: dict) -> np.ndarray:
+    return np.frombuffer(base64.b64decode(spec["bdata"]), dtype=np.dtype(spec["dtype"]).newbyteorder("<"))
+
+
+def plotly_y(trace) -> np.ndarray:
+    y = trace.y
+    return decode_typed(y) if isinstance(y, dict) else np.asarray(y, dtype=float)
+
+
+# ---- live charts -------------------------------------------------------------------------------
+
+def test_live_loss_chart_has_the_same_curves_as_the_shared_builder(trained):
+    t, _ = trained
+    table, spec = FT.live_loss_chart(t.history, t.eval_history, t.beta_changes, max_points=10**6)
+    df = table.to_pandas()
+    ref = F.loss_curves(t.history, t.eval_history, t.beta_changes)
+    for trace in ref.data:
+        name, kind = trace.name.rsplit(" (", 1)
+        part = df[(df.term == name) & (df.set == ("train" if kind == "train)" else "held-out"))]
+        assert np.allclose(part.value.to_numpy(), plotly_y(trace), rtol=1e-9, equal_nan=True), trace.name
+        assert np.allclose(part.step.to_numpy(), np.asarray(trace.x, dtype=float))
+    rules = df[df.set == "beta"]
+    assert rules.step.tolist() == [60.0] and rules.label.tolist() == ["β=3"]
+    assert len(ref.layout.shapes) == 1 and ref.layout.shapes[0].x0 == 60
+
+
+def test_live_chart_specs_do_not_depend_on_the_data(trained):
+    """The browser updates a Vega-Lite chart in place only while its spec stays the same."""
+    t, _ = trained
+    _, a = FT.live_loss_chart(t.history[:10], t.eval_history[:1])
+    _, b = FT.live_loss_chart(t.history, t.eval_history, t.beta_changes)
+    _, c = FT.live_loss_chart([], [])
+    assert json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True) == json.dumps(c, sort_keys=True)
+    _, k1 = FT.live_kl_chart([0.0, 1.0, 2.0, 0.001, 3.0])
+    _, k2 = FT.live_kl_chart([5.0, 0.0, 0.2, 0.4, 0.0])
+    assert json.dumps(k1, sort_keys=True) == json.dumps(k2, sort_keys=True)
+    _, l1 = FT.live_latent_chart(np.zeros((4, 2)), np.array([0, 1, 2, 3]))
+    _, l2 = FT.live_latent_chart(np.ones((4, 2)), np.array([3, 2, 1, 0]))
+    assert l1 == l2
+
+
+def test_long_histories_are_thinned_but_keep_both_ends(trained):
+    t, _ = trained
+    df = FT.live_loss_chart(t.history, max_points=50)[0].to_pandas()
+    total = df[(df.term == "total") & (df.set == "train")]
+    assert len(total) <= 50 and total.step.iloc[0] == 1 and total.step.iloc[-1] == t.step
+    assert FT.thin(10, 3).tolist() == [0, 4, 9] and FT.thin(3, 10).tolist() == [0, 1, 2]
+
+
+def test_kl_chart_marks_collapsed_dimensions_like_the_trainer(trained):
+    kl = [0.0, 0.005, 0.01, 0.02, 1.5]
+    table, spec = FT.live_kl_chart(kl, threshold=0.01)
+    df = table.to_pandas()
+    assert df.status.tolist() == ["collapsed", "collapsed", "collapsed", "active", "active"]
+    assert df.dim.tolist() == ["z1", "z2", "z3", "z4", "z5"]
+    ref = F.kl_bars(kl, threshold=0.01)
+    assert "2 of 5 active" in ref.layout.title.text  # the shared builder agrees
+    rule = [l for l in spec["layer"] if l["mark"]["type"] == "rule"][0]
+    assert rule["encoding"]["y"]["datum"] == 0.01
+
+
+def test_latent_chart_uses_the_colour_blind_safe_class_colours():
+    table, spec = FT.live_latent_chart(np.random.default_rng(0).normal(size=(30, 2)), np.arange(30) % 3,
+                                       class_names=("zero", "one", "two"))
+    df = table.to_pandas()
+    scale = spec["encoding"]["color"]["scale"]
+    assert scale["domain"] == ["zero", "one", "two"]
+    assert scale["range"] == [F.class_color(c) for c in range(3)]
+    assert set(df["class"]) == {"zero", "one", "two"}
+
+
+def test_image_mosaic_is_sharp_and_round_trips_through_png():
+    rng = np.random.default_rng(1)
+    a, b = rng.random((3, 16)), rng.random((3, 16))
+    img = FT.image_mosaic([a, b], (4, 4), target_width=150)
+    k = 150 // (3 * 4 + 2)
+    assert img.shape == (k * (4 + 2 + 4), k * 14)
+    # Nearest-neighbour upscaling: the first input's pixel (0, 0) fills a k x k block.
+    assert np.all(img[:k, :k] == np.float32(a[0, 0]))
+    assert np.allclose(img[(4 + 2) * k: (4 + 2) * k + 4 * k: k, :4 * k: k], b[0].reshape(4, 4))
+    uri = FT.mosaic_uri([a, b], (4, 4), target_width=150)
+    assert uri.startswith("data:image/png;base64,")
+    png = np.asarray(Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1]))))
+    assert png.shape == img.shape and np.abs(png / 255.0 - img).max() <= 0.5 / 255 + 1e-6
+
+
+def test_typed_arrays_decode_to_the_same_numbers():
+    v = np.array([1.5, -2.25, 3e5, np.nan])
+    assert np.allclose(decode_typed(FT.typed(v)), v.astype(np.float32), equal_nan=True)
+    assert FT.typed([1, 2])["dtype"] == "f4"
+
+
+# ---- the timeline -----------------------------------------------------------------------------
+
+def test_timeline_frames_replay_the_snapshots(trained):
+    t, ds = trained
+    labels = t.y_val[t.snap_idx]
+    fig = FT.timeline_figure(t.snapshots, labels, ds.x[t.val_idx[:8]], ds.image_shape, ds.class_names, max_frames=20)
+    go.Figure(fig.to_dict())  # plotly's full validation accepts the figure built without it
+    names = [f.name for f in fig.frames]
+    assert 2 <= len(names) <= 20
+    assert names[0] == str(t.snapshots[0]["step"]) and names[-1] == str(t.snapshots[-1]["step"])
+    n_classes = len(np.unique(labels))
+    for fr in fig.frames:
+        assert len(fr.data) == n_classes + 1 and fr.data[-1].type == "image"
+        assert fr.data[-1].source.startswith("data:image/png;base64,")
+    sources = {fr.data[-1].source for fr in fig.frames}
+    assert len(sources) > 1  # the reconstructions change during training
+    menu = fig.layout.updatemenus[0]
+    assert [b.label for b in menu.buttons] == ["▶ Play", "⏸ Pause"] and menu.buttons[0].method == "animate"
+    slider = fig.layout.sliders[0]
+    assert [s.label for s in slider.steps] == names and slider.active == len(names) - 1
+    assert fig.data[-1].source == fig.frames[-1].data[-1].source  # opens on the last frame
+
+
+def test_timeline_projects_every_snapshot_with_one_pca_fitted_on_the_last(trained):
+    t, ds = trained
+    lat = [s["latents"] for s in t.snapshots]
+    coords, titles = FT.project_snapshots(lat)
+    pca = PCA(n_components=2).fit(lat[-1])
+    for z, c in zip(lat, coords):
+        assert np.allclose(c, pca.transform(z), atol=1e-6)  # the same axes for every frame
+    assert titles[0].startswith("PC1") and "%" in titles[0]
+    xr, yr = FT.stable_range(coords, 0), FT.stable_range(coords, 1)
+    inside = [np.mean((c[:, 0] >= xr[0]) & (c[:, 0] <= xr[1]) & (c[:, 1] >= yr[0]) & (c[:, 1] <= yr[1]))
+              for c in coords]
+    assert min(inside) >= 0.98
+    two, t2 = FT.project_snapshots([z[:, :2] for z in lat])
+    assert np.array_equal(two[-1], lat[-1][:, :2].astype(np.float64)) and t2 == ("z1", "z2")
+    one, t1 = FT.project_snapshots([z[:, :1] for z in lat], labels=np.arange(len(lat[0])) % 10)
+    assert np.array_equal(one[0][:, 0], lat[0][:, 0].astype(np.float64)) and t1[1].startswith("class")
+
+
+def test_timeline_needs_snapshots():
+    with pytest.raises(ValueError, match="no snapshots"):
+        FT.timeline_figure([], np.zeros(0), np.zeros((1, 4)), (2, 2))
+
+
+# ---- comparison ------------------------------------------------------------------------------
+
+def test_compare_loss_curves_shows_neg_elbo_recon_and_kl_per_run(trained):
+    t, _ = trained
+    runs = [("run a", t.history, t.eval_history), ("run b", t.history[:40], t.eval_history[:1])]
+    fig = FT.compare_loss_curves(runs)
+    go.Figure(fig.to_dict())
+    lines = [tr for tr in fig.data if tr.mode == "lines"]
+    assert len(lines) == 6 and [tr.name for tr in lines if tr.showlegend] == ["run a", "run b"]
+    win = max(1, len(t.history) // 60)
+    expect = F.smooth(np.array([h["recon"] + h["kl"] for h in t.history]), win)
+    assert np.allclose(plotly_y(lines[0]), expect[FT.thin(len(expect), FT.MAX_LINE_POINTS)], rtol=1e-6)
+    held = [tr for tr in fig.data if tr.mode == "markers" and tr.xaxis == "x"]
+    assert np.allclose(plotly_y(held[0]), [e["recon"] + e["kl"] for e in t.eval_history], rtol=1e-6)
+    colours = {tr.name: tr.line.color for tr in lines}
+    assert colours["run a"] == F.OKABE_ITO[0] and colours["run b"] == F.OKABE_ITO[1]
+
+
+def test_compare_reconstructions_labels_each_run(trained):
+    t, ds = trained
+    x = ds.x[t.val_idx[:6]]
+    fig = FT.compare_reconstructions(x, {"a run with a very long name indeed": t.reconstruct(x), "b": x}, ds.image_shape)
+    go.Figure(fig.to_dict())
+    labels = [a.text for a in fig.layout.annotations]
+    assert labels[0] == "input" and labels[1].endswith("…") and len(labels[1]) <= 22 and labels[2] == "b"

@@ -1,0 +1,325 @@
+"""The live-training page: AppTest drives training ticks, beta changes, divergence, uploads, the
+sweep and the page switch; the browser test trains for real in Chromium."""
+from __future__ import annotations
+
+import json
+import re
+import time
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from core import runs as R
+from tests.apptest_utils import ROOT, assert_ok, page_app, plotly_specs, texts
+from tests.conftest import assert_no_exception_box, screenshot, wait_drawn
+
+PAGE = "pages/4_train.py"
+FAST = {"dataset": "digits", "tr_hidden": "32,16", "tr_latent": "4"}  # small and quick to train
+
+
+def store(at) -> R.RunStore:
+    return at.session_state["tr_runs"]
+
+
+@pytest.fixture
+def apps():
+    """AppTests whose background threads are stopped at the end (a test may fail midway)."""
+    made = []
+    yield made
+    for at in made:
+        try:
+            store(at).shutdown()
+        except Exception:
+            pass
+
+
+def start(apps, query: dict, button: str = "tr_start") -> AppTest:
+    at = page_app(PAGE, query={**FAST, **query})
+    apps.append(at)
+    assert_ok(at)
+    at.button(key=button).click().run()
+    assert_ok(at)
+    return at
+
+
+def tick_until(at, pred, timeout: float = 90.0, pause: float = 0.4) -> None:
+    """What the fragment's timer does in the browser: rerun after a short wait (run_every does not
+    fire under AppTest, but the background thread trains all the same)."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        time.sleep(pause)
+        at.run()
+        assert_ok(at)
+        if pred():
+            return
+    raise AssertionError("condition not reached in time")
+
+
+# ---- configuration and URL -------------------------------------------------------------------
+
+def test_default_page_explains_and_waits_for_start():
+    at = page_app(PAGE)
+    assert_ok(at)
+    assert at.number_input(key="tr_latent").value == 16
+    assert at.text_input(key="tr_hidden").value == "256,128"
+    assert at.number_input(key="tr_epochs").value == R.DEFAULT_EPOCHS["mnist-5k"]
+    assert at.selectbox(key="tr_lr").value == 2e-3 and at.selectbox(key="tr_bs").value == 128
+    assert at.select_slider(key="tr_beta").value == 1.0
+    body = texts(at)
+    assert "Press **▶️ Start training**" in body and "540 steps" in body  # 4,500 images / 128 x 15 epochs
+    assert not at.get("vega_lite_chart") and not plotly_specs(at)
+    assert "tr_runs" in at.session_state and not store(at).runs
+
+
+def test_url_sets_the_configuration_and_bad_values_are_refused():
+    at = page_app(PAGE, query={"tr_latent": "2", "tr_lik": "gaussian", "tr_lr": "0.001", "tr_beta": "4",
+                               "tr_kind": "ae", "tr_hidden": "128,64", "tr_epochs": "7", "dataset": "digits"})
+    assert_ok(at)
+    assert at.number_input(key="tr_latent").value == 2 and at.radio(key="tr_lik").value == "gaussian"
+    assert at.selectbox(key="tr_lr").value == 0.001 and at.select_slider(key="tr_beta").value == 4.0
+    assert at.radio(key="tr_kind").value == "ae" and at.number_input(key="tr_epochs").value == 7
+    assert "64 → 128 → 64 → 2" in texts(at)
+    assert at.select_slider(key="tr_beta").disabled  # an AE has no KL term for beta to weigh
+    at = page_app(PAGE, query={"tr_latent": "999", "tr_lr": "abc", "tr_beta": "7", "tr_kind": "gan"})
+    assert_ok(at)
+    err = " ".join(e.value for e in at.error)
+    for name in ("tr_latent", "tr_lr", "tr_beta", "tr_kind"):
+        assert name in err
+    assert at.number_input(key="tr_latent").value == 16 and at.select_slider(key="tr_beta").value == 1.0
+
+
+def test_invalid_hidden_sizes_block_the_start_with_a_clear_message():
+    at = page_app(PAGE, query={"tr_hidden": "256,abc"})
+    assert_ok(at)
+    assert any("not a whole number" in e.value for e in at.error)
+    assert at.button(key="tr_start").disabled and at.button(key="tr_sweep").disabled
+    at.text_input(key="tr_hidden").set_value("64, 32").run()
+    assert_ok(at)
+    assert not at.error and not at.button(key="tr_start").disabled
+
+
+# ---- live training -----------------------------------------------------------------------------
+
+def test_training_ticks_grow_the_history_and_a_beta_change_is_recorded(apps):
+    at = start(apps, {"tr_epochs": "200"})
+    run = store(at).active
+    assert run.state == "training"
+    tick_until(at, lambda: len(run.history) >= 5)
+    n = len(run.history)
+    tick_until(at, lambda: len(run.history) > n + 5)  # more ticks, more steps
+    charts = at.get("vega_lite_chart")
+    assert len(charts) >= 2  # loss curves and KL per dimension, updated in place
+    assert len(at.get("image")) >= 2  # reconstructions and prior samples
+    assert re.search(r"step \d+/2600 · .*[\d,]+ samples/s", at.get("progress")[0].proto.text)
+    # beta changes mid-run (the slider lives in the live fragment) without a restart
+    at.select_slider(key="tr_beta").set_value(4.0).run()
+    assert_ok(at)
+    assert store(at).active is run and run.beta_changes[-1][1] == 4.0
+    changed = run.beta_changes[-1][0]
+    tick_until(at, lambda: run.step > changed + 3)
+    betas = {h["step"]: h["beta"] for h in run.history}
+    assert betas[changed] == 1.0 and betas[changed + 1] == 4.0
+    assert "β so far: **1** (from step 0) → **4**" in texts(at)
+    df = R.metrics_rows(run)
+    assert df[changed]["beta"] == 4.0  # also in the CSV export
+    at.button(key="tr_stop").click().run()
+    assert_ok(at)
+    assert run.state == "stopped" and run.final is not None
+    assert any("Stopped by the user" in i.value for i in at.info)
+    assert at.button(key="tr_start")  # controls are back to Start
+    # The run is kept: table, timeline (a Plotly animation) and the shared-models contract.
+    specs = plotly_specs(at)
+    assert any(s.get("frames") for s in specs)
+    shared = at.session_state["shared_models"]
+    (model, cfg, ds_name), = [v for k, v in shared.items() if run.name in k]
+    assert cfg == run.model_cfg and ds_name == "digits" and not model.training
+
+
+def test_divergent_learning_rate_stops_with_a_clear_message(apps):
+    at = start(apps, {"tr_lr": "1.0", "tr_lik": "gaussian", "tr_epochs": "20"})
+    run = store(at).active
+    tick_until(at, lambda: run.finished and run.final is not None)
+    assert run.state == "diverged"
+    err = " ".join(e.value for e in at.error)
+    assert "learning rate 1" in err and "restored" in err and "Lower the learning rate" in err
+    import torch
+    assert all(torch.isfinite(v).all() for v in run.model.state_dict().values())
+    assert not store(at).polling
+
+
+def test_bad_uploads_leave_the_current_run_untouched(apps):
+    at = start(apps, {"tr_epochs": "200"})
+    run = store(at).active
+    tick_until(at, lambda: run.step > 0)
+    at.button(key="tr_pause").click().run()
+    run.runner.join(5)
+    steps, state, n_runs = run.step, run.state, len(store(at).runs)
+    assert state == "paused"
+    at.file_uploader(key="tr_ckpt_up").set_value(("notes.pt", b"this is not a checkpoint", "application/octet-stream"))
+    at.run()
+    assert_ok(at)
+    assert any("could not be read" in e.value and "untouched" in e.value for e in at.error)
+    at.radio(key="tr_src").set_value("upload").run()
+    at.file_uploader(key="tr_data_up").set_value(("digits.csv", b"label,p1\n1,abc\n", "text/csv"))
+    at.run()
+    assert_ok(at)
+    assert any("That file could not be used" in e.value for e in at.error)
+    assert store(at).active is run and run.step == steps and run.state == state
+    assert len(store(at).runs) == n_runs and at.button(key="tr_resume")
+
+
+def test_a_saved_checkpoint_loads_back_and_is_shared_with_other_pages(apps, tmp_path):
+    at = start(apps, {"tr_epochs": "3"})
+    run = store(at).active
+    tick_until(at, lambda: run.finished)
+    data = R.checkpoint_file(run)
+    at.file_uploader(key="tr_ckpt_up").set_value(("saved run.pt", data, "application/octet-stream"))
+    at.run()
+    assert_ok(at)
+    assert any("Loaded" in s.value for s in at.success)
+    loaded = list(store(at).runs.values())[-1]
+    assert loaded.source == "checkpoint" and loaded.final["neg_elbo"] == pytest.approx(run.final["neg_elbo"])
+    shared = at.session_state["shared_models"]
+    assert any(loaded.name in k for k in shared) and any(run.name in k for k in shared)
+    # Continue training it: a new run starting from those weights.
+    at.selectbox(key="tr_exp_run").set_value(loaded.name).run()
+    at.button(key="tr_continue").click().run()
+    assert_ok(at)
+    child = store(at).active
+    assert child.parent == loaded.name and child.state in ("training", "done")
+
+
+def test_beta_sweep_trains_four_runs_and_compares_them(apps):
+    at = start(apps, {"tr_epochs": "2"}, button="tr_sweep")
+    assert store(at).sweeping and at.select_slider(key="tr_beta").disabled
+    tick_until(at, lambda: len(store(at).finished_runs()) == 4 and not store(at).sweeping, timeout=180)
+    at.run()
+    assert_ok(at)
+    runs = store(at).finished_runs()
+    assert [r.train_cfg.beta for r in runs] == [0.0, 0.5, 1.0, 4.0]
+    assert at.multiselect(key="tr_compare").value == [r.name for r in runs]
+    specs = plotly_specs(at)
+    cmp = [s for s in specs if any(a.get("text") == "<b>KL</b>" for a in s["layout"].get("annotations", []))]
+    assert len(cmp) == 1 and len({t["name"] for t in cmp[0]["data"] if t.get("showlegend")}) == 4
+    body = texts(at)
+    assert "Lowest held-out −ELBO" in body and "From β = 0 to β = 4" in body
+    frames = at.get("dataframe")
+    assert frames  # the comparison table
+
+
+def test_page_switch_and_return_keeps_the_run(apps):
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
+    apps.append(at)
+    for k, v in FAST.items():
+        at.query_params[k] = v
+    at.query_params["tr_epochs"] = "200"
+    at.run()
+    at.switch_page("pages/4_train.py").run()
+    assert_ok(at)
+    at.button(key="tr_start").click().run()
+    at.select_slider(key="tr_beta").set_value(0.5).run()
+    run = store(at).active
+    tick_until(at, lambda: run.step > 0)
+    at.switch_page("pages/2_kl.py").run()
+    assert_ok(at)
+    time.sleep(0.5)
+    at.switch_page("pages/4_train.py").run()
+    assert_ok(at)
+    assert store(at).active is run and run.state == "training"
+    assert at.select_slider(key="tr_beta").value == 0.5  # the slider shows the run's beta again
+    s = run.step
+    tick_until(at, lambda: run.step > s)
+
+
+def test_presenter_mode_walks_through_scenes():
+    at = page_app(PAGE, query={**FAST, "present": "1"})
+    assert_ok(at)
+    assert "Scene 1 of 4" in texts(at)
+    assert at.button(key="tr_start")  # the compact live controls are on every scene
+    assert not at.get("vega_lite_chart")
+    at.button(key="_scene_tr_next").click().run()
+    assert_ok(at)
+    assert "Scene 2 of 4: Train live" in texts(at)
+
+
+# ---- the real browser ----------------------------------------------------------------------------
+
+def open_train(page, server_url, query: str) -> None:
+    # The home page first: on a freshly started server, the very first deep link (to any page) shows
+    # Streamlit's "Page not found" dialog before the navigation is registered.
+    page.goto(server_url)
+    wait_drawn(page)
+    page.goto(server_url + "/train" + query)
+    wait_drawn(page)
+    assert_no_exception_box(page)
+
+
+def progress_step(page) -> int:
+    text = page.locator('[data-testid="stProgress"]').first.inner_text()
+    return int(re.search(r"step (\d+)/", text).group(1))
+
+
+@pytest.mark.browser
+def test_training_page_trains_live_in_the_browser(watched_page, server_url):
+    page = watched_page
+    open_train(page, server_url, "?dataset=digits&tr_epochs=200&tr_latent=2&tr_hidden=64,32")
+    page.get_by_role("button", name="Start training").click()
+    page.wait_for_selector('[data-testid="stProgress"]:has-text("samples/s")')
+    page.wait_for_function("() => /step [1-9]/.test(document.querySelector('[data-testid=stProgress]').innerText)")
+    first = progress_step(page)
+    page.wait_for_function(f"() => +/step (\\d+)\\//.exec(document.querySelector('[data-testid=stProgress]')"
+                           f".innerText)[1] > {first + 5}")  # the fragment redraws on its own
+    assert page.locator('[data-testid="stVegaLiteChart"]').count() >= 3  # loss, KL, latent map
+    # Move beta with the keyboard while it trains: 1 -> 1.5 -> 2.
+    slider = page.get_by_role("slider").first
+    slider.focus()
+    slider.press("ArrowRight")
+    page.wait_for_selector("text=β so far")
+    slider.press("ArrowRight")
+    page.wait_for_selector('[data-testid="stCaptionContainer"]:has-text("→ 2 (from step")')
+    assert progress_step(page) > first
+    # Leave the page and come back: the run and its history are still there.
+    page.get_by_role("link", name="Home").first.click()
+    wait_drawn(page)
+    page.get_by_role("link", name="Train a VAE live").first.click()
+    wait_drawn(page)
+    page.wait_for_selector('[data-testid="stProgress"]:has-text("#1 VAE")')
+    page.wait_for_selector('[data-testid="stCaptionContainer"]:has-text("→ 2 (from step")')
+    page.get_by_role("button", name="Pause").click()
+    page.wait_for_selector('[data-testid="stProgress"]:has-text("paused")')
+    wait_drawn(page)
+    assert_no_exception_box(page)
+    page.mouse.move(0, 0)
+    page.set_viewport_size({"width": 1400, "height": 3000})
+    page.wait_for_timeout(1500)
+    screenshot(page, "train")
+    page.get_by_role("button", name="Stop").click()
+    page.wait_for_selector('[data-testid="stProgress"]:has-text("stopped early")')
+
+
+@pytest.mark.browser
+def test_training_page_presenter_mode_in_browser(watched_page, server_url):
+    page = watched_page
+    open_train(page, server_url, "?present=1&dataset=digits&tr_epochs=40&tr_latent=16")
+    page.get_by_role("button", name="Next ▶").click()
+    page.wait_for_selector("text=Scene 2 of 4")
+    page.get_by_role("button", name="Start training").click()
+    page.wait_for_function("() => { const p = document.querySelector('[data-testid=stProgress]');"
+                           " return p && /step ([5-9]\\d|\\d{3})\\//.test(p.innerText); }")
+    page.get_by_role("button", name="Pause").click()
+    page.wait_for_selector('[data-testid="stProgress"]:has-text("paused")')
+    wait_drawn(page)
+    assert_no_exception_box(page)
+    page.mouse.move(0, 0)
+    page.set_viewport_size({"width": 1400, "height": 2000})
+    page.wait_for_timeout(1500)
+    screenshot(page, "train-present")
+    page.get_by_role("button", name="Next ▶").click()
+    page.wait_for_selector("text=Scene 3 of 4")
+    play = page.locator(".updatemenu-button").first
+    play.wait_for()
+    href = "() => document.querySelector('.js-plotly-plot image').getAttribute('href')"
+    before = page.evaluate(href)
+    play.click()
+    page.wait_for_function(f"() => ({href})() !== {json.dumps(before)}")  # the animation plays in the browser
+    page.get_by_role("button", name="Stop").click()
