@@ -455,6 +455,13 @@ def scenes(page_key: str, items: Sequence[tuple[str, str]]) -> int:
     return idx
 
 
+def scene_filter(scene: int):
+    """``show(i)`` for a page's sections: every section normally, only scene ``scene``'s section
+    in presenter mode. Use as ``show = ui.scene_filter(ui.scenes(key, SCENES))``."""
+    presenting = present()
+    return lambda i: not presenting or scene == i
+
+
 def self_check(page_key: str, questions: Sequence[tuple[str, str]]) -> None:
     """"Predict, then reveal" questions at the end of a page. Each answer stays hidden until
     its Reveal button is pressed."""

@@ -32,6 +32,7 @@ ONE_D_KEYS = ("kl_mup", "kl_sp", "kl_muq", "kl_sq")
 ONE_D_DEFAULTS = (0.0, 1.0, 1.0, 1.5)
 
 ctx = ui.page("KL divergence", "📐", "What is the KL divergence, and what does it do in a VAE?")
+TEXT = 20 if ctx.present else klfig.TEXT_SIZE  # tick labels, axis titles, legends (projector: larger)
 url_errors = st.container()  # filled at the end: the widgets below validate their URL values as they are made
 
 SCENES = [
@@ -44,9 +45,7 @@ SCENES = [
 scene = ui.scenes("kl", SCENES)
 
 
-def show(i: int) -> bool:
-    """In presenter mode, only the current scene's section is drawn."""
-    return not ctx.present or scene == i
+show = ui.scene_filter(scene)  # every section normally; one scene at a time in presenter mode
 
 
 # ---- widgets ------------------------------------------------------------------------------------
@@ -144,7 +143,7 @@ def two_gaussians(show_exact: bool, show_mc: bool) -> None:
                 "The direction that averages over the **wider** distribution is usually larger, because its samples "
                 "land in the other distribution's thin tails, where log p/q is big.")
         with density_slot:
-            ui.figure(klfig.density_figure(mu_p, s_p, mu_q, s_q), key="kl_fig_density",
+            ui.figure(klfig.density_figure(mu_p, s_p, mu_q, s_q, text_size=TEXT), key="kl_fig_density",
                       alt=f"Densities of p = N({mu_p:g}, {s_p:g}²) and q = N({mu_q:g}, {s_q:g}²), and below them the "
                           f"signed integrand p log(p/q) whose area is KL(p‖q) = {kl_pq:.4f} nats.")
 
@@ -163,7 +162,8 @@ def two_gaussians(show_exact: bool, show_mc: bool) -> None:
         m1.metric(f"MC estimate, n = {n:,}", f"{est:.4f} nats")
         m2.metric("Standard error", f"{se:.4f} nats")
         m3.metric("Closed form KL(p‖q)", f"{kl_pq:.4f} nats")
-        ui.figure(klfig.mc_convergence_figure(curve["n"], curve["estimate"], curve["stderr"], kl_pq, n, est),
+        ui.figure(klfig.mc_convergence_figure(curve["n"], curve["estimate"], curve["stderr"], kl_pq, n, est,
+                                               text_size=TEXT),
                   key="kl_fig_mc",
                   alt=f"Monte Carlo estimate of KL(p‖q) against the number of samples, converging to the closed form "
                       f"{kl_pq:.4f}; at n = {n} the estimate is {est:.4f} with standard error {se:.4f}.")
@@ -192,7 +192,7 @@ def forward_reverse() -> None:
             start = ui.slider("Starting mean of q (σ starts at 0.5)", "kl_start", -3.0, 3.0, 0.5, step=0.25)
     mix, fwd, rev = fit_trajectories(float(sep), float(start))
     target_mu, target_sd = kl.mixture_moments(**mix)
-    ui.figure(klfig.fit_animation_figure(mix["weights"], mix["mus"], mix["sigmas"], fwd, rev),
+    ui.figure(klfig.fit_animation_figure(mix["weights"], mix["mus"], mix["sigmas"], fwd, rev, text_size=TEXT),
               key="kl_fig_fit", html_name="kl-forward-vs-reverse",
               alt=f"Animation of fitting one Gaussian to a two-mode distribution with modes {sep:g} apart. Forward KL "
                   f"ends at mean {fwd[-1][0]:.2f}, sd {fwd[-1][1]:.2f}, covering both modes; reverse KL ends at mean "
@@ -246,7 +246,7 @@ def two_dimensions() -> None:
     kl10 = kl.kl_mvn(mu1, cov1, mu0, cov0)
     c1, c2 = st.columns([3, 2], gap="large")
     with c1:
-        ui.figure(klfig.mvn_figure(mu0, cov0, mu1, cov1), key="kl_fig_mvn",
+        ui.figure(klfig.mvn_figure(mu0, cov0, mu1, cov1, text_size=TEXT), key="kl_fig_mvn",
                   alt=f"Covariance ellipses of two 2-D Gaussians p and q; KL(p‖q) = {kl01:.4f}, KL(q‖p) = {kl10:.4f}.")
     with c2:
         st.metric("KL(p‖q)", f"{kl01:.4f} nats")
@@ -267,7 +267,7 @@ def encoded_image(dataset: str, beta: float, img: int, x: np.ndarray) -> dict:
     from core.figures import paired_rows
     from core.training import ACTIVE_UNIT_NATS, encode_stats, reconstruct
 
-    cache_key = (dataset, beta, img)
+    cache_key = (dataset, beta, img, TEXT)
     cached = st.session_state.get("_kl_encoded")
     if cached is not None and cached["key"] == cache_key:
         return cached
@@ -279,7 +279,7 @@ def encoded_image(dataset: str, beta: float, img: int, x: np.ndarray) -> dict:
         "fig_img": paired_rows({"input": x, "decoded from μ": reconstruct(model, x)},
                                ctx.dataset.image_shape,
                                height=210),
-        "fig_post": klfig.posterior_vs_prior(mu, logvar, threshold=ACTIVE_UNIT_NATS),
+        "fig_post": klfig.posterior_vs_prior(mu, logvar, threshold=ACTIVE_UNIT_NATS, text_size=TEXT),
         "fig_bars": kl_bars(kl_dims, threshold=ACTIVE_UNIT_NATS, height=160 + 26 * LATENT),
     }
     st.session_state["_kl_encoded"] = out
@@ -328,7 +328,7 @@ def vae_section() -> None:
         st.latex(klfig.latex_vae_kl(mu, logvar))
     c1, c2 = st.columns([3, 2], gap="large")
     with c1:
-        ui.figure(klfig.vae_kl_map(mu, logvar, mu_x, logvar_x), key="kl_fig_map",
+        ui.figure(klfig.vae_kl_map(mu, logvar, mu_x, logvar_x, text_size=TEXT), key="kl_fig_map",
                   alt=f"Contour map of the VAE's KL term over mean and log-variance; zero at the prior (0, 0). Your "
                       f"point μ={mu:g}, log σ²={logvar:g} costs {float(kl.kl_to_standard_normal(mu, logvar)):.3f} nats; "
                       f"the {LATENT} dots are the latent dimensions of the chosen image.")

@@ -35,9 +35,7 @@ SCENES = [
 scene = ui.scenes("rp", SCENES)
 
 
-def show(i: int) -> bool:
-    """Every section in normal mode; one scene at a time in presenter mode."""
-    return not ctx.present or scene == i
+show = ui.scene_filter(scene)  # every section normally; one scene at a time in presenter mode
 
 
 # ---- cached computations (pure, keyed by their inputs) --------------------------------------------
