@@ -89,11 +89,6 @@ def slider_latency(url_path: str, slider_label_or_selector: str, readout_selecto
             try:
                 page = browser.new_page(viewport={"width": 1400, "height": 1000})
                 page.set_default_timeout(60_000)
-                # The home page first: on a fresh server, the first run of a deep link goes through
-                # Streamlit's pages/-folder navigation and shows a "Page not found" dialog, which
-                # would take the keyboard focus (a known issue of the app shell, see the KL page report).
-                page.goto(base_url)
-                wait_drawn(page)
                 page.goto(f"{base_url.rstrip('/')}/{url_path.lstrip('/')}")
                 wait_drawn(page)
                 page.locator(readout_selector).first.wait_for()

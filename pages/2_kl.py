@@ -211,8 +211,8 @@ def forward_reverse() -> None:
             f"μ = {rev[-1][0]:.2f}, σ = {rev[-1][1]:.2f}, KL = {rev[-1][2]:.3f} nats. Which mode depends on where q "
             "starts; when the modes are close together, one wide q fits best either way.")
     st.info("A VAE's encoder is trained by the ELBO, whose gap to log p(x) is KL(q(z|x) ‖ p(z|x)): the **reverse** "
-            "direction. So a VAE's posterior tends to be mode-seeking and too narrow, never covering every "
-            "explanation of an image.", icon="💡")
+            "direction. So a VAE's posterior tends to be mode-seeking and too narrow (over-confident), rather than "
+            "covering every code that could explain an image.", icon="💡")
 
 
 # ---- 4: two dimensions ------------------------------------------------------------------------------
@@ -293,7 +293,8 @@ def vae_section() -> None:
     st.header("5. The KL term inside a VAE")
     st.markdown(
         "A VAE's encoder maps an image x to a Gaussian q(z|x) = N(μ(x), diag σ²(x)). Training maximises the "
-        "evidence lower bound (ELBO), i.e. minimises reconstruction error **plus β times the KL to the prior**:")
+        "evidence lower bound (ELBO). As a loss to minimise, that is the reconstruction error **plus the KL to the "
+        "prior**; a β-VAE weights the KL by β (β = 1 is the plain ELBO):")
     st.latex(r"\log p(x) \;\ge\; \underbrace{\mathbb E_{q(z|x)}[\log p(x|z)]}_{\text{reconstruction}}"
              r" - \underbrace{\mathrm{KL}\big(q(z|x)\,\|\,\mathcal N(0, I)\big)}_{=\ \sum_j \frac12(\mu_j^2+\sigma_j^2-1-\log\sigma_j^2)},"
              r"\qquad \text{loss} = \text{recon} + \beta\cdot\text{KL}")
@@ -370,14 +371,14 @@ def vae_section() -> None:
     beta0 = ui.pretrained(ctx.dataset_name, "vae", 0.0, LATENT).evaluation
     st.markdown(
         "**What the KL term does.** It pulls every image's posterior towards the prior N(0, I). The codes of "
-        "different images then overlap and fill the space around the origin without gaps, so the latent space is "
+        "different images then overlap and fill the space around the origin with few gaps, so the latent space is "
         "**smooth and continuous** (nearby codes decode to similar images), and you can **sample** new images by "
         "drawing z ~ N(0, I) and decoding. Without it the codes drift wherever reconstruction wants them: the zoo's "
-        f"β = 0 model pays {beta0['kl']:.0f} nats of KL per image, so a z drawn from N(0, I) lands far from every "
-        "training code.\n\n"
+        f"β = 0 model pays {beta0['kl']:.0f} nats of KL per image, so a z drawn from N(0, I) rarely lands where any "
+        "training image's code lies.\n\n"
         f"**Too much of it over-regularizes.** From β = {BETAS[0]:g} to β = {BETAS[-1]:g}, the held-out KL falls from "
         f"{lo['kl']:.2f} to {hi['kl']:.2f} nats, but the reconstruction error rises from {lo['recon']:.2f} to "
-        f"{hi['recon']:.2f} nats (blurrier images), and the active dimensions go from {lo['active_units']} to "
+        f"{hi['recon']:.2f} nats (blurrier reconstructions), and the active dimensions go from {lo['active_units']} to "
         f"{hi['active_units']} of {LATENT}. A dimension whose posterior equals the prior for every input (KL = 0) "
         "tells the decoder nothing: that is **posterior collapse**.")
     link_to_limits()

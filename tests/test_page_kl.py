@@ -284,11 +284,7 @@ def test_self_check_answers_are_revealed_with_real_numbers(at_digits):
 # ---- real browser ------------------------------------------------------------------------------------
 
 def _open(page, server_url: str, query: str = "") -> None:
-    # Open the home page first: on a fresh server, the first deep link is routed through Streamlit's
-    # pages/-folder navigation, which shows a "Page not found" dialog (an app-shell issue reported to the
-    # lead). Once any page has run, deep links resolve through st.navigation.
-    page.goto(server_url)
-    wait_drawn(page)
+    """Open the page by its deep link (as a shared link is opened), and wait until it is drawn."""
     page.goto(f"{server_url}/kl{query}")
     wait_drawn(page)
     page.get_by_text("5. The KL term inside a VAE").first.wait_for()
@@ -328,8 +324,6 @@ def test_kl_page_in_browser_slider_url_and_animation(watched_page, server_url):
 @pytest.mark.browser
 def test_kl_page_presenter_mode_in_browser(watched_page, server_url):
     page = watched_page
-    page.goto(server_url)
-    wait_drawn(page)
     page.goto(f"{server_url}/kl?present=1")
     wait_drawn(page)
     page.get_by_text("Scene 1 of 5").first.wait_for()

@@ -58,22 +58,36 @@ def _trace(kind: str, **props):
     return getattr(go, kind)(_validate=False, **props)
 
 
+TEXT_SIZE = 13  # axis ticks, axis titles and legends; pass a larger ``text_size`` for a projector
+
+
 def _figure(traces: list, layout: dict, title: str | None = None, height: int | None = None,
-            fixed_margin: dict | None = None) -> go.Figure:
-    """A figure in the house style. ``fixed_margin`` turns off the axes' automatic margins and uses
-    these instead: automargin makes Plotly lay the figure out twice, which doubles the time a
-    browser takes to draw it (measured with plotly.js: 43 ms -> 21 ms for :func:`density_figure`)."""
+            fixed_margin: dict | None = None, text_size: int = TEXT_SIZE) -> go.Figure:
+    """A figure in the house style.
+
+    Tick labels, axis titles and legends get an explicit ``text_size``: Streamlit's chart theme sets
+    their sizes in the template, so the figure-wide font (which presenter mode enlarges) does not
+    reach them. ``fixed_margin`` (scaled with ``text_size``) turns off the axes' automatic margins:
+    automargin makes Plotly lay the figure out twice, which doubles the time a browser takes to
+    draw it (measured with plotly.js: 43 ms -> 21 ms for :func:`density_figure`)."""
     lay = dict(template=_template(), font=dict(FONT), margin=dict(l=10, r=10, t=50 if title else 20, b=10))
     if title:
-        lay["title"] = dict(text=title, x=0.01, xanchor="left")
+        lay["title"] = dict(text=title, x=0.01, xanchor="left", font=dict(size=text_size + 2))
     if height:
         lay["height"] = height
     lay.update(layout)
-    if fixed_margin is not None:
-        lay["margin"] = fixed_margin
-        for name, axis in lay.items():
-            if name.startswith(("xaxis", "yaxis")) and isinstance(axis, dict):
+    grow = text_size / TEXT_SIZE
+    for name, axis in lay.items():
+        if name.startswith(("xaxis", "yaxis")) and isinstance(axis, dict):
+            axis["tickfont"] = dict(size=text_size)
+            if isinstance(axis.get("title"), dict):
+                axis["title"]["font"] = dict(size=text_size)
+            if fixed_margin is not None:
                 axis["automargin"] = False
+    legend = lay.setdefault("legend", {})
+    legend["font"] = dict(size=text_size)
+    if fixed_margin is not None:
+        lay["margin"] = {k: round(v * grow) if k in ("l", "b") else v for k, v in fixed_margin.items()}
     return go.Figure(data=traces, layout=lay, _validate=False)
 
 
@@ -110,7 +124,8 @@ def grid_for(mus: Sequence[float], sigmas: Sequence[float], width: float = 4.5, 
     return np.unique(np.concatenate(parts))
 
 
-def density_figure(mu_p: float, sigma_p: float, mu_q: float, sigma_q: float, height: int = 520) -> go.Figure:
+def density_figure(mu_p: float, sigma_p: float, mu_q: float, sigma_q: float, height: int = 520,
+                   text_size: int = TEXT_SIZE) -> go.Figure:
     """Top: the densities of p = N(mu_p, sigma_p^2) and q = N(mu_q, sigma_q^2).
     Bottom: the integrand p(x) log(p(x)/q(x)), shaded green where it is positive (p > q) and
     orange, hatched, where it is negative (p < q); its signed area is KL(p||q).
@@ -147,14 +162,14 @@ def density_figure(mu_p: float, sigma_p: float, mu_q: float, sigma_q: float, hei
                           y=0.42, **sub)],
         legend=dict(orientation="h", y=1.08, x=0, yanchor="bottom"), hovermode="x unified",
         uirevision="kl-densities")
-    return _figure(traces, layout, None, height, fixed_margin=dict(l=78, r=16, t=64, b=52))
+    return _figure(traces, layout, None, height, fixed_margin=dict(l=78, r=16, t=64, b=52), text_size=text_size)
 
 
 # ---- Monte Carlo ------------------------------------------------------------------------------------
 
 def mc_convergence_figure(ns: Sequence[int], estimates: Sequence[float], stderrs: Sequence[float],
                           closed_form: float, n_current: int | None = None, est_current: float | None = None,
-                          height: int = 400) -> go.Figure:
+                          height: int = 400, text_size: int = TEXT_SIZE) -> go.Figure:
     """The running MC estimate (ns,) against n on a log axis, a ±2 stderr band, the closed form
     as a dashed line, and the current n marked.
     Traces: 0 band top, 1 band bottom (filled to 0), 2 estimate, 3 closed form, [4 current n]."""
@@ -179,7 +194,7 @@ def mc_convergence_figure(ns: Sequence[int], estimates: Sequence[float], stderrs
                   yaxis=dict(title=dict(text="KL(p‖q) estimate (nats)")),
                   legend=dict(orientation="h", y=-0.3), uirevision="kl-mc")
     return _figure(traces, layout, "Monte Carlo estimate approaching the closed form", height,
-                   fixed_margin=dict(l=78, r=16, t=50, b=60))
+                   fixed_margin=dict(l=78, r=16, t=50, b=60), text_size=text_size)
 
 
 # ---- forward vs reverse fit (animation) --------------------------------------------------------------
@@ -194,7 +209,7 @@ def frame_indices(n_states: int, dense: int = 40, every_dense: int = 2, every_sp
 
 def fit_animation_figure(weights: Sequence[float], mus: Sequence[float], sigmas: Sequence[float],
                          forward: Sequence[tuple[float, float, float]], reverse: Sequence[tuple[float, float, float]],
-                         height: int = 480, frame_ms: int = 70) -> go.Figure:
+                         height: int = 480, frame_ms: int = 70, text_size: int = TEXT_SIZE) -> go.Figure:
     """Two panels: q fitted to the mixture p by forward KL(p||q) (left) and reverse KL(q||p) (right).
 
     ``forward`` and ``reverse`` are trajectories of (mu, sigma, kl) from
@@ -261,7 +276,7 @@ def fit_animation_figure(weights: Sequence[float], mus: Sequence[float], sigmas:
                       currentvalue=dict(prefix="Adam step ", font=dict(size=13)),
                       steps=[dict(label=str(i), method="animate", args=[[str(i)], still]) for i in idx])],
         legend=dict(orientation="h", y=-0.42, x=0), uirevision="kl-fit", margin=dict(l=10, r=10, t=70, b=10))
-    fig = _figure(traces, layout, None, height)
+    fig = _figure(traces, layout, None, height, text_size=text_size)
     fig.frames = [go.Frame(name=str(i), traces=moving, layout=dict(annotations=titles(i)), _validate=False,
                            data=[_trace("Scatter", y=q_of(forward[i])), _trace("Scatter", y=q_of(reverse[i]))])
                   for i in idx]
@@ -284,7 +299,7 @@ def ellipse_points(mu: Sequence[float], cov: np.ndarray, radius: float, points: 
 
 
 def mvn_figure(mu0: Sequence[float], cov0: np.ndarray, mu1: Sequence[float], cov1: np.ndarray,
-               names: tuple[str, str] = ("p", "q"), height: int = 480) -> go.Figure:
+               names: tuple[str, str] = ("p", "q"), height: int = 480, text_size: int = TEXT_SIZE) -> go.Figure:
     """Two 2-D Gaussians drawn as covariance ellipses at Mahalanobis radius 1 and 2 (they hold
     39% and 86% of the mass in 2-D), with their means. Equal axis scales, so shapes are true.
     Traces per Gaussian: 1σ ellipse, 2σ ellipse, mean."""
@@ -302,7 +317,7 @@ def mvn_figure(mu0: Sequence[float], cov0: np.ndarray, mu1: Sequence[float], cov
                   yaxis=dict(title=dict(text="z₂"), zeroline=True, zerolinecolor="#ccc", scaleanchor="x", scaleratio=1),
                   legend=dict(orientation="h", y=-0.2), uirevision="kl-mvn")
     return _figure(traces, layout, "Covariance ellipses (1σ solid, 2σ thin)", height,
-                   fixed_margin=dict(l=64, r=16, t=50, b=60))
+                   fixed_margin=dict(l=64, r=16, t=50, b=60), text_size=text_size)
 
 
 # ---- the VAE's KL term --------------------------------------------------------------------------------
@@ -317,7 +332,7 @@ def _nice_step(span: float, target: int = 12) -> float:
 
 
 def vae_kl_map(mu: float, logvar: float, dims_mu: Sequence[float] | None = None,
-               dims_logvar: Sequence[float] | None = None, height: int = 480) -> go.Figure:
+               dims_logvar: Sequence[float] | None = None, height: int = 480, text_size: int = TEXT_SIZE) -> go.Figure:
     """Contours of KL(N(mu, sigma^2) || N(0, 1)) = 1/2 (mu^2 + sigma^2 - 1 - log sigma^2) over
     (mu, log sigma^2), from :func:`core.kl.kl_to_standard_normal`. Marks the prior (0, 0) where the
     KL is 0, the current point (mu, logvar) (last trace), and optionally an encoder's dimensions (K,)
@@ -358,11 +373,11 @@ def vae_kl_map(mu: float, logvar: float, dims_mu: Sequence[float] | None = None,
                   yaxis=dict(title=dict(text="log σ² (posterior log-variance)"), range=[l_lo, l_hi]),
                   legend=dict(orientation="h", y=-0.2), uirevision="kl-map")
     return _figure(traces, layout, "KL(N(μ, σ²) ‖ N(0, 1)): the price of each latent dimension", height,
-                   fixed_margin=dict(l=78, r=16, t=50, b=60))
+                   fixed_margin=dict(l=78, r=16, t=50, b=60), text_size=text_size)
 
 
 def posterior_vs_prior(mu: Sequence[float], logvar: Sequence[float], threshold: float = 0.01,
-                       height: int | None = None) -> go.Figure:
+                       height: int | None = None, text_size: int = TEXT_SIZE) -> go.Figure:
     """An encoder's posterior per latent dimension (mu and logvar, each (K,)): mu_j ± 1.96 sigma_j
     (its 95% interval) against the prior N(0, 1) (grey band: ± 1.96). Dimensions whose KL
     (:func:`core.kl.kl_to_standard_normal`) is at most ``threshold`` nats (the same rule as
@@ -395,7 +410,8 @@ def posterior_vs_prior(mu: Sequence[float], logvar: Sequence[float], threshold: 
         xaxis=dict(title=dict(text="z value"), range=[lo, hi]),
         yaxis=dict(type="category", categoryorder="array", categoryarray=list(names[::-1])),
         legend=dict(orientation="h", y=-0.12, yanchor="top"), uirevision="kl-post")
-    return _figure(traces, layout, "Encoder posterior q(z|x) per dimension vs the prior N(0, 1)", height or 160 + 26 * k)
+    return _figure(traces, layout, "Encoder posterior q(z|x) per dimension vs the prior N(0, 1)", height or 160 + 26 * k,
+                   text_size=text_size)
 
 
 # ---- formulas with the numbers put in ------------------------------------------------------------------
