@@ -20,6 +20,10 @@ from core.figures import training as FT  # noqa: E402
 from core.models import LATENT_RANGE  # noqa: E402
 from core.training import ACTIVE_UNIT_NATS, MAX_EPOCHS  # noqa: E402
 
+import pandas  # noqa: E402,F401  (imported lazily by the charts otherwise: load them before freezing)
+import pyarrow.compute  # noqa: E402,F401
+import sklearn.decomposition  # noqa: E402,F401  (the timeline's PCA)
+
 R.freeze_import_objects()  # once per process: keeps Streamlit's after-run GC from stalling training
 ss = st.session_state
 store: R.RunStore = ss.setdefault("tr_runs", R.RunStore())
@@ -38,6 +42,12 @@ def draw(fig, key: str, alt: str, html_name: str | None = None) -> None:
     if html_name:
         st.download_button(f"⬇️ Download {html_name} (HTML)", data=lambda f=fig: ui.figure_html(f),
                            file_name=f"{html_name}.html", mime="text/html", on_click="ignore", key=f"dl_{key}")
+
+
+def plain(text: str) -> str:
+    """Text that may contain user input (an upload's file name) shown literally: Markdown's special
+    characters are escaped, so nothing in it can become a link, an image or formatting."""
+    return "".join("\\" + ch if ch in "\\`*_[]()<>#!|~$" else ch for ch in str(text))
 
 
 def duration(seconds: float | None) -> str:
@@ -92,7 +102,7 @@ def dataset_choice():
         except DatasetError as exc:
             ss["tr_upload_error"] = str(exc)
     if ss.get("tr_upload_error"):
-        st.error(f"That file could not be used: {ss['tr_upload_error']}\n\nThe current run is untouched.")
+        st.error(f"That file could not be used: {plain(ss['tr_upload_error'])}\n\nThe current run is untouched.")
     ds = ss.get("tr_upload")
     if ds is None:
         st.info("Upload a file to train on it.")
@@ -146,7 +156,7 @@ def configuration():
             st.error(f"These settings cannot be trained: {exc}")
             return None
         steps = R.total_steps(ds, tc)
-        st.caption(f"Next run: {mc.kind.upper()} on {ds.name}, {ds.dim} → {' → '.join(map(str, mc.hidden_dims))} → "
+        st.caption(f"Next run: {mc.kind.upper()} on {plain(ds.name)}, {ds.dim} → {' → '.join(map(str, mc.hidden_dims))} → "
                    f"{mc.latent_dim} → … → {ds.dim}, {tc.epochs} epochs ≈ {steps:,} steps of {tc.batch_size} images.")
         return ds, mc, tc
 
@@ -196,7 +206,7 @@ def beta_slider(run, cfg) -> None:
         help_text = "An autoencoder has no KL term, so β does nothing. Choose VAE in the configuration."
     st.select_slider("β, the weight of the KL term", options=R.BETA_CHOICES, key="tr_beta", on_change=on_beta,
                      format_func=lambda b: f"{b:g}", disabled=store.sweeping or is_ae, help=help_text)
-    if ss.get(f"_keep_tr_beta") != ss["tr_beta"]:
+    if ss.get("_keep_tr_beta") != ss["tr_beta"]:
         ui._publish("tr_beta")
 
 
@@ -251,7 +261,7 @@ def live_numbers(run) -> None:
     c = st.columns(4)
     c[0].metric("Step", f"{run.step:,}", help="Optimiser steps so far (one batch each).")
     if ev is None:
-        c[1].metric("Held-out −ELBO", "…", help="First measured at step 25.")
+        c[1].metric("Held-out −ELBO", "…", help=f"First measured at step {run.train_cfg.eval_every}.")
     elif run.is_vae:
         c[1].metric("Held-out −ELBO", f"{ev['neg_elbo']:.1f}",
                     help="recon + KL on held-out images, nats per image (lower is better; independent of β).")
@@ -300,13 +310,13 @@ def live_charts(run) -> None:
     snaps = run.snapshots
     recon = snaps[-1]["recon"] if (snaps and run.state == "training") else run.reconstruct(x)
     c3, c4 = st.columns(2, gap="medium")
+    c3.markdown("**Held-out inputs (top) and their reconstructions (bottom)**")
     c3.image(FT.mosaic_uri([x, recon], ds.image_shape), width="stretch",
-             caption="Held-out inputs (top) and their reconstructions (bottom)",
              alt=f"Eight held-out images above their reconstructions at step {run.step}.")
     samples = run.sample_prior(16, seed=run.train_cfg.seed)
+    c4.markdown("**Samples: decoding z ~ N(0, I)**" if run.is_vae else
+                "**Decoding random z ~ N(0, I)**: an autoencoder has no prior, so expect junk")
     c4.image(FT.mosaic_uri([samples[:8], samples[8:]], ds.image_shape), width="stretch",
-             caption="Samples: decoding z ~ N(0, I)" if run.is_vae else
-             "Decoding random z ~ N(0, I): an autoencoder has no prior, so expect junk",
              alt=f"Sixteen images decoded from random codes at step {run.step}.")
     if run.model_cfg.latent_dim == 2 and snaps:
         vega(FT.live_latent_chart(snaps[-1]["latents"], run.snapshot_labels(), ds.class_names,
@@ -473,12 +483,12 @@ def export_import(cfg) -> None:
             publish_shared_models()
             where = " It is also listed on the other pages that explore models." if ds.name in DATASETS else ""
             ss["tr_ckpt_msg"] = ("success", f"Loaded {ui.quote_user(run.name, 60)} ({run.model_cfg.kind.upper()}, "
-                                            f"latent {run.model_cfg.latent_dim}) for {ds.name}. Compare it above, or "
+                                            f"latent {run.model_cfg.latent_dim}) for {plain(ds.name)}. Compare it above, or "
                                             f"select it under Export and press ⏩ Continue training it.{where}")
             ss["tr_exp_pending"] = run.name
             st.rerun()  # list it in the table, the comparison and the export menu above
         except (CheckpointError, ValueError) as exc:
-            ss["tr_ckpt_msg"] = ("error", f"{exc} Nothing was changed: the current run is untouched.")
+            ss["tr_ckpt_msg"] = ("error", f"{plain(exc)} Nothing was changed: the current run is untouched.")
     msg = ss.get("tr_ckpt_msg")
     if msg:
         (st.success if msg[0] == "success" else st.error)(msg[1])

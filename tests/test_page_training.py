@@ -262,7 +262,8 @@ def progress_step(page) -> int:
 @pytest.mark.browser
 def test_training_page_trains_live_in_the_browser(watched_page, server_url):
     page = watched_page
-    open_train(page, server_url, "?dataset=digits&tr_epochs=200&tr_latent=2&tr_hidden=64,32")
+    # mnist-5k, 200 epochs: about 7,000 steps, so the run is still going when the test comes back to Pause it.
+    open_train(page, server_url, "?dataset=mnist-5k&tr_epochs=200&tr_latent=2")
     page.get_by_role("button", name="Start training").click()
     page.wait_for_selector('[data-testid="stProgress"]:has-text("samples/s")')
     page.wait_for_function("() => /step [1-9]/.test(document.querySelector('[data-testid=stProgress]').innerText)")
@@ -300,18 +301,19 @@ def test_training_page_trains_live_in_the_browser(watched_page, server_url):
 @pytest.mark.browser
 def test_training_page_presenter_mode_in_browser(watched_page, server_url):
     page = watched_page
-    open_train(page, server_url, "?present=1&dataset=digits&tr_epochs=40&tr_latent=16")
+    open_train(page, server_url, "?present=1&dataset=digits&tr_epochs=60&tr_latent=2")
     page.get_by_role("button", name="Next ▶").click()
     page.wait_for_selector("text=Scene 2 of 4")
     page.get_by_role("button", name="Start training").click()
     page.wait_for_function("() => { const p = document.querySelector('[data-testid=stProgress]');"
-                           " return p && /step ([5-9]\\d|\\d{3})\\//.test(p.innerText); }")
+                           " return p && /step (1[5-9]\\d|[2-9]\\d\\d|\\d{4})\\//.test(p.innerText); }",
+                           timeout=180_000)  # step >= 150: the latent map has organised itself
     page.get_by_role("button", name="Pause").click()
     page.wait_for_selector('[data-testid="stProgress"]:has-text("paused")')
     wait_drawn(page)
     assert_no_exception_box(page)
     page.mouse.move(0, 0)
-    page.set_viewport_size({"width": 1400, "height": 2000})
+    page.set_viewport_size({"width": 1400, "height": 2400})
     page.wait_for_timeout(1500)
     screenshot(page, "train-present")
     page.get_by_role("button", name="Next ▶").click()
