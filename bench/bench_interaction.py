@@ -121,12 +121,14 @@ def slider_latency(url_path: str, slider_label_or_selector: str, readout_selecto
 
 # (description, url path, slider, readout): the interactions measured for the README table.
 CASES = [
-    ("KL page: μ_p slider → KL(p‖q) number (densities, formulas and MC redrawn)", "kl",
-     ".st-key-kl_mup_sl", '.st-key-kl_readout [data-testid="stMetricValue"]'),
-    ("KL page: μ_p slider → densities chart redrawn in the browser (Plotly's SVG text changes)", "kl",
+    ("KL page: μ_p slider → densities chart redrawn (drawn in the browser by core/js/live_figure.js)", "kl",
      ".st-key-kl_mup_sl", ".st-key-kl_fig_density"),
-    ("KL page: VAE point μ slider → KL formula (contour map redrawn)", "kl",
-     ".st-key-kl_vmu", ".st-key-kl_vae_point"),
+    ("KL page: μ_p slider → KL(p‖q) number from the server (fragment rerun: formulas and Monte Carlo redrawn)",
+     "kl", ".st-key-kl_mup_sl", '.st-key-kl_readout [data-testid="stMetricValue"]'),
+    ("KL page: VAE point μ slider → the point and its KL on the contour map (drawn in the browser)", "kl",
+     ".st-key-kl_vmu", ".st-key-kl_fig_map"),
+    ("Reparameterization page: μ slider → exact gradient readout (fragment rerun: a fresh autograd experiment)",
+     "reparam", ".st-key-rp_mu", '.st-key-rp_readout [data-testid="stMetricValue"]'),
 ]
 
 

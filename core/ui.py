@@ -158,6 +158,7 @@ def _publish(key: str) -> None:
     st.session_state[f"_keep_{key}"] = v
     text = str(int(v)) if isinstance(v, bool) else str(v)
     st.session_state[f"_pub_{key}"] = text
+    st.session_state.get("_settings_view", {})[key] = text  # what '⬇️ Settings (JSON)' saves
     try:
         st.query_params[key] = text
     except Exception:  # AppTest or a closed session: the URL is best-effort
@@ -244,6 +245,7 @@ def sidebar() -> PageContext:
         settings_io()
     ss["_pub_dataset"], ss["_pub_seed"] = ss[K_DATASET], str(ss[K_SEED])
     ss["_pub_present"] = "1" if ss[K_PRESENT] else None
+    ss["_settings_view"].update(dataset=ss[K_DATASET], seed=str(ss[K_SEED]), **({"present": "1"} if ss[K_PRESENT] else {}))
     try:
         st.query_params["dataset"] = ss[K_DATASET]
         st.query_params["seed"] = str(ss[K_SEED])
@@ -275,8 +277,23 @@ _PRESENT_CSS = """
 """
 
 
+def _leave_pages_directory_mode() -> None:
+    """Until some run calls ``st.navigation``, a Streamlit process treats ``pages/`` as an old-style
+    multipage app: the first student on a fresh server who opens a shared deep link (say /kl) gets
+    that page without app.py, under a navigation of raw file names ("app", "kl", ...). Leave that
+    mode and rerun, so app.py draws its own navigation and routes the link (once per process)."""
+    try:
+        from streamlit.runtime.pages_manager import PagesManager
+    except ImportError:  # a Streamlit without the old mode
+        return
+    if PagesManager.uses_pages_directory:
+        PagesManager.uses_pages_directory = False
+        st.rerun()
+
+
 def page(title: str, icon: str, question: str | None = None) -> PageContext:
     """Start a page: title, the shared sidebar, presenter styling, URL errors. Call it first."""
+    _leave_pages_directory_mode()
     ctx = sidebar()
     st.html(_CSS + (_PRESENT_CSS if ctx.present else ""))
     st.title(f"{icon} {title}")
@@ -311,6 +328,69 @@ def figure(fig, key: str | None = None, alt: str | None = None, html_name: str |
                            file_name=f"{html_name}.html", mime="text/html", on_click="ignore",
                            key=f"dl_{key or html_name}")
     return out
+
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PLOTLY_STATIC = "plotly.min.js"  # in <app>/static/, served at app/static/ (server.enableStaticServing)
+
+
+def _plotly_static() -> bool:
+    """Put the plotly.js that ships with the Python plotly package into the app's static folder
+    (once per process; nothing is downloaded). False if that is not possible (read-only install)."""
+    if "ok" not in _STATIC_STATE:
+        import shutil
+
+        import plotly
+        src = os.path.join(os.path.dirname(plotly.__file__), "package_data", PLOTLY_STATIC)
+        dst = os.path.join(ROOT, "static", PLOTLY_STATIC)
+        try:
+            if not os.path.isfile(dst) or os.path.getsize(dst) != os.path.getsize(src):
+                os.makedirs(os.path.dirname(dst), exist_ok=True)
+                tmp = f"{dst}.{os.getpid()}.tmp"
+                shutil.copyfile(src, tmp)
+                os.replace(tmp, dst)
+            _STATIC_STATE["ok"] = True
+        except OSError:
+            _STATIC_STATE["ok"] = False
+    return _STATIC_STATE["ok"]
+
+
+_STATIC_STATE: dict[str, bool] = {}
+_LIVE: list = []
+
+
+def _live_component():
+    if not _LIVE:
+        with open(os.path.join(ROOT, "core", "js", "live_figure.js"), encoding="utf-8") as f:
+            js = f.read()
+        _LIVE.append(st.components.v2.component(
+            "latent_lab_live_figure", js=js,
+            html='<div class="ll-live"><div class="ll-plot"></div><div class="ll-error" role="alert"></div></div>',
+            css=".ll-live{width:100%}.ll-error{color:#b00020}",
+            isolate_styles=False))  # no shadow root: plotly.js styles its toolbar with global CSS
+    return _LIVE[0]
+
+
+def live_figure(fig, key: str, alt: str, updater: str, watch: dict[str, str], values: dict[str, float]) -> None:
+    """A Plotly figure that follows Streamlit sliders in the browser, before the server replies.
+
+    ``fig`` is the figure Python made from ``values``; ``watch`` maps each of those parameter names to
+    the key of the ``st.slider`` that sets it; ``updater`` names the function in core/js/live_figure.js
+    that recomputes the figure's data from slider values (it mirrors the Python figure function).
+    Falls back to :func:`figure` (a server round trip per move) when plotly.js cannot be served.
+    """
+    if present():
+        from core.figures import with_font_scale
+        fig = with_font_scale(go_copy(fig), PRESENT_SCALE)
+    if not _plotly_static() or not st.get_option("server.enableStaticServing"):
+        figure(fig, key=key, alt=alt)
+        return
+    height = fig.layout.height or 450
+    _live_component()(data={"fig": json.loads(fig.to_json()), "updater": updater, "watch": watch,
+                            "values": {k: float(v) for k, v in values.items()}, "alt": alt,
+                            "config": {**PLOTLY_CONFIG, "responsive": True},
+                            "plotly_src": f"app/static/{PLOTLY_STATIC}"},
+                      key=key, height=int(height))
 
 
 def go_copy(fig):
@@ -348,9 +428,12 @@ def to_csv(rows: Sequence[dict] | dict) -> str:
 def settings_io() -> None:
     """Sidebar: download the current view's settings as JSON, or load such a file."""
     with st.expander("Save or load settings"):
-        params = {k: st.query_params.get(k) for k in st.query_params.keys()}
-        st.download_button("⬇️ Settings (JSON)", data=json.dumps(params, indent=2), file_name="latent-lab-settings.json",
-                           mime="application/json", on_click="ignore", key="_dl_settings")
+        # The view's settings, filled as this run's URL-bound widgets publish their values (and by fragment
+        # reruns later), and read when the button is clicked: the URL at this point of the run lacks them.
+        view = st.session_state["_settings_view"] = {}
+        st.download_button("⬇️ Settings (JSON)", data=lambda: json.dumps(dict(view), indent=2),
+                           file_name="latent-lab-settings.json", mime="application/json", on_click="ignore",
+                           key="_dl_settings")
         up = st.file_uploader("Load settings (JSON)", type=["json"], key="_up_settings")
         if up is not None and st.session_state.get("_settings_loaded") != up.file_id:
             st.session_state["_settings_loaded"] = up.file_id

@@ -30,6 +30,8 @@ PRESETS = {  # name: (mu_p, sigma_p, mu_q, sigma_q)
 }
 ONE_D_KEYS = ("kl_mup", "kl_sp", "kl_muq", "kl_sq")
 ONE_D_DEFAULTS = (0.0, 1.0, 1.0, 1.5)
+# The density chart follows these sliders in the browser while they move (core/js/live_figure.js).
+DENSITY_SLIDERS = dict(zip(("mu_p", "sigma_p", "mu_q", "sigma_q"), (f"{k}_sl" for k in ONE_D_KEYS)))
 
 ctx = ui.page("KL divergence", "📐", "What is the KL divergence, and what does it do in a VAE?")
 TEXT = 20 if ctx.present else klfig.TEXT_SIZE  # tick labels, axis titles, legends (projector: larger)
@@ -143,9 +145,11 @@ def two_gaussians(show_exact: bool, show_mc: bool) -> None:
                 "The direction that averages over the **wider** distribution is usually larger, because its samples "
                 "land in the other distribution's thin tails, where log p/q is big.")
         with density_slot:
-            ui.figure(klfig.density_figure(mu_p, s_p, mu_q, s_q, text_size=TEXT), key="kl_fig_density",
-                      alt=f"Densities of p = N({mu_p:g}, {s_p:g}²) and q = N({mu_q:g}, {s_q:g}²), and below them the "
-                          f"signed integrand p log(p/q) whose area is KL(p‖q) = {kl_pq:.4f} nats.")
+            ui.live_figure(klfig.density_figure(mu_p, s_p, mu_q, s_q, text_size=TEXT), key="kl_fig_density",
+                           updater="kl_density", watch=DENSITY_SLIDERS,
+                           values=dict(mu_p=mu_p, sigma_p=s_p, mu_q=mu_q, sigma_q=s_q),
+                           alt=f"Densities of p = N({mu_p:g}, {s_p:g}²) and q = N({mu_q:g}, {s_q:g}²), and below them the "
+                               f"signed integrand p log(p/q) whose area is KL(p‖q) = {kl_pq:.4f} nats.")
 
     if show_mc:
         st.header("2. Estimating KL by sampling")
@@ -329,10 +333,13 @@ def vae_section() -> None:
         st.latex(klfig.latex_vae_kl(mu, logvar))
     c1, c2 = st.columns([3, 2], gap="large")
     with c1:
-        ui.figure(klfig.vae_kl_map(mu, logvar, mu_x, logvar_x, text_size=TEXT), key="kl_fig_map",
-                  alt=f"Contour map of the VAE's KL term over mean and log-variance; zero at the prior (0, 0). Your "
-                      f"point μ={mu:g}, log σ²={logvar:g} costs {float(kl.kl_to_standard_normal(mu, logvar)):.3f} nats; "
-                      f"the {LATENT} dots are the latent dimensions of the chosen image.")
+        ui.live_figure(klfig.vae_kl_map(mu, logvar, mu_x, logvar_x, text_size=TEXT), key="kl_fig_map",
+                       updater="kl_vae_point", watch={"mu": "kl_vmu", "logvar": "kl_vlv"},
+                       values={"mu": mu, "logvar": logvar},
+                       alt=f"Contour map of the VAE's KL term over mean and log-variance; zero at the prior (0, 0). "
+                           f"Your point μ={mu:g}, log σ²={logvar:g} costs "
+                           f"{float(kl.kl_to_standard_normal(mu, logvar)):.3f} nats; the {LATENT} dots are the latent "
+                           "dimensions of the chosen image.")
     with c2:
         st.markdown("**Your point** is the star. The **dots** are the 16 latent dimensions of this image, "
                     "encoded by the real model: the ones sitting on the prior's circle cost nothing and carry "

@@ -22,8 +22,22 @@ def assert_ok(at: AppTest) -> None:
 
 
 def plotly_specs(at: AppTest) -> list[dict]:
+    """Every Plotly figure on the page, in page order: ``st.plotly_chart`` and ``core.ui.live_figure``
+    (a custom component that carries its figure in its data)."""
     import json
-    return [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    out = []
+
+    def walk(node):
+        for child in getattr(node, "children", {}).values():
+            kind = getattr(child, "type", None)
+            if kind == "plotly_chart":
+                out.append(json.loads(child.proto.spec))
+            elif kind == "bidi_component" and child.proto.component_name.endswith("latent_lab_live_figure"):
+                out.append(json.loads(child.proto.json)["fig"])
+            walk(child)
+
+    walk(at._tree)
+    return out
 
 
 def texts(at: AppTest) -> str:

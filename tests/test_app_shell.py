@@ -137,3 +137,30 @@ def test_page_file_names_match_their_url_paths():
     from app import LESSONS
     for path, _, _, slug, _ in LESSONS:
         assert re.sub(r"^\d+_", "", path.split("/")[-1][:-3]) == slug, path
+
+
+@pytest.mark.browser
+def test_first_visit_on_a_fresh_server_by_deep_link_gets_the_app_navigation(browser):
+    """A student's shared link is often the very first request a fresh server sees. It must show the
+    lesson titles from app.py's navigation, not Streamlit's old pages/ file names ("app", "kl")."""
+    from playwright.sync_api import expect
+
+    from tests.conftest import ConsoleWatch, start_server, stop_server
+
+    proc, url = start_server()
+    try:
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        watch = ConsoleWatch(page)
+        page.goto(url + "/reparam?rp_mu=1.5")
+        wait_drawn(page)
+        nav = page.locator('[data-testid="stSidebarNav"]')
+        expect(nav.get_by_role("link", name="Home")).to_have_count(1)
+        expect(nav.get_by_role("link", name="KL divergence")).to_have_count(1)
+        expect(nav.get_by_role("link", name="app", exact=True)).to_have_count(0)
+        expect(page.locator("h1").first).to_contain_text("reparameterization", ignore_case=True)
+        assert "rp_mu=1.5" in page.url  # the link's parameters survived the switch
+        assert_no_exception_box(page)
+        watch.check()
+        page.close()
+    finally:
+        stop_server(proc)

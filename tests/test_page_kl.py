@@ -328,5 +328,53 @@ def test_kl_page_presenter_mode_in_browser(watched_page, server_url):
     wait_drawn(page)
     page.get_by_text("Scene 1 of 5").first.wait_for()
     assert_no_exception_box(page)
-    assert page.locator('[data-testid="stPlotlyChart"]').count() >= 1
+    expect(page.locator(".st-key-kl_fig_density .js-plotly-plot")).to_have_count(1, timeout=30_000)  # browser-drawn
+    page.wait_for_timeout(500)
     screenshot(page, "kl-present")
+
+
+_DENSITY = ".st-key-kl_fig_density"
+
+
+@pytest.mark.browser
+def test_density_chart_redraws_in_the_browser_and_matches_python(watched_page, server_url):
+    """The density chart follows the slider in the browser (core/js/live_figure.js), before the
+    server replies; what the browser computes equals core.figures.kl.density_figure."""
+    from core.figures import kl as klfig
+
+    page = watched_page
+    _open(page, server_url, "?kl_mup=0&kl_sp=1&kl_muq=1&kl_sq=1.5")
+    page.wait_for_selector(f"{_DENSITY} .js-plotly-plot .main-svg")
+    live = page.locator(f"{_DENSITY} .ll-live")
+    expect(live).to_have_attribute("data-origin", "server")
+    # The browser's updater against Python, on parameters the page never had (no server involved).
+    params = dict(mu_p=-1.3, sigma_p=0.4, mu_q=2.2, sigma_q=3.1)
+    got = page.evaluate("([sel, v]) => { const plot = document.querySelector(sel);"
+                        " const fig = window.latentLabLiveUpdaters.kl_density({data: plot.data, layout: plot.layout}, v);"
+                        " return {x: fig.data.map(t => Array.from(t.x)), y: fig.data.map(t => Array.from(t.y)),"
+                        " names: fig.data.map(t => t.name), notes: fig.layout.annotations.map(a => a.text)}; }",
+                        [f"{_DENSITY} .js-plotly-plot", params])
+    want = klfig.density_figure(*params.values())
+    for i in range(5):
+        np.testing.assert_allclose(got["x"][i], np.asarray(want.data[i].x, float), rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(got["y"][i], np.asarray(want.data[i].y, float), rtol=1e-5, atol=1e-6)
+    assert got["names"][:2] == [want.data[0].name, want.data[1].name] == ["p = N(-1.3, 0.4²)", "q = N(2.2, 3.1²)"]
+    assert [a.text for a in want.layout.annotations] == got["notes"]
+    assert f"= {torch_kl(*params.values()):.4f} nats" in got["notes"][1]
+    # A key press on the μ_p slider: the chart shows the new KL (drawn by the browser or, once it has
+    # replied, by the server; both say the same).
+    thumb = page.locator('.st-key-kl_mup_sl input[type="range"]').first
+    thumb.focus()
+    thumb.press("ArrowRight")
+    expect(live).to_have_attribute("data-values", '{"mu_p":0.1,"sigma_p":1,"mu_q":1,"sigma_q":1.5}')
+    expect(page.locator(f"{_DENSITY} .annotation-text").nth(1)).to_contain_text(
+        f"KL(p‖q) = {torch_kl(0.1, 1.0, 1.0, 1.5):.4f} nats")
+    expect(page.locator(f"{_DENSITY} .legendtext").first).to_have_text("p = N(0.1, 1²)")
+    # The VAE section's contour map: the browser moves the point and its KL label like vae_kl_map does.
+    page.wait_for_selector(".st-key-kl_fig_map .js-plotly-plot .main-svg")
+    got = page.evaluate("(v) => { const plot = document.querySelector('.st-key-kl_fig_map .js-plotly-plot');"
+                        " const fig = window.latentLabLiveUpdaters.kl_vae_point({data: plot.data, layout: plot.layout}, v);"
+                        " const t = fig.data[fig.data.length - 1]; return [t.x[0], t.y[0], t.text[0]]; }",
+                        {"mu": -1.7, "logvar": 0.6})
+    point = klfig.vae_kl_map(-1.7, 0.6).data[-1]
+    assert got == [-1.7, 0.6, point.text[0]] and point.text[0] == f"  KL = {float(K.kl_to_standard_normal(-1.7, 0.6)):.3f}"
