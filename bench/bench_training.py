@@ -141,17 +141,14 @@ def measure(url: str, pairs: int, window: float, server_pid: int | None = None) 
     return out
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--pairs", type=int, default=6, help="page/bare window pairs")
-    ap.add_argument("--window", type=float, default=5.0, help="seconds per window")
-    a = ap.parse_args(argv)
+def rows(pairs: int = 6, window: float = 5.0) -> list[tuple[str, str, str]]:
+    """The README table's row (for bench.run); the per-window figures go to stderr."""
     from tests.conftest import start_server, stop_server
 
     proc, url = start_server(env={"LATENT_LAB_TORCH_THREADS": "1"})
     load = _load()
     try:
-        m = measure(url, a.pairs, a.window, server_pid=proc.pid)
+        m = measure(url, pairs, window, server_pid=proc.pid)
     finally:
         stop_server(proc)
     ratios = [p / b for p, b in zip(m["page"], m["bare"])]
@@ -165,12 +162,19 @@ def main(argv=None) -> int:
     p, w, b, r = (statistics.median(v) for v in (m["page"], m["page_wall"], m["bare"], ratios))
     rc = statistics.median(cpu_ratios) if cpu_ratios else float("nan")
     ok = "✅" if r >= BUDGET else "❌"
-    print("| benchmark | measured | reference | ratio | budget |")
-    print("| --- | --- | --- | --- | --- |")
-    print(f"| Live training while the page updates ({DATASET}, VAE 784-256-128-16, batch {BATCH}, 1 thread; "
-          f"median of {len(ratios)} alternating {a.window:g} s windows; load average {load}) | {p:,.0f} samples/s "
-          f"(wall clock {w:,.0f}) | bare PyTorch loop {b:,.0f} samples/s | {r:.0%} (samples per CPU second: "
-          f"{rc:.0%}) | ≥ {BUDGET:.0%} {ok} |")
+    return [(f"Live training while the page updates ({DATASET}, VAE 784-256-128-16, batch {BATCH}, 1 thread; "
+             f"median of {len(ratios)} alternating {window:g} s windows against a bare PyTorch loop; load {load})",
+             f"{p:,.0f} vs {b:,.0f} samples/s ({r:.0%}; per CPU second of the whole server: {rc:.0%}) {ok}",
+             f"≥ {BUDGET:.0%}")]
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--pairs", type=int, default=6, help="page/bare window pairs")
+    ap.add_argument("--window", type=float, default=5.0, help="seconds per window")
+    a = ap.parse_args(argv)
+    for r in rows(a.pairs, a.window):
+        print("| " + " | ".join(r) + " |")
     return 0
 
 

@@ -210,7 +210,7 @@ def test_invalid_url_parameters_give_an_error_and_the_defaults():
 
 
 def test_tsne_map_forms_progressively_and_is_then_cached():
-    query = {"dataset": "digits", "ls_dim": "16", "ls_map": "tsne", "ls_tseed": "3", "ls_steps": "5"}
+    query = {"dataset": "digits", "ls_dim": "16", "ls_map": "tsne", "ls_tseed": "3", "ls_steps": "5", "ls_iter": "250"}
     at = page_app(PAGE, query=query, timeout=300)
     assert_ok(at)
     first = _title(plotly_specs(at)[0])
