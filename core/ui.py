@@ -245,7 +245,10 @@ def sidebar() -> PageContext:
         settings_io()
     ss["_pub_dataset"], ss["_pub_seed"] = ss[K_DATASET], str(ss[K_SEED])
     ss["_pub_present"] = "1" if ss[K_PRESENT] else None
-    ss["_settings_view"].update(dataset=ss[K_DATASET], seed=str(ss[K_SEED]), **({"present": "1"} if ss[K_PRESENT] else {}))
+    view = ss["_settings_view"]  # what '⬇️ Settings (JSON)' saves: the URL as this run writes it
+    view.update(dataset=ss[K_DATASET], seed=str(ss[K_SEED]), present="1")
+    if not ss[K_PRESENT]:
+        del view["present"]
     try:
         st.query_params["dataset"] = ss[K_DATASET]
         st.query_params["seed"] = str(ss[K_SEED])
@@ -428,9 +431,9 @@ def to_csv(rows: Sequence[dict] | dict) -> str:
 def settings_io() -> None:
     """Sidebar: download the current view's settings as JSON, or load such a file."""
     with st.expander("Save or load settings"):
-        # The view's settings, filled as this run's URL-bound widgets publish their values (and by fragment
-        # reruns later), and read when the button is clicked: the URL at this point of the run lacks them.
-        view = st.session_state["_settings_view"] = {}
+        # Read when the button is clicked, not now: the URL at this point of the run lacks the values that
+        # the widgets below (and later fragment reruns) publish, and _publish adds them to this dict.
+        view = st.session_state["_settings_view"] = {k: st.query_params.get(k) for k in st.query_params.keys()}
         st.download_button("⬇️ Settings (JSON)", data=lambda: json.dumps(dict(view), indent=2),
                            file_name="latent-lab-settings.json", mime="application/json", on_click="ignore",
                            key="_dl_settings")
