@@ -9,6 +9,7 @@ defaults. No user-supplied string is ever rendered as HTML.
 """
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -322,9 +323,7 @@ def figure(fig, key: str | None = None, alt: str | None = None, html_name: str |
     """Draw a Plotly figure with the house toolbar (PNG export at 3x). ``alt`` is the text
     alternative for screen readers. ``html_name`` adds a download of the figure (with its
     animation, if any) as a standalone offline HTML file."""
-    if present():
-        from core.figures import with_font_scale
-        fig = with_font_scale(go_copy(fig), PRESENT_SCALE)
+    fig = _presented(fig)
     out = st.plotly_chart(fig, key=key, config=PLOTLY_CONFIG, alt=alt, **kw)
     if html_name:
         st.download_button(f"⬇️ Download {html_name} (HTML)", data=lambda f=fig: figure_html(f),
@@ -337,41 +336,35 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PLOTLY_STATIC = "plotly.min.js"  # in <app>/static/, served at app/static/ (server.enableStaticServing)
 
 
+@functools.cache
 def _plotly_static() -> bool:
     """Put the plotly.js that ships with the Python plotly package into the app's static folder
     (once per process; nothing is downloaded). False if that is not possible (read-only install)."""
-    if "ok" not in _STATIC_STATE:
-        import shutil
+    import shutil
 
-        import plotly
-        src = os.path.join(os.path.dirname(plotly.__file__), "package_data", PLOTLY_STATIC)
-        dst = os.path.join(ROOT, "static", PLOTLY_STATIC)
-        try:
-            if not os.path.isfile(dst) or os.path.getsize(dst) != os.path.getsize(src):
-                os.makedirs(os.path.dirname(dst), exist_ok=True)
-                tmp = f"{dst}.{os.getpid()}.tmp"
-                shutil.copyfile(src, tmp)
-                os.replace(tmp, dst)
-            _STATIC_STATE["ok"] = True
-        except OSError:
-            _STATIC_STATE["ok"] = False
-    return _STATIC_STATE["ok"]
+    import plotly
+    src = os.path.join(os.path.dirname(plotly.__file__), "package_data", PLOTLY_STATIC)
+    dst = os.path.join(ROOT, "static", PLOTLY_STATIC)
+    try:
+        if not os.path.isfile(dst) or os.path.getsize(dst) != os.path.getsize(src):
+            os.makedirs(os.path.dirname(dst), exist_ok=True)
+            tmp = f"{dst}.{os.getpid()}.tmp"
+            shutil.copyfile(src, tmp)
+            os.replace(tmp, dst)
+        return True
+    except OSError:
+        return False
 
 
-_STATIC_STATE: dict[str, bool] = {}
-_LIVE: list = []
-
-
+@functools.cache
 def _live_component():
-    if not _LIVE:
-        with open(os.path.join(ROOT, "core", "js", "live_figure.js"), encoding="utf-8") as f:
-            js = f.read()
-        _LIVE.append(st.components.v2.component(
-            "latent_lab_live_figure", js=js,
-            html='<div class="ll-live"><div class="ll-plot"></div><div class="ll-error" role="alert"></div></div>',
-            css=".ll-live{width:100%}.ll-error{color:#b00020}",
-            isolate_styles=False))  # no shadow root: plotly.js styles its toolbar with global CSS
-    return _LIVE[0]
+    with open(os.path.join(ROOT, "core", "js", "live_figure.js"), encoding="utf-8") as f:
+        js = f.read()
+    return st.components.v2.component(
+        "latent_lab_live_figure", js=js,
+        html='<div class="ll-live"><div class="ll-plot"></div><div class="ll-error" role="alert"></div></div>',
+        css=".ll-live{width:100%}.ll-error{color:#b00020}",
+        isolate_styles=False)  # no shadow root: plotly.js styles its toolbar with global CSS
 
 
 def live_figure(fig, key: str, alt: str, updater: str, watch: dict[str, str], values: dict[str, float]) -> None:
@@ -382,18 +375,24 @@ def live_figure(fig, key: str, alt: str, updater: str, watch: dict[str, str], va
     that recomputes the figure's data from slider values (it mirrors the Python figure function).
     Falls back to :func:`figure` (a server round trip per move) when plotly.js cannot be served.
     """
-    if present():
-        from core.figures import with_font_scale
-        fig = with_font_scale(go_copy(fig), PRESENT_SCALE)
     if not _plotly_static() or not st.get_option("server.enableStaticServing"):
         figure(fig, key=key, alt=alt)
         return
+    fig = _presented(fig)
     height = fig.layout.height or 450
     _live_component()(data={"fig": json.loads(fig.to_json()), "updater": updater, "watch": watch,
                             "values": {k: float(v) for k, v in values.items()}, "alt": alt,
                             "config": {**PLOTLY_CONFIG, "responsive": True},
                             "plotly_src": f"app/static/{PLOTLY_STATIC}"},
                       key=key, height=int(height))
+
+
+def _presented(fig):
+    """``fig`` with presenter-mode font sizes when presenter mode is on (a copy), else ``fig``."""
+    if not present():
+        return fig
+    from core.figures import with_font_scale
+    return with_font_scale(go_copy(fig), PRESENT_SCALE)
 
 
 def go_copy(fig):
