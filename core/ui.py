@@ -137,9 +137,25 @@ def _valid(v, lo=None, hi=None, choices=None) -> bool:
 
 def _url_changed(key: str) -> bool:
     """True when the URL holds a value for ``key`` that this session did not write: a link was
-    pasted or edited (Streamlit may keep the session across a reload), so the URL must win."""
+    pasted or edited (Streamlit may keep the session across a reload), so the URL must win.
+
+    A rerun request carries the browser's URL as it was when the request left, which may be
+    before the previous run's URL update arrived: a slider moved twice in quick succession sends
+    the first value's run an URL that still holds the page's load-time value. Such stale echoes,
+    the values this session recently wrote and the URL the previous run saw, are not changes
+    (otherwise they would reset the slider the student just moved)."""
+    ss = st.session_state
     raw = _raw_param(key)
-    return raw is not None and raw != st.session_state.get(f"_pub_{key}")
+    seen, ss[f"_seen_{key}"] = ss.get(f"_seen_{key}"), raw
+    return raw is not None and raw != seen and raw not in ss.get(f"_pubs_{key}", ())
+
+
+def _note_published(key: str, text: str | None) -> None:
+    """Remember ``text`` as the value this session wrote to the URL for ``key`` (with the last
+    few before it, see ``_url_changed``)."""
+    ss = st.session_state
+    recent = [t for t in ss.get(f"_pubs_{key}", []) if t != text][-7:]
+    ss[f"_pubs_{key}"] = recent + [text]
 
 
 def _bind(key: str, default, lo=None, hi=None, choices=None) -> None:
@@ -158,7 +174,7 @@ def _publish(key: str) -> None:
     v = st.session_state.get(key)
     st.session_state[f"_keep_{key}"] = v
     text = str(int(v)) if isinstance(v, bool) else str(v)
-    st.session_state[f"_pub_{key}"] = text
+    _note_published(key, text)
     st.session_state.get("_settings_view", {})[key] = text  # what '⬇️ Settings (JSON)' saves
     try:
         st.query_params[key] = text
@@ -244,8 +260,9 @@ def sidebar() -> PageContext:
         st.toggle("Presenter mode", key="_w_present", on_change=_sync_global, args=("_w_present", K_PRESENT),
                   help="Larger text and figures for a projector; configuration tucked away. Also ?present=1.")
         settings_io()
-    ss["_pub_dataset"], ss["_pub_seed"] = ss[K_DATASET], str(ss[K_SEED])
-    ss["_pub_present"] = "1" if ss[K_PRESENT] else None
+    _note_published("dataset", ss[K_DATASET])
+    _note_published("seed", str(ss[K_SEED]))
+    _note_published("present", "1" if ss[K_PRESENT] else None)
     view = ss["_settings_view"]  # what '⬇️ Settings (JSON)' saves: the URL as this run writes it
     view.update(dataset=ss[K_DATASET], seed=str(ss[K_SEED]), present="1")
     if not ss[K_PRESENT]:

@@ -129,6 +129,33 @@ def test_a_pasted_link_wins_over_session_state_and_kept_values_are_revalidated()
     assert not _valid(9.0, -5.0, 5.0) and _valid(1.0, -5.0, 5.0) and not _valid("a", -5.0, 5.0)
 
 
+def test_a_stale_url_echo_does_not_undo_a_slider_move():
+    """Two quick slider moves: the second move's rerun request carries the browser's URL from before
+    the first run's URL update arrived. That old value is not a pasted link and must not reset the
+    slider (seen on the latent page in Chromium: the slider jumped back to where it started)."""
+    from streamlit.testing.v1 import AppTest
+    script = (
+        "import streamlit as st\n"
+        "from core import ui\n"
+        "ui.sidebar()\n"
+        "v = ui.slider('mu', 'x_mu', -5.0, 5.0, 0.0)\n"
+        "st.session_state['seen'] = v\n")
+    at = AppTest.from_string(script, default_timeout=30)
+    at.query_params["x_mu"] = "0.0"
+    at.run()
+    at.slider(key="x_mu").set_value(0.5).run()
+    assert at.query_params["x_mu"] == "0.5"
+    at.query_params["x_mu"] = "0.0"  # the browser has not yet received the 0.5 update
+    at.slider(key="x_mu").set_value(1.0).run()
+    assert at.session_state["seen"] == 1.0 and at.query_params["x_mu"] == "1.0"
+    at.query_params["x_mu"] = "0.5"  # an even later echo, of an earlier value this session wrote
+    at.slider(key="x_mu").set_value(1.5).run()
+    assert at.session_state["seen"] == 1.5
+    at.query_params["x_mu"] = "-2.0"  # but a value the session never wrote is a pasted link: it wins
+    at.run()
+    assert at.session_state["seen"] == -2.0
+
+
 def test_page_file_names_match_their_url_paths():
     """Before app.py has run once, a fresh server resolves a deep link (/kl) from the pages/ file
     names; a mismatch shows students a "Page not found" dialog on a shared link."""
