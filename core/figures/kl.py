@@ -348,8 +348,10 @@ def vae_kl_map(mu: float, logvar: float, dims_mu: Sequence[float] | None = None,
     step = _nice_step(zmax)
     traces = [
         _trace("Contour", x=_f32(mg), y=_f32(lg), z=_f32(z), colorscale="Cividis", reversescale=True, zmin=0, zmax=zmax,
-               contours=dict(start=0, end=zmax, size=step, showlabels=True, labelfont=dict(size=11, color="#222")),
-               colorbar=dict(title=dict(text="KL (nats)", side="right")),
+               # No labels on the lines: Plotly places them on every redraw (~110 ms), and the point moves
+               # with the slider in the browser. The colour bar's ticks are the contour levels instead.
+               contours=dict(start=0, end=zmax, size=step, showlabels=False),
+               colorbar=dict(title=dict(text="KL (nats)", side="right"), tick0=0, dtick=step),
                line=dict(width=0.8, color="rgba(0,0,0,0.35)"), name="KL",
                hovertemplate="μ=%{x:.2f}<br>log σ²=%{y:.2f}<br>KL=%{z:.3f} nats<extra></extra>"),
         _trace("Scatter", x=[0], y=[0], mode="markers", name="prior N(0, 1): KL = 0",

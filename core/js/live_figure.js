@@ -93,15 +93,21 @@ function sliderInput(key) {
   return document.querySelector(`.st-key-${key} input[type="range"]`);
 }
 
+// Streamlit calls this function again with new data on every rerun, on the same host element, and
+// runs the returned cleanup only when the element goes away. So the state (the last server figure,
+// the one MutationObserver) lives on the host: a second observer per rerun would redraw the chart
+// once more per rerun on every slider move (the lag grew with each move).
 export default function ({ parentElement, data }) {
   const host = parentElement.querySelector(".ll-live");
   const plot = host.querySelector(".ll-plot");
   plot.setAttribute("role", "img");
   plot.setAttribute("aria-label", data.alt || "");
+  const st = host.__latentLab || (host.__latentLab = { observer: null, frame: 0 });
   const watch = data.watch || {};
   const update = UPDATERS[data.updater];
-  let server = data.fig;  // the figure as Python computed it on the last run
-  let last = JSON.stringify(data.values);  // the slider values that figure was made from
+  const sig = JSON.stringify(data.fig);  // Streamlit may call again with the same figure: keep the old object
+  if (sig !== st.serverSig) [st.server, st.serverSig] = [data.fig, sig];  // the figure Python made on the last run
+  st.last = JSON.stringify(data.values);  // the slider values that figure was made from
   const values = () => {
     const v = {};
     for (const [name, key] of Object.entries(watch)) {
@@ -112,31 +118,41 @@ export default function ({ parentElement, data }) {
     return v;
   };
   const draw = (Plotly) => {
+    st.frame = 0;
     const v = values();
     const key = JSON.stringify(v);
-    let fig = server;
+    let fig = st.server;
     let origin = "server";
-    if (key !== last && update) {  // the sliders moved since that run: recompute here
-      const local = update(server, v);
+    if (key !== st.last && update) {  // the sliders moved since that run: recompute here
+      const local = update(st.server, v);
       if (local) [fig, origin] = [local, "browser"];
     }
+    if (st.drawnFrom && st.drawnFrom[0] === st.server && st.drawnFrom[1] === key) return null;  // already drawn
+    st.drawnFrom = [st.server, key];
     host.dataset.values = key;
     host.dataset.origin = origin;  // which side computed what is drawn (the tests look)
+    host.dataset.draws = String(Number(host.dataset.draws || 0) + 1);  // redraws so far (a test counts them)
     return Plotly.react(plot, fig.data, fig.layout, data.config);
   };
-  let observer = null;
   loadPlotly(data.plotly_src).then((Plotly) => {
     draw(Plotly);
-    // One callback per React commit (all of a slider's attribute changes arrive together).
-    observer = new MutationObserver(() => draw(Plotly));
+    // One observer per chart, re-attached on each run (a rerun may re-mount a slider's input). A
+    // slider's value and aria-valuetext may change in separate commits: draw once per frame.
+    if (st.observer) st.observer.disconnect();
+    st.observer = new MutationObserver(() => {
+      if (!st.frame) st.frame = requestAnimationFrame(() => draw(Plotly));
+    });
     for (const key of Object.values(watch)) {
       const el = sliderInput(key);
-      if (el) observer.observe(el, { attributes: true, attributeFilter: ["value", "aria-valuetext"] });
+      if (el) st.observer.observe(el, { attributes: true, attributeFilter: ["value", "aria-valuetext"] });
     }
   }).catch((err) => {
     host.querySelector(".ll-error").textContent = "This chart could not be drawn: " + err.message + ". Reload the page.";
   });
   return () => {
-    if (observer) observer.disconnect();
+    if (st.observer) st.observer.disconnect();
+    if (st.frame) cancelAnimationFrame(st.frame);
+    st.observer = null;
+    st.frame = 0;
   };
 }
