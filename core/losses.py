@@ -20,6 +20,7 @@ nothing from pushing a dimension's KL below lambda nats.
 """
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import torch
@@ -66,7 +67,7 @@ def elbo_terms(x: torch.Tensor, out: ModelOutput, beta: float, likelihood: str, 
 
     For an autoencoder (``out.logvar is None``) the KL terms are zero and loss = recon.
     """
-    if beta < 0 or not torch.isfinite(torch.as_tensor(beta)):
+    if not (math.isfinite(float(beta)) and beta >= 0):
         raise ValueError(f"beta must be a finite number >= 0, got {beta}")
     recon = reconstruction_nll(x, out, likelihood).mean()
     if out.logvar is None:

@@ -134,10 +134,16 @@ class AutoEncoder(nn.Module):
     def _link(self, logits: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(logits) if self.cfg.likelihood == "bernoulli" else logits
 
-    def forward(self, x: torch.Tensor, eps: torch.Tensor | None = None) -> ModelOutput:
+    def _output(self, logits: torch.Tensor, mu, logvar, z, recon: bool) -> ModelOutput:
+        # recon=False: the caller needs only the logits (the loss), so a Bernoulli decoder skips its
+        # sigmoid (``recon`` is then None). A Gaussian decoder's mean is its logits: always given.
+        keep = recon or self.cfg.likelihood != "bernoulli"
+        return ModelOutput(self._link(logits) if keep else None, mu, logvar, z, logits)
+
+    def forward(self, x: torch.Tensor, eps: torch.Tensor | None = None, recon: bool = True) -> ModelOutput:
+        """``recon=False`` leaves out a Bernoulli decoder's mean (``recon`` None; the loss uses the logits)."""
         mu, _ = self.encode(x)
-        logits = self.decode_logits(mu)
-        return ModelOutput(self._link(logits), mu, None, mu, logits)
+        return self._output(self.decode_logits(mu), mu, None, mu, recon)
 
     def activations(self, x: torch.Tensor, eps: torch.Tensor | None = None) -> list[tuple[str, torch.Tensor]]:
         """Every layer's output for ``x`` in forward order, as (name, (B, width)) pairs.
@@ -182,15 +188,15 @@ class VAE(AutoEncoder):
         h = self.features(x)
         return self.head_mu(h), self.head_logvar(h)
 
-    def forward(self, x: torch.Tensor, eps: torch.Tensor | None = None) -> ModelOutput:
-        """In ``eval()`` mode with no ``eps``, z = mu (the posterior mean), so outputs are deterministic."""
+    def forward(self, x: torch.Tensor, eps: torch.Tensor | None = None, recon: bool = True) -> ModelOutput:
+        """In ``eval()`` mode with no ``eps``, z = mu (the posterior mean), so outputs are deterministic.
+        ``recon=False`` leaves out a Bernoulli decoder's mean (``recon`` None; the loss uses the logits)."""
         mu, logvar = self.encode(x)
         if eps is None and not self.training:
             z = mu
         else:
             z = reparameterize(mu, logvar, eps)
-        logits = self.decode_logits(z)
-        return ModelOutput(self._link(logits), mu, logvar, z, logits)
+        return self._output(self.decode_logits(z), mu, logvar, z, recon)
 
 
 def build_model(cfg: ModelConfig, device: str = "auto") -> AutoEncoder:

@@ -79,6 +79,16 @@ def count_active_units(kl_per_dim) -> int:
     return int((np.asarray(kl_per_dim) > ACTIVE_UNIT_NATS).sum())
 
 
+def make_optimizer(model: torch.nn.Module, lr: float) -> torch.optim.Adam:
+    """Adam (Kingma & Ba, 2015) with PyTorch's fused implementation where the device has it (CPU,
+    CUDA): one kernel updates every parameter, instead of a Python loop of ~6 ops per parameter
+    tensor. Same update rule, same results up to rounding; ~15 % more samples/s for the page's MLP
+    VAE on one CPU thread (bench/bench_core.py)."""
+    params = list(model.parameters())
+    fused = params[0].device.type in ("cpu", "cuda") and all(p.is_floating_point() for p in params)
+    return torch.optim.Adam(params, lr=lr, fused=fused or None)
+
+
 class Trainer:
     """Train ``build_model(model_cfg)`` on ``dataset`` in resumable chunks.
 
@@ -100,7 +110,7 @@ class Trainer:
         if state_dict is not None:
             self.model.load_state_dict(state_dict)
         self.device = next(self.model.parameters()).device
-        self.opt = torch.optim.Adam(self.model.parameters(), lr=train_cfg.lr)
+        self.opt = make_optimizer(self.model, train_cfg.lr)
         train_idx, val_idx = train_val_split(dataset.n, train_cfg.val_fraction, train_cfg.seed)
         self.train_idx, self.val_idx = train_idx, val_idx
         self.x_train = torch.as_tensor(dataset.x[train_idx], device=self.device)
@@ -255,13 +265,14 @@ class Trainer:
         with self.lock:
             if self.status == "idle":
                 self.status = "running"
-            self.model.train()
+            if not self.model.training:  # train() walks every module: only when an evaluation left eval mode
+                self.model.train()
             xb = self._next_batch()
             eps = None
             if self.model.is_vae:
                 eps = torch.randn((len(xb), self.model_cfg.latent_dim), generator=self.gen, device=self.device)
             beta = self.effective_beta()
-            out = self.model(xb, eps=eps)
+            out = self.model(xb, eps=eps, recon=False)
             terms = elbo_terms(xb, out, beta, self.model_cfg.likelihood, self.cfg.free_bits)
             vals = torch.cat([torch.stack([terms.loss, terms.recon, terms.kl]).detach(), terms.kl_per_dim.detach()]).tolist()
             if not all(math.isfinite(v) for v in vals[:3]):
@@ -290,7 +301,7 @@ class Trainer:
 
     def _diverge(self, loss_value: float) -> None:
         self.model.load_state_dict(self._good_state)
-        self.opt = torch.optim.Adam(self.model.parameters(), lr=self.cfg.lr)
+        self.opt = make_optimizer(self.model, self.cfg.lr)
         self.status = "diverged"
         self.message = (f"The loss became {loss_value} at step {self.step + 1} (learning rate {self.cfg.lr:g}). "
                         f"Training stopped and the weights from step {self._good_step} were restored. "

@@ -488,10 +488,24 @@ def apply_settings(params: dict[str, str]) -> None:
 
 # ---- shared models -------------------------------------------------------------------------
 
+SWITCH_INTERVAL_S = 0.0005
+
+
 def configure_torch():
     """Import torch with one intra-op thread per process: many sessions share two cores and
-    more threads oversubscribe them (see bench/). Override with LATENT_LAB_TORCH_THREADS."""
+    more threads oversubscribe them (see bench/). Override with LATENT_LAB_TORCH_THREADS.
+
+    Also shortens the interpreter's GIL switch interval from 5 ms to 0.5 ms (override with
+    LATENT_LAB_SWITCH_INTERVAL, in seconds). A training thread releases the GIL for every torch
+    op and must get it back after; while a page redraw runs, each reacquisition could wait a whole
+    interval, so a 20 ms redraw stretched into ~60 ms of stalled training (bench/bench_training.py)."""
+    import sys
+
     import torch
+    try:
+        sys.setswitchinterval(float(os.environ.get("LATENT_LAB_SWITCH_INTERVAL", SWITCH_INTERVAL_S)))
+    except ValueError:  # a bad override: keep the interpreter's value
+        pass
     want = max(1, int(os.environ.get("LATENT_LAB_TORCH_THREADS", "1")))
     if torch.get_num_threads() != want:
         torch.set_num_threads(want)

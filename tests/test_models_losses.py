@@ -165,3 +165,42 @@ def test_bce_with_logits_reference_on_continuous_targets():
     x, out = _random_out()
     t = elbo_terms(x, out, 0.0, "bernoulli")
     assert torch.allclose(t.recon, F.binary_cross_entropy_with_logits(out.logits, x, reduction="sum") / len(x))
+
+
+@pytest.mark.parametrize("kind", ["ae", "vae"])
+@pytest.mark.parametrize("likelihood", ["bernoulli", "gaussian"])
+def test_forward_without_recon_gives_the_same_loss_and_gradients(kind, likelihood):
+    """The trainer's forward(recon=False) skips a Bernoulli decoder's sigmoid; the loss and its
+    gradients are those of the full forward."""
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(kind, 20, (16,), 3, likelihood), "cpu")
+    x, eps = torch.rand(6, 20), torch.randn(6, 3)
+    grads = []
+    for recon in (True, False):
+        out = model(x, eps=eps, recon=recon)
+        assert (out.recon is None) == (not recon and likelihood == "bernoulli")
+        loss = elbo_terms(x, out, 1.5, likelihood).loss
+        model.zero_grad()
+        loss.backward()
+        grads.append((loss.item(), [p.grad.clone() for p in model.parameters()]))
+    assert grads[0][0] == pytest.approx(grads[1][0], rel=1e-6)
+    for a, b in zip(grads[0][1], grads[1][1]):
+        torch.testing.assert_close(a, b)
+
+
+def test_trainer_optimizer_is_adam_fused_on_cpu_and_updates_like_plain_adam():
+    from core.training import make_optimizer
+    torch.manual_seed(0)
+    a = build_model(ModelConfig("vae", 20, (16,), 3, "bernoulli"), "cpu")
+    b = build_model(ModelConfig("vae", 20, (16,), 3, "bernoulli"), "cpu")
+    b.load_state_dict(a.state_dict())
+    opt_a, opt_b = make_optimizer(a, 1e-2), torch.optim.Adam(b.parameters(), lr=1e-2)
+    assert opt_a.defaults["fused"] is True
+    x, eps = torch.rand(8, 20), torch.randn(8, 3)
+    for model, opt in ((a, opt_a), (b, opt_b)):
+        for _ in range(5):
+            opt.zero_grad()
+            elbo_terms(x, model(x, eps=eps), 1.0, "bernoulli").loss.backward()
+            opt.step()
+    for pa_, pb in zip(a.parameters(), b.parameters()):
+        torch.testing.assert_close(pa_, pb, rtol=1e-5, atol=1e-6)
