@@ -121,12 +121,21 @@ def measure(url: str, pairs: int, window: float, server_pid: int | None = None) 
         page.get_by_role("button", name="Start training").click()
         page.wait_for_function("() => { const p = document.querySelector('[data-testid=stProgress]');"
                                " return p && /step ([2-9]\\d|\\d{3,})\\//.test(p.innerText); }")
-        for _ in range(pairs):
+        for _ in range(2 * pairs):
+            if len(out["bare"]) >= pairs:
+                break
+            if "finished" in page.locator(PROGRESS).first.inner_text():
+                # A 200-epoch run of MNIST-5k lasts only ~30 s of training on a fast idle core: start another.
+                page.get_by_role("button", name="Start training").click()
+                page.wait_for_function("() => { const p = document.querySelector('[data-testid=stProgress]');"
+                                       " return p && /training/.test(p.innerText) && /step ([2-9]\\d|\\d{3,})\\//.test(p.innerText); }")
             s0, t0 = read_progress(page)
             w0, c0 = time.perf_counter(), process_cpu(server_pid) if server_pid else 0.0
             time.sleep(window)
             s1, t1 = read_progress(page)
             w1, c1 = time.perf_counter(), process_cpu(server_pid) if server_pid else 0.0
+            if "finished" in page.locator(PROGRESS).first.inner_text():
+                continue  # the run ended inside this window: its figures are partial, measure again
             if s1 <= s0 or t1 <= t0:
                 raise RuntimeError("the page did not train during a window")
             out["page"].append((s1 - s0) * BATCH / (t1 - t0))

@@ -161,3 +161,44 @@ def test_trustworthiness_wrapper():
         E.trustworthiness(x, x[:10, :2])
     with pytest.raises(ValueError, match="k must be"):
         E.trustworthiness(x, x[:, :2], k=30)
+
+
+@pytest.mark.parametrize("cores, idle, expected", [(2, 1.9, 2), (2, 1.3, 1), (2, 0.2, 1), (8, 5.6, 6)])
+def test_default_n_jobs_uses_the_idle_cores(monkeypatch, cores, idle, expected):
+    monkeypatch.setattr(E.os, "cpu_count", lambda: cores)
+    monkeypatch.setattr(E, "idle_cores", lambda: idle)
+    assert E.default_n_jobs() == expected
+
+
+def test_idle_cores_counts_other_processes_not_this_one():
+    import os
+    import subprocess
+    import sys
+    import threading
+    import time as _time
+    assert 0 <= E.idle_cores(0.05) <= os.cpu_count() + 0.01
+    # A thread of this process spinning counts as idle (t-SNE takes its place) ...
+    stop = _time.monotonic() + 0.5
+    spinner = threading.Thread(target=lambda: [None for _ in iter(lambda: _time.monotonic() < stop, False)])
+    spinner.start()
+    own = E.idle_cores(0.3)
+    spinner.join()
+    # ... another process spinning does not.
+    other = subprocess.Popen([sys.executable, "-c", "import time\nt = time.time() + 2\nwhile time.time() < t: pass"])
+    try:
+        _time.sleep(0.3)
+        busy = E.idle_cores(0.3)
+    finally:
+        other.kill()
+        other.wait()
+    assert busy <= os.cpu_count() - 0.7, busy
+    assert own >= busy + 0.5, (own, busy)
+
+
+def test_idle_cores_falls_back_to_the_load_average(monkeypatch):
+    def no_proc():
+        raise OSError("no /proc")
+    monkeypatch.setattr(E, "_cpu_times", no_proc)
+    monkeypatch.setattr(E.os, "cpu_count", lambda: 4)
+    monkeypatch.setattr(E.os, "getloadavg", lambda: (1.5, 1.0, 1.0))
+    assert E.idle_cores() == 2.5
