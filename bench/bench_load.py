@@ -293,15 +293,20 @@ def _browser_pids(exclude: int) -> list[int]:
 
 
 def load_test(n_sessions: int = 10, watch_seconds: float = 15.0, idle_cpu_cores: float = 0.05,
-              idle_timeout: float = 15.0, epochs: int = 200, browser=None, browser_nice: int = 10,
-              log=None) -> dict:
+              idle_timeout: float = 15.0, epochs: int = 200, browser=None, browser_nice: int = 5,
+              log=None, settle_seconds: float = 10.0) -> dict:
     """Run the scenario and return its measurements and the problems found (see the module docstring).
 
     ``browser``: a Playwright browser to use (pytest-playwright's fixture); by default Debian's
     Chromium is launched. ``browser_nice``: the niceness given to the browser's processes. In a
     class every student's browser runs on the student's own computer; here all of them share the
-    server's cores, so they run at a lower priority than the server (their CPU use is still
-    reported). 0 leaves them as they are. ``idle_cpu_cores``: the server counts as idle below this
+    server's cores, so they run at a lower priority than the server's page threads (their CPU use is
+    still reported), but a higher one than its training threads (nice +10 by default, see
+    ``core.training.TRAINER_NICE``): training is work that takes whatever CPU is left, and would
+    otherwise starve the stand-in browsers. The server runs in this process's session (see
+    ``tests.conftest.start_server``), so these nice values compare across processes: with the
+    kernel's autogroup scheduling, processes in different sessions split the cores evenly whatever
+    their nice values. 0 leaves the browsers as they are. ``idle_cpu_cores``: the server counts as idle below this
     CPU use (cores, in one-second windows). ``log``: a callable for progress messages (default: none).
     """
     if browser is None:
@@ -310,7 +315,7 @@ def load_test(n_sessions: int = 10, watch_seconds: float = 15.0, idle_cpu_cores:
             b = launch_browser(p)
             try:
                 return load_test(n_sessions, watch_seconds, idle_cpu_cores, idle_timeout, epochs, browser=b,
-                                 browser_nice=browser_nice, log=log)
+                                 browser_nice=browser_nice, log=log, settle_seconds=settle_seconds)
             finally:
                 b.close()
     say = log or (lambda msg: None)
@@ -322,7 +327,7 @@ def load_test(n_sessions: int = 10, watch_seconds: float = 15.0, idle_cpu_cores:
     rss = RssSampler(proc.pid)
     rss.start()
     betas = [BETAS[i % len(BETAS)] for i in range(n_sessions)]
-    res: dict = {"sessions": n_sessions, "betas": betas, "watch_seconds": watch_seconds,
+    res: dict = {"sessions": n_sessions, "betas": betas, "watch_seconds": watch_seconds, "settle_seconds": settle_seconds,
                  "cpu_count": os.cpu_count(), "load_avg_before": os.getloadavg(), "browser_nice": browser_nice,
                  "exceptions": [], "console_errors": [], "crosstalk": [], "lost_runs": [], "not_training": []}
     contexts, pages, watches = [], [], []
@@ -362,8 +367,12 @@ def load_test(n_sessions: int = 10, watch_seconds: float = 15.0, idle_cpu_cores:
             if f"#1 VAE β={betas[i]:g} " not in text:
                 res["crosstalk"].append(f"session {i} (β={betas[i]:g}) shows another run: {text[:80]!r}")
 
-        # 3. All train at once: record every visible change of each session's step counter.
-        say(f"all training after {res['all_training_after_s']:.1f} s; watching for {watch_seconds:.0f} s")
+        # 3. All train at once: record every visible change of each session's step counter. First let the
+        # sessions settle: each one redraws its whole page once to take up the slower chart interval for
+        # this many trainings (core.runs.live_intervals), at a random moment within a few seconds.
+        say(f"all training after {res['all_training_after_s']:.1f} s; settling for {settle_seconds:.0f} s, "
+            f"then watching for {watch_seconds:.0f} s")
+        time.sleep(settle_seconds)
         starts = [page.evaluate(_RECORDER_JS) for page in pages]
         meter = CpuMeter(server_pids).start()
         bmeter = CpuMeter(browser_pids).start()
@@ -382,6 +391,9 @@ def load_test(n_sessions: int = 10, watch_seconds: float = 15.0, idle_cpu_cores:
             rates.append((steps[-1] - first) / ((span[-1] - span[0]) / 1000) if len(span) > 1 else 0.0)
         all_gaps = [g for gs in gaps for g in gs]
         res["update_max_s_per_session"] = [max(gs) for gs in gaps]
+        # When each session's longest gap began, in seconds from the start of the watch: gaps that all
+        # begin together point at the server (every session stalled at once), scattered ones at the page.
+        res["update_max_at_s"] = [round(sum(gs[:gs.index(max(gs))]), 2) for gs in gaps]
         res["update_median_s_per_session"] = [statistics.median(gs) for gs in gaps]
         res["update_median_s"] = statistics.median(all_gaps)
         res["update_p95_s"] = (statistics.quantiles(all_gaps, n=20, method="inclusive")[-1]
@@ -446,6 +458,7 @@ def load_test(n_sessions: int = 10, watch_seconds: float = 15.0, idle_cpu_cores:
         resumed = _wait_until(lambda: all((_step(p) or 0) > (b or 0) for p, b in zip(pages, back)), 60)
         if not resumed:
             res["not_training"] += [i for i, (p, b) in enumerate(zip(pages, back)) if not (_step(p) or 0) > (b or 0)]
+            res["not_training_text"] = [_progress_text(pages[i])[:120] for i in res["not_training"]]
         say(f"page switch and back: {res['page_switch_s']:.1f} s; lost {res['lost_runs'] or 'none'}")
 
         # 6. No exception anywhere: Streamlit exception boxes, uncaught errors in the page, console errors.
@@ -567,6 +580,9 @@ def main(argv=None) -> int:
     r = load_test(a.sessions, watch_seconds=a.watch, log=lambda m: print(f"[{time.strftime('%H:%M:%S')}] {m}",
                                                                           flush=True))
     print(summary(r))
+    print("longest gap of each session began at (s into the watch):", r.get("update_max_at_s"))
+    if r.get("not_training_text"):
+        print("sessions not training after the page switch show:", r["not_training_text"])
     if a.json:
         Path(a.json).write_text(json.dumps(r, indent=1))
     return 1 if r["problems"] else 0

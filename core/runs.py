@@ -43,6 +43,12 @@ DEFAULT_HIDDEN = "256,128"
 # steps in 9 s on one thread of a busy 2-core VM; digits 520 steps).
 DEFAULT_EPOCHS = {"mnist-5k": 15, "digits": 40}
 MAX_SAVED_ROWS = 200_000
+# Redraw intervals of the live view (seconds) by how many runs the server trains at once, all
+# sessions together: (fewest runs, status interval, charts interval). Alone, everything redraws
+# twice a second. With many students, the progress line and the numbers (cheap to draw) still
+# update at least once a second, while the charts and images (the costly part, on the server and
+# in each browser) slow down, so ten sessions on two cores keep up (see bench/bench_load.py).
+LIVE_INTERVALS = ((0, 0.5, 0.5), (3, 0.5, 1.0), (5, 0.75, 2.0), (9, 0.75, 3.0))
 STATE_LABELS = {"ready": "ready", "training": "training", "paused": "paused", "done": "finished",
                 "stopped": "stopped early", "diverged": "diverged", "error": "failed", "loaded": "loaded checkpoint"}
 
@@ -72,6 +78,16 @@ def freeze_import_objects() -> bool:
 
 
 # ---- configuration -----------------------------------------------------------------------
+
+def live_intervals(live_runs: int) -> tuple[float, float]:
+    """(status, charts) redraw intervals in seconds when ``live_runs`` runs train on this server
+    (see ``LIVE_INTERVALS``)."""
+    status, charts = LIVE_INTERVALS[0][1:]
+    for fewest, s, c in LIVE_INTERVALS:
+        if live_runs >= fewest:
+            status, charts = s, c
+    return status, charts
+
 
 def parse_hidden(text: str) -> tuple[int, ...]:
     """Hidden layer widths from text such as ``"256,128"`` (encoder order; the decoder mirrors

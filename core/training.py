@@ -15,6 +15,7 @@ import math
 import os
 import threading
 import time
+import weakref
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -435,6 +436,31 @@ class FairSlots:
 
 
 TRAINING_SLOTS = FairSlots(int(os.environ.get("LATENT_LAB_TRAINING_SLOTS", os.cpu_count() or 2)))
+#: Niceness added to every training thread (Linux: nice is per thread). Training is background
+#: work: the threads that redraw pages and answer clicks then get the CPU first, and training
+#: takes what is left. Override with LATENT_LAB_TRAINER_NICE (0 turns it off).
+TRAINER_NICE = int(os.environ.get("LATENT_LAB_TRAINER_NICE", "10"))
+_RUNNERS: "weakref.WeakSet[BackgroundRunner]" = weakref.WeakSet()
+
+
+def lower_thread_priority(increment: int = TRAINER_NICE) -> int | None:
+    """Raise the calling thread's nice value by ``increment`` (capped at 19). Returns the new
+    value, or None where per-thread priorities are not available (then nothing changes)."""
+    if increment <= 0 or not hasattr(os, "setpriority") or not hasattr(threading, "get_native_id"):
+        return None
+    try:
+        tid = threading.get_native_id()
+        new = min(19, os.getpriority(os.PRIO_PROCESS, tid) + increment)
+        os.setpriority(os.PRIO_PROCESS, tid, new)
+        return new
+    except OSError:
+        return None
+
+
+def live_runners() -> int:
+    """How many runs of this process (all sessions together) are training now: wanted, unfinished
+    and watched (their lease is current). A runner between two chunks still counts."""
+    return sum(1 for r in list(_RUNNERS) if r.live)
 
 
 class BackgroundRunner:
@@ -454,10 +480,17 @@ class BackgroundRunner:
         self._last_beat = 0.0
         self._thread: threading.Thread | None = None
         self.error: str | None = None
+        _RUNNERS.add(self)
 
     @property
     def alive(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
+
+    @property
+    def live(self) -> bool:
+        """Training is wanted, unfinished, and a page renewed the lease recently."""
+        return (self.wanted and not self.trainer.finished and self.error is None
+                and time.monotonic() - self._last_beat <= self.lease_seconds)
 
     def keep_alive(self) -> None:
         """Renew the lease and (re)start the thread if training is wanted and unfinished."""
@@ -478,6 +511,7 @@ class BackgroundRunner:
             self._thread.join(timeout)
 
     def _loop(self) -> None:
+        lower_thread_priority()
         try:
             while self.wanted and not self.trainer.finished:
                 if time.monotonic() - self._last_beat > self.lease_seconds:

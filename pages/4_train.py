@@ -4,6 +4,7 @@ kept, compared (including a one-click beta sweep), replayed as a timeline, expor
 """
 from __future__ import annotations
 
+import random
 from dataclasses import replace
 
 import streamlit as st
@@ -18,7 +19,7 @@ from core.checkpoints import CheckpointError, load_checkpoint  # noqa: E402
 from core.data import DATASETS, DatasetError, load_dataset, load_dataset_file  # noqa: E402
 from core.figures import training as FT  # noqa: E402
 from core.models import LATENT_RANGE  # noqa: E402
-from core.training import ACTIVE_UNIT_NATS, MAX_EPOCHS  # noqa: E402
+from core.training import ACTIVE_UNIT_NATS, MAX_EPOCHS, live_runners  # noqa: E402
 
 import pandas  # noqa: E402,F401  (imported lazily by the charts otherwise: load them before freezing)
 import pyarrow.compute  # noqa: E402,F401
@@ -29,8 +30,11 @@ ss = st.session_state
 store: R.RunStore = ss.setdefault("tr_runs", R.RunStore())
 SCALE = ui.PRESENT_SCALE if ctx.present else 1.0
 # The live images are sent at their native size (cheap to encode twice a second); scale them up sharply.
-st.html("<style>[data-testid='stImage'] img {image-rendering: pixelated;}</style>")
-TICK_SECONDS = 0.5
+# No CSS transitions or animations on this page: each live redraw would otherwise animate for a few
+# hundred ms (the progress bar, the fading of elements being redrawn), which cost each browser about a
+# quarter of its CPU for this page (measured in headless Chromium) and slows the student's laptop.
+st.html("<style>[data-testid='stImage'] img {image-rendering: pixelated;} "
+        "*, *::before, *::after {transition: none !important; animation: none !important;}</style>")
 
 
 # ---- small drawing helpers ---------------------------------------------------------------------
@@ -335,17 +339,28 @@ LIVE_NOTES = ("How to read the live view: in the loss chart, lines are training 
 
 def live_section(mode: str, cfg) -> None:
     """``mode``: "full" (controls and charts) or "compact" (controls and progress; keeps training alive
-    on presenter scenes that show something else)."""
-    polling = store.polling
+    on presenter scenes that show something else).
 
-    @st.fragment(run_every=TICK_SECONDS if polling else None)
-    def live() -> None:
-        if store.tick():
-            publish_shared_models()
-            st.rerun()  # a run finished or a sweep moved on: redraw everything (and stop polling if idle)
+    Three fragments, so that each redraw sends only what changed: the controls (rerun only when
+    clicked; the β slider reruns only them), the status (progress, β so far, numbers; it renews the
+    training lease) and the charts (loss curves, KL bars, images), each on its own timer from
+    ``R.live_intervals``: twice a second alone, the charts slower when many sessions train at once.
+    """
+    polling = store.polling
+    status_s, charts_s = R.live_intervals(live_runners()) if polling else (None, None)
+    drawn = (store.active_name, store.active.state if store.active else None, len(store.runs))
+
+    def check_polling() -> None:
+        if store.polling != polling:
+            st.rerun()  # training started, paused or ended: turn the timers on or off
+
+    def check_clicked() -> None:
+        if (store.active_name, store.active.state if store.active else None, len(store.runs)) != drawn:
+            st.rerun()  # a button started, paused, stopped or reset a run: redraw the whole page
+
+    @st.fragment
+    def control_panel() -> None:
         run = store.active
-        for note in store.pop_notices():
-            st.warning(note)
         if ss.get("tr_error"):
             st.error(ss["tr_error"])
         controls(run, cfg)
@@ -353,19 +368,40 @@ def live_section(mode: str, cfg) -> None:
         if run is None:
             st.info("Press **▶️ Start training** to train the configuration above on this server, or "
                     "**🧪 β sweep** to train four VAEs that differ only in β.")
-        else:
+        check_clicked()
+
+    @st.fragment(run_every=status_s)
+    def status() -> None:
+        if store.tick():
+            publish_shared_models()
+            st.rerun()  # a run finished or a sweep moved on: redraw everything (and stop polling if idle)
+        run = store.active
+        for note in store.pop_notices():
+            st.warning(note)
+        if run is not None:
             progress(run)
             if len(run.beta_changes) > 1:
                 st.caption("β so far: " + " → ".join(f"**{b:g}** (from step {s})" for s, b in run.beta_changes[-8:]))
             if mode == "full":
                 live_numbers(run)
-                live_charts(run)
-        if store.polling != polling:
-            st.rerun()  # training started, paused or ended: turn the timer on or off
+        check_polling()
+        if polling and R.live_intervals(live_runners()) != (status_s, charts_s) and random.random() < 0.2:
+            # The server got busier or quieter: new redraw intervals, which take a whole-page redraw. Each
+            # session waits a random number of ticks (5 on average), so they do not all redraw at once.
+            st.rerun()
 
-    live()
-    if mode == "full" and store.active is not None:
-        st.caption(LIVE_NOTES)
+    @st.fragment(run_every=charts_s)
+    def charts() -> None:
+        run = store.active
+        if run is not None:
+            live_charts(run)
+
+    control_panel()
+    status()
+    if mode == "full":
+        charts()
+        if store.active is not None:
+            st.caption(LIVE_NOTES)
 
 
 # ---- timeline ------------------------------------------------------------------------------------
@@ -519,8 +555,8 @@ def objective() -> None:
         "from a code z sampled from the encoder's q(z|x). The **KL** term pulls each q(z|x) towards the prior "
         "p(z) = N(0, I). With β = 1 the loss is the negative ELBO. A larger β (the β-VAE of Higgins et al., 2017) "
         "trades sharper reconstructions for codes closer to the prior. Press **Start**: a real PyTorch model "
-        "trains on this server while the charts redraw twice a second. Move **β** at any time: it takes effect "
-        "at the next step, without a restart.")
+        "trains on this server while the charts redraw twice a second (less often when many students train at "
+        "once). Move **β** at any time: it takes effect at the next step, without a restart.")
 
 
 scene = ui.scenes("tr", [

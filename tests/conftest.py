@@ -36,7 +36,8 @@ def start_server(port: int | None = None, env: dict | None = None) -> tuple[subp
            "--server.fileWatcherType", "none"]
     log = open(ROOT / ".pytest_cache" / f"streamlit-{port}.log", "w") if (ROOT / ".pytest_cache").is_dir() else subprocess.DEVNULL
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},
-                            start_new_session=True)
+                            process_group=0)  # its own group, to stop it whole; but this session
+    # (so this kernel's autogroup), so that nice values rank the server against the test's browsers
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 60
     while time.time() < deadline:

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from core.data import load_dataset, train_val_split
 from core.models import ModelConfig, build_model
-from core.training import BackgroundRunner, TrainConfig, Trainer, evaluate_model
+from core.training import BackgroundRunner, TrainConfig, Trainer, evaluate_model, live_runners
 
 DIGITS = load_dataset("digits")
 SMALL = ModelConfig(kind="vae", input_dim=64, hidden_dims=(32,), latent_dim=4)
@@ -255,3 +255,59 @@ def test_fair_slots_limit_concurrency_and_serve_in_order():
     for t in threads:
         t.join(10)
     assert peak[0] == 2 and sorted(order) == list(range(8))
+
+
+def _thread_nice(tid: int) -> int:
+    """The nice value of thread ``tid`` of this process, read from Linux's /proc (field 19 of stat)."""
+    with open(f"/proc/self/task/{tid}/stat") as f:
+        return int(f.read().rsplit(")", 1)[1].split()[16])
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "setpriority"), reason="per-thread priorities need Linux")
+def test_training_threads_run_at_a_lower_priority_and_are_counted_while_live():
+    import threading
+    from core import training as T
+    base = live_runners()
+    t = _trainer(epochs=50)
+    r = BackgroundRunner(t, lease_seconds=0.5, chunk_seconds=0.02)
+    seen = {}
+    real_loop = r._loop
+
+    def loop():  # record the trainer thread's id and its nice value once it has lowered it
+        seen["tid"] = threading.get_native_id()
+        real_loop()
+
+    r._loop = loop
+    r.start()
+    deadline = time.time() + 30
+    while t.step < 3 and time.time() < deadline:
+        r.keep_alive()
+        time.sleep(0.02)
+    assert live_runners() == base + 1
+    expected = min(19, _thread_nice(threading.get_native_id()) + T.TRAINER_NICE)
+    assert _thread_nice(seen["tid"]) == expected > _thread_nice(threading.get_native_id())
+    r.pause()
+    r.join(timeout=10)
+    assert live_runners() == base  # paused: not live, although the lease is still current
+    r.start()
+    time.sleep(0.7)  # nobody renews the lease
+    assert live_runners() == base
+    r.pause()
+    r.join(timeout=10)
+
+
+def test_lower_thread_priority_only_lowers():
+    import threading
+    from core.training import lower_thread_priority
+    out = {}
+
+    def work():
+        out["none"] = lower_thread_priority(0)
+        out["new"] = lower_thread_priority(3)
+        out["read"] = _thread_nice(threading.get_native_id())
+
+    th = threading.Thread(target=work)
+    th.start()
+    th.join()
+    assert out["none"] is None
+    assert out["new"] == out["read"] == min(19, _thread_nice(threading.get_native_id()) + 3)
