@@ -371,7 +371,7 @@ def test_safe_label():
 def test_live_intervals_slow_the_charts_not_the_status_as_the_server_gets_busy():
     assert R.live_intervals(0) == R.live_intervals(1) == R.live_intervals(2) == (0.5, 0.5)  # alone: twice a second
     rows = [R.live_intervals(n) for n in range(0, 40)]
-    assert all(status <= 0.75 for status, _ in rows)  # the progress line always updates within a second
+    assert all(status <= 0.6 for status, _ in rows)  # the progress line updates well within a second
     charts = [c for _, c in rows]
-    assert charts == sorted(charts) and charts[10] == 3.0 and charts[-1] == 3.0
+    assert charts == sorted(charts) and charts[10] == charts[-1] == 5.0  # ten sessions: charts every 5 s
     assert all(c >= s for s, c in rows)
