@@ -374,6 +374,7 @@ def load_test(n_sessions: int = 10, watch_seconds: float = 15.0, idle_cpu_cores:
             f"then watching for {watch_seconds:.0f} s")
         time.sleep(settle_seconds)
         starts = [page.evaluate(_RECORDER_JS) for page in pages]
+        res["watch_start_epoch"] = time.time()
         meter = CpuMeter(server_pids).start()
         bmeter = CpuMeter(browser_pids).start()
         time.sleep(watch_seconds)

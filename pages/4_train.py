@@ -348,6 +348,9 @@ def live_section(mode: str, cfg) -> None:
     """
     polling = store.polling
     status_s, charts_s = R.live_intervals(live_runners()) if polling else (None, None)
+    # Under load each session's chart interval is stretched or shrunk by up to 20 % at random, so the
+    # sessions' chart redraws drift apart instead of landing in every browser (and on the server) at once.
+    charts_every = charts_s * random.uniform(0.8, 1.2) if charts_s and charts_s > status_s else charts_s
     drawn = (store.active_name, store.active.state if store.active else None, len(store.runs))
 
     def check_polling() -> None:
@@ -390,7 +393,7 @@ def live_section(mode: str, cfg) -> None:
             # session waits a random number of ticks (5 on average), so they do not all redraw at once.
             st.rerun()
 
-    @st.fragment(run_every=charts_s)
+    @st.fragment(run_every=charts_every)
     def charts() -> None:
         run = store.active
         if run is not None:
