@@ -283,7 +283,11 @@ class Run:
         return reconstruct(self.loaded, x)
 
     def sample_prior(self, n: int, seed: int = 0) -> np.ndarray:
+        """Decode n codes from N(0, I): with the weights the training thread last published while
+        the run trains (no waiting for its lock), else with the model itself."""
         if self.trainer is not None:
+            if self.state == "training":
+                return self.trainer.sample_prior_live(n, seed)
             return self.trainer.sample_prior(n, seed)
         return sample_prior(self.loaded, n, seed)
 

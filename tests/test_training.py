@@ -311,3 +311,46 @@ def test_lower_thread_priority_only_lowers():
     th.join()
     assert out["none"] is None
     assert out["new"] == out["read"] == min(19, _thread_nice(threading.get_native_id()) + 3)
+
+
+def test_sample_prior_live_uses_the_published_weights_without_the_lock():
+    import threading
+    from core.training import sample_prior
+    t = _trainer(epochs=50)
+    assert np.array_equal(t.sample_prior_live(4, seed=1), t.sample_prior(4, seed=1))  # nothing published yet
+    t.run_steps(3)
+    t.publish_view()
+    published = {k: v.clone() for k, v in t.model.state_dict().items()}
+    t.run_steps(5)  # the live model moves on; the published copy does not
+    reference = build_model(SMALL, "cpu").eval()
+    reference.load_state_dict(published)
+    expected = sample_prior(reference, 4, seed=1)
+    assert not np.allclose(expected, t.sample_prior(4, seed=1))
+    # The training thread holds the lock (mid-step): the live view still gets its samples at once.
+    held, release = threading.Event(), threading.Event()
+
+    def hold():
+        with t.lock:
+            held.set()
+            release.wait(10)
+
+    th = threading.Thread(target=hold)
+    th.start()
+    held.wait(5)
+    try:
+        out = {}
+        reader = threading.Thread(target=lambda: out.setdefault("x", t.sample_prior_live(4, seed=1)))
+        reader.start()
+        reader.join(5)
+        assert "x" in out, "sample_prior_live waited for the training lock"
+        np.testing.assert_allclose(out["x"], expected, rtol=1e-6, atol=1e-6)
+    finally:
+        release.set()
+        th.join()
+
+
+def test_run_for_publishes_the_view_for_the_live_page():
+    t = _trainer(epochs=50)
+    t.run_for(0.05)
+    step, state = t._view
+    assert step == t.step and set(state) == set(t.model.state_dict())
