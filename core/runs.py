@@ -44,13 +44,12 @@ DEFAULT_HIDDEN = "256,128"
 DEFAULT_EPOCHS = {"mnist-5k": 15, "digits": 40}
 MAX_SAVED_ROWS = 200_000
 # Redraw intervals of the live view (seconds) by how many runs the server trains at once, all
-# sessions together: (fewest runs, status interval, charts interval). Alone, everything redraws
-# twice a second. With many students, the progress line and the numbers (cheap to draw) still
-# update at least once a second, while the charts and images (the costly part, on the server and
-# in each browser) slow down, so ten sessions on two cores keep up (see bench/bench_load.py: with 10
-# sessions, status every 0.75 s and charts every 3 s gave a 95th-percentile gap of 1.6 s; 0.6 s and 5 s
-# gave 1.04 s).
-LIVE_INTERVALS = ((0, 0.5, 0.5), (3, 0.5, 1.0), (5, 0.6, 2.0), (9, 0.6, 5.0))
+# sessions together: (fewest runs, status interval, charts interval). The progress line and the
+# numbers (cheap to draw) always redraw twice a second. The charts and images (the costly part, on
+# the server and in each browser) redraw twice a second too while at most two runs train, then less
+# often, so ten sessions on two cores keep up (bench/bench_load.py; the page also jitters each
+# session's chart interval by up to 20 %, so that the sessions' chart redraws do not coincide).
+LIVE_INTERVALS = ((0, 0.5, 0.5), (3, 0.5, 1.0), (5, 0.5, 2.0), (9, 0.5, 5.0))
 STATE_LABELS = {"ready": "ready", "training": "training", "paused": "paused", "done": "finished",
                 "stopped": "stopped early", "diverged": "diverged", "error": "failed", "loaded": "loaded checkpoint"}
 

@@ -469,10 +469,13 @@ class FairSlots:
 
 
 TRAINING_SLOTS = FairSlots(int(os.environ.get("LATENT_LAB_TRAINING_SLOTS", os.cpu_count() or 2)))
-#: Niceness added to every training thread (Linux: nice is per thread). Training is background
-#: work: the threads that redraw pages and answer clicks then get the CPU first, and training
-#: takes what is left. Override with LATENT_LAB_TRAINER_NICE (0 turns it off).
-TRAINER_NICE = int(os.environ.get("LATENT_LAB_TRAINER_NICE", "10"))
+#: Niceness added to every training thread (Linux: nice is per thread; capped at 19, the lowest
+#: priority). Training is background work: the threads that redraw pages and answer clicks, and
+#: anything else on the machine, get the CPU first, and training takes what is left, which on an
+#: otherwise idle server is everything. (With 10 sessions, +19 gave both steadier page updates and
+#: more training than +10: see README, "Deploying for a class".) Override with
+#: LATENT_LAB_TRAINER_NICE (0 turns it off).
+TRAINER_NICE = int(os.environ.get("LATENT_LAB_TRAINER_NICE", "19"))
 _RUNNERS: "weakref.WeakSet[BackgroundRunner]" = weakref.WeakSet()
 
 
