@@ -7,6 +7,7 @@ import time
 
 import numpy as np
 import pytest
+from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import expect
 
 from tests.apptest_utils import ROOT, assert_ok, page_app, plotly_specs, texts
@@ -376,12 +377,21 @@ def test_browser_slider_decodes_and_presenter_mode(watched_page, server_url):
     want = f"decoded at ({round(u[0], 2):.2f}, {round(u[-1], 2):.2f})"
     grid = page.locator(".js-plotly-plot", has=page.locator(".gtitle", has_text="Decoded latent plane"))
     tile = grid.locator(".scatterlayer .trace").first.locator("path.point").first
-    tile.scroll_into_view_if_needed()
-    box = tile.bounding_box()
-    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
-    page.wait_for_timeout(300)
-    page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
-    page.locator(".js-plotly-plot .gtitle", has_text=want).first.wait_for(timeout=60_000)
+    # The slider's rerun redraws the grid: a tile found just before that is detached from the page (seen on
+    # an idle machine). Wait for the page to settle, and try again if the tile went away under the click.
+    for attempt in range(3):
+        wait_drawn(page, timeout=120_000)
+        try:
+            tile.scroll_into_view_if_needed(timeout=10_000)
+            box = tile.bounding_box()
+            page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+            page.wait_for_timeout(300)
+            page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+            page.locator(".js-plotly-plot .gtitle", has_text=want).first.wait_for(timeout=30_000 if attempt < 2 else 60_000)
+            break
+        except (PlaywrightError, TypeError):  # detached (Error or TimeoutError), or no bounding box (TypeError)
+            if attempt == 2:
+                raise
     wait_drawn(page, timeout=120_000)
     assert_no_exception_box(page)
     _open(page, server_url + "/latent?present=1")
