@@ -301,7 +301,7 @@ def load_test(n_sessions: int = 10, watch_seconds: float = 15.0, idle_cpu_cores:
     Chromium is launched. ``browser_nice``: the niceness given to the browser's processes. In a
     class every student's browser runs on the student's own computer; here all of them share the
     server's cores, so they run at a lower priority than the server's page threads (their CPU use is
-    still reported), but a higher one than its training threads (nice +10 by default, see
+    still reported), but a higher one than its training threads (nice 19 by default, see
     ``core.training.TRAINER_NICE``): training is work that takes whatever CPU is left, and would
     otherwise starve the stand-in browsers. The server runs in this process's session (see
     ``tests.conftest.start_server``), so these nice values compare across processes: with the
@@ -374,7 +374,6 @@ def load_test(n_sessions: int = 10, watch_seconds: float = 15.0, idle_cpu_cores:
             f"then watching for {watch_seconds:.0f} s")
         time.sleep(settle_seconds)
         starts = [page.evaluate(_RECORDER_JS) for page in pages]
-        res["watch_start_epoch"] = time.time()
         meter = CpuMeter(server_pids).start()
         bmeter = CpuMeter(browser_pids).start()
         time.sleep(watch_seconds)

@@ -92,6 +92,12 @@ def process_cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def wait_training(page) -> None:
+    """Wait until the page shows a run training, at step 20 or later (past the warm-up steps)."""
+    page.wait_for_function("() => { const p = document.querySelector('[data-testid=stProgress]');"
+                           " return p && /training/.test(p.innerText) && /step ([2-9]\\d|\\d{3,})\\//.test(p.innerText); }")
+
+
 def wait_state(page, word: str) -> None:
     page.wait_for_selector(f'{PROGRESS}:has-text("{word}")')
 
@@ -119,16 +125,14 @@ def measure(url: str, pairs: int, window: float, server_pid: int | None = None) 
         page.goto(f"{url}/train?dataset={DATASET}&tr_epochs=200&tr_seed={SEED}")
         wait_drawn(page)
         page.get_by_role("button", name="Start training").click()
-        page.wait_for_function("() => { const p = document.querySelector('[data-testid=stProgress]');"
-                               " return p && /step ([2-9]\\d|\\d{3,})\\//.test(p.innerText); }")
+        wait_training(page)
         for _ in range(2 * pairs):
             if len(out["bare"]) >= pairs:
                 break
             if "finished" in page.locator(PROGRESS).first.inner_text():
                 # A 200-epoch run of MNIST-5k lasts only ~30 s of training on a fast idle core: start another.
                 page.get_by_role("button", name="Start training").click()
-                page.wait_for_function("() => { const p = document.querySelector('[data-testid=stProgress]');"
-                                       " return p && /training/.test(p.innerText) && /step ([2-9]\\d|\\d{3,})\\//.test(p.innerText); }")
+                wait_training(page)
             s0, t0 = read_progress(page)
             w0, c0 = time.perf_counter(), process_cpu(server_pid) if server_pid else 0.0
             time.sleep(window)

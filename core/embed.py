@@ -74,8 +74,7 @@ def default_n_jobs() -> int:
     8.3 s and 1 thread 13.3 s; but with the other core busy, 2 threads were up to 8x slower than 1
     (1,000 digits: 24.7 s against 3.2 s), because each iteration waits for its slowest thread.
     """
-    cores = os.cpu_count() or 1
-    return max(1, min(cores, int(idle_cores() + 0.5)))
+    return max(1, int(idle_cores() + 0.5))
 
 
 
@@ -186,7 +185,7 @@ def tsne_fit(
     early_exaggeration_iter = _check_positive_int(early_exaggeration_iter, "early_exaggeration_iter", 0)
     every = _check_positive_int(callbacks_every_iters, "callbacks_every_iters")
     callback = _check_callback(callback)
-    n_jobs = default_n_jobs() if n_jobs is None else _check_positive_int(n_jobs, "n_jobs")
+    n_jobs = None if n_jobs is None else _check_positive_int(n_jobs, "n_jobs")
     seed = int(seed)
     if _all_identical(x):
         raise ValueError(
@@ -199,6 +198,8 @@ def tsne_fit(
     init = tsne_init.pca(x, 2, random_state=seed)
     if callback is not None and callback(0, init.astype(np.float32, copy=True)):
         return init.astype(np.float32, copy=True), None
+    if n_jobs is None:  # measured only now: the probe sleeps 50 ms, after the first map is shown
+        n_jobs = default_n_jobs()
 
     # Barnes-Hut below 10,000 points, FFT interpolation above (openTSNE's "auto" rule).
     gradient_name = "bh" if x.shape[0] < 10_000 else "fft"

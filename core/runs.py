@@ -44,12 +44,13 @@ DEFAULT_HIDDEN = "256,128"
 DEFAULT_EPOCHS = {"mnist-5k": 15, "digits": 40}
 MAX_SAVED_ROWS = 200_000
 # Redraw intervals of the live view (seconds) by how many runs the server trains at once, all
-# sessions together: (fewest runs, status interval, charts interval). The progress line and the
-# numbers (cheap to draw) always redraw twice a second. The charts and images (the costly part, on
-# the server and in each browser) redraw twice a second too while at most two runs train, then less
-# often, so ten sessions on two cores keep up (bench/bench_load.py; the page also jitters each
-# session's chart interval by up to 20 %, so that the sessions' chart redraws do not coincide).
-LIVE_INTERVALS = ((0, 0.5, 0.5), (3, 0.5, 1.0), (5, 0.5, 2.0), (9, 0.5, 5.0))
+# sessions together. The progress line and the numbers (cheap to draw) always redraw twice a
+# second. The charts and images (the costly part, on the server and in each browser) redraw twice
+# a second too while at most two runs train, then less often, so ten sessions on two cores keep up
+# (bench/bench_load.py; the page also jitters each session's chart interval by up to 20 %, so that
+# the sessions' chart redraws do not coincide).
+STATUS_INTERVAL = 0.5
+CHART_INTERVALS = ((0, 0.5), (3, 1.0), (5, 2.0), (9, 5.0))  # (fewest runs, seconds between chart redraws)
 STATE_LABELS = {"ready": "ready", "training": "training", "paused": "paused", "done": "finished",
                 "stopped": "stopped early", "diverged": "diverged", "error": "failed", "loaded": "loaded checkpoint"}
 
@@ -82,12 +83,8 @@ def freeze_import_objects() -> bool:
 
 def live_intervals(live_runs: int) -> tuple[float, float]:
     """(status, charts) redraw intervals in seconds when ``live_runs`` runs train on this server
-    (see ``LIVE_INTERVALS``)."""
-    status, charts = LIVE_INTERVALS[0][1:]
-    for fewest, s, c in LIVE_INTERVALS:
-        if live_runs >= fewest:
-            status, charts = s, c
-    return status, charts
+    (see ``STATUS_INTERVAL`` and ``CHART_INTERVALS``)."""
+    return STATUS_INTERVAL, max(c for fewest, c in CHART_INTERVALS if live_runs >= fewest)
 
 
 def parse_hidden(text: str) -> tuple[int, ...]:

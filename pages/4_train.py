@@ -351,14 +351,18 @@ def live_section(mode: str, cfg) -> None:
     # Under load each session's chart interval is stretched or shrunk by up to 20 % at random, so the
     # sessions' chart redraws drift apart instead of landing in every browser (and on the server) at once.
     charts_every = charts_s * random.uniform(0.8, 1.2) if charts_s and charts_s > status_s else charts_s
-    drawn = (store.active_name, store.active.state if store.active else None, len(store.runs))
+
+    def shown() -> tuple:
+        return store.active_name, store.active.state if store.active else None, len(store.runs)
+
+    drawn = shown()
 
     def check_polling() -> None:
         if store.polling != polling:
             st.rerun()  # training started, paused or ended: turn the timers on or off
 
     def check_clicked() -> None:
-        if (store.active_name, store.active.state if store.active else None, len(store.runs)) != drawn:
+        if shown() != drawn:
             st.rerun()  # a button started, paused, stopped or reset a run: redraw the whole page
 
     @st.fragment
