@@ -10,6 +10,7 @@ else the process does with the global RNG.
 """
 from __future__ import annotations
 
+import collections
 import copy
 import math
 import os
@@ -442,30 +443,34 @@ class FairSlots:
     Every background trainer in the process takes a slot for each short chunk of training.
     With one slot per core, ten students training at once share the CPU in turn (each gets
     about 2/10 of it) instead of ten threads thrashing two cores, and the Streamlit threads
-    that redraw the pages still get CPU time.
+    that redraw the pages still get CPU time. A holder that leaves hands its slot straight to
+    the longest waiter and wakes only that thread: waking every waiter (a condition's
+    ``notify_all``) would make nine low-priority threads take the GIL in turn on every hand-over,
+    only to go back to sleep.
     """
 
     def __init__(self, n: int):
         self.n = max(1, int(n))
-        self._cond = threading.Condition()
-        self._queue: list[object] = []
+        self._lock = threading.Lock()
+        self._waiting: collections.deque[threading.Event] = collections.deque()
         self._held = 0
 
     def __enter__(self):
-        me = object()
-        with self._cond:
-            self._queue.append(me)
-            while self._held >= self.n or self._queue[0] is not me:
-                self._cond.wait()
-            self._queue.pop(0)
-            self._held += 1
-            self._cond.notify_all()
+        with self._lock:
+            if self._held < self.n and not self._waiting:
+                self._held += 1
+                return self
+            turn = threading.Event()
+            self._waiting.append(turn)
+        turn.wait()  # set by the holder that handed its slot over (self._held already counts us)
         return self
 
     def __exit__(self, *exc):
-        with self._cond:
-            self._held -= 1
-            self._cond.notify_all()
+        with self._lock:
+            if self._waiting:
+                self._waiting.popleft().set()
+            else:
+                self._held -= 1
 
 
 TRAINING_SLOTS = FairSlots(int(os.environ.get("LATENT_LAB_TRAINING_SLOTS", os.cpu_count() or 2)))
