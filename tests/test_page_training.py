@@ -109,6 +109,8 @@ def test_training_ticks_grow_the_history_and_a_beta_change_is_recorded(apps):
     tick_until(at, lambda: len(run.history) > n + 5)  # more ticks, more steps
     charts = at.get("vega_lite_chart")
     assert len(charts) >= 2  # loss curves and KL per dimension, updated in place
+    drawn = [(c.proto.spec, c.proto.alt) for c in charts]
+    assert all(alt for _, alt in drawn)
     assert len(at.get("image")) >= 2  # reconstructions and prior samples
     assert re.search(r"step \d+/2600 · .*[\d,]+ samples/s", at.get("progress")[0].proto.text)
     # beta changes mid-run (the slider lives in the live fragment) without a restart
@@ -117,6 +119,9 @@ def test_training_ticks_grow_the_history_and_a_beta_change_is_recorded(apps):
     assert store(at).active is run and run.beta_changes[-1][1] == 4.0
     changed = run.beta_changes[-1][0]
     tick_until(at, lambda: run.step > changed + 3)
+    # Later redraws (more steps, a β change) send new data only: the same spec and alt text, so the
+    # browser updates each chart in place instead of building it anew.
+    assert [(c.proto.spec, c.proto.alt) for c in at.get("vega_lite_chart")] == drawn
     betas = {h["step"]: h["beta"] for h in run.history}
     assert betas[changed] == 1.0 and betas[changed + 1] == 4.0
     assert "β so far: **1** (from step 0) → **4**" in texts(at)
