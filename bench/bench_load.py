@@ -19,6 +19,7 @@ bench can report figures that miss their target and ``tests/test_load.py`` can a
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import os
 import re
@@ -38,6 +39,7 @@ BETAS = [0.1, 0.5, 1, 2, 4, 0.2, 0.75, 1.5, 3, 6]  # all in core.runs.BETA_CHOIC
 BATCH = 128
 UPDATE_TARGET_S = 1.0  # issue 11: every session's view updates at least once a second
 STEP_RE = re.compile(r"step ([\d,]+)/")
+STEP_BYTES_RE = re.compile(rb"step ([\d,]+)/")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 # Runs in each page: every 50 ms, read the live progress bar and record (time, step) when the step
@@ -58,6 +60,32 @@ _RECORDER_JS = """() => {
 }"""
 _READ_RECORDER_JS = ("() => { const r = window.__llRec; clearInterval(r.timer);"
                      " return {t: r.t, s: r.s, now: Date.now()}; }")
+
+
+class FrameWatch:
+    """When the server delivered each new step of a page's run: the browser's network clock
+    (``CLOCK_MONOTONIC``, as ``time.monotonic``) at each WebSocket message that carries a progress
+    line with a step the page has not been sent before. The page recorder above times what the page
+    painted; this times what the server sent, before the page's own main thread (busy drawing, or
+    waiting for a core that ten browsers share here) gets to it. Streamlit's messages are not
+    compressed (``server.enableWebsocketCompression`` is off), so the text is in the frame."""
+
+    def __init__(self, context, page):
+        self.t: list[float] = []
+        self.s: list[int] = []
+        self._cdp = context.new_cdp_session(page)
+        self._cdp.on("Network.webSocketFrameReceived", self._frame)
+        self._cdp.send("Network.enable")
+
+    def _frame(self, params: dict) -> None:
+        r = params.get("response") or {}
+        data = r.get("payloadData") or ""
+        m = STEP_BYTES_RE.search(base64.b64decode(data) if r.get("opcode") == 2 else data.encode())
+        if m:
+            step = int(m.group(1).replace(b",", b""))
+            if not self.s or step != self.s[-1]:
+                self.t.append(params["timestamp"])
+                self.s.append(step)
 
 
 # ---- /proc helpers --------------------------------------------------------------------------------
@@ -278,6 +306,22 @@ def _restore_nice(saved: dict[int, int]) -> None:
             pass
 
 
+def _pin(pids, cpus: set[int] | None) -> None:
+    """Restrict every thread of ``pids`` to ``cpus`` (threads and processes started later inherit it)."""
+    if not cpus:
+        return
+    for p in pids:
+        try:
+            tids = [int(t) for t in os.listdir(f"/proc/{p}/task")]
+        except OSError:  # gone already
+            continue
+        for t in tids:
+            try:
+                os.sched_setaffinity(t, cpus)
+            except OSError:
+                pass
+
+
 def _browser_pids(exclude: int) -> list[int]:
     """Processes of the Playwright driver and the browsers it started (descendants of this process,
     apart from the server under test and anything else that is not a browser, such as another server)."""
@@ -294,7 +338,8 @@ def _browser_pids(exclude: int) -> list[int]:
 
 def load_test(n_sessions: int = 10, watch_seconds: float = 15.0, idle_cpu_cores: float = 0.05,
               idle_timeout: float = 15.0, epochs: int = 200, browser=None, browser_nice: int = 5,
-              log=None, settle_seconds: float = 10.0) -> dict:
+              log=None, settle_seconds: float = 10.0, frames_too: bool = False,
+              server_cores: int = 0) -> dict:
     """Run the scenario and return its measurements and the problems found (see the module docstring).
 
     ``browser``: a Playwright browser to use (pytest-playwright's fixture); by default Debian's
@@ -315,12 +360,16 @@ def load_test(n_sessions: int = 10, watch_seconds: float = 15.0, idle_cpu_cores:
             b = launch_browser(p)
             try:
                 return load_test(n_sessions, watch_seconds, idle_cpu_cores, idle_timeout, epochs, browser=b,
-                                 browser_nice=browser_nice, log=log, settle_seconds=settle_seconds)
+                                 browser_nice=browser_nice, log=log, settle_seconds=settle_seconds,
+                                 frames_too=frames_too, server_cores=server_cores)
             finally:
                 b.close()
     say = log or (lambda msg: None)
     t_begin = time.time()
-    proc, url = start_server()
+    cores = sorted(os.sched_getaffinity(0))
+    server_cpus = set(cores[:server_cores]) if 0 < server_cores < len(cores) else None
+    browser_cpus = set(cores) - server_cpus if server_cpus else None
+    proc, url = start_server(cpus=server_cpus)
     server_pids = lambda: tree_pids(proc.pid)  # noqa: E731
     browser_pids = lambda: _browser_pids(proc.pid)  # noqa: E731
     niced: dict[int, int] = {}
@@ -328,9 +377,11 @@ def load_test(n_sessions: int = 10, watch_seconds: float = 15.0, idle_cpu_cores:
     rss.start()
     betas = [BETAS[i % len(BETAS)] for i in range(n_sessions)]
     res: dict = {"sessions": n_sessions, "betas": betas, "watch_seconds": watch_seconds, "settle_seconds": settle_seconds,
-                 "cpu_count": os.cpu_count(), "load_avg_before": os.getloadavg(), "browser_nice": browser_nice,
+                 "cpu_count": os.cpu_count(),
+                 "server_cpus": sorted(server_cpus or cores), "browser_cpus": sorted(browser_cpus or cores),
+                 "load_avg_before": os.getloadavg(), "browser_nice": browser_nice,
                  "exceptions": [], "console_errors": [], "crosstalk": [], "lost_runs": [], "not_training": []}
-    contexts, pages, watches = [], [], []
+    contexts, pages, watches, frames = [], [], [], []
     try:
         # 1. Every student opens the site, then the training page through a shared link with their β.
         for i in range(n_sessions):
@@ -338,16 +389,20 @@ def load_test(n_sessions: int = 10, watch_seconds: float = 15.0, idle_cpu_cores:
             page = ctx.new_page()
             page.set_default_timeout(120_000)
             watches.append(ConsoleWatch(page))
+            if frames_too:
+                frames.append(FrameWatch(ctx, page))
             contexts.append(ctx)
             pages.append(page)
         for page in pages:
             page.goto(url)
         _renice(browser_pids(), browser_nice, niced)  # each context's renderer exists from its first page on
+        _pin(browser_pids(), browser_cpus)
         for page in pages:
             wait_drawn(page, timeout=180_000)
         for i, page in enumerate(pages):
             page.goto(_train_url(url, betas[i], epochs))
         _renice(browser_pids(), browser_nice, niced)
+        _pin(browser_pids(), browser_cpus)
         for page in pages:
             wait_drawn(page, timeout=180_000)
         res["open_seconds"] = time.time() - t_begin
@@ -374,6 +429,7 @@ def load_test(n_sessions: int = 10, watch_seconds: float = 15.0, idle_cpu_cores:
             f"then watching for {watch_seconds:.0f} s")
         time.sleep(settle_seconds)
         starts = [page.evaluate(_RECORDER_JS) for page in pages]
+        t_watch = time.monotonic()
         meter = CpuMeter(server_pids).start()
         bmeter = CpuMeter(browser_pids).start()
         time.sleep(watch_seconds)
@@ -390,6 +446,16 @@ def load_test(n_sessions: int = 10, watch_seconds: float = 15.0, idle_cpu_cores:
             span = [t for t in rec["t"] if t <= end_ms]
             rates.append((steps[-1] - first) / ((span[-1] - span[0]) / 1000) if len(span) > 1 else 0.0)
         all_gaps = [g for gs in gaps for g in gs]
+        # What the server delivered in the same window (frames were collected while the pages were read).
+        sent = [] if not frames else [_gaps([t * 1000 for t in fw.t], t_watch * 1000, (t_watch + watch_seconds) * 1000) for fw in frames]
+        if sent:
+            res["sent_max_s_per_session"] = [max(gs) for gs in sent]
+            res["sent_median_s"] = statistics.median([g for gs in sent for g in gs])
+            res["sent_max_s"] = max(res["sent_max_s_per_session"])
+        # Raw times (ms since the epoch, the server's clock too) of each session's visible updates, to
+        # line them up with a server-side log when a gap needs explaining.
+        res["update_times_ms"] = [[start_ms] + [t for t in rec["t"] if start_ms < t <= start_ms + watch_seconds * 1000]
+                                  for start_ms, rec in zip(starts, recs)]
         res["update_max_s_per_session"] = [max(gs) for gs in gaps]
         # When each session's longest gap began, in seconds from the start of the watch: gaps that all
         # begin together point at the server (every session stalled at once), scattered ones at the page.
@@ -530,10 +596,12 @@ def summary(r: dict) -> str:
     return "\n".join([
         f"sessions: {r['sessions']} (β {', '.join(f'{b:g}' for b in r['betas'])}), {r['cpu_count']} cores, "
         f"load average before/during/after: {la(r['load_avg_before'])} | {la(r['load_avg_during'])} | "
-        f"{la(r['load_avg_after'])}",
+        f"{la(r['load_avg_after'])}; server on cores {r['server_cpus']}, browsers on cores {r['browser_cpus']}",
         f"view update interval while all train: median {r['update_median_s']:.2f} s, p95 {r['update_p95_s']:.2f} s, "
         f"max {r['update_max_s']:.2f} s (per session max: "
         f"{', '.join(f'{v:.2f}' for v in r['update_max_s_per_session'])})",
+        *([f"new steps sent by the server (WebSocket frames, as they reached each browser): median "
+           f"{r['sent_median_s']:.2f} s, max {r['sent_max_s']:.2f} s apart"] if "sent_max_s" in r else []),
         f"throughput per session: median {r['samples_per_s_median']:,.0f}, min {r['samples_per_s_min']:,.0f} samples/s "
         f"(all sessions: {r['samples_per_s_total']:,.0f} samples/s, batch {BATCH})",
         f"CPU while all train: server {r['server_cpu_cores']:.2f} cores, browser (Chromium, nice "
@@ -576,9 +644,15 @@ def main(argv=None) -> int:
     ap.add_argument("--sessions", type=int, default=10, help="browser sessions training at once (default 10)")
     ap.add_argument("--watch", type=float, default=15.0, help="seconds to watch all sessions train (default 15)")
     ap.add_argument("--json", metavar="FILE", help="also write every measurement to FILE as JSON")
+    ap.add_argument("--server-cores", type=int, default=0, metavar="N",
+                    help="give the server N cores of its own and the browsers the rest, as in a class where the "
+                         "browsers run on the students' computers (default 0: everything shares every core)")
+    ap.add_argument("--frames", action="store_true",
+                    help="also time the server's WebSocket messages as they reach each browser (CDP network events; "
+                         "this costs the browsers some CPU, so the view figures come out a little worse)")
     a = ap.parse_args(argv)
-    r = load_test(a.sessions, watch_seconds=a.watch, log=lambda m: print(f"[{time.strftime('%H:%M:%S')}] {m}",
-                                                                          flush=True))
+    r = load_test(a.sessions, watch_seconds=a.watch, frames_too=a.frames, server_cores=a.server_cores,
+                  log=lambda m: print(f"[{time.strftime('%H:%M:%S')}] {m}", flush=True))
     print(summary(r))
     print("longest gap of each session began at (s into the watch):", r.get("update_max_at_s"))
     if r.get("not_training_text"):

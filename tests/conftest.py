@@ -28,16 +28,20 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(port: int | None = None, env: dict | None = None) -> tuple[subprocess.Popen, str]:
-    """Start ``streamlit run app.py`` on 127.0.0.1 and wait for /_stcore/health."""
+def start_server(port: int | None = None, env: dict | None = None,
+                 cpus: set[int] | None = None) -> tuple[subprocess.Popen, str]:
+    """Start ``streamlit run app.py`` on 127.0.0.1 and wait for /_stcore/health. ``cpus``: the only
+    cores the server (and every thread it starts) may run on; by default, all of them."""
     port = port or _free_port()
     cmd = [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.headless", "true",
            "--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false",
            "--server.fileWatcherType", "none"]
     log = open(ROOT / ".pytest_cache" / f"streamlit-{port}.log", "w") if (ROOT / ".pytest_cache").is_dir() else subprocess.DEVNULL
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},
-                            process_group=0)  # its own group, to stop it whole; but this session
-    # (so this kernel's autogroup), so that nice values rank the server against the test's browsers
+                            # its own process group, to stop it whole; but this session (so this kernel's
+                            # autogroup), so that nice values rank the server against the test's browsers
+                            process_group=0,
+                            preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None)
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 60
     while time.time() < deadline:
