@@ -273,9 +273,26 @@ def _raise_beta(page, tries: int = 3) -> bool:
     return False
 
 
-def _nav_click(page, name: str) -> None:
-    """Click a page's link in the sidebar navigation, as a student does."""
-    page.locator('[data-testid="stSidebarNav"]').get_by_role("link", name=name).first.click()
+def _nav_click(page, name: str, timeout_ms: int = 60_000) -> bool:
+    """Click a page's link in the sidebar navigation, as a student does; False if it did not show."""
+    try:
+        page.locator('[data-testid="stSidebarNav"]').get_by_role("link", name=name).first.click(timeout=timeout_ms)
+        return True
+    except Exception:
+        return False
+
+
+def _dump(page, i: int) -> str:
+    """Save what a failing session's page shows (screenshot, URL, start of its text) for a post-mortem;
+    returns where it went."""
+    import tempfile
+    path = Path(tempfile.gettempdir()) / f"latent-lab-load-session{i}"
+    try:
+        page.screenshot(path=str(path.with_suffix(".png")), full_page=True, timeout=30_000)
+        path.with_suffix(".txt").write_text(page.url + "\n\n" + page.inner_text("body", timeout=10_000)[:5000])
+    except Exception as exc:
+        return f"could not save the page: {type(exc).__name__}"
+    return f"page saved to {path}.png and .txt"
 
 
 def _train_url(url: str, beta: float, epochs: int) -> str:
@@ -416,6 +433,7 @@ def load_test(n_sessions: int = 10, watch_seconds: float = 15.0, idle_cpu_cores:
         res["all_training_after_s"] = time.time() - t_click
         if not started:
             res["not_training"] = [i for i, p in enumerate(pages) if not (_step(p) or 0) > 0]
+            res["not_training_text"] = [_dump(pages[i], i) for i in res["not_training"]]
         # Each session shows its own run: the first of its session, with its own β.
         for i, page in enumerate(pages):
             text = _progress_text(page)
@@ -494,16 +512,18 @@ def load_test(n_sessions: int = 10, watch_seconds: float = 15.0, idle_cpu_cores:
         # 5. Switch to the home page with the sidebar link, and back: the run is still there and trains on.
         before = [_step(page) or 0 for page in pages]
         t_switch = time.time()
-        for page in pages:
-            _nav_click(page, "Home")
+        for i, page in enumerate(pages):
+            if not _nav_click(page, "Home"):
+                res["lost_runs"].append(f"session {i}: no sidebar link to Home within 60 s ({_dump(page, i)})")
         for i, page in enumerate(pages):
             try:
                 page.get_by_role("heading", name="Latent Lab").first.wait_for(timeout=60_000)
                 wait_drawn(page, timeout=120_000)
             except Exception as exc:
                 res["lost_runs"].append(f"session {i}: the home page did not draw ({type(exc).__name__})")
-        for page in pages:
-            _nav_click(page, "Train a VAE live")
+        for i, page in enumerate(pages):
+            if not _nav_click(page, "Train a VAE live"):
+                res["lost_runs"].append(f"session {i}: no sidebar link back to training within 60 s ({_dump(page, i)})")
         for i, page in enumerate(pages):
             try:
                 page.locator('[data-testid="stProgress"]').first.wait_for(timeout=60_000)
@@ -524,7 +544,8 @@ def load_test(n_sessions: int = 10, watch_seconds: float = 15.0, idle_cpu_cores:
         resumed = _wait_until(lambda: all((_step(p) or 0) > (b or 0) for p, b in zip(pages, back)), 60)
         if not resumed:
             res["not_training"] += [i for i, (p, b) in enumerate(zip(pages, back)) if not (_step(p) or 0) > (b or 0)]
-            res["not_training_text"] = [_progress_text(pages[i])[:120] for i in res["not_training"]]
+            res["not_training_text"] = res.get("not_training_text", []) + [
+                f"{_progress_text(pages[i])[:120]!r} ({_dump(pages[i], i)})" for i in res["not_training"]]
         say(f"page switch and back: {res['page_switch_s']:.1f} s; lost {res['lost_runs'] or 'none'}")
 
         # 6. No exception anywhere: Streamlit exception boxes, uncaught errors in the page, console errors.
@@ -656,7 +677,7 @@ def main(argv=None) -> int:
     print(summary(r))
     print("longest gap of each session began at (s into the watch):", r.get("update_max_at_s"))
     if r.get("not_training_text"):
-        print("sessions not training after the page switch show:", r["not_training_text"])
+        print("sessions not training show:", r["not_training_text"])
     if a.json:
         Path(a.json).write_text(json.dumps(r, indent=1))
     return 1 if r["problems"] else 0
