@@ -249,6 +249,11 @@ def progress(run) -> None:
     st.progress(t.progress(), text=f"**{run.name}** · {R.STATE_LABELS[state]} · epoch {epoch}/{t.cfg.epochs} · "
                                    f"step {t.step}/{t.total_steps} · {t.train_seconds:.1f} s · {sps:,.0f} samples/s"
                                    f"{left}")
+
+
+def end_message(run) -> None:
+    """How the run ended, if it has: an error, info or success box (nothing while it trains)."""
+    t, state = run.trainer, run.state
     if state == "diverged":
         st.error(f"⚠️ {run.message}")
     elif state == "error":
@@ -256,7 +261,8 @@ def progress(run) -> None:
     elif state == "stopped":
         st.info(run.message)
     elif state == "done":
-        st.success(f"Finished: {t.step:,} steps in {t.train_seconds:.1f} s of training ({sps:,.0f} samples/s).")
+        st.success(f"Finished: {t.step:,} steps in {t.train_seconds:.1f} s of training "
+                   f"({t.samples_per_second:,.0f} samples/s).")
 
 
 def live_numbers(run) -> None:
@@ -363,13 +369,19 @@ def live_section(mode: str, cfg) -> None:
         if shown() != drawn:
             st.rerun()  # a button started, paused, stopped or reset a run: redraw the whole page
 
+    # In each fragment the blocks (columns) come first and the elements that are sometimes absent
+    # come last, so a position holds the same kind of node (element or block) on every run. Under
+    # load Streamlit can apply one fragment run's output over a partial earlier one; when a position
+    # held an element in one run and a block in the other, the page crashed to a blank screen
+    # ("'setIn' cannot be called on an ElementNode", caught once in about fifteen 10-session load
+    # tests). Slots (st.empty) drawn on every run would do the same, but cost every redraw more.
     @st.fragment
     def control_panel() -> None:
         run = store.active
-        if ss.get("tr_error"):
-            st.error(ss["tr_error"])
         controls(run, cfg)
         beta_slider(run, cfg)
+        if ss.get("tr_error"):
+            st.error(ss["tr_error"])
         if run is None:
             st.info("Press **▶️ Start training** to train the configuration above on this server, or "
                     "**🧪 β sweep** to train four VAEs that differ only in β.")
@@ -381,14 +393,15 @@ def live_section(mode: str, cfg) -> None:
             publish_shared_models()
             st.rerun()  # a run finished or a sweep moved on: redraw everything (and stop polling if idle)
         run = store.active
-        for note in store.pop_notices():
-            st.warning(note)
         if run is not None:
             progress(run)
-            if len(run.beta_changes) > 1:
-                st.caption("β so far: " + " → ".join(f"**{b:g}** (from step {s})" for s, b in run.beta_changes[-8:]))
             if mode == "full":
                 live_numbers(run)
+            end_message(run)
+            if len(run.beta_changes) > 1:
+                st.caption("β so far: " + " → ".join(f"**{b:g}** (from step {s})" for s, b in run.beta_changes[-8:]))
+        for note in store.pop_notices():
+            st.warning(note)
         check_polling()
         if polling and R.live_intervals(live_runners()) != (status_s, charts_s) and random.random() < 0.2:
             # The server got busier or quieter: new redraw intervals, which take a whole-page redraw. Each
