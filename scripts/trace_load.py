@@ -1,0 +1,98 @@
+"""Re-run the 10-session load test until a session stalls, keeping every page's WebSocket messages.
+
+    python scripts/trace_load.py --runs 30 --out /tmp/load-traces
+
+Each run is ``bench.bench_load.load_test`` with ``frames_too``; every message each page sends
+(BackMsg) or receives (ForwardMsg) is decoded with Streamlit's protobuf classes and logged as
+(browser network clock, SENT/recv, message type, detail). Delta messages are logged only when they
+carry a progress line (their step). When a run has a gap of more than 3 s, a session not training
+or a failed page switch, its results and every page's log go to ``<out>/stall<N>.json`` and the
+script stops. This is how the blank-page crash of the training page was caught (README,
+"Deploying for a class").
+"""
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import bench.bench_load as B  # noqa: E402
+
+
+def _describe(raw: bytes, sent: bool) -> tuple[str, str] | None:
+    from streamlit.proto.BackMsg_pb2 import BackMsg
+    from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
+    m = BackMsg() if sent else ForwardMsg()
+    m.ParseFromString(raw)
+    kind = m.WhichOneof("type")
+    if kind == "rerun_script":
+        return kind, f"fragment={m.rerun_script.fragment_id[:8]} auto={m.rerun_script.is_auto_rerun}"
+    if kind == "auto_rerun":
+        return kind, f"fragment={m.auto_rerun.fragment_id[:8]} every={m.auto_rerun.interval:.2f}"
+    if kind == "stop_auto_rerun":
+        return kind, "fragments=" + ",".join(f[:8] for f in m.stop_auto_rerun.fragment_ids)
+    if kind == "new_session":
+        return kind, ("fragments=" + ",".join(f[:8] for f in m.metadata.run.fragment_ids)
+                      + f" run={m.metadata.run.script_run_id[:6]}")
+    if kind == "script_finished":
+        return kind, ForwardMsg.ScriptFinishedStatus.Name(m.script_finished)
+    if kind == "session_status_changed":
+        return kind, f"running={m.session_status_changed.script_is_running}"
+    if kind == "delta":
+        step = B.STEP_BYTES_RE.search(raw)
+        return (kind, "step " + step.group(1).decode()) if step else None
+    return kind, ""
+
+
+class TracingFrameWatch(B.FrameWatch):
+    def __init__(self, context, page):
+        self.log: list[tuple] = []
+        super().__init__(context, page)
+        self._cdp.on("Network.webSocketFrameReceived", lambda p: self._trace(p, False))
+        self._cdp.on("Network.webSocketFrameSent", lambda p: self._trace(p, True))
+        made.append(self)
+
+    def _trace(self, params: dict, sent: bool) -> None:
+        r = params.get("response") or {}
+        data = r.get("payloadData") or ""
+        try:
+            found = _describe(base64.b64decode(data) if r.get("opcode") == 2 else data.encode(), sent)
+        except Exception as exc:  # a frame that is not a Streamlit message
+            found = ("?", repr(exc)[:60])
+        if found:
+            self.log.append((params["timestamp"], "SENT" if sent else "recv", *found))
+
+
+made: list[TracingFrameWatch] = []
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--runs", type=int, default=30)
+    ap.add_argument("--sessions", type=int, default=10)
+    ap.add_argument("--out", default="/tmp/load-traces")
+    a = ap.parse_args(argv)
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    B.FrameWatch = TracingFrameWatch
+    for i in range(a.runs):
+        made.clear()
+        r = B.load_test(a.sessions, frames_too=True)
+        stalled = r["update_max_s"] > 3 or r["not_training"] or r["lost_runs"]
+        print(time.strftime("%H:%M:%S"), f"run {i}: longest gap {r['update_max_s']:.2f} s;",
+              r["problems"][:3] or "all checks passed", flush=True)
+        if stalled:
+            path = out / f"stall{i}.json"
+            path.write_text(json.dumps({"result": r, "logs": [fw.log for fw in made]}, default=str))
+            print("stall captured:", path)
+            return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
