@@ -25,6 +25,7 @@ import os
 import re
 import statistics
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -39,7 +40,7 @@ BETAS = [0.1, 0.5, 1, 2, 4, 0.2, 0.75, 1.5, 3, 6]  # all in core.runs.BETA_CHOIC
 BATCH = 128
 UPDATE_TARGET_S = 1.0  # issue 11: every session's view updates at least once a second
 STEP_RE = re.compile(r"step ([\d,]+)/")
-STEP_BYTES_RE = re.compile(rb"step ([\d,]+)/")
+STEP_BYTES_RE = re.compile(STEP_RE.pattern.encode())  # the same, in raw WebSocket frames
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 # Runs in each page: every 50 ms, read the live progress bar and record (time, step) when the step
@@ -285,7 +286,6 @@ def _nav_click(page, name: str, timeout_ms: int = 60_000) -> bool:
 def _dump(page, i: int) -> str:
     """Save what a failing session's page shows (screenshot, URL, start of its text) for a post-mortem;
     returns where it went."""
-    import tempfile
     path = Path(tempfile.gettempdir()) / f"latent-lab-load-session{i}"
     try:
         page.screenshot(path=str(path.with_suffix(".png")), full_page=True, timeout=30_000)
@@ -372,13 +372,12 @@ def load_test(n_sessions: int = 10, watch_seconds: float = 15.0, idle_cpu_cores:
     CPU use (cores, in one-second windows). ``log``: a callable for progress messages (default: none).
     """
     if browser is None:
+        args = {k: v for k, v in locals().items() if k != "browser"}  # every parameter, as given
         from playwright.sync_api import sync_playwright
         with sync_playwright() as p:
             b = launch_browser(p)
             try:
-                return load_test(n_sessions, watch_seconds, idle_cpu_cores, idle_timeout, epochs, browser=b,
-                                 browser_nice=browser_nice, log=log, settle_seconds=settle_seconds,
-                                 frames_too=frames_too, server_cores=server_cores)
+                return load_test(browser=b, **args)
             finally:
                 b.close()
     say = log or (lambda msg: None)
@@ -390,6 +389,13 @@ def load_test(n_sessions: int = 10, watch_seconds: float = 15.0, idle_cpu_cores:
     server_pids = lambda: tree_pids(proc.pid)  # noqa: E731
     browser_pids = lambda: _browser_pids(proc.pid)  # noqa: E731
     niced: dict[int, int] = {}
+
+    def tune_browsers() -> None:
+        """Lower the browsers' priority and keep them to their cores (run after new pages open)."""
+        pids = browser_pids()
+        _renice(pids, browser_nice, niced)
+        _pin(pids, browser_cpus)
+
     rss = RssSampler(proc.pid)
     rss.start()
     betas = [BETAS[i % len(BETAS)] for i in range(n_sessions)]
@@ -412,14 +418,12 @@ def load_test(n_sessions: int = 10, watch_seconds: float = 15.0, idle_cpu_cores:
             pages.append(page)
         for page in pages:
             page.goto(url)
-        _renice(browser_pids(), browser_nice, niced)  # each context's renderer exists from its first page on
-        _pin(browser_pids(), browser_cpus)
+        tune_browsers()  # each context's renderer exists from its first page on
         for page in pages:
             wait_drawn(page, timeout=180_000)
         for i, page in enumerate(pages):
             page.goto(_train_url(url, betas[i], epochs))
-        _renice(browser_pids(), browser_nice, niced)
-        _pin(browser_pids(), browser_cpus)
+        tune_browsers()
         for page in pages:
             wait_drawn(page, timeout=180_000)
         res["open_seconds"] = time.time() - t_begin
@@ -512,24 +516,22 @@ def load_test(n_sessions: int = 10, watch_seconds: float = 15.0, idle_cpu_cores:
         # 5. Switch to the home page with the sidebar link, and back: the run is still there and trains on.
         before = [_step(page) or 0 for page in pages]
         t_switch = time.time()
-        for i, page in enumerate(pages):
-            if not _nav_click(page, "Home"):
-                res["lost_runs"].append(f"session {i}: no sidebar link to Home within 60 s ({_dump(page, i)})")
-        for i, page in enumerate(pages):
-            try:
-                page.get_by_role("heading", name="Latent Lab").first.wait_for(timeout=60_000)
-                wait_drawn(page, timeout=120_000)
-            except Exception as exc:
-                res["lost_runs"].append(f"session {i}: the home page did not draw ({type(exc).__name__})")
-        for i, page in enumerate(pages):
-            if not _nav_click(page, "Train a VAE live"):
-                res["lost_runs"].append(f"session {i}: no sidebar link back to training within 60 s ({_dump(page, i)})")
-        for i, page in enumerate(pages):
-            try:
-                page.locator('[data-testid="stProgress"]').first.wait_for(timeout=60_000)
-                wait_drawn(page, timeout=120_000)
-            except Exception as exc:
-                res["lost_runs"].append(f"session {i}: the training page did not draw again ({type(exc).__name__})")
+
+        def switch(link: str, drawn_mark, what: str) -> None:
+            """Every session clicks ``link`` in the sidebar; then each page must show ``drawn_mark(page)``."""
+            for i, page in enumerate(pages):
+                if not _nav_click(page, link):
+                    res["lost_runs"].append(f"session {i}: no sidebar link {link!r} within 60 s ({_dump(page, i)})")
+            for i, page in enumerate(pages):
+                try:
+                    drawn_mark(page).wait_for(timeout=60_000)
+                    wait_drawn(page, timeout=120_000)
+                except Exception as exc:
+                    res["lost_runs"].append(f"session {i}: {what} did not draw ({type(exc).__name__})")
+
+        switch("Home", lambda page: page.get_by_role("heading", name="Latent Lab").first, "the home page")
+        switch("Train a VAE live", lambda page: page.locator('[data-testid="stProgress"]').first,
+               "the training page (again)")
         res["page_switch_s"] = time.time() - t_switch
         back = [_step(page) for page in pages]
         for i, page in enumerate(pages):

@@ -382,10 +382,12 @@ def test_freezing_the_imports_also_makes_full_collections_rarer():
     not in the test process): once only, objects frozen, thresholds raised from Python's default."""
     import subprocess
     import sys
+
+    from tests.conftest import ROOT
     code = ("import gc; from core import runs as R; before = gc.get_threshold(); "
             "first, again = R.freeze_import_objects(), R.freeze_import_objects(); "
             "print(first, again, before, gc.get_threshold(), gc.get_freeze_count() > 1000)")
-    out = subprocess.run([sys.executable, "-c", code], cwd=R.__file__.rsplit("/core/", 1)[0], capture_output=True,
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
                          text=True, timeout=120, check=True).stdout.split(maxsplit=2)
     assert out[:2] == ["True", "False"]
     assert out[2].strip() == f"(700, 10, 10) {R.GC_THRESHOLDS} True"
