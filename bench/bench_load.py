@@ -385,7 +385,8 @@ def load_test(n_sessions: int = 10, watch_seconds: float = 15.0, idle_cpu_cores:
     cores = sorted(os.sched_getaffinity(0))
     server_cpus = set(cores[:server_cores]) if 0 < server_cores < len(cores) else None
     browser_cpus = set(cores) - server_cpus if server_cpus else None
-    proc, url = start_server(cpus=server_cpus)
+    server_log = Path(tempfile.mkdtemp(prefix="latent-lab-load-")) / "server.log"
+    proc, url = start_server(cpus=server_cpus, log_path=server_log)
     server_pids = lambda: tree_pids(proc.pid)  # noqa: E731
     browser_pids = lambda: _browser_pids(proc.pid)  # noqa: E731
     niced: dict[int, int] = {}
@@ -593,6 +594,9 @@ def load_test(n_sessions: int = 10, watch_seconds: float = 15.0, idle_cpu_cores:
             except Exception:
                 pass
     res["total_seconds"] = time.time() - t_begin
+    # Live views that stopped redrawing and that core.ui's watchdog restarted (it logs each one).
+    res["live_view_restarts"] = server_log.read_text(errors="replace").count("did not redraw for")
+    res["server_log"] = str(server_log)
     res["problems"] = problems(res)
     return res
 
@@ -633,6 +637,7 @@ def summary(r: dict) -> str:
         f"server CPU after close: {r['server_cpu_cores_before_close']:.2f} cores before; "
         + ", ".join(f"{c:.2f} at {t:.1f} s" for t, c in r["cpu_after_close"])
         + (f"; idle after {r['idle_after_close_s']:.1f} s" if r["idle_after_close_s"] is not None else "; NOT idle"),
+        f"live views restarted by the watchdog (core.ui.live_view): {r['live_view_restarts']}",
         f"opening {r['sessions']} sessions: {r['open_seconds']:.1f} s; all training {r['all_training_after_s']:.1f} s "
         f"after Start; page switch and back: {r['page_switch_s']:.1f} s; total {r['total_seconds']:.0f} s",
         "checks: " + ("all passed (no exception, no cross-talk, runs kept across the page switch)"

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import math
 import os
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -20,12 +22,15 @@ from typing import Any
 import threading
 
 import streamlit as st
+from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from core.data import DATASETS, Dataset, load_dataset
 
 # torch, plotly and the zoo are imported lazily: the home page must draw within 2 s of
 # `streamlit run`, and importing torch alone takes about 1.6 s here. The home page warms
 # them up in a background thread (``warm_up``) once it has drawn.
+
+_LOG = logging.getLogger("latent_lab")
 
 PLOTLY_CONFIG = {
     "displaylogo": False,
@@ -602,3 +607,113 @@ def run_safely(fn: Callable, what: str, fix: str):
     except ValueError as exc:
         st.error(f"{what}: {exc}\n\n{fix}")
         return None
+
+
+# ---- live views that stop redrawing ---------------------------------------------------------------
+
+LIVE_STALL_S = 2.5  # a live view that has not redrawn for this long is restarted (it redraws every 0.5 s)
+_live_lock = threading.Lock()
+_live_beats: dict[str, tuple[float, str]] = {}  # session id -> (time of its last live redraw, its page)
+_live_thread: threading.Thread | None = None
+live_restarts = 0  # how many stalled live views this process has restarted
+
+
+def stalled_views(beats: dict[str, tuple[float, str]], now: float, state_of: Callable[[str], tuple[str, bool] | None],
+                  stall_s: float = LIVE_STALL_S) -> tuple[list[str], list[str]]:
+    """Which live views to restart and which to forget: ``(rerun, forget)`` session ids.
+
+    ``beats`` maps a session id to (monotonic time of its live view's last redraw, the page's
+    script hash). ``state_of(session_id)`` gives (the page the session shows now, whether a
+    script run is in progress), or None when the session is gone or its browser disconnected.
+    A view is forgotten when its session is gone or shows another page (its training lease then
+    lapses, as designed); it is rerun when it has not redrawn for ``stall_s`` seconds and no run
+    is in progress (a long full run registers the view's timers again when it ends)."""
+    rerun, forget = [], []
+    for sid, (beat, page) in beats.items():
+        if now - beat < stall_s:
+            continue
+        state = state_of(sid)
+        if state is None or state[0] != page:
+            forget.append(sid)
+        elif not state[1]:
+            rerun.append(sid)
+    return rerun, forget
+
+
+def _session_state_of(sid: str):
+    """(current page hash, running) of a connected session, from Streamlit's runtime; None if gone."""
+    from streamlit.runtime import Runtime
+    info = Runtime.instance()._session_mgr.get_active_session_info(sid) if Runtime.exists() else None
+    if info is None:
+        return None
+    session = info.session
+    return session._client_state.page_script_hash, session._state.name == "APP_IS_RUNNING"
+
+
+def _rerun_session(sid: str) -> None:
+    """A full rerun of the session's current page with its last widget states, as Streamlit's own
+    run-on-save does (``AppSession.request_rerun(self._client_state)``, on the session's event loop),
+    but never a fragment's rerun (a full run is what arms the page's timers again)."""
+    from streamlit.proto.ClientState_pb2 import ClientState
+    from streamlit.runtime import Runtime
+    info = Runtime.instance()._session_mgr.get_active_session_info(sid)
+    if info is None:
+        return
+    session = info.session
+
+    def rerun() -> None:
+        state = ClientState()
+        state.CopyFrom(session._client_state)
+        state.fragment_id = ""  # the last run may have been a fragment's: this must be a full run
+        state.is_auto_rerun = False
+        session.request_rerun(state)
+
+    session._event_loop.call_soon_threadsafe(rerun)
+
+
+def _watch_live_views() -> None:
+    global live_restarts
+    while True:
+        time.sleep(LIVE_STALL_S / 5)
+        with _live_lock:
+            beats = dict(_live_beats)
+        try:
+            rerun, forget = stalled_views(beats, time.monotonic(), _session_state_of)
+            for sid in rerun:
+                _rerun_session(sid)
+                live_restarts += 1
+                _LOG.warning("Live view of session %s did not redraw for %.1f s: rerunning its page.",
+                             sid[:8], time.monotonic() - beats[sid][0])
+        except Exception:  # Streamlit's internals changed: stop watching, never break a page
+            _LOG.warning("Live-view watchdog stopped", exc_info=True)
+            return
+        with _live_lock:
+            for sid in forget:
+                if _live_beats.get(sid) == beats[sid]:
+                    del _live_beats[sid]
+            for sid in rerun:  # wait another stall_s before trying again
+                if _live_beats.get(sid) == beats[sid]:
+                    _live_beats[sid] = (time.monotonic(), beats[sid][1])
+
+
+def live_view(polling: bool) -> None:
+    """Call on every redraw of a live view (a fragment with ``run_every``): while ``polling``, a
+    watchdog thread reruns this session's page if the view stops redrawing for ``LIVE_STALL_S``.
+
+    Under load, a browser can be left with no auto-rerun timer at all (Streamlit's frontend clears
+    every timer when a full run starts and re-arms them from the run's messages). The page then
+    sends nothing until the student clicks; a 10-session load test caught one such session, silent
+    for 15 s, its training stopped by the lapsed lease. A full rerun arms the timers again."""
+    global _live_thread
+    from streamlit.runtime import Runtime
+    ctx = get_script_run_ctx()
+    if ctx is None or not Runtime.exists():  # AppTest and bare mode have no runtime to rerun sessions with
+        return
+    with _live_lock:
+        if polling:
+            _live_beats[ctx.session_id] = (time.monotonic(), ctx.page_script_hash)
+            if _live_thread is None:
+                _live_thread = threading.Thread(target=_watch_live_views, name="latent-lab-live-watch", daemon=True)
+                _live_thread.start()
+        else:
+            _live_beats.pop(ctx.session_id, None)

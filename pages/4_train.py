@@ -389,6 +389,7 @@ def live_section(mode: str, cfg) -> None:
 
     @st.fragment(run_every=status_s)
     def status() -> None:
+        ui.live_view(polling)  # restarts this page if its redraws stop (see ui.live_view)
         if store.tick():
             publish_shared_models()
             st.rerun()  # a run finished or a sweep moved on: redraw everything (and stop polling if idle)

@@ -29,14 +29,17 @@ def _free_port() -> int:
 
 
 def start_server(port: int | None = None, env: dict | None = None,
-                 cpus: set[int] | None = None) -> tuple[subprocess.Popen, str]:
+                 cpus: set[int] | None = None, log_path: Path | None = None) -> tuple[subprocess.Popen, str]:
     """Start ``streamlit run app.py`` on 127.0.0.1 and wait for /_stcore/health. ``cpus``: the only
-    cores the server (and every thread it starts) may run on; by default, all of them."""
+    cores the server (and every thread it starts) may run on; by default, all of them. ``log_path``:
+    where its output goes (by default .pytest_cache/streamlit-<port>.log if that folder exists)."""
     port = port or _free_port()
     cmd = [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.headless", "true",
            "--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false",
            "--server.fileWatcherType", "none"]
-    log = open(ROOT / ".pytest_cache" / f"streamlit-{port}.log", "w") if (ROOT / ".pytest_cache").is_dir() else subprocess.DEVNULL
+    if log_path is None and (ROOT / ".pytest_cache").is_dir():
+        log_path = ROOT / ".pytest_cache" / f"streamlit-{port}.log"
+    log = open(log_path, "w") if log_path else subprocess.DEVNULL
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},
                             # its own process group, to stop it whole; but this session (so this kernel's
                             # autogroup), so that nice values rank the server against the test's browsers

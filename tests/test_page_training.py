@@ -264,6 +264,25 @@ def progress_step(page) -> int:
     return int(re.search(r"step (\d+)/", text).group(1))
 
 
+
+def test_stalled_views_are_rerun_only_when_idle_and_forgotten_when_gone():
+    from core.ui import stalled_views
+    beats = {"fresh": (9.0, "train"), "stalled": (5.0, "train"), "busy": (5.0, "train"),
+             "left": (5.0, "train"), "gone": (5.0, "train")}
+    states = {"fresh": ("train", False), "stalled": ("train", False), "busy": ("train", True),
+              "left": ("home", False), "gone": None}
+    rerun, forget = stalled_views(beats, 10.0, states.get, stall_s=2.5)
+    assert rerun == ["stalled"]  # "busy" is in a (long) run that re-arms its timers when it ends
+    assert sorted(forget) == ["gone", "left"]  # their leases lapse: training pauses, as designed
+    assert stalled_views(beats, 7.4, states.get, stall_s=2.5) == ([], [])
+
+def wait_step_above(page, step: int, timeout: float = 30_000) -> None:
+    """Wait until the live progress line shows a step greater than ``step``."""
+    page.wait_for_function("n => { const p = document.querySelector('[data-testid=stProgress]');"
+                           " const m = p && /step ([\\d,]+)\\//.exec(p.innerText);"
+                           " return m && +m[1].replace(/,/g, '') > n; }", arg=step, timeout=timeout)
+
+
 @pytest.mark.browser
 def test_training_page_trains_live_in_the_browser(watched_page, server_url):
     page = watched_page
@@ -299,6 +318,32 @@ def test_training_page_trains_live_in_the_browser(watched_page, server_url):
     page.set_viewport_size({"width": 1400, "height": 3000})
     page.wait_for_timeout(1500)
     screenshot(page, "train")
+    page.get_by_role("button", name="Stop").click()
+    page.wait_for_selector('[data-testid="stProgress"]:has-text("stopped early")')
+
+
+@pytest.mark.browser
+def test_a_live_view_whose_timers_are_lost_is_restarted(watched_page, server_url):
+    """Streamlit's frontend can be left with no auto-rerun timer (a 10-session load test caught a page
+    silent for 15 s). Clearing every interval timer in the page reproduces that: the watchdog
+    (``ui.live_view``) must rerun the page, which arms the timers again, and training goes on."""
+    page = watched_page
+    open_train(page, server_url, "?dataset=mnist-5k&tr_epochs=200&tr_latent=2")  # ~7,000 steps: still training at the end
+    page.get_by_role("button", name="Start training").click()
+    wait_step_above(page, 0)
+    page.evaluate("() => { for (let i = 1; i < 100000; i++) clearInterval(i); }")
+    page.wait_for_timeout(1000)  # a redraw already on its way may still land
+    stalled = progress_step(page)
+    page.wait_for_timeout(1000)
+    assert progress_step(page) == stalled, "clearing the timers did not stop the redraws: the test proves nothing"
+    # Restarted within LIVE_STALL_S (2.5 s) plus a full run; then the timers tick again on their own.
+    wait_step_above(page, stalled, timeout=15_000)
+    again = progress_step(page)
+    wait_step_above(page, again, timeout=5_000)
+    # The same run goes on: the rerun replayed no click (a replayed Start would have begun run #2).
+    assert page.locator('[data-testid="stProgress"]').first.inner_text().startswith("#1 VAE")
+    assert page.get_by_text("#2 VAE").count() == 0
+    assert_no_exception_box(page)
     page.get_by_role("button", name="Stop").click()
     page.wait_for_selector('[data-testid="stProgress"]:has-text("stopped early")')
 
