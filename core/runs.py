@@ -340,6 +340,7 @@ class RunStore:
         self.max_runs = max_runs
         self.lease_seconds = lease_seconds
         self.notices: list[str] = []
+        self._ticked: tuple[str, int] | None = None  # (run, step) at the previous tick
 
     # -- reading --
     @property
@@ -503,12 +504,16 @@ class RunStore:
         return True
 
     def tick(self) -> bool:
-        """Call on every redraw: renew the lease, finalise finished runs, advance a sweep.
+        """Call on every redraw: renew the lease, train one step here if the run has not moved since
+        the previous tick (``BackgroundRunner.step_here``), finalise finished runs, advance a sweep.
         Returns True when a run finished or started (the page should redraw everything)."""
         changed = False
         run = self.active
         if run is not None and run.runner is not None and not run.finished:
             run.runner.keep_alive()
+            if self._ticked == (run.name, run.step):
+                run.runner.step_here()
+            self._ticked = (run.name, run.step)
         for r in list(self.runs.values()):
             if r.finished and r.final is None:
                 r.finalize()

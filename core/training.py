@@ -544,6 +544,27 @@ class BackgroundRunner:
         self.wanted = True
         self.keep_alive()
 
+    def step_here(self) -> bool:
+        """Train one step now, in the calling thread, unless the training thread is inside a step
+        (its lock is taken) or training is not wanted. Returns True if a step was taken.
+
+        The page calls this when a redraw finds no new step since the previous one: on a saturated
+        CPU the training thread (lowest priority, waiting for its turn among ten) can go a second
+        without a step, and the student's view would stand still. The redraw's thread runs at the
+        page's priority, so one step of its own keeps every view moving (at most one per redraw)."""
+        t = self.trainer
+        if not self.wanted or t.finished or self.error is not None or not t.lock.acquire(blocking=False):
+            return False
+        try:
+            t.run_for(0.0)  # exactly one step, with the trainer's own bookkeeping
+            return True
+        except Exception as exc:  # reported to the page like the thread's own errors
+            self.error = f"{type(exc).__name__}: {exc}"
+            self.wanted = False
+            return False
+        finally:
+            t.lock.release()
+
     def pause(self) -> None:
         self.wanted = False
 

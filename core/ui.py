@@ -647,10 +647,14 @@ def _session_state_of(sid: str):
     if info is None:
         return None
     session = info.session
-    return session._client_state.page_script_hash, session._state.name == "APP_IS_RUNNING"
+    # A run is in progress, or about to start: a script runner exists from the moment a request (a
+    # click on another page's link, say) is taken until that run ends; the page hash changes only
+    # when the run starts.
+    busy = session._state.name == "APP_IS_RUNNING" or session._scriptrunner is not None
+    return session._client_state.page_script_hash, busy
 
 
-def _rerun_session(sid: str) -> None:
+def _rerun_session(sid: str, page: str) -> None:
     """A full rerun of the session's current page with its last widget states, as Streamlit's own
     run-on-save does (``AppSession.request_rerun(self._client_state)``, on the session's event loop),
     but never a fragment's rerun (a full run is what arms the page's timers again)."""
@@ -662,6 +666,10 @@ def _rerun_session(sid: str) -> None:
     session = info.session
 
     def rerun() -> None:
+        # Checked again here, on the event loop that takes the browser's requests: a click that came
+        # in since the watchdog looked (another page, say) wins, and nothing is rerun.
+        if session._scriptrunner is not None or session._client_state.page_script_hash != page:
+            return
         state = ClientState()
         state.CopyFrom(session._client_state)
         state.fragment_id = ""  # the last run may have been a fragment's: this must be a full run
@@ -680,10 +688,10 @@ def _watch_live_views() -> None:
         try:
             rerun, forget = stalled_views(beats, time.monotonic(), _session_state_of)
             for sid in rerun:
-                _rerun_session(sid)
+                _rerun_session(sid, beats[sid][1])
                 live_restarts += 1
-                _LOG.warning("Live view of session %s did not redraw for %.1f s: rerunning its page.",
-                             sid[:8], time.monotonic() - beats[sid][0])
+                _LOG.warning("%s Live view of session %s did not redraw for %.1f s: rerunning its page.",
+                             time.strftime("%H:%M:%S"), sid[:8], time.monotonic() - beats[sid][0])
         except Exception:  # Streamlit's internals changed: stop watching, never break a page
             _LOG.warning("Live-view watchdog stopped", exc_info=True)
             return

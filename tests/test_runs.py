@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import threading
 import time
 from dataclasses import replace
 
@@ -167,6 +168,45 @@ def test_lease_stops_the_thread_when_nobody_watches_and_tick_restarts_it(digits)
     finally:
         store.shutdown()
 
+
+
+def test_a_tick_that_finds_no_new_step_trains_one_step_itself(digits, store):
+    """A starved training thread (here: every training slot is held, so it waits for its turn) must
+    not freeze the view: each tick that sees the same step as the previous one trains one step."""
+    from core.training import TRAINING_SLOTS
+    mc, tc = small(digits, epochs=200)
+    for _ in range(TRAINING_SLOTS.n):
+        TRAINING_SLOTS.__enter__()
+    try:
+        run = store.create(mc, tc, digits)
+        time.sleep(0.2)
+        assert run.step == 0  # the thread is waiting for a slot
+        store.tick()  # the first tick only notes the step
+        assert run.step == 0
+        store.tick()
+        assert run.step == 1
+        store.tick()
+        assert run.step == 2 and len(run.history) == 2
+        # Not while the thread is inside a step (it holds the trainer's lock), and never when paused.
+        locked = threading.Event()
+        release = threading.Event()
+
+        def hold():
+            with run.trainer.lock:
+                locked.set()
+                release.wait(5)
+        threading.Thread(target=hold).start()
+        locked.wait(5)
+        store.tick()
+        assert run.step == 2
+        release.set()
+        store.pause()
+        store.tick()
+        store.tick()
+        assert run.step == 2
+    finally:
+        for _ in range(TRAINING_SLOTS.n):
+            TRAINING_SLOTS.__exit__(None, None, None)
 
 def test_divergent_learning_rate_stops_with_a_message_and_finite_weights(digits, store):
     mc, tc = small(digits, lr=1.0, epochs=20)
