@@ -346,9 +346,11 @@ def live_section(mode: str, cfg) -> None:
     on presenter scenes that show something else).
 
     Three fragments, so that each redraw sends only what changed: the controls (rerun only when
-    clicked; the β slider reruns only them), the status (progress, β so far, numbers; it renews the
-    training lease) and the charts (loss curves, KL bars, images), each on its own timer from
-    ``R.live_intervals``: twice a second alone, the charts slower when many sessions train at once.
+    clicked; the β slider reruns only them), the status (the progress line and β so far; it renews
+    the training lease and trains a step itself if the run has not moved) and the charts (the live
+    numbers, loss curves, KL bars, images), each on its own timer from ``R.live_intervals``: twice a
+    second alone, the charts slower when many sessions train at once. The status is the part that
+    redraws twice a second under any load, so it draws as little as it can.
     """
     polling = store.polling
     status_s, charts_s = R.live_intervals(live_runners()) if polling else (None, None)
@@ -396,8 +398,8 @@ def live_section(mode: str, cfg) -> None:
         run = store.active
         if run is not None:
             progress(run)
-            if mode == "full":
-                live_numbers(run)
+            if mode == "full" and not polling:
+                live_numbers(run)  # while training, the charts fragment draws them
             end_message(run)
             if len(run.beta_changes) > 1:
                 st.caption("β so far: " + " → ".join(f"**{b:g}** (from step {s})" for s, b in run.beta_changes[-8:]))
@@ -413,6 +415,8 @@ def live_section(mode: str, cfg) -> None:
     def charts() -> None:
         run = store.active
         if run is not None:
+            if polling:
+                live_numbers(run)
             live_charts(run)
 
     control_panel()

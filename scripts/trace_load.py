@@ -5,8 +5,8 @@
 Each run is ``bench.bench_load.load_test`` with ``frames_too``; every message each page sends
 (BackMsg) or receives (ForwardMsg) is decoded with Streamlit's protobuf classes and logged as
 (browser network clock, SENT/recv, message type, detail). Delta messages are logged only when they
-carry a progress line (their step). When a run has a gap of more than 3 s, a session not training
-or a failed page switch, its results and every page's log go to ``<out>/stall<N>.json`` and the
+carry a progress line (their step). When a run has a gap of more than 3 s (``--gap``), a session not
+training or a failed page switch, its results and every page's log go to ``<out>/stall<N>.json`` and the
 script stops. This is how the blank-page crash of the training page was caught (README,
 "Deploying for a class").
 """
@@ -76,6 +76,8 @@ def main(argv=None) -> int:
     ap.add_argument("--runs", type=int, default=30)
     ap.add_argument("--sessions", type=int, default=10)
     ap.add_argument("--out", default="/tmp/load-traces")
+    ap.add_argument("--gap", type=float, default=3.0,
+                    help="save the run and stop when a session goes this long without an update (s)")
     a = ap.parse_args(argv)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -83,7 +85,7 @@ def main(argv=None) -> int:
     for i in range(a.runs):
         made.clear()
         r = B.load_test(a.sessions, frames_too=True)
-        stalled = r["update_max_s"] > 3 or r["not_training"] or r["lost_runs"]
+        stalled = r["update_max_s"] > a.gap or r["not_training"] or r["lost_runs"]
         print(time.strftime("%H:%M:%S"), f"run {i}: longest gap {r['update_max_s']:.2f} s;",
               r["problems"][:3] or "all checks passed", flush=True)
         if stalled:
