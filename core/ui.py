@@ -618,7 +618,6 @@ LIVE_STALL_S = 5.0
 _live_lock = threading.Lock()
 _live_beats: dict[str, tuple[float, str]] = {}  # session id -> (time of its last live redraw, its page)
 _live_thread: threading.Thread | None = None
-live_restarts = 0  # how many stalled live views this process has restarted
 
 
 def stalled_views(beats: dict[str, tuple[float, str]], now: float, state_of: Callable[[str], tuple[str, bool] | None],
@@ -683,7 +682,6 @@ def _rerun_session(sid: str, page: str) -> None:
 
 
 def _watch_live_views() -> None:
-    global live_restarts
     while True:
         time.sleep(LIVE_STALL_S / 5)
         with _live_lock:
@@ -692,7 +690,6 @@ def _watch_live_views() -> None:
             rerun, forget = stalled_views(beats, time.monotonic(), _session_state_of)
             for sid in rerun:
                 _rerun_session(sid, beats[sid][1])
-                live_restarts += 1
                 _LOG.warning("%s Live view of session %s did not redraw for %.1f s: rerunning its page.",
                              time.strftime("%H:%M:%S"), sid[:8], time.monotonic() - beats[sid][0])
         except Exception:  # Streamlit's internals changed: stop watching, never break a page
