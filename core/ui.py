@@ -22,6 +22,7 @@ from typing import Any
 import threading
 
 import streamlit as st
+from streamlit.runtime import Runtime
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from core.data import DATASETS, Dataset, load_dataset
@@ -642,18 +643,23 @@ def stalled_views(beats: dict[str, tuple[float, str]], now: float, state_of: Cal
     return rerun, forget
 
 
-def _session_state_of(sid: str):
-    """(current page hash, running) of a connected session, from Streamlit's runtime; None if gone."""
-    from streamlit.runtime import Runtime
+def _app_session(sid: str):
+    """The connected session ``sid`` (Streamlit's ``AppSession``), or None if it is gone."""
     info = Runtime.instance()._session_mgr.get_active_session_info(sid) if Runtime.exists() else None
-    if info is None:
-        return None
-    session = info.session
-    # A run is in progress, or about to start: a script runner exists from the moment a request (a
-    # click on another page's link, say) is taken until that run ends; the page hash changes only
-    # when the run starts.
-    busy = session._state.name == "APP_IS_RUNNING" or session._scriptrunner is not None
-    return session._client_state.page_script_hash, busy
+    return info.session if info is not None else None
+
+
+def _busy(session) -> bool:
+    """A run is in progress, or about to start: a script runner exists from the moment a request (a
+    click on another page's link, say) is taken until that run ends; the page hash changes only
+    when the run starts."""
+    return session._state.name == "APP_IS_RUNNING" or session._scriptrunner is not None
+
+
+def _session_state_of(sid: str):
+    """(current page hash, busy) of a connected session, from Streamlit's runtime; None if gone."""
+    session = _app_session(sid)
+    return None if session is None else (session._client_state.page_script_hash, _busy(session))
 
 
 def _rerun_session(sid: str, page: str) -> None:
@@ -661,16 +667,14 @@ def _rerun_session(sid: str, page: str) -> None:
     run-on-save does (``AppSession.request_rerun(self._client_state)``, on the session's event loop),
     but never a fragment's rerun (a full run is what arms the page's timers again)."""
     from streamlit.proto.ClientState_pb2 import ClientState
-    from streamlit.runtime import Runtime
-    info = Runtime.instance()._session_mgr.get_active_session_info(sid)
-    if info is None:
+    session = _app_session(sid)
+    if session is None:
         return
-    session = info.session
 
     def rerun() -> None:
         # Checked again here, on the event loop that takes the browser's requests: a click that came
         # in since the watchdog looked (another page, say) wins, and nothing is rerun.
-        if session._scriptrunner is not None or session._client_state.page_script_hash != page:
+        if _busy(session) or session._client_state.page_script_hash != page:
             return
         state = ClientState()
         state.CopyFrom(session._client_state)
@@ -713,7 +717,6 @@ def live_view(polling: bool) -> None:
     sends nothing until the student clicks; a 10-session load test caught one such session, silent
     for 15 s, its training stopped by the lapsed lease. A full rerun arms the timers again."""
     global _live_thread
-    from streamlit.runtime import Runtime
     ctx = get_script_run_ctx()
     if ctx is None or not Runtime.exists():  # AppTest and bare mode have no runtime to rerun sessions with
         return

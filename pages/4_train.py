@@ -288,8 +288,8 @@ def live_numbers(run) -> None:
 def vega(chart, key: str, alt: str) -> None:
     """Draw a live (DataFrame, Vega-Lite spec) chart: its spec never changes during a run, so the
     browser updates the data in place (no flicker) on every redraw. ``alt`` must not change from one
-    redraw to the next either (so it carries no live numbers: those are in the status numbers above
-    the charts): a new alt text makes the browser build the chart anew, which cost each redraw of
+    redraw to the next either (so it carries no live numbers: those are in the metrics above the
+    charts): a new alt text makes the browser build the chart anew, which cost each redraw of
     the live view about 40 ms of the browser's CPU (measured in headless Chromium)."""
     data, spec = chart
     st.vega_lite_chart(data, spec, key=key, alt=alt, width="stretch")
@@ -398,8 +398,6 @@ def live_section(mode: str, cfg) -> None:
         run = store.active
         if run is not None:
             progress(run)
-            if mode == "full" and not polling:
-                live_numbers(run)  # while training, the charts fragment draws them
             end_message(run)
             if len(run.beta_changes) > 1:
                 st.caption("β so far: " + " → ".join(f"**{b:g}** (from step {s})" for s, b in run.beta_changes[-8:]))
@@ -415,8 +413,7 @@ def live_section(mode: str, cfg) -> None:
     def charts() -> None:
         run = store.active
         if run is not None:
-            if polling:
-                live_numbers(run)
+            live_numbers(run)
             live_charts(run)
 
     control_panel()
