@@ -43,9 +43,18 @@ def _describe(raw: bytes, sent: bool) -> tuple[str, str] | None:
         return kind, ForwardMsg.ScriptFinishedStatus.Name(m.script_finished)
     if kind == "session_status_changed":
         return kind, f"running={m.session_status_changed.script_is_running}"
-    if kind == "delta":
+    if kind == "delta":  # where it goes, what it is (a block or which element), and a progress line's step
+        d = m.delta
+        what = d.WhichOneof("type")
+        if what == "new_element":
+            what = d.new_element.WhichOneof("type")
+        elif what == "add_block":
+            what = "block:" + (d.add_block.WhichOneof("type") or "")
         step = B.STEP_BYTES_RE.search(raw)
-        return (kind, "step " + step.group(1).decode()) if step else None
+        return kind, (f"path={list(m.metadata.delta_path)} {what} frag={d.fragment_id[:8]}"
+                      + (f" step {step.group(1).decode()}" if step else ""))
+    if kind == "ref_hash":
+        return kind, f"path={list(m.metadata.delta_path)}"
     return kind, ""
 
 
