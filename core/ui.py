@@ -610,6 +610,48 @@ def run_safely(fn: Callable, what: str, fix: str):
         return None
 
 
+# ---- fragments never send cached-element references --------------------------------------------
+
+def _uncached_in_fragments(populate: Callable) -> Callable:
+    """Wrap Streamlit's ``populate_hash_if_needed`` so that no element drawn inside a fragment is
+    marked cacheable: it is always sent in full, never as a ``ref_hash`` reference.
+
+    Why (Streamlit 1.67, ``runtime/forward_msg_queue.py``): when a fragment run starts, the
+    session's queue of unsent messages is cleared of that fragment's deltas. A reference message
+    has no delta, so it carries no fragment id and survives the clear, while the blocks it sits in
+    are dropped. The browser then receives an element at a path whose parent block it no longer
+    has, or where another element now sits: "'setIn' cannot be called on an ElementNode" (or
+    "Cannot set a node at a delta path", Streamlit #15084), and the page goes blank. In a traced
+    10-session load test, the page that crashed had just received a charts fragment run that was
+    interrupted and delivered nothing but one reference message. An element is sent as a reference
+    when it is identical to one sent before (at least 10 kB): on the live page, reconstructions
+    between two timeline snapshots, or charts that did not change between two redraws. Live
+    elements change on nearly every redraw, so the cache saved little there; elements outside
+    fragments are still cached."""
+    def populate_hash(msg) -> None:
+        populate(msg)
+        if msg.WhichOneof("type") == "delta" and msg.delta.fragment_id:
+            msg.metadata.cacheable = False
+    populate_hash.wrapped = populate
+    return populate_hash
+
+
+def install_fragment_cache_guard() -> bool:
+    """Install ``_uncached_in_fragments`` once per process (a no-op, with a logged warning, if
+    Streamlit's internals moved). Returns True if the guard is in place."""
+    from streamlit.runtime.scriptrunner_utils import script_run_context as src
+    current = getattr(src, "populate_hash_if_needed", None)
+    if current is None:
+        _LOG.warning("Streamlit changed: fragments may send cached-element references (see core.ui)")
+        return False
+    if not hasattr(current, "wrapped"):
+        src.populate_hash_if_needed = _uncached_in_fragments(current)
+    return True
+
+
+install_fragment_cache_guard()
+
+
 # ---- live views that stop redrawing ---------------------------------------------------------------
 
 # A live view that has not redrawn for this long is restarted. It redraws every 0.5 s, but in the burst

@@ -416,10 +416,20 @@ def live_section(mode: str, cfg) -> None:
             live_numbers(run)
             live_charts(run)
 
-    control_panel()
-    status()
+    # Each fragment sits alone in a container of the page's own (a block that no fragment run clears).
+    # If a full run's output for a fragment is lost before it reaches the browser (Streamlit clears
+    # unsent fragment messages when the next run of that fragment starts, and under load that can
+    # include the full run's), the browser drops the fragment's old elements and closes the gap: with
+    # the fragment at the top level, the elements below it would slide into its place and its next
+    # redraw would overwrite them or crash the page. In its own container, only the container empties,
+    # and the next redraw fills it again.
+    with st.container():
+        control_panel()
+    with st.container():
+        status()
     if mode == "full":
-        charts()
+        with st.container():
+            charts()
         if store.active is not None:
             st.caption(LIVE_NOTES)
 

@@ -351,6 +351,67 @@ def test_a_live_view_whose_timers_are_lost_is_restarted(watched_page, server_url
     assert page.get_by_role("heading", name="Latent Lab").count() >= 1
 
 
+class DropFragmentOutput:
+    """Stands between the page and the server's WebSocket and, while ``on``, drops every delta that
+    belongs to a fragment with a timer (the live status and charts) until a full run finishes: what
+    Streamlit's queue does under load when the next fragment run starts before a full run's output
+    was sent (see core.ui._uncached_in_fragments)."""
+
+    def __init__(self, page):
+        self.on, self.timers, self.dropped, self.full_runs_done = False, set(), 0, 0
+        page.route_web_socket(re.compile(r".*/_stcore/stream"), self._route)
+
+    def _route(self, ws) -> None:
+        server = ws.connect_to_server()
+        server.on_message(lambda msg: self._from_server(ws, msg))
+        ws.on_message(lambda msg: server.send(msg))
+
+    def _from_server(self, ws, msg) -> None:
+        from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
+        if isinstance(msg, bytes):
+            m = ForwardMsg()
+            m.ParseFromString(msg)
+            kind = m.WhichOneof("type")
+            if kind == "auto_rerun":
+                self.timers.add(m.auto_rerun.fragment_id)
+            elif self.on and kind == "delta" and m.delta.fragment_id in self.timers:
+                self.dropped += 1
+                return
+            elif self.on and kind == "script_finished" and m.script_finished == ForwardMsg.FINISHED_SUCCESSFULLY:
+                self.on = False
+                self.full_runs_done += 1
+        ws.send(msg)
+
+
+@pytest.mark.browser
+def test_a_full_run_whose_live_output_is_lost_heals_without_crashing(watched_page, server_url):
+    """When a full run's live fragments never reach the browser, the browser drops their old elements:
+    the page must not crash or lose other elements, and the next redraws bring the live view back."""
+    page = watched_page
+    drop = DropFragmentOutput(page)
+    open_train(page, server_url, "?dataset=mnist-5k&tr_epochs=200&tr_latent=2")  # still training at the end
+    page.get_by_role("button", name="Start training").click()
+    wait_step_above(page, 0)
+    page.wait_for_selector("text=How to read the live view")
+    assert len(drop.timers) >= 2
+    drop.on = True
+    # The training seed, a setting outside the fragments: changing it reruns the whole page.
+    seed = page.get_by_test_id("stMainBlockContainer").get_by_role("spinbutton", name="Seed")
+    seed.fill("7")
+    seed.press("Enter")
+    deadline = time.monotonic() + 30
+    while drop.full_runs_done == 0 and time.monotonic() < deadline:
+        page.wait_for_timeout(100)
+    assert drop.full_runs_done == 1 and drop.dropped > 0, "no live output was dropped: the test proves nothing"
+    step = progress_step(page) if page.locator('[data-testid="stProgress"]').count() else 0
+    wait_step_above(page, step, timeout=20_000)  # the live view is back and moving
+    wait_step_above(page, progress_step(page), timeout=10_000)
+    # Nothing below the live view slid into its place and was overwritten.
+    assert page.get_by_text("How to read the live view").count() == 1
+    assert page.get_by_role("heading", name="Training timeline").count() == 1
+    assert_no_exception_box(page)
+
+
 @pytest.mark.browser
 def test_training_page_presenter_mode_in_browser(watched_page, server_url):
     page = watched_page
