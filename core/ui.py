@@ -638,7 +638,12 @@ def _uncached_in_fragments(populate: Callable) -> Callable:
 
 def install_fragment_cache_guard() -> bool:
     """Install ``_uncached_in_fragments`` once per process (a no-op, with a logged warning, if
-    Streamlit's internals moved). Returns True if the guard is in place."""
+    Streamlit's internals moved). Returns True if the guard is in place.
+
+    The pages add the other half: a fragment with a timer sits alone in a ``st.container()`` of the
+    page's own. When a full run's output for the fragment is lost the same way, the browser drops
+    the fragment's old elements and closes the gap; alone in its container, nothing else slides into
+    its place, and the next redraw fills the container again."""
     from streamlit.runtime.scriptrunner_utils import script_run_context as src
     current = getattr(src, "populate_hash_if_needed", None)
     if current is None:

@@ -628,7 +628,8 @@ if show_map:
                               decoded_point=decoded_pt, height=620)
     with map_left:
         if tsne_pending:
-            tsne_live(tsne_args, idx, nb_idx)
+            with st.container():  # a timer fragment alone in a block (see core.ui.install_fragment_cache_guard)
+                tsne_live(tsne_args, idx, nb_idx)
         else:
             draw_selectable(map_fig, "ls_mapsel",
                             alt=f"{MAPS.get(map_id, map_id)} map of {N} images coloured by class; the selected image "
