@@ -638,12 +638,8 @@ def _uncached_in_fragments(populate: Callable) -> Callable:
 
 def install_fragment_cache_guard() -> bool:
     """Install ``_uncached_in_fragments`` once per process (a no-op, with a logged warning, if
-    Streamlit's internals moved). Returns True if the guard is in place.
-
-    The pages add the other half: a fragment with a timer sits alone in a ``st.container()`` of the
-    page's own. When a full run's output for the fragment is lost the same way, the browser drops
-    the fragment's old elements and closes the gap; alone in its container, nothing else slides into
-    its place, and the next redraw fills the container again."""
+    Streamlit's internals moved). Returns True if the guard is in place. The pages add the other
+    half: each live fragment is called in its own ``fragment_slot()``."""
     from streamlit.runtime.scriptrunner_utils import script_run_context as src
     current = getattr(src, "populate_hash_if_needed", None)
     if current is None:
@@ -655,6 +651,15 @@ def install_fragment_cache_guard() -> bool:
 
 
 install_fragment_cache_guard()
+
+
+def fragment_slot():
+    """A ``st.container()`` of the page's own to call one live fragment in, alone: the other half of
+    the guard above. If a full run's output for the fragment is lost the same way, the browser drops
+    the fragment's old elements and closes the gap. At the top level, the elements below would slide
+    into the fragment's place, and its next redraw would overwrite them or crash the page; in its
+    own container, only the container empties until the next redraw fills it."""
+    return st.container()
 
 
 # ---- live views that stop redrawing ---------------------------------------------------------------

@@ -416,19 +416,14 @@ def live_section(mode: str, cfg) -> None:
             live_numbers(run)
             live_charts(run)
 
-    # Each fragment sits alone in a container of the page's own (a block that no fragment run clears).
-    # If a full run's output for a fragment is lost before it reaches the browser (Streamlit clears
-    # unsent fragment messages when the next run of that fragment starts, and under load that can
-    # include the full run's), the browser drops the fragment's old elements and closes the gap: with
-    # the fragment at the top level, the elements below it would slide into its place and its next
-    # redraw would overwrite them or crash the page. In its own container, only the container empties,
-    # and the next redraw fills it again.
-    with st.container():
+    # Each fragment alone in a container of the page's own: a lost full-run output then cannot let the
+    # elements below slide into its place (see ui.fragment_slot).
+    with ui.fragment_slot():
         control_panel()
-    with st.container():
+    with ui.fragment_slot():
         status()
     if mode == "full":
-        with st.container():
+        with ui.fragment_slot():
             charts()
         if store.active is not None:
             st.caption(LIVE_NOTES)

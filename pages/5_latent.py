@@ -628,7 +628,7 @@ if show_map:
                               decoded_point=decoded_pt, height=620)
     with map_left:
         if tsne_pending:
-            with st.container():  # a timer fragment alone in a block (see core.ui.install_fragment_cache_guard)
+            with ui.fragment_slot():  # alone in a block of the page's own (see ui.fragment_slot)
                 tsne_live(tsne_args, idx, nb_idx)
         else:
             draw_selectable(map_fig, "ls_mapsel",

@@ -4,8 +4,9 @@
 
 Each run is ``bench.bench_load.load_test`` with ``frames_too``; every message each page sends
 (BackMsg) or receives (ForwardMsg) is decoded with Streamlit's protobuf classes and logged as
-(browser network clock, SENT/recv, message type, detail). Delta messages are logged only when they
-carry a progress line (their step). When a run has a gap of more than 3 s (``--gap``), a session not
+(browser network clock, SENT/recv, message type, detail). A delta is logged with its path, its kind
+(a block, or which element), its fragment and, for a progress line, its step; a reference to a
+cached element (``ref_hash``) with its path. When a run has a gap of more than 3 s (``--gap``), a session not
 training or a failed page switch, its results and every page's log go to ``<out>/stall<N>.json`` and the
 script stops. This is how the blank-page crash of the training page was caught (README,
 "Deploying for a class").
