@@ -653,6 +653,57 @@ def install_fragment_cache_guard() -> bool:
 install_fragment_cache_guard()
 
 
+# ---- a fragment run's output is not dropped by the next fragment's request ------------------------
+
+def _after_finished_runs(create: Callable) -> Callable:
+    """Wrap Streamlit's ``AppSession._create_scriptrunner`` so that a fragment rerun which finds the
+    session's script runner already stopped starts its new runner one event-loop turn later, after
+    the stopped runner's events have been handled.
+
+    Why (Streamlit 1.67, ``runtime/app_session.py``): a timer fragment's rerun request that arrives
+    just after the previous fragment run finished, but before the event loop has handled that run's
+    events, creates a new ``ScriptRunner`` at once; the session then ignores every event of the
+    previous runner ("non-current ScriptRunner"), including all of its deltas. So when two fragment
+    timers fire together (the live status every 0.5 s and the charts), the first run's output was
+    often thrown away: with one student alone, 4 of 30 progress-line updates in 15 s never reached
+    the browser (longest gap 1.5 s), and the protocol-level client of ``bench/bench_sessions.py``
+    saw two thirds of them lost. A stopped runner has posted all of its events to the loop before it
+    refuses a request, and the loop runs callbacks in order, so one turn later they are handled."""
+    def create_scriptrunner(self, rerun_data) -> None:
+        previous = self._scriptrunner
+        if previous is None or not rerun_data.fragment_id:
+            return create(self, rerun_data)
+
+        def later() -> None:
+            from streamlit.runtime.app_session import AppSessionState
+            if self._state == AppSessionState.SHUTDOWN_REQUESTED:
+                return
+            current = self._scriptrunner
+            if current is not None and current is not previous and current.request_rerun(rerun_data):
+                return  # another request started a runner meanwhile: it takes this fragment too
+            create(self, rerun_data)
+
+        self._event_loop.call_soon(later)
+    create_scriptrunner.wrapped = create
+    return create_scriptrunner
+
+
+def install_fragment_rerun_guard() -> bool:
+    """Install ``_after_finished_runs`` once per process (a no-op, with a logged warning, if
+    Streamlit's internals moved). Returns True if the guard is in place."""
+    from streamlit.runtime.app_session import AppSession
+    current = getattr(AppSession, "_create_scriptrunner", None)
+    if current is None or not hasattr(AppSession, "request_rerun"):
+        _LOG.warning("Streamlit changed: a fragment's output may be dropped by the next request (see core.ui)")
+        return False
+    if not hasattr(current, "wrapped"):
+        AppSession._create_scriptrunner = _after_finished_runs(current)
+    return True
+
+
+install_fragment_rerun_guard()
+
+
 def fragment_slot():
     """A ``st.container()`` of the page's own to call one live fragment in, alone: the other half of
     the guard above. If a full run's output for the fragment is lost the same way, the browser drops

@@ -29,12 +29,15 @@ def _free_port() -> int:
 
 
 def start_server(port: int | None = None, env: dict | None = None,
-                 cpus: set[int] | None = None, log_path: Path | None = None) -> tuple[subprocess.Popen, str]:
+                 cpus: set[int] | None = None, log_path: Path | None = None,
+                 app: Path | None = None) -> tuple[subprocess.Popen, str]:
     """Start ``streamlit run app.py`` on 127.0.0.1 and wait for /_stcore/health. ``cpus``: the only
     cores the server (and every thread it starts) may run on; by default, all of them. ``log_path``:
-    where its output goes (by default .pytest_cache/streamlit-<port>.log if that folder exists)."""
+    where its output goes (by default .pytest_cache/streamlit-<port>.log if that folder exists).
+    ``app``: another script to serve instead (it runs from the project's folder, so it can import
+    ``core``)."""
     port = port or _free_port()
-    cmd = [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.headless", "true",
+    cmd = [sys.executable, "-m", "streamlit", "run", str(app or ROOT / "app.py"), "--server.headless", "true",
            "--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false",
            "--server.fileWatcherType", "none"]
     if log_path is None and (ROOT / ".pytest_cache").is_dir():

@@ -1,6 +1,7 @@
 """core.ui's guard against a Streamlit 1.67 queue bug that blanks pages under load."""
 from __future__ import annotations
 
+import pytest
 from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
 from streamlit.runtime.forward_msg_cache import create_reference_msg
 from streamlit.runtime.forward_msg_queue import ForwardMsgQueue
@@ -50,3 +51,79 @@ def test_elements_drawn_in_fragments_are_never_sent_as_references():
     small = _delta([0, 9, 1], "F", block=True)
     guarded(small)
     assert small.hash and not small.metadata.cacheable
+
+
+# ---- a fragment's output dropped when the next fragment's request comes just after it ------------
+
+TWO_TIMERS_APP = """
+import time
+import streamlit as st
+{guard}
+@st.fragment(run_every=0.5)
+def first():
+    st.write(f"first {{time.time()}}")
+
+@st.fragment(run_every=0.5)
+def second():
+    st.write(f"second {{time.time()}}")
+
+first()
+second()
+"""
+
+
+def _fragment_outputs(tmp_path, guarded: bool, seconds: float = 6.0) -> tuple[int, int]:
+    """Serve a page with two fragments on 0.5 s timers, drive it with a client whose two timers fire
+    together (as the frontend's two setIntervals, armed by the same run, do), and return (reruns of
+    the first fragment requested, its redraws received in fragment runs)."""
+    import asyncio
+
+    from bench.st_client import StreamlitSession
+    from tests.conftest import start_server, stop_server
+
+    app = tmp_path / "two_timers.py"
+    app.write_text(TWO_TIMERS_APP.format(guard="import core.ui" if guarded else ""))
+    proc, url = start_server(app=app, log_path=tmp_path / "server.log")
+    drawn = []
+
+    def on_element(kind, el, fragment_id):
+        if kind == "markdown" and el.body.startswith("first ") and fragment_id:
+            drawn.append(el.body)
+
+    async def drive() -> StreamlitSession:
+        s = StreamlitSession(url, on_element)
+        stop = asyncio.Event()
+        task = asyncio.ensure_future(s.run(stop))
+        await asyncio.sleep(seconds)
+        for t in s.timers.values():  # no new requests; let the last ones answer
+            t.cancel()
+        await asyncio.sleep(1.5)
+        stop.set()
+        await task
+        return s
+
+    try:
+        s = asyncio.run(drive())
+    finally:
+        stop_server(proc)
+    first_id = next(fid for fid in s.requests if fid)  # the first timer armed is the first fragment's
+    return s.requests[first_id], len(drawn) - s.full_runs  # each full run draws it once too
+
+
+@pytest.mark.slow
+def test_upstream_drops_a_fragment_run_whose_events_were_not_handled_yet(tmp_path):
+    """The bug itself (if this starts failing, Streamlit fixed it and the guard may go): a fragment's
+    rerun request that finds the runner just stopped starts a new runner, and the session ignores
+    the stopped runner's events, including all of its output."""
+    requested, drawn = _fragment_outputs(tmp_path, guarded=False)
+    print(f"upstream: {drawn} of {requested}")
+    assert requested >= 8
+    assert drawn < requested, f"{drawn} of {requested} redraws arrived: Streamlit no longer drops them"
+
+
+@pytest.mark.slow
+def test_every_fragment_rerun_delivers_its_output_with_the_guard(tmp_path):
+    assert ui.install_fragment_rerun_guard()
+    requested, drawn = _fragment_outputs(tmp_path, guarded=True)
+    assert requested >= 8
+    assert drawn == requested, f"only {drawn} of {requested} redraws arrived"

@@ -1,0 +1,121 @@
+"""A minimal Streamlit client: one session over the server's WebSocket, driven the way Streamlit's
+frontend drives it, for load tests that must not spend the server's cores on real browsers.
+
+What it does, as the frontend (Streamlit 1.67) does:
+- opens ``/_stcore/stream`` and asks for a page (``rerun_script`` with the page's URL path and query);
+- re-runs each fragment the server gave a timer (an ``auto_rerun`` message) every ``interval``
+  seconds, with ``fragment_id`` and ``is_auto_rerun`` set, and clears every timer when a full run
+  starts (a ``new_session`` message whose run names no fragment) to arm them again from that run's
+  messages;
+- presses a button (a ``trigger_value``) by its label.
+
+It sends no other widget values: the server keeps each widget's value in the session's state. It
+renders nothing; ``on_element(element_type, element, fragment_id)`` sees every element delta as it
+arrives, and ``requests`` counts the fragment reruns it sent, per fragment.
+"""
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import Callable
+from urllib.parse import urlsplit
+
+
+class StreamlitSession:
+    def __init__(self, url: str, on_element: Callable | None = None) -> None:
+        """``url``: the page's address, e.g. ``http://127.0.0.1:8501/train?tr_beta=2``."""
+        parts = urlsplit(url)
+        self.ws_url = f"ws://{parts.netloc}/_stcore/stream"
+        self.origin = f"http://{parts.netloc}"
+        self.page_name, self.query = parts.path.strip("/"), parts.query
+        self.on_element = on_element or (lambda kind, el, fragment_id: None)
+        self.buttons: dict[str, str] = {}  # label -> widget id, from the elements drawn so far
+        self.full_runs = 0
+        self.runs_finished = 0
+        self.requests: Counter[str] = Counter()  # fragment id -> timer reruns sent
+        self.timers: dict[str, asyncio.Task] = {}
+        self._ws = None
+        self._page_hash = ""
+
+    async def run(self, stop: asyncio.Event, after_first_run: Callable | None = None) -> None:
+        """Connect, load the page and follow it until ``stop`` is set. ``after_first_run(self)`` (a
+        coroutine function) is awaited once, when the first full run has finished (not one stopped early)."""
+        import websockets
+        from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
+
+        async with websockets.connect(self.ws_url, subprotocols=["streamlit"], origin=self.origin,
+                                      max_size=None) as ws:
+            self._ws = ws
+            await self.rerun()
+            halt = asyncio.ensure_future(stop.wait())
+            pending_first = after_first_run
+            try:
+                while True:
+                    reader = asyncio.ensure_future(ws.recv())
+                    done, _ = await asyncio.wait({reader, halt}, return_when=asyncio.FIRST_COMPLETED)
+                    if halt in done:
+                        reader.cancel()
+                        break
+                    msg = ForwardMsg()
+                    msg.ParseFromString(reader.result())
+                    self._handle(msg)
+                    if (pending_first and msg.WhichOneof("type") == "script_finished"
+                            and msg.script_finished == ForwardMsg.FINISHED_SUCCESSFULLY):
+                        first, pending_first = pending_first, None
+                        await first(self)
+            finally:
+                halt.cancel()
+                for t in self.timers.values():
+                    t.cancel()
+                self.timers.clear()
+
+    def _handle(self, msg) -> None:
+        kind = msg.WhichOneof("type")
+        if kind == "new_session":
+            self._page_hash = msg.new_session.page_script_hash
+            if msg.metadata.run.fragment_ids:
+                return  # a fragment run
+            self.full_runs += 1
+            for t in self.timers.values():
+                t.cancel()
+            self.timers.clear()
+        elif kind == "auto_rerun":
+            fid, every = msg.auto_rerun.fragment_id, msg.auto_rerun.interval
+            if fid in self.timers:
+                self.timers.pop(fid).cancel()
+            if every > 0:
+                self.timers[fid] = asyncio.ensure_future(self._tick(fid, every))
+        elif kind == "script_finished":
+            self.runs_finished += 1
+        elif kind == "delta" and msg.delta.WhichOneof("type") == "new_element":
+            el = msg.delta.new_element
+            what = el.WhichOneof("type")
+            if what == "button":
+                self.buttons[el.button.label] = el.button.id
+            self.on_element(what, getattr(el, what), msg.delta.fragment_id)
+
+    async def _tick(self, fragment_id: str, every: float) -> None:
+        while True:
+            await asyncio.sleep(every)
+            self.requests[fragment_id] += 1
+            await self.rerun(fragment_id=fragment_id)
+
+    async def rerun(self, trigger: str | None = None, fragment_id: str | None = None) -> None:
+        """Send a rerun request: the whole page, with ``trigger`` (a widget id) pressed, or one fragment."""
+        from streamlit.proto.BackMsg_pb2 import BackMsg
+        msg = BackMsg()
+        cs = msg.rerun_script
+        cs.query_string, cs.page_name, cs.page_script_hash = self.query, self.page_name, self._page_hash
+        if trigger:
+            w = cs.widget_states.widgets.add()
+            w.id, w.trigger_value = trigger, True
+        if fragment_id:
+            cs.fragment_id, cs.is_auto_rerun = fragment_id, True
+        await self._ws.send(msg.SerializeToString())
+
+    async def press(self, label_part: str) -> bool:
+        """Press the button whose label contains ``label_part``; False if the page has none."""
+        wid = next((i for label, i in self.buttons.items() if label_part in label), None)
+        if wid is not None:
+            await self.rerun(trigger=wid)
+        return wid is not None
