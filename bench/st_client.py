@@ -71,8 +71,10 @@ class StreamlitSession:
 
     def _handle(self, msg) -> None:
         kind = msg.WhichOneof("type")
-        if kind == "new_session":
-            self._page_hash = msg.new_session.page_script_hash
+        if kind == "navigation":
+            # The page this run shows (with st.navigation, new_session may name the main script).
+            self._page_hash = msg.navigation.page_script_hash
+        elif kind == "new_session":
             if msg.metadata.run.fragment_ids:
                 return  # a fragment run
             self.full_runs += 1

@@ -482,6 +482,7 @@ TRAINING_SLOTS = FairSlots(int(os.environ.get("LATENT_LAB_TRAINING_SLOTS", os.cp
 #: LATENT_LAB_TRAINER_NICE (0 turns it off).
 TRAINER_NICE = int(os.environ.get("LATENT_LAB_TRAINER_NICE", "19"))
 _RUNNERS: "weakref.WeakSet[BackgroundRunner]" = weakref.WeakSet()
+_RUNNERS_LOCK = threading.Lock()  # a WeakSet cannot be iterated while another thread adds to it
 
 
 def lower_thread_priority(increment: int = TRAINER_NICE) -> int | None:
@@ -501,7 +502,9 @@ def lower_thread_priority(increment: int = TRAINER_NICE) -> int | None:
 def live_runners() -> int:
     """How many runs of this process (all sessions together) are training now: wanted, unfinished
     and watched (their lease is current). A runner between two chunks still counts."""
-    return sum(1 for r in list(_RUNNERS) if r.live)
+    with _RUNNERS_LOCK:
+        runners = list(_RUNNERS)
+    return sum(1 for r in runners if r.live)
 
 
 class BackgroundRunner:
@@ -521,7 +524,8 @@ class BackgroundRunner:
         self._last_beat = 0.0
         self._thread: threading.Thread | None = None
         self.error: str | None = None
-        _RUNNERS.add(self)
+        with _RUNNERS_LOCK:
+            _RUNNERS.add(self)
 
     @property
     def alive(self) -> bool:

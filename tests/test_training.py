@@ -356,3 +356,25 @@ def test_run_for_publishes_the_view_for_the_live_page():
     t.run_for(0.05)
     step, state = t._view
     assert step == t.step and set(state) == set(t.model.state_dict())
+
+
+def test_live_runners_can_be_counted_while_other_sessions_create_runners():
+    """A 30-session load test caught a page's status redraw failing with "Set changed size during
+    iteration": it counted the live runners while another session's Start created one."""
+    import threading
+
+    done = threading.Event()
+
+    def create() -> None:
+        while not done.is_set():
+            [BackgroundRunner(None) for _ in range(200)]  # noqa: B018 (kept alive by the list until it goes)
+
+    maker = threading.Thread(target=create, daemon=True)
+    maker.start()
+    try:
+        deadline = time.monotonic() + 2.0
+        while time.monotonic() < deadline:
+            assert live_runners() >= 0
+    finally:
+        done.set()
+        maker.join(5)
