@@ -679,9 +679,10 @@ def _after_finished_runs(create: Callable) -> Callable:
             if self._state == AppSessionState.SHUTDOWN_REQUESTED:
                 return
             current = self._scriptrunner
-            if current is not None and current is not previous and current.request_rerun(rerun_data):
-                return  # another request started a runner meanwhile: it takes this fragment too
-            create(self, rerun_data)
+            if current is None or current is previous:
+                create(self, rerun_data)  # the stopped runner's events are handled by now
+            elif not current.request_rerun(rerun_data):  # another request started a runner meanwhile:
+                create_scriptrunner(self, rerun_data)   # it takes this fragment too, unless it stopped too
 
         self._event_loop.call_soon(later)
     create_scriptrunner.wrapped = create

@@ -1,4 +1,5 @@
-"""core.ui's guard against a Streamlit 1.67 queue bug that blanks pages under load."""
+"""core.ui's guards against two Streamlit 1.67 bugs: a queue bug that blanks pages under load, and a
+runner hand-over that drops a fragment run's output."""
 from __future__ import annotations
 
 import pytest
@@ -127,3 +128,72 @@ def test_every_fragment_rerun_delivers_its_output_with_the_guard(tmp_path):
     requested, drawn = _fragment_outputs(tmp_path, guarded=True)
     assert requested >= 8
     assert drawn == requested, f"only {drawn} of {requested} redraws arrived"
+
+
+def test_the_guard_defers_only_fragment_reruns_that_find_a_stopped_runner():
+    """The hand-over rules of core.ui._after_finished_runs, with a stand-in session."""
+    import asyncio
+    from types import SimpleNamespace
+
+    from streamlit.runtime.app_session import AppSessionState
+
+    created = []
+
+    class Runner:
+        def __init__(self, accepts: bool) -> None:
+            self.accepts = accepts
+
+        def request_rerun(self, data) -> bool:
+            created.append(("queued", data.fragment_id))
+            return self.accepts
+
+    def create(session, data) -> None:
+        created.append(("created", data.fragment_id))
+        session._scriptrunner = Runner(accepts=True)
+
+    guarded = ui._after_finished_runs(create)
+    full, frag = SimpleNamespace(fragment_id=None), SimpleNamespace(fragment_id="F")
+
+    async def scenario():
+        loop = asyncio.get_running_loop()
+        s = SimpleNamespace(_scriptrunner=None, _event_loop=loop, _state=AppSessionState.APP_IS_RUNNING)
+        guarded(s, frag)  # no runner: at once
+        assert created == [("created", "F")]
+        s._scriptrunner = stopped = Runner(accepts=False)
+        guarded(s, full)  # a full rerun: at once, as upstream
+        assert created[-1] == ("created", None)
+        created.clear()
+        s._scriptrunner = stopped
+        guarded(s, frag)  # a stopped runner: one loop turn later, after its events
+        assert created == []
+        await asyncio.sleep(0)
+        assert created == [("created", "F")]
+        created.clear()
+        s._scriptrunner = stopped
+        guarded(s, frag)
+        s._scriptrunner = Runner(accepts=True)  # meanwhile another request started a runner
+        await asyncio.sleep(0)
+        assert created == [("queued", "F")]  # it takes the fragment
+        created.clear()
+        s._scriptrunner = stopped
+        guarded(s, frag)
+        s._scriptrunner = Runner(accepts=False)  # ... which has stopped too: wait for its events in turn
+        await asyncio.sleep(0)
+        assert created == [("queued", "F")]
+        await asyncio.sleep(0)
+        assert created == [("queued", "F"), ("created", "F")]
+        created.clear()
+        s._scriptrunner, s._state = stopped, AppSessionState.SHUTDOWN_REQUESTED
+        guarded(s, frag)  # the session closed meanwhile: nothing
+        await asyncio.sleep(0)
+        assert created == []
+
+    asyncio.run(scenario())
+
+
+def test_the_guard_is_installed_on_streamlits_app_session():
+    from streamlit.runtime.app_session import AppSession
+
+    assert ui.install_fragment_rerun_guard() and ui.install_fragment_rerun_guard()
+    assert AppSession._create_scriptrunner.wrapped.__name__ == "_create_scriptrunner"  # wrapped once
+    assert not hasattr(AppSession._create_scriptrunner.wrapped, "wrapped")
