@@ -74,6 +74,7 @@ class FrameWatch:
     def __init__(self, context, page):
         self.t: list[float] = []
         self.s: list[int] = []
+        self.redraws: list[tuple[float, int]] = []  # every progress line sent, new step or not
         self._cdp = context.new_cdp_session(page)
         self._cdp.on("Network.webSocketFrameReceived", self._frame)
         self._cdp.send("Network.enable")
@@ -84,6 +85,7 @@ class FrameWatch:
         m = STEP_BYTES_RE.search(base64.b64decode(data) if r.get("opcode") == 2 else data.encode())
         if m:
             step = int(m.group(1).replace(b",", b""))
+            self.redraws.append((params["timestamp"], step))
             if not self.s or step != self.s[-1]:
                 self.t.append(params["timestamp"])
                 self.s.append(step)
@@ -475,6 +477,13 @@ def load_test(n_sessions: int = 10, watch_seconds: float = 15.0, idle_cpu_cores:
             res["sent_max_s_per_session"] = [max(gs) for gs in sent]
             res["sent_median_s"] = statistics.median([g for gs in sent for g in gs])
             res["sent_max_s"] = max(res["sent_max_s_per_session"])
+            # Every progress line sent, new step or not: a long gap between new steps is either a
+            # redraw that came late (or never) or one that found the run had not moved.
+            w0, w1 = t_watch, t_watch + watch_seconds
+            redraws = [[(t, s) for t, s in fw.redraws if w0 < t <= w1] for fw in frames]
+            res["sent_redraw_max_s"] = max(max(_gaps([t * 1000 for t, _ in rs], w0 * 1000, w1 * 1000)) for rs in redraws)
+            res["sent_redraws_without_new_step"] = sum(
+                sum(1 for (_, a), (_, b) in zip(rs, rs[1:]) if a == b) for rs in redraws)
         # Raw times (ms since the epoch, the server's clock too) of each session's visible updates, to
         # line them up with a server-side log when a gap needs explaining.
         res["update_times_ms"] = [[start_ms] + [t for t in rec["t"] if start_ms < t <= start_ms + watch_seconds * 1000]
@@ -628,7 +637,9 @@ def summary(r: dict) -> str:
         f"max {r['update_max_s']:.2f} s (per session max: "
         f"{', '.join(f'{v:.2f}' for v in r['update_max_s_per_session'])})",
         *([f"new steps sent by the server (WebSocket frames, as they reached each browser): median "
-           f"{r['sent_median_s']:.2f} s, max {r['sent_max_s']:.2f} s apart"] if "sent_max_s" in r else []),
+           f"{r['sent_median_s']:.2f} s, max {r['sent_max_s']:.2f} s apart; progress-line redraws sent at most "
+           f"{r['sent_redraw_max_s']:.2f} s apart, {r['sent_redraws_without_new_step']} of them without a new step"]
+          if "sent_max_s" in r else []),
         f"throughput per session: median {r['samples_per_s_median']:,.0f}, min {r['samples_per_s_min']:,.0f} samples/s "
         f"(all sessions: {r['samples_per_s_total']:,.0f} samples/s, batch {BATCH})",
         f"CPU while all train: server {r['server_cpu_cores']:.2f} cores, browser (Chromium, nice "
