@@ -121,3 +121,24 @@ class StreamlitSession:
         if wid is not None:
             await self.rerun(trigger=wid)
         return wid is not None
+
+
+def run_async(coro):
+    """``asyncio.run(coro)`` in a thread of its own, and its result: callable where an event loop
+    already runs in this thread (Playwright's sync API keeps one running in pytest's)."""
+    import threading
+
+    out: dict = {}
+
+    def main() -> None:
+        try:
+            out["result"] = asyncio.run(coro)
+        except BaseException as exc:  # re-raised in the caller's thread
+            out["error"] = exc
+
+    t = threading.Thread(target=main, name="st-client")
+    t.start()
+    t.join()
+    if "error" in out:
+        raise out["error"]
+    return out["result"]

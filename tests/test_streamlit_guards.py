@@ -79,7 +79,7 @@ def _fragment_outputs(tmp_path, guarded: bool, seconds: float = 6.0) -> tuple[in
     the first fragment requested, its redraws received in fragment runs)."""
     import asyncio
 
-    from bench.st_client import StreamlitSession
+    from bench.st_client import StreamlitSession, run_async
     from tests.conftest import start_server, stop_server
 
     app = tmp_path / "two_timers.py"
@@ -104,7 +104,7 @@ def _fragment_outputs(tmp_path, guarded: bool, seconds: float = 6.0) -> tuple[in
         return s
 
     try:
-        s = asyncio.run(drive())
+        s = run_async(drive())
     finally:
         stop_server(proc)
     first_id = next(fid for fid in s.requests if fid)  # the first timer armed is the first fragment's
@@ -188,7 +188,8 @@ def test_the_guard_defers_only_fragment_reruns_that_find_a_stopped_runner():
         await asyncio.sleep(0)
         assert created == []
 
-    asyncio.run(scenario())
+    from bench.st_client import run_async
+    run_async(scenario())
 
 
 def test_the_guard_is_installed_on_streamlits_app_session():
