@@ -481,6 +481,9 @@ TRAINING_SLOTS = FairSlots(int(os.environ.get("LATENT_LAB_TRAINING_SLOTS", os.cp
 #: more training than +10: see README, "Deploying for a class".) Override with
 #: LATENT_LAB_TRAINER_NICE (0 turns it off).
 TRAINER_NICE = int(os.environ.get("LATENT_LAB_TRAINER_NICE", "19"))
+#: How long a redraw that found its run had not moved waits for the training thread to leave its
+#: step before it gives up training one itself (``BackgroundRunner.step_here``).
+STEP_HERE_WAIT_S = 0.05
 _RUNNERS: "weakref.WeakSet[BackgroundRunner]" = weakref.WeakSet()
 _RUNNERS_LOCK = threading.Lock()  # a WeakSet cannot be iterated while another thread adds to it
 
@@ -548,16 +551,18 @@ class BackgroundRunner:
         self.wanted = True
         self.keep_alive()
 
-    def step_here(self) -> bool:
-        """Train one step now, in the calling thread, unless the training thread is inside a step
-        (its lock is taken) or training is not wanted. Returns True if a step was taken.
+    def step_here(self, wait: float = STEP_HERE_WAIT_S) -> bool:
+        """Train one step now, in the calling thread, unless the training thread stays inside a step
+        (holds its lock) for longer than ``wait`` seconds, or training is not wanted. Returns True if
+        a step was taken.
 
         The page calls this when a redraw finds no new step since the previous one: on a saturated
         CPU the training thread (lowest priority, waiting for its turn among ten) can go a second
         without a step, and the student's view would stand still. The redraw's thread runs at the
-        page's priority, so one step of its own keeps every view moving (at most one per redraw)."""
+        page's priority, so one step of its own keeps every view moving (at most one per redraw).
+        A step takes a few ms, so a thread that is inside one usually leaves it within ``wait``."""
         t = self.trainer
-        if not self.wanted or t.finished or self.error is not None or not t.lock.acquire(blocking=False):
+        if not self.wanted or t.finished or self.error is not None or not t.lock.acquire(timeout=wait):
             return False
         try:
             t.run_for(0.0)  # exactly one step, with the trainer's own bookkeeping

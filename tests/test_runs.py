@@ -197,13 +197,26 @@ def test_a_tick_that_finds_no_new_step_trains_one_step_itself(digits, store):
                 release.wait(5)
         threading.Thread(target=hold).start()
         locked.wait(5)
-        store.tick()
+        store.tick()  # waits STEP_HERE_WAIT_S for the lock, then gives up
         assert run.step == 2
         release.set()
+        # A thread that leaves its step within the wait does not cost the redraw its step.
+        left = threading.Event()
+
+        def step_briefly():
+            with run.trainer.lock:
+                locked.set()
+                time.sleep(0.01)
+            left.set()
+        locked.clear()
+        threading.Thread(target=step_briefly).start()
+        locked.wait(5)
+        store.tick()
+        assert left.is_set() and run.step == 3
         store.pause()
         store.tick()
         store.tick()
-        assert run.step == 2
+        assert run.step == 3
     finally:
         for _ in range(TRAINING_SLOTS.n):
             TRAINING_SLOTS.__exit__(None, None, None)
