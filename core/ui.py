@@ -21,6 +21,12 @@ from typing import Any
 
 import threading
 
+# pandas is imported here, when a page first imports this module, and not later by whichever
+# session first draws a chart. Plotly and Streamlit import it lazily. When several sessions on a
+# fresh server did that at once, one of them got the half-initialised module from Python's import
+# system ("partially initialized module 'pandas' has no attribute 'Series'"). Thirty
+# protocol-level sessions opening every page at once caught this (2 of 30 KL pages).
+import pandas  # noqa: F401
 import streamlit as st
 from streamlit.runtime import Runtime
 from streamlit.runtime.scriptrunner import get_script_run_ctx

@@ -199,3 +199,17 @@ def test_the_guard_is_installed_on_streamlits_app_session():
     assert ui.install_fragment_rerun_guard() and ui.install_fragment_rerun_guard()
     assert AppSession._create_scriptrunner.wrapped.__name__ == "_create_scriptrunner"  # wrapped once
     assert not hasattr(AppSession._create_scriptrunner.wrapped, "wrapped")
+
+
+def test_the_page_glue_imports_pandas_before_any_session_draws():
+    """In a fresh interpreter: importing core.ui leaves pandas fully imported, so that no two
+    sessions' first charts import it at once (on a fresh server, 2 of 30 sessions opening every page
+    got a half-initialised pandas from plotly; see core.ui)."""
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+    code = "import sys; import core.ui; print(hasattr(sys.modules['pandas'], 'Series'))"
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                         timeout=120, check=True).stdout.strip()
+    assert out == "True"
