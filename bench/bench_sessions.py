@@ -16,6 +16,7 @@ trainers' leases lapse).
 
     python -m bench.bench_sessions --sessions 10     # exit status 1 if a check failed
     python -m bench.bench_sessions --sessions 30     # a class of 30
+    python -m bench.bench_sessions --all-pages --sessions 30   # 30 open every page at once, fresh server
 
 The clients run in this process, at nice 5 like the stand-in browsers of ``bench_load``, and their
 CPU use is reported.
@@ -165,6 +166,63 @@ def session_test(n_sessions: int = 10, watch_seconds: float = 15.0, settle_secon
     return res
 
 
+PAGES = ("", "autoencoder", "kl", "reparam", "train", "latent", "limits")  # URL paths, Home first
+
+
+def all_pages_test(n_sessions: int = 30, timeout: float = 180.0) -> dict:
+    """A fresh server, and ``n_sessions`` sessions that each open every page in turn at once (session
+    ``i`` starts at page ``i`` modulo 7, so all pages are drawn together): the first minute of a
+    class. Returns, per page, the seconds from connecting to its first complete run (median and
+    longest), and every exception drawn or page that did not finish within ``timeout``."""
+    from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
+
+    from bench.st_client import run_async
+
+    proc, url = start_server()
+    seconds: dict[str, list[float]] = {p or "home": [] for p in PAGES}
+    found: list[str] = []
+
+    async def student(i: int) -> None:
+        for k in range(len(PAGES)):
+            page = PAGES[(i + k) % len(PAGES)]
+            drawn = asyncio.Event()
+
+            def element(kind, el, fragment_id, page=page):
+                if kind == "exception":
+                    found.append(f"session {i}, page /{page}: {el.type}: {el.message[:150]}")
+
+            session = StreamlitSession(f"{url}/{page}?seed={i}", element)
+            handle = session._handle
+
+            def finished(msg, handle=handle, drawn=drawn) -> None:
+                handle(msg)
+                if msg.WhichOneof("type") == "script_finished" and msg.script_finished == ForwardMsg.FINISHED_SUCCESSFULLY:
+                    drawn.set()
+            session._handle = finished
+            stop = asyncio.Event()
+            t0 = time.monotonic()
+            task = asyncio.ensure_future(session.run(stop))
+            try:
+                await asyncio.wait_for(drawn.wait(), timeout)
+                seconds[page or "home"].append(time.monotonic() - t0)
+            except asyncio.TimeoutError:
+                found.append(f"session {i}, page /{page}: no complete run within {timeout:.0f} s")
+            await asyncio.sleep(1.0)  # fragments and follow-up runs
+            stop.set()
+            await task
+
+    async def everyone() -> None:
+        await asyncio.gather(*(student(i) for i in range(n_sessions)))
+
+    t0 = time.monotonic()
+    try:
+        run_async(everyone())
+    finally:
+        stop_server(proc)
+    return {"sessions": n_sessions, "total_s": time.monotonic() - t0, "problems": found,
+            "pages": {p: {"median_s": statistics.median(v), "max_s": max(v)} for p, v in seconds.items() if v}}
+
+
 def problems(r: dict, target_s: float = UPDATE_TARGET_S) -> list[str]:
     """Every check that failed, in words (empty when all passed)."""
     out = [f"exception: {e}" for e in r["exceptions"]] + [f"cross-talk: {e}" for e in r["crosstalk"]]
@@ -202,7 +260,18 @@ def main(argv=None) -> int:
     ap.add_argument("--sessions", type=int, default=10, help="sessions training at once (default 10)")
     ap.add_argument("--watch", type=float, default=15.0, help="seconds to watch all sessions train (default 15)")
     ap.add_argument("--json", metavar="FILE", help="also write every measurement to FILE as JSON")
+    ap.add_argument("--all-pages", action="store_true",
+                    help="instead: a fresh server, and every session opens every page in turn, all at once")
     a = ap.parse_args(argv)
+    if a.all_pages:
+        r = all_pages_test(a.sessions)
+        print(f"{r['sessions']} sessions opened all {len(PAGES)} pages in {r['total_s']:.0f} s; first complete "
+              "run of each page: " + ", ".join(f"{p} {v['median_s']:.1f} s (longest {v['max_s']:.1f} s)"
+                                                for p, v in r["pages"].items()))
+        print("checks: " + ("no exception, every page drawn" if not r["problems"] else "FAILED:\n  " + "\n  ".join(r["problems"])))
+        if a.json:
+            Path(a.json).write_text(json.dumps(r, indent=1))
+        return 1 if r["problems"] else 0
     r = session_test(a.sessions, watch_seconds=a.watch, log=lambda m: print(f"[{time.strftime('%H:%M:%S')}] {m}", flush=True))
     print(summary(r))
     if a.json:
