@@ -175,8 +175,6 @@ def all_pages_test(n_sessions: int = 30, timeout: float = 180.0, warm: bool = Fa
     class. Returns, per page, the seconds from connecting to its first complete run (median and
     longest), and every exception drawn or page that did not finish within ``timeout``. ``warm``:
     first, one session opens every page (as a lecturer would before the class), untimed."""
-    from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
-
     from bench.st_client import run_async
 
     proc, url = start_server()
@@ -186,25 +184,17 @@ def all_pages_test(n_sessions: int = 30, timeout: float = 180.0, warm: bool = Fa
     async def student(i: int) -> None:
         for k in range(len(PAGES)):
             page = PAGES[(i + k) % len(PAGES)]
-            drawn = asyncio.Event()
 
             def element(kind, el, fragment_id, page=page):
                 if kind == "exception":
                     found.append(f"session {i}, page /{page}: {el.type}: {el.message[:150]}")
 
             session = StreamlitSession(f"{url}/{page}?seed={i}", element)
-            handle = session._handle
-
-            def finished(msg, handle=handle, drawn=drawn) -> None:
-                handle(msg)
-                if msg.WhichOneof("type") == "script_finished" and msg.script_finished == ForwardMsg.FINISHED_SUCCESSFULLY:
-                    drawn.set()
-            session._handle = finished
             stop = asyncio.Event()
             t0 = time.monotonic()
             task = asyncio.ensure_future(session.run(stop))
             try:
-                await asyncio.wait_for(drawn.wait(), timeout)
+                await asyncio.wait_for(session.drawn.wait(), timeout)
                 seconds[page or "home"].append(time.monotonic() - t0)
             except asyncio.TimeoutError:
                 found.append(f"session {i}, page /{page}: no complete run within {timeout:.0f} s")

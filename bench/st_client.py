@@ -34,6 +34,7 @@ class StreamlitSession:
         self.runs_finished = 0
         self.requests: Counter[str] = Counter()  # fragment id -> timer reruns sent
         self.timers: dict[str, asyncio.Task] = {}
+        self.drawn = asyncio.Event()  # set when a full run has finished (not one stopped early)
         self._ws = None
         self._page_hash = ""
 
@@ -59,8 +60,7 @@ class StreamlitSession:
                     msg = ForwardMsg()
                     msg.ParseFromString(reader.result())
                     self._handle(msg)
-                    if (pending_first and msg.WhichOneof("type") == "script_finished"
-                            and msg.script_finished == ForwardMsg.FINISHED_SUCCESSFULLY):
+                    if pending_first and self.drawn.is_set():
                         first, pending_first = pending_first, None
                         await first(self)
             finally:
@@ -89,6 +89,8 @@ class StreamlitSession:
                 self.timers[fid] = asyncio.ensure_future(self._tick(fid, every))
         elif kind == "script_finished":
             self.runs_finished += 1
+            if msg.script_finished == msg.FINISHED_SUCCESSFULLY and self.full_runs:
+                self.drawn.set()
         elif kind == "delta" and msg.delta.WhichOneof("type") == "new_element":
             el = msg.delta.new_element
             what = el.WhichOneof("type")

@@ -642,18 +642,25 @@ def _uncached_in_fragments(populate: Callable) -> Callable:
     return populate_hash
 
 
-def install_fragment_cache_guard() -> bool:
-    """Install ``_uncached_in_fragments`` once per process (a no-op, with a logged warning, if
-    Streamlit's internals moved). Returns True if the guard is in place. The pages add the other
-    half: each live fragment is called in its own ``fragment_slot()``."""
-    from streamlit.runtime.scriptrunner_utils import script_run_context as src
-    current = getattr(src, "populate_hash_if_needed", None)
+def _wrap_once(owner: Any, name: str, wrap: Callable[[Callable], Callable], broken: str) -> bool:
+    """Replace ``owner.name`` with ``wrap(owner.name)`` once per process (a wrapper carries
+    ``.wrapped``). If Streamlit's internals moved, log ``broken`` and change nothing. Returns True
+    if the guard is in place."""
+    current = getattr(owner, name, None)
     if current is None:
-        _LOG.warning("Streamlit changed: fragments may send cached-element references (see core.ui)")
+        _LOG.warning("Streamlit changed: %s (see core.ui)", broken)
         return False
     if not hasattr(current, "wrapped"):
-        src.populate_hash_if_needed = _uncached_in_fragments(current)
+        setattr(owner, name, wrap(current))
     return True
+
+
+def install_fragment_cache_guard() -> bool:
+    """Install ``_uncached_in_fragments`` (see ``_wrap_once``). The pages add the other half: each
+    live fragment is called in its own ``fragment_slot()``."""
+    from streamlit.runtime.scriptrunner_utils import script_run_context as src
+    return _wrap_once(src, "populate_hash_if_needed", _uncached_in_fragments,
+                      "fragments may send cached-element references")
 
 
 install_fragment_cache_guard()
@@ -696,16 +703,10 @@ def _after_finished_runs(create: Callable) -> Callable:
 
 
 def install_fragment_rerun_guard() -> bool:
-    """Install ``_after_finished_runs`` once per process (a no-op, with a logged warning, if
-    Streamlit's internals moved). Returns True if the guard is in place."""
+    """Install ``_after_finished_runs`` (see ``_wrap_once``)."""
     from streamlit.runtime.app_session import AppSession
-    current = getattr(AppSession, "_create_scriptrunner", None)
-    if current is None or not hasattr(AppSession, "request_rerun"):
-        _LOG.warning("Streamlit changed: a fragment's output may be dropped by the next request (see core.ui)")
-        return False
-    if not hasattr(current, "wrapped"):
-        AppSession._create_scriptrunner = _after_finished_runs(current)
-    return True
+    return _wrap_once(AppSession, "_create_scriptrunner", _after_finished_runs,
+                      "a fragment's output may be dropped by the next request")
 
 
 install_fragment_rerun_guard()
