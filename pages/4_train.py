@@ -19,7 +19,7 @@ from core.checkpoints import CheckpointError, load_checkpoint  # noqa: E402
 from core.data import DATASETS, DatasetError, load_dataset, load_dataset_file  # noqa: E402
 from core.figures import training as FT  # noqa: E402
 from core.models import LATENT_RANGE  # noqa: E402
-from core.training import ACTIVE_UNIT_NATS, MAX_EPOCHS, live_runners  # noqa: E402
+from core.training import ACTIVE_UNIT_NATS, MAX_EPOCHS, REDRAWS, live_runners  # noqa: E402
 
 import pandas  # noqa: E402,F401  (imported lazily by the charts otherwise: load them before freezing)
 import pyarrow.compute  # noqa: E402,F401
@@ -390,6 +390,7 @@ def live_section(mode: str, cfg) -> None:
         check_clicked()
 
     @st.fragment(run_every=status_s)
+    @REDRAWS  # the trainers give way while this runs (see core.training.Redraws)
     def status() -> None:
         ui.live_view(polling)  # restarts this page if its redraws stop (see ui.live_view)
         if store.tick():
@@ -410,6 +411,7 @@ def live_section(mode: str, cfg) -> None:
             st.rerun()
 
     @st.fragment(run_every=charts_every)
+    @REDRAWS
     def charts() -> None:
         run = store.active
         if run is not None:

@@ -140,6 +140,26 @@ def test_training_ticks_grow_the_history_and_a_beta_change_is_recorded(apps):
     assert cfg == run.model_cfg and ds_name == "digits" and not model.training
 
 
+def test_live_redraws_run_as_redraws_the_trainers_give_way_to(apps, monkeypatch):
+    from core import training as T
+    wrapped, entered = [], []
+
+    class Recorder(T.Redraws):
+        def __call__(self, fn):
+            wrapped.append(fn.__name__)
+            return super().__call__(fn)
+
+        def __enter__(self):
+            entered.append(self.busy)
+            return super().__enter__()
+
+    monkeypatch.setattr(T, "REDRAWS", Recorder(0.25))
+    at = start(apps, {"tr_epochs": "200"})
+    assert store(at).active.state == "training"
+    assert {"status", "charts"} <= set(wrapped), wrapped  # both live fragments
+    assert len(entered) >= 2 and not T.REDRAWS.busy  # entered on every draw, left afterwards
+
+
 def test_divergent_learning_rate_stops_with_a_clear_message(apps):
     at = start(apps, {"tr_lr": "1.0", "tr_lik": "gaussian", "tr_epochs": "20"})
     run = store(at).active

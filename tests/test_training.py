@@ -378,3 +378,83 @@ def test_live_runners_can_be_counted_while_other_sessions_create_runners():
     finally:
         done.set()
         maker.join(5)
+
+
+def test_run_for_stops_early_when_asked():
+    t = _trainer()
+    assert t.run_for(30.0, stop_early=lambda: True) == 1  # one step, then the check ends the chunk
+    calls = []
+    assert t.run_for(30.0, stop_early=lambda: calls.append(1) or len(calls) >= 3) == 3
+
+
+def _steps_while(runner, seconds: float) -> int:
+    """Steps the runner's trainer takes in ``seconds`` (renewing its lease meanwhile)."""
+    s0 = runner.trainer.step
+    end = time.time() + seconds
+    while time.time() < end:
+        runner.keep_alive()
+        time.sleep(0.02)
+    return runner.trainer.step - s0
+
+
+def test_trainers_give_way_to_redraws_and_resume(monkeypatch):
+    from core import training as T
+    redraws = T.Redraws(max_wait=5.0)
+    monkeypatch.setattr(T, "REDRAWS", redraws)
+    t = _trainer(epochs=200)
+    r = BackgroundRunner(t, lease_seconds=2.0, chunk_seconds=0.02)
+    r.start()
+    try:
+        assert _steps_while(r, 0.3) > 0  # training
+        with redraws:
+            assert redraws.busy
+            _steps_while(r, 0.1)  # the step in flight ends
+            assert _steps_while(r, 0.6) == 0, "a trainer kept stepping during a redraw"
+        assert not redraws.busy
+        assert _steps_while(r, 0.5) > 0, "training did not resume after the redraw"
+    finally:
+        r.pause()
+        r.join(timeout=10)
+
+
+def test_redraws_pause_training_for_at_most_max_wait(monkeypatch):
+    from core import training as T
+    redraws = T.Redraws(max_wait=0.05)
+    monkeypatch.setattr(T, "REDRAWS", redraws)
+    t = _trainer(epochs=200)
+    r = BackgroundRunner(t, lease_seconds=2.0, chunk_seconds=0.02)
+    r.start()
+    try:
+        with redraws:  # a page redrawing without end must not starve training
+            assert _steps_while(r, 1.0) >= 5
+    finally:
+        r.pause()
+        r.join(timeout=10)
+
+
+def test_redraws_decorator_counts_nesting_and_keeps_the_name():
+    from core.training import Redraws
+    redraws = Redraws(max_wait=0.25)
+    seen = []
+
+    @redraws
+    def status(x):
+        seen.append(redraws.busy)
+        with redraws:
+            seen.append(redraws.busy)
+        if x:
+            raise RuntimeError("rerun")  # Streamlit's st.rerun() leaves a fragment with an exception
+        return "drawn"
+
+    assert status.__name__ == "status" and status.__qualname__.endswith("status")
+    assert status(False) == "drawn" and seen == [True, True] and not redraws.busy
+    with pytest.raises(RuntimeError):
+        status(True)
+    assert not redraws.busy  # left even when the body raised
+    off = Redraws(max_wait=0.0)  # LATENT_LAB_REDRAW_WAIT=0: trainers never give way
+    with off:
+        assert not off.busy
+    t0 = time.perf_counter()
+    with redraws:
+        redraws.wait_until_done()  # still busy: returns after max_wait
+    assert 0.2 <= time.perf_counter() - t0 < 2
