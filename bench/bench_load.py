@@ -455,6 +455,7 @@ def load_test(n_sessions: int = 10, watch_seconds: float = 15.0, idle_cpu_cores:
         time.sleep(settle_seconds)
         starts = [page.evaluate(_RECORDER_JS) for page in pages]
         t_watch = time.monotonic()
+        res["watch_t0"] = t_watch  # time.monotonic(), the clock of the browsers' network events
         meter = CpuMeter(server_pids).start()
         bmeter = CpuMeter(browser_pids).start()
         time.sleep(watch_seconds)

@@ -8,7 +8,8 @@ Each run is ``bench.bench_load.load_test`` with ``frames_too``; every message ea
 (a block, or which element), its fragment and, for a progress line, its step; a reference to a
 cached element (``ref_hash``) with its path. When a run has a gap of more than 3 s (``--gap``), a session not
 training or a failed page switch, its results and every page's log go to ``<out>/stall<N>.json`` and the
-script stops. This is how the blank-page crash of the training page was caught (README,
+script stops. Each run also prints how long the server took from each status redraw request to
+its progress line (``redraw_latencies``). This is how the blank-page crash of the training page was caught (README,
 "Deploying for a class").
 """
 from __future__ import annotations
@@ -81,6 +82,27 @@ class TracingFrameWatch(B.FrameWatch):
 made: list[TracingFrameWatch] = []
 
 
+def redraw_latencies(result: dict, logs: list[list]) -> list[float]:
+    """Seconds from each request of a page's status fragment (its timer's ``rerun_script``) to the
+    progress line that answered it, for every page, within the watch window. This is the server's
+    share of an update interval: the rest is the browser's timer and drawing."""
+    w0 = result["watch_t0"]
+    w1 = w0 + result["watch_seconds"]
+    out = []
+    for log in logs:
+        status = next((e[3].split("frag=")[1][:8] for e in log if e[1] == "recv" and " progress " in e[3]), None)
+        asked = None
+        for t, way, kind, detail in log:
+            if not w0 <= t <= w1:
+                continue
+            if way == "SENT" and kind == "rerun_script" and f"fragment={status}" in detail:
+                asked = t
+            elif way == "recv" and " progress " in detail and asked is not None:
+                out.append(t - asked)
+                asked = None
+    return sorted(out)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--runs", type=int, default=30)
@@ -88,6 +110,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default="/tmp/load-traces")
     ap.add_argument("--gap", type=float, default=3.0,
                     help="save the run and stop when a session goes this long without an update (s)")
+    ap.add_argument("--keep", action="store_true", help="save every run's trace, not only a stall's")
     a = ap.parse_args(argv)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -96,8 +119,12 @@ def main(argv=None) -> int:
         made.clear()
         r = B.load_test(a.sessions, frames_too=True)
         stalled = r["update_max_s"] > a.gap or r["not_training"] or r["lost_runs"]
-        print(time.strftime("%H:%M:%S"), f"run {i}: longest gap {r['update_max_s']:.2f} s;",
-              r["problems"][:3] or "all checks passed", flush=True)
+        lat = redraw_latencies(r, [fw.log for fw in made])
+        print(time.strftime("%H:%M:%S"), f"run {i}: longest gap {r['update_max_s']:.2f} s; redraw request to "
+              f"progress line: median {lat[len(lat) // 2]:.3f}, 99th percentile {lat[int(0.99 * len(lat))]:.3f}, "
+              f"longest {lat[-1]:.3f} s;", r["problems"][:3] or "all checks passed", flush=True)
+        if a.keep:
+            (out / f"run{i}.json").write_text(json.dumps({"result": r, "logs": [fw.log for fw in made]}, default=str))
         if stalled:
             path = out / f"stall{i}.json"
             path.write_text(json.dumps({"result": r, "logs": [fw.log for fw in made]}, default=str))
