@@ -28,7 +28,7 @@ STRIP_TITLES = {"digits": "scikit-learn digits", "mnist-5k": "MNIST-5k"}
 
 # ---- cached evidence (pure functions of the dataset and seed; shared by all sessions) ----------
 
-@st.cache_data(max_entries=4, show_spinner="Measuring sharpness for every model of the β sweep…")
+@st.cache_data(max_entries=16, show_spinner="Measuring sharpness for every model of the β sweep…")
 def blur_evidence(dataset: str, seed: int) -> dict:
     return limits.blur_evidence(dataset, seed, n_show=N_SHOW_MAX, loader=ui.pretrained)
 
@@ -38,7 +38,7 @@ def rd_evidence(dataset: str) -> dict:
     return limits.rate_distortion(dataset, loader=ui.pretrained)
 
 
-@st.cache_data(max_entries=4, show_spinner="Loading the warm-up and free-bits runs…")
+@st.cache_data(max_entries=16, show_spinner="Loading the warm-up and free-bits runs…")
 def remedy_evidence(dataset: str, seed: int) -> dict:
     return limits.remedy_runs(dataset, seed=seed, n_show=8, loader=ui.pretrained)
 
@@ -58,9 +58,14 @@ def hole_evidence(dataset: str, beta: float, cell: float, min_expected: int, max
     return holes
 
 
-@st.cache_data(max_entries=4, show_spinner="Training a logistic-regression judge on the real images…")
+@st.cache_resource(max_entries=4, show_spinner="Training a logistic-regression judge on the real images…")
+def judge(dataset: str):
+    return limits.fit_judge(dataset, loader=ui.pretrained)  # the same for every seed: fitted once
+
+
+@st.cache_data(max_entries=16, show_spinner="Judging real images, reconstructions and samples…")
 def complex_evidence(dataset: str, seed: int) -> dict:
-    return limits.complex_data_evidence(dataset, seed=seed, n_show=12, loader=ui.pretrained)
+    return limits.complex_data_evidence(dataset, seed=seed, n_show=12, loader=ui.pretrained, judge=judge(dataset))
 
 
 def three_parts(why: str, fix: str) -> None:

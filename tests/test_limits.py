@@ -311,6 +311,21 @@ def test_complex_data_evidence_on_digits(digits):
     assert limits.complex_rows([e], 0.5)[0]["confident, VAE samples (%)"] >= r["confident, VAE samples (%)"]
 
 
+def test_one_judge_serves_every_seed(digits):
+    """The judge depends on no seed, so the page fits it once per dataset and passes it in."""
+    j1, j2 = limits.fit_judge("digits"), limits.fit_judge("digits")
+    np.testing.assert_array_equal(j1.coef_, j2.coef_)  # L-BFGS: deterministic
+    shared = {}
+    for seed in (0, 3):
+        own = limits.complex_data_evidence("digits", seed=seed, n_show=4)
+        shared[seed] = limits.complex_data_evidence("digits", seed=seed, n_show=4, judge=j1)
+        for k in ("acc_real", "acc_vae", "c2st_acc", "mse_vae"):
+            assert shared[seed][k] == own[k], k
+        np.testing.assert_array_equal(shared[seed]["maxprob_sample"], own["maxprob_sample"])
+    # the seed still chooses the prior samples the judge sees
+    assert not np.array_equal(shared[0]["maxprob_sample"], shared[3]["maxprob_sample"])
+
+
 # ---- figures ----------------------------------------------------------------------------------------------
 
 def _pts():
