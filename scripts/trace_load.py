@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import base64
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -119,15 +120,17 @@ def main(argv=None) -> int:
         made.clear()
         r = B.load_test(a.sessions, frames_too=True)
         stalled = r["update_max_s"] > a.gap or r["not_training"] or r["lost_runs"]
-        lat = redraw_latencies(r, [fw.log for fw in made])
+        logs = [fw.log for fw in made]
+        lat = redraw_latencies(r, logs) or [math.nan]
         print(time.strftime("%H:%M:%S"), f"run {i}: longest gap {r['update_max_s']:.2f} s; redraw request to "
               f"progress line: median {lat[len(lat) // 2]:.3f}, 99th percentile {lat[int(0.99 * len(lat))]:.3f}, "
               f"longest {lat[-1]:.3f} s;", r["problems"][:3] or "all checks passed", flush=True)
+        trace = json.dumps({"result": r, "logs": logs}, default=str)
         if a.keep:
-            (out / f"run{i}.json").write_text(json.dumps({"result": r, "logs": [fw.log for fw in made]}, default=str))
+            (out / f"run{i}.json").write_text(trace)
         if stalled:
             path = out / f"stall{i}.json"
-            path.write_text(json.dumps({"result": r, "logs": [fw.log for fw in made]}, default=str))
+            path.write_text(trace)
             print("stall captured:", path)
             return 1
     return 0

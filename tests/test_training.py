@@ -1,6 +1,7 @@
 """core.training: the trainer against a plain PyTorch loop, determinism, beta, divergence, the runner."""
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 
@@ -397,14 +398,23 @@ def _steps_while(runner, seconds: float) -> int:
     return runner.trainer.step - s0
 
 
-def test_trainers_give_way_to_redraws_and_resume(monkeypatch):
+@contextlib.contextmanager
+def _training_with_redraws(monkeypatch, max_wait: float):
+    """(redraws, runner): a background run training while the process's redraws are ``redraws``."""
     from core import training as T
-    redraws = T.Redraws(max_wait=5.0)
+    redraws = T.Redraws(max_wait=max_wait)
     monkeypatch.setattr(T, "REDRAWS", redraws)
-    t = _trainer(epochs=200)
-    r = BackgroundRunner(t, lease_seconds=2.0, chunk_seconds=0.02)
+    r = BackgroundRunner(_trainer(epochs=200), lease_seconds=2.0, chunk_seconds=0.02)
     r.start()
     try:
+        yield redraws, r
+    finally:
+        r.pause()
+        r.join(timeout=10)
+
+
+def test_trainers_give_way_to_redraws_and_resume(monkeypatch):
+    with _training_with_redraws(monkeypatch, max_wait=5.0) as (redraws, r):
         assert _steps_while(r, 0.3) > 0  # training
         with redraws:
             assert redraws.busy
@@ -412,24 +422,12 @@ def test_trainers_give_way_to_redraws_and_resume(monkeypatch):
             assert _steps_while(r, 0.6) == 0, "a trainer kept stepping during a redraw"
         assert not redraws.busy
         assert _steps_while(r, 0.5) > 0, "training did not resume after the redraw"
-    finally:
-        r.pause()
-        r.join(timeout=10)
 
 
 def test_redraws_pause_training_for_at_most_max_wait(monkeypatch):
-    from core import training as T
-    redraws = T.Redraws(max_wait=0.05)
-    monkeypatch.setattr(T, "REDRAWS", redraws)
-    t = _trainer(epochs=200)
-    r = BackgroundRunner(t, lease_seconds=2.0, chunk_seconds=0.02)
-    r.start()
-    try:
+    with _training_with_redraws(monkeypatch, max_wait=0.05) as (redraws, r):
         with redraws:  # a page redrawing without end must not starve training
             assert _steps_while(r, 1.0) >= 5
-    finally:
-        r.pause()
-        r.join(timeout=10)
 
 
 def test_redraws_decorator_counts_nesting_and_keeps_the_name():
