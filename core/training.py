@@ -27,9 +27,10 @@ import torch
 from core.data import Dataset, train_val_split
 from core.losses import elbo_terms
 from core.models import AutoEncoder, ModelConfig, build_model
+from core.units import SMALL_KL_NATS as ACTIVE_UNIT_NATS  # noqa: F401  (transitional: pages move to core.units)
+from core.units import count_active
 
 STATUSES = ("idle", "running", "done", "diverged")
-ACTIVE_UNIT_NATS = 0.01  # a latent dimension is "active" when its mean KL exceeds this
 MAX_EPOCHS = 200
 MAX_BETA = 10.0
 VIEW_EVERY_S = 0.25  # how often run_for publishes a copy of the weights for the live view
@@ -77,11 +78,6 @@ class TrainConfig:
     def from_dict(cls, d: dict) -> "TrainConfig":
         names = cls.__dataclass_fields__
         return cls(**{k: v for k, v in d.items() if k in names})
-
-
-def count_active_units(kl_per_dim) -> int:
-    """Dimensions whose batch-mean KL exceeds ``ACTIVE_UNIT_NATS`` nats."""
-    return int((np.asarray(kl_per_dim) > ACTIVE_UNIT_NATS).sum())
 
 
 def make_optimizer(model: torch.nn.Module, lr: float) -> torch.optim.Adam:
@@ -328,7 +324,7 @@ class Trainer:
             self.history.append({
                 "step": self.step, "epoch": (self.step - 1) // self.steps_per_epoch + 1,
                 "loss": vals[0], "recon": vals[1], "kl": vals[2], "beta": beta,
-                "beta_kl": beta * vals[2], "kl_per_dim": kl_dims, "active_units": count_active_units(kl_dims),
+                "beta_kl": beta * vals[2], "kl_per_dim": kl_dims,
             })
             if self.step >= self.total_steps:
                 self.status = "done"
@@ -416,7 +412,8 @@ def evaluate_model(model: AutoEncoder, x, beta: float, likelihood: str, seed: in
     """Mean per-sample terms on x (N, D): loss, recon, kl, elbo (= -(recon + kl)), kl_per_dim, active_units.
 
     One sample of z per input, with noise from a generator seeded by ``seed`` (so the numbers
-    are reproducible).
+    are reproducible). ``active_units`` is Burda et al.'s count on these images
+    (``core.units.count_active``: Var_x(mu_j) > 0.01), the one definition every page uses.
     """
     was = model.training
     model.eval()
@@ -424,10 +421,13 @@ def evaluate_model(model: AutoEncoder, x, beta: float, likelihood: str, seed: in
     g = torch.Generator(device=x.device).manual_seed(seed + 12345)
     tot = {"loss": 0.0, "recon": 0.0, "kl": 0.0}
     kl_dims = torch.zeros(model.cfg.latent_dim, device=x.device)
+    mus = []
     for i in range(0, len(x), batch_size):
         xb = x[i:i + batch_size]
         eps = torch.randn((len(xb), model.cfg.latent_dim), generator=g, device=x.device) if model.is_vae else None
-        t = elbo_terms(xb, model(xb, eps=eps), beta, likelihood)
+        out = model(xb, eps=eps)
+        mus.append(out.mu)
+        t = elbo_terms(xb, out, beta, likelihood)
         for k in tot:
             tot[k] += float(getattr(t, k)) * len(xb)
         kl_dims += t.kl_per_dim * len(xb)
@@ -436,7 +436,7 @@ def evaluate_model(model: AutoEncoder, x, beta: float, likelihood: str, seed: in
     res = {k: v / n for k, v in tot.items()}
     res["neg_elbo"] = res["recon"] + res["kl"]
     res["kl_per_dim"] = (kl_dims / n).cpu().tolist()
-    res["active_units"] = count_active_units(res["kl_per_dim"])
+    res["active_units"] = count_active(torch.cat(mus).cpu().numpy()) if n >= 2 else 0
     return res
 
 

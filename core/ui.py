@@ -561,6 +561,14 @@ def pretrained(dataset: str, kind: str, beta: float, latent_dim: int, variant: s
     return zoo.pretrained(dataset, kind, beta, latent_dim, variant)
 
 
+@st.cache_resource(show_spinner=False, max_entries=64)
+def activity(dataset: str, kind: str, beta: float, latent_dim: int, variant: str = ""):
+    """``core.units.heldout_activity`` of a zoo model on its held-out split: the one active-unit
+    count (Burda et al., 2016) that every page shows for that model."""
+    from core import units
+    return units.heldout_activity(pretrained(dataset, kind, beta, latent_dim, variant), load_dataset(dataset))
+
+
 # ---- presenter scenes and self-checks ---------------------------------------------------------
 
 def scenes(page_key: str, items: Sequence[tuple[str, str]]) -> int:

@@ -152,7 +152,7 @@ def train_spec(spec: ZooSpec, path: Path) -> dict:
             if t.is_floating_point():
                 t.copy_(t.half().float())
     every = max(1, len(tr.history) // 300)
-    keys = ("step", "loss", "recon", "kl", "beta", "active_units")
+    keys = ("step", "loss", "recon", "kl", "beta")
     hist = {k: [h[k] for h in tr.history[::every]] for k in keys}
     evaluation = tr.evaluate()
     evaluation["beta"] = spec.beta

@@ -27,7 +27,7 @@ def test_history_records_every_term():
     t.run_steps(5)
     assert t.status == "running" and t.step == 5 and len(t.history) == 5
     h = t.history[-1]
-    for key in ("step", "epoch", "loss", "recon", "kl", "beta", "kl_per_dim", "active_units", "beta_kl"):
+    for key in ("step", "epoch", "loss", "recon", "kl", "beta", "kl_per_dim", "beta_kl"):
         assert key in h
     assert len(h["kl_per_dim"]) == 4 and h["kl"] >= 0
     assert math.isclose(h["kl"], sum(h["kl_per_dim"]), rel_tol=1e-5)
