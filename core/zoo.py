@@ -106,17 +106,26 @@ def cache_dir() -> Path:
     return Path(os.environ.get("LATENT_LAB_CACHE", Path.home() / ".cache" / "latent-lab")) / "zoo"
 
 
-_lock = threading.Lock()
+_lock = threading.Lock()  # guards the two dicts below, never held while loading or training
+_spec_locks: dict[ZooSpec, threading.Lock] = {}
 _memory: dict[ZooSpec, Pretrained] = {}
 
 
 def pretrained(dataset: str, kind: str, beta: float, latent_dim: int, variant: str = "") -> Pretrained:
     """The trained model for this spec: from memory, from ``assets/zoo``, from the user cache, or
-    (for a spec that is not shipped) trained now and cached on disk. ``beta`` is ignored for an AE."""
+    (for a spec that is not shipped) trained now and cached on disk. ``beta`` is ignored for an AE.
+
+    One lock per spec: a session that waits for a model being trained does not hold up sessions
+    that ask for another model."""
     spec = normalise_spec(dataset, kind, beta, latent_dim, variant)
     with _lock:
         if spec in _memory:
             return _memory[spec]
+        spec_lock = _spec_locks.setdefault(spec, threading.Lock())
+    with spec_lock:
+        with _lock:
+            if spec in _memory:
+                return _memory[spec]
         for path in (ASSET_DIR / spec.filename, cache_dir() / spec.filename):
             if path.is_file():
                 break
@@ -130,7 +139,8 @@ def pretrained(dataset: str, kind: str, beta: float, latent_dim: int, variant: s
         extra = ck.extra
         entry = Pretrained(ck.model, ck.config, spec, extra.get("train_config", {}), extra.get("history", {}),
                            extra.get("evaluation", {}), np.asarray(extra.get("val_idx", []), dtype=np.int64))
-        _memory[spec] = entry
+        with _lock:
+            _memory[spec] = entry
         return entry
 
 

@@ -1,6 +1,6 @@
 """Shared fixtures: a real Streamlit server, Playwright on Debian's Chromium, AppTest helpers.
 
-Facts behind the flags are in ../shared/TESTING.md.
+Facts behind the flags: docs/testing.md (installing, the server flags, Playwright with Debian Chromium, AppTest).
 """
 from __future__ import annotations
 

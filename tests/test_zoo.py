@@ -76,3 +76,42 @@ def test_a_spec_that_is_not_shipped_is_trained_once_and_cached(tmp_path, monkeyp
     for k, v in p.model.state_dict().items():
         assert torch.equal(v, again.model.state_dict()[k])
     zoo._memory.pop(spec)
+
+
+def test_training_one_model_does_not_hold_up_another(tmp_path, monkeypatch):
+    """A spec being trained (here: blocked) must not make a session that asks for a shipped model wait."""
+    import threading
+
+    monkeypatch.setenv("LATENT_LAB_CACHE", str(tmp_path))
+    started, release = threading.Event(), threading.Event()
+
+    def slow_train(spec, path):
+        started.set()
+        release.wait(10)
+        raise RuntimeError("stopped by the test")
+
+    monkeypatch.setattr(zoo, "train_spec", slow_train)
+    errors = []
+    t = threading.Thread(target=lambda: errors.append(_try(lambda: zoo.pretrained("digits", "vae", 5.0, 3))))
+    t.start()
+    try:
+        assert started.wait(10)
+        spec = zoo.normalise_spec("digits", "vae", 0.5, 2)
+        zoo._memory.pop(spec, None)
+        got = []
+        loader = threading.Thread(target=lambda: got.append(zoo.pretrained("digits", "vae", 0.5, 2)))
+        loader.start()
+        loader.join(5)
+        assert got, "loading a shipped model waited for another model's training"
+    finally:
+        release.set()
+        t.join(10)
+    assert errors == ["stopped by the test"]
+
+
+def _try(fn):
+    try:
+        fn()
+    except RuntimeError as exc:
+        return str(exc)
+    return None
