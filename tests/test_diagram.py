@@ -333,3 +333,50 @@ def test_error_histogram_marks_inputs_and_threshold():
     names = [t.name for t in fig.data]
     assert "held-out images" in names and any(n.startswith("random pixels") for n in names)
     assert any(s.x0 == pytest.approx(np.log10(0.05)) for s in fig.layout.shapes)
+
+
+# ---- the block diagram (core.figures.blockdiagram) ------------------------------------------------
+
+def _texts(fig) -> str:
+    return " | ".join(a.text for a in fig.layout.annotations if a.text)
+
+
+@pytest.mark.parametrize("kind", ["ae", "vae"])
+def test_block_diagram_names_every_block_with_the_real_sizes(kind):
+    from core.figures.blockdiagram import autoencoder_block_diagram
+
+    fig = autoencoder_block_diagram(784, [256, 128], 16, kind=kind, image_shape=(28, 28), likelihood="bernoulli")
+    t = _texts(fig)
+    for part in ("<b>x</b>", "<b>x̂</b>", "encoder", "f<sub>φ</sub>", "decoder", "g<sub>θ</sub>",
+                 "784 → 256 → 128 → 16", "16 → 128 → 256 → 784", "784 numbers", "28×28 image",
+                 "L(x, x̂)", "binary cross-entropy", "the input x", "sigmoid output"):
+        assert part in t, part
+    assert ("z = μ + σ⊙ε" in t and "KL(q(z|x) ‖ N(0, I))" in t) if kind == "vae" else ("K = 16 numbers" in t
+                                                                                         and "KL" not in t)
+    assert "linear " in t and "ReLU hidden layers" in t  # the code layer is linear, hidden layers ReLU
+    assert fig.layout.meta["latent_dim"] == 16 and fig.layout.meta["hidden_dims"] == [256, 128]
+    assert len(fig.data) == 0  # shapes and annotations only: nothing to hover
+    shapes = [s.type for s in fig.layout.shapes]
+    assert shapes.count("path") == 2 and shapes.count("rect") == 4
+    # encoder narrows towards the code, decoder widens from it
+    enc, dec = (s.path for s in fig.layout.shapes if s.type == "path")
+
+    def heights(path):
+        pts = [tuple(map(float, p.split(","))) for p in path.replace("M", "").replace("Z", "").split("L")]
+        return pts[3][1] - pts[0][1], pts[2][1] - pts[1][1]
+    assert heights(enc)[0] > heights(enc)[1] and heights(dec)[0] < heights(dec)[1]
+
+
+def test_block_diagram_follows_its_arguments_and_refuses_bad_sizes():
+    from core.figures.blockdiagram import autoencoder_block_diagram
+
+    fig = autoencoder_block_diagram(64, [32], 2, font_size=11)
+    t = _texts(fig)
+    assert "64 → 32 → 2" in t and "K = 2 numbers" in t and "64 numbers" in t and "image" not in t
+    assert "squared error or binary cross-entropy" in t
+    assert fig.layout.font.size == 11
+    assert "squared error ‖x − x̂‖²" in _texts(autoencoder_block_diagram(64, [32], 2, likelihood="gaussian"))
+    for bad in (dict(kind="gan"), dict(image_shape=(8, 7)), dict(likelihood="poisson"), dict(latent_dim=0)):
+        args = dict(input_dim=64, hidden_dims=[32], latent_dim=2) | bad
+        with pytest.raises(ValueError):
+            autoencoder_block_diagram(**args)
