@@ -8,8 +8,11 @@ Definitions used throughout (natural logarithms, so KL is measured in nats)::
     KL(p || q) = E_{x~p}[ log p(x) - log q(x) ] = ∫ p(x) log(p(x) / q(x)) dx  >= 0
 
 KL is *not* symmetric: KL(p||q) != KL(q||p) in general. That asymmetry is why
-fitting q by forward KL(p||q) covers all the modes of p, while reverse KL(q||p)
-(the direction a VAE's ELBO uses for the approximate posterior) picks one mode.
+fitting q by forward KL(p||q) covers all the modes of p (one optimum: moment matching),
+while reverse KL(q||p) (the direction a VAE's ELBO uses for the approximate posterior) has
+several local optima for a two-mode p: a mode-seeking fit at each mode, and a wide symmetric
+fit between them. Which one a fit reaches depends on where it starts
+(:func:`reverse_fit_outcome` says which).
 
 References
 ----------
@@ -19,7 +22,7 @@ References
 * VAE KL term: Kingma & Welling, "Auto-Encoding Variational Bayes", ICLR 2014,
   Appendix B.
 * Mode seeking vs mode covering: Bishop, *Pattern Recognition and Machine Learning*
-  (2006), section 10.1.2 and Figure 10.3.
+  (2006), section 10.1.2 and Figure 10.3 (reverse KL: "a number of local minima").
 """
 
 from __future__ import annotations
@@ -394,8 +397,10 @@ def fit_gaussian_to_mixture(
       p has mass and q does not, so q *covers* all modes. The optimum is moment matching:
       mu = E_p[x], sigma^2 = Var_p[x] (Bishop 2006, section 10.7 / Figure 10.3).
     * ``direction="reverse"`` minimises KL(q || p) = ∫ q log(q/p): q is punished for
-      putting mass where p has none, so q *seeks one mode* (Bishop 2006, Figure 10.3).
-      This is the direction of the VAE's approximate posterior.
+      putting mass where p has none. For a two-mode p it has several local optima: one on
+      each mode (mode seeking) and, for well-separated modes, a wide symmetric one between
+      them (Bishop 2006, Figure 10.3); where the fit ends depends on its start
+      (:func:`reverse_fit_outcome`). This is the direction of the VAE's approximate posterior.
 
     The KL is evaluated by the trapezoid rule on a fixed grid of ``grid_points`` points
     spanning every component's mean ± 10 sigma and the initial q's mean ± 10 sigma, so
@@ -427,9 +432,10 @@ def fit_gaussian_to_mixture(
     Notes
     -----
     Reverse KL is not convex in (mu, sigma): for this p it also has a broad local
-    minimum centred between the modes (mu = 0, sigma ~ 1.79, KL ~ 1.14). Starting from a
-    wide q (e.g. ``init=(0.5, 1.0)``) Adam settles there instead of on a mode, which is
-    worth showing too: the answer of reverse-KL fitting depends on the start.
+    minimum centred between the modes (mu = 0, sigma ~ 1.79, KL ~ 1.14). Starting at the
+    centre (``init=(0.0, 0.5)``: the gradient in mu is 0 by symmetry) or from a wide q
+    (e.g. ``init=(0.5, 1.0)``) Adam settles there instead of on a mode: the answer of
+    reverse-KL fitting depends on the start.
     """
     import torch  # local import: the rest of this module is NumPy-only
 
@@ -561,3 +567,68 @@ def mixture_moments(weights, mus, sigmas) -> tuple[float, float]:
     w, m, s = _check_mixture(weights, mus, sigmas)
     mean = float(w @ m)
     return mean, math.sqrt(max(float(w @ (s**2 + m**2)) - mean**2, 0.0))
+
+
+# =========================================================================================
+# The VAE's KL term split into its parts, and which optimum a reverse-KL fit reached.
+# =========================================================================================
+__all__ += ["kl_standard_normal_parts", "reverse_fit_outcome", "KL_PART_NAMES"]
+
+KL_PART_NAMES = ("½μ²", "½σ²", "−½ log σ²", "−½")
+
+
+def kl_standard_normal_parts(mu, logvar) -> dict:
+    """The parts of KL(N(mu, sigma^2) || N(0, 1)) = 1/2 (mu^2 + sigma^2 - 1 - log sigma^2), per element.
+
+    ``mu``, ``logvar``: arrays of the same shape (usually (K,) for one image). Returns a dict of
+    float64 arrays of that shape: ``mu2`` = mu^2 / 2, ``sigma2`` = sigma^2 / 2, ``neg_log_sigma2`` =
+    -log(sigma^2) / 2, ``minus_one`` = -1/2, and ``total`` (their sum, = :func:`kl_to_standard_normal`).
+
+    What each part does in training (the mechanism of the KL term): ``mu2`` grows as a code's mean
+    leaves the origin, so codes stay where the prior puts its samples; ``sigma2 + neg_log_sigma2 +
+    minus_one`` = (sigma^2 - 1 - log sigma^2) / 2 >= 0 is 0 only at sigma = 1, and ``neg_log_sigma2``
+    grows without bound as sigma -> 0, so the encoder cannot switch its noise off.
+    """
+    mu = _as_float_array(mu, "mu")
+    logvar = _as_float_array(logvar, "logvar")
+    mu, logvar = np.broadcast_arrays(mu, logvar)
+    parts = {"mu2": 0.5 * mu**2, "sigma2": 0.5 * np.exp(logvar), "neg_log_sigma2": -0.5 * logvar,
+             "minus_one": np.full(mu.shape, -0.5)}
+    parts["total"] = parts["mu2"] + parts["sigma2"] + parts["neg_log_sigma2"] + parts["minus_one"]
+    return parts
+
+
+def reverse_fit_outcome(mu_final: float, sigma_final: float, mus: Sequence[float],
+                        sigmas: Sequence[float] | None = None, weights: Sequence[float] | None = None) -> dict:
+    """Which local optimum a reverse-KL fit of one Gaussian to a two-mode mixture reached.
+
+    ``mus``: the two component means (the modes' centres); ``mu_final``, ``sigma_final``: the fit's
+    last state (from :func:`fit_gaussian_to_mixture`). The fit's mean is compared with the three
+    candidate centres: the left mode, the midpoint, the right mode. Returns a dict with ``kind``
+    ("mode" or "between"), ``side`` ("left", "right" or None), ``target`` (the centre it is
+    nearest), ``distance`` (|mu_final - target|) and ``peaks``: the number of local maxima of p's
+    density (counted on a fine grid; needs ``sigmas``, else None). Two equal components of equal
+    sigma give one peak when their means are at most 2 sigma apart.
+
+    A fit that ends near the midpoint with a wide sigma is the symmetric local optimum (or, when the
+    modes are so close that p has a single peak, the one optimum); one that ends on a mode with
+    about that mode's width is a mode-seeking optimum.
+    """
+    m_raw = _as_float_array(mus, "mus").ravel()
+    order = np.argsort(m_raw)
+    m = m_raw[order]
+    if m.size != 2:
+        raise ValueError(f"reverse_fit_outcome needs the two modes' means, got {m.size}")
+    mu_final = _check_scalar(mu_final, "mu_final")
+    _as_sigma(_check_scalar(sigma_final, "sigma_final"), "sigma_final")
+    mid = float(m.mean())
+    centres = [("mode", "left", float(m[0])), ("between", None, mid), ("mode", "right", float(m[1]))]
+    kind, side, target = min(centres, key=lambda c: abs(mu_final - c[2]))
+    peaks = None
+    if sigmas is not None:
+        w = np.asarray((0.5, 0.5) if weights is None else weights, dtype=np.float64).ravel()[order]
+        s_ = _as_sigma(sigmas, "sigmas").ravel()[order]
+        grid = np.linspace(m[0] - 3 * s_.max(), m[1] + 3 * s_.max(), 4001)
+        dens = np.asarray(mixture_pdf(grid, w, m, s_))
+        peaks = int(np.sum((dens[1:-1] > dens[:-2]) & (dens[1:-1] >= dens[2:])))
+    return {"kind": kind, "side": side, "target": target, "distance": abs(mu_final - target), "peaks": peaks}

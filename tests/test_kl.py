@@ -258,3 +258,53 @@ def test_mixture_pdf_integrates_to_one():
         ).log_prob(torch.tensor(x[::1000]))
     ).numpy()
     np.testing.assert_allclose(dens[::1000], ref, rtol=1e-10, atol=1e-300)
+
+
+# --------------------------------------------------------------------------- reverse KL's local optima
+def test_reverse_kl_from_the_centre_ends_at_the_symmetric_optimum():
+    """Started at mu = 0 (the page's start slider at 0), reverse KL does not pick a mode: by symmetry the
+    gradient in mu is 0, and q widens to the local optimum between the modes (mu = 0, sigma ~ 1.79)."""
+    traj = K.fit_gaussian_to_mixture(**MIX, direction="reverse", steps=300, lr=0.2, init=(0.0, 0.5))
+    mu, sigma, kl = traj[-1]
+    assert abs(mu) < 1e-3 and sigma == pytest.approx(1.79, abs=0.02) and kl == pytest.approx(1.14, abs=0.01)
+    out = K.reverse_fit_outcome(mu, sigma, MIX["mus"], MIX["sigmas"])
+    assert out["kind"] == "between" and out["side"] is None and out["target"] == 0.0 and out["peaks"] == 2
+    # ... and that optimum is worse than the mode-seeking one (log 2): both are local optima
+    assert kl > math.log(2) + 0.3
+
+
+@pytest.mark.parametrize("start, side, target", [(0.5, "right", 2.0), (-1.25, "left", -2.0)])
+def test_reverse_kl_from_off_centre_ends_on_the_nearer_mode(start, side, target):
+    traj = K.fit_gaussian_to_mixture(**MIX, direction="reverse", steps=300, lr=0.2, init=(start, 0.5))
+    mu, sigma, _ = traj[-1]
+    out = K.reverse_fit_outcome(mu, sigma, MIX["mus"], MIX["sigmas"])
+    assert out["kind"] == "mode" and out["side"] == side and out["target"] == target and out["distance"] < 0.05
+
+
+def test_reverse_fit_outcome_counts_peaks_and_checks_input():
+    assert K.reverse_fit_outcome(0.0, 1.0, (-0.5, 0.5), (0.6, 0.6))["peaks"] == 1  # 1 apart < 2 sigma: one peak
+    assert K.reverse_fit_outcome(0.0, 1.0, (0.75, -0.75), (0.6, 0.6))["peaks"] == 2
+    assert K.reverse_fit_outcome(0.9, 1.0, (1.0, -1.0))["side"] == "right"
+    with pytest.raises(ValueError):
+        K.reverse_fit_outcome(0.0, 1.0, (1.0, 2.0, 3.0))
+    with pytest.raises(ValueError):
+        K.reverse_fit_outcome(0.0, -1.0, (1.0, 2.0))
+
+
+# --------------------------------------------------------------------------- the VAE KL term's parts
+def test_kl_parts_sum_to_the_closed_form_and_to_torch():
+    rng = np.random.default_rng(3)
+    mu, logvar = rng.normal(size=16), rng.normal(scale=2.0, size=16)
+    parts = K.kl_standard_normal_parts(mu, logvar)
+    summed = parts["mu2"] + parts["sigma2"] + parts["neg_log_sigma2"] + parts["minus_one"]
+    np.testing.assert_allclose(summed, parts["total"], rtol=1e-12)
+    np.testing.assert_allclose(summed, K.kl_to_standard_normal(mu, logvar), rtol=1e-12)
+    ref = kl_divergence(Normal(torch.tensor(mu), torch.tensor(np.exp(0.5 * logvar))), Normal(0.0, 1.0)).numpy()
+    np.testing.assert_allclose(summed, ref, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(parts["mu2"], 0.5 * mu**2)
+    np.testing.assert_allclose(parts["neg_log_sigma2"], -0.5 * logvar)
+    assert np.all(parts["minus_one"] == -0.5)
+    # the sigma parts alone are >= 0 and 0 only at sigma = 1; -log sigma^2 explodes as sigma -> 0
+    s = K.kl_standard_normal_parts(0.0, np.array([-20.0, 0.0, 3.0]))
+    noise = s["sigma2"] + s["neg_log_sigma2"] + s["minus_one"]
+    assert noise[1] == 0 and noise[0] > 9 and noise[2] > 0
