@@ -19,8 +19,10 @@ Four limitations, each with numbers computed from real images and real models:
 2. **Over-regularisation and posterior collapse.** Rate R = KL(q(z|x) || p(z)) and
    distortion D = E_q[-log p(x|z)] on the held-out split, per image in nats (Alemi et al.
    2018, "Fixing a Broken ELBO", ICML), so -ELBO = D + R, for every model of the beta sweep.
-   Active units two ways: KL_j > 0.01 nats (as ``core.training`` counts them) and
-   Cov_x(E_q[z_j | x]) > 0.01 (Burda et al. 2016, "Importance Weighted Autoencoders", ICLR).
+   Active units by the one definition of ``core.units`` (Burda et al. 2016, "Importance
+   Weighted Autoencoders", ICLR): Var_x(E_q[z_j | x]) > 0.01 on held-out images. Also the
+   -ELBO on the *training* images (``train_vs_heldout``), to tell an optimisation effect from
+   evaluation noise when a beta below 1 has the lowest held-out -ELBO.
 
 3. **The prior hole.** The aggregate posterior q(z) = (1/N) sum_n q(z|x_n) of a 2-D VAE
    against the prior N(0, I) (Hoffman & Johnson 2016, "ELBO surgery"): on a square grid,
@@ -29,7 +31,13 @@ Four limitations, each with numbers computed from real images and real models:
    Phi(a2)), against the number the encoder puts there, N * q(cell), where each image
    contributes its whole posterior N(mu_n, diag(sigma_n^2)) (same formula, shifted and
    scaled). A *hole* is a cell where the prior expects at least ``min_expected`` codes and
-   the encoder puts at most a fraction ``max_fill`` of them.
+   the encoder puts at most a fraction ``max_fill`` of them. Only with whole posteriors is the
+   grid KL a lower bound on KL(q(z) || p(z)) (data-processing inequality); a histogram of the
+   means mu_n alone is a different distribution, and its grid KL bounds nothing about q(z).
+
+5. **Only a bound.** log p(x) = ELBO + KL(q(z|x) || p(z|x)); the importance-weighted bound
+   L_k (Burda et al. 2016) rises towards log p(x) with k, so L_k - ELBO is a lower bound on
+   the average gap KL(q(z|x) || p(z|x)) (``iwae_bounds``).
 
 4. **Complex data.** The same small MLP VAE on 8x8 digits and on 28x28 MNIST: per-pixel
    reconstruction error, sharpness kept relative to the real images, and how often a
@@ -50,7 +58,8 @@ import torch.nn.functional as F
 
 from core.data import Dataset, load_dataset
 from core.models import AutoEncoder, count_parameters
-from core.training import ACTIVE_UNIT_NATS, decode, encode_stats, evaluate_model, reconstruct, sample_prior
+from core.training import decode, encode_stats, evaluate_model, reconstruct, sample_prior
+from core.units import count_active
 
 # ---- 1. sharpness ----------------------------------------------------------------------------
 
@@ -220,19 +229,13 @@ def summary_value(summary: Sequence[Mapping], source: str, measure: str) -> tupl
 
 # ---- 2. rate-distortion, active units, remedies ----------------------------------------------
 
-def active_units_cov(mu, threshold: float = 0.01) -> int:
-    """Burda et al. (2016): unit j is active when Cov_x(E_q[z_j | x]) = Var_x(mu_j) > threshold.
-    ``mu``: posterior means (N, K)."""
-    mu = np.asarray(mu, dtype=np.float64)
-    return int((mu.var(axis=0, ddof=0) > threshold).sum())
-
-
 def rd_point(p, x_val: np.ndarray, seed: int | None = None) -> dict:
     """One model's held-out terms, freshly evaluated with ``core.training.evaluate_model``.
 
     ``p`` is a ``zoo.Pretrained``; ``seed`` defaults to the training seed (as the zoo used).
-    Returns {beta, variant, rate (= KL), distortion (= recon), neg_elbo, loss, kl_per_dim,
-    active_units (KL_j > 0.01 nats), active_units_cov (Burda et al.)}.
+    Returns {beta, variant, rate (= KL), distortion (= recon), neg_elbo, loss, kl_per_dim (K,),
+    var_mu (K,): Var_x(mu_j) on these images, active_units: Burda et al.'s count
+    (``core.units.count_active``, Var_x(mu_j) > 0.01), latent_dim}.
     """
     s = int(p.train_config.get("seed", 0)) if seed is None else int(seed)
     beta = float(p.spec.beta)
@@ -240,8 +243,8 @@ def rd_point(p, x_val: np.ndarray, seed: int | None = None) -> dict:
     mu, _ = encode_stats(p.model, x_val)
     return dict(beta=beta, variant=p.spec.variant, kind=p.spec.kind, rate=ev["kl"], distortion=ev["recon"],
                 neg_elbo=ev["neg_elbo"], loss=ev["loss"], kl_per_dim=list(ev["kl_per_dim"]),
-                active_units=int(ev["active_units"]), active_units_cov=active_units_cov(mu),
-                latent_dim=int(p.config.latent_dim))
+                var_mu=[float(v) for v in np.asarray(mu, np.float64).var(axis=0)],
+                active_units=count_active(mu), latent_dim=int(p.config.latent_dim))
 
 
 def rate_distortion(dataset: str, latent_dim: int = 16, loader: Loader | None = None,
@@ -264,6 +267,70 @@ def rate_distortion(dataset: str, latent_dim: int = 16, loader: Loader | None = 
         p = load(dataset, "vae", variant_beta, latent_dim, v)
         var[v] = rd_point(p, ds.x[p.val_idx])
     return {"sweep": sweep, "variants": var, "n_val": int(len(val))}
+
+
+def train_vs_heldout(dataset: str, latent_dim: int = 16, n_seeds: int = 5, loader: Loader | None = None,
+                     betas: Sequence[float] | None = None) -> dict:
+    """-ELBO (nats per image, = reconstruction + KL) of every sweep model on its *training* and its
+    *held-out* images, each the mean over ``n_seeds`` one-sample evaluations
+    (``evaluate_model`` with seeds 0..n_seeds-1; seed 0 is the one ``rd_point`` uses).
+
+    Returns {"rows": [{beta, train, train_sd, val, val_sd, var_mu (K,)}] ascending in beta,
+    "epochs", "n_train", "n_val"}; ``*_sd`` is the standard deviation of the one-sample
+    estimate over the seeds (its noise), ``var_mu`` is Var_x(mu_j) on the held-out images.
+    """
+    load = loader or _zoo_loader()
+    ds = load_dataset(dataset)
+    rows, epochs, n_tr, n_va = [], None, 0, 0
+    for b in (sweep_betas() if betas is None else betas):
+        p = load(dataset, "vae", float(b), latent_dim)
+        tr, va = split_indices(p)
+        est = {}
+        for name, idx in (("train", tr), ("val", va)):
+            v = np.array([evaluate_model(p.model, ds.x[idx], float(b), _likelihood(p), seed=s)["neg_elbo"]
+                          for s in range(n_seeds)])
+            est[name], est[f"{name}_sd"] = float(v.mean()), float(v.std(ddof=1)) if n_seeds > 1 else 0.0
+        mu, _ = encode_stats(p.model, ds.x[va])
+        rows.append(dict(beta=float(b), **est, var_mu=np.asarray(mu, np.float64).var(axis=0)))
+        epochs, n_tr, n_va = p.train_config.get("epochs"), len(tr), len(va)
+    return dict(rows=rows, epochs=epochs, n_train=n_tr, n_val=n_va)
+
+
+def best_beta_reason(rows: Sequence[Mapping], best_beta: float, weak: float = 0.1) -> dict:
+    """Why the beta with the lowest held-out -ELBO (``best_beta``, from the page's sweep) is not 1,
+    judged from ``train_vs_heldout`` rows. Returns the two rows (``best``, ``one``), the
+    held-out and training differences ``d_val``, ``d_train`` (beta=1 minus best, nats), their
+    noise ``noise`` and ``train_noise`` (standard deviation of the difference of two one-sample
+    estimates, sqrt(sd_best^2 + sd_1^2)), the number of units with Var_x(mu_j) below ``weak`` in
+    each model (``weak_best``, ``weak_one``), and ``case``, checked in this order:
+
+    * "beta1": beta = 1 is best (what perfect optimisation of the ELBO would give);
+    * "optimisation": the other beta has a lower *training* -ELBO by more than 2 ``train_noise``,
+      although beta = 1 minimises exactly that quantity: training stopped before beta = 1 got
+      there (not overfitting, not evaluation noise);
+    * "noise": otherwise, if the held-out difference is within 2 ``noise`` of 0;
+    * "generalisation": otherwise (beta = 1 as good or better on the training images, worse on
+      held-out ones).
+    """
+    by = {float(r["beta"]): r for r in rows}
+    if 1.0 not in by or float(best_beta) not in by:
+        raise ValueError("need rows for beta = 1 and for the best beta")
+    best, one = by[float(best_beta)], by[1.0]
+    d_val, d_train = one["val"] - best["val"], one["train"] - best["train"]
+    noise = math.hypot(best["val_sd"], one["val_sd"])
+    train_noise = math.hypot(best["train_sd"], one["train_sd"])
+    if float(best_beta) == 1.0:
+        case = "beta1"
+    elif d_train > 2 * train_noise:
+        case = "optimisation"
+    elif abs(d_val) <= 2 * noise:
+        case = "noise"
+    else:
+        case = "generalisation"
+    return dict(case=case, best=best, one=one, d_val=float(d_val), d_train=float(d_train), noise=float(noise),
+                train_noise=float(train_noise),
+                weak=weak, weak_best=int((np.asarray(best["var_mu"]) < weak).sum()),
+                weak_one=int((np.asarray(one["var_mu"]) < weak).sum()))
 
 
 def iso_elbo_levels(points: Sequence[Mapping], n: int = 4) -> list[float]:
@@ -337,22 +404,29 @@ def posterior_cell_mass(mu, sigma, edges: np.ndarray) -> np.ndarray:
 
 def find_holes(mu, sigma=None, cell: float = 0.5, extent: float = 3.0, min_expected: float = 3.0,
                max_fill: float = 0.1) -> dict:
-    """Cells of a grid over [-extent, extent]^2 where the prior expects codes and the encoder puts none.
+    """Cells of a grid over [-extent, extent]^2 where the prior expects codes and the encoder puts few.
 
     ``mu``, ``sigma``: posterior means and standard deviations of the N training images
-    (N, 2); ``sigma=None`` uses the means alone. For each cell, ``expected`` = N * P_prior(cell)
-    is how many of the N codes the prior N(0, I) expects there and ``observed`` = N *
-    q(cell) how many the encoder puts there (the count of means when ``sigma`` is None). A
-    cell is a *hole* when expected >= ``min_expected`` and observed < 1 (less than one code).
+    (N, 2). With ``sigma`` each image contributes its whole posterior N(mu_n, diag(sigma_n^2)),
+    so q is the aggregate posterior q(z) = (1/N) sum_n q(z|x_n) (Hoffman & Johnson 2016);
+    ``sigma=None`` uses the histogram of the means mu_n instead (a different distribution).
+    For each cell, ``expected`` = N * P_prior(cell) is how many of the N codes the prior
+    N(0, I) expects there and ``observed`` = N * q(cell) how many the encoder puts there. A
+    cell is a *hole* when expected >= ``min_expected`` and observed <= ``max_fill`` * expected
+    (with ``max_fill`` = 0: an empty cell).
 
     Returns a dict with ``edges`` (G+1,), ``expected``/``observed``/``counts``/``hole_mask``
-    (G, G), indexed [i (z1), j (z2)] (``counts``: means mu_n in the cell); ``holes`` (H, 2) centres sorted by
-    expected count (most surprising first) with ``hole_expected``/``hole_observed`` (H,);
-    ``busy`` (H', 2) centres of the cells with the most posterior mass (as many as holes, at
-    least 1); ``hole_mass`` (prior probability of the holes: the share of samples from the
-    prior that land in one); ``n_eligible`` cells where the prior expects >= ``min_expected``;
-    ``min_fill`` (the smallest observed / expected among them) at ``min_fill_centre``; ``kl_grid`` (KL between q and p discretised on the grid plus one
-    "outside" cell: a lower bound on KL(q(z) || p(z)) by the data-processing inequality).
+    (G, G), indexed [i (z1), j (z2)] (``counts``: means mu_n in the cell); ``holes`` (H, 2)
+    centres sorted by expected count (most surprising first) with ``hole_expected`` /
+    ``hole_observed`` (H,); ``busy`` (H', 2) centres of the cells with the most mass of q (as
+    many as holes, at least 1); ``hole_mass`` (prior probability of the holes: the share of
+    samples from the prior that land in one); ``n_eligible`` cells where the prior expects >=
+    ``min_expected``; ``min_fill`` (the smallest observed / expected among them) at
+    ``min_fill_centre``; ``kl_grid``: sum_c q_c log(q_c / p_c) over the cells plus one
+    "outside" cell. ``kl_grid_is_bound`` is True when ``sigma`` was given: then q_c are the
+    aggregate posterior's exact cell masses and ``kl_grid`` <= KL(q(z) || p(z)) by the
+    data-processing inequality (grouping z into cells can only lose divergence). With
+    ``sigma=None`` it is the grid KL of the histogram of means, and bounds nothing about q(z).
     """
     mu = np.asarray(mu, dtype=np.float64)
     if mu.ndim != 2 or mu.shape[1] != 2 or len(mu) == 0:
@@ -390,19 +464,35 @@ def find_holes(mu, sigma=None, cell: float = 0.5, extent: float = 3.0, min_expec
                 max_fill=float(max_fill),
                 hole_expected=expected[ii, jj], hole_observed=observed[ii, jj], busy=busy,
                 busy_observed=observed[bi, bj], hole_mass=float(p_mass[hole].sum()), kl_grid=max(0.0, kl_grid),
+                kl_grid_is_bound=sigma is not None,
                 n=n, cell=float(cell), extent=float(extent), min_expected=float(min_expected),
                 uses_sigma=sigma is not None, n_eligible=int(eligible.sum()),
                 min_fill=float(fill[k_min]) if eligible.any() else float("nan"),
                 min_fill_centre=(float(centres[k_min[0]]), float(centres[k_min[1]])))
 
 
+def mass_outside(mu, sigma, radius: float = 3.0, n_draws: int = 16, seed: int = 0) -> float:
+    """Share of the aggregate posterior q(z) = (1/N) sum_n N(mu_n, diag(sigma_n^2)) farther than
+    ``radius`` from the origin, by Monte Carlo: ``n_draws`` samples of z per image (seeded),
+    mu, sigma (N, K) -> float. (Under N(0, I) in 2-D the exact value is exp(-radius^2 / 2).)"""
+    mu = np.asarray(mu, dtype=np.float64)
+    sigma = np.asarray(sigma, dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    z = mu[None] + sigma[None] * rng.standard_normal((n_draws, *mu.shape))
+    return float((np.linalg.norm(z, axis=-1) > radius).mean())
+
+
 def aggregate_posterior(dataset: str, beta: float = 1.0, loader: Loader | None = None) -> dict:
     """Encoded means and standard deviations of every *training* image under the 2-D VAE at
     ``beta``: {mu (N, 2), sigma (N, 2), y (N,), image_shape, agg_var (2,)} where ``agg_var`` is
-    the aggregate posterior's variance per dimension, Var(mu_j) + mean(sigma_j^2) (1 under
-    the prior). ``collapsed``: no unit is active by Burda et al.'s criterion (every mu_n ~ 0).
-    ``share_outside``: share of the means farther than 3 from the origin; ``prior_outside``:
-    the prior's share there, P(|z| > 3) = exp(-9/2) in 2-D."""
+    the aggregate posterior's variance per dimension, Var(mu_j) + mean(sigma_j^2) (law of total
+    variance; 1 under the prior), ``agg_mean`` (2,) its mean (0 under the prior).
+    ``collapsed``: no unit is active by Burda et al.'s criterion (``core.units.count_active``).
+    ``share_outside``: share of the means mu_n farther than 3 from the origin; ``agg_outside``:
+    share of the aggregate posterior's mass there (``mass_outside``, Monte Carlo);
+    ``prior_outside``: the prior's share, P(|z| > 3) = exp(-9/2) in 2-D. ``rate``: the KL term
+    the training images pay, mean over n of KL(q(z|x_n) || N(0, I)) = 1/2 sum_j (mu^2 + sigma^2 -
+    1 - log sigma^2) in nats per image, an upper bound on KL(q(z) || p(z)) (Hoffman & Johnson 2016)."""
     load = loader or _zoo_loader()
     ds = load_dataset(dataset)
     p = load(dataset, "vae", beta, 2)
@@ -413,8 +503,11 @@ def aggregate_posterior(dataset: str, beta: float = 1.0, loader: Loader | None =
     return dict(mu=mu.astype(np.float64), sigma=sigma.astype(np.float64), y=np.asarray(ds.y[train]),
                 image_shape=tuple(ds.image_shape), agg_var=agg_var.astype(np.float64),
                 agg_mean=mu.mean(axis=0).astype(np.float64), class_names=ds.class_names,
-                collapsed=active_units_cov(mu) == 0, sigma_mean=sigma.mean(axis=0).astype(np.float64),
+                collapsed=count_active(mu) == 0, sigma_mean=sigma.mean(axis=0).astype(np.float64),
                 share_outside=float((np.hypot(mu[:, 0], mu[:, 1]) > 3.0).mean()),
+                agg_outside=mass_outside(mu, sigma, 3.0),
+                rate=float((0.5 * (mu.astype(np.float64) ** 2 + np.exp(logvar.astype(np.float64)) - 1.0
+                                   - logvar.astype(np.float64))).sum(axis=1).mean()),
                 prior_outside=math.exp(-4.5))
 
 
@@ -590,3 +683,69 @@ def collapse_headline(sweep: Sequence[Mapping]) -> dict:
                 first_collapsed=collapsed[0]["beta"] if collapsed else None,
                 collapsed_distortion=collapsed[0]["distortion"] if collapsed else None,
                 low=pts[0], high=pts[-1], latent_dim=len(pts[0]["kl_per_dim"]))
+
+
+# ---- 5. only a bound ---------------------------------------------------------------------------
+
+@torch.no_grad()
+def log_weights(model: AutoEncoder, x, k: int, likelihood: str, seed: int = 0) -> torch.Tensor:
+    """Importance log-weights log w = log p(x|z) + log p(z) - log q(z|x) for k draws
+    z ~ q(z|x) = N(mu, diag(sigma^2)) per image: x (N, D) -> (N, k), float64, in nats.
+
+    log p(z) and log q(z|x) are full Gaussian log-densities; log p(x|z) is the training loss's
+    convention (``core.losses.reconstruction_nll`` negated): Bernoulli cross-entropy (on grey
+    pixels not a normalised likelihood) or a unit-variance Gaussian without its constant.
+    """
+    from core.losses import reconstruction_nll
+    from core.models import ModelOutput
+
+    xt = torch.as_tensor(np.asarray(x, dtype=np.float32))
+    mu, logvar = model.encode(xt)
+    if logvar is None:
+        raise ValueError("importance sampling needs a VAE (an encoder with a variance)")
+    g = torch.Generator().manual_seed(int(seed))
+    eps = torch.randn((k, *mu.shape), generator=g)
+    sigma = torch.exp(0.5 * logvar)
+    z = mu[None] + sigma[None] * eps                                   # (k, N, K)
+    logits = model.decode_logits(z.reshape(-1, mu.shape[1]))           # (k N, D)
+    xr = xt.repeat(k, 1)
+    recon = logits if likelihood == "gaussian" else None
+    nll = reconstruction_nll(xr, ModelOutput(recon, None, None, None, logits), likelihood).reshape(k, -1)
+    half_log_2pi = 0.5 * math.log(2 * math.pi)
+    log_pz = (-0.5 * z.double().pow(2) - half_log_2pi).sum(-1)
+    log_qz = (-0.5 * eps.double().pow(2) - 0.5 * logvar.double()[None] - half_log_2pi).sum(-1)
+    return (-nll.double() + log_pz - log_qz).T
+
+
+def iwae_bounds(model: AutoEncoder, x, ks: Sequence[int], likelihood: str, seed: int = 0,
+                chunk: int = 50) -> dict[int, float]:
+    """The importance-weighted bounds L_k = E[log (1/k) sum_i w_i] (Burda et al. 2016, eq. 8),
+    mean over the images x (N, D), nats per image, for each k in ``ks``: {k: L_k}.
+
+    L_1 is the ELBO (one-sample estimate); L_k rises with k towards log p(x), so
+    L_k - L_1 is a lower bound on the average gap E_x KL(q(z|x) || p(z|x)). The k draws are
+    nested (L_10 uses the first 10 of the draws L_100 uses). Images go in chunks of ``chunk``.
+    """
+    ks = sorted(int(k) for k in ks)
+    if not ks or ks[0] < 1:
+        raise ValueError(f"every k must be >= 1, got {ks}")
+    x = np.asarray(x, dtype=np.float32)
+    tot = {k: 0.0 for k in ks}
+    for i in range(0, len(x), chunk):
+        lw = log_weights(model, x[i:i + chunk], ks[-1], likelihood, seed=seed + i)
+        for k in ks:
+            tot[k] += float((torch.logsumexp(lw[:, :k], dim=1) - math.log(k)).sum())
+    return {k: v / len(x) for k, v in tot.items()}
+
+
+def bound_evidence(dataset: str, beta: float = 1.0, latent_dim: int = 16, ks: Sequence[int] = (1, 10, 100, 1000),
+                   n_images: int = 200, seed: int = 0, loader: Loader | None = None) -> dict:
+    """``iwae_bounds`` of the zoo VAE on the first ``n_images`` of its held-out split:
+    {ks, bounds {k: L_k}, gap_lower (L_kmax - L_1), n_images, likelihood}."""
+    load = loader or _zoo_loader()
+    p = load(dataset, "vae", beta, latent_dim)
+    x = load_dataset(dataset).x[np.asarray(p.val_idx)[:n_images]]
+    b = iwae_bounds(p.model, x, ks, _likelihood(p), seed=seed)
+    ks = sorted(b)
+    return dict(ks=ks, bounds=b, gap_lower=b[ks[-1]] - b[ks[0]], n_images=int(len(x)), likelihood=_likelihood(p),
+                beta=float(beta), latent_dim=int(latent_dim))

@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from core import limits, zoo
+from core import limits, units, zoo
 from core.data import load_dataset
 from core.figures import limits as lf
 from core.training import evaluate_model
@@ -159,15 +159,50 @@ def test_rate_and_distortion_are_the_kl_and_reconstruction_nll_by_hand(digits):
         assert point["rate"] == pytest.approx(kl, rel=1e-4)
 
 
-def test_active_units_by_covariance():
-    rng = np.random.default_rng(0)
-    mu = np.zeros((500, 4))
-    mu[:, 0] = rng.normal(0, 1, 500)      # active
-    mu[:, 1] = rng.normal(0, 0.05, 500)   # variance 0.0025: inactive
-    mu[:, 2] = 3.0                        # constant: inactive
-    mu[:, 3] = rng.normal(0, 0.2, 500)    # variance 0.04: active
-    assert limits.active_units_cov(mu) == 2
-    assert limits.active_units_cov(mu, threshold=0.1) == 1
+def test_active_units_are_the_one_burda_count(digits):
+    """rd_point counts active units with core.units (Var_x(mu_j) > 0.01 on held-out images), once."""
+    p = zoo.pretrained("digits", "vae", 1.0, 16)
+    pt = limits.rd_point(p, digits.x[p.val_idx])
+    with torch.no_grad():
+        mu = p.model.encode(torch.as_tensor(digits.x[p.val_idx]))[0].double().numpy()
+    var = mu.var(axis=0)
+    np.testing.assert_allclose(pt["var_mu"], var, rtol=1e-6, atol=1e-9)
+    assert pt["active_units"] == int((var > 0.01).sum()) == units.count_active(mu)
+    assert "active_units_cov" not in pt and not hasattr(limits, "active_units_cov")
+
+
+def test_train_vs_heldout_is_the_mean_of_one_sample_evaluations(digits):
+    tv = limits.train_vs_heldout("digits", n_seeds=2, betas=(0.5, 1.0))
+    assert [r["beta"] for r in tv["rows"]] == [0.5, 1.0] and tv["epochs"] == 150
+    p = zoo.pretrained("digits", "vae", 1.0, 16)
+    train, val = limits.split_indices(p)
+    assert tv["n_train"] == len(train) and tv["n_val"] == len(val)
+    ev = [evaluate_model(p.model, digits.x[train], 1.0, "bernoulli", seed=s)["neg_elbo"] for s in (0, 1)]
+    row = tv["rows"][1]
+    assert row["train"] == pytest.approx(np.mean(ev), rel=1e-9)
+    assert row["train_sd"] == pytest.approx(np.std(ev, ddof=1), rel=1e-6)
+    assert row["val"] > row["train"]  # held-out images are harder than the ones trained on
+
+
+def _row(beta, train, val, sd=0.05, weak=0):
+    return dict(beta=beta, train=train, train_sd=sd, val=val, val_sd=sd, var_mu=[0.0] * weak + [1.0] * (4 - weak))
+
+
+@pytest.mark.parametrize("rows,best,case", [
+    ([_row(0.5, 100.0, 110.0), _row(1.0, 100.5, 110.6, weak=2)], 0.5, "optimisation"),
+    ([_row(0.5, 100.3, 110.0), _row(1.0, 100.0, 110.05)], 0.5, "noise"),
+    ([_row(0.5, 100.3, 110.0), _row(1.0, 100.0, 111.0)], 0.5, "generalisation"),
+    ([_row(0.5, 100.3, 111.0), _row(1.0, 100.0, 110.0)], 1.0, "beta1"),
+])
+def test_best_beta_reason_cases(rows, best, case):
+    r = limits.best_beta_reason(rows, best)
+    assert r["case"] == case
+    assert r["d_val"] == pytest.approx(rows[1]["val"] - next(x for x in rows if x["beta"] == best)["val"])
+    assert r["noise"] == pytest.approx(math.hypot(0.05, 0.05))
+    if case == "optimisation":
+        assert r["weak_one"] == 2 and r["weak_best"] == 0
+    with pytest.raises(ValueError):
+        limits.best_beta_reason(rows[:1], 0.5)
 
 
 def test_iso_elbo_levels_and_collapse_headline():
@@ -242,6 +277,41 @@ def test_whole_posteriors_fill_the_prior_when_the_model_collapsed():
                                limits.posterior_cell_mass(pts, None, by_mean["edges"]), atol=1e-12)
 
 
+def test_grid_kl_of_whole_posteriors_is_a_lower_bound_and_the_means_histogram_is_not():
+    """Data-processing inequality: grouping z into cells can only lower KL(q(z) || p(z)). The true
+    KL of the mixture q(z) = (1/N) sum_n N(mu_n, sigma_n^2) is estimated independently by Monte
+    Carlo with torch.distributions."""
+    rng = np.random.default_rng(3)
+    n = 400
+    mu = rng.normal(0, 1.4, size=(n, 2))
+    sigma = rng.uniform(0.2, 0.6, size=(n, 2))
+    h = limits.find_holes(mu, sigma, cell=0.25)
+    assert h["kl_grid_is_bound"] is True
+    D = torch.distributions
+    mix = D.MixtureSameFamily(D.Categorical(torch.ones(n, dtype=torch.float64)),
+                              D.Independent(D.Normal(torch.as_tensor(mu), torch.as_tensor(sigma)), 1))
+    prior = D.Independent(D.Normal(torch.zeros(2, dtype=torch.float64), torch.ones(2, dtype=torch.float64)), 1)
+    torch.manual_seed(0)
+    z = mix.sample((40_000,))
+    diff = (mix.log_prob(z) - prior.log_prob(z)).numpy()
+    true_kl, se = diff.mean(), diff.std() / math.sqrt(len(diff))
+    assert 0 < h["kl_grid"] <= true_kl + 3 * se
+    # A collapsed model: q(z|x) = N(0, I) for all x, so KL(q(z) || p(z)) = 0; the histogram of the
+    # means (all at 0) has a large grid KL, which therefore bounds nothing.
+    zeros, ones = np.zeros((1000, 2)), np.ones((1000, 2))
+    means_only = limits.find_holes(zeros, None, cell=0.5)
+    assert means_only["kl_grid_is_bound"] is False and means_only["kl_grid"] > 1.0
+    assert limits.find_holes(zeros, ones, cell=0.5)["kl_grid"] < 1e-9
+
+
+def test_mass_outside_matches_the_prior_and_a_shifted_gaussian():
+    n = 4000
+    got = limits.mass_outside(np.zeros((n, 2)), np.ones((n, 2)), 3.0, n_draws=16, seed=0)
+    assert got == pytest.approx(math.exp(-4.5), abs=0.002)  # P(|z| > 3) under N(0, I) in 2-D
+    far = limits.mass_outside(np.full((10, 2), 10.0), np.full((10, 2), 0.1), 3.0)
+    assert far == 1.0
+
+
 def test_hole_threshold_is_a_share_of_the_expected_count():
     """A cell where the prior expects e codes is a hole when at most max_fill * e lie there."""
     rng = np.random.default_rng(2)
@@ -270,6 +340,12 @@ def test_aggregate_posterior_and_decoding_use_the_2d_model(digits):
     assert len(train) + len(val) == digits.n and not set(train) & set(val)
     assert post["mu"].shape == (len(train), 2) and np.all(post["sigma"] > 0)
     np.testing.assert_allclose(post["agg_var"], post["mu"].var(0) + (post["sigma"] ** 2).mean(0), rtol=1e-6)
+    D = torch.distributions
+    kl = D.kl_divergence(D.Normal(torch.as_tensor(post["mu"]), torch.as_tensor(post["sigma"])),
+                         D.Normal(0.0, 1.0)).sum(1).mean().item()
+    assert post["rate"] == pytest.approx(kl, rel=1e-5)
+    assert post["share_outside"] == pytest.approx(float((np.hypot(*post["mu"].T) > 3).mean()))
+    assert 0 <= post["agg_outside"] <= 1 and post["prior_outside"] == pytest.approx(math.exp(-4.5))
     z = np.array([[0.0, 0.0], [1.0, -1.0]])
     with torch.no_grad():
         ref = torch.sigmoid(p.model.decode_logits(torch.as_tensor(z, dtype=torch.float32))).numpy()
@@ -329,7 +405,7 @@ def test_one_judge_serves_every_seed(digits):
 # ---- figures ----------------------------------------------------------------------------------------------
 
 def _pts():
-    return [dict(beta=b, rate=r, distortion=d, neg_elbo=r + d, active_units=a, active_units_cov=a, variant="",
+    return [dict(beta=b, rate=r, distortion=d, neg_elbo=r + d, active_units=a, variant="",
                  kl_per_dim=[r / 4] * 4)
             for b, r, d, a in ((0.0, 200.0, 15.0, 4), (0.5, 5.0, 20.0, 3), (1.0, 3.0, 21.0, 2), (4.0, 0.0, 27.0, 0),
                                (8.0, 0.0, 27.0, 0))]
@@ -354,7 +430,8 @@ def test_rate_distortion_figure_plots_the_points_and_iso_elbo_lines():
 def test_other_figures_build():
     pts = _pts()
     fig = lf.active_units(pts, 4)
-    assert list(fig.data[0].y) == [4, 3, 2, 0, 0]
+    assert len(fig.data) == 1 and list(fig.data[0].y) == [4, 3, 2, 0, 0]  # one count: Burda et al.
+    assert "Burda" in fig.data[0].name
     summary = [dict(source=s, kind=s.split("_")[0], beta=None, measure="laplacian", mean=m, sem=0.01)
                for s, m in (("original", 1.0), ("ae", 0.9), ("vae_1", 0.5), ("sample_1", 0.4), ("vae_4", 0.1),
                             ("sample_4", 0.1))]
@@ -366,5 +443,44 @@ def test_other_figures_build():
     fig = lf.prior_hole(post_mu, np.arange(300) % 10, holes)
     assert fig.data[0].type == "contour" and len(holes["holes"]) > 0
     assert sum(sh.line.color == lf.HOLE_COLOR for sh in fig.layout.shapes) == len(holes["holes"])
-    bars = lf.kl_per_dim_compare({"": pts[1], "freebits": pts[2]}, 0.01, free_bits=0.5)
+    bars = lf.kl_per_dim_compare({"": pts[1], "freebits": pts[2]}, free_bits=0.5)
     assert len(bars.data) == 2 and bars.layout.barmode == "group"
+    assert "nats" not in " ".join(a.text for a in bars.layout.annotations if "active" in a.text)
+    curve = lf.bound_curve([1, 10, 100], {1: -25.0, 10: -24.5, 100: -24.3})
+    assert list(curve.data[0].y) == [-25.0, -24.5, -24.3] and curve.layout.xaxis.type == "log"
+
+
+# ---- only a bound -----------------------------------------------------------------------------------------
+
+def _iwae_reference(model, x, k, seed):
+    """L_k with torch.distributions (the same draws as core.limits.log_weights: one chunk)."""
+    D = torch.distributions
+    xt = torch.as_tensor(x)
+    with torch.no_grad():
+        mu, logvar = model.encode(xt)
+        sigma = torch.exp(0.5 * logvar)
+        eps = torch.randn((k, *mu.shape), generator=torch.Generator().manual_seed(seed))
+        z = mu + sigma * eps
+        logits = model.decode_logits(z.reshape(-1, mu.shape[1])).reshape(k, len(x), -1)
+        log_px = D.Bernoulli(logits=logits, validate_args=False).log_prob(xt).sum(-1)
+        log_pz = D.Normal(0.0, 1.0).log_prob(z).sum(-1)
+        log_q = D.Normal(mu, sigma).log_prob(z).sum(-1)
+        lw = (log_px + log_pz - log_q).double()
+    return float((torch.logsumexp(lw, 0) - math.log(k)).mean())
+
+
+def test_iwae_bounds_match_torch_distributions_and_tighten(digits):
+    p = zoo.pretrained("digits", "vae", 1.0, 16)
+    x = digits.x[p.val_idx][:40]
+    b = limits.iwae_bounds(p.model, x, (1, 50), "bernoulli", seed=7, chunk=100)
+    assert b[50] == pytest.approx(_iwae_reference(p.model, x, 50, 7), rel=1e-5)
+    # L_1 is a one-sample ELBO: over many images it agrees with evaluate_model's -ELBO.
+    xa = digits.x[p.val_idx]
+    l1 = limits.iwae_bounds(p.model, xa, (1,), "bernoulli", seed=0)[1]
+    ev = np.mean([evaluate_model(p.model, xa, 1.0, "bernoulli", seed=s)["neg_elbo"] for s in range(3)])
+    assert l1 == pytest.approx(-ev, abs=0.4)
+    e = limits.bound_evidence("digits", ks=(1, 10, 100), n_images=60)
+    assert e["bounds"][1] < e["bounds"][10] < e["bounds"][100]
+    assert e["gap_lower"] == pytest.approx(e["bounds"][100] - e["bounds"][1])
+    with pytest.raises(ValueError):
+        limits.iwae_bounds(p.model, x, (0,), "bernoulli")

@@ -135,20 +135,19 @@ def rate_distortion(sweep: Sequence[Mapping], variants: Mapping[str, Mapping] | 
 
 
 def active_units(sweep: Sequence[Mapping], latent_dim: int, height: int = 340) -> go.Figure:
-    """Active latent units against beta, by the KL criterion and by Burda et al.'s covariance one."""
+    """Active latent units against beta: Burda et al.'s (2016) count, Var_x(mu_j) > 0.01 on the
+    held-out images (``core.units``), one point per model of the sweep."""
     sweep = sorted(sweep, key=lambda p: p["beta"])
     xs = [beta_label(p["beta"]) for p in sweep]
     fig = go.Figure()
     fig.add_trace(go.Scatter(x=xs, y=[p["active_units"] for p in sweep], mode="lines+markers",
-                             name="KL_j > 0.01 nats", line=dict(color=OKABE_ITO[0], width=2.5), marker=dict(size=10)))
-    fig.add_trace(go.Scatter(x=xs, y=[p["active_units_cov"] for p in sweep], mode="lines+markers",
-                             name="Var_x(μ_j) > 0.01 (Burda et al.)",
-                             line=dict(color=OKABE_ITO[1], width=2.5, dash="dash"),
-                             marker=dict(size=9, symbol="diamond")))
+                             name="active: Var_x(μ_j) > 0.01 (Burda et al. 2016)",
+                             line=dict(color=OKABE_ITO[0], width=2.5), marker=dict(size=10),
+                             hovertemplate="β=%{x}: %{y} active units<extra></extra>"))
     fig.update_xaxes(title="β", type="category")
     fig.update_yaxes(title=f"active units (of {latent_dim})", range=[-0.5, latent_dim + 0.8], dtick=2)
-    fig.update_layout(legend=dict(orientation="h", y=-0.3), hovermode="x unified")
-    return style(fig, "Latent units still in use", height)
+    fig.update_layout(legend=dict(orientation="h", y=-0.3), showlegend=True)
+    return style(fig, "Active units (Var over held-out images of μ_j > 0.01)", height)
 
 
 def recon_by_beta(original: np.ndarray, ae: np.ndarray | None, recons: Mapping[float, np.ndarray],
@@ -162,25 +161,28 @@ def recon_by_beta(original: np.ndarray, ae: np.ndarray | None, recons: Mapping[f
     return image_grid(stacked, image_shape, ncols=n, row_titles=titles, height=h)
 
 
-def kl_per_dim_compare(points: Mapping[str, Mapping], threshold: float, free_bits: float | None = None,
+def kl_per_dim_compare(points: Mapping[str, Mapping], free_bits: float | None = None,
                        height: int = 360) -> go.Figure:
-    """Grouped bars: each variant's held-out KL per latent dimension (nats)."""
+    """Grouped bars: each variant's held-out mean KL per latent dimension (nats), with the
+    free-bits floor. The legend gives each run's active units by Burda et al.'s criterion
+    (Var_x(mu_j) > 0.01, ``core.units``), which the hover repeats per dimension."""
     fig = go.Figure()
     for v, p in points.items():
         kl = np.asarray(p["kl_per_dim"], dtype=float)
+        var = np.asarray(p.get("var_mu", [float("nan")] * len(kl)), dtype=float)
         fig.add_trace(go.Bar(x=[f"z{j + 1}" for j in range(len(kl))], y=kl,
                              name=f"{VARIANT_LABELS[v]} ({p['active_units']} active)",
                              marker=dict(color=VARIANT_COLORS[v],
                                          pattern=dict(shape={"": "", "warmup": "/", "freebits": "."}[v])),
-                             hovertemplate=f"{VARIANT_LABELS[v]} %{{x}}: %{{y:.3f}} nats<extra></extra>"))
-    fig.add_hline(y=threshold, line=dict(dash="dot", color="#555555"),
-                  annotation_text=f"active above {threshold:g} nats", annotation_position="top left")
+                             customdata=var,
+                             hovertemplate=f"{VARIANT_LABELS[v]} %{{x}}: KL %{{y:.3f}} nats, "
+                                           "Var_x(μ) %{customdata:.3f}<extra></extra>"))
     if free_bits:
         fig.add_hline(y=free_bits, line=dict(dash="dash", color=VARIANT_COLORS["freebits"]),
                       annotation_text=f"free-bits floor λ = {free_bits:g} nats", annotation_position="top right")
-    fig.update_yaxes(title="KL per dimension (nats)", rangemode="tozero")
+    fig.update_yaxes(title="mean KL per dimension (nats)", rangemode="tozero")
     fig.update_layout(barmode="group", legend=dict(orientation="h", y=-0.2))
-    return style(fig, "Held-out KL of each latent dimension", height)
+    return style(fig, "Held-out KL of each latent dimension (legend: active units, Var_x μ_j > 0.01)", height)
 
 
 def training_compare(runs: Mapping[str, Mapping], height: int = 330) -> go.Figure:
@@ -311,3 +313,26 @@ def dataset_strip(images: Mapping[str, np.ndarray], image_shape: Sequence[int], 
     stacked = np.concatenate([a[:n] for a in arrays])
     return image_grid(stacked, image_shape, ncols=n, row_titles=list(labels.values()), title=title,
                       height=height or 270)
+
+
+# ---- only a bound ----------------------------------------------------------------------------
+
+def bound_curve(ks: Sequence[int], bounds: Mapping[int, float], height: int = 360) -> go.Figure:
+    """The importance-weighted bounds L_k (Burda et al. 2016) against k (log axis), nats per image:
+    L_1 is the ELBO; every L_k is below log p(x), so the rise from L_1 is a part of the gap
+    KL(q(z|x) || p(z|x)) that the ELBO leaves."""
+    ks = [int(k) for k in ks]
+    ys = [float(bounds[k]) for k in ks]
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=ks, y=ys, mode="lines+markers+text", name="L_k (importance-weighted bound)",
+                             text=[f"{y:.2f}" for y in ys], textposition="top center",
+                             line=dict(color=OKABE_ITO[0], width=2.5), marker=dict(size=10),
+                             hovertemplate="k=%{x}: L_k = %{y:.3f} nats per image<extra></extra>"))
+    fig.add_hline(y=ys[0], line=dict(color=OKABE_ITO[3], dash="dash"),
+                  annotation_text=f"ELBO (k = 1): {ys[0]:.2f}", annotation_position="bottom right")
+    lo, hi = min(ys), max(ys)
+    pad = max(0.3, 0.25 * (hi - lo))
+    fig.update_xaxes(title="k, samples of z per image (log scale)", type="log", tickvals=ks)
+    fig.update_yaxes(title="L_k, nats per image (≤ log p(x))", range=[lo - pad, hi + pad])
+    fig.update_layout(showlegend=False)
+    return style(fig, "The ELBO is a bound: more samples, a tighter one", height)
