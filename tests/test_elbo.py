@@ -124,12 +124,24 @@ def test_zoo_mnist_64_images_k1000_is_quick_and_above_the_elbo():
     info = zoo.pretrained("mnist-5k", "vae", 1.0, 16)
     x = load_dataset("mnist-5k").x[info.val_idx[:64]]
     times = []
-    for _ in range(3):
+    for _ in range(5):  # the best of 5: the 2 cores are shared
         t = time.perf_counter()
         ll = elbo.log_likelihood(info.model, x, k=1000, seed=0)
         times.append(time.perf_counter() - t)
-    assert min(times) < 1.0, times  # 0.4-0.9 s on 2 shared cores
+    assert min(times) < 1.0, times  # 0.5-0.6 s on one core of this machine when idle
     est = elbo.elbo_estimate(info.model, x, n=200, seed=0)
     gap = ll.double().numpy() - est.elbo
     assert gap.mean() > 1.0 and np.all(np.isfinite(gap))  # L_1000 is well above the ELBO on MNIST
     assert -float(ll.mean()) < info.evaluation["recon"] + info.evaluation["kl"]  # tighter than the held-out -ELBO
+
+
+def test_gap_estimate_and_mean_sigma():
+    m, x = small_model(), data(4)
+    gap, se = elbo.gap_estimate(m, x, k=300, n=300, seed=0)
+    ll, se_ll = elbo.log_likelihood_with_stderr(m, x, k=300, seed=0)
+    est = elbo.elbo_estimate(m, x, n=300, seed=1)
+    np.testing.assert_allclose(gap, ll - est.elbo)
+    assert np.all(se >= se_ll)
+    with torch.no_grad():
+        _, lv = m.encode(x)
+    np.testing.assert_allclose(elbo.mean_posterior_sigma(m, x), (0.5 * lv.double()).exp().mean(0).numpy())
