@@ -584,3 +584,281 @@ def vae_gradients(model, x, eps, beta: float = 1.0, likelihood: str | None = Non
         res["mean_over_draws"] = {k: res[k].mean(0) for k in ("drecon_dmu", "drecon_dlogvar", "dkl_dmu",
                                                                "dkl_dlogvar", "dL_dmu", "dL_dlogvar")}
     return res
+
+
+# =========================================================================================
+# A real encoder: the Jacobian check, the estimator race, and two short training runs
+# (Kingma and Welling, 2014; Williams, 1992). f(z) = -log p_theta(x | z), the reconstruction
+# term of the negative ELBO for one image x, in nats (summed over pixels).
+# =========================================================================================
+
+def fmt(v: float, digits: int = 3) -> str:
+    """A number for the screen: ``digits`` decimals (3 significant figures from 10^4 on).
+
+    Never "-0.000" (a value that rounds to zero shows as 0.000) and never an infinity or "nan":
+    a non-finite value gives "n/a" (callers say what the undefined quantity means instead).
+    """
+    v = float(v)
+    if not math.isfinite(v):
+        return "n/a"
+    s = f"{v:.{digits}f}" if abs(v) < 1e4 else f"{v:.3g}"
+    return s[1:] if s.startswith("-") and float(s) == 0.0 else s
+
+
+def clean(values, digits: int = 3) -> np.ndarray:
+    """``values`` rounded to ``digits`` decimals with negative zeros made positive (for tables)."""
+    a = np.round(np.asarray(values, dtype=np.float64), digits)
+    return a + 0.0  # -0.0 + 0.0 == +0.0
+
+
+def _encode_one(model, x) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """x (D,) -> (x (1, D) float32, mu (K,), sigma (K,)) from the encoder, without a graph."""
+    if not getattr(model, "is_vae", False):
+        raise ValueError("needs a VAE (an autoencoder has no sigma)")
+    xt = (x.detach().to(torch.float32) if isinstance(x, torch.Tensor)
+          else torch.tensor(np.array(x, dtype=np.float32))).reshape(1, -1)
+    if xt.shape[1] != model.cfg.input_dim:
+        raise ValueError(f"x must have {model.cfg.input_dim} values, got {xt.shape[1]}")
+    with torch.no_grad():
+        mu, logvar = model.encode(xt)
+    return xt, mu[0], torch.exp(0.5 * logvar[0])
+
+
+def _recon_nll(model, x: torch.Tensor, z: torch.Tensor, likelihood: str | None = None) -> torch.Tensor:
+    """f(z) = -log p(x | z) for each row of z (S, K), x (1, D) -> (S,), through the decoder."""
+    from core.losses import reconstruction_nll
+    from core.models import ModelOutput
+
+    likelihood = likelihood or model.cfg.likelihood
+    logits = model.decode_logits(z)
+    out = ModelOutput(model._link(logits) if likelihood != "bernoulli" else None, None, None, z, logits)
+    return reconstruction_nll(x.expand(len(z), -1), out, likelihood)
+
+
+def encoder_jacobian_check(model, x, eps) -> dict:
+    """The chain rule through z = mu + sigma * eps, checked on a real encoder output.
+
+    ``model``: a VAE; ``x``: one image (D,); ``eps``: one draw (K,). mu and sigma (K,) are the
+    encoder's outputs for x, made leaf tensors. f(z) = -log p(x | z) (the reconstruction term).
+    Autograd computes df/dmu, df/dsigma (K,) and df/dz (K,) in one backward pass; the formula is
+    df/dmu = df/dz (dz/dmu = I) and df/dsigma = df/dz * eps (dz/dsigma = diag(eps)). The Jacobians
+    dz/dmu and dz/dsigma (K, K) are computed by ``torch.autograd.functional.jacobian``.
+
+    Returns float64 arrays ``mu, sigma, eps, z, df_dz, df_dmu, df_dsigma`` (K,), ``J_mu, J_sigma``
+    (K, K), floats ``f`` (nats), ``max_diff_mu`` = max_j |df/dmu_j - df/dz_j|, ``max_diff_sigma`` =
+    max_j |df/dsigma_j - df/dz_j eps_j|, ``max_dev_J_mu`` = max |J_mu - I|, ``max_dev_J_sigma`` =
+    max |J_sigma - diag(eps)|.
+    """
+    xt, mu0, sigma0 = _encode_one(model, x)
+    eps = torch.as_tensor(eps, dtype=torch.float32).reshape(-1)
+    if eps.shape[0] != mu0.shape[0]:
+        raise ValueError(f"eps must have {mu0.shape[0]} values, got {eps.shape[0]}")
+    with torch.enable_grad():
+        mu = mu0.clone().requires_grad_(True)
+        sigma = sigma0.clone().requires_grad_(True)
+        z = mu + sigma * eps
+        z.retain_grad()
+        f = _recon_nll(model, xt, z[None])[0]
+        f.backward()
+    j_mu, j_sigma = torch.autograd.functional.jacobian(lambda m, s: m + s * eps, (mu0.clone(), sigma0.clone()))
+    d = lambda t: t.detach().double().numpy().copy()  # noqa: E731
+    out = {"mu": d(mu0), "sigma": d(sigma0), "eps": d(eps), "z": d(z), "f": float(f.detach()),
+           "df_dz": d(z.grad), "df_dmu": d(mu.grad), "df_dsigma": d(sigma.grad), "J_mu": d(j_mu), "J_sigma": d(j_sigma)}
+    out["max_diff_mu"] = float(np.max(np.abs(out["df_dmu"] - out["df_dz"])))
+    out["max_diff_sigma"] = float(np.max(np.abs(out["df_dsigma"] - out["df_dz"] * out["eps"])))
+    out["max_dev_J_mu"] = float(np.max(np.abs(out["J_mu"] - np.eye(len(out["mu"])))))
+    out["max_dev_J_sigma"] = float(np.max(np.abs(out["J_sigma"] - np.diag(out["eps"]))))
+    return out
+
+
+RACE_METHODS = ("pathwise", "score", "score_loo")
+RACE_NAMES = {"pathwise": "pathwise (reparameterization)", "score": "score function",
+              "score_loo": "score function − leave-one-out baseline"}
+
+
+def _stats(a: np.ndarray) -> dict:
+    """Per-column mean, variance (ddof=1) and standard error of (n, K) per-sample estimates."""
+    n = a.shape[0]
+    var = a.var(axis=0, ddof=1)
+    return {"mean": a.mean(0), "variance": var, "stderr": np.sqrt(var / n)}
+
+
+def vae_estimator_race(model, x, n: int = 2000, seed: int = 0, likelihood: str | None = None) -> dict:
+    """Three estimators of the gradient of E_q[f(z)], f(z) = -log p(x | z), w.r.t. the encoder's mu and sigma.
+
+    q = N(mu, diag(sigma^2)) is the encoder's posterior for one image ``x`` (D,). From the same n
+    draws eps_s ~ N(0, I) (K,), z_s = mu + sigma * eps_s, each estimator gives n per-sample
+    estimates of the (K,) gradients (Kingma and Welling, 2014; Williams, 1992):
+
+    * ``pathwise``: df(z_s)/dmu = f'(z_s) and df(z_s)/dsigma = f'(z_s) * eps_s (autograd).
+    * ``score``: f(z_s) * dlog q(z_s)/d(mu, sigma) = f(z_s) * eps_s / sigma and
+      f(z_s) * (eps_s^2 - 1) / sigma (autograd on ``Normal.log_prob``).
+    * ``score_loo``: (f(z_s) - b_s) times the same score, b_s = mean of f over the other n - 1 draws
+      (a baseline that does not depend on z_s, so the estimator stays unbiased).
+
+    Returns ``n``, ``K``, ``mu``, ``sigma`` (K,), ``f_mean``, ``f_std`` (nats), ``samples[m][p]``
+    (n, K) float64, ``stats[m][p]`` with ``mean``, ``variance``, ``stderr`` (K,) each, where m is in
+    :data:`RACE_METHODS` and p is ``"dmu"`` or ``"dsigma"``; ``ratio[m][p]`` (K,) = variance(m) /
+    variance(pathwise) per dimension; and ``agreement[m][p]`` (K,) = (mean_m - mean_pathwise) / its
+    standard error, computed from the per-sample differences (the draws are shared, so the two
+    means are correlated): |agreement| < 4 is what two unbiased estimators give almost always.
+    """
+    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 2:
+        raise ValueError(f"n must be an integer >= 2, got {n!r}")
+    xt, mu0, sigma0 = _encode_one(model, x)
+    k = mu0.shape[0]
+    eps = standard_normal_draws(k, int(n), seed)
+    with torch.enable_grad():
+        mu = mu0.expand(n, k).clone().requires_grad_(True)
+        sigma = sigma0.expand(n, k).clone().requires_grad_(True)
+        z = mu + sigma * eps
+        f = _recon_nll(model, xt, z, likelihood)  # (n,)
+        g_mu, g_sigma = torch.autograd.grad(f.sum(), (mu, sigma))  # row s: the gradient of f(z_s)
+        s_mu, s_sigma = torch.autograd.grad(Normal(mu, sigma).log_prob(z.detach()).sum(), (mu, sigma))
+    fd = f.detach().double()
+    base = (fd.sum() - fd) / (n - 1)  # leave-one-out mean of f
+    d = lambda t: t.detach().double().numpy()  # noqa: E731
+    samples = {
+        "pathwise": {"dmu": d(g_mu), "dsigma": d(g_sigma)},
+        "score": {"dmu": fd[:, None].numpy() * d(s_mu), "dsigma": fd[:, None].numpy() * d(s_sigma)},
+        "score_loo": {"dmu": (fd - base)[:, None].numpy() * d(s_mu), "dsigma": (fd - base)[:, None].numpy() * d(s_sigma)},
+    }
+    stats = {m: {p: _stats(samples[m][p]) for p in ("dmu", "dsigma")} for m in RACE_METHODS}
+    ratio, agree = {}, {}
+    for m in RACE_METHODS[1:]:
+        ratio[m], agree[m] = {}, {}
+        for p in ("dmu", "dsigma"):
+            with np.errstate(divide="ignore", invalid="ignore"):
+                ratio[m][p] = stats[m][p]["variance"] / stats["pathwise"][p]["variance"]
+            diff = _stats(samples[m][p] - samples["pathwise"][p])
+            agree[m][p] = diff["mean"] / diff["stderr"]
+    return {"n": int(n), "K": int(k), "seed": int(seed), "mu": d(mu0), "sigma": d(sigma0),
+            "f_mean": float(fd.mean()), "f_std": float(fd.std()), "samples": samples, "stats": stats,
+            "ratio": ratio, "agreement": agree}
+
+
+def race_summary(race: dict) -> dict:
+    """Median, smallest and largest per-dimension variance ratio of each score estimator, for mu and sigma."""
+    out = {}
+    for m in RACE_METHODS[1:]:
+        out[m] = {}
+        for p in ("dmu", "dsigma"):
+            r = np.asarray(race["ratio"][m][p], dtype=np.float64)
+            r = r[np.isfinite(r)]
+            out[m][p] = {"median": float(np.median(r)), "min": float(r.min()), "max": float(r.max())}
+    return out
+
+
+def encoder_training_race(model, x_train, steps: int = 200, lr: float = 1e-3, batch: int = 64, draws: int = 1,
+                          seed: int = 0, eval_every: int = 20, methods: tuple[str, ...] = ("pathwise", "score"),
+                          likelihood: str | None = None) -> dict:
+    """Train a freshly initialised encoder against the trained, frozen decoder of ``model``, once per estimator.
+
+    Every run starts from the same initial encoder weights (seeded), sees the same minibatches of
+    ``x_train`` (N, D) and the same draws eps (batch, draws, K) at every step, and uses Adam with the
+    same learning rate. The objective is the negative ELBO at beta = 1, per image:
+    E_q[f(z)] + KL(q(z|x) || N(0, I)) with f(z) = -log p(x | z). The KL term has a closed form
+    (Kingma and Welling, 2014, Appendix B) and is differentiated exactly in every run; only the
+    gradient of E_q[f(z)] differs:
+
+    * ``pathwise``: backpropagation through z = mu + sigma * eps (the SGVB estimator).
+    * ``score``: surrogate mean_s f(z_s) log q(z_s) with f detached (Williams, 1992).
+    * ``score_loo``: the same with f(z_s) - b_s, b_s the mean of f over the image's other draws
+      (needs ``draws`` >= 2).
+
+    With ``draws`` = 1 and the default minibatch of 64 images, the pathwise run is the SGVB
+    estimator with L = 1 sample per image (Kingma and Welling, 2014, sec. 2.3).
+
+    Returns ``steps``, ``lr``, ``batch``, ``draws``, ``n_images``, ``eval_step`` (E,) and, per method,
+    ``curves[m]`` (E,): the negative ELBO in nats per image on all of ``x_train``, estimated with one
+    fixed draw per image shared by every run and every evaluation (common random numbers), so the
+    curves differ only by the encoders' weights.
+    """
+    import copy
+
+    from core.losses import kl_per_dim
+    from torch import nn
+
+    if not getattr(model, "is_vae", False):
+        raise ValueError("needs a VAE")
+    if steps < 1 or batch < 1 or draws < 1 or eval_every < 1 or not (lr > 0):
+        raise ValueError("steps, batch, draws, eval_every >= 1 and lr > 0 are required")
+    if any(m not in RACE_METHODS for m in methods) or ("score_loo" in methods and draws < 2):
+        raise ValueError(f"methods must come from {RACE_METHODS}; score_loo needs draws >= 2")
+    xs = torch.as_tensor(np.array(x_train, dtype=np.float32))
+    n_img, k = len(xs), model.cfg.latent_dim
+    gen = torch.Generator().manual_seed(int(seed))
+    order = [torch.randint(0, n_img, (batch,), generator=gen) for _ in range(steps)]
+    eps = torch.randn(steps, batch, draws, k, generator=gen)
+    eval_eps = torch.randn(n_img, k, generator=gen)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(seed))
+        init = copy.deepcopy(model)
+        for mod in (init.encoder, init.head_mu, init.head_logvar):
+            for layer in mod.modules():
+                if isinstance(layer, nn.Linear):
+                    layer.reset_parameters()
+    for p in init.parameters():
+        p.requires_grad_(False)
+
+    def neg_elbo(m) -> float:
+        with torch.no_grad():
+            mu, logvar = m.encode(xs)
+            z = mu + torch.exp(0.5 * logvar) * eval_eps
+            logits = m.decode_logits(z)
+            from core.losses import reconstruction_nll
+            from core.models import ModelOutput
+            lik = likelihood or m.cfg.likelihood
+            rec = reconstruction_nll(xs, ModelOutput(m._link(logits) if lik != "bernoulli" else None, mu, logvar,
+                                                     z, logits), lik)
+            return float((rec + kl_per_dim(mu, logvar).sum(1)).mean())
+
+    eval_step = [0] + [s for s in range(eval_every, steps + 1, eval_every)]
+    if eval_step[-1] != steps:
+        eval_step.append(steps)
+    curves = {}
+    with torch.enable_grad():
+        for method in methods:
+            m = copy.deepcopy(init)
+            enc = [p for mod in (m.encoder, m.head_mu, m.head_logvar) for p in mod.parameters()]
+            for p in enc:
+                p.requires_grad_(True)
+            opt = torch.optim.Adam(enc, lr=lr, foreach=True)
+            curve = [neg_elbo(m)]
+            for step in range(steps):
+                xb = xs[order[step]]
+                mu, logvar = m.encode(xb)
+                sigma = torch.exp(0.5 * logvar)
+                z = mu[:, None, :] + sigma[:, None, :] * eps[step]  # (batch, draws, K)
+                kl = kl_per_dim(mu, logvar).sum(1).mean()
+                zf = z.reshape(-1, k)
+                xr = xb[:, None, :].expand(-1, draws, -1).reshape(-1, xs.shape[1])
+                if method == "pathwise":
+                    f = _recon_batch(m, xr, zf, likelihood)
+                    loss = f.mean() + kl
+                else:
+                    with torch.no_grad():
+                        f = _recon_batch(m, xr, zf.detach(), likelihood).reshape(batch, draws)
+                        if method == "score_loo":
+                            f = f - (f.sum(1, keepdim=True) - f) / (draws - 1)
+                    logq = Normal(mu[:, None, :], sigma[:, None, :]).log_prob(z.detach()).sum(-1)  # (batch, draws)
+                    loss = (f * logq).mean() + kl
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                if step + 1 in eval_step:
+                    curve.append(neg_elbo(m))
+            curves[method] = np.asarray(curve, dtype=np.float64)
+    return {"steps": int(steps), "lr": float(lr), "batch": int(batch), "draws": int(draws), "n_images": int(n_img),
+            "seed": int(seed), "methods": tuple(methods), "eval_step": np.asarray(eval_step), "curves": curves}
+
+
+def _recon_batch(model, x: torch.Tensor, z: torch.Tensor, likelihood: str | None = None) -> torch.Tensor:
+    """-log p(x_i | z_i) for paired rows x (B, D), z (B, K) -> (B,)."""
+    from core.losses import reconstruction_nll
+    from core.models import ModelOutput
+
+    likelihood = likelihood or model.cfg.likelihood
+    logits = model.decode_logits(z)
+    out = ModelOutput(model._link(logits) if likelihood != "bernoulli" else None, None, None, z, logits)
+    return reconstruction_nll(x, out, likelihood)

@@ -147,3 +147,149 @@ def test_autograd_demo_facts():
     assert R.autograd_demo(0.5, 2.0, seed=0)["eps"] == d["eps"]
     with pytest.raises(ValueError, match="sigma must be > 0"):
         R.autograd_demo(0.0, -1.0)
+
+
+# ---- the real encoder: Jacobian check, estimator race, training race (issue 20) -------------------
+
+from torch.distributions import Bernoulli, Normal, kl_divergence  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def mnist_vae():
+    """The shipped MNIST VAE (beta = 1, 16-d) and held-out image 0, as the page uses them."""
+    from core import zoo
+    from core.data import load_dataset
+
+    pre = zoo.pretrained("mnist-5k", "vae", 1.0, 16)
+    ds = load_dataset("mnist-5k")
+    return pre, ds, ds.x[pre.val_idx[0]], ds
+
+
+def _nll(model, x, z):
+    """-log p(x | z) for rows of z, written with torch.distributions (validate_args off: grey pixels)."""
+    logits = model.decoder(z)
+    return -Bernoulli(logits=logits, validate_args=False).log_prob(torch.as_tensor(x)).sum(-1)
+
+
+def test_fmt_never_shows_negative_zero_or_infinity():
+    assert R.fmt(-0.0) == "0.000" and R.fmt(-0.00001, 4) == "0.0000" and R.fmt(-0.0004) == "0.000"
+    assert R.fmt(-0.0006) == "-0.001" and R.fmt(1.5, 1) == "1.5" and R.fmt(-12345.0) == "-1.23e+04"
+    assert R.fmt(float("inf")) == R.fmt(float("-inf")) == R.fmt(float("nan")) == "n/a"
+    c = R.clean([-0.0, -1e-9, 0.12345, -0.12345], 3)
+    assert [str(v) for v in c] == ["0.0", "0.0", "0.123", "-0.123"]
+
+
+def test_encoder_jacobian_check_matches_an_independent_gradient(mnist_vae):
+    pre, _, x, _ = mnist_vae
+    eps = R.standard_normal_draws(16, 1, 3)[0]
+    j = R.encoder_jacobian_check(pre.model, x, eps)
+    with torch.no_grad():
+        mu, logvar = pre.model.encode(torch.tensor(x)[None])
+    mu, sigma = mu[0].double(), torch.exp(0.5 * logvar[0]).double()
+    np.testing.assert_allclose(j["mu"], mu.numpy(), rtol=1e-6)
+    np.testing.assert_allclose(j["sigma"], sigma.numpy(), rtol=1e-6)
+    # independent: differentiate f(mu + sigma * eps) by central differences in float64 weights
+    m64 = __import__("copy").deepcopy(pre.model).double()
+    x64 = torch.tensor(x, dtype=torch.float64)
+    f = lambda m_, s_: float(_nll(m64, x64, (m_ + s_ * eps.double())[None])[0])  # noqa: E731
+    h = 1e-5
+    for k in (0, 5, 11):
+        e = torch.zeros(16, dtype=torch.float64)
+        e[k] = h
+        fd_mu = (f(mu + e, sigma) - f(mu - e, sigma)) / (2 * h)
+        fd_sigma = (f(mu, sigma + e) - f(mu, sigma - e)) / (2 * h)
+        assert j["df_dmu"][k] == pytest.approx(fd_mu, rel=1e-3, abs=1e-3)
+        assert j["df_dsigma"][k] == pytest.approx(fd_sigma, rel=1e-3, abs=1e-3)
+    assert j["f"] == pytest.approx(f(mu, sigma), rel=1e-5)
+    np.testing.assert_allclose(j["J_mu"], np.eye(16))
+    np.testing.assert_allclose(j["J_sigma"], np.diag(eps.double().numpy()), rtol=1e-6)
+    np.testing.assert_allclose(j["df_dsigma"], j["df_dz"] * j["eps"], rtol=1e-5, atol=1e-5)
+    assert j["max_diff_mu"] < 1e-5 and j["max_diff_sigma"] < 1e-5
+
+
+def test_vae_race_per_sample_estimates_are_the_formulas(mnist_vae):
+    pre, _, x, _ = mnist_vae
+    r = R.vae_estimator_race(pre.model, x, n=50, seed=4)
+    eps = R.standard_normal_draws(16, 50, 4).double()
+    mu, sigma = torch.tensor(r["mu"]), torch.tensor(r["sigma"])
+    z = (mu + sigma * eps).float().requires_grad_(True)
+    f = _nll(pre.model, torch.tensor(x), z)
+    (gz,) = torch.autograd.grad(f.sum(), z)
+    gz, f = gz.double().numpy(), f.detach().double().numpy()
+    e = eps.numpy()
+    np.testing.assert_allclose(r["samples"]["pathwise"]["dmu"], gz, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(r["samples"]["pathwise"]["dsigma"], gz * e, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(r["samples"]["score"]["dmu"], f[:, None] * e / r["sigma"], rtol=1e-4)
+    np.testing.assert_allclose(r["samples"]["score"]["dsigma"], f[:, None] * (e ** 2 - 1) / r["sigma"], rtol=1e-4,
+                               atol=1e-2)  # eps^2 - 1 cancels near eps = 1 (float32 log_prob)
+    b = (f.sum() - f) / 49
+    np.testing.assert_allclose(r["samples"]["score_loo"]["dmu"], (f - b)[:, None] * e / r["sigma"], rtol=1e-3,
+                               atol=1e-2)  # f - b cancels: float32 rounding of f (about 1e-5 of 85 nats)
+
+
+def test_vae_race_both_estimators_are_unbiased_and_the_score_function_is_far_noisier(mnist_vae):
+    pre, _, x, _ = mnist_vae
+    r = R.vae_estimator_race(pre.model, x, n=20_000, seed=1)
+    for m in ("score", "score_loo"):
+        for p in ("dmu", "dsigma"):
+            # unbiasedness: each score-function mean agrees with the pathwise mean within its standard error
+            assert np.all(np.abs(r["agreement"][m][p]) < 4.5), (m, p, r["agreement"][m][p])
+            # independent check of the agreement statistic for one dimension
+            d = r["samples"][m][p][:, 3] - r["samples"]["pathwise"][p][:, 3]
+            assert r["agreement"][m][p][3] == pytest.approx(d.mean() / (d.std(ddof=1) / math.sqrt(len(d))))
+    for p in ("dmu", "dsigma"):
+        var_path = r["samples"]["pathwise"][p].var(0, ddof=1)
+        var_score = r["samples"]["score"][p].var(0, ddof=1)
+        np.testing.assert_allclose(r["ratio"]["score"][p], var_score / var_path)
+        assert np.all(r["ratio"]["score"][p] > 10)  # the brief: variance ratio > 10 (measured: 10^3 to 10^4)
+        assert np.median(r["ratio"]["score"][p]) > 1000
+        assert np.all(r["ratio"]["score_loo"][p] < r["ratio"]["score"][p])  # the baseline helps
+    s = R.race_summary(r)
+    assert s["score"]["dmu"]["median"] == pytest.approx(float(np.median(r["ratio"]["score"]["dmu"])))
+    assert s["score"]["dmu"]["min"] <= s["score"]["dmu"]["median"] <= s["score"]["dmu"]["max"]
+
+
+def test_vae_race_rejects_bad_input(mnist_vae):
+    pre, _, x, _ = mnist_vae
+    with pytest.raises(ValueError, match="n must be"):
+        R.vae_estimator_race(pre.model, x, n=1)
+    with pytest.raises(ValueError, match="784 values"):
+        R.vae_estimator_race(pre.model, x[:10], n=10)
+
+
+def test_encoder_training_race_pathwise_learns_faster(mnist_vae):
+    pre, ds, _, _ = mnist_vae
+    train = ds.x[np.setdiff1d(np.arange(len(ds.x)), pre.val_idx)[:128]]
+    before = [p.clone() for p in pre.model.parameters()]
+    t = R.encoder_training_race(pre.model, train, steps=60, batch=32, eval_every=20, seed=2)
+    assert all(torch.equal(a, b) for a, b in zip(before, pre.model.parameters()))  # the shipped model is untouched
+    assert list(t["eval_step"]) == [0, 20, 40, 60] and t["methods"] == ("pathwise", "score")
+    cp, cs = t["curves"]["pathwise"], t["curves"]["score"]
+    assert cp[0] == cs[0]  # the same initial encoder, evaluated with the same draws
+    assert cp[-1] < cp[0] - 50  # the pathwise run learns
+    assert cp[-1] < cs[-1]  # and ends lower than the score-function run
+    again = R.encoder_training_race(pre.model, train, steps=60, batch=32, eval_every=20, seed=2)
+    np.testing.assert_array_equal(again["curves"]["score"], cs)  # seeded
+    # the starting value is the negative ELBO of the initial encoder, computed independently
+    import copy
+    from torch import nn
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(2)
+        m = copy.deepcopy(pre.model)
+        for mod in (m.encoder, m.head_mu, m.head_logvar):
+            for layer in mod.modules():
+                if isinstance(layer, nn.Linear):
+                    layer.reset_parameters()
+    gen = torch.Generator().manual_seed(2)
+    [torch.randint(0, 128, (32,), generator=gen) for _ in range(60)]
+    torch.randn(60, 32, 1, 16, generator=gen)
+    eval_eps = torch.randn(128, 16, generator=gen)
+    with torch.no_grad():
+        xt = torch.tensor(train)
+        mu, logvar = m.encode(xt)
+        sd = torch.exp(0.5 * logvar)
+        rec = _nll(m, xt, mu + sd * eval_eps)
+        kl = kl_divergence(Normal(mu, sd), Normal(0.0, 1.0)).sum(-1)
+    assert cp[0] == pytest.approx(float((rec + kl).mean()), rel=1e-4)
+    with pytest.raises(ValueError, match="score_loo needs draws"):
+        R.encoder_training_race(pre.model, train, steps=2, methods=("score_loo",))
