@@ -270,3 +270,56 @@ def test_vae_figures(small_vae):
     totals = [t for t in bars["data"] if t.get("name") == "total (backprop of L)"]
     np.testing.assert_allclose(arr(totals[0]["y"]), g["dL_dmu"])
     np.testing.assert_allclose(arr(totals[1]["y"]), g["dL_dlogvar"])
+
+
+# ---- no negative zero, no infinity; the race figures (issue 19 item 10, issue 20) ------------------
+
+def test_number_labels_never_show_negative_zero():
+    assert rfig._fmt(-0.0) == "0.000" and rfig._fmt(-0.0002) == "0.000" and rfig._fmt(-0.002) == "-0.002"
+    assert rfig._g(-0.0) == "0" and rfig._g(float("-inf")) == "n/a" and rfig._g(-1.5e-7) == "-1.5e-07"
+    # sin z at mu = 0: the exact d/dsigma is -sigma sin(0) e^{-sigma^2/2} = -0.0
+    r = reparam.compare_estimators("sin z", 0.0, 1.0, n=200, seed=0)
+    assert math.copysign(1.0, r["exact"]["dsigma"]) == -1.0  # the cause: a negative zero from the formula
+    ci = _validated(rfig.estimate_intervals(r))
+    titles = " ".join(a["text"] for a in ci["layout"]["annotations"])
+    assert "exact -0" not in titles and "exact 0" in titles
+    g = _validated(rfig.backward_pass_graphs(dict(reparam.one_sample_backward("step", 0.0, 1.0, 0, 5.0), f_label="s")))
+    labels = " ".join(str(t) for tr in g["data"] for t in (tr.get("text") or []) if isinstance(t, str))
+    assert "-0.000" not in labels
+
+
+@pytest.fixture(scope="module")
+def mnist_race():
+    from core import zoo
+    from core.data import load_dataset
+    pre = zoo.pretrained("mnist-5k", "vae", 1.0, 16)
+    ds = load_dataset("mnist-5k")
+    return pre, ds, reparam.vae_estimator_race(pre.model, ds.x[pre.val_idx[0]], n=500, seed=0)
+
+
+def test_race_ratio_bars_show_the_ratios_on_a_log_axis(mnist_race):
+    _, _, r = mnist_race
+    fig = _validated(rfig.race_ratio_bars(r))
+    bars = [t for t in fig["data"] if t["type"] == "bar"]
+    assert len(bars) == 4 and [b["name"] for b in bars[:2]] == ["score function",
+                                                                "score function − leave-one-out baseline"]
+    np.testing.assert_allclose(arr(bars[0]["y"]), r["ratio"]["score"]["dmu"])
+    np.testing.assert_allclose(arr(bars[3]["y"]), r["ratio"]["score_loo"]["dsigma"])
+    assert list(bars[0]["x"]) == [f"z{j + 1}" for j in range(16)]
+    assert fig["layout"]["yaxis"]["type"] == "log" and fig["layout"]["yaxis2"]["type"] == "log"
+    top = np.log10(max(np.max(r["ratio"][m][p]) for m in ("score", "score_loo") for p in ("dmu", "dsigma")))
+    assert fig["layout"]["yaxis"]["range"][1] >= top  # the tallest bar fits
+
+
+def test_training_race_curves_side_by_side(mnist_race):
+    pre, ds, _ = mnist_race
+    train = ds.x[np.setdiff1d(np.arange(len(ds.x)), pre.val_idx)[:64]]
+    t = reparam.encoder_training_race(pre.model, train, steps=20, batch=16, eval_every=10, seed=0)
+    fig = _validated(rfig.training_race_curves(t))
+    assert [a["text"] for a in fig["layout"]["annotations"]] == ["pathwise (reparameterization)", "score function"]
+    bold = [tr for tr in fig["data"] if tr["line"]["width"] == 3]
+    assert len(bold) == 2 and bold[0]["xaxis"] == "x" and bold[1]["xaxis"] == "x2"
+    np.testing.assert_allclose(arr(bold[0]["y"]), t["curves"]["pathwise"])
+    np.testing.assert_allclose(arr(bold[1]["y"]), t["curves"]["score"])
+    assert list(arr(bold[0]["x"])) == [0, 10, 20]
+    assert fig["layout"]["yaxis"]["range"] == fig["layout"]["yaxis2"]["range"]  # one shared scale

@@ -35,7 +35,21 @@ BLOCK_COLOR = "#000000"
 
 
 def _fmt(v: float) -> str:
-    return f"{v:+.3f}".replace("+", "") if abs(v) < 1e4 else f"{v:.3g}"
+    """3 decimals (3 significant figures from 10^4 on); never "-0.000", never an infinity."""
+    v = float(v)
+    if not np.isfinite(v):
+        return "n/a"
+    s = f"{v:.3f}" if abs(v) < 1e4 else f"{v:.3g}"
+    return s[1:] if s.startswith("-") and float(s) == 0.0 else s
+
+
+def _g(v: float, digits: int = 4) -> str:
+    """``digits`` significant figures, never "-0" and never an infinity."""
+    v = float(v)
+    if not np.isfinite(v):
+        return "n/a"
+    s = f"{v:.{digits}g}"
+    return s[1:] if s.startswith("-") and float(s) == 0.0 else s
 
 
 # ---- fast figure assembly ---------------------------------------------------------------------------
@@ -354,10 +368,10 @@ def estimator_histograms(result: Mapping, bins: int = 50, height: int = 520) -> 
                      hovertemplate="estimate ≈ %{x:.3g}<br>%{y:.1%} of samples<extra></extra>"),
                 dict(type="scatter", x=[exact, exact], y=[0, ymax], mode="lines", name="exact gradient",
                      line=dict(color="black", dash="dash", width=2), showlegend=(r, c) == (1, 1), xaxis=xa, yaxis=ya,
-                     hovertemplate=f"exact {exact:.4g}<extra></extra>"),
+                     hovertemplate=f"exact {_g(exact)}<extra></extra>"),
                 dict(type="scatter", x=[mean, mean], y=[0, ymax], mode="lines", name="estimator mean",
                      line=dict(color=OKABE_ITO[4], width=3), showlegend=(r, c) == (1, 1), xaxis=xa, yaxis=ya,
-                     hovertemplate=f"mean {mean:.4g}<extra></extra>"),
+                     hovertemplate=f"mean {_g(mean)}<extra></extra>"),
             ]
             _set_axis(lay, "y", i, tickformat=".0%", rangemode="tozero",
                       title=dict(text="fraction of samples") if c == 1 else None)
@@ -369,7 +383,7 @@ def estimator_histograms(result: Mapping, bins: int = 50, height: int = 520) -> 
 def estimate_intervals(result: Mapping, height: int = 300) -> go.Figure:
     """Mean ± 2 standard errors of each estimator next to the exact gradient (dashed), one panel per parameter."""
     lay = _layout(1, 2, hspace=0.12, height=height,
-                  titles=[f"{PARAM_NAMES[p]} E[f(z)]: exact {result['exact'][p]:.4g}" for p in ("dmu", "dsigma")])
+                  titles=[f"{PARAM_NAMES[p]} E[f(z)]: exact {_g(result['exact'][p])}" for p in ("dmu", "dsigma")])
     cats = [METHOD_NAMES[m].split(" (")[0] for m in ("score", "reparam")]
     data: list[dict] = []
     for c, p in enumerate(("dmu", "dsigma"), start=1):
@@ -382,10 +396,10 @@ def estimate_intervals(result: Mapping, height: int = 300) -> go.Figure:
                 type="scatter", x=[s["mean"]], y=[METHOD_NAMES[m].split(" (")[0]], mode="markers", name=METHOD_NAMES[m],
                 marker=dict(size=14, color=METHOD_COLORS[m]), showlegend=False, xaxis=xa, yaxis=ya,
                 error_x=dict(type="constant", value=2 * se, thickness=3, width=8, color=METHOD_COLORS[m]),
-                hovertemplate=f"mean {s['mean']:.4g} ± {2 * se:.2g} (2 s.e.)<extra></extra>"))
+                hovertemplate=f"mean {_g(s['mean'])} ± {_g(2 * se, 2)} (2 s.e.)<extra></extra>"))
         data.append(dict(type="scatter", x=[exact, exact], y=cats, mode="lines", showlegend=False, xaxis=xa, yaxis=ya,
                          line=dict(color="black", dash="dash", width=2), name="exact gradient",
-                         hovertemplate=f"exact {exact:.4g}<extra></extra>"))
+                         hovertemplate=f"exact {_g(exact)}<extra></extra>"))
         _set_axis(lay, "x", c, title=dict(text="estimate (mean ± 2 standard errors)"))
         _set_axis(lay, "y", c, range=[-0.5, 1.5], type="category", categoryorder="array", categoryarray=cats)
     lay.update(uirevision="rp-ci")
@@ -415,7 +429,7 @@ def convergence(result: Mapping, height: int = 360) -> go.Figure:
         exact = result["exact"][p]
         data.append(dict(type="scatter", x=[1, result["n"]], y=[exact, exact], mode="lines", name="exact gradient",
                          line=dict(color="black", dash="dash", width=2), showlegend=c == 1, xaxis=xa, yaxis=ya,
-                         hovertemplate=f"exact {exact:.4g}<extra></extra>"))
+                         hovertemplate=f"exact {_g(exact)}<extra></extra>"))
         _set_axis(lay, "x", c, type="log", title=dict(text="number of samples n"))
         if c == 1:
             _set_axis(lay, "y", c, title=dict(text="running mean ± 2 s.e."))
@@ -478,4 +492,67 @@ def vae_gradient_bars(g: Mapping, height: int = 380) -> go.Figure:
         _set_axis(lay, "x", c, title=dict(text="latent dimension"), tickangle=0, tickfont=dict(size=11))
     _set_axis(lay, "y", 1, title=dict(text="gradient"))
     lay.update(barmode="relative", legend=dict(orientation="h", y=-0.3, x=0), uirevision="rp-grad")
+    return _figure(data, lay)
+
+
+# ---- the estimator race on a real VAE ------------------------------------------------------------
+
+RACE_COLORS = {"pathwise": OKABE_ITO[0], "score": OKABE_ITO[1], "score_loo": OKABE_ITO[4]}
+
+
+def race_ratio_bars(race: Mapping, height: int = 380) -> go.Figure:
+    """Per-dimension variance ratios var(score) / var(pathwise) on a log axis, one panel for ∂/∂μⱼ and one
+    for ∂/∂σⱼ; bars for the plain score function and for the one with a leave-one-out baseline.
+    ``race`` is ``core.reparam.vae_estimator_race(...)``. A dashed line marks a ratio of 1."""
+    k = int(race["K"])
+    lab = _dim_labels(k)
+    names = {"score": "score function", "score_loo": "score function − leave-one-out baseline"}
+    lay = _layout(1, 2, hspace=0.08, height=height,
+                  titles=["variance ratio for ∂/∂μⱼ", "variance ratio for ∂/∂σⱼ"])
+    data: list[dict] = []
+    top = 1.0
+    for c, p in enumerate(("dmu", "dsigma"), start=1):
+        xa, ya = f"x{_axis(c)}", f"y{_axis(c)}"
+        for m in ("score", "score_loo"):
+            r = np.asarray(race["ratio"][m][p], dtype=float)
+            top = max(top, float(np.nanmax(r)))
+            data.append(dict(type="bar", x=lab, y=r, name=names[m], marker=dict(color=RACE_COLORS[m]),
+                             showlegend=c == 1, xaxis=xa, yaxis=ya,
+                             hovertemplate="%{x}: variance ratio %{y:,.0f}×<extra>" + names[m] + "</extra>"))
+        data.append(dict(type="scatter", x=[lab[0], lab[-1]], y=[1, 1], mode="lines", name="ratio 1 (equal variance)",
+                         line=dict(color="black", dash="dash", width=1.5), showlegend=c == 1, xaxis=xa, yaxis=ya,
+                         hoverinfo="skip"))
+        _set_axis(lay, "x", c, title=dict(text="latent dimension"), tickangle=0, tickfont=dict(size=11))
+        _set_axis(lay, "y", c, type="log", range=[-0.3, np.log10(top) + 0.3], dtick=1, exponentformat="power")
+    _set_axis(lay, "y", 1, title=dict(text="var(score) / var(pathwise)"))
+    for c in (1, 2):
+        _set_axis(lay, "y", c, range=[-0.3, np.log10(top) + 0.3])
+    lay.update(barmode="group", legend=dict(orientation="h", y=-0.25, x=0), uirevision="rp-race")
+    return _figure(data, lay)
+
+
+def training_race_curves(train: Mapping, height: int = 360) -> go.Figure:
+    """The negative ELBO (nats per image) of each training run against the step, side by side with a shared
+    y axis. ``train`` is ``core.reparam.encoder_training_race(...)``."""
+    methods = list(train["methods"])
+    titles = {"pathwise": "pathwise (reparameterization)", "score": "score function",
+              "score_loo": "score function − baseline"}
+    lay = _layout(1, len(methods), hspace=0.06, height=height, titles=[titles[m] for m in methods])
+    steps = np.asarray(train["eval_step"])
+    allv = np.concatenate([np.asarray(train["curves"][m], float) for m in methods])
+    lo, hi = float(allv.min()), float(allv.max())
+    data: list[dict] = []
+    for c, m in enumerate(methods, start=1):
+        xa, ya = f"x{_axis(c)}", f"y{_axis(c)}"
+        for other in methods:  # every run, faint, so each panel compares; its own run bold
+            own = other == m
+            data.append(dict(type="scatter", x=steps, y=np.asarray(train["curves"][other], float),
+                             mode="lines+markers" if own else "lines", name=titles[other],
+                             line=dict(color=RACE_COLORS[other], width=3 if own else 1.5, dash=None if own else "dot"),
+                             opacity=1.0 if own else 0.45, showlegend=False, xaxis=xa, yaxis=ya,
+                             hovertemplate="step %{x}: −ELBO %{y:.1f} nats<extra>" + titles[other] + "</extra>"))
+        _set_axis(lay, "x", c, title=dict(text="training step"))
+        _set_axis(lay, "y", c, range=[lo - 0.05 * (hi - lo), hi + 0.05 * (hi - lo)])
+    _set_axis(lay, "y", 1, title=dict(text="−ELBO (nats per image)"))
+    lay.update(uirevision="rp-train")
     return _figure(data, lay)
