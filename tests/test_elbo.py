@@ -123,12 +123,19 @@ def test_zoo_mnist_64_images_k1000_is_quick_and_above_the_elbo():
     from core.data import load_dataset
     info = zoo.pretrained("mnist-5k", "vae", 1.0, 16)
     x = load_dataset("mnist-5k").x[info.val_idx[:64]]
-    times = []
-    for _ in range(5):  # the best of 5: the 2 cores are shared
-        t = time.perf_counter()
-        ll = elbo.log_likelihood(info.model, x, k=1000, seed=0)
-        times.append(time.perf_counter() - t)
-    assert min(times) < 1.0, times  # 0.5-0.6 s on one core of this machine when idle
+    # CPU time of one thread, not wall time: the 2 cores are shared with other work, which stretches
+    # wall time but not the work done here.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        times = []
+        for _ in range(3):
+            t = time.process_time()
+            ll = elbo.log_likelihood(info.model, x, k=1000, seed=0)
+            times.append(time.process_time() - t)
+    finally:
+        torch.set_num_threads(threads)
+    assert min(times) < 1.0, times  # about 0.55 s of CPU on this machine
     est = elbo.elbo_estimate(info.model, x, n=200, seed=0)
     gap = ll.double().numpy() - est.elbo
     assert gap.mean() > 1.0 and np.all(np.isfinite(gap))  # L_1000 is well above the ELBO on MNIST
