@@ -15,8 +15,13 @@ their results. Shapes: ``x`` is (N, D) images as rows, codes are (N, K).
   square pushed through the inverse normal CDF, so that the grid cells have equal prior
   probability, then decoded.
 * Latent traversals (Higgins et al. 2017): vary one coordinate, hold the others fixed.
-  Dimensions are ordered by their average KL(q(z_j|x) || N(0, 1)) for a VAE (the
-  information the dimension carries) or by the variance of the codes for an AE.
+  Dimensions are ordered by their average KL(q(z_j|x) || N(0, 1)) for a VAE (an upper
+  bound on the information the dimension carries: E_x KL_j = I(x; z_j) + KL(q(z_j) || p(z_j)),
+  Hoffman and Johnson 2016) or by the variance of the codes for an AE. Which dimensions are
+  active is core.units' one definition (Burda et al. 2016); :func:`barely_active` names the
+  active ones whose means hardly move (their traversal rows change the image little).
+* What the KL term does not guarantee: the aggregate posterior q(z) = E_x q(z|x) equals the
+  prior. :func:`aggregate_spread` measures how far the codes' spread is from N(0, I).
 * Prior samples: a VAE is sampled from its prior N(0, I). An AE has no prior; it is
   sampled from N(0, I) or, more generously, from a Gaussian fitted to its own codes.
   How often a sample lands in a "hole" is measured in image space (see
@@ -42,6 +47,9 @@ from core.models import AutoEncoder
 
 MAX_BATCH = 1024
 SLERP_PARALLEL_TOL = 1e-6
+
+
+BARELY_ACTIVE = 0.05  # Var_x(mu_j) in (0.01, 0.05]: active by Burda et al. (2016), but only barely
 
 
 # ---- codes ----------------------------------------------------------------------------------
@@ -308,6 +316,71 @@ def dimension_scores(codes: Codes) -> tuple[np.ndarray, str]:
         kl = _kl_per_dim(torch.from_numpy(codes.mu.astype(np.float64)), torch.from_numpy(codes.logvar.astype(np.float64)))
         return kl.mean(0).numpy(), "kl"
     return codes.mu.astype(np.float64).var(0), "variance"
+
+
+def barely_active(var_mu, active, upper: float = BARELY_ACTIVE) -> list[int]:
+    """Indices (0-based) of the active dimensions whose activity Var_x(mu_j) (K,) is at most
+    ``upper``: active by Burda et al.'s criterion (``active`` (K,) bool, from ``core.units``),
+    yet their posterior means move so little over the images that a traversal of them changes
+    the decoded image little."""
+    v = np.asarray(var_mu, dtype=np.float64)
+    a = np.asarray(active, dtype=bool)
+    if v.shape != a.shape or v.ndim != 1:
+        raise ValueError(f"var_mu and active must both be (K,), got {v.shape} and {a.shape}")
+    return [int(j) for j in np.flatnonzero(a & (v <= upper))]
+
+
+def dim_list(dims) -> str:
+    """'z6, z8 and z15' for 0-based indices [5, 7, 14] (the app labels dimensions from z1)."""
+    names = [f"z{int(j) + 1}" for j in dims]
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1] if names else ""
+
+
+@dataclass(frozen=True)
+class AggregateSpread:
+    """How the codes of a dataset spread, against the prior N(0, I_K).
+
+    ``var_mu`` (K,): Var_x(mu_j(x)), the variance of the posterior means along each dimension.
+    ``var_q`` (K,): Var_x(mu_j) + E_x sigma_j^2, the variance of the aggregate posterior
+    q(z) = E_x q(z|x) along each dimension (law of total variance); it is 1 for every j when
+    q(z) = p(z). ``radius``: the radius that holds ``coverage`` of the prior's samples,
+    sqrt(chi2_K quantile). ``beyond``: share of codes drawn from q(z) (one z ~ q(z|x) per image;
+    the means themselves for an autoencoder) farther than ``radius`` from 0; ``prior_beyond`` =
+    1 - coverage, the prior's share. ``n``: number of images."""
+
+    var_mu: np.ndarray
+    var_q: np.ndarray
+    radius: float
+    beyond: float
+    prior_beyond: float
+    n: int
+
+
+def aggregate_spread(mu, logvar=None, coverage: float = 0.99, seed: int = 0) -> AggregateSpread:
+    """Compare the codes mu (N, K) (and logvar (N, K), when given) with the prior N(0, I_K).
+
+    If q(z) matched p(z) = N(0, I), each dimension would have variance 1 and a share
+    1 - ``coverage`` of codes would lie beyond the prior's ``coverage`` radius (the norm of
+    z ~ N(0, I_K) is chi-distributed with K degrees of freedom). The KL term pulls each q(z|x)
+    towards the prior, but nothing in it forces q(z) = p(z) (Hoffman and Johnson, 2016). One
+    code z = mu + sigma * eps per image (eps from a generator seeded by ``seed``) stands for q(z)."""
+    from scipy.stats import chi2
+
+    m = np.asarray(mu, dtype=np.float64)
+    if m.ndim != 2 or len(m) < 2:
+        raise ValueError(f"need codes of at least 2 images, shape (N, K); got {m.shape}")
+    if not 0 < coverage < 1:
+        raise ValueError(f"coverage must be in (0, 1), got {coverage}")
+    var_mu = m.var(axis=0)
+    z = m
+    var_q = var_mu
+    if logvar is not None:
+        lv = np.asarray(logvar, dtype=np.float64)
+        var_q = var_mu + np.exp(lv).mean(axis=0)
+        z = m + np.exp(lv / 2) * np.random.default_rng(int(seed)).standard_normal(m.shape)  # z ~ q(z|x)
+    radius = float(np.sqrt(chi2.ppf(coverage, m.shape[1])))
+    beyond = float(np.mean(np.linalg.norm(z, axis=1) > radius))
+    return AggregateSpread(var_mu, np.asarray(var_q, dtype=np.float64), radius, beyond, float(1 - coverage), int(len(m)))
 
 
 def dimension_order(scores: np.ndarray) -> np.ndarray:

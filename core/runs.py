@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
+import torch
 
 from core.checkpoints import Checkpoint, checkpoint_bytes
 from core.data import DATASETS, Dataset, train_val_split
@@ -302,6 +303,18 @@ class Run:
         h = self.history
         return list(h[-1]["kl_per_dim"]) if h and h[-1].get("kl_per_dim") is not None else None
 
+    def latest_kl_activity(self) -> tuple[list[float], list[bool] | None] | None:
+        """(KL per dimension (K,), active mask (K,) or None) from the latest held-out evaluation: the
+        mask is Burda et al.'s criterion (Var_x(mu_j) > 0.01, ``core.units``) on the same images. Before
+        the first evaluation: the latest batch's KL and None (not measured yet). None before any step."""
+        ev = self.eval_history
+        if ev and ev[-1].get("kl_per_dim") is not None:
+            act = ev[-1].get("active")
+            k = len(ev[-1]["kl_per_dim"])
+            return list(ev[-1]["kl_per_dim"]), (list(map(bool, act)) if act is not None and len(act) == k else None)
+        kl = self.latest_kl_per_dim()
+        return (kl, None) if kl is not None else None
+
     def finalize(self) -> None:
         """Held-out evaluation of a finished run, then free what it no longer needs."""
         if self.final is not None or not self.finished:
@@ -576,6 +589,77 @@ def _clean_beta_changes(changes, default: float) -> list[tuple[int, float]]:
 
 # ---- comparison --------------------------------------------------------------------------------
 
+# ---- the likelihood's scale: the Gaussian's noise level acts as a hidden beta --------------------
+
+#: -log p(x|z) of each decoder likelihood (``core.losses.recon_loss``); x_hat = g(z), the decoder's output.
+BERNOULLI_TEX = (r"-\log p(x\mid z) = -\sum_{d=1}^{D}\big[x_d\log\hat x_d + (1-x_d)\log(1-\hat x_d)\big]")
+GAUSSIAN_TEX = (r"-\log \mathcal N\big(x;\,\hat x,\,s^2 I\big) = \frac{\|x-\hat x\|^2}{2s^2}"
+                r" + \frac{D}{2}\log(2\pi s^2)")
+#: Lucas et al. (2019): with p(x|z) = N(g(z), s^2 I) the noise variance s^2 scales the KL like beta.
+HIDDEN_BETA_TEX = (r"\frac{\|x-\hat x\|^2}{2s^2} + \beta\,\mathrm{KL} \;=\; \frac{1}{s^2}\Big(\tfrac12\|x-\hat x\|^2"
+                   r" + \beta s^2\,\mathrm{KL}\Big)")
+
+
+def gaussian_cost(err: float, d: int) -> float:
+    """The unit-variance Gaussian reconstruction term (constant dropped) of an image whose D pixels are
+    each off by ``err``: 1/2 * D * err^2 nats."""
+    return 0.5 * d * err ** 2
+
+
+def bernoulli_cost(err: float, d: int) -> float:
+    """The Bernoulli term for black-and-white pixels (x_d in {0, 1}) each predicted ``err`` away from
+    their value: D * -log(1 - err) nats."""
+    return -d * math.log1p(-err)
+
+
+def hidden_beta_text(d: int, err: float = 0.1) -> str:
+    """Why the unit-variance Gaussian acts like a large beta on pixels in [0, 1], with the costs of a
+    pixel error ``err`` over ``d`` pixels (Markdown)."""
+    return (
+        "So noise level s at weight β trains the same model as s = 1 at weight β·s², and, read the other way, "
+        "s = 1 at β = 1 is the objective of s = 0.1 at β = 100. On pixels in [0, 1] the squared error is small: "
+        f"an error of {err:g} on every one of the D = {d:,} pixels costs ½·{d:,}·{err:g}² = "
+        f"**{gaussian_cost(err, d):.2f} nats** with s = 1, where the Bernoulli term charges "
+        f"**{bernoulli_cost(err, d):.2f} nats** for the same error on black-and-white pixels (−log {1 - err:g} per "
+        "pixel). Against so small a reconstruction term the KL weighs heavily, and fewer dimensions stay active: "
+        "the unit-variance Gaussian behaves like a much larger β. Train the same settings once with each "
+        "likelihood and compare the active units in the table below.")
+
+
+@dataclass(frozen=True)
+class NoiseScales:
+    """How much noise a VAE's encoder injects, per latent dimension, over ``n`` images.
+
+    ``sigma_median`` and ``sigma_max`` (K,): median and largest sigma_j(x) = exp(logvar_j(x) / 2);
+    ``mu_sd`` (K,): standard deviation over the images of the mean mu_j(x) (how far the codes spread).
+    With beta = 0 nothing in the loss stops sigma -> 0: the KL's -log sigma^2 part, the only term
+    that grows as sigma shrinks, has weight 0, while the reconstruction term only gains from less
+    noise. The encoder then switches the noise off (sigma << mu_sd) and the model is a plain
+    autoencoder."""
+
+    sigma_median: np.ndarray
+    sigma_max: np.ndarray
+    mu_sd: np.ndarray
+    n: int
+
+
+@torch.no_grad()
+def noise_scales(model: AutoEncoder, x: np.ndarray) -> NoiseScales:
+    """Encode ``x`` (N, D) with a VAE ``model`` (eval mode, restored afterwards) and measure its noise."""
+    if not model.is_vae:
+        raise ValueError("an autoencoder has no noise to measure: its code is a point")
+    was = model.training
+    model.eval()
+    try:
+        dev = next(model.parameters()).device
+        mu, logvar = model.encode(torch.as_tensor(np.asarray(x, dtype=np.float32), device=dev))
+    finally:
+        model.train(was)
+    sigma = (logvar.double() / 2).exp().cpu().numpy()
+    m = mu.double().cpu().numpy()
+    return NoiseScales(np.median(sigma, axis=0), sigma.max(axis=0), m.std(axis=0), int(len(m)))
+
+
 def comparison_rows(runs: Sequence[Run]) -> list[dict]:
     """One row per run: settings and the final held-out −ELBO, reconstruction, KL, active units.
 
@@ -593,7 +677,7 @@ def comparison_rows(runs: Sequence[Run]) -> list[dict]:
             "held-out −ELBO": round(f["neg_elbo"], 2) if f and vae else None,
             "recon": round(f["recon"], 2) if f else None,
             "KL": round(f["kl"], 2) if f and vae else None,
-            "active units": f.get("active_units") if f and vae else None,
+            "active units (Var μ > 0.01)": f.get("active_units") if f and vae else None,
         })
     return rows
 
@@ -616,7 +700,8 @@ def compare_summary(runs: Sequence[Run]) -> str:
         parts.append(
             f"From β = {lo.beta:g} to β = {hi.beta:g}, the held-out KL {kl_trend} from {lo.final['kl']:.1f} to "
             f"{hi.final['kl']:.1f} nats, the reconstruction term {rec_trend} from {lo.final['recon']:.1f} to "
-            f"{hi.final['recon']:.1f}, and the active units go from {lo.final['active_units']} to "
+            f"{hi.final['recon']:.1f}, and the active units (dimensions whose mean μ_j(x) varies over held-out "
+            f"images, Var_x(μ_j) > 0.01; Burda et al., 2016) go from {lo.final['active_units']} to "
             f"{hi.final['active_units']} of {hi.model_cfg.latent_dim}.")
     return " ".join(parts)
 

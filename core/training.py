@@ -409,11 +409,13 @@ def sample_prior(model: AutoEncoder, n: int, seed: int = 0) -> np.ndarray:
 @torch.no_grad()
 def evaluate_model(model: AutoEncoder, x, beta: float, likelihood: str, seed: int = 0,
                    batch_size: int = 1024) -> dict:
-    """Mean per-sample terms on x (N, D): loss, recon, kl, elbo (= -(recon + kl)), kl_per_dim, active_units.
+    """Mean per-sample terms on x (N, D): loss, recon, kl, elbo (= -(recon + kl)), kl_per_dim, active_units,
+    plus ``var_mu`` (K floats, Var_x(mu_j) on these images) and ``active`` (K bools, var_mu > 0.01).
 
     One sample of z per input, with noise from a generator seeded by ``seed`` (so the numbers
     are reproducible). ``active_units`` is Burda et al.'s count on these images
-    (``core.units.count_active``: Var_x(mu_j) > 0.01), the one definition every page uses.
+    (``core.units.count_active``: Var_x(mu_j) > 0.01), the one definition every page uses;
+    ``active`` is the same criterion per dimension (``core.units.active_mask``).
     """
     was = model.training
     model.eval()
@@ -436,7 +438,13 @@ def evaluate_model(model: AutoEncoder, x, beta: float, likelihood: str, seed: in
     res = {k: v / n for k, v in tot.items()}
     res["neg_elbo"] = res["recon"] + res["kl"]
     res["kl_per_dim"] = (kl_dims / n).cpu().tolist()
-    res["active_units"] = count_active(torch.cat(mus).cpu().numpy()) if n >= 2 else 0
+    from core.units import active_mask  # the same criterion per dimension
+
+    mu_all = torch.cat(mus).double().cpu().numpy()
+    res["active_units"] = count_active(mu_all) if n >= 2 else 0
+    if n >= 2:
+        res["var_mu"] = mu_all.var(axis=0).tolist()
+        res["active"] = [bool(a) for a in active_mask(mu_all)]
     return res
 
 

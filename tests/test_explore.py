@@ -409,3 +409,48 @@ def test_tsne_jobs_share_runs_by_key_and_report_failures():
     bad.join(60)
     assert bad.status == "failed" and "identical" in bad.error
     assert jobs.get_or_start("same", np.ones((20, 3), np.float32), 0, 5, 50) is bad  # not retried
+
+
+# ---- active units in traversals; the aggregate posterior against the prior --------------------
+
+def test_barely_active_names_active_dimensions_whose_means_hardly_move():
+    var = np.array([0.99, 0.023, 0.5, 0.021, 0.005, 0.05, 0.0501])
+    act = var > 0.01  # core.units' criterion
+    assert explore.barely_active(var, act) == [1, 3, 5]  # 0.005 is collapsed, not "barely active"
+    assert explore.barely_active(var, act, upper=0.03) == [1, 3]
+    with pytest.raises(ValueError):
+        explore.barely_active(var, act[:3])
+    assert explore.dim_list([5, 7, 14]) == "z6, z8 and z15"  # the app labels dimensions from z1
+    assert explore.dim_list([2]) == "z3" and explore.dim_list([]) == ""
+
+
+def test_aggregate_spread_against_the_prior_itself():
+    """Codes that are the prior's own samples: variance 1 per axis and 1 % beyond the 99 % radius."""
+    from scipy.stats import chi2
+
+    rng = np.random.default_rng(0)
+    for k in (2, 16):
+        z = rng.standard_normal((200_000, k))
+        sp = explore.aggregate_spread(z)  # an autoencoder's codes: the points themselves
+        np.testing.assert_allclose(sp.var_q, 1.0, atol=0.02)
+        assert sp.radius == pytest.approx(np.sqrt(chi2.ppf(0.99, k)))
+        assert sp.beyond == pytest.approx(0.01, abs=0.002) and sp.prior_beyond == pytest.approx(0.01)
+    # 2-D: P(|z| > r) = exp(-r^2 / 2), so the 99 % radius is sqrt(2 ln 100) = 3.035
+    assert explore.aggregate_spread(rng.standard_normal((10, 2))).radius == pytest.approx(np.sqrt(2 * np.log(100)))
+
+
+def test_aggregate_spread_of_a_vae_samples_q_of_z():
+    """mu and logvar: q(z)'s variance is Var(mu) + E sigma^2 (law of total variance), and the share
+    beyond the radius is that of z ~ q(z|x) (checked with torch.distributions)."""
+    rng = np.random.default_rng(1)
+    mu = rng.normal(0, 1.3, size=(40_000, 2))
+    logvar = np.log(rng.uniform(0.05, 0.3, size=(40_000, 2)))
+    sp = explore.aggregate_spread(mu, logvar, seed=3)
+    np.testing.assert_allclose(sp.var_mu, mu.var(0))
+    np.testing.assert_allclose(sp.var_q, mu.var(0) + np.exp(logvar).mean(0))
+    torch.manual_seed(0)
+    z = torch.distributions.Normal(torch.tensor(mu), torch.tensor(np.exp(logvar / 2))).sample().numpy()
+    assert sp.beyond == pytest.approx(float(np.mean(np.linalg.norm(z, axis=1) > sp.radius)), abs=0.006)
+    assert sp.beyond > 0.05  # codes spread wider than the prior: many more than 1 % lie beyond the radius
+    with pytest.raises(ValueError):
+        explore.aggregate_spread(mu[:1])

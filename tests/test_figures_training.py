@@ -18,6 +18,7 @@ from core.data import load_dataset
 from core.figures import training as FT
 from core.models import ModelConfig
 from core.training import TrainConfig, Trainer
+from core.units import active_mask
 
 torch.set_num_threads(1)
 
@@ -66,9 +67,10 @@ def test_live_chart_specs_do_not_depend_on_the_data(trained):
     _, b = FT.live_loss_chart(t.history, t.eval_history, t.beta_changes)
     _, c = FT.live_loss_chart([], [])
     assert json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True) == json.dumps(c, sort_keys=True)
-    _, k1 = FT.live_kl_chart([0.0, 1.0, 2.0, 0.001, 3.0])
-    _, k2 = FT.live_kl_chart([5.0, 0.0, 0.2, 0.4, 0.0])
-    assert json.dumps(k1, sort_keys=True) == json.dumps(k2, sort_keys=True)
+    _, k1 = FT.live_kl_chart([0.0, 1.0, 2.0, 0.001, 3.0], [False, True, True, False, True])
+    _, k2 = FT.live_kl_chart([5.0, 0.0, 0.2, 0.4, 0.0], [True, True, True, True, True])
+    _, k3 = FT.live_kl_chart([5.0, 0.0, 0.2, 0.4, 0.0], None)
+    assert json.dumps(k1, sort_keys=True) == json.dumps(k2, sort_keys=True) == json.dumps(k3, sort_keys=True)
     _, l1 = FT.live_latent_chart(np.zeros((4, 2)), np.array([0, 1, 2, 3]))
     _, l2 = FT.live_latent_chart(np.ones((4, 2)), np.array([3, 2, 1, 0]))
     assert l1 == l2
@@ -82,16 +84,39 @@ def test_long_histories_are_thinned_but_keep_both_ends(trained):
     assert FT.thin(10, 3).tolist() == [0, 4, 9] and FT.thin(3, 10).tolist() == [0, 1, 2]
 
 
-def test_kl_chart_marks_collapsed_dimensions_like_the_trainer(trained):
-    kl = [0.0, 0.005, 0.01, 0.02, 1.5]
-    table, spec = FT.live_kl_chart(kl, threshold=0.01)
+def test_kl_chart_colours_dimensions_by_burdas_mask_not_by_their_kl(trained):
+    """The held-out evaluation's active mask (Var_x mu_j > 0.01) decides the colour, whatever the KL."""
+    t, _ = trained
+    ev = t.eval_history[-1]
+    mu = t.encode_mu(t.x_val)
+    assert ev["active"] == active_mask(mu).tolist() and np.allclose(ev["var_mu"], mu.astype(np.float64).var(0), rtol=1e-5)
+    assert ev["active_units"] == sum(ev["active"])
+    table, _ = FT.live_kl_chart(ev["kl_per_dim"], ev["active"])
     df = table.to_pandas()
-    assert df.status.tolist() == ["collapsed", "collapsed", "collapsed", "active", "active"]
+    assert df.status.tolist() == ["active" if a else "collapsed" for a in ev["active"]]
+    # A small KL does not make a dimension collapsed, nor a large one active: only the mask counts.
+    kl = [0.0, 0.005, 0.01, 0.02, 1.5]
+    table, spec = FT.live_kl_chart(kl, [True, False, True, False, False])
+    df = table.to_pandas()
+    assert df.status.tolist() == ["active", "collapsed", "active", "collapsed", "collapsed"]
     assert df.dim.tolist() == ["z1", "z2", "z3", "z4", "z5"]
-    ref = F.kl_bars(kl, threshold=0.01)
-    assert "2 of 5 active" in ref.layout.title.text  # the shared builder agrees
-    rule = [l for l in spec["layer"] if l["mark"]["type"] == "rule"][0]
-    assert rule["encoding"]["y"]["datum"] == 0.01
+    assert not any(l["mark"]["type"] == "rule" for l in spec["layer"])  # no KL threshold line any more
+    # Before the first held-out evaluation there is no mask: nothing is called collapsed.
+    assert set(FT.live_kl_chart(kl, None)[0].to_pandas().status) == {"not measured yet"}
+    with pytest.raises(ValueError):
+        FT.live_kl_chart(kl, [True, False])
+
+
+def test_a_collapsed_dimension_is_visible_though_its_bar_has_no_height():
+    table, spec = FT.live_kl_chart([0.0, 2.0, 0.0], [False, True, False])
+    markers = [l for l in spec["layer"] if l["mark"]["type"] == "point"]
+    assert len(markers) == 1
+    m = markers[0]
+    assert m["transform"] == [{"filter": "datum.status === 'collapsed'"}]
+    assert m["mark"]["size"] >= 60 and m["mark"]["filled"] and m["encoding"]["y"] == {"datum": 0}
+    df = table.to_pandas()
+    assert df[df.status == "collapsed"].dim.tolist() == ["z1", "z3"]
+    assert df.note.tolist() == ["collapsed", "", "collapsed"]
 
 
 def test_latent_chart_uses_the_colour_blind_safe_class_colours():

@@ -446,3 +446,59 @@ def test_freezing_the_imports_also_makes_full_collections_rarer():
                          text=True, timeout=120, check=True).stdout.split(maxsplit=2)
     assert out[:2] == ["True", "False"]
     assert out[2].strip() == f"(700, 10, 10) {R.GC_THRESHOLDS} True"
+
+
+# ---- active units by Burda's criterion; the likelihood's scale; beta = 0 switches the noise off ---
+
+def test_latest_kl_activity_pairs_the_held_out_kl_with_burdas_mask(digits):
+    store = R.RunStore()
+    mc, tc = small(digits, epochs=1)
+    run = store.create(mc, tc, digits, start=False)
+    assert run.latest_kl_activity() is None
+    run.trainer.run_steps(1)
+    kl, act = run.latest_kl_activity()
+    assert act is None and kl == run.history[-1]["kl_per_dim"]  # no held-out evaluation yet: not measured
+    run.trainer.run_steps(10**6)
+    store.tick()
+    kl, act = run.latest_kl_activity()
+    ev = run.eval_history[-1]
+    mu = run.trainer.encode_mu(run.trainer.x_val).astype(np.float64)
+    assert kl == ev["kl_per_dim"] and act == (mu.var(0) > 0.01).tolist()
+    assert sum(act) == ev["active_units"] == run.final["active_units"]
+    assert "active units (Var μ > 0.01)" in R.comparison_rows([run])[0]
+
+
+def test_the_likelihood_costs_match_torch_distributions():
+    d, err = 784, 0.1
+    x = torch.ones(d, dtype=torch.float64)
+    xhat = torch.full((d,), 1 - err, dtype=torch.float64)
+    # Bernoulli: -log p of black-and-white pixels predicted err away
+    assert R.bernoulli_cost(err, d) == pytest.approx(float(-torch.distributions.Bernoulli(probs=xhat).log_prob(x).sum()))
+    # Gaussian with s = 1, without its constant D/2 log 2 pi (as core.losses computes it)
+    full = float(-torch.distributions.Normal(xhat, 1.0).log_prob(x).sum())
+    assert R.gaussian_cost(err, d) == pytest.approx(full - d / 2 * math.log(2 * math.pi))
+    text = R.hidden_beta_text(d)
+    assert f"{R.gaussian_cost(err, d):.2f} nats" in text and f"{R.bernoulli_cost(err, d):.2f} nats" in text
+    assert "3.92 nats" in text and "82.60 nats" in text
+    # the hidden beta: noise s at weight beta is (1/s^2) times the s = 1 objective at weight beta * s^2
+    sq, kl, s, beta = 7.3, 2.1, 0.1, 100.0
+    assert sq / (2 * s**2) + beta * kl == pytest.approx((0.5 * sq + beta * s**2 * kl) / s**2)
+
+
+def test_noise_scales_measure_sigma_and_the_spread_of_the_means(digits):
+    from core.zoo import pretrained
+
+    p = pretrained("digits", "vae", 0.0, 16)
+    x = digits.x[p.val_idx]
+    ns = R.noise_scales(p.model, x)
+    with torch.no_grad():
+        mu, logvar = p.model.encode(torch.as_tensor(x))
+    sigma = torch.exp(0.5 * logvar.double())
+    np.testing.assert_allclose(ns.sigma_median, np.median(sigma.numpy(), axis=0), rtol=1e-6)
+    np.testing.assert_allclose(ns.mu_sd, mu.double().std(0, unbiased=False).numpy(), rtol=1e-6)
+    # beta = 0: the encoder switched its noise off while its means spread over several units
+    assert ns.sigma_max.max() < 0.1 and ns.mu_sd.min() > 1.0
+    ae = R.noise_scales(pretrained("digits", "vae", 1.0, 16).model, x)
+    assert np.median(ae.sigma_median) > 10 * np.median(ns.sigma_median)  # beta = 1 keeps its noise
+    with pytest.raises(ValueError):
+        R.noise_scales(pretrained("digits", "ae", 0.0, 16).model, x)

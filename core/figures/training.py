@@ -181,32 +181,52 @@ def live_loss_chart(history: Sequence[Mapping], eval_history: Sequence[Mapping] 
     return table, spec
 
 
-def live_kl_chart(kl_per_dim: Sequence[float], threshold: float = 0.01, title: str = "KL per latent dimension",
-                  height: int = 300, font_scale: float = 1.0) -> tuple[pa.Table, dict]:
-    """KL of each latent dimension as bars (the content of :func:`core.figures.kl_bars`), as
-    (Arrow table, Vega-Lite spec). A dimension at or below ``threshold`` nats is collapsed: grey and
-    labelled "collapsed" (when there are at most 8 dimensions). Columns: dim, index, kl, status, note."""
+KL_STATUS = ("active", "collapsed", "not measured yet")
+
+
+def live_kl_chart(kl_per_dim: Sequence[float], active: Sequence[bool] | None = None,
+                  title: str = "KL per latent dimension", height: int = 300,
+                  font_scale: float = 1.0) -> tuple[pa.Table, dict]:
+    """KL of each latent dimension as bars, coloured by whether the dimension is active, as (Arrow
+    table, Vega-Lite spec). Columns: dim, index, kl, status, note.
+
+    ``kl_per_dim`` (K,): KL(q(z_j|x) || N(0, 1)) averaged over images, in nats. ``active`` (K,) bools:
+    Burda et al.'s (2016) criterion from the same held-out evaluation (``core.units.active_mask``:
+    Var_x(mu_j) > 0.01), or None before the first evaluation ("not measured yet"). Whether a
+    dimension is active is never judged from its KL. A collapsed dimension's bar can be too short
+    to see, so every collapsed dimension also gets a grey diamond on the axis and, with at most
+    8 dimensions, the word "collapsed" above it. The spec never depends on the data (the browser
+    then updates the chart in place)."""
     kl = np.asarray(kl_per_dim, dtype=float)
     k = len(kl)
-    status = np.where(kl > threshold, "active", "collapsed")
+    if active is None:
+        status = np.array(["not measured yet"] * k, dtype=object)
+    else:
+        a = np.asarray(active, dtype=bool)
+        if a.shape != kl.shape:
+            raise ValueError(f"active must have one entry per dimension ({k}), got shape {a.shape}")
+        status = np.where(a, "active", "collapsed").astype(object)
     df = pa.table({"dim": [f"z{j + 1}" for j in range(k)], "index": np.arange(k), "kl": kl,
                    "status": status.tolist(), "note": np.where(status == "collapsed", "collapsed", "").tolist()})
     x = {"field": "dim", "type": "ordinal", "title": None, "sort": None,  # data order: z1, z2, ..., zK
          "axis": {"labelAngle": 0 if k <= 24 else -90}}
+    y = {"field": "kl", "type": "quantitative", "title": "held-out KL (nats per image)"}
+    color = {"field": "status", "type": "nominal", "title": None,
+             "scale": {"domain": list(KL_STATUS), "range": [OKABE_ITO[0], "#777777", "#BBBBBB"]}}
+    tooltip = [{"field": "dim"}, {"field": "kl", "format": ".3f", "title": "KL (nats)"}, {"field": "status"}]
+    collapsed = {"filter": "datum.status === 'collapsed'"}
     layers = [
-        {"mark": {"type": "bar"},
-         "encoding": {"x": x, "y": {"field": "kl", "type": "quantitative", "title": "KL (nats)"},
-                      "color": {"field": "status", "type": "nominal", "title": None,
-                                "scale": {"domain": ["active", "collapsed"], "range": [OKABE_ITO[0], "#BBBBBB"]}},
-                      "tooltip": [{"field": "dim"}, {"field": "kl", "format": ".3f", "title": "KL (nats)"},
-                                  {"field": "status"}]}},
-        {"mark": {"type": "rule", "color": "#D55E00", "strokeDash": [2, 2]},
-         "encoding": {"y": {"datum": threshold}}},  # the "active" threshold: explained beside the chart
+        {"mark": {"type": "bar"}, "encoding": {"x": x, "y": y, "color": color, "tooltip": tooltip}},
+        {"transform": [collapsed],  # a visible marker even when the bar has (almost) zero height
+         "mark": {"type": "point", "shape": "diamond", "filled": True, "size": round(90 * font_scale),
+                  "color": "#777777", "stroke": "#333333", "strokeWidth": 1},
+         "encoding": {"x": x, "y": {"datum": 0}, "tooltip": tooltip}},
     ]
     if k <= 8:
-        layers.append({"mark": {"type": "text", "baseline": "bottom", "dy": -3, "color": "#666",
+        layers.append({"transform": [collapsed],
+                       "mark": {"type": "text", "baseline": "bottom", "dy": -8, "color": "#444",
                                 "fontSize": round(10 * font_scale)},
-                       "encoding": {"x": x, "y": {"field": "kl", "type": "quantitative"}, "text": {"field": "note"}}})
+                       "encoding": {"x": x, "y": {"datum": 0}, "text": {"field": "note"}}})
     spec = {"title": title, "height": round(height * min(font_scale, 1.3)), "layer": layers,
             "config": _vl_config(font_scale)}
     return df, spec
