@@ -19,7 +19,7 @@ from core.checkpoints import CheckpointError, load_checkpoint  # noqa: E402
 from core.data import DATASETS, DatasetError, load_dataset, load_dataset_file  # noqa: E402
 from core.figures import training as FT  # noqa: E402
 from core.models import LATENT_RANGE  # noqa: E402
-from core.training import ACTIVE_UNIT_NATS, MAX_EPOCHS, REDRAWS, live_runners  # noqa: E402
+from core.training import MAX_EPOCHS, REDRAWS, live_runners  # noqa: E402
 
 import pandas  # noqa: E402,F401  (imported lazily by the charts otherwise: load them before freezing)
 import pyarrow.compute  # noqa: E402,F401
@@ -117,6 +117,24 @@ def dataset_choice():
     return ds
 
 
+def likelihood_note(d: int) -> None:
+    """Where the likelihood is chosen: what each one's "nats" are, and the Gaussian's noise as a hidden β."""
+    with st.expander("🔍 Bernoulli or Gaussian? The noise level is a hidden β"):
+        st.markdown("**Bernoulli** (binary cross-entropy), with x̂ = g(z) the decoder's output:")
+        st.latex(R.BERNOULLI_TEX)
+        st.markdown(
+            "On grey pixels (x_d strictly between 0 and 1) this is not the log of a normalised density for continuous "
+            "values, so its nats are not a log-likelihood: even a perfect reconstruction of a grey pixel costs more "
+            "than 0. **Gaussian** with noise level s on every pixel:")
+        st.latex(R.GAUSSIAN_TEX)
+        st.markdown(
+            "This app uses s = 1 and drops the constant D/2·log 2π: its reconstruction term is ½‖x − x̂‖². "
+            "Multiplying a loss by a constant does not change which weights minimise it, so (Lucas et al., 2019, "
+            "*Don't blame the ELBO!*):")
+        st.latex(R.HIDDEN_BETA_TEX)
+        st.markdown(R.hidden_beta_text(d))
+
+
 def configuration():
     """All settings except β (which lives with the live view). Returns (dataset, ModelConfig,
     TrainConfig) or None, after showing what is wrong."""
@@ -132,7 +150,10 @@ def configuration():
             hidden_text = text_param("Hidden sizes (encoder; the decoder mirrors them)", "tr_hidden",
                                      R.DEFAULT_HIDDEN, help="One to four widths, comma-separated, e.g. 256,128.")
             likelihood = ui.select("Decoder likelihood", "tr_lik", ["bernoulli", "gaussian"], radio=True,
-                                   format_func={"bernoulli": "Bernoulli (BCE)", "gaussian": "Gaussian (MSE)"}.get)
+                                   format_func={"bernoulli": "Bernoulli (BCE)", "gaussian": "Gaussian (MSE)"}.get,
+                                   help="Bernoulli: binary cross-entropy per pixel. Gaussian: ½‖x − x̂‖², a Gaussian with "
+                                        "variance 1 on every pixel, which on pixels in [0, 1] acts like a much larger β "
+                                        "(see 'The noise level is a hidden β' below).")
         with c3:
             lr = ui.select("Learning rate", "tr_lr", R.LR_CHOICES, default=2e-3, format_func=lambda v: f"{v:g}",
                            help="Adam's step size. 0.3 and above make the loss blow up: try it.")
@@ -146,6 +167,7 @@ def configuration():
                                help="β ramps from 0 to its value over this many steps (Bowman et al. 2016).")
             free_bits = ui.number("Free bits (nats per dimension)", "tr_freebits", 0.0, 2.0, 0.0, step=0.05,
                                   help="No pressure on a dimension's KL below this (Kingma et al. 2016).")
+        likelihood_note(ds.dim if ds is not None else ctx.dataset.dim)
         if ds is None:
             return None
         try:
@@ -274,13 +296,19 @@ def live_numbers(run) -> None:
         c[1].metric("Held-out −ELBO", "…", help=f"First measured at step {run.train_cfg.eval_every}.")
     elif run.is_vae:
         c[1].metric("Held-out −ELBO", f"{ev['neg_elbo']:.1f}",
-                    help="recon + KL on held-out images, nats per image (lower is better; independent of β).")
+                    help="Reconstruction term + KL term on held-out images, nats per image (lower is better; "
+                         "independent of β). Not a normalised −log p(x): Bernoulli cross-entropy on grey pixels, "
+                         "or the Gaussian term without its constant D/2·log 2π.")
     else:
-        c[1].metric("Held-out reconstruction", f"{ev['recon']:.1f}", help="nats per image (lower is better)")
+        c[1].metric("Held-out reconstruction", f"{ev['recon']:.1f}",
+                    help="Reconstruction term on held-out images, nats per image (lower is better).")
     if run.is_vae:
-        c[2].metric("KL (batch)", f"{h['kl']:.2f}" if h else "…", help="KL(q(z|x) ‖ p(z)) in nats per image.")
+        c[2].metric("KL (batch)", f"{h['kl']:.2f}" if h else "…",
+                    help="The KL term KL(q(z|x) ‖ p(z)), nats per image, on the latest training batch.")
         c[3].metric("Active units", f"{ev['active_units']} of {run.model_cfg.latent_dim}" if ev else "…",
-                    help=f"Latent dimensions whose held-out KL exceeds {ACTIVE_UNIT_NATS} nats.")
+                    help="Latent dimensions whose posterior mean μ_j(x) varies over the held-out images: "
+                         "Var_x(μ_j) > 0.01 (Burda et al., 2016), at the latest held-out evaluation. The others "
+                         "have collapsed.")
     else:
         c[2].metric("Reconstruction (batch)", f"{h['recon']:.1f}" if h else "…")
 
@@ -305,11 +333,12 @@ def live_charts(run) -> None:
              "lines, held-out values as diamonds, β changes as dashed rules. The latest values are in the "
              "numbers above.")
     with c2:
-        kl = run.latest_kl_per_dim()
-        if run.is_vae and kl is not None:
-            vega(FT.live_kl_chart(kl, ACTIVE_UNIT_NATS, title="KL per latent dimension", font_scale=SCALE),
-                 "tr_live_kl", f"KL of each latent dimension in nats, as bars; a grey bar is a collapsed dimension "
-                               f"(at most {ACTIVE_UNIT_NATS} nats). The count of active ones is in the numbers above.")
+        kl_act = run.latest_kl_activity()
+        if run.is_vae and kl_act is not None:
+            vega(FT.live_kl_chart(*kl_act, title="KL per latent dimension", font_scale=SCALE),
+                 "tr_live_kl", "Held-out KL of each latent dimension in nats, as bars, coloured by whether the "
+                               "dimension is active (its mean varies over held-out images, Var over images of μ_j "
+                               "above 0.01); a collapsed dimension is grey with a diamond on the axis.")
         elif run.is_vae:
             st.info("The KL of each latent dimension appears after the first step.")
         else:
@@ -335,10 +364,12 @@ def live_charts(run) -> None:
 
 
 LIVE_NOTES = ("How to read the live view: in the loss chart, lines are training batches (a moving average), ◆ are "
-              f"held-out images and dashed lines mark β changes. A latent dimension whose KL is at most "
-              f"{ACTIVE_UNIT_NATS} nats carries no information about the image (it equals the prior): it has "
-              "collapsed (grey bar). The reconstructions and samples use fixed inputs and fixed random codes, so "
-              "every change you see comes from the weights.")
+              "held-out images and dashed lines mark β changes. The KL bars are each dimension's KL at the latest "
+              "held-out evaluation (before the first one: the latest batch's, 'not measured yet'). Their colour does not "
+              "come from the KL: a dimension is active when its posterior mean μ_j(x) varies over the held-out images, "
+              "Var_x(μ_j) > 0.01 (Burda et al., 2016), and collapsed otherwise (grey bar, ◆ on the axis). The "
+              "reconstructions and samples use fixed inputs and fixed random codes, so every change you see comes "
+              "from the weights.")
 
 
 def live_section(mode: str, cfg) -> None:
@@ -485,8 +516,11 @@ def comparison() -> None:
         st.info("Pick at least two finished runs to compare them, or press **🧪 β sweep** above.")
         return
     if len({r.model_cfg.likelihood for r in runs}) > 1:
-        st.warning("These runs use different decoder likelihoods: Bernoulli and Gaussian reconstruction terms are "
-                   "measured differently, so compare their numbers only within one likelihood.")
+        st.warning("These runs use different decoder likelihoods. Bernoulli cross-entropy and the unit-variance "
+                   "Gaussian's ½‖x − x̂‖² are on different scales, and neither is a normalised log-likelihood here "
+                   "(cross-entropy on grey pixels; a Gaussian term without its constant), so compare −ELBO, "
+                   "reconstruction and KL only within one likelihood. The Gaussian's small reconstruction term also "
+                   "acts like a larger β: see 'The noise level is a hidden β' in the configuration.")
     draw(FT.compare_loss_curves([(r.name, r.history, r.eval_history) for r in runs], font_scale=SCALE),
          "tr_cmp_loss", "Loss curves of the selected runs: −ELBO, reconstruction and KL against step.")
     inputs, shared = R.common_inputs(runs)
@@ -570,6 +604,48 @@ def runs_section(cfg) -> None:
 
 # ---- the page ------------------------------------------------------------------------------------
 
+@st.cache_data(max_entries=4, show_spinner=False)
+def shipped_noise(dataset: str):
+    """σ and μ spread of the shipped β = 0 VAE (16-D) on its held-out images (None if it is missing)."""
+    try:
+        e = ui.pretrained(dataset, "vae", 0.0, 16)
+        return R.noise_scales(e.model, load_dataset(dataset).x[e.val_idx])
+    except Exception:  # noqa: BLE001 (a missing or unreadable asset: the answer then says less)
+        return None
+
+
+def own_beta0_runs() -> list:
+    """Finished VAE runs of this session trained with β = 0 throughout, with their noise on held-out images."""
+    out = []
+    for r in store.finished_runs():
+        if r.is_vae and r.step > 0 and all(b == 0 for _, b in r.beta_changes):
+            key = ("noise", r.step)
+            if key not in r.cache:
+                r.cache[key] = R.noise_scales(r.model, r.val_x())
+            out.append((r.name, r.cache[key]))
+    return out
+
+
+def beta0_answer() -> str:
+    """The self-check answer on β = 0: the mechanism, with σ measured on the shipped model and own runs."""
+    def measured(ns) -> str:
+        return (f"the median σ_j(x) over {ns.n} held-out images is between {ns.sigma_median.min():.5f} and "
+                f"{ns.sigma_median.max():.5f} in every dimension (largest single value {ns.sigma_max.max():.3f}), while "
+                f"the means μ_j(x) spread with standard deviations {ns.mu_sd.min():.1f} to {ns.mu_sd.max():.1f}")
+    txt = ("With β = 0 the KL term has weight 0, and with it goes its −log σ² part, the only term in the loss that "
+           "grows as σ shrinks. The reconstruction term only gains from less noise, so the encoder switches the "
+           "noise off (σ → 0) and the model is a plain autoencoder: the −log σ² part is what stops this at β > 0.")
+    ns = shipped_noise(ctx.dataset_name)
+    if ns is not None:
+        txt += f" Measured in the shipped β = 0 VAE ({ctx.dataset_name}, 16-D): {measured(ns)}."
+    for name, own in own_beta0_runs()[-2:]:
+        txt += f" In your run {ui.quote_user(name)}: {measured(own)}."
+    txt += (" Nothing pulls the codes towards N(0, I) either, so they sit wherever reconstruction puts them "
+            "(compare their standard deviations with the prior's 1), and decoding z ~ N(0, I) lands where the "
+            "decoder was never trained. The KL term is what makes the prior a good place to sample from.")
+    return txt
+
+
 OBJECTIVE = (r"\mathcal{L}_\beta(x) = \underbrace{\mathbb{E}_{q(z\mid x)}\big[-\log p(x\mid z)\big]}"
              r"_{\text{reconstruction}} \;+\; \beta\,\underbrace{\mathrm{KL}\big(q(z\mid x)\,\|\,p(z)\big)}"
              r"_{\text{KL}}")
@@ -578,12 +654,16 @@ OBJECTIVE = (r"\mathcal{L}_\beta(x) = \underbrace{\mathbb{E}_{q(z\mid x)}\big[-\
 def objective() -> None:
     st.latex(OBJECTIVE)
     st.markdown(
-        "Training lowers this loss on batches of images. The **reconstruction** term asks the decoder to rebuild x "
-        "from a code z sampled from the encoder's q(z|x). The **KL** term pulls each q(z|x) towards the prior "
-        "p(z) = N(0, I). With β = 1 the loss is the negative ELBO. A larger β (the β-VAE of Higgins et al., 2017) "
-        "trades sharper reconstructions for codes closer to the prior. Press **Start**: a real PyTorch model "
-        "trains on this server while the charts redraw twice a second (less often when many students train at "
-        "once). Move **β** at any time: it takes effect at the next step, without a restart.")
+        "The **reconstruction** term asks the decoder to rebuild x from a code z sampled from the encoder's q(z|x); "
+        "the **KL** term pulls each q(z|x) towards the prior p(z) = N(0, I), and **β** weighs the two. Press "
+        "**Start** to train a real PyTorch model on this server and watch both terms, then move **β** at any time.")
+    with st.expander("More about this loss and the live view"):
+        st.markdown(
+            "Training lowers this loss on batches of images, in nats per image. With β = 1 it is the negative ELBO "
+            "(for the Gaussian likelihood, up to the constant D/2·log 2π that the code drops). A larger β (the β-VAE of "
+            "Higgins et al., 2017) trades sharper reconstructions for codes closer to the prior. A change of β takes "
+            "effect at the next step, without a restart. The charts redraw twice a second (less often when many "
+            "students train at once).")
 
 
 scene = ui.scenes("tr", [
@@ -609,15 +689,12 @@ ui.self_check("tr", [
     ("During a run with β = 1, you raise β to 8. What happens to the KL curve, the reconstruction curve and the "
      "number of active units?",
      "The KL now costs eight times as much, so the optimiser lowers it: the KL curve drops after the dashed line, "
-     "the reconstruction term rises (blurrier outputs), and dimensions whose KL falls to 0.01 nats or less are "
-     "marked collapsed, so the active-unit count falls. The β sweep shows the same ordering: larger β, lower KL, "
-     "higher reconstruction."),
+     "the reconstruction term rises (blurrier outputs), and a dimension whose mean μ_j(x) stops varying over the "
+     "held-out images (Var_x(μ_j) ≤ 0.01, Burda et al., 2016) is marked collapsed, so the active-unit count can "
+     "fall. The β sweep shows the same ordering: larger β, lower KL, higher reconstruction."),
     ("Right after you raise β, the total loss jumps up. Did the model get worse?",
      "No. The total is reconstruction + β·KL, and the same KL is simply weighted more from that step on. To compare "
      "runs with different β, use the held-out −ELBO (reconstruction + KL), which does not depend on β: that is "
      "what the comparison table reports."),
-    ("With β = 0, reconstructions look sharp. Why do the samples from N(0, I) look poor?",
-     "With β = 0 nothing pulls q(z|x) towards the prior: the model is an autoencoder with noise, and its codes "
-     "may sit anywhere. Decoding z ~ N(0, I) then lands in regions the decoder never saw in training. The KL "
-     "term is what makes the prior a good place to sample from."),
+    ("With β = 0, reconstructions look sharp. Why do the samples from N(0, I) look poor?", beta0_answer()),
 ])

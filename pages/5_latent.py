@@ -12,8 +12,9 @@ from streamlit.errors import StreamlitPageNotFoundError
 from core import ui
 
 ctx = ui.page("Latent space explorer", "🗺️",
-              "What does a trained model's latent space look like? Every image becomes a point; "
-              "pick points, decode any place, walk between images, and see where an autoencoder has holes.")
+              "The encoder turns every image into a point, its code, and the decoder turns any point back into an "
+              "image. Images the model treats as similar get nearby codes, so the map below groups the digits although "
+              "the model never saw a label.")
 url_errors = st.container()  # invalid URL values of this page's widgets are reported here, at the top
 ui.configure_torch()
 
@@ -162,8 +163,70 @@ def draw_selectable(fig, key: str, alt: str, modes=("points", "box", "lasso")):
                            alt=alt, width="stretch")
 
 
+def ascii_name(text: str) -> str:
+    """A file-name part of ASCII letters, digits and hyphens only."""
+    return "".join(ch if ch.isascii() and ch.isalnum() else "-" for ch in str(text)).strip("-").lower() or "data"
+
+
 def class_name(y: int) -> str:
     return CLASS_NAMES[int(y)] if CLASS_NAMES and 0 <= int(y) < len(CLASS_NAMES) else str(int(y))
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def activity_on_all(model_key: str, dataset: str, _model, _x):
+    """core.units' activity of a run or an upload on all images (they have no recorded held-out split)."""
+    from core import units
+    return units.unit_activity(_model, _x)
+
+
+def unit_activity():
+    """The one active-unit count (Burda et al., 2016) for this model: a pretrained model's on its held-out
+    split (``ui.activity``, the count every page shows), another model's on all images of the dataset."""
+    if source == "zoo":
+        return ui.activity(ctx.dataset_name, kind, float(beta), int(latent_choice))
+    return activity_on_all(model_key, ds.name, model, np.array(ds.x))  # a writable copy for torch
+
+
+def traversal_activity_text(act, barely: list[int]) -> str:
+    """Which dimensions are active (core.units), which barely, with their Var_x(μ_j); markdown."""
+    where = (f"{act.n_images:,} held-out images" if source == "zoo" else
+             f"all {act.n_images:,} images (this model has no recorded held-out split)")
+    txt = (f"**{act.count} of {act.latent_dim} dimensions are active**: by Burda et al.'s (2016) criterion a dimension "
+           f"is active when its mean μ_j(x) varies over the images, $\\mathrm{{Var}}_x(\\mu_j) > {act.threshold:g}$ "
+           f"(on {where}).")
+    if barely:
+        vs = ", ".join(f"{act.var_mu[j]:.3f}" for j in barely)
+        txt += (f" But {explore.dim_list(barely)} {'is' if len(barely) == 1 else 'are'} only barely active "
+                f"($\\mathrm{{Var}}_x(\\mu_j)$ = {vs}, at most {explore.BARELY_ACTIVE:g}): whatever the image, "
+                f"{'its mean stays' if len(barely) == 1 else 'their means stay'} close to one value, so "
+                f"{'its row changes' if len(barely) == 1 else 'their rows change'} the image little.")
+    if act.collapsed:
+        txt += (f" {explore.dim_list(act.collapsed)} {'has' if len(act.collapsed) == 1 else 'have'} **collapsed** "
+                "(not active): whatever the image, the encoder gives it nearly the same mean there, so the dimension "
+                "tells the images apart hardly at all.")
+    elif not barely:
+        txt += " None has collapsed."
+    return txt
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def aggregate_of(model_key: str, dataset: str, _mu, _logvar) -> explore.AggregateSpread:
+    return explore.aggregate_spread(_mu, _logvar)
+
+
+def kl_guarantee_text(sp: explore.AggregateSpread, k: int) -> str:
+    """What the KL term guarantees and what it does not, with this VAE's measured spread (markdown)."""
+    v = sp.var_q
+    var_txt = (" and ".join(f"{x:.2f}" for x in v) if len(v) <= 3 else f"from {v.min():.2f} to {v.max():.2f}")
+    return (
+        "**What the KL term guarantees, and what it does not.** It pulls each image's q(z|x) towards N(0, I), so on "
+        "average the codes stay where prior samples fall. It does **not** make the codes of all images together, the "
+        "aggregate posterior $q(z) = \\mathbb E_x\\, q(z\\mid x)$, equal to the prior. Measured on this VAE "
+        f"(all {sp.n:,} images, one code z ~ q(z|x) each): the variance of q(z) along "
+        + ("each axis is " if k <= 3 else f"its {k} axes runs ")
+        + f"{var_txt} (the prior's: 1), and {sp.beyond:.1%} of the codes lie farther than {sp.radius:.2f} from the "
+        f"origin, where {sp.prior_beyond:.0%} of prior samples do. Holes and clusters remain, and a prior sample "
+        "that lands in a hole decodes to a blend: the ⚠️ Limits of VAEs page measures this prior hole.")
 
 
 # ---- configuration: the model and the map --------------------------------------------------------
@@ -312,8 +375,10 @@ SCENES = [
     ("Decode any point", "The decoder turns any point of the latent plane into an image. A regular grid of "
                          "points shows what the model has learnt where."),
     ("Walk between two images", "Decode the codes on the way from image A to image B."),
-    ("What each dimension does", "Move one latent coordinate, hold the others: dimensions with KL ≈ 0 change nothing."),
-    ("Autoencoder against VAE", "Sample codes and decode them: the AE's latent space has holes, the KL term fills them."),
+    ("What each dimension does", "Move one latent coordinate, hold the others: a dimension whose mean barely "
+                                 "varies over the images (barely active or collapsed) changes the image little."),
+    ("Autoencoder against VAE", "Sample codes and decode them: the AE's codes leave holes where samples land; "
+                                "the KL term pulls the VAE's codes towards where prior samples fall."),
 ]
 scene = ui.scenes("ls", SCENES)
 show = (lambda i: scene == i) if ctx.present else (lambda i: True)
@@ -488,28 +553,42 @@ if show(3):
     order = explore.dimension_order(scores)[:MAX_TRAVERSAL_ROWS]
     tz, tt = explore.traversal_codes(MU[idx], order, tc, ts, steps=9, span=3.0)
     timgs = explore.decode(model, tz)
-    if score_kind == "kl":
-        titles = [f"z{j + 1} · KL {scores[j]:.2f}" if scores[j] >= 0.1 else
-                  f"z{j + 1} · KL {scores[j]:.3f}" + (" (off)" if scores[j] <= 0.01 else "") for j in order]
-    else:
-        titles = [f"z{j + 1} · var {scores[j]:.2f}" for j in order]
+    act = unit_activity() if IS_VAE else None
+    barely = set(explore.barely_active(act.var_mu, act.active)) if act is not None else set()
+
+    def row_title(j: int) -> str:
+        if score_kind != "kl":
+            return f"z{j + 1} · var {scores[j]:.2f}"
+        t = f"z{j + 1} · KL {scores[j]:.2f}" if scores[j] >= 0.1 else f"z{j + 1} · KL {scores[j]:.3f}"
+        if act is not None and not act.active[j]:
+            t += " (collapsed)"
+        elif j in barely:
+            t += " (barely active)"
+        return t
+
+    titles = [row_title(int(j)) for j in order]
     st.markdown(
         f"Start from the selected image #{idx} (a **{class_name(ds.y[idx])}**), change **one** coordinate of its "
         "code and keep the others. One row per dimension, "
-        + ("ordered by its average KL divergence from the prior, $\\mathrm{KL}(q(z_j\\mid x)\\,\\|\\,\\mathcal N(0,1))$ "
-           "in nats: the information that dimension carries about the image. Columns run from −3 to +3 prior "
-           "standard deviations."
+        + (f"ordered by its average KL divergence from the prior over all {N:,} images, "
+           r"$\mathbb E_x\,\mathrm{KL}(q(z_j\mid x)\,\|\,\mathcal N(0,1))$ in nats. "
+           "Columns run from −3 to +3 prior standard deviations."
            if IS_VAE else
            "ordered by the variance of the codes along it (an autoencoder has no KL term). Columns run from −3 to +3 "
            "standard deviations of the codes, around their mean."))
-    if IS_VAE:
-        n_off = int((scores <= 0.01).sum())
-        st.markdown(
-            f"Here {K - n_off} of {K} dimensions are active (KL > 0.01 nats)"
-            + (f"; the {n_off} with KL ≈ 0 have **collapsed**: their rows do not change, because the encoder puts "
-               "the prior there and the decoder has learnt to ignore them." if n_off else
-               "; none has collapsed.")
-            + f" Total KL: {scores.sum():.2f} nats.")
+    if act is not None:
+        st.markdown(traversal_activity_text(act, sorted(barely)))
+        with st.expander("Why the average KL is not the information a dimension carries"):
+            st.markdown(
+                "The average KL of a dimension is an **upper bound** on the information it carries about the image, "
+                "not that information itself (Hoffman and Johnson, 2016):")
+            st.latex(r"\mathbb E_x\,\mathrm{KL}\big(q(z_j\mid x)\,\|\,p(z_j)\big) = I(x; z_j) + "
+                     r"\mathrm{KL}\big(q(z_j)\,\|\,p(z_j)\big),\qquad q(z_j) = \mathbb E_x\, q(z_j\mid x).")
+            st.markdown(
+                "The first part is the mutual information between the image and the code; the second is how far the "
+                "codes of all images together, the *aggregate posterior* q(z_j), sit from the prior. Both are ≥ 0, so "
+                "the KL beside each row over-states the information by the second part. Total average KL: "
+                f"{scores.sum():.2f} nats per image.")
     row_h = 56 if ds.dim > 100 else 44
     if len(order) < K:
         st.caption(f"Showing the {len(order)} most informative of the {K} dimensions.")
@@ -582,9 +661,10 @@ def draw_comparison():
                    if abs(f_ae - f_vae) <= 0.02
                    else "here the VAE's samples score worse on this measure; its decoded samples are blurrier blends.")
         st.markdown(
-            f"Off the manifold: autoencoder **{f_ae:.0%}**, VAE **{f_vae:.0%}** of {n_study} samples, so {verdict} "
-            "The KL term is what makes a VAE samplable: it pulls every image's code distribution towards N(0, I), "
-            "so the codes of the whole dataset cover the prior and every likely code decodes to something learnt.")
+            f"Off the manifold: autoencoder **{f_ae:.0%}**, VAE **{f_vae:.0%}** of {n_study} samples, so {verdict}")
+        vcodes = results["vae"][0]
+        spread = aggregate_of(f"zoo-vae-{cdim}", ds.name, vcodes.mu, vcodes.logvar)
+        st.markdown(kl_guarantee_text(spread, cdim))
         return f_ae, f_vae
     return None
 
@@ -641,14 +721,15 @@ if show_map:
                     "faithful to large distances, but overlapping).", icon="ℹ️")
         if map_id == "raw":
             st.caption("The raw map is exact: distances on it are distances in the latent space.")
-        else:
-            trust = [f"PCA {map_trust(model_key, ds.name, 'pca', MU, pca_xy):.3f}"]
-            if map_id == "tsne":
-                trust.append(f"t-SNE {map_trust(model_key, ds.name, 'tsne:' + repr(tsne_args), MU, map_xy):.3f}")
-            st.caption("Trustworthiness (k = 10, on 1,000 random images; 1 means every map neighbour is a true "
-                       "latent neighbour; Venna & Kaski, 2001): " + ", ".join(trust) + ".")
-        ui.download_csv("⬇️ Map coordinates (CSV)", explore.coordinates_table(np.arange(N), ds.y, map_xy, MU, map_id),
-                        file_name=f"latent-map-{ctx.dataset_name}-{map_id}.csv", key="ls_csv")
+        with st.expander("How faithful is this map? Download its coordinates"):
+            if map_id != "raw":
+                trust = [f"PCA {map_trust(model_key, ds.name, 'pca', MU, pca_xy):.3f}"]
+                if map_id == "tsne":
+                    trust.append(f"t-SNE {map_trust(model_key, ds.name, 'tsne:' + repr(tsne_args), MU, map_xy):.3f}")
+                st.caption("Trustworthiness (k = 10, on 1,000 random images; 1 means every map neighbour is a true "
+                           "latent neighbour; Venna & Kaski, 2001): " + ", ".join(trust) + ".")
+            ui.download_csv("⬇️ Map coordinates (CSV)", explore.coordinates_table(np.arange(N), ds.y, map_xy, MU, map_id),
+                            file_name=f"latent-map-{ascii_name(ctx.dataset_name)}-{map_id}.csv", key="ls_csv")
     with map_right:
         ui.figure(F.image_grid(np.stack([ds.x[idx], explore.decode(model, MU[idx])[0]]), ds.image_shape, ncols=2, height=240,
                                col_titles=["input", "reconstruction"],
@@ -684,12 +765,18 @@ if not ctx.present or scene == len(SCENES) - 1:
              "Not necessarily. t-SNE keeps who is next to whom, not how far apart groups are: gaps and cluster sizes are "
              "largely set by the perplexity and the optimisation. Compare the PCA map, or distances in the latent space."),
             ("You decode random codes with an autoencoder and with a VAE. Which gives more digit-like images, and why?",
-             "Usually the VAE. Its KL term pulls every code distribution towards N(0, I), so the training codes cover the "
-             "prior and the decoder has learnt every likely region. An autoencoder's codes form islands with holes between "
-             "them, and sampled codes that land in a hole decode to blends." + comp_txt),
-            ("In a latent traversal, one VAE dimension's row shows the same image in every column. What is its KL?",
-             "About 0 nats: the dimension has collapsed. The encoder outputs the prior there for every image, so the "
-             "dimension carries no information and the decoder learns to ignore it."),
+             "Usually the VAE. Its KL term pulls every image's q(z|x) towards N(0, I), so on average its codes stay "
+             "where prior samples fall and most samples land near codes the decoder was trained on. It does not make "
+             "q(z) equal the prior: holes and clusters remain, so some samples still decode to blends. An autoencoder's "
+             "codes can sit anywhere, in islands with gaps between them, so more of its samples land in a gap."
+             + comp_txt),
+            ("In a latent traversal, one VAE dimension's row shows nearly the same image in every column. Has that "
+             "dimension collapsed?",
+             "Not necessarily. Collapse is a property over the data: a dimension has collapsed when its mean μ_j(x) "
+             "hardly varies over held-out images, Var_x(μ_j) ≤ 0.01 (Burda et al., 2016). A dimension just above that "
+             "threshold is active but barely, and its row also changes the image little. Check Var_x(μ_j) (section 4 "
+             "names these dimensions); the average KL beside the row is only an upper bound on the information the "
+             "dimension carries."),
         ])
 
 with url_errors:

@@ -112,12 +112,79 @@ def test_the_page_shows_every_section_with_real_numbers(default_page):
     from core import explore
     _, _, c = _codes("mnist-5k")
     scores, _ = explore.dimension_scores(c)
-    assert f"Total KL: {scores.sum():.2f} nats" in body
+    assert f"Total average KL: {scores.sum():.2f} nats per image" in body
     # The AE-vs-VAE metrics are on the page, as percentages.
     labels = [m.label for m in at.metric]
     assert labels.count("Samples off the decoder's manifold") == 2
     assert all(m.value.endswith("%") for m in at.metric)
     assert len(at.button) >= 3  # the self-check's Reveal buttons
+
+
+def test_the_kl_terms_guarantee_is_stated_with_the_measured_spread_of_q_of_z(default_page):
+    """Issue 19 (6): the codes do not cover the prior; the page measures how far q(z) is from N(0, I)."""
+    from scipy.stats import chi2
+
+    body = texts(default_page)
+    assert "cover the prior" not in body and "every likely code decodes" not in body
+    _, _, c = _codes("mnist-5k")  # the comparison's VAE: beta = 1, 2-D, all 5,000 images
+    mu, lv = c.mu.astype(np.float64), c.logvar.astype(np.float64)
+    var_q = mu.var(0) + np.exp(lv).mean(0)  # law of total variance
+    r = np.sqrt(chi2.ppf(0.99, 2))
+    z = mu + np.exp(lv / 2) * np.random.default_rng(0).standard_normal(mu.shape)  # aggregate_spread's draw
+    beyond = np.mean(np.linalg.norm(z, axis=1) > r)
+    assert f"along each axis is {var_q[0]:.2f} and {var_q[1]:.2f} (the prior's: 1)" in body
+    assert f"{beyond:.1%} of the codes lie farther than {r:.2f} from the origin, where 1% of prior samples do" in body
+    assert beyond > 0.05  # about 11 %, against the prior's 1 %
+    assert "Limits of VAEs page measures this prior hole" in body
+
+
+@pytest.fixture(scope="module")
+def page_16d():
+    at = page_app(PAGE, timeout=300)
+    at.selectbox(key="ls_dim").set_value(16).run()
+    assert_ok(at)
+    return at
+
+
+def test_traversal_counts_active_units_like_every_page_and_names_the_barely_active(page_16d):
+    """Issue 19 (1): MNIST beta = 1, 16-D: the count of core.units on the held-out split, and the
+    dimensions that are active only barely, with their Var_x(mu_j) computed here from the encoder."""
+    import torch
+
+    from core import units
+    from core.data import load_dataset
+    from core.zoo import pretrained
+
+    body = texts(page_16d)
+    ds = load_dataset("mnist-5k")
+    p = pretrained("mnist-5k", "vae", 1.0, 16)
+    act = units.heldout_activity(p, ds)
+    with torch.no_grad():
+        mu = p.model.encode(torch.as_tensor(ds.x[p.val_idx]))[0].double().numpy()
+    var = mu.var(0)
+    assert (var > 0.01).sum() == act.count == 16
+    assert f"**{act.count} of 16 dimensions are active**" in body and "on 500 held-out images" in body
+    barely = [j for j in range(16) if 0.01 < var[j] <= 0.05]
+    assert barely == [5, 7, 14]  # z5, z7, z14 counted from 0; the app labels them z6, z8, z15
+    assert "But z6, z8 and z15 are only barely active" in body
+    assert ", ".join(f"{var[j]:.3f}" for j in barely) in body
+    assert "their rows change the image little" in body and "none has collapsed" not in body.lower()
+    # the rows of those dimensions say so
+    trav = next(s for s in plotly_specs(page_16d)
+                if any("KL" in str(a.get("text", "")) for a in s["layout"].get("annotations", [])))
+    rows = [a["text"] for a in trav["layout"]["annotations"] if "KL" in str(a.get("text", ""))]
+    marked = sorted(r.split(" ·")[0] for r in rows if "(barely active)" in r)
+    assert marked == ["z15", "z6", "z8"] and not any("collapsed" in r for r in rows)
+
+
+def test_the_average_kl_is_called_an_upper_bound_on_the_information(page_16d):
+    """Issue 19 (5): E_x KL = I(x; z_j) + KL(q(z_j) || p(z_j)) (Hoffman and Johnson, 2016)."""
+    body = texts(page_16d)
+    assert "the information that dimension carries" not in body
+    assert "**upper bound** on the information" in body and "Hoffman and Johnson, 2016" in body
+    assert any("I(x; z_j)" in e.value for e in page_16d.get("latex"))
+    labels = [e.label for e in page_16d.expander]
+    assert "Why the average KL is not the information a dimension carries" in labels
 
 
 def test_selecting_a_point_shows_its_image_reconstruction_and_neighbours(default_page):

@@ -462,3 +462,73 @@ def test_training_page_presenter_mode_in_browser(watched_page, server_url):
     play.click()
     page.wait_for_function(f"() => ({href})() !== {json.dumps(before)}")  # the animation plays in the browser
     page.get_by_role("button", name="Stop").click()
+
+
+# ---- what the page teaches (issue 19) ------------------------------------------------------------
+
+def test_the_likelihood_choice_explains_the_noise_level_as_a_hidden_beta():
+    """(9) Where Bernoulli or Gaussian is chosen: the formulas, Lucas et al. (2019), and the cost of a
+    0.1 error on every MNIST pixel under each likelihood, computed here with torch.distributions."""
+    import math
+
+    import torch
+
+    at = page_app(PAGE)
+    assert_ok(at)
+    assert "🔍 Bernoulli or Gaussian? The noise level is a hidden β" in [e.label for e in at.expander]
+    tex = [e.value.strip("$\n") for e in at.get("latex")]
+    assert R.BERNOULLI_TEX in tex and R.GAUSSIAN_TEX in tex and R.HIDDEN_BETA_TEX in tex
+    d = 784
+    x = torch.ones(d, dtype=torch.float64)
+    xhat = torch.full((d,), 0.9, dtype=torch.float64)
+    gauss = float(-torch.distributions.Normal(xhat, 1.0).log_prob(x).sum()) - d / 2 * math.log(2 * math.pi)
+    bern = float(-torch.distributions.Bernoulli(probs=xhat).log_prob(x).sum())
+    body = texts(at)
+    assert f"**{gauss:.2f} nats** with s = 1" in body and f"**{bern:.2f} nats**" in body
+    assert "Lucas et al., 2019" in body and "drops the constant D/2·log 2π" in body
+    assert "not the log of a normalised density" in body
+    assert "acts like a much larger β" in at.radio(key="tr_lik").help
+
+
+def test_the_beta_zero_answer_shows_the_encoder_switching_its_noise_off():
+    """(8) Not 'an autoencoder with noise': sigma of the shipped beta = 0 model, measured here."""
+    import numpy as np
+    import torch
+
+    from core.data import load_dataset
+    from core.zoo import pretrained
+
+    at = page_app(PAGE)
+    at.button(key="_reveal_tr_2_btn").click().run()
+    assert_ok(at)
+    answer = at.success[0].value
+    assert "autoencoder with noise" not in answer and "−log σ² part" in answer
+    p = pretrained("mnist-5k", "vae", 0.0, 16)
+    with torch.no_grad():
+        mu, logvar = p.model.encode(torch.as_tensor(load_dataset("mnist-5k").x[p.val_idx]))
+    sigma = np.exp(0.5 * logvar.double().numpy())
+    med = np.median(sigma, axis=0)
+    sd = mu.double().numpy().std(0)
+    assert (f"between {med.min():.5f} and {med.max():.5f} in every dimension (largest single value "
+            f"{sigma.max():.3f})") in answer
+    assert f"standard deviations {sd.min():.1f} to {sd.max():.1f}" in answer
+    assert sigma.max() < 0.1 < 1 < sd.min()  # the noise is off while the means spread over several units
+
+
+def test_active_units_and_the_kl_bars_use_burdas_criterion(apps):
+    at = start(apps, {"tr_epochs": "3"})
+    run = store(at).active
+    tick_until(at, lambda: run.finished and run.final is not None, timeout=120)
+    at.run()
+    assert_ok(at)
+    help_text = next(m.help for m in at.metric if m.label == "Active units")
+    assert "Var_x(μ_j) > 0.01 (Burda et al., 2016)" in help_text
+    ev = run.eval_history[-1]
+    value = next(m.value for m in at.metric if m.label == "Active units")
+    assert value == f"{sum(ev['active'])} of 4"
+    kl_chart = [c for c in at.get("vega_lite_chart") if "KL per latent dimension" in c.proto.spec]
+    assert kl_chart
+    spec = json.loads(kl_chart[0].proto.spec)
+    assert any(l["mark"].get("shape") == "diamond" for l in spec["layer"])  # collapsed ones stay visible
+    body = texts(at)
+    assert "Var_x(μ_j) > 0.01 (Burda et al., 2016)" in body and "equals the prior" not in body
