@@ -3,10 +3,17 @@ presenter mode) and a real-browser test."""
 from __future__ import annotations
 
 import json
+import math
+import re
 
+import numpy as np
 import pytest
+import torch
+from scipy.stats import norm
 
-from core import limits
+from core import limits, zoo
+from core.data import load_dataset
+from core.training import evaluate_model
 from tests.apptest_utils import assert_ok, page_app, texts
 from tests.conftest import assert_no_exception_box, screenshot, wait_drawn
 
@@ -34,12 +41,14 @@ def test_page_draws_every_section_with_real_numbers(digits_at):
     keys = set(figs(at))
     assert {"lim_fig_images", "lim_fig_sharp", "lim_fig_rd", "lim_fig_au", "lim_fig_grid", "lim_fig_klbars",
             "lim_fig_curves", "lim_fig_hole", "lim_fig_complex", "lim_fig_strip_digits",
-            "lim_fig_strip_mnist-5k"} <= keys
+            "lim_fig_strip_mnist-5k", "lim_fig_bound"} <= keys
     body = texts(at)
-    for head in ("1. Blurry outputs", "2. Over-regularisation", "3. The prior hole", "4. Complex data"):
+    for head in ("1. Blurry outputs", "2. Over-regularisation", "3. The prior hole", "4. Complex data",
+                 "5. Only a bound"):
         assert head in body
-    assert body.count("What you see") >= 4 and body.count("Why it happens") == 4
-    assert body.count("What people do about it") == 4
+    assert body.count("What you see") >= 5 and body.count("Why it happens") == 5
+    assert body.count("What people do about it") == 5
+    assert body.index("Key idea") < body.index("1. Blurry outputs")
     # The numbers quoted are the models' own (freshly evaluated on the held-out split).
     rd = limits.rate_distortion("digits")
     low, high = rd["sweep"][0], rd["sweep"][-1]
@@ -50,8 +59,68 @@ def test_page_draws_every_section_with_real_numbers(digits_at):
     rd_fig = figs(at)["lim_fig_rd"]
     sweep = next(t for t in rd_fig["data"] if t.get("name") == "plain VAEs, β sweep")
     assert sweep["hovertemplate"].startswith("β=")
-    for ref in ("Alemi", "Higgins", "Bowman", "van den Oord", "Vahdat", "Ho, J."):
+    for ref in ("Alemi", "Higgins", "Bowman", "van den Oord", "Vahdat", "Ho, J.", "Cremer", "Locatello", "Lucas",
+                "Razavi, A., van den Oord, A., Poole", "Fu, H.", "Rezende", "Tomczak"):
         assert ref in body
+    # The wrong inference of issue 19 (4) is gone; the mismatch has its real causes.
+    assert "never matches" not in body and "Hoffman & Johnson 2016; Tomczak & Welling 2018" in body
+    # Active units: one definition (Burda), one curve.
+    assert len(figs(at)["lim_fig_au"]["data"]) == 1 and "active above" not in json.dumps(figs(at))
+    assert "Var_x(μ_j) > 0.01 (Burda et al. 2016)" in json.dumps(figs(at)["lim_fig_au"], ensure_ascii=False)
+
+
+def test_metric_deltas_have_no_sign_and_no_arrow(digits_at):
+    """Issue 19 (10): '↓ -59%' showed a minus and a down arrow; the share is now plain text."""
+    deltas = [m for m in digits_at.metric if m.delta]
+    assert len(deltas) == 3
+    for m in deltas:
+        assert re.fullmatch(r"\d+% of real", m.delta), m.delta
+        assert m.proto.direction == 2  # MetricDirection.NONE: no arrow (delta_arrow="off")
+    assert "-0.0" not in texts(digits_at) and "Infinity" not in texts(digits_at)
+
+
+def test_digits_best_beta_is_explained_with_training_and_heldout_numbers(digits_at):
+    """On digits the lowest held-out -ELBO is at beta 0.5 by a margin within the evaluation noise, and
+    beta = 1 is better on the training images: the page says so, with the numbers."""
+    body = texts(digits_at)
+    ds = load_dataset("digits")
+    means = {}
+    for b in (0.5, 1.0):
+        p = zoo.pretrained("digits", "vae", b, 16)
+        train, _ = limits.split_indices(p)
+        means[b] = np.mean([evaluate_model(p.model, ds.x[train], b, "bernoulli", seed=s)["neg_elbo"] for s in range(3)])
+    assert f"β = 0.5 has {means[0.5]:.2f} and β = 1 has {means[1.0]:.2f} nats" in body
+    assert means[1.0] < means[0.5] and "within the noise" in body and "β = 1 is better, as it should be" in body
+
+
+def _iwae_chunks(model, x, k, seed, chunk=50):
+    """L_k with torch.distributions, drawing z as core.limits does (generator seed + chunk start)."""
+    D = torch.distributions
+    tot = 0.0
+    with torch.no_grad():
+        for i in range(0, len(x), chunk):
+            xt = torch.as_tensor(x[i:i + chunk])
+            mu, logvar = model.encode(xt)
+            sd = torch.exp(0.5 * logvar)
+            z = mu + sd * torch.randn((k, *mu.shape), generator=torch.Generator().manual_seed(seed + i))
+            logits = model.decode_logits(z.reshape(-1, mu.shape[1])).reshape(k, len(xt), -1)
+            lw = (D.Bernoulli(logits=logits, validate_args=False).log_prob(xt).sum(-1)
+                  + D.Normal(0.0, 1.0).log_prob(z).sum(-1) - D.Normal(mu, sd).log_prob(z).sum(-1)).double()
+            tot += float((torch.logsumexp(lw, 0) - math.log(k)).sum())
+    return tot / len(x)
+
+
+def test_only_a_bound_section_shows_the_iwae_numbers(digits_at):
+    body = texts(digits_at)
+    p = zoo.pretrained("digits", "vae", 1.0, 16)
+    x = load_dataset("digits").x[np.asarray(p.val_idx)[:100]]
+    l1000 = _iwae_chunks(p.model, x, 1000, 0)
+    shown = float(re.search(r"bound with k = 1000 is (-?\d+\.\d+)", body).group(1))
+    assert shown == pytest.approx(l1000, abs=0.011)
+    elbo = float(re.search(r"the ELBO \(k = 1\) is (-?\d+\.\d+) nats", body).group(1))
+    assert elbo == pytest.approx(_iwae_chunks(p.model, x, 1, 0), abs=0.011)
+    assert "not a normalised likelihood" in body and "Locatello et al. (2019)" in body
+    assert "log p(x) \\;=\\;" in body  # the identity, in LaTeX
 
 
 def test_blur_controls_change_images_metrics_and_chart(digits_at):
@@ -86,13 +155,17 @@ def test_rate_distortion_zoom_and_hole_controls(digits_at):
     assert figs(at)["lim_fig_hole"] != hole_fig
     hole_fig = figs(at)["lim_fig_hole"]
     conf_text = texts(at)
+    assert at.toggle(key="lim_sigma").value is True  # whole posteriors by default
+    assert metric(at, "KL(q(z) ‖ p(z)), lower bound").startswith("≥ ")
     at.selectbox(key="lim_hbeta").set_value(0.5)
-    at.toggle(key="lim_sigma").set_value(True)
+    at.toggle(key="lim_sigma").set_value(False)
     at.slider(key="lim_conf").set_value(0.6)
     at.run()
     assert_ok(at)
     assert figs(at)["lim_fig_hole"] != hole_fig
-    assert "whole posterior" in texts(at) and "β = 0.5, counting" in texts(at)
+    assert "histogram of the means" in texts(at) and "β = 0.5, counting" in texts(at)
+    grid = metric(at, "Grid KL, histogram of means")
+    assert "≥" not in grid and not any(m.label.startswith("KL(q(z) ‖ p(z)), lower bound") for m in at.metric)
     assert "p ≥ 0.60" in texts(at) and texts(at) != conf_text
 
 
@@ -113,11 +186,45 @@ def test_url_values_set_the_widgets_and_bad_ones_are_refused():
     assert at.slider(key="lim_conf").value == 0.9
 
 
-def test_default_dataset_mnist_runs():
-    at = page_app(PAGE, timeout=180)
+def _grid_kl_whole_posteriors(mu, sigma, cell=0.25, extent=3.0):
+    """KL between the aggregate posterior and N(0, I) grouped into grid cells plus one outside cell,
+    with scipy's normal CDF (independent of core.limits)."""
+    edges = np.linspace(-extent, extent, int(round(2 * extent / cell)) + 1)
+    p1 = np.diff(norm.cdf(edges))
+    p = np.outer(p1, p1).ravel()
+    a = np.diff(norm.cdf((edges[None, :] - mu[:, :1]) / sigma[:, :1]), axis=1)
+    b = np.diff(norm.cdf((edges[None, :] - mu[:, 1:]) / sigma[:, 1:]), axis=1)
+    q = (a.T @ b).ravel() / len(mu)
+    p, q = np.append(p, 1 - p.sum()), np.append(q, 1 - q.sum())
+    nz = q > 0
+    return float(np.sum(q[nz] * np.log(q[nz] / p[nz])))
+
+
+def test_default_dataset_mnist_runs_and_counts_whole_posteriors():
+    """Issue 19 (3) and (6) on MNIST: the grid KL of the aggregate posterior (0.413, a lower bound),
+    no prior sample lands in a hole with whole posteriors, and the spread of q(z) is shown live."""
+    at = page_app(PAGE, timeout=300)
     assert_ok(at)
-    assert "MNIST-5k" in texts(at)
+    body = texts(at)
+    assert "MNIST-5k" in body
     assert "lim_fig_hole" in figs(at)
+    ds = load_dataset("mnist-5k")
+    p = zoo.pretrained("mnist-5k", "vae", 1.0, 2)
+    train, _ = limits.split_indices(p)
+    with torch.no_grad():
+        mu, logvar = p.model.encode(torch.as_tensor(ds.x[train]))
+    mu, sd = mu.double().numpy(), torch.exp(0.5 * logvar).double().numpy()
+    kl = _grid_kl_whole_posteriors(mu, sd)
+    assert metric(at, "KL(q(z) ‖ p(z)), lower bound") == f"≥ {kl:.3f} nats"
+    assert metric(at, "Prior samples landing in a hole") == "0.0%"
+    var = mu.var(0) + (sd ** 2).mean(0)
+    outside = np.mean(np.hypot(mu[:, 0], mu[:, 1]) > 3)
+    assert f"q(z) has variances {var[0]:.2f} and {var[1]:.2f}" in body
+    assert f"{100 * outside:.1f}% of the means" in body and f"{100 * math.exp(-4.5):.1f}%" in body
+    rate = float((0.5 * (mu ** 2 + sd ** 2 - 1 - 2 * np.log(sd))).sum(1).mean())
+    assert f"KL(q(z) ‖ p(z)) ≤ {rate:.2f} nats" in body
+    # MNIST: beta 0.5 beats beta 1 even on the training images -> an optimisation effect.
+    assert "optimisation effect" in body and "barely active" in body
 
 
 def test_presenter_mode_shows_one_scene_at_a_time():
@@ -176,9 +283,9 @@ def test_limits_page_presenter_mode_in_browser(watched_page, server_url):
     page.goto(server_url + "/limits?present=1")
     wait_drawn(page)
     assert_no_exception_box(page)
-    page.get_by_text("Scene 1 of 4").first.wait_for()
+    page.get_by_text("Scene 1 of 5").first.wait_for()
     page.get_by_role("button", name="Next ▶").click()
-    page.get_by_text("Scene 2 of 4").first.wait_for()
+    page.get_by_text("Scene 2 of 5").first.wait_for()
     wait_drawn(page)
     page.get_by_text("2. Over-regularisation and posterior collapse").first.wait_for()
     assert_no_exception_box(page)
