@@ -20,6 +20,8 @@ LESSONS = [
      "What does the latent space look like? t-SNE and PCA maps, decoding and interpolation."),
     ("pages/6_limits.py", "Limits of VAEs", "⚠️", "limits",
      "What are the VAE's limitations? Blur, posterior collapse, the prior hole, complex data."),
+    ("pages/7_answers.py", "Model answers", "📝", "answers",
+     "Full-marks answers to all three questions, with live evidence, a glossary and a printable offline handout."),
 ]
 
 
@@ -59,11 +61,14 @@ def home() -> None:
         link("train")
     with c3:
         st.subheader("3. What does the KL term do, and where do VAEs fail?")
-        st.markdown("The **KL divergence** pulls every image's code distribution towards N(0, I), which makes the "
-                    "latent space smooth enough to sample from. Too much of it blurs images and switches off "
-                    "latent dimensions.")
+        st.markdown("The **KL divergence** to N(0, I) charges each image's code for its information. Its "
+                    "−log σ² part keeps the encoder's noise on, so nearby codes must decode to similar images; its "
+                    "μ² part keeps codes where the prior's samples land, so sampled codes decode to plausible "
+                    "images. Too large a weight β switches latent dimensions off (posterior collapse).")
         link("kl")
         link("limits")
+    st.markdown("**All three, answered in full:**")
+    link("answers")
     st.divider()
     st.markdown("**For lecturers:** turn on *Presenter mode* in the sidebar (or add `?present=1` to the address) "
                 "for large text and a scene-by-scene walk through each page; Page Down / Page Up step through "

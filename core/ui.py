@@ -272,6 +272,7 @@ def sidebar() -> PageContext:
         st.toggle("Presenter mode", key="_w_present", on_change=_sync_global, args=("_w_present", K_PRESENT),
                   help="Larger text and figures for a projector; configuration tucked away. Also ?present=1.")
         settings_io()
+        glossary()
     _note_published("dataset", ss[K_DATASET])
     _note_published("seed", str(ss[K_SEED]))
     _note_published("present", "1" if ss[K_PRESENT] else None)
@@ -289,6 +290,22 @@ def sidebar() -> PageContext:
     except Exception:
         pass
     return PageContext(ss[K_DATASET], int(ss[K_SEED]), bool(ss[K_PRESENT]))
+
+
+def glossary_markdown(table: bool = False) -> str:
+    """The glossary (``core.answers.GLOSSARY``: deep-learning name, probabilistic name, meaning) as Markdown:
+    a three-column table, or (for the narrow sidebar) one paragraph per term."""
+    from core.answers import GLOSSARY
+    if table:
+        rows = [f"| **{dl}** | {prob} | {what} |" for dl, prob, what in GLOSSARY]
+        return "\n".join(["| Deep-learning name | Probabilistic name | Meaning |", "| --- | --- | --- |", *rows])
+    return "\n\n".join(f"**{dl}** = {prob}. {what}" for dl, prob, what in GLOSSARY)
+
+
+def glossary() -> None:
+    """Sidebar: "📖 Glossary", the deep-learning names next to the probabilistic ones, on every page."""
+    with st.expander("📖 Glossary"):
+        st.markdown(glossary_markdown())
 
 
 DATASET_LABELS = {"digits": "Digits (8×8, 1,797 images)", "mnist-5k": "MNIST-5k (28×28, 5,000 images)"}

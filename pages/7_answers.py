@@ -1,0 +1,112 @@
+"""Model answers: one full-marks answer per exam question, with live evidence, a glossary, and the whole
+thing as one offline, printable HTML handout.
+
+Thin page: the text and the numbers come from ``core.answers``, the figures from
+``core.figures.answers``, the handout from ``core.handout``.
+"""
+from __future__ import annotations
+
+import streamlit as st
+from streamlit.errors import StreamlitAPIException
+
+from core import ui
+
+ctx = ui.page("Model answers", "📝",
+              "Full-marks answers to the three exam questions, each with a diagram, the equations, the argument "
+              "step by step, the weak answers corrected, and evidence from the shipped models.")
+ui.configure_torch()
+
+from core import answers  # noqa: E402
+from core import handout  # noqa: E402
+from core.figures import answers as afig  # noqa: E402
+
+SCENES = [
+    ("Q1 · How an autoencoder works", "Encoder, bottleneck, decoder, and the loss: the diagram to redraw."),
+    ("Q2 · Why the reparameterization trick", "z = μ + σ⊙ε: the proof, and the gradient variance it saves."),
+    ("Q3 · The KL term and the limitations", "What each part of the KL does, and each limitation's cause."),
+    ("Glossary", "Deep-learning names and their probabilistic names."),
+]
+scene = ui.scenes("ans", SCENES)
+show = ui.scene_filter(scene)
+
+
+@st.cache_data(max_entries=8, show_spinner="Computing the evidence from the shipped models…")
+def evidence(dataset: str, seed: int) -> tuple[dict, dict, dict]:
+    return (answers.q1_evidence(dataset, seed, loader=ui.pretrained),
+            answers.q2_evidence(dataset, seed, loader=ui.pretrained),
+            answers.q3_evidence(dataset, seed, loader=ui.pretrained))
+
+
+@st.cache_data(max_entries=4, show_spinner=False)
+def handout_html(dataset: str, seed: int) -> str:
+    e1, e2, e3 = evidence(dataset, seed)
+    meta = f"Numbers computed on {ui.DATASET_LABELS.get(dataset, dataset)}, seed {seed}."
+    return handout.build_handout(answers.answers(e1, e2, e3), afig.figures(e1, e2, e3), meta=meta)
+
+
+def draw_block(block: tuple, figs: dict, skip: str) -> None:
+    kind = block[0]
+    if kind == "md":
+        st.markdown(block[1])
+    elif kind == "eq":
+        st.latex(block[1])
+    elif kind == "fig" and block[1] != skip:
+        ui.figure(figs[block[1]], key=f"ans_{block[1]}", alt=block[2])
+        st.caption(block[2])
+    elif kind == "weak":
+        with st.container(border=True):
+            st.markdown(f"❌ **Weak answer:** {block[1]}")
+            st.markdown(f"✅ **Correction:** {block[2]}")
+    elif kind == "link":
+        path, title, icon = answers.PAGES[block[1]]
+        try:
+            st.page_link(path, label=f"Explore it: **{title}**", icon=icon)
+        except StreamlitAPIException:  # run without app.py's navigation (AppTest runs the page file alone)
+            st.caption(f"Explore it in the lesson {icon} {title}.")
+
+
+def draw_section(sec: dict, figs: dict, captions: dict) -> None:
+    st.header(sec["title"], anchor=sec["key"])
+    st.markdown(f"*Exam question: {sec['question']}*")
+    st.markdown(sec["summary"])
+    main = sec["main"]
+    ui.figure(figs[main], key=f"ans_{main}", alt=captions[main])
+    st.caption(captions[main])
+    rest = st.expander("The full answer, step by step") if ctx.present else st.container()
+    with rest:
+        for b in sec["blocks"]:
+            draw_block(b, figs, skip=main)
+
+
+if not ctx.present:
+    st.markdown("Each exam question gets a complete answer, the kind that earns full marks: definition, labelled "
+                "diagram, equations, the argument step by step, and the weak answers students give, corrected. "
+                "Every number is computed live from the models the other pages use. Download everything as one "
+                "handout that opens offline and prints on A4.")
+
+e1, e2, e3 = ui.run_safely(lambda: evidence(ctx.dataset_name, ctx.seed), "Could not compute the evidence",
+                           "The shipped models may be missing: rebuild them with scripts/build_zoo.py.") or (None,) * 3
+if e1 is not None:
+    sections = answers.answers(e1, e2, e3)
+    figs = afig.figures(e1, e2, e3, font_size=16 if ctx.present else 14)
+    captions = {b[1]: b[2] for s in sections for b in s["blocks"] if b[0] == "fig"}
+    if not ctx.present:
+        st.download_button("⬇️ Download the handout (HTML, offline, prints on A4)",
+                           data=lambda: handout_html(ctx.dataset_name, ctx.seed),
+                           file_name=f"latent-lab-model-answers-{ctx.dataset_name}.html", mime="text/html",
+                           on_click="ignore", key="ans_handout", type="primary")
+    for i, sec in enumerate(sections):
+        if show(i):
+            if i and not ctx.present:
+                st.divider()
+            draw_section(sec, figs, captions)
+
+if show(3):
+    if not ctx.present:
+        st.divider()
+    st.header("📖 Glossary: deep-learning names and probabilistic names", anchor="glossary")
+    st.markdown("The same objects go by two names: one from neural networks, one from probability. "
+                "This glossary is also in every page's sidebar.")
+    st.markdown(ui.glossary_markdown(table=True))
+
+ui.show_url_errors()
