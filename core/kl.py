@@ -398,8 +398,8 @@ def fit_gaussian_to_mixture(
       mu = E_p[x], sigma^2 = Var_p[x] (Bishop 2006, section 10.7 / Figure 10.3).
     * ``direction="reverse"`` minimises KL(q || p) = ∫ q log(q/p): q is punished for
       putting mass where p has none. For a two-mode p it has several local optima: one on
-      each mode (mode seeking) and, for well-separated modes, a wide symmetric one between
-      them (Bishop 2006, Figure 10.3); where the fit ends depends on its start
+      each mode (mode seeking; Bishop 2006, Figure 10.3) and, for well-separated modes, a wide
+      symmetric one between them (see Notes); where the fit ends depends on its start
       (:func:`reverse_fit_outcome`). This is the direction of the VAE's approximate posterior.
 
     The KL is evaluated by the trapezoid rule on a fixed grid of ``grid_points`` points

@@ -239,14 +239,60 @@ def test_vae_kl_map_values_and_points():
     assert f"{K.kl_to_standard_normal(1.0, -1.0):.3f}" in star["text"][0]
 
 
-def test_posterior_vs_prior_intervals_and_collapse():
+def test_posterior_vs_prior_intervals_and_small_kl_dimensions():
     mu = np.array([0.0, 1.2, -0.4])
     logvar = np.array([0.0, -2.0, -0.5])
     d = validated(F.posterior_vs_prior(mu, logvar, threshold=0.01))
     names = [t["name"] for t in d["data"]]
-    active = d["data"][names.index("active dimension: μ ± 1.96σ")]
-    collapsed = d["data"][[i for i, n in enumerate(names) if n.startswith("collapsed")][0]]
+    active = d["data"][names.index("KL > 0.01 nats for this image: μ ± 1.96σ")]
+    collapsed = d["data"][names.index("KL ≤ 0.01 nats: almost no information about this image")]
     assert list(active["y"]) == ["z2", "z3"] and list(collapsed["y"]) == ["z1"]
+    # one image cannot show collapse (a property over the data): the figure never says it
+    assert "collaps" not in str(d).lower() and "ignored" not in str(d).lower()
     np.testing.assert_allclose(arr(active["error_x"]["array"]), stats.norm.ppf(0.975) * np.exp(logvar[1:] / 2))
     rect = d["layout"]["shapes"][0]
     assert rect["x0"] == pytest.approx(-stats.norm.ppf(0.975)) and rect["x1"] == pytest.approx(stats.norm.ppf(0.975))
+
+
+# ---- one image's KL in parts, the ELBO waterfall, the gap per beta, the shared KL bars -----------------
+
+def test_kl_parts_figure_sums_to_the_closed_form_and_torch():
+    rng = np.random.default_rng(0)
+    mu, logvar = rng.normal(size=16), rng.normal(scale=1.5, size=16)
+    d = validated(F.kl_parts_figure(mu, logvar))
+    assert [t["name"] for t in d["data"][:4]] == list(K.KL_PART_NAMES) and d["layout"]["barmode"] == "relative"
+    stacked = sum(arr(t["y"]) for t in d["data"][:4])
+    ref = kl_divergence(Normal(torch.tensor(mu), torch.tensor(np.exp(logvar / 2))), Normal(0.0, 1.0)).numpy()
+    np.testing.assert_allclose(stacked, ref, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(arr(d["data"][4]["y"]), ref, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(arr(d["data"][0]["y"]), mu**2 / 2)
+    np.testing.assert_allclose(arr(d["data"][2]["y"]), -logvar / 2)
+
+
+def test_elbo_waterfall_adds_up():
+    d = validated(F.elbo_waterfall(recon=83.94, kl=18.29, log_px=-99.17, log_px_se=0.17, k=1000))
+    wf, err = d["data"]
+    assert list(wf["measure"]) == ["absolute", "relative", "total", "relative", "total"]
+    y = arr(wf["y"])
+    assert y[0] == -83.94 and y[1] == -18.29 and y[2] == pytest.approx(-83.94 - 18.29)
+    assert y[0] + y[1] + y[3] == pytest.approx(y[4]) == pytest.approx(-99.17)  # ELBO + gap = log p(x)
+    assert list(wf["text"]) == ["−83.94", "−18.29", "−102.23", "3.06", "−99.17"]
+    assert arr(err["error_y"]["array"])[0] == pytest.approx(1.96 * 0.17)
+    assert "k = 1,000" in wf["x"][-1]
+
+
+def test_nats_never_shows_negative_zero():
+    assert F.nats(-0.001) == "0.00" and F.nats(-0.0) == "0.00" and F.nats(-1.5) == "−1.50" and F.nats(2.345, 1) == "2.3"
+    d = validated(F.gap_by_beta_figure([1.0, 4.0], [0.27, -0.001], [0.02, 0.001], current=4.0))
+    assert list(d["data"][0]["text"]) == ["0.27", "0.00"]
+    assert d["data"][0]["marker"]["color"][1] != d["data"][0]["marker"]["color"][0]  # the current beta stands out
+
+
+def test_kl_bars_speak_of_one_image_not_collapse():
+    from core.figures import kl_bars
+    fig = kl_bars([0.0, 0.005, 0.01, 0.02, 1.5], threshold=0.01)
+    d = validated(fig)
+    assert "2 of 5 above 0.01 nats" in d["layout"]["title"]["text"]
+    assert "collaps" not in str(d).lower()
+    assert "almost no information about this image" in d["layout"]["annotations"][0]["text"]
+    assert list(d["data"][0]["marker"]["pattern"]["shape"]) == ["/", "/", "/", "", ""]

@@ -128,20 +128,23 @@ def loss_curves(history: Sequence[Mapping], eval_history: Sequence[Mapping] = ()
 
 def kl_bars(kl_per_dim: Sequence[float], threshold: float = 0.01, title: str | None = "KL per latent dimension",
             height: int = 300) -> go.Figure:
-    """Bars of KL_j (nats); dimensions at or below ``threshold`` are marked collapsed (grey, hatched)."""
+    """Bars of one image's KL_j (nats). Dimensions at or below ``threshold`` nats (grey, hatched)
+    carry almost no information about THIS image. That is not collapse: collapse is a property
+    over the data (core.units, Burda et al., 2016), which one image cannot show."""
     kl = np.asarray(kl_per_dim, dtype=float)
-    active = kl > threshold
+    above = kl > threshold
     fig = go.Figure(go.Bar(
         x=[f"z{j + 1}" for j in range(len(kl))], y=kl,
-        marker=dict(color=np.where(active, OKABE_ITO[0], "#BBBBBB"),
-                    pattern=dict(shape=["" if a else "/" for a in active])),
-        hovertemplate="%{x}: %{y:.3f} nats<extra></extra>",
-        text=["" if a else "collapsed" for a in active], textposition="outside"))
+        marker=dict(color=np.where(above, OKABE_ITO[0], "#BBBBBB"),
+                    pattern=dict(shape=["" if a else "/" for a in above])),
+        hovertemplate=[f"%{{x}}: %{{y:.3f}} nats{'' if a else '<br>almost no information about this image'}"
+                       "<extra></extra>" for a in above]))
     fig.add_hline(y=threshold, line=dict(dash="dot", color="#D55E00"),
-                  annotation_text=f"active above {threshold:g} nats", annotation_position="top right")
+                  annotation_text=f"{threshold:g} nats: below it (grey), almost no information about this image",
+                  annotation_position="top left")
     fig.update_yaxes(title="KL (nats)", rangemode="tozero")
     fig.update_layout(showlegend=False, uirevision="klbars")
-    return style(fig, f"{title}: {int(active.sum())} of {len(kl)} active" if title else None, height)
+    return style(fig, f"{title}: {int(above.sum())} of {len(kl)} above {threshold:g} nats" if title else None, height)
 
 
 def latent_scatter(coords: np.ndarray, labels: np.ndarray, title: str | None = None,

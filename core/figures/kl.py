@@ -383,7 +383,8 @@ def posterior_vs_prior(mu: Sequence[float], logvar: Sequence[float], threshold: 
     """An encoder's posterior per latent dimension (mu and logvar, each (K,)): mu_j ± 1.96 sigma_j
     (its 95% interval) against the prior N(0, 1) (grey band: ± 1.96). Dimensions whose KL
     (:func:`core.kl.kl_to_standard_normal`) is at most ``threshold`` nats (the same rule as
-    :func:`core.figures.kl_bars`) are grey: they match the prior and carry no information."""
+    :func:`core.figures.kl_bars`) are grey: they carry almost no information about THIS image.
+    (Whether a dimension has collapsed is a property over the data: core.units.)"""
     mu, logvar = np.asarray(mu, float).ravel(), np.asarray(logvar, float).ravel()
     sigma = np.exp(0.5 * logvar)
     kl = np.asarray(klm.kl_to_standard_normal(mu, logvar)).ravel()
@@ -392,8 +393,8 @@ def posterior_vs_prior(mu: Sequence[float], logvar: Sequence[float], threshold: 
     active = kl > threshold
     traces = [_trace("Scatter", x=[None], y=[None], mode="markers", name="prior N(0,1): 95% interval",
                      marker=dict(symbol="square", size=14, color="rgba(150,150,150,0.5)"))]
-    for flag, color, label in ((True, OKABE_ITO[0], "active dimension: μ ± 1.96σ"),
-                               (False, "#8C8C8C", f"collapsed (KL ≤ {threshold:g}): matches the prior")):
+    for flag, color, label in ((True, OKABE_ITO[0], f"KL > {threshold:g} nats for this image: μ ± 1.96σ"),
+                               (False, "#8C8C8C", f"KL ≤ {threshold:g} nats: almost no information about this image")):
         m = active == flag
         if not m.any():
             continue
@@ -452,3 +453,83 @@ def latex_kl_mvn(mu0, cov0, mu1, cov1, a: str = "p", b: str = "q") -> str:
         rf" &= \tfrac12\big[{t['trace']:.4f} + {t['mahalanobis']:.4f} - {t['k']}{_signed(t['logdet'])}\big]"
         rf" = \mathbf{{{t['kl']:.4f}}}\end{{aligned}}"
     )
+
+
+# ---- the VAE's KL term in parts, and the ELBO against log p(x) ------------------------------------------
+
+PART_COLORS = {"mu2": OKABE_ITO[0], "sigma2": OKABE_ITO[5], "neg_log_sigma2": OKABE_ITO[3], "minus_one": GREY}
+
+
+def nats(v: float, digits: int = 2) -> str:
+    """``v`` with ``digits`` decimals and a true minus sign, never "-0.00"."""
+    s = f"{float(v):.{digits}f}"
+    if float(s) == 0:
+        s = s.lstrip("-")
+    return s.replace("-", "−")
+
+
+def kl_parts_figure(mu: Sequence[float], logvar: Sequence[float], height: int | None = None,
+                    text_size: int = TEXT_SIZE) -> go.Figure:
+    """One image's KL per latent dimension split into its four parts (:func:`core.kl.kl_standard_normal_parts`):
+    ½μ², ½σ², −½ log σ² and −½, stacked (positive parts up, negative parts down), and each dimension's
+    total KL as a black diamond. ``mu``, ``logvar``: (K,). Traces 0-3 the parts, 4 the totals."""
+    mu, logvar = np.asarray(mu, float).ravel(), np.asarray(logvar, float).ravel()
+    parts = klm.kl_standard_normal_parts(mu, logvar)
+    names = [f"z{j + 1}" for j in range(len(mu))]
+    traces = [_trace("Bar", x=names, y=parts[key], name=label, marker=dict(color=PART_COLORS[key]),
+                     hovertemplate=f"%{{x}}: {label} = %{{y:.3f}} nats<extra></extra>")
+              for key, label in zip(("mu2", "sigma2", "neg_log_sigma2", "minus_one"), klm.KL_PART_NAMES)]
+    traces.append(_trace("Scatter", x=names, y=parts["total"], mode="markers", name="KL_j (the sum)",
+                         marker=dict(symbol="diamond", size=11, color="#000"),
+                         hovertemplate="%{x}: KL = %{y:.3f} nats<extra></extra>"))
+    layout = dict(barmode="relative", xaxis=dict(title=dict(text="latent dimension")),
+                  yaxis=dict(title=dict(text="nats"), zeroline=True, zerolinecolor="#444"),
+                  legend=dict(orientation="h", y=-0.22, yanchor="top"), uirevision="kl-parts")
+    return _figure(traces, layout, "This image's KL per dimension, in its four parts", height or 420,
+                   text_size=text_size)
+
+
+def elbo_waterfall(recon: float, kl: float, log_px: float, log_px_se: float, k: int, height: int = 440,
+                   text_size: int = TEXT_SIZE) -> go.Figure:
+    """From the reconstruction term down to the ELBO and up to log p(x), in nats for one image:
+    E_q[log p(x|z)] = −recon, − KL(q(z|x) ‖ p(z)), = ELBO, + the gap (≈ KL(q(z|x) ‖ p(z|x))),
+    = log p(x) estimated by L_k with ± 1.96 standard errors. Trace 0 is the waterfall (its ``y``:
+    −recon, −kl, ELBO, gap, log p(x)); trace 1 the error bar on log p(x)."""
+    elbo = -recon - kl
+    gap = log_px - elbo
+    cats = ["E_q[log p(x|z)]<br>(−reconstruction)", "− KL(q(z|x) ‖ p(z))", "ELBO",
+            "+ gap ≈ KL(q(z|x) ‖ p(z|x))", f"log p(x)<br>(IWAE, k = {k:,})"]
+    ys = [-recon, -kl, elbo, gap, log_px]
+    texts = [nats(v) for v in ys]
+    wf = go.Waterfall(x=cats, y=ys, measure=["absolute", "relative", "total", "relative", "total"],
+                      text=texts, textposition="outside", cliponaxis=False, name="nats",
+                      increasing=dict(marker=dict(color=OKABE_ITO[2])), decreasing=dict(marker=dict(color=OKABE_ITO[3])),
+                      totals=dict(marker=dict(color=OKABE_ITO[0])), connector=dict(line=dict(color="#888", dash="dot")),
+                      hovertemplate="%{x}: %{y:.2f} nats<extra></extra>", textfont=dict(size=text_size))
+    err = _trace("Scatter", x=[cats[-1]], y=[log_px], mode="markers", name="± 1.96 standard errors",
+                 marker=dict(color="#000", size=6), error_y=dict(type="data", array=[1.96 * log_px_se], thickness=2.5,
+                                                                 width=10, color="#000"),
+                 hovertemplate=f"log p(x) = %{{y:.2f}} ± {1.96 * log_px_se:.2f} nats<extra></extra>")
+    levels = [-recon, elbo, log_px]
+    lo, hi = min(levels), max(levels)
+    pad = max(4.0, 0.35 * (hi - lo))
+    layout = dict(showlegend=False, xaxis=dict(title=dict(text="")),
+                  yaxis=dict(title=dict(text="nats (this image)"), range=[lo - pad, hi + pad]),
+                  uirevision="elbo-wf")
+    return _figure([wf, err], layout, "From the reconstruction term to the ELBO and to log p(x)", height,
+                   text_size=text_size)
+
+
+def gap_by_beta_figure(betas: Sequence[float], gaps: Sequence[float], gap_se: Sequence[float], current: float,
+                       height: int = 360, text_size: int = TEXT_SIZE) -> go.Figure:
+    """The gap log p(x) − ELBO (estimated as L_k − ELBO, a lower bound on KL(q(z|x) ‖ p(z|x))) of one
+    image under each zoo model, with ± 1.96 standard errors; the current β is highlighted."""
+    b = [f"β = {v:g}" for v in betas]
+    g = np.asarray(gaps, float)
+    colors = [OKABE_ITO[3] if float(v) == float(current) else OKABE_ITO[0] for v in betas]
+    bar = _trace("Bar", x=b, y=g, marker=dict(color=colors), text=[nats(v) for v in g], textposition="outside",
+                 cliponaxis=False, error_y=dict(type="data", array=1.96 * np.asarray(gap_se, float), color="#333"),
+                 hovertemplate="%{x}: gap %{y:.2f} nats<extra></extra>", name="gap")
+    layout = dict(showlegend=False, xaxis=dict(title=dict(text="model (16 latent dimensions)")),
+                  yaxis=dict(title=dict(text="L_k − ELBO (nats)"), rangemode="tozero"), uirevision="gap-beta")
+    return _figure([bar], layout, "The gap for this image under each β", height, text_size=text_size)
