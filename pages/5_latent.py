@@ -338,7 +338,8 @@ if cfg.latent_dim < 2:
 model.eval()
 K = cfg.latent_dim
 IS_VAE = cfg.kind == "vae"
-codes = codes_of(model_key, ds.name, model, ds.x)
+with st.spinner(f"Encoding the {N:,} images…"):
+    codes = codes_of(model_key, ds.name, model, ds.x)
 MU = codes.mu
 if not np.all(np.isfinite(MU)):
     st.error("This model produces NaN or infinite codes for this dataset (its training diverged). Choose another model.")
@@ -382,7 +383,7 @@ SCENES = [
 ]
 scene = ui.scenes("ls", SCENES)
 show = (lambda i: scene == i) if ctx.present else (lambda i: True)
-show_map = show(0) or show(2)
+show_map = show(0)
 
 # ---- 1. the map --------------------------------------------------------------------------------
 
@@ -394,6 +395,9 @@ if show_map:
         + f" ({K} numbers) and drawn as one dot, coloured by its true digit. The model never saw the labels. "
           "Hover a dot for its index; **click** it (or draw a box or lasso from the toolbar) to inspect it.")
     map_left, map_right = st.columns([1.75, 1])
+    with map_left:
+        map_wait = st.empty()  # says the map is coming while the sections below compute (cleared when it is drawn)
+        map_wait.info(f"⏳ Drawing the map of {N:,} codes…")
     with map_right:
         idx = int(ui.number("Selected image (index)", "ls_idx", 0, N - 1, 0, step=1,
                             help="Or click a point on the map."))
@@ -455,8 +459,9 @@ if show(1):
         st.markdown(
             "The latent space is a plane, so every point of it can be decoded. The grid below spaces its points "
             + ("by equal **prior** probability: a regular grid on the unit square, pushed through the inverse CDF "
-               r"of $\mathcal N(0,1)$ (Kingma & Welling, 2014, figure 4). Smooth changes across the whole grid mean the "
-               "VAE's decoder makes a digit from every likely code."
+               r"of $\mathcal N(0,1)$ (Kingma & Welling, 2014, figure 4). Smooth changes from tile to tile show that "
+               "nearby codes decode to similar images. Look for tiles that are no clear digit: even a VAE's codes "
+               "leave gaps that the prior still samples (section 5 measures this)."
                if IS_VAE else
                "by equal probability under a Gaussian fitted to the autoencoder's codes (an autoencoder has no prior). "
                "Look for tiles that are not digits: codes the encoder never produced."))
@@ -506,7 +511,7 @@ if show(2):
     with i3:
         n_steps = int(ui.slider("Steps", "ls_steps", 5, 15, 10, step=1))
     with i4:
-        show_path = ui.toggle("Draw the paths on the map", "ls_showpath", True)
+        show_path = ui.toggle("Draw the paths on a map", "ls_showpath", True)
     za, zb = MU[a], MU[b]
     lin = explore.lerp(za, zb, n_steps)
     sph = explore.slerp(za, zb, n_steps)
@@ -542,6 +547,13 @@ if show(2):
             for name, p in paths.items():
                 placed = cached(tsne_path, *tsne_args, f"{name}:{a}:{b}:{n_steps}", p)
                 path_xy[name] = placed if placed is not None else explore.place_by_neighbours(MU, map_xy, p)
+        ui.figure(LF.explorer_map(map_xy, ds.y, f"Paths from A to B: {map_title}", map_axes, CLASS_NAMES,
+                                  paths=path_xy, endpoints=(a, b), height=520),
+                  key="ls_pathmap", alt=f"The map of {N} codes with the linear and the spherical path from image {a} "
+                                        f"(A) to image {b} (B)" + ("" if map_id == "raw" else
+                                        ", placed approximately on this 2-D picture of the latent space") + ".")
+        if map_id != "raw":
+            st.caption("The paths live in the full latent space; this map can only place them approximately.")
 
 # ---- 4. traversals -----------------------------------------------------------------------------
 
@@ -659,7 +671,7 @@ def draw_comparison():
                    "its decoder was never trained and makes blends or blots." if f_ae > f_vae + 0.02 else
                    "the two are close on this measure here: compare the maps and the decoded samples yourself."
                    if abs(f_ae - f_vae) <= 0.02
-                   else "here the VAE's samples score worse on this measure; its decoded samples are blurrier blends.")
+                   else "here the VAE's samples score worse on this measure: compare the decoded samples yourself.")
         st.markdown(
             f"Off the manifold: autoencoder **{f_ae:.0%}**, VAE **{f_vae:.0%}** of {n_study} samples, so {verdict}")
         vcodes = results["vae"][0]
@@ -698,14 +710,14 @@ def tsne_live(args: tuple, sel: int, neighbours: np.ndarray) -> None:
                                    "so you can use the rest of the page meanwhile.")
 
 
-# ---- the map itself (drawn last so it can show paths and the decoded point) --------------------------
+# ---- the map itself (drawn last so it can show the decoded point) -----------------------------------
 
 if show_map:
     nb_idx, nb_d = explore.nearest_neighbours(MU, idx, k)
     decoded_pt = point_uv if (map_id == "raw" and plane.kind == "raw") else None
     map_fig = LF.explorer_map(map_xy, ds.y, map_title, map_axes, CLASS_NAMES, selected=idx, neighbours=nb_idx,
-                              paths=path_xy or None, endpoints=(a, b) if path_xy else None,
                               decoded_point=decoded_pt, height=620)
+    map_wait.empty()
     with map_left:
         if tsne_pending:
             with ui.fragment_slot():  # alone in a block of the page's own (see ui.fragment_slot)

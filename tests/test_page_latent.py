@@ -233,7 +233,8 @@ def test_sliders_decode_the_chosen_point_and_interpolation_draws_the_path(defaul
     at.number_input(key="ls_a").set_value(10)
     at.number_input(key="ls_b").set_value(20)
     at.slider(key="ls_steps").set_value(6).run()
-    mp = _fig(at, "Raw latent codes")
+    assert not any(t.get("name") == "linear path" for t in _fig(at, "Raw latent codes")["data"])  # not on the first map
+    mp = _fig(at, "Paths from A to B: Raw latent codes")  # section 3's own map
     lin = _trace(mp, "linear path")
     np.testing.assert_allclose(np.stack([_array(lin["x"]), _array(lin["y"])], 1),
                                explore.lerp(c.mu[10], c.mu[20], 6), rtol=1e-5, atol=1e-6)
@@ -241,7 +242,8 @@ def test_sliders_decode_the_chosen_point_and_interpolation_draws_the_path(defaul
     np.testing.assert_allclose(_array(sph["x"]), explore.slerp(c.mu[10], c.mu[20], 6)[:, 0], rtol=1e-5, atol=1e-6)
     assert list(_array(_trace(mp, "A and B")["customdata"]).astype(int)) == [10, 20]
     at.toggle(key="ls_showpath").set_value(False).run()
-    assert not any(t.get("name") == "linear path" for t in _fig(at, "Raw latent codes")["data"])
+    assert not any(_title(s).startswith("Paths from A to B") for s in plotly_specs(at))
+    at.toggle(key="ls_showpath").set_value(True).run()
 
 
 def test_url_parameters_set_the_widgets():
@@ -295,7 +297,7 @@ def test_tsne_map_forms_progressively_and_is_then_cached():
     spec = plotly_specs(at)[0]
     assert sum(len(_array(t["customdata"])) for t in spec["data"] if t.get("name") in CLASSES) == 1797
     # The interpolation path is placed on the t-SNE map with openTSNE's transform.
-    assert len(_array(_trace(spec, "linear path")["x"])) == 5
+    assert len(_array(_trace(_fig(at, "Paths from A to B: t-SNE of the codes"), "linear path")["x"])) == 5
     assert "t-SNE 0." in texts(at) or "t-SNE 1.0" in texts(at)  # its trustworthiness is quoted
     # A new session with the same model and parameters gets the cached map on its first run.
     at2 = page_app(PAGE, query=query, timeout=300)
