@@ -211,13 +211,13 @@ def stages_of(model: AutoEncoder) -> list[Stage]:
                         f"h{i + 1} = ReLU(W{i + 1}·{prev} + b{i + 1})"))
     h = f"h{n_enc}"
     if model.is_vae:
-        st.append(Stage("mu, sigma", "Two encoder heads: the mean μ and the spread σ of the code",
+        st.append(Stage("mu, sigma", "Two linear heads (no ReLU): the mean μ and the spread σ of the code",
                         f"μ = W_μ·{h} + b_μ,  σ = exp(½(W_σ·{h} + b_σ))"))
         st.append(Stage("eps", "Noise ε is drawn from N(0, I): an input, not computed from x",
                         "ε ~ N(0, I)"))
         st.append(Stage("z", "The reparameterization trick: the code is z = μ + σ·ε", "z = μ + σ·ε"))
     else:
-        st.append(Stage("z", "The bottleneck: a few numbers z must describe the whole image",
+        st.append(Stage("z", "The bottleneck: a linear layer (no ReLU) of a few numbers z",
                         f"z = W_z·{h} + b_z"))
     for j in range(n_dec):
         prev = "z" if j == 0 else f"g{j}"
@@ -441,7 +441,9 @@ def code_stats(model: AutoEncoder, x, seed: int = 0) -> dict:
     VAE one sample z = mu + sigma * eps per image (eps seeded by ``seed``), so the statistics
     describe the aggregate posterior; ``mean``, ``std``: their per-dimension mean and
     standard deviation (K,); ``kl_to_prior``: sum over dimensions of KL(N(mean_k, std_k^2) ||
-    N(0, 1)) in nats (core.kl.kl_normal; 0 when the codes are spread exactly like the prior);
+    N(0, 1)) in nats (core.kl.kl_normal). It compares moments only, one dimension at a time: it is
+    0 whenever every dimension has mean 0 and standard deviation 1, however the codes are spread
+    (holes in the cloud and correlations between dimensions do not show in it);
     ``origin_inside``: True when, in every dimension, the prior's centre 0 lies within one
     standard deviation of the codes' mean, so codes drawn from N(0, I) land inside the cloud.
     """
@@ -458,6 +460,47 @@ def code_stats(model: AutoEncoder, x, seed: int = 0) -> dict:
     kl = float(np.sum(kl_normal(mean, np.maximum(std, 1e-3), 0.0, 1.0)))
     return {"codes": mu, "mean": mean, "std": std, "kl_to_prior": kl,
             "origin_inside": bool(np.all(np.abs(mean) < std))}
+
+
+PRIOR_TAIL = float(np.exp(-4.5))  # P(||z|| > 3) for z ~ N(0, I) in 2-D: the chi-square(2) tail at 9
+
+
+@torch.no_grad()
+def prior_match(model: AutoEncoder, x) -> dict:
+    """What a VAE's KL term does and does not guarantee about where its codes lie, measured on x (N, D).
+
+    The KL term of one image, KL(q(z|x) || N(0, I)) = 1/2 sum_j (mu_j^2 + sigma_j^2 - 1 - log sigma_j^2)
+    (Kingma and Welling, 2014, Appendix B), is 0 only when q(z|x) = N(0, I), that is when the code
+    carries no information about x. Averaged over images it equals I(x; z) + KL(q(z) || p(z))
+    (Hoffman and Johnson, 2016), so it bounds the mismatch KL(q(z) || p(z)) between the aggregate
+    posterior q(z) = mean_x q(z|x) and the prior from above, but does not make it 0: the codes can
+    still be spread unlike N(0, I). Returned (numpy, float64):
+
+    ``kl_mean``: the mean KL term over x, nats per image (the bound on KL(q(z) || p(z)));
+    ``var_mu`` (K,): Var_x(mu_j(x)), the spread of the posterior means per dimension;
+    ``mean_sigma2`` (K,): E_x[sigma_j^2(x)]; ``agg_var`` (K,) = var_mu + mean_sigma2, the variance of
+    q(z) per dimension (law of total variance; N(0, I) has 1);
+    ``radius``: the radius that N(0, I) in K dimensions exceeds with probability ``PRIOR_TAIL``
+    (1.1 %), i.e. 3 when K = 2 (sqrt of the chi-square(K) quantile);
+    ``share_outside``: the share of the means mu(x) with ||mu(x)|| > radius; ``prior_outside``: the
+    same share for N(0, I) (= PRIOR_TAIL); ``n``: the number of images.
+    Raises ValueError for a plain autoencoder (it has no q(z|x)).
+    """
+    from scipy.stats import chi2
+
+    if not model.is_vae:
+        raise ValueError("prior_match needs a VAE: a plain autoencoder has no q(z|x) and no KL term")
+    mu, logvar = model.encode(as_batch(x))
+    mu, logvar = mu.cpu().numpy().astype(np.float64), logvar.cpu().numpy().astype(np.float64)
+    s2 = np.exp(logvar)
+    k = mu.shape[1]
+    kl = 0.5 * np.sum(mu ** 2 + s2 - 1.0 - logvar, axis=1)
+    radius = float(np.sqrt(chi2.isf(PRIOR_TAIL, k)))
+    var_mu = mu.var(0)
+    return {"kl_mean": float(kl.mean()), "var_mu": var_mu, "mean_sigma2": s2.mean(0),
+            "agg_var": var_mu + s2.mean(0), "radius": radius,
+            "share_outside": float(np.mean(np.sum(mu ** 2, axis=1) > radius ** 2)),
+            "prior_outside": float(chi2.sf(radius ** 2, k)), "n": int(len(mu))}
 
 
 def nearest_mse(images, reference) -> np.ndarray:

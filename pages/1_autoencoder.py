@@ -14,13 +14,18 @@ from core import diagram as dg  # noqa: E402  (after configure_torch: torch with
 from core import zoo  # noqa: E402
 from core.data import load_dataset  # noqa: E402
 from core.models import count_parameters  # noqa: E402
+from core import linear_ae  # noqa: E402
 from core.figures import image_grid, paired_rows  # noqa: E402
+from core.figures.blockdiagram import autoencoder_block_diagram  # noqa: E402
 from core.figures.diagram import diagram_figure, error_histogram  # noqa: E402
 
 SCENES = [
+    ("The idea", "Encoder, code, decoder, and a loss that compares the output with the input: the diagram to "
+                 "draw in an exam."),
     ("The forward pass", "Press ▶ Play: the image flows through the encoder, is squeezed into a few numbers "
                          "(the code), and the decoder rebuilds it. Every colour is a real activation of a trained network."),
-    ("Encoder, code, decoder", "What each part does; use 1: compression, and what it costs."),
+    ("Encoder, code, decoder", "The equations, what each part does, and use 1: compression."),
+    ("Why a bottleneck; the link to PCA", "A linear autoencoder, trained live, finds PCA's subspace."),
     ("Use 2: denoising", "Add noise to the input: the decoder can only draw digit-like images, so much of the "
                          "noise does not come back out."),
     ("Use 3: anomaly detection", "Inputs unlike the training data reconstruct badly: a large error flags them."),
@@ -61,6 +66,30 @@ def code_spread(dataset: str, kind: str, latent: int) -> dict:
 
 
 @st.cache_data(max_entries=4, show_spinner=False)
+def vae_prior_match(dataset: str, latent: int) -> dict:
+    """core.diagram.prior_match of the β = 1 VAE on its training images (where its KL term was minimised)."""
+    p = ui.pretrained(dataset, "vae", 1.0, latent)
+    train = np.setdiff1d(np.arange(len(zoo_x(dataset))), p.val_idx)
+    return dg.prior_match(p.model, zoo_x(dataset)[train])
+
+
+LINEAR_DATASET = "digits"  # 64 pixels: the linear AE trains in about a second, whatever the sidebar's dataset
+
+
+@st.cache_data(max_entries=4, show_spinner="Training a linear autoencoder (about a second)…")
+def linear_vs_pca(latent: int) -> dict:
+    """core.linear_ae.compare_with_pca on the 8×8 digits' training images (the zoo's split), K = ``latent``;
+    plus the held-out MSE of the zoo's nonlinear AE with the same K on the same images."""
+    p = ui.pretrained(LINEAR_DATASET, "ae", 1.0, latent)
+    x = zoo_x(LINEAR_DATASET)
+    train = np.setdiff1d(np.arange(len(x)), p.val_idx)
+    c = linear_ae.compare_with_pca(x[train], x[p.val_idx], latent)
+    nonlin = dg.reconstruction_mse(p.model, x[p.val_idx])
+    return {"c": c, "mse_nonlinear": float(np.mean(nonlin)), "recon_nonlinear": dg.reconstruct(p.model, c.shown),
+            "n_train": len(train), "n_val": len(p.val_idx)}
+
+
+@st.cache_data(max_entries=4, show_spinner=False)
 def digit_extent(dataset: str) -> int:
     data = load_dataset(dataset)
     return dg.typical_extent(data.x, data.image_shape)
@@ -82,6 +111,7 @@ def clamp_state(key: str, lo: int, hi: int) -> None:
 
 ds = ctx.dataset
 scene = ui.scenes("ae", SCENES)
+top = st.container()  # the key idea and the block diagram, drawn once the model is chosen
 latents = sorted({s.latent_dim for s in zoo.available(ctx.dataset_name, "ae")}
                  & {s.latent_dim for s in zoo.available(ctx.dataset_name, "vae")})
 with ui.config_container("Model and input"):
@@ -176,9 +206,30 @@ def show_all() -> bool:
     return not ctx.present
 
 
+# ---- 0. the key idea and the block diagram ---------------------------------------------------------------
+
+cfg = pre.model.cfg
+if show_all() or scene == 0:
+    with top:
+        st.markdown(
+            "**The key idea.** An autoencoder is two networks trained together: an **encoder** squeezes the input "
+            "*x* into a short **code** *z*, and a **decoder** rebuilds *x̂* from the code alone. Training makes *x̂* "
+            "match *x*, so the code must keep what matters about the input, and no labels are needed.")
+        ui.figure(autoencoder_block_diagram(cfg.input_dim, list(cfg.hidden_dims), cfg.latent_dim, kind=kind,
+                                            image_shape=ds.image_shape, font_size=12 if ctx.present else 15,
+                                            likelihood=cfg.likelihood),
+                  key="ae_block",
+                  alt=(f"Block diagram of the {model_name}: input x ({cfg.input_dim} numbers) → encoder f_φ "
+                       f"({' → '.join(str(v) for v in [cfg.input_dim, *cfg.hidden_dims, cfg.latent_dim])}) → code z "
+                       f"({cfg.latent_dim} numbers) → decoder g_θ → reconstruction x̂ ({cfg.input_dim} numbers); "
+                       f"the loss L(x, x̂) compares the output with the input."))
+        st.caption("Draw this in an exam. The sizes are those of the model chosen below; the animated network "
+                   "further down is the same model at work.")
+
+
 # ---- 1. the animated diagram ------------------------------------------------------------------------
 
-if show_all() or scene == 0:
+if show_all() or scene == 1:
     st.subheader(f"A trained {model_name}, running on {what}")
     st.markdown("Press **▶ Play** to watch the image flow through the network one layer at a time, or drag the "
                 "slider to step through it. The final step puts the reconstruction beside the input.")
@@ -223,49 +274,153 @@ if slot is not None:
 
 # ---- 2. what each part does, and the readouts ------------------------------------------------------
 
-if show_all() or scene == 1:
+if show_all() or scene == 2:
     st.subheader("Encoder, code, decoder")
     widths = [layer.width for layer in d.layers if layer.key.startswith("encoder")]
-    chain_in = " → ".join(str(v) for v in [D, *widths, K])
-    chain_out = " → ".join(str(v) for v in [K, *reversed(widths), D])
+    chain_in = " → ".join(str(v) for v in [D, *widths])
+    chain_out = " → ".join(str(v) for v in [K, *reversed(widths)])
+    bern = cfg.likelihood == "bernoulli"
+    st.markdown("**The equations.** The encoder $f_\\phi$ (weights $\\phi$) maps the input to the code, the decoder "
+                "$g_\\theta$ (weights $\\theta$) maps the code back, and the loss compares the output with the input:")
+    st.latex(r"z = f_\phi(x) \in \mathbb{R}^{%d},\qquad \hat x = g_\theta(z) \in \mathbb{R}^{%d},\qquad "
+             r"\min_{\phi,\theta}\ \frac{1}{N}\sum_{n=1}^{N} L\big(x^{(n)}, g_\theta(f_\phi(x^{(n)}))\big)" % (K, D))
+    if bern:
+        st.latex(r"L_{\mathrm{BCE}}(x,\hat x) = -\sum_{i=1}^{%d}\big[x_i\log\hat x_i + (1-x_i)\log(1-\hat x_i)\big]"
+                 r"\qquad \mathrm{MSE}(x,\hat x) = \frac{1}{%d}\sum_{i=1}^{%d}(x_i-\hat x_i)^2" % (D, D, D))
+    else:
+        st.latex(r"L(x,\hat x) = \tfrac12\sum_{i=1}^{%d}(x_i-\hat x_i)^2\qquad "
+                 r"\mathrm{MSE}(x,\hat x) = \frac{1}{%d}\sum_{i=1}^{%d}(x_i-\hat x_i)^2" % (D, D, D))
+    st.markdown(
+        ("Pixels here lie in [0, 1], so this model was trained with the **binary cross-entropy** $L_{\\mathrm{BCE}}$ "
+         "(squared error is the other common choice). " if bern else
+         "This model was trained with the **squared error** (half the sum of squares). ")
+        + "Training is **unsupervised**: the target is the input itself. The gradients of the loss with respect to "
+          "$\\theta$ and $\\phi$ come from **backpropagation** through the decoder and then the encoder, and a "
+          "gradient method (here Adam) updates both together.")
     m1, m2, m3, m4 = st.columns(4)
     m1.metric("Compression (numbers)", f"{D} → {K}", help="Pixels in, code length at the bottleneck.")
     m2.metric("Smaller by", f"{D / K:.0f}×")
     m3.metric("Reconstruction error (this image)", f"{d.bce:.1f} nats",
-              help="Binary cross-entropy summed over pixels: the reconstruction term of the loss the model was "
-                   "trained to minimise.")
-    m4.metric("Mean squared error per pixel", f"{d.mse:.4f}")
+              help=("L_BCE above, summed over pixels: the reconstruction term of the loss the model was trained to "
+                    "minimise. Pixels are grey levels, not 0/1 coin flips, so this is a cross-entropy, not a "
+                    "normalised log-likelihood." if bern else
+                    "Half the sum of squared errors over pixels (a Gaussian term without its constant)."))
+    m4.metric("Mean squared error per pixel", f"{d.mse:.4f}", help="MSE above, averaged over the pixels.")
     n_train = ds.n - len(val_idx)
     epochs = pre.train_config.get("epochs", "?")
+    heads = ("two linear layers (no ReLU) give the code's mean μ and log-variance log σ², "
+             "each of" if kind == "vae" else "a linear layer (no ReLU) gives the code,")
     st.markdown(
-        f"- **Encoder** ({chain_in}): each layer takes a weighted sum of the layer before and applies "
-        f"ReLU, max(0, ·). The layers get narrower, so the network has to decide what to keep.\n"
+        f"- **Encoder** ({chain_in}, then {K}): each hidden layer takes a weighted sum of the layer before and "
+        f"applies ReLU, max(0, ·); then {heads} {K} numbers. The layers get narrower, so the network has to "
+        f"decide what to keep.\n"
         f"- **Code / latent space**: the bottleneck's {K} numbers *z* are the code for this image. The codes of "
         f"all images form the **latent space**; similar images get nearby codes (see the latent-space page).\n"
-        f"- **Decoder** ({chain_out}): the mirror image. It expands the code back to {D} values, and a sigmoid "
-        f"squashes each into [0, 1], a pixel intensity.\n"
-        f"- **Training**: nobody told the network what to put in the code. Its weights were learned by making "
-        f"the output match the input (minimising the reconstruction error) on {n_train:,} training images for "
-        f"{epochs} epochs. On the {len(val_idx)} held-out images it never saw, the average error is "
-        f"{held_recon:.1f} nats; this image's is {d.bce:.1f}.")
+        f"- **Decoder** ({chain_out}, then {D}): the mirror image, ReLU hidden layers; its output layer expands "
+        f"the code back to {D} values, and "
+        + ("a sigmoid squashes each into [0, 1], a pixel intensity.\n" if bern else "leaves them as they are.\n")
+        + f"- **Training**: nobody told the network what to put in the code. Its weights were learned by making "
+          f"the output match the input on {n_train:,} training images for {epochs} epochs. On the "
+          f"{len(val_idx)} held-out images it never saw, the average reconstruction error is {held_recon:.1f} nats; "
+          f"this image's is {d.bce:.1f}.")
     if kind == "vae":
         st.markdown(
-            f"**What the VAE adds.** Its encoder outputs a *distribution* over codes, a normal N(μ, σ²) per "
-            f"dimension, not a single point. The code is sampled as **z = μ + σ·ε** with ε ~ N(0, I) (the "
-            f"reparameterization trick, which lets gradients reach μ and σ). A KL term in the loss pulls every "
-            f"q(z|x) towards N(0, I): for this image KL = {d.meta.get('kl', float('nan')):.1f} nats. That is what "
-            f"makes random codes decodable (use 4 below).")
+            f"**What the VAE adds** (Kingma and Welling, 2014). Its encoder outputs a *distribution* over codes, "
+            f"a normal N(μ, σ²) per dimension, not a single point. The code is sampled as **z = μ + σ·ε** with "
+            f"ε ~ N(0, I) (the reparameterization trick, which lets gradients reach μ and σ). A KL term in the loss "
+            f"pulls every q(z|x) towards N(0, I): for this image KL = {d.meta.get('kl', float('nan')):.1f} nats. "
+            f"Use 4 below shows what that does, and does not, guarantee for generation.")
     else:
         st.markdown("**Switch the model to VAE** above to see how a variational autoencoder's bottleneck differs: "
                     "μ, σ, the noise ε and z = μ + σ·ε.")
+    with st.container(border=True):
+        st.markdown(
+            f"**❌ Common wrong answer:** \"the latent space is where the data is stored.\"\n\n"
+            f"**✅ Correct:** the latent space is a *coordinate system*: each input has a point in it, its code "
+            f"({K} numbers for this model). Nothing is stored there. What training learnt is stored in the "
+            f"**weights** ({count_parameters(pre.model):,} numbers for this model, the same for every input). "
+            f"Evidence: the {len(val_idx)} held-out images were never seen in training, yet each gets its point "
+            f"by running the encoder and is rebuilt from it (average error {held_recon:.1f} nats, as above).")
     st.markdown(
-        f"**Use 1: compression.** The code is {D / K:.0f}× shorter than the image, but lossy (mean squared error "
-        f"{d.mse:.4f} per pixel here), and the receiver needs the decoder's "
-        f"{count_parameters(pre.model.decoder):,} weights. Autoencoders are used less to "
-        f"compress files than to learn compact features of data.")
+        f"**Use 1: compression and features.** The code is {D / K:.0f}× shorter than the image, but lossy (mean "
+        f"squared error {d.mse:.4f} per pixel here), and the receiver needs the decoder's "
+        f"{count_parameters(pre.model.decoder):,} weights. Autoencoders are used less to compress files than to "
+        f"reduce dimensions and learn compact **features** of data, which can feed a classifier or a clustering "
+        f"method. The other uses: **denoising**, **anomaly detection** (uses 2 and 3 below); a plain autoencoder "
+        f"is not a generator (use 4).")
 
 
-# ---- 3. denoising -------------------------------------------------------------------------------------
+# ---- 3. why a bottleneck, and PCA ---------------------------------------------------------------------
+
+def bottleneck_section() -> None:
+    st.subheader("Why a bottleneck, and the link to PCA")
+    st.markdown(
+        f"- **Undercomplete** (K < D, here {K} < {D}): the code is too short to copy the input, so training must "
+        f"keep the directions that matter most for reconstruction and drop the rest.\n"
+        f"- **Overcomplete** (K ≥ D): the network could learn the identity and copy its input, learning nothing "
+        f"useful. It needs another constraint: a **sparse** autoencoder penalises active code units (Ranzato et "
+        f"al., 2007; Ng, 2011), a **denoising** autoencoder must rebuild the clean input from a corrupted one "
+        f"(Vincent et al., 2008), a **contractive** autoencoder penalises the encoder's Jacobian, ‖∂f/∂x‖² "
+        f"(Rifai et al., 2011).\n"
+        f"- The **variational** autoencoder is the probabilistic kind: its code is a distribution, and a KL term "
+        f"limits how much information it carries (Kingma and Welling, 2014).")
+    lin = ui.run_safely(lambda: linear_vs_pca(int(K)), "Could not train the linear autoencoder",
+                        "Reload the page, or pick another latent size.")
+    if lin is None:
+        return
+    c = lin["c"]
+    st.markdown(
+        f"**A linear autoencoder is PCA.** Remove every nonlinearity and train with squared error: "
+        f"$z = W_e x + b_e$, $\\hat x = W_d z + b_d$. Baldi and Hornik (1989) proved that the loss then has no "
+        f"bad local minima and its minimum projects onto the span of the top K principal components, the "
+        f"subspace PCA finds; the columns of $W_d$ span it but need not be the principal axes themselves. "
+        f"Checked live: a linear AE with K = {K}, trained here by gradient descent (Adam, {c.steps:,} full-batch "
+        f"steps) on {lin['n_train']:,} of the 8×8 digits (64 pixels, so it trains in about a second, whatever "
+        f"the dataset in the sidebar), against `sklearn.decomposition.PCA` on the same images.")
+    st.latex(r"\cos\vartheta_i = \sigma_i\big(Q_{W_d}^{\top} Q_{\mathrm{PCA}}\big),\quad i = 1..K"
+             r"\qquad(\text{principal angles; } 0^\circ \text{ = the same subspace})")
+    m1, m2, m3, m4 = st.columns(4)
+    m1.metric("Largest principal angle, trained", f"{c.angles_trained.max():.2f}°",
+              help="The largest principal angle between the column space of the trained decoder W_d and PCA's "
+                   "top-K subspace (scipy.linalg.subspace_angles).")
+    m2.metric("Largest principal angle, untrained", f"{c.angles_untrained.max():.1f}°",
+              help="The same angle for the random starting weights, before training.")
+    m3.metric("Held-out MSE, linear AE", f"{c.mse_ae:.5f}", help="Mean squared error per pixel on the "
+              f"{lin['n_val']} held-out digits, averaged over images.")
+    m4.metric("Held-out MSE, PCA", f"{c.mse_pca:.5f}", help="PCA with the same K, fitted on the same training images.")
+    imgs = np.concatenate([c.shown, c.recon_ae, c.recon_pca, lin["recon_nonlinear"]])
+    n = len(c.shown)
+    ui.figure(image_grid(imgs, (8, 8), ncols=n,
+                         row_titles=["input", "linear AE", "PCA", "ReLU AE"],
+                         title=f"{n} held-out digits reconstructed from K = {K} numbers", height=330),
+              key="ae_pca", alt=f"{n} held-out 8×8 digits and their reconstructions by the linear autoencoder, "
+                                f"by PCA and by the nonlinear autoencoder, each with K = {K}.")
+    st.markdown(
+        f"The two subspaces agree to {c.angles_trained.max():.2f}° (they started {c.angles_untrained.max():.0f}° "
+        f"apart), and the held-out errors agree ({c.mse_ae:.5f} against {c.mse_pca:.5f} per pixel). The axes "
+        f"themselves differ: decoder column 1 is {c.axis_angles[0]:.0f}° from principal axis 1. Nonlinear (ReLU) "
+        f"layers generalise PCA: the trained nonlinear AE with the same K reconstructs these held-out digits with "
+        f"MSE {lin['mse_nonlinear']:.5f}, "
+        + ("lower than PCA's." if lin["mse_nonlinear"] < c.mse_pca else "not lower than PCA's here."))
+    with st.expander("Details: every principal angle, the training curve, per-image errors"):
+        st.dataframe({"angle i": list(range(1, K + 1)),
+                      "trained (°)": np.round(c.angles_trained, 3), "untrained (°)": np.round(c.angles_untrained, 1),
+                      "decoder column i vs axis i (°)": np.round(c.axis_angles, 1)}, hide_index=True)
+        st.dataframe({"image": list(range(1, n + 1)), "MSE linear AE": np.round(c.show_mse_ae, 5),
+                      "MSE PCA": np.round(c.show_mse_pca, 5),
+                      "MSE ReLU AE": np.round(np.mean((c.shown - lin["recon_nonlinear"]) ** 2, axis=1), 5)},
+                     hide_index=True)
+        st.caption(f"Training MSE per pixel every 50 steps: from {c.history[0]:.4f} to {c.history[-1]:.5f} "
+                   f"(PCA on the training images: {c.mse_train_pca:.5f}, the minimum any K-dimensional linear code "
+                   f"can reach). PCA's {K} components keep {100 * c.explained:.1f}% of the training variance. "
+                   f"The loss is computed exactly from the images' mean and covariance (core.linear_ae).")
+
+
+if show_all() or scene == 3:
+    bottleneck_section()
+
+
+# ---- 4. denoising -------------------------------------------------------------------------------------
 
 def denoising_section() -> None:
     st.subheader("Use 2: denoising")
@@ -295,7 +450,7 @@ def denoising_section() -> None:
                "with the clean images as targets, and does better still.")
 
 
-# ---- 4. anomaly detection -------------------------------------------------------------------------------
+# ---- 5. anomaly detection -------------------------------------------------------------------------------
 
 def anomaly_section() -> None:
     st.subheader("Use 3: anomaly detection")
@@ -327,7 +482,7 @@ def anomaly_section() -> None:
                "reconstructs badly. The noise level comes from the denoising slider above.")
 
 
-# ---- 5. generation -------------------------------------------------------------------------------------
+# ---- 6. generation -------------------------------------------------------------------------------------
 
 @st.fragment
 def generation_section() -> None:
@@ -343,28 +498,59 @@ def generation_section() -> None:
               key="ae_gen", alt=f"{n} random codes from N(0, I) decoded by the plain autoencoder (top row) and the "
                                 f"VAE (bottom row).")
     s_ae, s_vae = code_spread(ctx.dataset_name, "ae", int(latent)), code_spread(ctx.dataset_name, "vae", int(latent))
-    c1, c2 = st.columns(2)
-    kl_help = ("KL divergence from a normal fitted to each dimension of the held-out codes to N(0, 1), summed "
-               "over dimensions: 0 when real codes are spread exactly like the random codes.")
-    c1.metric("AE codes vs N(0, I): KL", f"{s_ae['kl']:.1f} nats", help=kl_help)
-    c2.metric("VAE codes vs N(0, I): KL", f"{s_vae['kl']:.1f} nats", help=kl_help)
     text = (f"To generate, decode a random code. But *which* codes are valid? A plain AE was only trained to "
             f"reconstruct, so nothing shapes where its codes lie: its held-out codes have per-dimension means from "
             f"{s_ae['mean_lo']:.2f} to {s_ae['mean_hi']:.2f} and standard deviations from {s_ae['std_lo']:.2f} to "
             f"{s_ae['std_hi']:.2f}, not the 0 and 1 of N(0, I). ")
     if s_ae["inside"]:
-        text += (f"With only {K} numbers the AE's code cloud still surrounds the origin, so random codes land "
+        text += (f"With only {K} numbers the AE's code cloud happens to surround the origin, so random codes land "
                  f"inside it and can decode to digits here, but only from the middle of the cloud, and nothing "
                  f"guarantees even that."
                  + (f" Switch the latent size to {max(latents)} to compare." if K < max(latents) else ""))
     else:
         text += ("Random codes from N(0, I) land where few or no images were encoded, and the decoder never "
                  "learned what to draw there.")
-    text += (f"\n\nThe VAE's KL term pulls every q(z|x) towards N(0, I): its codes' means run from "
-             f"{s_vae['mean_lo']:.2f} to {s_vae['mean_hi']:.2f} and standard deviations from {s_vae['std_lo']:.2f} to "
-             f"{s_vae['std_hi']:.2f} (KL to N(0, I): {s_vae['kl']:.1f} nats, against the AE's {s_ae['kl']:.1f}), so "
-             f"random codes fall where real ones do. That is what leads from the autoencoder to the VAE.")
     st.markdown(text)
+    with st.container(border=True):
+        st.markdown(
+            "**❌ Common wrong answer:** \"an autoencoder compresses and reconstructs data **to generate new "
+            "data**.\"\n\n"
+            "**✅ Correct:** a plain autoencoder is trained only to rebuild its inputs, so it is not a generative "
+            "model: its loss says nothing about where codes lie, and it gives no distribution to draw new codes "
+            "from. Decoding random codes is a gamble: the **AE** row above"
+            + (" (at this small K it happens to work near the centre of the code cloud; at the larger K it "
+               "gives junk)." if s_ae["inside"] else " is the evidence.")
+            + " Generating needs a model of where codes lie, which is what the VAE adds: a prior p(z) = N(0, I) "
+              "and a KL term in its loss (the **VAE** row).")
+    pm = vae_prior_match(ctx.dataset_name, int(latent))
+    st.markdown("**What the VAE's KL term guarantees, and what it does not.** Per image it is")
+    st.latex(r"\mathrm{KL}\big(q(z\mid x)\,\|\,\mathcal N(0,I)\big) = \tfrac12\sum_{j=1}^{%d}"
+             r"\big(\mu_j^2+\sigma_j^2-1-\log\sigma_j^2\big)\ \ge 0" % K)
+    var = pm["agg_var"]
+    spread = (", ".join(f"{v:.2f}" for v in var) if len(var) <= 4 else f"{var.min():.2f} to {var.max():.2f}")
+    radius = f"{pm['radius']:.0f}" if abs(pm["radius"] - round(pm["radius"])) < 1e-9 else f"{pm['radius']:.2f}"
+    st.markdown(
+        f"- It is **0 only when q(z|x) = N(0, I)**, that is when the code carries no information about x; so the "
+        f"loss trades it against reconstruction and never drives it to 0 for a useful model.\n"
+        f"- Averaged over images it equals I(x; z) + KL(q(z) ‖ p(z)) (Hoffman and Johnson, 2016), where "
+        f"q(z) = mean over images of q(z|x) is where the codes actually lie. So it **bounds** how far q(z) is from "
+        f"the prior: at most {pm['kl_mean']:.1f} nats for this model (its mean KL term on its {pm['n']:,} training "
+        f"images, nats per image). That is why the VAE row looks like digits.\n"
+        f"- It does **not** make q(z) equal N(0, I). Measured on the same images: the variance of q(z) per "
+        f"dimension is {spread} (N(0, I): 1), and {100 * pm['share_outside']:.1f}% of the means μ(x) lie beyond "
+        f"radius {radius}, where N(0, I) puts {100 * pm['prior_outside']:.1f}% of its samples. Some random codes "
+        f"still land where no image was encoded (the prior hole, on the limits page).")
+    with st.expander("Per-dimension spread of the codes (AE and VAE) against N(0, I)"):
+        kl_help = ("Sum over dimensions of KL(N(m_j, s_j²) ‖ N(0, 1)), with m_j and s_j the mean and standard "
+                   "deviation of dimension j of the held-out codes. It is 0 whenever every dimension has mean 0 "
+                   "and standard deviation 1, so holes in the cloud and correlations between dimensions do not "
+                   "show in it.")
+        c1, c2 = st.columns(2)
+        c1.metric("AE codes, per-dimension moments vs N(0, 1): KL", f"{s_ae['kl']:.1f} nats", help=kl_help)
+        c2.metric("VAE codes, per-dimension moments vs N(0, 1): KL", f"{s_vae['kl']:.1f} nats", help=kl_help)
+        st.caption(f"VAE: its held-out codes (one sample z per image) have per-dimension means from "
+                   f"{s_vae['mean_lo']:.2f} to {s_vae['mean_hi']:.2f} and standard deviations from "
+                   f"{s_vae['std_lo']:.2f} to {s_vae['std_hi']:.2f}. " + kl_help)
 
 
 @st.fragment
@@ -376,9 +562,9 @@ def noise_sections(denoising: bool, anomaly: bool) -> None:
         anomaly_section()
 
 
-if show_all() or scene in (2, 3):
-    noise_sections(show_all() or scene == 2, show_all() or scene == 3)
-if show_all() or scene == 4:
+if show_all() or scene in (4, 5):
+    noise_sections(show_all() or scene == 4, show_all() or scene == 5)
+if show_all() or scene == 6:
     generation_section()
 
 
@@ -399,6 +585,7 @@ if show_all() or scene == len(SCENES) - 1:
     rnd = float(dg.reconstruction_mse(pre.model, dg.odd_inputs(x, seed=ctx.seed)["random pixels"]))
     kl_a = code_spread(ctx.dataset_name, "ae", int(latent))["kl"]
     kl_v = code_spread(ctx.dataset_name, "vae", int(latent))["kl"]
+    pm = vae_prior_match(ctx.dataset_name, int(latent))
     ui.self_check("ae", [
         (f"You shrink the code from {max(latents)} to {min(latents)} numbers. Does the reconstruction error go up "
          f"or down?", q1 or "Up: a shorter code keeps less detail."),
@@ -407,8 +594,11 @@ if show_all() or scene == len(SCENES) - 1:
          f"pixels, {rnd / thr:.0f}× the 99th percentile of held-out digits ({thr:.4f}). This is how autoencoders "
          f"detect anomalies."),
         ("Why do random codes from N(0, I) decode to better digits with a VAE than with a plain AE?",
-         f"The VAE's KL term pulls every q(z|x) towards N(0, I), so its codes are spread like N(0, I) and random "
-         f"codes land where real ones lie (KL from its codes to N(0, I): {kl_v:.1f} nats). A plain AE is only "
-         f"trained to reconstruct, so its codes can sit anywhere (KL {kl_a:.1f} nats): random codes often fall "
-         f"where the decoder never learned to draw."),
+         f"The VAE's KL term pulls every q(z|x) towards N(0, I); averaged over images it bounds how far the "
+         f"codes' distribution q(z) is from N(0, I) (at most {pm['kl_mean']:.1f} nats for this VAE), so most "
+         f"random codes land near real ones. It does not make them equal: {100 * pm['share_outside']:.1f}% of its "
+         f"means lie beyond radius {pm['radius']:.2f}, against {100 * pm['prior_outside']:.1f}% under N(0, I). "
+         f"A plain AE is only trained to reconstruct, so its codes can sit anywhere (per-dimension moment KL "
+         f"{kl_a:.1f} nats, against {kl_v:.1f} for the VAE): random codes often fall where the decoder never "
+         f"learned to draw."),
     ])

@@ -54,7 +54,123 @@ def test_default_page_draws_the_animated_diagram_of_a_real_model():
         at.session_state[f"_reveal_ae_{i}"] = True
     at.run()
     answers = " ".join(s.value for s in at.success)
-    assert "nats with 2 numbers" in answers and "99th percentile" in answers and "KL from its codes" in answers
+    assert "nats with 2 numbers" in answers and "99th percentile" in answers and "at most" in answers
+    assert "spread like N(0, I)" not in answers and "land where real ones lie" not in answers
+
+
+def test_page_opens_with_the_key_idea_and_the_block_diagram_of_the_chosen_model():
+    at = page_app(PAGE)
+    assert_ok(at)
+    specs = plotly_specs(at)
+    block = specs[0]  # the first figure on the page
+    assert not block.get("frames") and block["layout"]["meta"]["hidden_dims"] == [256, 128]
+    assert block["layout"]["meta"]["latent_dim"] == 16 and block["layout"]["meta"]["input_dim"] == 784
+    labels = _labels(block)
+    assert "784 → 256 → 128 → 16" in labels and "encoder" in labels and "decoder" in labels and "L(x, x̂)" in labels
+    key_idea = at.markdown[0].value
+    assert key_idea.startswith("**The key idea.**") and key_idea.count(". ") <= 3
+    at.radio(key="ae_kind").set_value("VAE").run()
+    at.selectbox(key="ae_latent").set_value(2).run()
+    block = plotly_specs(at)[0]
+    assert block["layout"]["meta"]["kind"] == "vae" and block["layout"]["meta"]["latent_dim"] == 2
+    assert "z = μ + σ⊙ε" in _labels(block)
+
+
+def test_equations_and_the_readouts_match_an_independent_computation():
+    """The metrics beside L_BCE and MSE are those formulas, recomputed here with torch on the shown image."""
+    import numpy as np
+    import torch
+    import torch.nn.functional as F
+
+    from core.data import load_dataset
+    from core.zoo import pretrained
+
+    at = page_app(PAGE, query={"ae_input": "by index", "ae_index": "3"})
+    assert_ok(at)
+    body = texts(at)
+    assert r"z = f_\phi(x)" in body and r"\hat x = g_\theta(z)" in body
+    assert r"x_i\log\hat x_i + (1-x_i)\log(1-\hat x_i)" in body and "unsupervised" in body
+    assert "backpropagation" in body
+    p = pretrained("mnist-5k", "ae", 1.0, 16)
+    x = torch.tensor(load_dataset("mnist-5k").x[p.val_idx[3]])[None]
+    with torch.no_grad():
+        xh = torch.sigmoid(p.model.decoder(p.model.head_mu(torch.relu(p.model.encoder(x)))))
+    bce = F.binary_cross_entropy(xh.double(), x.double(), reduction="sum").item()
+    mse = ((xh - x) ** 2).mean().item()
+    assert _metric(at, "Reconstruction error (this image)") == f"{bce:.1f} nats"
+    assert _metric(at, "Mean squared error per pixel") == f"{mse:.4f}"
+    # The encoder's code layer is linear: the page no longer says every encoder layer applies ReLU.
+    assert "then a linear layer (no ReLU) gives the code" in body
+    assert "784 → 256 → 128 → 16): each layer takes a weighted sum of the layer before and applies ReLU" not in body
+    assert "Common wrong answer" in body and "coordinate system" in body and "to generate new data" in body
+    assert np.isfinite(bce)
+
+
+def test_linear_autoencoder_matches_pca_live():
+    """The principal angles and MSEs shown are recomputed with numpy's SVD (PCA) and the same training."""
+    import numpy as np
+
+    from core import linear_ae
+    from core.data import load_dataset
+    from core.zoo import pretrained
+
+    at = page_app(PAGE, query={"ae_latent": "2"})
+    assert_ok(at)
+    body = texts(at)
+    for cite in ("Baldi and Hornik (1989)", "Vincent et al., 2008", "Rifai et al., 2011", "Ranzato et al., 2007",
+                 "Ng, 2011", "Kingma and Welling, 2014", "Undercomplete", "Overcomplete"):
+        assert cite in body, cite
+    p = pretrained("digits", "ae", 1.0, 2)
+    x = load_dataset("digits").x.astype(np.float64)
+    train = np.setdiff1d(np.arange(len(x)), p.val_idx)
+    ae = linear_ae.train_linear_ae(x[train], 2)
+    m = x[train].mean(0)
+    _, _, vt = np.linalg.svd(x[train] - m, full_matrices=False)
+    q, _ = np.linalg.qr(ae.w_dec)
+    angles = np.degrees(np.arccos(np.clip(np.linalg.svd(q.T @ vt[:2].T, compute_uv=False), -1, 1)))
+    xv = x[p.val_idx]
+    pca_mse = np.mean(((xv - m) @ vt[:2].T @ vt[:2] + m - xv) ** 2)
+    ae_mse = np.mean((ae.reconstruct(xv) - xv) ** 2)
+    assert _metric(at, "Largest principal angle, trained") == f"{angles.max():.2f}°"
+    assert angles.max() < 1.0
+    assert _metric(at, "Held-out MSE, PCA") == f"{pca_mse:.5f}"
+    assert _metric(at, "Held-out MSE, linear AE") == f"{ae_mse:.5f}"
+    assert float(_metric(at, "Largest principal angle, untrained").rstrip("°")) > 60
+    spec = next(s for s in plotly_specs(at) if "reconstructed from K = 2" in s["layout"].get("title", {}).get("text", ""))
+    assert "linear AE" in _labels(spec) and "PCA" in _labels(spec)
+
+
+def test_kl_guarantee_is_computed_not_claimed():
+    """The 2-D beta=1 MNIST VAE: mean KL term, variances of q(z) and the share of means beyond radius 3,
+    recomputed with torch.distributions on its training images."""
+    import numpy as np
+    import torch
+    from torch.distributions import Normal, kl_divergence
+
+    from core.data import load_dataset
+    from core.zoo import pretrained
+
+    at = page_app(PAGE, query={"ae_latent": "2"})
+    assert_ok(at)
+    p = pretrained("mnist-5k", "vae", 1.0, 2)
+    x = load_dataset("mnist-5k").x
+    train = np.setdiff1d(np.arange(len(x)), p.val_idx)
+    with torch.no_grad():
+        mu, logvar = p.model.encode(torch.tensor(x[train]))
+    mu, sd = mu.double(), torch.exp(0.5 * logvar.double())
+    kl = kl_divergence(Normal(mu, sd), Normal(0.0, 1.0)).sum(1).mean().item()
+    agg = (mu.var(0, unbiased=False) + (sd ** 2).mean(0)).numpy()
+    outside = (mu.pow(2).sum(1) > 9).double().mean().item()
+    prior = float(np.exp(-4.5))  # P(chi-square(2) > 9)
+    body = texts(at)
+    assert f"at most {kl:.1f} nats" in body
+    assert f"{agg[0]:.2f}, {agg[1]:.2f} (N(0, I): 1)" in body
+    assert f"{100 * outside:.1f}% of the means μ(x) lie beyond radius 3, where N(0, I) puts {100 * prior:.1f}%" in body
+    assert 1.8 < agg[0] < 2.1 and 0.10 < outside < 0.13  # the issue's figures (1.93, 11.4 %)
+    assert "random codes fall where real ones do" not in body
+    assert "0 only when q(z|x) = N(0, I)" in body and "Hoffman and Johnson, 2016" in body
+    helps = " ".join(m.proto.help for m in at.metric)
+    assert "spread exactly like the random codes" not in helps and "do not show in it" in helps
 
 
 def test_vae_switch_shows_the_reparameterized_bottleneck():
@@ -134,16 +250,24 @@ def test_invalid_url_values_are_refused_with_a_message():
 def test_presenter_mode_walks_through_scenes():
     at = page_app(PAGE, query={"present": "1"})
     assert_ok(at)
-    assert len(plotly_specs(at)) == 1  # scene 1: the diagram only
+    specs = plotly_specs(at)
+    assert len(specs) == 1 and not specs[0].get("frames")  # scene 1: the block diagram only
     assert "Encoder, code, decoder" not in _subheaders(at)
     at.button(key="_scene_ae_next").click().run()
     assert_ok(at)
+    _diagram(at)  # scene 2: the animation
+    at.button(key="_scene_ae_next").click().run()
+    assert_ok(at)
     assert "Encoder, code, decoder" in _subheaders(at) and not plotly_specs(at)
-    at.session_state["_scene_ae"] = 3  # anomaly detection on its own (its noise slider lives in scene 3)
+    at.session_state["_scene_ae"] = 3
+    at.run()
+    assert_ok(at)
+    assert "link to PCA" in _subheaders(at) and len(plotly_specs(at)) == 1
+    at.session_state["_scene_ae"] = 5  # anomaly detection on its own (its noise slider lives in scene 5)
     at.run()
     assert_ok(at)
     assert "anomaly detection" in _subheaders(at) and "denoising" not in _subheaders(at)
-    at.session_state["_scene_ae"] = 4
+    at.session_state["_scene_ae"] = 6
     at.run()
     assert_ok(at)
     assert "generation" in _subheaders(at).lower() and "Check yourself" in _subheaders(at)
@@ -224,10 +348,15 @@ def test_autoencoder_page_presenter_mode_in_browser(watched_page, server_url):
     page = watched_page
     page.goto(server_url + "/autoencoder?present=1&ae_kind=VAE")
     wait_drawn(page)
-    page.wait_for_selector(".js-plotly-plot .updatemenu-button")
+    page.wait_for_selector(".js-plotly-plot")
     assert_no_exception_box(page)
-    assert page.get_by_text("Scene 1 of 5").first.is_visible()
+    assert page.get_by_text("Scene 1 of 7").first.is_visible()
     screenshot(page, "autoencoder-present")
+    page.locator("body").press("PageDown")  # scene 2: the animation
+    page.get_by_text("Scene 2 of 7").first.wait_for()
+    page.wait_for_selector(".js-plotly-plot .updatemenu-button")
+    wait_drawn(page)
+    assert_no_exception_box(page)
 
 
 @pytest.mark.browser
