@@ -10,8 +10,10 @@ import streamlit as st
 from streamlit.errors import StreamlitAPIException
 
 from core import kl, ui
+from core.data import load_dataset
 from core.figures import kl_bars
 from core.figures import kl as klfig
+from core.units import SMALL_KL_NATS
 
 ROOT = Path(__file__).resolve().parent.parent
 LIMITS_PAGE = "pages/6_limits.py"
@@ -21,7 +23,9 @@ N_CHOICES = [10, 30, 100, 300, 1_000, 3_000, 10_000, 30_000, 100_000]
 MC_CURVE_NS = sorted(set(np.unique(np.geomspace(2, 100_000, 48).round().astype(int)).tolist()) | set(N_CHOICES))
 FIT_STEPS, FIT_LR = 300, 0.2
 BETAS = [0.5, 1.0, 4.0]
+GAP_BETAS = [0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0]  # the 16-d zoo VAEs with a KL term (β = 0 has none)
 LATENT = 16
+IWAE_K = 1000  # importance samples for log p(x)
 PRESETS = {  # name: (mu_p, sigma_p, mu_q, sigma_q)
     "🟰 Identical": (0.0, 1.0, 0.0, 1.0),
     "➡️ Shifted mean": (0.0, 1.0, 2.0, 1.0),
@@ -40,9 +44,12 @@ url_errors = st.container()  # filled at the end: the widgets below validate the
 SCENES = [
     ("Two Gaussians", "Move p and q: the shaded area is KL(p‖q), and the two directions differ."),
     ("KL by sampling", "Average log p/q over samples from p: the estimate homes in on the exact value."),
-    ("Forward vs reverse", "Fit one Gaussian to two modes: forward KL covers both, reverse KL picks one."),
+    ("Forward vs reverse", "Fit one Gaussian to two modes: forward KL covers both; reverse KL has several "
+                           "local optima, and the start decides which one it reaches."),
     ("Two dimensions", "Correlated 2-D Gaussians: the same formula with matrices."),
-    ("KL inside a VAE", "Each latent dimension pays KL to stay close to N(0, 1); a real encoder shows the bill."),
+    ("The ELBO", "log p(x) = ELBO + KL(q(z|x) ‖ p(z|x)): a real VAE's numbers for one image."),
+    ("KL inside a VAE", "Each part of the KL term does a job: −log σ² keeps the noise on, μ² keeps codes near "
+                        "the prior."),
 ]
 scene = ui.scenes("kl", SCENES)
 
@@ -206,17 +213,29 @@ def forward_reverse() -> None:
         st.markdown(
             f"**Forward, KL(p‖q) = E_p[log p/q]: mode covering.** The average is over p, so q is punished heavily "
             f"wherever p has mass and q has almost none: q stretches over **both** modes. Its optimum matches p's "
-            f"mean and standard deviation ({target_mu:.2f} and {target_sd:.2f}); the fit ends at "
-            f"μ = {fwd[-1][0]:.2f}, σ = {fwd[-1][1]:.2f}, KL = {fwd[-1][2]:.3f} nats.")
+            f"mean and standard deviation ({klfig.nats(target_mu)} and {klfig.nats(target_sd)}); the fit ends at "
+            f"μ = {klfig.nats(fwd[-1][0])}, σ = {klfig.nats(fwd[-1][1])}, KL = {klfig.nats(fwd[-1][2], 3)} nats.")
+    outcome = kl.reverse_fit_outcome(rev[-1][0], rev[-1][1], mix["mus"], mix["sigmas"], mix["weights"])
+    if outcome["kind"] == "mode":
+        reached = (f"This start reached the mode-seeking optimum on the **{outcome['side']}** mode "
+                   f"(centred at {klfig.nats(outcome['target'])}).")
+    elif outcome["peaks"] == 1:
+        reached = ("Here the modes are so close that p has a single peak, and the fit is one Gaussian over it, "
+                   f"centred at {klfig.nats(outcome['target'])}.")
+    else:
+        reached = ("This start reached the **symmetric** optimum between the modes: a wide q centred at "
+                   f"{klfig.nats(outcome['target'])}, over the gap. Move the start off the centre and q ends on a mode.")
     with c2:
         st.markdown(
             f"**Reverse, KL(q‖p) = E_q[log q/p]: mode seeking.** The average is over q, so q is punished only where "
-            f"*q* puts mass that p lacks, such as the gap between the modes: q shrinks onto **one** mode. It ends at "
-            f"μ = {rev[-1][0]:.2f}, σ = {rev[-1][1]:.2f}, KL = {rev[-1][2]:.3f} nats. Which mode depends on where q "
-            "starts; when the modes are close together, one wide q fits best either way.")
+            f"*q* puts mass that p lacks, such as the gap between the modes. Reverse KL has **several local optima**: "
+            f"one on each mode (Bishop, 2006, Figure 10.3) and, for well-separated modes, a wide symmetric one between them "
+            f"(start at 0 to see it). The fit ends at "
+            f"μ = {klfig.nats(rev[-1][0])}, σ = {klfig.nats(rev[-1][1])}, KL = {klfig.nats(rev[-1][2], 3)} nats. "
+            + reached)
     st.info("A VAE's encoder is trained by the ELBO, whose gap to log p(x) is KL(q(z|x) ‖ p(z|x)): the **reverse** "
-            "direction. So a VAE's posterior tends to be mode-seeking and too narrow (over-confident), rather than "
-            "covering every code that could explain an image.", icon="💡")
+            "direction (section 5). So a VAE's posterior tends to be mode-seeking and too narrow (over-confident), "
+            "rather than covering every code that could explain an image.", icon="💡")
 
 
 # ---- 4: two dimensions ------------------------------------------------------------------------------
@@ -262,133 +281,330 @@ def two_dimensions() -> None:
     st.latex(klfig.latex_kl_mvn(mu1, cov1, mu0, cov0, "q", "p"))
 
 
-# ---- 5: the VAE's KL term ---------------------------------------------------------------------------
+# ---- 5 and 6: the ELBO, and the VAE's KL term -------------------------------------------------------
 
-def encoded_image(dataset: str, beta: float, img: int, x: np.ndarray) -> dict:
-    """The encoder's posterior for one held-out image (mu, logvar, per-dimension KL, each (16,)) and
-    the figures that depend only on it. Kept for the last image in session state, so moving the
-    point slider does not rebuild them."""
+@st.cache_data(max_entries=64, show_spinner="Estimating log p(x) by importance sampling (1,000 samples)…")
+def image_numbers(dataset: str, beta: float, img: int) -> dict:
+    """Everything sections 5 and 6 show about one held-out image under one zoo VAE (16-d): its posterior
+    (mu, logvar (16,)), the ELBO's two terms, log p(x) by IWAE (k = IWAE_K) with its standard error,
+    and the amortisation gap (q optimised for this image alone). Cached by model and image."""
+    from core import elbo
+    torch = ui.configure_torch()
+    info = ui.pretrained(dataset, "vae", beta, LATENT)
+    x = np.array(load_dataset(dataset).x[int(info.val_idx[img])][None, :])
+    with torch.no_grad():
+        mu, logvar = info.model.encode(torch.as_tensor(x))
+    g = elbo.amortisation_gap(info.model, x, k=IWAE_K, steps=300, n=IWAE_K, seed=0)
+    return {"mu": mu[0].double().numpy(), "logvar": logvar[0].double().numpy(), "gap": g,
+            "likelihood": info.config.likelihood}
+
+
+@st.cache_data(max_entries=64, show_spinner="Estimating the gap under every β…")
+def gaps_by_beta(dataset: str, row: int) -> dict:
+    """L_k − ELBO of image ``row`` of the dataset (held out by every zoo model: they share one split)
+    under every 16-d zoo VAE with β > 0."""
+    from core import elbo
+    ui.configure_torch()
+    x = np.array(load_dataset(dataset).x[row][None, :])
+    out = {"beta": [], "gap": [], "se": []}
+    for b in GAP_BETAS:
+        gap, se = elbo.gap_estimate(ui.pretrained(dataset, "vae", b, LATENT).model, x, k=IWAE_K, n=IWAE_K, seed=0)
+        out["beta"].append(b), out["gap"].append(float(gap[0])), out["se"].append(float(se[0]))
+    return out
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def beta0_sigma(dataset: str) -> tuple[float, float]:
+    """The β = 0 zoo model's posterior σ_j, averaged over its held-out images: the smallest and the
+    largest over the 16 dimensions."""
+    from core import elbo
+    ui.configure_torch()
+    info = ui.pretrained(dataset, "vae", 0.0, LATENT)
+    s = elbo.mean_posterior_sigma(info.model, load_dataset(dataset).x[info.val_idx])
+    return float(s.min()), float(s.max())
+
+
+def encoded_figures(dataset: str, beta: float, img: int, x: np.ndarray, mu: np.ndarray, logvar: np.ndarray) -> dict:
+    """The figures that depend only on the chosen image and model. Kept for the last image in session
+    state, so moving the point slider does not rebuild them."""
     from core.figures import paired_rows
-    from core.training import ACTIVE_UNIT_NATS, encode_stats, reconstruct
+    from core.training import reconstruct
 
     cache_key = (dataset, beta, img, TEXT)
     cached = st.session_state.get("_kl_encoded")
     if cached is not None and cached["key"] == cache_key:
         return cached
     model = ui.pretrained(dataset, "vae", beta, LATENT).model
-    mu, logvar = (a[0].astype(np.float64) for a in encode_stats(model, x))
     kl_dims = np.asarray(kl.kl_to_standard_normal(mu, logvar))
     out = {
-        "key": cache_key, "mu": mu, "logvar": logvar, "kl": kl_dims,
-        "fig_img": paired_rows({"input": x, "decoded from μ": reconstruct(model, x)},
-                               ctx.dataset.image_shape,
+        "key": cache_key,
+        "fig_img": paired_rows({"input": x, "decoded from μ": reconstruct(model, x)}, ctx.dataset.image_shape,
                                height=210),
-        "fig_post": klfig.posterior_vs_prior(mu, logvar, threshold=ACTIVE_UNIT_NATS, text_size=TEXT),
-        "fig_bars": kl_bars(kl_dims, threshold=ACTIVE_UNIT_NATS, height=160 + 26 * LATENT),
+        "fig_parts": klfig.kl_parts_figure(mu, logvar, text_size=TEXT, height=440 if ctx.present else 420),
+        "fig_post": klfig.posterior_vs_prior(mu, logvar, threshold=SMALL_KL_NATS, text_size=TEXT),
+        "fig_bars": kl_bars(kl_dims, threshold=SMALL_KL_NATS, height=160 + 26 * LATENT),
     }
     st.session_state["_kl_encoded"] = out
     return out
 
 
-@st.fragment
-def vae_section() -> None:
-    from core.training import ACTIVE_UNIT_NATS, count_active_units, encode_stats
+def dims_list(idx) -> str:
+    """0-based dimension indices as 'z5, z7 and z14' (1-based, as the figures label them)."""
+    names = [f"z{int(j) + 1}" for j in idx]
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
 
-    st.header("5. The KL term inside a VAE")
-    st.markdown(
-        "A VAE's encoder maps an image x to a Gaussian q(z|x) = N(μ(x), diag σ²(x)). Training maximises the "
-        "evidence lower bound (ELBO). As a loss to minimise, that is the reconstruction error **plus the KL to the "
-        "prior**; a β-VAE weights the KL by β (β = 1 is the plain ELBO):")
-    st.latex(r"\log p(x) \;\ge\; \underbrace{\mathbb E_{q(z|x)}[\log p(x|z)]}_{\text{reconstruction}}"
-             r" - \underbrace{\mathrm{KL}\big(q(z|x)\,\|\,\mathcal N(0, I)\big)}_{=\ \sum_j \frac12(\mu_j^2+\sigma_j^2-1-\log\sigma_j^2)},"
-             r"\qquad \text{loss} = \text{recon} + \beta\cdot\text{KL}")
-    st.markdown(
-        "Each latent dimension pays the KL below for moving its μ away from 0 or its σ away from 1. "
-        "Move the point, then pick an image to see what a trained encoder actually pays.")
-    with ui.config_container("Choose a point and a real encoder"):
+
+def choose_model():
+    """The β radio and the held-out image number, shared by sections 5 and 6."""
+    with ui.config_container("Choose a trained VAE and a held-out image"):
         c1, c2 = st.columns(2, gap="large")
         with c1:
-            mu = ui.slider("Posterior mean μ", "kl_vmu", -3.0, 3.0, 1.0, step=0.1)
-            logvar = ui.slider("Posterior log-variance log σ²", "kl_vlv", -6.0, 2.0, -1.0, step=0.1)
-        with c2:
             beta = ui.select("β of the pretrained VAE (16 latent dimensions)", "kl_beta", BETAS, 1.0, radio=True,
                              horizontal=True, format_func=lambda b: f"β = {b:g}")
-            model_info = ui.pretrained(ctx.dataset_name, "vae", float(beta), LATENT)
-            n_val = len(model_info.val_idx)
-            if st.session_state.get("kl_img", 0) > n_val - 1:  # e.g. after switching to a smaller dataset
-                st.session_state["kl_img"] = n_val - 1
+        model_info = ui.pretrained(ctx.dataset_name, "vae", float(beta), LATENT)
+        n_val = len(model_info.val_idx)
+        if st.session_state.get("kl_img", 0) > n_val - 1:  # e.g. after switching to a smaller dataset
+            st.session_state["kl_img"] = n_val - 1
+        with c2:
             img = int(ui.number(f"Held-out image (0 to {n_val - 1}; never seen in training)", "kl_img", 0,
                                 n_val - 1, 0, step=1))
+    return float(beta), img, model_info
 
+
+ELBO_IDENTITY = (
+    r"\begin{aligned}"
+    r"\log p(x) &= \mathbb E_{q(z|x)}\big[\log p(x)\big] &&\text{(}\log p(x)\text{ does not depend on } z\text{)}\\"
+    r"&= \mathbb E_{q(z|x)}\Big[\log\frac{p(x,z)}{p(z|x)}\Big] &&\text{(Bayes: } p(x) = p(x,z)/p(z|x)\text{)}\\"
+    r"&= \mathbb E_{q(z|x)}\Big[\log\frac{p(x,z)}{q(z|x)}\Big] + \mathbb E_{q(z|x)}\Big[\log\frac{q(z|x)}{p(z|x)}\Big]"
+    r" &&\text{(multiply and divide by } q(z|x)\text{)}\\"
+    r"&= \mathrm{ELBO}(x) + \mathrm{KL}\big(q(z|x)\,\|\,p(z|x)\big)\;\ge\;\mathrm{ELBO}(x) &&(\mathrm{KL}\ge 0)"
+    r"\end{aligned}")
+ELBO_TERMS = (
+    r"\mathrm{ELBO}(x) = \mathbb E_{q}\Big[\log\frac{p(x|z)\,p(z)}{q(z|x)}\Big]"
+    r" = \underbrace{\mathbb E_{q(z|x)}[\log p(x|z)]}_{-\,\text{reconstruction term}}"
+    r" - \underbrace{\mathrm{KL}\big(q(z|x)\,\|\,p(z)\big)}_{\text{KL term}},\qquad"
+    r"\text{loss} = -\mathrm{ELBO}\ (\beta = 1),\ \ \text{reconstruction} + \beta\cdot\text{KL}\ (\beta\text{-VAE})")
+ELBO_JENSEN = (
+    r"\log p(x) = \log\int q(z|x)\,\frac{p(x,z)}{q(z|x)}\,dz = \log\,\mathbb E_{q(z|x)}\Big[\frac{p(x,z)}{q(z|x)}\Big]"
+    r"\;\ge\;\mathbb E_{q(z|x)}\Big[\log\frac{p(x,z)}{q(z|x)}\Big] = \mathrm{ELBO}(x)")
+IWAE = (
+    r"L_k(x) = \log\frac1k\sum_{i=1}^{k}\frac{p(x|z_i)\,p(z_i)}{q(z_i|x)},\quad z_i\sim q(z|x);\qquad"
+    r"\mathbb E[L_1] = \mathrm{ELBO}(x)\;\le\;\mathbb E[L_k]\;\le\;\mathbb E[L_{k+1}]\;\le\;\log p(x)")
+KL_CLOSED = (
+    r"\mathrm{KL}\big(q(z|x)\,\|\,\mathcal N(0, I)\big) = \sum_{j=1}^{K}\tfrac12\big(\underbrace{\mu_j^2}_{\text{keeps codes near 0}}"
+    r" + \underbrace{\sigma_j^2 - 1 - \log\sigma_j^2}_{\ge 0,\ =0\text{ only at }\sigma_j = 1}\big)")
+RATE = (r"\mathbb E_{x}\Big[\mathrm{KL}\big(q(z|x)\,\|\,p(z)\big)\Big] = \underbrace{I_q(x; z)}_{\text{information in the code}}"
+        r" + \underbrace{\mathrm{KL}\big(q(z)\,\|\,p(z)\big)}_{q(z) = \mathbb E_x q(z|x)\text{ against the prior}}")
+
+
+def scale_note(likelihood: str) -> str:
+    if likelihood == "bernoulli":
+        return ("The decoder's likelihood is the training loss's: a Bernoulli cross-entropy summed over pixels. On grey "
+                "pixels (between 0 and 1) that is not the log of a normalised probability, so these \"log p(x)\" "
+                "figures are on the loss's scale, comparable between models, not a true log-likelihood.")
+    return ("The decoder's likelihood is the training loss's: ½ squared error, a unit-variance Gaussian without its "
+            "constant −D/2·log 2π, so these figures are log p(x) up to that constant.")
+
+
+@st.fragment
+def vae_sections(show_elbo: bool, show_kl: bool) -> None:
+    if show_elbo:
+        st.header("5. The ELBO: a lower bound on log p(x)")
+        st.markdown(
+            "A VAE is a latent-variable model: draw a code z ~ p(z) = N(0, I), then an image x ~ p(x|z) (the "
+            "decoder). Its likelihood log p(x) = log ∫ p(x|z) p(z) dz has no closed form, nor has the true posterior "
+            "p(z|x). The encoder's q(z|x) = N(μ(x), diag σ²(x)) approximates p(z|x), and training maximises a lower "
+            "bound on log p(x), the **evidence lower bound** (ELBO; Kingma and Welling, 2014).")
+        with st.expander("The derivation, step by step (exact identity, and by Jensen's inequality)",
+                         expanded=not ctx.present):
+            st.markdown("**By an exact identity**, for any q(z|x):")
+            st.latex(ELBO_IDENTITY)
+            st.markdown("Splitting p(x, z) = p(x|z) p(z) gives the two terms a VAE computes:")
+            st.latex(ELBO_TERMS)
+            st.markdown("**By Jensen's inequality** (log is concave, so log E[·] ≥ E[log ·]):")
+            st.latex(ELBO_JENSEN)
+            st.markdown("Jensen says the ELBO is below log p(x); the identity says by exactly how much: "
+                        "KL(q(z|x) ‖ p(z|x)), the KL from the encoder's q to the **true** posterior.")
+        st.markdown(
+            "**What raising the ELBO does.** log p(x) does not depend on the encoder, so raising the ELBO through "
+            "the encoder can only shrink KL(q(z|x) ‖ p(z|x)): it **pulls q towards the true posterior**. Raising it "
+            "through the decoder raises **log p(x)** (or closes the gap). Training does both at once. The KL it "
+            "shrinks is the **reverse** direction, KL(q ‖ p), of section 3.")
+    beta, img, model_info = choose_model()
     ds = ctx.dataset
     row = int(model_info.val_idx[img])
     x = np.array(ds.x[row][None, :])  # a writable copy for torch
     label = ds.class_names[int(ds.y[row])] if ds.class_names else str(int(ds.y[row]))
-    encoded = encoded_image(ctx.dataset_name, float(beta), img, x)
-    mu_x, logvar_x, kl_dims = encoded["mu"], encoded["logvar"], encoded["kl"]
-    total = float(kl_dims.sum())
-    active = count_active_units(kl_dims)
+    nums = image_numbers(ctx.dataset_name, beta, img)
+    g = nums["gap"]
+    if show_elbo:
+        st.markdown(f"**This image (label {label}) under the β = {beta:g} model**, in nats. log p(x) is estimated "
+                    "by importance sampling with q(z|x) as the proposal, the IWAE bound (Burda et al., 2016):")
+        st.latex(IWAE)
+        c1, c2 = st.columns([3, 2], gap="large")
+        with c1:
+            ui.figure(klfig.elbo_waterfall(g.recon_encoder, g.kl_encoder, g.log_px, g.log_px_se, IWAE_K,
+                                           text_size=TEXT, height=460 if ctx.present else 440),
+                      key="kl_fig_elbo",
+                      alt=f"Waterfall for held-out image {img}: E_q log p(x|z) = {-g.recon_encoder:.2f}, minus the KL "
+                          f"term {g.kl_encoder:.2f}, gives the ELBO {g.elbo_encoder:.2f}; adding the gap {g.gap:.2f} "
+                          f"gives log p(x) ≈ {g.log_px:.2f} ± {1.96 * g.log_px_se:.2f} nats.")
+        with c2:
+            with st.container(key="kl_elbo_readout"):
+                st.metric("log p(x), IWAE estimate", f"{klfig.nats(g.log_px)} nats",
+                          help=f"L_k with k = {IWAE_K:,}; ± {klfig.nats(g.log_px_se, 3)} standard error (delta method)")
+                st.metric("ELBO = −reconstruction − KL term", f"{klfig.nats(g.elbo_encoder)} nats",
+                          help=f"reconstruction term {klfig.nats(g.recon_encoder)} nats ({IWAE_K:,} samples of z), "
+                               f"KL term {klfig.nats(g.kl_encoder)} nats (closed form)")
+                st.metric("Gap log p(x) − ELBO ≈ KL(q(z|x) ‖ p(z|x))", f"{klfig.nats(g.gap)} nats")
+            st.markdown(
+                f"**How much of the gap is the encoder's fault?** Optimising q's μ and log σ² for this one image "
+                f"(300 Adam steps; Cremer et al., 2018) raises its ELBO to **{klfig.nats(g.elbo_best)}**: the "
+                f"*amortisation gap* (one encoder network for all images) is **{klfig.nats(g.amortisation)}** nats; "
+                f"the rest, **{klfig.nats(g.approximation)}** nats, is the *approximation gap* (no diagonal Gaussian "
+                "fits p(z|x) exactly)" + (" — negative here because L_k is itself only a lower bound on log p(x), "
+                                          "and the encoder is a poor proposal." if g.approximation < 0 else "."))
+        st.caption(f"Reconstruction term −E_q[log p(x|z)] = {klfig.nats(g.recon_encoder)} nats per image, "
+                   f"KL term KL(q(z|x) ‖ p(z)) = {klfig.nats(g.kl_encoder)} nats, −ELBO = "
+                   f"{klfig.nats(-g.elbo_encoder)} nats. L_k is itself a lower bound on log p(x), so L_k − ELBO "
+                   "can underestimate the true gap. " + scale_note(nums["likelihood"]))
+        with st.expander("The gap under every β (16-d models)"):
+            gb = gaps_by_beta(ctx.dataset_name, row)
+            ui.figure(klfig.gap_by_beta_figure(gb["beta"], gb["gap"], gb["se"], beta, text_size=TEXT),
+                      key="kl_fig_gaps",
+                      alt="The gap L_k − ELBO of this image under each zoo model: " +
+                          ", ".join(f"β = {b:g}: {v:.2f} nats" for b, v in zip(gb["beta"], gb["gap"])) + ".")
+            lo, hi = beta0_sigma(ctx.dataset_name)
+            st.caption(
+                "Each bar: L_k − ELBO for this image, ± 1.96 standard errors. A model whose q fits the true posterior "
+                "well has a small gap; a model that pays almost no KL (large β, q ≈ p(z)) can have a small gap too, "
+                "because its decoder then hardly depends on z. Not shown: β = 0, trained without the KL term: its "
+                f"encoder's σ_j is {lo:.4f} to {hi:.4f}, so q is nearly a point and importance sampling with it as "
+                "the proposal cannot estimate log p(x).")
 
-    with st.container(key="kl_vae_point"):
-        st.latex(klfig.latex_vae_kl(mu, logvar))
+    if not show_kl:
+        return
+    st.header("6. The KL term inside a VAE")
+    st.markdown("The KL term of the ELBO has a closed form for a diagonal Gaussian q and the prior N(0, I) "
+                "(Kingma and Welling, 2014, Appendix B):")
+    st.latex(KL_CLOSED)
+    mu_x, logvar_x = nums["mu"], nums["logvar"]
+    figs = encoded_figures(ctx.dataset_name, beta, img, x, mu_x, logvar_x)
+    parts = kl.kl_standard_normal_parts(mu_x, logvar_x)
+    kl_dims = parts["total"]
+    total = float(kl_dims.sum())
+    lo, hi = beta0_sigma(ctx.dataset_name)
+    beta0 = ui.pretrained(ctx.dataset_name, "vae", 0.0, LATENT).evaluation
     c1, c2 = st.columns([3, 2], gap="large")
     with c1:
-        ui.live_figure(klfig.vae_kl_map(mu, logvar, mu_x, logvar_x, text_size=TEXT), key="kl_fig_map",
-                       updater="kl_vae_point", watch={"mu": "kl_vmu", "logvar": "kl_vlv"},
-                       values={"mu": mu, "logvar": logvar},
-                       alt=f"Contour map of the VAE's KL term over mean and log-variance; zero at the prior (0, 0). "
-                           f"Your point μ={mu:g}, log σ²={logvar:g} costs "
-                           f"{float(kl.kl_to_standard_normal(mu, logvar)):.3f} nats; the {LATENT} dots are the latent "
-                           "dimensions of the chosen image.")
+        ui.figure(figs["fig_parts"], key="kl_fig_parts",
+                  alt=f"This image's KL per latent dimension in four parts (½μ², ½σ², −½ log σ², −½); total "
+                      f"{total:.3f} nats.")
     with c2:
-        st.markdown("**Your point** is the star. The **dots** are the 16 latent dimensions of this image, "
-                    "encoded by the real model: the ones sitting on the prior's circle cost nothing and carry "
-                    "no information.")
-        ui.figure(encoded["fig_img"], key="kl_fig_img", alt=f"Held-out image {img} (label {label}) and its "
-                                                              "reconstruction decoded from the posterior mean.")
         with st.container(key="kl_vae_readout"):
             st.metric(f"KL of this image (label {label}), β = {beta:g}", f"{total:.4f} nats",
                       help="Sum over the 16 latent dimensions of ½(μ²+σ²−1−log σ²).")
-        st.caption(f"{active} of {LATENT} dimensions active (KL > {ACTIVE_UNIT_NATS:g} nats). The model's average KL "
-                   f"over all held-out images is {model_info.evaluation['kl']:.2f} nats.")
+        sums = {k: float(parts[k].sum()) for k in ("mu2", "sigma2", "neg_log_sigma2", "minus_one")}
+        st.latex(r"\textstyle\sum_j \tfrac12\mu_j^2 + \sum_j\tfrac12\sigma_j^2 - \sum_j\tfrac12\log\sigma_j^2"
+                 r" - \tfrac{K}{2} = " + f"{sums['mu2']:.3f} + {sums['sigma2']:.3f} + {sums['neg_log_sigma2']:.3f}"
+                 f" - {-sums['minus_one']:.1f} = {total:.3f}")
+        st.markdown(
+            "**What each part does** (its mechanism, not \"it makes the space smooth\"):\n"
+            f"- **−log σ²** grows without bound as σ → 0, so the encoder **cannot switch its noise off**. Without "
+            f"the KL term it does: the zoo's β = 0 model has a mean σ_j between **{lo:.4f}** and **{hi:.4f}** in "
+            "every dimension, a plain autoencoder in all but name.\n"
+            "- **The noise makes the space smooth.** The decoder is trained on z = μ + σ·ε, a different point near "
+            "μ(x) each time, so every code within about σ of μ(x) must decode to an image like x: nearby codes "
+            "decode to similar images.\n"
+            "- **μ²** pulls every code towards 0, so the codes of the data sit where z ~ N(0, I) puts its samples, "
+            f"and a decoded prior sample looks plausible. At β = 0 the codes drift: {beta0['kl']:.0f} nats of KL per "
+            "image.")
 
-    c1, c2 = st.columns(2, gap="large")
-    with c1:
-        ui.figure(encoded["fig_post"], key="kl_fig_post",
-                  alt=f"Per-dimension posterior mean ± 1.96 sd for the chosen image against the prior band; {active} "
-                      f"of {LATENT} dimensions differ from the prior.")
-    with c2:
-        ui.figure(encoded["fig_bars"], key="kl_fig_bars",
-                  alt=f"KL per latent dimension for the chosen image, total {total:.3f} nats.")
+    act = ui.activity(ctx.dataset_name, "vae", beta, LATENT)
+    small = np.flatnonzero(kl_dims < SMALL_KL_NATS)
+    barely = [j for j in np.flatnonzero(act.active) if act.var_mu[j] <= 0.05]
+    note = (f"**This model: {act.count} of {LATENT} dimensions active** (Burda et al., 2016: the variance over its "
+            f"{act.n_images} held-out images of μ_j(x) is above {act.threshold:g}); "
+            + (f"collapsed: {dims_list(act.collapsed)}. " if act.collapsed else "none has collapsed. ")
+            + (f"Only barely active (variance ≤ 0.05): {dims_list(barely)}, so a traversal of them changes the image "
+               "little. " if barely else "")
+            + (f"**For this image**, {len(small)} dimension{'s' if len(small) != 1 else ''} ({dims_list(small)}) "
+               f"{'have' if len(small) != 1 else 'has'} KL below {SMALL_KL_NATS:g} nats: "
+               f"{'they carry' if len(small) != 1 else 'it carries'} almost no information about this image."
+               if len(small) else f"**For this image**, every dimension has KL above {SMALL_KL_NATS:g} nats."))
+    with st.container(key="kl_activity"):
+        st.markdown(note)
 
-    rows, evals = [], {}
+    with st.expander("The price of one dimension, and this image's posterior against the prior",
+                     expanded=not ctx.present):
+        with ui.config_container("Choose a point"):
+            mu = ui.slider("Posterior mean μ", "kl_vmu", -3.0, 3.0, 1.0, step=0.1)
+            logvar = ui.slider("Posterior log-variance log σ²", "kl_vlv", -6.0, 2.0, -1.0, step=0.1)
+        with st.container(key="kl_vae_point"):
+            st.latex(klfig.latex_vae_kl(mu, logvar))
+        c1, c2 = st.columns([3, 2], gap="large")
+        with c1:
+            ui.live_figure(klfig.vae_kl_map(mu, logvar, mu_x, logvar_x, text_size=TEXT), key="kl_fig_map",
+                           updater="kl_vae_point", watch={"mu": "kl_vmu", "logvar": "kl_vlv"},
+                           values={"mu": mu, "logvar": logvar},
+                           alt=f"Contour map of the VAE's KL term over mean and log-variance; zero at the prior (0, 0). "
+                               f"Your point μ={mu:g}, log σ²={logvar:g} costs "
+                               f"{float(kl.kl_to_standard_normal(mu, logvar)):.3f} nats; the {LATENT} dots are the "
+                               "latent dimensions of the chosen image.")
+        with c2:
+            st.markdown("**Your point** is the star. The **dots** are the 16 latent dimensions of this image, "
+                        "encoded by the real model: a dot on the prior's circle costs no KL and carries almost no "
+                        "information about this image.")
+            ui.figure(figs["fig_img"], key="kl_fig_img", alt=f"Held-out image {img} (label {label}) and its "
+                                                              "reconstruction decoded from the posterior mean.")
+        c1, c2 = st.columns(2, gap="large")
+        with c1:
+            ui.figure(figs["fig_post"], key="kl_fig_post",
+                      alt=f"Per-dimension posterior mean ± 1.96 sd for the chosen image against the prior band; "
+                          f"{LATENT - len(small)} of {LATENT} dimensions have KL above {SMALL_KL_NATS:g} nats.")
+        with c2:
+            ui.figure(figs["fig_bars"], key="kl_fig_bars",
+                      alt=f"KL per latent dimension for the chosen image, total {total:.3f} nats.")
+
+    st.markdown(
+        "**Averaged over the data, the KL term limits the rate.** Hoffman and Johnson (2016) split the average KL "
+        "term into the mutual information between an image and its code, and the distance of the aggregate "
+        "posterior q(z) from the prior:")
+    st.latex(RATE)
+    st.markdown(
+        "So the KL term is an upper bound on how much information the code carries about x (the *rate*). β "
+        "weights it (Higgins et al., 2017): a larger β buys a lower rate with a worse reconstruction, a "
+        "rate–distortion trade-off (Alemi et al., 2018). KL is not symmetric, and the VAE uses the reverse "
+        "direction KL(q ‖ p) (section 3): the KL term is KL(q(z|x) ‖ p(z)), the gap is KL(q(z|x) ‖ p(z|x)).")
+
+    rows, evals, acts = [], {}, {}
     for b in BETAS:
         info = ui.pretrained(ctx.dataset_name, "vae", b, LATENT)
-        evals[b] = info.evaluation
-        m, lv = encode_stats(info.model, x)
-        this = float(np.asarray(kl.kl_to_standard_normal(m[0].astype(np.float64), lv[0].astype(np.float64))).sum())
+        evals[b], acts[b] = info.evaluation, ui.activity(ctx.dataset_name, "vae", b, LATENT)
+        this = float(np.sum(kl.kl_to_standard_normal(*image_posterior(ctx.dataset_name, b, x))))
         name = f"**β = {b:g}**" if b == beta else f"β = {b:g}"
-        rows.append(f"| {name} | {this:.2f} | {info.evaluation['kl']:.2f} | {info.evaluation['active_units']} of {LATENT} | "
+        rows.append(f"| {name} | {this:.2f} | {info.evaluation['kl']:.2f} | {acts[b].count} of {LATENT} | "
                     f"{info.evaluation['recon']:.2f} |")
-    st.markdown(f"**The same image under the three pretrained models**, and each model on all {n_val} held-out images "
-                f"(active: mean KL above {ACTIVE_UNIT_NATS:g} nats; reconstruction: mean −log p(x|z), nats per image):"
-                "\n\n| model | KL of this image | held-out mean KL | held-out active dimensions | held-out reconstruction |"
-                "\n|---|---|---|---|---|\n" + "\n".join(rows))
-    lo, hi = evals[BETAS[0]], evals[BETAS[-1]]
-    beta0 = ui.pretrained(ctx.dataset_name, "vae", 0.0, LATENT).evaluation
+    with st.expander("The same image under the three pretrained models", expanded=not ctx.present):
+        st.markdown(f"Each model on all {len(model_info.val_idx)} held-out images (active: Burda et al.'s "
+                    f"Var_x μ_j(x) > 0.01; reconstruction: mean −log p(x|z), nats per image):"
+                    "\n\n| model | KL of this image | held-out mean KL | held-out active dimensions | "
+                    "held-out reconstruction |\n|---|---|---|---|---|\n" + "\n".join(rows))
+    lo_e, hi_e = evals[BETAS[0]], evals[BETAS[-1]]
     st.markdown(
-        "**What the KL term does.** It pulls every image's posterior towards the prior N(0, I). The codes of "
-        "different images then overlap and fill the space around the origin with few gaps, so the latent space is "
-        "**smooth and continuous** (nearby codes decode to similar images), and you can **sample** new images by "
-        "drawing z ~ N(0, I) and decoding. Without it the codes drift wherever reconstruction wants them: the zoo's "
-        f"β = 0 model pays {beta0['kl']:.0f} nats of KL per image, so a z drawn from N(0, I) rarely lands where any "
-        "training image's code lies.\n\n"
-        f"**Too much of it over-regularizes.** From β = {BETAS[0]:g} to β = {BETAS[-1]:g}, the held-out KL falls from "
-        f"{lo['kl']:.2f} to {hi['kl']:.2f} nats, but the reconstruction error rises from {lo['recon']:.2f} to "
-        f"{hi['recon']:.2f} nats (blurrier reconstructions), and the active dimensions go from {lo['active_units']} to "
-        f"{hi['active_units']} of {LATENT}. A dimension whose posterior equals the prior for every input (KL = 0) "
-        "tells the decoder nothing: that is **posterior collapse**.")
+        f"**Too much of it over-regularizes.** From β = {BETAS[0]:g} to β = {BETAS[-1]:g}, the held-out KL falls "
+        f"from {lo_e['kl']:.2f} to {hi_e['kl']:.2f} nats, but the reconstruction error rises from "
+        f"{lo_e['recon']:.2f} to {hi_e['recon']:.2f} nats (blurrier reconstructions), and the active dimensions go "
+        f"from {acts[BETAS[0]].count} to {acts[BETAS[-1]].count} of {LATENT}. A dimension whose posterior stays at "
+        "the prior for every input carries no information to the decoder: that is **posterior collapse**.")
     link_to_limits()
+
+
+def image_posterior(dataset: str, beta: float, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(mu, logvar), each (16,) float64, of image ``x`` (1, D) under a zoo model."""
+    from core.training import encode_stats
+    m, lv = encode_stats(ui.pretrained(dataset, "vae", beta, LATENT).model, x)
+    return m[0].astype(np.float64), lv[0].astype(np.float64)
 
 
 def link_to_limits() -> None:
@@ -411,8 +627,8 @@ if show(2):
     forward_reverse()
 if show(3):
     two_dimensions()
-if show(4):
-    vae_section()
+if show(4) or show(5):
+    vae_sections(show_elbo=show(4), show_kl=show(5))
 
 with url_errors:
     ui.show_url_errors()
@@ -423,8 +639,10 @@ ui.self_check("kl", [
      f"KL(q‖p) = {wide_qp:.3f} nats is larger than KL(p‖q) = {wide_pq:.3f}. KL(q‖p) averages over samples from the "
      "wide q, many of which land in the thin tails of p where log q/p is large."),
     ("You fit one Gaussian to a distribution with two well-separated modes by minimising KL(q‖p). Where does it end?",
-     "On one of the modes, with roughly that mode's width (mode seeking): q is punished for putting mass in the gap "
-     "where p is near 0. Minimising KL(p‖q) instead gives one wide Gaussian over both modes (mode covering)."),
+     "It depends on the start: reverse KL has several local optima. From a start nearer one mode, q usually ends on "
+     "that mode with roughly its width (mode seeking: q is punished for putting mass in the gap where p is near 0). "
+     "From the exact centre (set the start to 0 in section 3) it ends at the wide symmetric optimum between the "
+     "modes. Minimising KL(p‖q) instead has one optimum: a wide Gaussian over both modes (mode covering)."),
     ("A latent dimension has μ = 0 and σ = 1 for every input. What is its KL, and what does the decoder learn from it?",
      "Its KL is ½(0 + 1 − 1 − 0) = 0, and it tells the decoder nothing: z is pure prior noise, whatever the input. "
      "The dimension has collapsed. A large β makes more dimensions do this."),

@@ -28,7 +28,7 @@ def metric(at, label_start: str) -> float:
     """The number shown by the first metric whose label starts with ``label_start``."""
     for m in at.metric:
         if m.label.startswith(label_start):
-            return float(m.value.split()[0])
+            return float(m.value.split()[0].replace("−", "-"))
     raise AssertionError(f"no metric {label_start!r} in {[m.label for m in at.metric]}")
 
 
@@ -50,10 +50,11 @@ def at_digits():
 def test_defaults_draw_every_section_and_match_torch(at_digits):
     at = at_digits
     heads = [h.value for h in at.header]
-    assert len(heads) == 5 and heads[0].startswith("1.") and heads[4].startswith("5.")
+    assert len(heads) == 6 and heads[0].startswith("1.") and heads[4].startswith("5. The ELBO")
+    assert heads[5].startswith("6. The KL term")
     assert metric(at, "KL(p‖q): expectation") == pytest.approx(torch_kl(0.0, 1.0, 1.0, 1.5), abs=5e-5)
     assert metric(at, "KL(q‖p): expectation") == pytest.approx(torch_kl(1.0, 1.5, 0.0, 1.0), abs=5e-5)
-    assert len(plotly_specs(at)) == 8
+    assert len(plotly_specs(at)) == 11
     assert not at.error
 
 
@@ -136,8 +137,27 @@ def test_forward_reverse_animation_and_separation(at_digits):
     assert_ok(at)
     body = texts(at)
     mean, sd = K.mixture_moments((0.5, 0.5), (-3.0, 3.0), (0.6, 0.6))
-    assert f"σ = {sd:.2f}" in body and "μ = -3.00, σ = 0.60" in body  # reverse follows its start to the left mode
+    assert f"σ = {sd:.2f}" in body and "μ = −3.00, σ = 0.60" in body  # reverse follows its start to the left mode
+    assert "mode-seeking optimum on the **left** mode" in body
     assert fit_spec(at)["frames"][-1] != spec["frames"][-1]
+
+
+def test_reverse_kl_from_the_centre_reaches_the_symmetric_optimum_and_says_so():
+    at = page_app(PAGE, query={"dataset": "digits", "kl_start": "0.0"})
+    assert_ok(at)
+    body = texts(at)
+    traj = K.fit_gaussian_to_mixture((0.5, 0.5), (-2.0, 2.0), (0.6, 0.6), direction="reverse", steps=300, lr=0.2,
+                                     init=(0.0, 0.5))
+    assert abs(traj[-1][0]) < 1e-3 and traj[-1][1] == pytest.approx(1.79, abs=0.01)
+    assert f"μ = 0.00, σ = {traj[-1][1]:.2f}" in body  # not "-0.00"
+    assert "several local optima" in body and "**symmetric** optimum between the modes" in body
+    assert "mode-seeking optimum on the" not in body and "-0.00" not in body
+
+
+def test_reverse_kl_off_centre_start_reaches_a_mode(at_digits):
+    body = texts(at_digits)  # start 0.5 (the default)
+    assert "several local optima" in body and "mode-seeking optimum on the **right** mode" in body
+    assert "shrinks onto" not in body
 
 
 # ---- section 4: two dimensions ------------------------------------------------------------------------
@@ -188,6 +208,111 @@ def test_vae_kl_of_a_real_image_matches_torch_and_responds_to_beta_and_image():
     body = texts(at)
     assert "**β = 4**" in body and "| β = 0.5 |" in body  # the three-model table, current one in bold
     assert "posterior collapse" in body and "Limits of VAEs" in body
+
+
+def vae_image(dataset: str, beta: float, img: int):
+    from core import zoo
+    from core.data import load_dataset
+    info = zoo.pretrained(dataset, "vae", beta, 16)
+    return info, torch.as_tensor(np.array(load_dataset(dataset).x[info.val_idx[img]][None, :]))
+
+
+def test_one_active_count_everywhere_for_the_same_model():
+    """The caption, the three-model table and core.units (Burda et al.) give the same count per model; no
+    per-image statement says 'collapsed' or 'ignored'."""
+    from core.data import load_dataset
+    from core.units import heldout_activity
+    at = page_app(PAGE, query={"dataset": "digits", "kl_beta": "0.5"})
+    assert_ok(at)
+    body = texts(at)
+    counts = {b: heldout_activity(vae_image("digits", b, 0)[0], load_dataset("digits")).count for b in (0.5, 1.0, 4.0)}
+    assert f"This model: {counts[0.5]} of 16 dimensions active" in body
+    table = next(m.value for m in at.markdown if "| model | KL of this image |" in m.value)
+    shown = {float(b): int(n) for b, n in re.findall(r"β = ([\d.]+)\**? \| [\d.]+ \| [\d.]+ \| (\d+) of 16", table)}
+    assert shown == counts
+    # every "N of 16 ... active" on the page for this model agrees
+    assert set(re.findall(r"(\d+) of 16 dimensions active", body)) == {str(counts[0.5])}
+    for line in body.splitlines():
+        if "this image" in line:
+            assert "collapsed" not in line.split("this image")[0][-80:] or "Burda" in line
+    assert "ignored" not in body
+
+
+def reference_elbo_numbers(dataset: str, beta: float, img: int, k: int = 1000):
+    """log p(x) (IWAE), the ELBO and its terms for one image, with torch.distributions: the same noise
+    draws as core.elbo (seed 0 for the importance samples, seed 1 for the ELBO's), an independent formula."""
+    from torch.distributions import Bernoulli
+    info, x = vae_image(dataset, beta, img)
+    m = info.model
+    with torch.no_grad():
+        mu, logvar = m.encode(x)
+        sd = (0.5 * logvar).exp()
+        eps = torch.randn((k, 1, 16), generator=torch.Generator().manual_seed(0))
+        z = mu + sd * eps
+        lpx = Bernoulli(logits=m.decode_logits(z), validate_args=False).log_prob(x).sum(-1)
+        lw = (lpx + Normal(0.0, 1.0).log_prob(z).sum(-1) - Normal(mu, sd).log_prob(z).sum(-1)).double()
+        log_px = float(torch.logsumexp(lw[:, 0], 0) - math.log(k))
+        eps1 = torch.randn((k, 1, 16), generator=torch.Generator().manual_seed(1))
+        recon = -float(Bernoulli(logits=m.decode_logits(mu + sd * eps1), validate_args=False).log_prob(x).sum(-1).double().mean())
+        kl_term = float(kl_divergence(Normal(mu.double(), sd.double()), Normal(0.0, 1.0)).sum())
+    return log_px, recon, kl_term
+
+
+def test_elbo_section_numbers_match_an_independent_computation():
+    at = page_app(PAGE, query={"dataset": "digits", "kl_img": "5"})
+    assert_ok(at)
+    log_px, recon, kl_term = reference_elbo_numbers("digits", 1.0, 5)
+    elbo_ref = -recon - kl_term
+    assert metric(at, "log p(x), IWAE estimate") == pytest.approx(log_px, abs=0.011)
+    assert metric(at, "ELBO = −reconstruction − KL term") == pytest.approx(elbo_ref, abs=0.011)
+    assert metric(at, "Gap log p(x) − ELBO") == pytest.approx(log_px - elbo_ref, abs=0.011)
+    assert log_px > elbo_ref  # the bound
+    body = texts(at)
+    assert f"Reconstruction term −E_q[log p(x|z)] = {recon:.2f} nats per image" in body
+    assert f"KL term KL(q(z|x) ‖ p(z)) = {kl_term:.2f} nats" in body
+    assert "not the log of a normalised probability" in body  # Bernoulli on grey pixels
+    wf = next(s for s in plotly_specs(at) if s["data"] and s["data"][0].get("type") == "waterfall")
+    from tests.test_figures_kl import arr
+    y = arr(wf["data"][0]["y"])
+    assert y[0] == pytest.approx(-recon, abs=1e-3) and y[1] == pytest.approx(-kl_term, abs=1e-6)
+    assert y[4] == pytest.approx(log_px, abs=1e-3)
+    # the derivation is on the page, in LaTeX, before the VAE section
+    latex = " ".join(e.value for e in at.latex)
+    assert r"\mathrm{ELBO}(x) + \mathrm{KL}\big(q(z|x)\,\|\,p(z|x)\big)" in latex and r"\log\,\mathbb E_{q(z|x)}" in latex
+    assert "Jensen" in body and "pulls q towards the true posterior" in body
+    # the amortisation gap: never negative, and the decomposition adds up
+    amort = re.search(r"\*amortisation gap\* \(one encoder network for all images\) is \*\*([−\d.]+)\*\*", body)
+    approx = re.search(r"the rest, \*\*([−\d.]+)\*\* nats", body)
+    a, r = (float(v.group(1).replace("−", "-")) for v in (amort, approx))
+    assert a >= 0 and a + r == pytest.approx(metric(at, "Gap log p(x) − ELBO"), abs=0.02)
+    # the gap for every beta
+    gaps = next(s for s in plotly_specs(at) if "under each β" in str(s["layout"].get("title", "")))
+    assert list(gaps["data"][0]["x"]) == [f"β = {b:g}" for b in (0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)]
+    assert arr(gaps["data"][0]["y"])[3] == pytest.approx(log_px - elbo_ref, abs=0.02)
+
+
+def test_kl_parts_on_the_page_sum_to_the_closed_form_and_torch():
+    at = page_app(PAGE, query={"dataset": "digits", "kl_img": "3"})
+    assert_ok(at)
+    info, x = vae_image("digits", 1.0, 3)
+    with torch.no_grad():
+        mu, logvar = (t[0].double() for t in info.model.encode(x))
+    ref = kl_divergence(Normal(mu, (0.5 * logvar).exp()), Normal(0.0, 1.0)).numpy()
+    parts = next(s for s in plotly_specs(at) if "four parts" in str(s["layout"].get("title", "")))
+    from tests.test_figures_kl import arr
+    np.testing.assert_allclose(sum(arr(t["y"]) for t in parts["data"][:4]), ref, rtol=1e-5, atol=1e-6)
+    sums = [0.5 * float((mu**2).sum()), 0.5 * float(logvar.exp().sum()), -0.5 * float(logvar.sum())]
+    line = f"{sums[0]:.3f} + {sums[1]:.3f} + {sums[2]:.3f} - 8.0 = {ref.sum():.3f}"
+    assert any(line in e.value for e in at.latex), line
+    body = texts(at)
+    from core import elbo
+    from core.data import load_dataset
+    info0 = __import__("core.zoo", fromlist=["zoo"]).pretrained("digits", "vae", 0.0, 16)
+    s0 = elbo.mean_posterior_sigma(info0.model, load_dataset("digits").x[info0.val_idx])
+    assert f"between **{s0.min():.4f}** and **{s0.max():.4f}** in every dimension" in body
+    assert s0.max() < 0.01  # the beta = 0 model switched its noise off
+    assert "cannot switch its noise off" in body and "smooth and continuous" not in body
+    assert "Hoffman and Johnson (2016)" in body and "Higgins et al., 2017" in body
 
 
 def test_vae_point_formula():
@@ -264,8 +389,9 @@ def test_presenter_mode_shows_one_scene_at_a_time():
     at = page_app(PAGE, query={"dataset": "digits", "present": "1"})
     assert_ok(at)
     assert [h.value for h in at.header] == ["1. Two Gaussians, p and q"]
-    assert "Scene 1 of 5" in texts(at)
-    for expected in ("2. Estimating KL by sampling", "3. Forward vs reverse", "4. Two dimensions", "5. The KL term"):
+    assert "Scene 1 of 6" in texts(at)
+    for expected in ("2. Estimating KL by sampling", "3. Forward vs reverse", "4. Two dimensions", "5. The ELBO",
+                     "6. The KL term"):
         at.button(key="_scene_kl_next").click().run()
         assert_ok(at)
         heads = [h.value for h in at.header]
@@ -287,7 +413,7 @@ def _open(page, server_url: str, query: str = "") -> None:
     """Open the page by its deep link (as a shared link is opened), and wait until it is drawn."""
     page.goto(f"{server_url}/kl{query}")
     wait_drawn(page)
-    page.get_by_text("5. The KL term inside a VAE").first.wait_for()
+    page.get_by_text("6. The KL term inside a VAE").first.wait_for()
     assert_no_exception_box(page)
 
 
@@ -326,7 +452,7 @@ def test_kl_page_presenter_mode_in_browser(watched_page, server_url):
     page = watched_page
     page.goto(f"{server_url}/kl?present=1")
     wait_drawn(page)
-    page.get_by_text("Scene 1 of 5").first.wait_for()
+    page.get_by_text("Scene 1 of 6").first.wait_for()
     assert_no_exception_box(page)
     expect(page.locator(".st-key-kl_fig_density .js-plotly-plot")).to_have_count(1, timeout=30_000)  # browser-drawn
     page.wait_for_timeout(500)
