@@ -380,3 +380,39 @@ def test_block_diagram_follows_its_arguments_and_refuses_bad_sizes():
         args = dict(input_dim=64, hidden_dims=[32], latent_dim=2) | bad
         with pytest.raises(ValueError):
             autoencoder_block_diagram(**args)
+
+
+def test_prior_match_measures_what_the_kl_term_guarantees(digits):
+    from scipy.stats import chi2
+    from torch.distributions import Normal, kl_divergence
+
+    p = pretrained("digits", "vae", 1.0, 2)
+    x = digits.x[:400]
+    r = dg.prior_match(p.model, x)
+    with torch.no_grad():
+        mu, logvar = p.model.encode(torch.tensor(x))
+    mu, sd = mu.double(), torch.exp(0.5 * logvar.double())
+    assert r["kl_mean"] == pytest.approx(kl_divergence(Normal(mu, sd), Normal(0.0, 1.0)).sum(1).mean().item(), rel=1e-6)
+    np.testing.assert_allclose(r["agg_var"], (mu.var(0, unbiased=False) + (sd ** 2).mean(0)).numpy(), rtol=1e-6)
+    assert r["radius"] == pytest.approx(3.0)  # in 2-D the 1.1 % tail of N(0, I) starts at radius 3
+    assert r["prior_outside"] == pytest.approx(np.exp(-4.5))
+    assert r["share_outside"] == pytest.approx((mu.pow(2).sum(1) > 9).double().mean().item())
+    r16 = dg.prior_match(pretrained("digits", "vae", 1.0, 16).model, x)
+    assert r16["prior_outside"] == pytest.approx(np.exp(-4.5)) and chi2.sf(r16["radius"] ** 2, 16) == pytest.approx(
+        np.exp(-4.5))
+    with pytest.raises(ValueError):
+        dg.prior_match(pretrained("digits", "ae", 1.0, 2).model, x)
+
+
+def test_stages_say_the_code_layer_is_linear():
+    ae = build_model(ModelConfig(kind="ae", input_dim=64, hidden_dims=(32, 16), latent_dim=2), device="cpu")
+    vae = build_model(ModelConfig(kind="vae", input_dim=64, hidden_dims=(32, 16), latent_dim=2), device="cpu")
+    st_ae = {s.name: s for s in dg.stages_of(ae)}
+    assert "ReLU" in st_ae["encoder 1"].formula and "ReLU" in st_ae["encoder 2"].formula
+    assert "linear" in st_ae["z"].title and "ReLU" not in st_ae["z"].formula
+    st_vae = {s.name: s for s in dg.stages_of(vae)}
+    assert "linear" in st_vae["mu, sigma"].title and "ReLU" not in st_vae["mu, sigma"].formula
+    # and the model really is so: the code equals head_mu of the last ReLU layer, negative values included
+    with torch.no_grad():
+        z = ae.encode(torch.rand(256, 64))[0]
+    assert (z < 0).any()
