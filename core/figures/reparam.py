@@ -286,8 +286,8 @@ def backward_pass_graphs(values: Mapping, steps_per_stage: int = 6, height: int 
                 if y0 > y1:  # a descending edge: label up and to the right of its middle
                     ann.append(dict(x=mx + 0.25, y=my + 0.3, xref="x", yref="y", text=lbl, showarrow=False,
                                     xanchor="left", font=dict(size=12, color="#555555")))
-                else:  # a level edge: label just above its middle
-                    ann.append(dict(x=mx, y=my + 0.4, xref="x", yref="y", text=lbl, showarrow=False,
+                else:  # a level edge: label just above it, nearer its start (clear of the node it enters)
+                    ann.append(dict(x=x0 + 0.38 * (x1 - x0), y=my + 0.45, xref="x", yref="y", text=lbl, showarrow=False,
                                     yanchor="bottom", font=dict(size=12, color="#555555")))
         ann.append(dict(x=4.9 + dx, y=8.2, xref="x", yref="y", showarrow=False, font=dict(size=16),
                         text=spec["title"]))
