@@ -61,7 +61,7 @@ def home() -> None:
         link("train")
     with c3:
         st.subheader("3. What does the KL term do, and where do VAEs fail?")
-        st.markdown("The **KL divergence** to N(0, I) charges each image's code for its information. Its "
+        st.markdown("The **KL divergence** to N(0, I) is a cost, in nats, on each image's code. Its "
                     "−log σ² part keeps the encoder's noise on, so nearby codes must decode to similar images; its "
                     "μ² part keeps codes where the prior's samples land, so sampled codes decode to plausible "
                     "images. Too large a weight β switches latent dimensions off (posterior collapse).")

@@ -152,8 +152,9 @@ def fmt_sig(v: float, sig: int = 2) -> str:
     if v == 0 or v != v:
         return fmt(v, 0)
     mag = int(np.floor(np.log10(abs(v))))
-    digits = max(0, sig - 1 - mag)
+    digits = sig - 1 - mag
     r = round(v, digits)
+    digits = max(0, digits)
     return (f"{r:,.{digits}f}" if digits else f"{r:,.0f}").replace("-", "−")
 
 
@@ -576,11 +577,11 @@ def q3_answer(e: dict) -> dict:
                "$z \\sim \\mathcal N(0, I)$ lands among the encoded data and gives plausible images.\n"
                "- $\\sigma_j^2 - 1 - \\log\\sigma_j^2$ is smallest at $\\sigma_j = 1$: the noise cannot grow "
                "beyond the prior's width for free either."),
-        ("fig", "q3_sigma", "Median posterior standard deviation σ_j over the held-out images, per dimension, "
+        ("fig", "q3_sigma", "Median posterior standard deviation σ over the held-out images, per dimension, "
                             "log scale: the VAE trained without the KL term (β = 0) against β = 1."),
         ("md", f"**Evidence.** The same network trained with β = 0 (no KL term) has a median σ of "
                f"{fmt_sig(np.median(s0), 2)} over its dimensions: the noise is switched off, and its prior samples "
-               f"are junk. With β = 1 the median σ is {fmt_sig(np.median(s1), 2)}, and prior samples decode to "
+               f"decode to smeared shapes that are mostly not digits. With β = 1 the median σ is {fmt_sig(np.median(s1), 2)}, and prior samples decode to "
                f"digit-like images:"),
         ("fig", "q3_samples", "Decoded prior samples z ~ N(0, I): the VAE without its KL term (β = 0, top) and "
                               "with it (β = 1, bottom)."),

@@ -11,9 +11,10 @@ from streamlit.errors import StreamlitAPIException
 
 from core import ui
 
-ctx = ui.page("Model answers", "📝",
-              "Full-marks answers to the three exam questions, each with a diagram, the equations, the argument "
-              "step by step, the weak answers corrected, and evidence from the shipped models.")
+ctx = ui.page("Model answers", "📝")
+if not ctx.present:  # a projector has no room for it: the scene bar names the question
+    st.caption("Full-marks answers to the three exam questions, each with a diagram, the equations, the argument "
+               "step by step, the weak answers corrected, and evidence from the shipped models.")
 ui.configure_torch()
 
 from core import answers  # noqa: E402
@@ -66,12 +67,19 @@ def draw_block(block: tuple, figs: dict, skip: str) -> None:
 
 
 def draw_section(sec: dict, figs: dict, captions: dict) -> None:
-    st.header(sec["title"], anchor=sec["key"])
-    st.markdown(f"*Exam question: {sec['question']}*")
-    st.markdown(sec["summary"])
+    """The question, its key idea (at most three sentences) and its main figure, then the full answer. In
+    presenter mode the scene bar names the question and the key idea follows the figure, so the figure
+    fits a 1280x720 screen."""
     main = sec["main"]
+    if not ctx.present:
+        st.header(sec["title"], anchor=sec["key"])
+    st.markdown(f"*Exam question: {sec['question']}*")
+    if not ctx.present:
+        st.markdown(sec["summary"])
     ui.figure(figs[main], key=f"ans_{main}", alt=captions[main])
     st.caption(captions[main])
+    if ctx.present:
+        st.markdown(sec["summary"])
     rest = st.expander("The full answer, step by step") if ctx.present else st.container()
     with rest:
         for b in sec["blocks"]:
@@ -88,7 +96,7 @@ e1, e2, e3 = ui.run_safely(lambda: evidence(ctx.dataset_name, ctx.seed), "Could 
                            "The shipped models may be missing: rebuild them with scripts/build_zoo.py.") or (None,) * 3
 if e1 is not None:
     sections = answers.answers(e1, e2, e3)
-    figs = afig.figures(e1, e2, e3, font_size=16 if ctx.present else 14)
+    figs = afig.figures(e1, e2, e3, height=300 if ctx.present else afig.HEIGHT)
     captions = {b[1]: b[2] for s in sections for b in s["blocks"] if b[0] == "fig"}
     if not ctx.present:
         st.download_button("⬇️ Download the handout (HTML, offline, prints on A4)",

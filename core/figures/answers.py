@@ -105,7 +105,12 @@ def computation_graph(font_size: int = 13) -> go.Figure:
     return fig
 
 
-def variance_bars(e2: dict) -> go.Figure:
+def _num(v: float) -> str:
+    """3 significant figures without exponent notation: 21.9, 98.2, 161,000."""
+    return f"{float(f'{v:.3g}'):,.0f}" if abs(v) >= 100 else f"{v:.3g}"
+
+
+def variance_bars(e2: dict, height: int = HEIGHT) -> go.Figure:
     """Per-sample variance of the pathwise and score-function gradient estimates (log scale)."""
     fig = go.Figure()
     params = [("dmu", "∂/∂μ"), ("dsigma", "∂/∂σ")]
@@ -113,10 +118,10 @@ def variance_bars(e2: dict) -> go.Figure:
                                 ("score", "score function (REINFORCE)", ORANGE)):
         vals = [e2["est"][method][p]["variance"] for p, _ in params]
         fig.add_bar(x=[lab for _, lab in params], y=vals, name=name, marker_color=color,
-                    text=[f"{v:,.3g}" for v in vals], textposition="outside", cliponaxis=False)
-    fig.update_yaxes(type="log", title="per-sample variance (log scale)")
+                    text=[_num(v) for v in vals], textposition="outside", cliponaxis=False)
+    fig.update_yaxes(type="log", title="per-sample variance (log scale)", exponentformat="power", dtick=1)
     fig.update_layout(barmode="group", legend=dict(orientation="h", y=1.12, x=0))
-    style(fig, height=HEIGHT)
+    style(fig, height=height)
     fig.update_layout(margin=dict(l=10, r=10, t=40, b=10))
     return fig
 
@@ -131,7 +136,7 @@ def kl_bars(e3: dict) -> go.Figure:
     return fig
 
 
-def sigma_bars(e3: dict) -> go.Figure:
+def sigma_bars(e3: dict, height: int = HEIGHT) -> go.Figure:
     """Median posterior σ_j per dimension for β = 0 and β = 1 (log scale)."""
     fig = go.Figure()
     for b, name, color in ((0.0, "β = 0 (no KL term)", GREY), (1.0, "β = 1", BLUE)):
@@ -140,9 +145,9 @@ def sigma_bars(e3: dict) -> go.Figure:
                     hovertemplate="%{x}: median σ = %{y:.3g}<extra>" + name + "</extra>")
     fig.add_hline(y=1.0, line=dict(color=GREEN, dash="dash"), annotation_text="prior σ = 1",
                   annotation_position="top left")
-    fig.update_yaxes(type="log", title="median σ<sub>j</sub> (log scale)")
+    fig.update_yaxes(type="log", title="median σ<sub>j</sub> (log scale)", exponentformat="power", dtick=1)
     fig.update_layout(barmode="group", legend=dict(orientation="h", y=1.14, x=0))
-    style(fig, height=HEIGHT)
+    style(fig, height=height)
     fig.update_layout(margin=dict(l=10, r=10, t=40, b=10))
     return fig
 
@@ -171,15 +176,16 @@ def rd_curve(e3: dict) -> go.Figure:
     return fig
 
 
-def figures(e1: dict, e2: dict, e3: dict, font_size: int = 14) -> dict[str, go.Figure]:
-    """Every figure the answers name (``core.answers`` blocks ("fig", key, caption))."""
+def figures(e1: dict, e2: dict, e3: dict, font_size: int = 14, height: int = HEIGHT) -> dict[str, go.Figure]:
+    """Every figure the answers name (``core.answers`` blocks ("fig", key, caption)). ``height``: of the
+    three main figures (presenter mode asks for less, as it scales them up)."""
     return {
-        "q1_diagram": block_diagram(e1, font_size=font_size),
+        "q1_diagram": block_diagram(e1, font_size=font_size, height=height),
         "q1_recon": recon_grid(e1),
         "q2_graph": computation_graph(),
-        "q2_variance": variance_bars(e2),
+        "q2_variance": variance_bars(e2, height),
         "q3_kl": kl_bars(e3),
-        "q3_sigma": sigma_bars(e3),
+        "q3_sigma": sigma_bars(e3, height),
         "q3_samples": samples_grid(e3),
         "q3_rd": rd_curve(e3),
     }
