@@ -191,3 +191,31 @@ def test_first_visit_on_a_fresh_server_by_deep_link_gets_the_app_navigation(brow
         page.close()
     finally:
         stop_server(proc)
+
+
+def test_answers_page_is_last_in_lesson_order_and_linked_from_home():
+    from app import LESSONS
+    path, title, icon, slug, _ = LESSONS[-1]
+    assert (path, title, icon, slug) == ("pages/7_answers.py", "Model answers", "📝", "answers")
+    at = page_app("app.py")
+    assert_ok(at)
+    links = [link.proto.page for link in at.get("page_link")]
+    assert any(p.endswith("7_answers.py") or p == "answers" for p in links), links
+
+
+def test_home_q3_blurb_gives_the_kl_mechanism():
+    body = texts(page_app("app.py"))
+    assert "smooth enough to sample from" not in body  # an outcome without a mechanism
+    assert "−log σ² part keeps the encoder's noise on" in body and "μ² part keeps codes where" in body
+
+
+@pytest.mark.parametrize("path", ["app.py"] + sorted(f"pages/{p.name}" for p in (ROOT / "pages").glob("*.py")))
+def test_every_page_has_the_glossary_in_its_sidebar(path):
+    from core.answers import GLOSSARY
+    at = page_app(path, query={"dataset": "digits"})
+    assert_ok(at)
+    expanders = [e for e in at.sidebar.expander if e.label == "📖 Glossary"]
+    assert len(expanders) == 1, [e.label for e in at.sidebar.expander]
+    inside = " ".join(m.value for m in expanders[0].markdown)
+    for dl, prob, _ in GLOSSARY:
+        assert f"**{dl}** = {prob}" in inside
