@@ -660,6 +660,22 @@ def noise_scales(model: AutoEncoder, x: np.ndarray) -> NoiseScales:
     return NoiseScales(np.median(sigma, axis=0), sigma.max(axis=0), m.std(axis=0), int(len(m)))
 
 
+def file_slug(name: str, limit: int = 40) -> str:
+    """A run name as an ASCII file-name part: "#3 VAE β=0.5 z=16" -> "3-vae-beta-0-5-z-16"."""
+    s = "".join(ch if ch.isascii() and ch.isalnum() else "-" for ch in str(name).replace("β", "beta"))
+    return "-".join(part for part in s.lower().split("-") if part)[:limit].strip("-") or "run"
+
+
+def beta_path(changes: Sequence[tuple[int, float]], limit: int = 6) -> list[float]:
+    """The values beta took during a run, in order, without repeats (at most ``limit``, the last ones):
+    a run is named after the beta it started with, so a table shows where beta went from there."""
+    path: list[float] = []
+    for _, b in changes:
+        if not path or path[-1] != b:
+            path.append(float(b))
+    return path[-limit:]
+
+
 def comparison_rows(runs: Sequence[Run]) -> list[dict]:
     """One row per run: settings and the final held-out −ELBO, reconstruction, KL, active units.
 
@@ -673,7 +689,9 @@ def comparison_rows(runs: Sequence[Run]) -> list[dict]:
             "run": r.name, "status": STATE_LABELS[r.state], "data": r.dataset.name,
             "model": r.model_cfg.kind.upper(), "latent": r.model_cfg.latent_dim,
             "hidden": ",".join(map(str, r.model_cfg.hidden_dims)), "likelihood": r.model_cfg.likelihood,
-            "β (final)": r.beta if vae else None, "steps": r.step,
+            "β (final)": r.beta if vae else None,
+            "β during the run": (" → ".join(f"{b:g}" for b in beta_path(r.beta_changes)) if vae else None),
+            "steps": r.step,
             "held-out −ELBO": round(f["neg_elbo"], 2) if f and vae else None,
             "recon": round(f["recon"], 2) if f else None,
             "KL": round(f["kl"], 2) if f and vae else None,

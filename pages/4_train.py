@@ -546,7 +546,7 @@ def export_import(cfg) -> None:
             ss["tr_exp_run"] = names[-1]
         name = st.selectbox("Run", names, key="tr_exp_run")
         run = store.runs[name]
-        slug = "".join(ch if ch.isalnum() else "-" for ch in name).strip("-").lower()[:40]
+        slug = R.file_slug(name)
         c = st.columns(5)
         with c[0]:
             ui.download_csv("⬇️ Metrics (CSV)", R.metrics_rows(run), f"latent-lab-{slug}-metrics.csv", key="tr_dl_csv")

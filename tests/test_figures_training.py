@@ -49,6 +49,10 @@ def test_live_loss_chart_has_the_same_curves_as_the_shared_builder(trained):
     t, _ = trained
     table, spec = FT.live_loss_chart(t.history, t.eval_history, t.beta_changes, max_points=10**6)
     df = table.to_pandas()
+    # placeholder rows keep every layer non-empty (no Vega "Infinite extent" warnings) and are never drawn
+    hidden = df[~df["show"]]
+    assert sorted(hidden.set) == ["beta", "held-out"] and (hidden.step == 0).all() and (hidden.value == 0).all()
+    df = df[df["show"]]
     ref = F.loss_curves(t.history, t.eval_history, t.beta_changes)
     for trace in ref.data:
         name, kind = trace.name.rsplit(" (", 1)
@@ -74,6 +78,24 @@ def test_live_chart_specs_do_not_depend_on_the_data(trained):
     _, l1 = FT.live_latent_chart(np.zeros((4, 2)), np.array([0, 1, 2, 3]))
     _, l2 = FT.live_latent_chart(np.ones((4, 2)), np.array([3, 2, 1, 0]))
     assert l1 == l2
+
+
+def test_no_layer_of_the_loss_chart_is_ever_empty_and_placeholders_are_invisible(trained):
+    t, _ = trained
+    for hist, evals, changes in (([], [], []), (t.history[:3], [], [(0, 1.0)]), (t.history, t.eval_history, t.beta_changes)):
+        table, spec = FT.live_loss_chart(hist, evals, changes)
+        df = table.to_pandas()
+        for layer in spec["layer"]:
+            kind = layer["transform"][0]["filter"].split("'")[1]
+            assert (df.set == kind).any(), kind  # an empty layer makes Vega warn "Infinite extent"
+        for layer in spec["layer"][1:3]:  # held-out diamonds and β rules: size/width and opacity 0 unless shown
+            enc = layer["encoding"]
+            for ch in ("opacity", "size", "strokeWidth"):
+                if ch in enc:
+                    assert enc[ch]["condition"]["test"] == "datum.show" and enc[ch]["value"] == 0
+        if not hist:
+            assert not df["show"].any()
+    assert FT.live_loss_chart([], [])[0].to_pandas().label.tolist() == ["", "", ""]  # no β text is drawn
 
 
 def test_long_histories_are_thinned_but_keep_both_ends(trained):

@@ -502,3 +502,20 @@ def test_noise_scales_measure_sigma_and_the_spread_of_the_means(digits):
     assert np.median(ae.sigma_median) > 10 * np.median(ns.sigma_median)  # beta = 1 keeps its noise
     with pytest.raises(ValueError):
         R.noise_scales(pretrained("digits", "ae", 0.0, 16).model, x)
+
+
+def test_file_names_are_ascii_and_the_beta_path_is_listed(digits):
+    assert R.file_slug("#3 VAE β=0.5 z=16") == "3-vae-beta-0-5-z-16"
+    assert R.file_slug("#1 sweep VAE β=4 z=2 ünïcødé") == "1-sweep-vae-beta-4-z-2-n-c-d"
+    assert R.file_slug("ß…") == "run" and R.file_slug("x" * 80) == "x" * 40
+    assert all(R.file_slug(n).isascii() for n in ("Ωmega β", "数字", "#9 AE z=16"))
+    assert R.beta_path([(0, 1.0), (30, 4.0), (50, 4.0), (90, 0.5)]) == [1.0, 4.0, 0.5]
+    store = R.RunStore()
+    mc, tc = small(digits, epochs=2)
+    run = store.create(mc, tc, digits, start=False)
+    run.trainer.run_steps(5)
+    run.trainer.set_beta(4.0)
+    run.trainer.run_steps(10**6)
+    store.tick()
+    row = R.comparison_rows([run])[0]
+    assert run.name.endswith("VAE β=1 z=4") and row["β during the run"] == "1 → 4" and row["β (final)"] == 4.0

@@ -123,15 +123,24 @@ def live_loss_chart(history: Sequence[Mapping], eval_history: Sequence[Mapping] 
     """Live loss curves as (long table, Vega-Lite spec): total, reconstruction, beta*KL and raw KL
     per step (lines: training batches, a moving average over len/60 steps as in
     :func:`core.figures.loss_curves`; diamonds: held-out), and a dashed rule labelled "β=b" where
-    beta changed. Columns: step, value, term, set ("train", "held-out" or "beta"), label."""
-    steps, values, terms, sets, labels = [], [], [], [], []
+    beta changed. Columns: step, value, term, set ("train", "held-out" or "beta"), label, show.
 
-    def add(x, y, term, kind, label=None):
+    Each filtered layer always gets at least one row: a layer with no data makes Vega log "Infinite
+    extent" warnings on every redraw. So the held-out and β sets (and, before the first step, the
+    training set) get one placeholder row at (step 0, value 0) with ``show`` False, which is drawn
+    with size, width and opacity 0. It changes no axis: both scales include zero anyway."""
+    steps, values, terms, sets, labels, shows = [], [], [], [], [], []
+
+    def add(x, y, term, kind, label=None, show=True):
         steps.append(np.asarray(x, dtype=np.float64))
         values.append(np.asarray(y, dtype=np.float64))
         terms.extend([term] * len(steps[-1]))
         sets.extend([kind] * len(steps[-1]))
         labels.extend(label if label is not None else [""] * len(steps[-1]))
+        shows.extend([show] * len(steps[-1]))
+
+    for kind in (("train", "held-out", "beta") if not history else ("held-out", "beta")):
+        add([0.0], [0.0], "total", kind, show=False)  # placeholder rows: no layer is ever empty
 
     if history:
         x = np.array([h["step"] for h in history], dtype=float)
@@ -150,7 +159,9 @@ def live_loss_chart(history: Sequence[Mapping], eval_history: Sequence[Mapping] 
             [f"β={c[1]:g}" if i >= first_label else "" for i, c in enumerate(changes)])
     cat = (lambda parts: np.concatenate(parts) if parts else np.zeros(0))
     table = pa.table({"step": cat(steps), "value": cat(values), "term": pa.array(terms, pa.string()),
-                      "set": pa.array(sets, pa.string()), "label": pa.array(labels, pa.string())})
+                      "set": pa.array(sets, pa.string()), "label": pa.array(labels, pa.string()),
+                      "show": pa.array(shows, pa.bool_())})
+    hide = (lambda visible: {"condition": {"test": "datum.show", "value": visible}, "value": 0})
     names = list(TERM_NAMES.values())
     color = {"field": "term", "type": "nominal", "title": None,
              "scale": {"domain": names, "range": [TERM_COLORS[k] for k in TERM_NAMES]}}
@@ -165,12 +176,14 @@ def live_loss_chart(history: Sequence[Mapping], eval_history: Sequence[Mapping] 
                           "strokeDash": {"field": "term", "type": "nominal", "title": None,
                                          "scale": {"domain": names, "range": [[1, 0], [1, 0], [1, 0], [5, 3]]}}}},
             {"transform": [{"filter": "datum.set === 'held-out'"}],
-             "mark": {"type": "point", "shape": "diamond", "filled": True, "size": 70, "opacity": 1},
-             "encoding": {"x": x, "y": y, "color": color, "tooltip": [{"field": "set"}, *tip]}},
+             "mark": {"type": "point", "shape": "diamond", "filled": True},
+             "encoding": {"x": x, "y": y, "color": color, "tooltip": [{"field": "set"}, *tip],
+                          "size": hide(70), "opacity": hide(1)}},
             {"transform": [{"filter": "datum.set === 'beta'"}],
-             "mark": {"type": "rule", "strokeDash": [4, 4], "color": "#888", "strokeWidth": 1.5},
+             "mark": {"type": "rule", "strokeDash": [4, 4], "color": "#888"},
              "encoding": {"x": x, "tooltip": [{"field": "label", "title": "β changed to"},
-                                              {"field": "step", "format": ".0f"}]}},
+                                              {"field": "step", "format": ".0f"}],
+                          "strokeWidth": hide(1.5), "opacity": hide(1)}},
             {"transform": [{"filter": "datum.set === 'beta'"}],
              "mark": {"type": "text", "align": "left", "dx": 3, "dy": 2, "baseline": "top", "color": "#555",
                       "fontSize": round(12 * font_scale)},
