@@ -164,8 +164,8 @@ SCENES = [
     ("Blurry outputs", "VAE images are smooth averages: less sharp than the real ones, and blurrier as β grows."),
     ("Posterior collapse", "More KL pressure: less information in z, fewer active units, worse reconstructions; "
                            "in the limit, a code that carries nothing."),
-    ("The prior hole", "The encoded data do not match N(0, I): the prior also samples regions with (almost) no "
-                       "training codes."),
+    ("The prior hole", "The encoded data do not match N(0, I): the prior samples some regions far more often "
+                       "than training codes fill them."),
     ("Complex data", "How far is the same small VAE from real images, on small and on larger images?"),
     ("Only a bound", "The ELBO sits below log p(x); how far, measured by importance sampling. And no promise of "
                      "interpretable factors."),
@@ -185,7 +185,7 @@ if not present:
         "log p(x); and a small network lacks the capacity for complex images. "
         f"Each is shown below on the shipped models trained on **{ds_label}** (change the dataset in the "
         "sidebar), with why it happens and what people do about it.")
-    st.caption("1. [Blurry outputs](#1-blurry-outputs) · 2. [Over-regularisation and posterior collapse]"
+    st.caption("1\\. [Blurry outputs](#1-blurry-outputs) · 2. [Over-regularisation and posterior collapse]"
                "(#2-over-regularisation-and-posterior-collapse) · 3. [The prior hole](#3-the-prior-hole) · "
                "4. [Complex data](#4-complex-data) · 5. [Only a bound](#5-only-a-bound) · References at the end")
 
@@ -398,7 +398,7 @@ def section_hole() -> None:
         with c2:
             cell = ui.select("Grid cell width", "lim_cell", CELLS, default=0.25)
         with c3:
-            with_sigma = ui.toggle("Count whole posteriors: the aggregate posterior q(z)", "lim_sigma", True,
+            with_sigma = ui.toggle("Count whole posteriors, q(z)", "lim_sigma", True,
                                    help="On: each image contributes its whole posterior N(μ, σ²), so the counts are "
                                         "the aggregate posterior q(z) = (1/N) Σ_n N(μ_n, σ_n²), the codes the "
                                         "decoder saw in training. Off: a histogram of the means μ_n only, a "
@@ -553,22 +553,25 @@ def section_complex() -> None:
 @st.fragment
 def section_bound() -> None:
     st.header("5. Only a bound, and no promise of meaning", anchor="5-only-a-bound")
-    st.latex(r"\log p(x) \;=\; \underbrace{\mathbb{E}_{q(z\mid x)}\!\left[\log p(x\mid z)\right] - "
-             r"\mathrm{KL}\!\left(q(z\mid x)\,\|\,p(z)\right)}_{\text{ELBO}} \;+\; "
-             r"\mathrm{KL}\!\left(q(z\mid x)\,\|\,p(z\mid x)\right) \;\ge\; \text{ELBO}")
+    identity = st.container()  # above the figure; in presenter mode below it, so the figure fits 1280x720
     ev = safely(lambda: bound_evidence(ds_name), "Importance sampling")
     if ev is not None:
         ks, b = ev["ks"], ev["bounds"]
-        ui.figure(lf.bound_curve(ks, b, height=360 if not present else 420), key="lim_fig_bound",
+        ui.figure(lf.bound_curve(ks, b, height=260 if present else 360), key="lim_fig_bound",
                   alt="The importance-weighted bound L_k against k: " + ", ".join(f"k={k}: {b[k]:.2f}" for k in ks))
+    (st.container() if present else identity).latex(
+        r"\log p(x) \;=\; \underbrace{\mathbb{E}_{q(z\mid x)}\!\left[\log p(x\mid z)\right] - "
+        r"\mathrm{KL}\!\left(q(z\mid x)\,\|\,p(z)\right)}_{\text{ELBO}} \;+\; "
+        r"\mathrm{KL}\!\left(q(z\mid x)\,\|\,p(z\mid x)\right) \;\ge\; \text{ELBO}")
+    if ev is not None:
         st.latex(r"\mathcal{L}_k = \mathbb{E}_{z_1..z_k \sim q(z\mid x)}\left[\log \frac1k \sum_{i=1}^k "
                  r"\frac{p(x\mid z_i)\,p(z_i)}{q(z_i\mid x)}\right] \;\le\; \log p(x)")
         st.markdown(
             f"**👀 What you see.** On {ev['n_images']} held-out images of the β = {ev['beta']:g} VAE "
             f"({ev['latent_dim']} latents), the ELBO (k = 1) is {b[ks[0]]:.2f} nats per image and the "
-            f"importance-weighted bound with k = {ks[-1]} is {b[ks[-1]]:.2f}. Every $\\mathcal{{L}}_k$ is below "
-            f"log p(x) (Burda et al. 2016), so the ELBO is at least {ev['gap_lower']:.2f} nats below log p(x) "
-            "here: that much of the gap KL(q(z|x) ‖ p(z|x)) is measured, the rest is unknown. These are "
+            f"importance-weighted bound with k = {ks[-1]} is {b[ks[-1]]:.2f}. Every $\\mathcal{{L}}_k$ is a lower "
+            f"bound on log p(x) (Burda et al. 2016), so, up to sampling noise, the ELBO is at least "
+            f"{ev['gap_lower']:.2f} nats below log p(x) here: that much of the gap KL(q(z|x) ‖ p(z|x)) is measured, the rest is unknown. These are "
             "log-likelihoods under the model's Bernoulli cross-entropy on grey pixels, not a normalised "
             "likelihood, so compare them only with each other.")
     three_parts(

@@ -273,12 +273,19 @@ def test_limits_page_in_browser(watched_page, server_url):
     # Put the measure back so the screenshot shows the default view.
     page.get_by_text("Variance of the Laplacian").first.click()
     wait_drawn(page)
+    page.get_by_text("5. Only a bound").first.wait_for()
+    # The whole page: Streamlit scrolls inside its main block, so make the viewport as tall as it.
+    height = page.evaluate("() => document.querySelector('[data-testid=\"stMain\"]').scrollHeight")
+    page.set_viewport_size({"width": 1400, "height": min(int(height) + 50, 16000)})
+    page.wait_for_timeout(1500)
+    wait_drawn(page)
     screenshot(page, "limits")
 
 
 @pytest.mark.browser
 def test_limits_page_presenter_mode_in_browser(watched_page, server_url):
     page = watched_page
+    page.set_viewport_size({"width": 1280, "height": 720})
     open_home_first(page, server_url)
     page.goto(server_url + "/limits?present=1")
     wait_drawn(page)
@@ -289,4 +296,17 @@ def test_limits_page_presenter_mode_in_browser(watched_page, server_url):
     wait_drawn(page)
     page.get_by_text("2. Over-regularisation and posterior collapse").first.wait_for()
     assert_no_exception_box(page)
+    page.wait_for_timeout(1000)
     screenshot(page, "limits-present")
+    for k in (3, 4, 5):
+        page.get_by_role("button", name="Next ▶").click()
+        page.get_by_text(f"Scene {k} of 5").first.wait_for()
+        wait_drawn(page)
+    page.get_by_text("5. Only a bound, and no promise of meaning").first.wait_for()
+    assert_no_exception_box(page)
+    # Scene 5's main figure (the IWAE bounds) fits a 1280x720 projector without scrolling.
+    chart = page.locator('[data-testid="stPlotlyChart"]').first
+    chart.wait_for()
+    box = page.evaluate("() => { const r = document.querySelector('[data-testid=\"stPlotlyChart\"]')"
+                        ".getBoundingClientRect(); return [r.top, r.bottom]; }")
+    assert 0 <= box[0] and box[1] <= 720, box
