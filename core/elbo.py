@@ -53,7 +53,7 @@ def _as_x(model, x) -> torch.Tensor:
     if torch.is_tensor(x):
         xt = x.detach().to(dev, torch.float32)
     else:
-        xt = torch.as_tensor(np.asarray(x, dtype=np.float32), device=dev)
+        xt = torch.tensor(np.asarray(x, dtype=np.float32), device=dev)  # a copy: the input may be read-only
     if xt.ndim == 1:
         xt = xt[None, :]
     if xt.ndim != 2:

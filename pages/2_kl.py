@@ -340,7 +340,7 @@ def encoded_figures(dataset: str, beta: float, img: int, x: np.ndarray, mu: np.n
         "key": cache_key,
         "fig_img": paired_rows({"input": x, "decoded from μ": reconstruct(model, x)}, ctx.dataset.image_shape,
                                height=210),
-        "fig_parts": klfig.kl_parts_figure(mu, logvar, text_size=TEXT, height=440 if ctx.present else 420),
+        "fig_parts": klfig.kl_parts_figure(mu, logvar, text_size=TEXT, height=390 if ctx.present else 420),
         "fig_post": klfig.posterior_vs_prior(mu, logvar, threshold=SMALL_KL_NATS, text_size=TEXT),
         "fig_bars": kl_bars(kl_dims, threshold=SMALL_KL_NATS, height=160 + 26 * LATENT),
     }
@@ -382,8 +382,11 @@ ELBO_IDENTITY = (
 ELBO_TERMS = (
     r"\mathrm{ELBO}(x) = \mathbb E_{q}\Big[\log\frac{p(x|z)\,p(z)}{q(z|x)}\Big]"
     r" = \underbrace{\mathbb E_{q(z|x)}[\log p(x|z)]}_{-\,\text{reconstruction term}}"
-    r" - \underbrace{\mathrm{KL}\big(q(z|x)\,\|\,p(z)\big)}_{\text{KL term}},\qquad"
-    r"\text{loss} = -\mathrm{ELBO}\ (\beta = 1),\ \ \text{reconstruction} + \beta\cdot\text{KL}\ (\beta\text{-VAE})")
+    r" - \underbrace{\mathrm{KL}\big(q(z|x)\,\|\,p(z)\big)}_{\text{KL term}}")
+LOSS = (r"\text{loss} = -\mathrm{ELBO} = \text{reconstruction} + \text{KL}\quad(\beta = 1);\qquad"
+        r"\beta\text{-VAE: reconstruction} + \beta\cdot\text{KL}\ \ \text{(Higgins et al., 2017)}")
+ELBO_SHORT = (r"\log p(x) = \underbrace{\mathbb E_{q(z|x)}[\log p(x|z)] - \mathrm{KL}\big(q(z|x)\,\|\,p(z)\big)}"
+              r"_{\mathrm{ELBO}(x)} + \mathrm{KL}\big(q(z|x)\,\|\,p(z|x)\big)\;\ge\;\mathrm{ELBO}(x)")
 ELBO_JENSEN = (
     r"\log p(x) = \log\int q(z|x)\,\frac{p(x,z)}{q(z|x)}\,dz = \log\,\mathbb E_{q(z|x)}\Big[\frac{p(x,z)}{q(z|x)}\Big]"
     r"\;\ge\;\mathbb E_{q(z|x)}\Big[\log\frac{p(x,z)}{q(z|x)}\Big] = \mathrm{ELBO}(x)")
@@ -407,29 +410,72 @@ def scale_note(likelihood: str) -> str:
 
 
 @st.fragment
-def vae_sections(show_elbo: bool, show_kl: bool) -> None:
-    if show_elbo:
-        st.header("5. The ELBO: a lower bound on log p(x)")
-        st.markdown(
+def elbo_explanation() -> None:
+    """Section 5's text: what the ELBO is, its derivation two ways, and what raising it does."""
+    st.markdown(
             "A VAE is a latent-variable model: draw a code z ~ p(z) = N(0, I), then an image x ~ p(x|z) (the "
             "decoder). Its likelihood log p(x) = log ∫ p(x|z) p(z) dz has no closed form, nor has the true posterior "
             "p(z|x). The encoder's q(z|x) = N(μ(x), diag σ²(x)) approximates p(z|x), and training maximises a lower "
             "bound on log p(x), the **evidence lower bound** (ELBO; Kingma and Welling, 2014).")
-        with st.expander("The derivation, step by step (exact identity, and by Jensen's inequality)",
-                         expanded=not ctx.present):
-            st.markdown("**By an exact identity**, for any q(z|x):")
-            st.latex(ELBO_IDENTITY)
-            st.markdown("Splitting p(x, z) = p(x|z) p(z) gives the two terms a VAE computes:")
-            st.latex(ELBO_TERMS)
-            st.markdown("**By Jensen's inequality** (log is concave, so log E[·] ≥ E[log ·]):")
-            st.latex(ELBO_JENSEN)
-            st.markdown("Jensen says the ELBO is below log p(x); the identity says by exactly how much: "
-                        "KL(q(z|x) ‖ p(z|x)), the KL from the encoder's q to the **true** posterior.")
-        st.markdown(
-            "**What raising the ELBO does.** log p(x) does not depend on the encoder, so raising the ELBO through "
-            "the encoder can only shrink KL(q(z|x) ‖ p(z|x)): it **pulls q towards the true posterior**. Raising it "
-            "through the decoder raises **log p(x)** (or closes the gap). Training does both at once. The KL it "
-            "shrinks is the **reverse** direction, KL(q ‖ p), of section 3.")
+    with st.expander("The derivation, step by step (exact identity, and by Jensen's inequality)",
+                     expanded=not ctx.present):
+        st.markdown("**By an exact identity**, for any q(z|x):")
+        st.latex(ELBO_IDENTITY)
+        st.markdown("Splitting p(x, z) = p(x|z) p(z) gives the two terms a VAE computes:")
+        st.latex(ELBO_TERMS)
+        st.latex(LOSS)
+        st.markdown("**By Jensen's inequality** (log is concave, so log E[·] ≥ E[log ·]):")
+        st.latex(ELBO_JENSEN)
+        st.markdown("Jensen says the ELBO is below log p(x); the identity says by exactly how much: "
+                    "KL(q(z|x) ‖ p(z|x)), the KL from the encoder's q to the **true** posterior.")
+    st.markdown(
+        "**What raising the ELBO does.** log p(x) does not depend on the encoder, so raising the ELBO through "
+        "the encoder can only shrink KL(q(z|x) ‖ p(z|x)): it **pulls q towards the true posterior**. Raising it "
+        "through the decoder raises **log p(x)** (or closes the gap). Training does both at once. The KL it "
+        "shrinks is the **reverse** direction, KL(q ‖ p), of section 3.")
+
+
+def elbo_numbers(g, img: int, label: str, beta: float) -> None:
+    """Section 5's figure and readout for one image: the waterfall from the reconstruction term to
+    log p(x), and the three numbers. ``g``: a core.elbo.AmortisationGap."""
+    if not ctx.present:
+        st.markdown(f"**This image (label {label}) under the β = {beta:g} model**, in nats. log p(x) is estimated "
+                    "by importance sampling with q(z|x) as the proposal, the IWAE bound (Burda et al., 2016):")
+        st.latex(IWAE)
+    c1, c2 = st.columns([3, 2], gap="large")
+    with c1:
+        ui.figure(klfig.elbo_waterfall(g.recon_encoder, g.kl_encoder, g.log_px, g.log_px_se, IWAE_K,
+                                       text_size=TEXT, height=400 if ctx.present else 440),
+                  key="kl_fig_elbo",
+                  alt=f"Waterfall for held-out image {img}: E_q log p(x|z) = {-g.recon_encoder:.2f}, minus the KL "
+                      f"term {g.kl_encoder:.2f}, gives the ELBO {g.elbo_encoder:.2f}; adding the gap {g.gap:.2f} "
+                      f"gives log p(x) ≈ {g.log_px:.2f} ± {1.96 * g.log_px_se:.2f} nats.")
+    with c2:
+        with st.container(key="kl_elbo_readout"):
+            st.metric("log p(x), IWAE estimate", f"{klfig.nats(g.log_px)} nats",
+                      help=f"L_k with k = {IWAE_K:,}; ± {klfig.nats(g.log_px_se, 3)} standard error (delta method)")
+            st.metric("ELBO = −reconstruction − KL term", f"{klfig.nats(g.elbo_encoder)} nats",
+                      help=f"reconstruction term {klfig.nats(g.recon_encoder)} nats ({IWAE_K:,} samples of z), "
+                           f"KL term {klfig.nats(g.kl_encoder)} nats (closed form)")
+            st.metric("Gap log p(x) − ELBO ≈ KL(q(z|x) ‖ p(z|x))", f"{klfig.nats(g.gap)} nats")
+
+
+@st.fragment
+def vae_sections(show_elbo: bool, show_kl: bool) -> None:
+    """Sections 5 (the ELBO) and 6 (the KL term): one fragment, since both use the same model and image.
+    In presenter mode each scene's figure comes right after its header (the chooser below it)."""
+    present = ctx.present
+    slot5 = slot6 = None
+    if show_elbo:
+        st.header("5. The ELBO: a lower bound on log p(x)")
+        if present:
+            st.latex(ELBO_SHORT)
+            slot5 = st.container()
+        else:
+            elbo_explanation()
+    elif show_kl:
+        st.header("6. The KL term inside a VAE")
+        slot6 = st.container()
     beta, img, model_info = choose_model()
     ds = ctx.dataset
     row = int(model_info.val_idx[img])
@@ -438,32 +484,17 @@ def vae_sections(show_elbo: bool, show_kl: bool) -> None:
     nums = image_numbers(ctx.dataset_name, beta, img)
     g = nums["gap"]
     if show_elbo:
-        st.markdown(f"**This image (label {label}) under the β = {beta:g} model**, in nats. log p(x) is estimated "
-                    "by importance sampling with q(z|x) as the proposal, the IWAE bound (Burda et al., 2016):")
-        st.latex(IWAE)
-        c1, c2 = st.columns([3, 2], gap="large")
-        with c1:
-            ui.figure(klfig.elbo_waterfall(g.recon_encoder, g.kl_encoder, g.log_px, g.log_px_se, IWAE_K,
-                                           text_size=TEXT, height=460 if ctx.present else 440),
-                      key="kl_fig_elbo",
-                      alt=f"Waterfall for held-out image {img}: E_q log p(x|z) = {-g.recon_encoder:.2f}, minus the KL "
-                          f"term {g.kl_encoder:.2f}, gives the ELBO {g.elbo_encoder:.2f}; adding the gap {g.gap:.2f} "
-                          f"gives log p(x) ≈ {g.log_px:.2f} ± {1.96 * g.log_px_se:.2f} nats.")
-        with c2:
-            with st.container(key="kl_elbo_readout"):
-                st.metric("log p(x), IWAE estimate", f"{klfig.nats(g.log_px)} nats",
-                          help=f"L_k with k = {IWAE_K:,}; ± {klfig.nats(g.log_px_se, 3)} standard error (delta method)")
-                st.metric("ELBO = −reconstruction − KL term", f"{klfig.nats(g.elbo_encoder)} nats",
-                          help=f"reconstruction term {klfig.nats(g.recon_encoder)} nats ({IWAE_K:,} samples of z), "
-                               f"KL term {klfig.nats(g.kl_encoder)} nats (closed form)")
-                st.metric("Gap log p(x) − ELBO ≈ KL(q(z|x) ‖ p(z|x))", f"{klfig.nats(g.gap)} nats")
-            st.markdown(
-                f"**How much of the gap is the encoder's fault?** Optimising q's μ and log σ² for this one image "
-                f"(300 Adam steps; Cremer et al., 2018) raises its ELBO to **{klfig.nats(g.elbo_best)}**: the "
-                f"*amortisation gap* (one encoder network for all images) is **{klfig.nats(g.amortisation)}** nats; "
-                f"the rest, **{klfig.nats(g.approximation)}** nats, is the *approximation gap* (no diagonal Gaussian "
-                "fits p(z|x) exactly)" + (" — negative here because L_k is itself only a lower bound on log p(x), "
-                                          "and the encoder is a poor proposal." if g.approximation < 0 else "."))
+        with slot5 or st.container():
+            elbo_numbers(g, img, label, beta)
+        if present:
+            elbo_explanation()
+        st.markdown(
+            f"**How much of the gap is the encoder's fault?** Optimising q's μ and log σ² for this one image "
+            f"(300 Adam steps; Cremer et al., 2018) raises its ELBO to **{klfig.nats(g.elbo_best)}**: the "
+            f"*amortisation gap* (one encoder network for all images) is **{klfig.nats(g.amortisation)}** nats; "
+            f"the rest, **{klfig.nats(g.approximation)}** nats, is the *approximation gap* (no diagonal Gaussian "
+            "fits p(z|x) exactly)" + (" — negative here because L_k is itself only a lower bound on log p(x), "
+                                      "and the encoder is a poor proposal." if g.approximation < 0 else "."))
         st.caption(f"Reconstruction term −E_q[log p(x|z)] = {klfig.nats(g.recon_encoder)} nats per image, "
                    f"KL term KL(q(z|x) ‖ p(z)) = {klfig.nats(g.kl_encoder)} nats, −ELBO = "
                    f"{klfig.nats(-g.elbo_encoder)} nats. L_k is itself a lower bound on log p(x), so L_k − ELBO "
@@ -484,10 +515,9 @@ def vae_sections(show_elbo: bool, show_kl: bool) -> None:
 
     if not show_kl:
         return
-    st.header("6. The KL term inside a VAE")
-    st.markdown("The KL term of the ELBO has a closed form for a diagonal Gaussian q and the prior N(0, I) "
-                "(Kingma and Welling, 2014, Appendix B):")
-    st.latex(KL_CLOSED)
+    if slot6 is None:
+        st.header("6. The KL term inside a VAE")
+        slot6 = st.container()
     mu_x, logvar_x = nums["mu"], nums["logvar"]
     figs = encoded_figures(ctx.dataset_name, beta, img, x, mu_x, logvar_x)
     parts = kl.kl_standard_normal_parts(mu_x, logvar_x)
@@ -495,21 +525,31 @@ def vae_sections(show_elbo: bool, show_kl: bool) -> None:
     total = float(kl_dims.sum())
     lo, hi = beta0_sigma(ctx.dataset_name)
     beta0 = ui.pretrained(ctx.dataset_name, "vae", 0.0, LATENT).evaluation
+    sums = {k: float(parts[k].sum()) for k in ("mu2", "sigma2", "neg_log_sigma2", "minus_one")}
+    with slot6:
+        if not present:
+            st.markdown("The KL term of the ELBO has a closed form for a diagonal Gaussian q and the prior N(0, I) "
+                        "(Kingma and Welling, 2014, Appendix B):")
+            st.latex(KL_CLOSED)
+        c1, c2 = st.columns([3, 2], gap="large")
+        with c1:
+            ui.figure(figs["fig_parts"], key="kl_fig_parts",
+                      alt=f"This image's KL per latent dimension in four parts (½μ², ½σ², −½ log σ², −½); total "
+                          f"{total:.3f} nats.")
+        with c2:
+            with st.container(key="kl_vae_readout"):
+                st.metric(f"KL of this image (label {label}), β = {beta:g}", f"{total:.4f} nats",
+                          help="Sum over the 16 latent dimensions of ½(μ²+σ²−1−log σ²).")
+            st.latex(r"\begin{aligned}&\textstyle\sum_j \tfrac12\mu_j^2 + \sum_j\tfrac12\sigma_j^2"
+                     r" - \sum_j\tfrac12\log\sigma_j^2 - \tfrac{K}{2}\\ &= "
+                     + f"{sums['mu2']:.3f} + {sums['sigma2']:.3f} + {sums['neg_log_sigma2']:.3f} - "
+                     f"{-sums['minus_one']:.1f} = {total:.3f}" + r"\end{aligned}")
+    if present:
+        st.latex(KL_CLOSED)
     c1, c2 = st.columns([3, 2], gap="large")
     with c1:
-        ui.figure(figs["fig_parts"], key="kl_fig_parts",
-                  alt=f"This image's KL per latent dimension in four parts (½μ², ½σ², −½ log σ², −½); total "
-                      f"{total:.3f} nats.")
-    with c2:
-        with st.container(key="kl_vae_readout"):
-            st.metric(f"KL of this image (label {label}), β = {beta:g}", f"{total:.4f} nats",
-                      help="Sum over the 16 latent dimensions of ½(μ²+σ²−1−log σ²).")
-        sums = {k: float(parts[k].sum()) for k in ("mu2", "sigma2", "neg_log_sigma2", "minus_one")}
-        st.latex(r"\textstyle\sum_j \tfrac12\mu_j^2 + \sum_j\tfrac12\sigma_j^2 - \sum_j\tfrac12\log\sigma_j^2"
-                 r" - \tfrac{K}{2} = " + f"{sums['mu2']:.3f} + {sums['sigma2']:.3f} + {sums['neg_log_sigma2']:.3f}"
-                 f" - {-sums['minus_one']:.1f} = {total:.3f}")
         st.markdown(
-            "**What each part does** (its mechanism, not \"it makes the space smooth\"):\n"
+            "**What each part does:**\n"
             f"- **−log σ²** grows without bound as σ → 0, so the encoder **cannot switch its noise off**. Without "
             f"the KL term it does: the zoo's β = 0 model has a mean σ_j between **{lo:.4f}** and **{hi:.4f}** in "
             "every dimension, a plain autoencoder in all but name.\n"
@@ -519,21 +559,21 @@ def vae_sections(show_elbo: bool, show_kl: bool) -> None:
             "- **μ²** pulls every code towards 0, so the codes of the data sit where z ~ N(0, I) puts its samples, "
             f"and a decoded prior sample looks plausible. At β = 0 the codes drift: {beta0['kl']:.0f} nats of KL per "
             "image.")
-
-    act = ui.activity(ctx.dataset_name, "vae", beta, LATENT)
-    small = np.flatnonzero(kl_dims < SMALL_KL_NATS)
-    barely = [j for j in np.flatnonzero(act.active) if act.var_mu[j] <= 0.05]
-    note = (f"**This model: {act.count} of {LATENT} dimensions active** (Burda et al., 2016: the variance over its "
-            f"{act.n_images} held-out images of μ_j(x) is above {act.threshold:g}); "
-            + (f"collapsed: {dims_list(act.collapsed)}. " if act.collapsed else "none has collapsed. ")
-            + (f"Only barely active (variance ≤ 0.05): {dims_list(barely)}, so a traversal of them changes the image "
-               "little. " if barely else "")
-            + (f"**For this image**, {len(small)} dimension{'s' if len(small) != 1 else ''} ({dims_list(small)}) "
-               f"{'have' if len(small) != 1 else 'has'} KL below {SMALL_KL_NATS:g} nats: "
-               f"{'they carry' if len(small) != 1 else 'it carries'} almost no information about this image."
-               if len(small) else f"**For this image**, every dimension has KL above {SMALL_KL_NATS:g} nats."))
-    with st.container(key="kl_activity"):
-        st.markdown(note)
+    with c2:
+        act = ui.activity(ctx.dataset_name, "vae", beta, LATENT)
+        small = np.flatnonzero(kl_dims < SMALL_KL_NATS)
+        barely = [j for j in np.flatnonzero(act.active) if act.var_mu[j] <= 0.05]
+        note = (f"**This model: {act.count} of {LATENT} dimensions active** (Burda et al., 2016: the variance over its "
+                f"{act.n_images} held-out images of μ_j(x) is above {act.threshold:g}); "
+                + (f"collapsed: {dims_list(act.collapsed)}. " if act.collapsed else "none has collapsed. ")
+                + (f"Only barely active (variance ≤ 0.05): {dims_list(barely)}, so a traversal of them changes the image "
+                   "little. " if barely else "")
+                + (f"**For this image**, {len(small)} dimension{'s' if len(small) != 1 else ''} ({dims_list(small)}) "
+                   f"{'have' if len(small) != 1 else 'has'} KL below {SMALL_KL_NATS:g} nats: "
+                   f"{'they carry' if len(small) != 1 else 'it carries'} almost no information about this image."
+                   if len(small) else f"**For this image**, every dimension has KL above {SMALL_KL_NATS:g} nats."))
+        with st.container(key="kl_activity"):
+            st.markdown(note)
 
     with st.expander("The price of one dimension, and this image's posterior against the prior",
                      expanded=not ctx.present):

@@ -278,7 +278,7 @@ def test_elbo_waterfall_adds_up():
     assert y[0] + y[1] + y[3] == pytest.approx(y[4]) == pytest.approx(-99.17)  # ELBO + gap = log p(x)
     assert list(wf["text"]) == ["−83.94", "−18.29", "−102.23", "3.06", "−99.17"]
     assert arr(err["error_y"]["array"])[0] == pytest.approx(1.96 * 0.17)
-    assert "k = 1,000" in wf["x"][-1]
+    assert "k = 1,000" in wf["x"][-1] and wf["x"][3] == "+ gap"
 
 
 def test_nats_never_shows_negative_zero():
@@ -294,5 +294,7 @@ def test_kl_bars_speak_of_one_image_not_collapse():
     d = validated(fig)
     assert "2 of 5 above 0.01 nats" in d["layout"]["title"]["text"]
     assert "collaps" not in str(d).lower()
-    assert "almost no information about this image" in d["layout"]["annotations"][0]["text"]
+    assert "0.01 nats" in d["layout"]["annotations"][0]["text"]
+    hover = list(d["data"][0]["hovertemplate"])
+    assert "almost no information about this image" in hover[0] and "almost no information" not in hover[4]
     assert list(d["data"][0]["marker"]["pattern"]["shape"]) == ["/", "/", "/", "", ""]

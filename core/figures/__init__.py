@@ -140,8 +140,7 @@ def kl_bars(kl_per_dim: Sequence[float], threshold: float = 0.01, title: str | N
         hovertemplate=[f"%{{x}}: %{{y:.3f}} nats{'' if a else '<br>almost no information about this image'}"
                        "<extra></extra>" for a in above]))
     fig.add_hline(y=threshold, line=dict(dash="dot", color="#D55E00"),
-                  annotation_text=f"{threshold:g} nats: below it (grey), almost no information about this image",
-                  annotation_position="top left")
+                  annotation_text=f"{threshold:g} nats", annotation_position="top right")
     fig.update_yaxes(title="KL (nats)", rangemode="tozero")
     fig.update_layout(showlegend=False, uirevision="klbars")
     return style(fig, f"{title}: {int(above.sum())} of {len(kl)} above {threshold:g} nats" if title else None, height)

@@ -484,7 +484,7 @@ def kl_parts_figure(mu: Sequence[float], logvar: Sequence[float], height: int | 
                          hovertemplate="%{x}: KL = %{y:.3f} nats<extra></extra>"))
     layout = dict(barmode="relative", xaxis=dict(title=dict(text="latent dimension")),
                   yaxis=dict(title=dict(text="nats"), zeroline=True, zerolinecolor="#444"),
-                  legend=dict(orientation="h", y=-0.22, yanchor="top"), uirevision="kl-parts")
+                  legend=dict(x=1.01, y=1, xanchor="left", yanchor="top"), uirevision="kl-parts")
     return _figure(traces, layout, "This image's KL per dimension, in its four parts", height or 420,
                    text_size=text_size)
 
@@ -497,8 +497,7 @@ def elbo_waterfall(recon: float, kl: float, log_px: float, log_px_se: float, k: 
     −recon, −kl, ELBO, gap, log p(x)); trace 1 the error bar on log p(x)."""
     elbo = -recon - kl
     gap = log_px - elbo
-    cats = ["E_q[log p(x|z)]<br>(−reconstruction)", "− KL(q(z|x) ‖ p(z))", "ELBO",
-            "+ gap ≈ KL(q(z|x) ‖ p(z|x))", f"log p(x)<br>(IWAE, k = {k:,})"]
+    cats = ["E_q[log p(x|z)]<br>= −reconstruction", "− KL term", "ELBO", "+ gap", f"log p(x)<br>IWAE, k = {k:,}"]
     ys = [-recon, -kl, elbo, gap, log_px]
     texts = [nats(v) for v in ys]
     wf = go.Waterfall(x=cats, y=ys, measure=["absolute", "relative", "total", "relative", "total"],
@@ -513,7 +512,7 @@ def elbo_waterfall(recon: float, kl: float, log_px: float, log_px_se: float, k: 
     levels = [-recon, elbo, log_px]
     lo, hi = min(levels), max(levels)
     pad = max(4.0, 0.35 * (hi - lo))
-    layout = dict(showlegend=False, xaxis=dict(title=dict(text="")),
+    layout = dict(showlegend=False, xaxis=dict(title=dict(text=""), tickangle=0),
                   yaxis=dict(title=dict(text="nats (this image)"), range=[lo - pad, hi + pad]),
                   uirevision="elbo-wf")
     return _figure([wf, err], layout, "From the reconstruction term to the ELBO and to log p(x)", height,
