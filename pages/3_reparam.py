@@ -112,6 +112,23 @@ def ratio_txt(v: float) -> str:
     return f"{v:,.0f}×" if v >= 10 else f"{v:.2g}×"
 
 
+def section(title: str):
+    """A section's header, and the slot for its main figure: right under the header in presenter mode (so the
+    figure fits one screen, above the controls and the text), in reading order otherwise. The scene bar already
+    shows the title in presenter mode, so the header is left out there."""
+    if not ctx.present:
+        st.header(title)
+    return st.container()
+
+
+def main_slot(slot):
+    """Where a section draws its main figure: ``slot`` in presenter mode, in place otherwise."""
+    return slot if ctx.present else st.container()
+
+
+PRESENT_HEIGHT = 300  # main figures in presenter mode (scaled by 1.3 there): they fit 1280x720 under the scene bar
+
+
 # ---- 0. the key idea ------------------------------------------------------------------------------
 
 if show(0):
@@ -130,7 +147,7 @@ if show(0):
             "of the expected loss. Without the trick, the score-function estimator is also unbiased"
             f"{measured}")
     v = dict(one_sample("z^2", 0.5, 1.0, ctx.seed, 1.0), f_label="z²")
-    graph = (rfig.backward_pass_graphs(v, height=330, text_scale=1.1) if ctx.present  # fits 1280x720 when scaled
+    graph = (rfig.backward_pass_graphs(v, height=330) if ctx.present  # fits 1280x720 when scaled
              else rfig.backward_pass_graphs(v))
     ui.figure(graph, key="rp_graph",
               html_name="reparam-backward-pass",
@@ -147,7 +164,7 @@ if show(0):
 # ---- 1. the problem -------------------------------------------------------------------------------
 
 if show(1):
-    st.header("1 · The problem: the gradient of an expectation")
+    section("1 · The problem: the gradient of an expectation")
     st.markdown(
         "The VAE maximises the evidence lower bound (ELBO) of each image $x$ (Kingma and Welling, 2014):")
     st.latex(r"\mathcal L(\theta,\phi;x) = \mathbb E_{q_\phi(z\mid x)}\big[\log p_\theta(x\mid z)\big]"
@@ -199,7 +216,7 @@ if show(1):
 # ---- 2. the trick, its condition, and the SGVB estimator -------------------------------------------
 
 if show(2):
-    st.header("2 · The trick: move the randomness into an input")
+    section("2 · The trick: move the randomness into an input")
     st.markdown("Draw the noise from a **fixed** distribution and build $z$ from it with a deterministic, "
                 "differentiable function of $\\phi$ (Kingma and Welling, 2014):")
     st.latex(r"\epsilon \sim \mathcal N(0, I), \qquad z = g_\phi(\epsilon, x) = \mu_\phi(x) + \sigma_\phi(x) \odot "
@@ -255,7 +272,7 @@ def image_controls(n_val: int) -> tuple[int, int]:
     return idx, eps_draw
 
 
-def chain_rule_section(idx: int, eps_draw: int) -> None:
+def chain_rule_section(idx: int, eps_draw: int, slot) -> None:
     st.markdown("The Jacobians of $z = \\mu + \\sigma \\odot \\epsilon$ are as simple as Jacobians get, so for "
                 "any loss term that depends on $\\mu, \\sigma$ only through $z$ (the reconstruction term):")
     st.latex(r"\frac{\partial z}{\partial \mu} = I, \quad \frac{\partial z}{\partial \sigma} = "
@@ -294,9 +311,10 @@ def chain_rule_section(idx: int, eps_draw: int) -> None:
         ui.figure(rfig.vae_posterior(g["mu"], g["sigma"], g["eps"], g["z"]), key="rp_vae_post",
                   alt=f"For each of the {K} latent dimensions: the encoder's mean μ with a ±σ bar, and the drawn "
                       "z = μ + σ·ε as a diamond, over the prior's ±1 band.")
-    ui.figure(rfig.vae_gradient_bars(g), key="rp_vae_grad",
-              alt="Bar charts of dL/dμ and dL/dlogvar for each latent dimension, split into the reconstruction part "
-                  "and the β·KL part, with the total from backpropagation marked.")
+    with main_slot(slot):
+        ui.figure(rfig.vae_gradient_bars(g, height=PRESENT_HEIGHT if ctx.present else 380), key="rp_vae_grad",
+                  alt="Bar charts of dL/dμ and dL/dlogvar for each latent dimension, split into the reconstruction "
+                      "part and the β·KL part, with the total from backpropagation marked.")
     reading(case, g, avg)
     with st.expander("All the numbers"):
         rows = [{"dim": f"z{j + 1}", "μ": g["mu"][j], "σ": g["sigma"][j], "ε": g["eps"][j], "z": g["z"][j],
@@ -363,7 +381,8 @@ def reading(case: dict, g: dict, avg: dict) -> None:
 # ---- 4. the score function, and a live experiment on simple f ---------------------------------------
 
 def score_function_text() -> None:
-    st.header("4 · The other way: the score function (REINFORCE)")
+    if not ctx.present:
+        st.header("4 · The other way: the score function (REINFORCE)")
     st.markdown("Without reparameterizing, use the **log-derivative trick** "
                 "$\\nabla_\\phi q_\\phi = q_\\phi\\, \\nabla_\\phi \\log q_\\phi$ inside the integral of section 1 "
                 "(Williams, 1992):")
@@ -424,7 +443,7 @@ def variance_ratio_metric(col, label: str, r: dict, p: str) -> None:
                                             "has no value; see the warning below.")
 
 
-def experiment_section(f: str, r: dict) -> None:
+def experiment_section(f: str, r: dict, slot) -> None:
     s, ex, zs, vr = r["summary"], r["exact"], r["z_score"], r["variance_ratio"]
     cols = st.columns(4)
     cols[0].metric("Pathwise mean ∂/∂μ", fmt(s["reparam"]["dmu"]["mean"]),
@@ -459,11 +478,12 @@ def experiment_section(f: str, r: dict) -> None:
                      + " (Mohamed et al., 2020).")
         st.info(f"{verdict} {more}", icon="📏")
 
-    ui.figure(rfig.estimator_histograms(r), key="rp_hist",
-              alt=(f"Histograms of {r['n']} per-sample gradient estimates. Pathwise ∂/∂μ: mean "
-                   f"{fmt(s['reparam']['dmu']['mean'])}, variance {rfig._g(s['reparam']['dmu']['variance'], 3)}. "
-                   f"Score function ∂/∂μ: mean {fmt(s['score']['dmu']['mean'])}, variance "
-                   f"{rfig._g(s['score']['dmu']['variance'], 3)}. Exact {fmt(ex['dmu'])}."))
+    with main_slot(slot):
+        ui.figure(rfig.estimator_histograms(r, height=360 if ctx.present else 520), key="rp_hist",
+                  alt=(f"Histograms of {r['n']} per-sample gradient estimates. Pathwise ∂/∂μ: mean "
+                       f"{fmt(s['reparam']['dmu']['mean'])}, variance {rfig._g(s['reparam']['dmu']['variance'], 3)}. "
+                       f"Score function ∂/∂μ: mean {fmt(s['score']['dmu']['mean'])}, variance "
+                       f"{rfig._g(s['score']['dmu']['variance'], 3)}. Exact {fmt(ex['dmu'])}."))
     st.caption("Each column shares one x axis and one set of bins, so the widths compare directly (the x range "
                "covers the central 99% of estimates; the rest are counted in the end bins). The spread of a "
                "histogram is the per-sample variance: a mean of n samples has standard error √(variance / n).")
@@ -500,18 +520,19 @@ def experiment_section(f: str, r: dict) -> None:
 @st.fragment
 def live() -> None:
     """Controls and everything they drive. A fragment: moving a slider reruns only this part."""
+    slot = st.container()  # presenter mode: the histograms, above the controls
     f, a, mu, sigma, n = controls()
     r = ui.run_safely(lambda: experiment(f, mu, sigma, n, ctx.seed, a), "These settings cannot be used",
                       "Pick σ > 0 and finite values for μ and a.")
     if r is None:
         return
     exact_readout(f, mu, sigma, a, r)
-    experiment_section(f, r)
+    experiment_section(f, r, slot)
 
 
 # ---- 5. the race on a real VAE ------------------------------------------------------------------------
 
-def race_section(idx: int) -> None:
+def race_section(idx: int, slot) -> None:
     rr = race(ctx.dataset_name, idx, ctx.seed)
     sm = rr["summary"]
     st.markdown(
@@ -538,10 +559,11 @@ def race_section(idx: int) -> None:
         f"for ∂/∂μ. To match the pathwise standard error with one sample per image, the score function would need "
         f"that many times more samples. **Both are unbiased:** all {4 * K} differences between a score-function mean "
         f"and the pathwise mean lie within {fmt(worst, 1)} standard errors of 0.")
-    ui.figure(rfig.race_ratio_bars(rr), key="rp_race",
-              alt=(f"Per-dimension variance ratios on a log axis for image {idx}: the plain score function's median "
-                   f"{ratio_txt(sm['score']['dmu']['median'])} for μ, with a baseline "
-                   f"{ratio_txt(sm['score_loo']['dmu']['median'])}."))
+    with main_slot(slot):
+        ui.figure(rfig.race_ratio_bars(rr, height=PRESENT_HEIGHT if ctx.present else 380), key="rp_race",
+                  alt=(f"Per-dimension variance ratios on a log axis for image {idx}: the plain score function's "
+                       f"median {ratio_txt(sm['score']['dmu']['median'])} for μ, with a baseline "
+                       f"{ratio_txt(sm['score_loo']['dmu']['median'])}."))
     with st.expander("Every dimension's means, standard errors and ratios"):
         rows = []
         for j in range(K):
@@ -577,24 +599,28 @@ def race_section(idx: int) -> None:
 vae = load_vae() if (show(3) or show(5)) else None
 picked = None  # (image index, ε draw): one set of widgets, in the first of sections 3 and 5 shown
 if show(3):
-    st.header("3 · The chain rule through z = μ + σ ⊙ ε, on a real encoder")
+    slot3 = section("3 · The chain rule through z = μ + σ ⊙ ε, on a real encoder")
     if vae is not None:
         picked = image_controls(len(vae.val_idx))
-        chain_rule_section(*picked)
+        chain_rule_section(*picked, slot3)
 if show(4):
-    score_function_text()
-    live()
+    if ctx.present:  # the experiment's figure first, the derivation after it
+        live()
+        score_function_text()
+    else:
+        score_function_text()
+        live()
 if show(5):
-    st.header("5 · The race on a real VAE")
+    slot5 = section("5 · The race on a real VAE")
     if vae is not None:
         picked = picked or image_controls(len(vae.val_idx))
-        race_section(picked[0])
+        race_section(picked[0], slot5)
 
 
 # ---- 6. what to write --------------------------------------------------------------------------------
 
 if show(6):
-    st.header("6 · What to write in the exam")
+    section("6 · What to write in the exam")
     with st.container(border=True, key="rp_weak"):
         st.markdown(
             "**Weak answers, corrected.**\n"

@@ -1,7 +1,7 @@
 """The reparameterization page: AppTest (the full-marks Q2 content in order, the numbers beside each formula
 computed independently, the trained-VAE wording, no -0 or infinities, widgets, URL round trip, bad URLs,
 presenter scenes) and real-browser tests (the backward-pass animation plays, the μ slider moves a readout,
-presenter mode at 1280x720)."""
+presenter mode at 1280x720). The screenshots in assets/screenshots are full-page captures taken separately."""
 from __future__ import annotations
 
 import math
@@ -14,7 +14,7 @@ from torch.distributions import Bernoulli, Normal, kl_divergence
 
 from core import reparam
 from tests.apptest_utils import assert_ok, page_app, plotly_specs, texts
-from tests.conftest import assert_no_exception_box, screenshot, wait_drawn
+from tests.conftest import assert_no_exception_box, wait_drawn
 
 PAGE = "pages/3_reparam.py"
 READOUT = "Exact ∂/∂μ E[f(z)]"  # the numeric readout that follows the μ slider (also used by bench/)
@@ -405,9 +405,6 @@ def test_reparam_page_in_browser(watched_page, server_url):
     assert_no_exception_box(page)
     text = page.locator('[data-testid="stMain"]').inner_text()
     assert "Infinity" not in text and not NEG_ZERO.search(text)
-    page.evaluate("window.scrollTo(0, 0)")
-    page.wait_for_timeout(300)
-    screenshot(page, "reparam")
 
 
 @pytest.mark.browser
@@ -422,7 +419,6 @@ def test_reparam_page_presenter_mode_in_browser(watched_page, server_url):
     page.wait_for_timeout(300)
     box = page.locator(".st-key-rp_graph .js-plotly-plot").first.bounding_box()
     assert box and box["y"] >= 0 and box["y"] + box["height"] <= 720 * 1.02, box  # the key figure fits the screen
-    screenshot(page, "reparam-present")
     page.get_by_role("button", name="Next ▶").click()
     page.get_by_text("Scene 2 of 7").first.wait_for()
     wait_drawn(page)

@@ -376,7 +376,8 @@ def estimator_histograms(result: Mapping, bins: int = 50, height: int = 520) -> 
             _set_axis(lay, "y", i, tickformat=".0%", rangemode="tozero",
                       title=dict(text="fraction of samples") if c == 1 else None)
         _set_axis(lay, "x", 2 + c, title=dict(text=f"per-sample estimate of {PARAM_NAMES[p]} E[f(z)]"))
-    lay.update(barmode="overlay", bargap=0, legend=dict(orientation="h", y=-0.16, x=0), uirevision="rp-hist")
+    lay.update(barmode="overlay", bargap=0, legend=dict(orientation="h", y=-0.16, x=0), uirevision="rp-hist",
+               margin=dict(l=10, r=10, t=45, b=10))  # room for subplot titles at presenter font sizes
     return _figure(data, lay)
 
 
@@ -491,7 +492,8 @@ def vae_gradient_bars(g: Mapping, height: int = 380) -> go.Figure:
         ]
         _set_axis(lay, "x", c, title=dict(text="latent dimension"), tickangle=0, tickfont=dict(size=11))
     _set_axis(lay, "y", 1, title=dict(text="gradient"))
-    lay.update(barmode="relative", legend=dict(orientation="h", y=-0.3, x=0), uirevision="rp-grad")
+    lay.update(barmode="relative", legend=dict(orientation="h", y=-0.3, x=0), uirevision="rp-grad",
+               margin=dict(l=10, r=10, t=45, b=10))  # room for subplot titles at presenter font sizes
     return _figure(data, lay)
 
 
@@ -527,7 +529,8 @@ def race_ratio_bars(race: Mapping, height: int = 380) -> go.Figure:
     _set_axis(lay, "y", 1, title=dict(text="var(score) / var(pathwise)"))
     for c in (1, 2):
         _set_axis(lay, "y", c, range=[-0.3, np.log10(top) + 0.3])
-    lay.update(barmode="group", legend=dict(orientation="h", y=-0.25, x=0), uirevision="rp-race")
+    lay.update(barmode="group", legend=dict(orientation="h", y=-0.25, x=0), uirevision="rp-race",
+               margin=dict(l=10, r=10, t=45, b=10))  # room for subplot titles at presenter font sizes
     return _figure(data, lay)
 
 
@@ -554,5 +557,6 @@ def training_race_curves(train: Mapping, height: int = 360) -> go.Figure:
         _set_axis(lay, "x", c, title=dict(text="training step"))
         _set_axis(lay, "y", c, range=[lo - 0.05 * (hi - lo), hi + 0.05 * (hi - lo)])
     _set_axis(lay, "y", 1, title=dict(text="−ELBO (nats per image)"))
-    lay.update(uirevision="rp-train")
+    lay.update(uirevision="rp-train",
+               margin=dict(l=10, r=10, t=45, b=10))  # room for subplot titles at presenter font sizes
     return _figure(data, lay)
