@@ -216,8 +216,8 @@ if show_all() or scene == 0:
             "*x* into a short **code** *z*, and a **decoder** rebuilds *x̂* from the code alone. Training makes *x̂* "
             "match *x*, so the code must keep what matters about the input, and no labels are needed.")
         ui.figure(autoencoder_block_diagram(cfg.input_dim, list(cfg.hidden_dims), cfg.latent_dim, kind=kind,
-                                            image_shape=ds.image_shape, font_size=12 if ctx.present else 15,
-                                            likelihood=cfg.likelihood),
+                                            image_shape=ds.image_shape, font_size=11 if ctx.present else 15,
+                                            likelihood=cfg.likelihood, height=225 if ctx.present else None),
                   key="ae_block",
                   alt=(f"Block diagram of the {model_name}: input x ({cfg.input_dim} numbers) → encoder f_φ "
                        f"({' → '.join(str(v) for v in [cfg.input_dim, *cfg.hidden_dims, cfg.latent_dim])}) → code z "
@@ -352,8 +352,7 @@ if show_all() or scene == 2:
 
 # ---- 3. why a bottleneck, and PCA ---------------------------------------------------------------------
 
-def bottleneck_section() -> None:
-    st.subheader("Why a bottleneck, and the link to PCA")
+def why_bottleneck() -> None:
     st.markdown(
         f"- **Undercomplete** (K < D, here {K} < {D}): the code is too short to copy the input, so training must "
         f"keep the directions that matter most for reconstruction and drop the rest.\n"
@@ -364,12 +363,21 @@ def bottleneck_section() -> None:
         f"(Rifai et al., 2011).\n"
         f"- The **variational** autoencoder is the probabilistic kind: its code is a distribution, and a KL term "
         f"limits how much information it carries (Kingma and Welling, 2014).")
+
+
+def bottleneck_section() -> None:
+    st.subheader("Why a bottleneck, and the link to PCA")
     lin = ui.run_safely(lambda: linear_vs_pca(int(K)), "Could not train the linear autoencoder",
                         "Reload the page, or pick another latent size.")
     if lin is None:
         return
     c = lin["c"]
-    st.markdown(
+    if not ctx.present:
+        why_bottleneck()
+    explain = st.container()  # in presenter mode the explanation goes below the evidence
+    if ctx.present:
+        explain = st.expander("Why a bottleneck, and the theorem (Baldi and Hornik, 1989)")
+    explain.markdown(
         f"**A linear autoencoder is PCA.** Remove every nonlinearity and train with squared error: "
         f"$z = W_e x + b_e$, $\\hat x = W_d z + b_d$. Baldi and Hornik (1989) proved that the loss then has no "
         f"bad local minima and its minimum projects onto the span of the top K principal components, the "
@@ -377,9 +385,16 @@ def bottleneck_section() -> None:
         f"Checked live: a linear AE with K = {K}, trained here by gradient descent (Adam, {c.steps:,} full-batch "
         f"steps) on {lin['n_train']:,} of the 8×8 digits (64 pixels, so it trains in about a second, whatever "
         f"the dataset in the sidebar), against `sklearn.decomposition.PCA` on the same images.")
-    st.latex(r"\cos\vartheta_i = \sigma_i\big(Q_{W_d}^{\top} Q_{\mathrm{PCA}}\big),\quad i = 1..K"
+    explain.latex(r"\cos\vartheta_i = \sigma_i\big(Q_{W_d}^{\top} Q_{\mathrm{PCA}}\big),\quad i = 1..K"
              r"\qquad(\text{principal angles; } 0^\circ \text{ = the same subspace})")
-    m1, m2, m3, m4 = st.columns(4)
+    if ctx.present:  # side by side, so the scene fits one screen
+        fig_slot, right = st.columns([3, 2], vertical_alignment="center")
+        with right:
+            m1, m2 = st.columns(2)
+            m3, m4 = st.columns(2)
+    else:
+        m1, m2, m3, m4 = st.columns(4)
+        fig_slot = st.container()
     m1.metric("Largest principal angle, trained", f"{c.angles_trained.max():.2f}°",
               help="The largest principal angle between the column space of the trained decoder W_d and PCA's "
                    "top-K subspace (scipy.linalg.subspace_angles).")
@@ -390,11 +405,13 @@ def bottleneck_section() -> None:
     m4.metric("Held-out MSE, PCA", f"{c.mse_pca:.5f}", help="PCA with the same K, fitted on the same training images.")
     imgs = np.concatenate([c.shown, c.recon_ae, c.recon_pca, lin["recon_nonlinear"]])
     n = len(c.shown)
-    ui.figure(image_grid(imgs, (8, 8), ncols=n,
-                         row_titles=["input", "linear AE", "PCA", "ReLU AE"],
-                         title=f"{n} held-out digits reconstructed from K = {K} numbers", height=330),
-              key="ae_pca", alt=f"{n} held-out 8×8 digits and their reconstructions by the linear autoencoder, "
-                                f"by PCA and by the nonlinear autoencoder, each with K = {K}.")
+    with fig_slot:
+        ui.figure(image_grid(imgs, (8, 8), ncols=n,
+                             row_titles=["input", "linear AE", "PCA", "ReLU AE"],
+                             title=f"{n} held-out digits reconstructed from K = {K} numbers",
+                             height=200 if ctx.present else 330),
+                  key="ae_pca", alt=f"{n} held-out 8×8 digits and their reconstructions by the linear autoencoder, "
+                                    f"by PCA and by the nonlinear autoencoder, each with K = {K}.")
     st.markdown(
         f"The two subspaces agree to {c.angles_trained.max():.2f}° (they started {c.angles_untrained.max():.0f}° "
         f"apart), and the held-out errors agree ({c.mse_ae:.5f} against {c.mse_pca:.5f} per pixel). The axes "
@@ -402,6 +419,9 @@ def bottleneck_section() -> None:
         f"layers generalise PCA: the trained nonlinear AE with the same K reconstructs these held-out digits with "
         f"MSE {lin['mse_nonlinear']:.5f}, "
         + ("lower than PCA's." if lin["mse_nonlinear"] < c.mse_pca else "not lower than PCA's here."))
+    if ctx.present:
+        with explain:
+            why_bottleneck()
     with st.expander("Details: every principal angle, the training curve, per-image errors"):
         st.dataframe({"angle i": list(range(1, K + 1)),
                       "trained (°)": np.round(c.angles_trained, 3), "untrained (°)": np.round(c.angles_untrained, 1),
@@ -535,11 +555,12 @@ def generation_section() -> None:
         f"- Averaged over images it equals I(x; z) + KL(q(z) ‖ p(z)) (Hoffman and Johnson, 2016), where "
         f"q(z) = mean over images of q(z|x) is where the codes actually lie. So it **bounds** how far q(z) is from "
         f"the prior: at most {pm['kl_mean']:.1f} nats for this model (its mean KL term on its {pm['n']:,} training "
-        f"images, nats per image). That is why the VAE row looks like digits.\n"
+        f"images, nats per image). That is why most of the VAE row looks like digits.\n"
         f"- It does **not** make q(z) equal N(0, I). Measured on the same images: the variance of q(z) per "
         f"dimension is {spread} (N(0, I): 1), and {100 * pm['share_outside']:.1f}% of the means μ(x) lie beyond "
-        f"radius {radius}, where N(0, I) puts {100 * pm['prior_outside']:.1f}% of its samples. Some random codes "
-        f"still land where no image was encoded (the prior hole, on the limits page).")
+        f"radius {radius}, where N(0, I) puts {100 * pm['prior_outside']:.1f}% of its samples. Nothing in the term "
+        f"rules out regions that N(0, I) samples but where no image was encoded; codes drawn there decode to junk "
+        f"(the prior hole, on the limits page).")
     with st.expander("Per-dimension spread of the codes (AE and VAE) against N(0, I)"):
         kl_help = ("Sum over dimensions of KL(N(m_j, s_j²) ‖ N(0, 1)), with m_j and s_j the mean and standard "
                    "deviation of dimension j of the held-out codes. It is 0 whenever every dimension has mean 0 "

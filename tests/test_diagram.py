@@ -347,7 +347,7 @@ def test_block_diagram_names_every_block_with_the_real_sizes(kind):
 
     fig = autoencoder_block_diagram(784, [256, 128], 16, kind=kind, image_shape=(28, 28), likelihood="bernoulli")
     t = _texts(fig)
-    for part in ("<b>x</b>", "<b>x̂</b>", "encoder", "f<sub>φ</sub>", "decoder", "g<sub>θ</sub>",
+    for part in ("<b>x</b><br>input", "<b>x̂</b><br>output", "reconstruction", "encoder", "f<sub>φ</sub>", "decoder", "g<sub>θ</sub>",
                  "784 → 256 → 128 → 16", "16 → 128 → 256 → 784", "784 numbers", "28×28 image",
                  "L(x, x̂)", "binary cross-entropy", "the input x", "sigmoid output"):
         assert part in t, part

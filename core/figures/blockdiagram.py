@@ -87,10 +87,10 @@ def autoencoder_block_diagram(input_dim: int, hidden_dims: list[int], latent_dim
     cy = 3.0  # the main row
     # input and output: tall boxes (D numbers)
     what = f"{D:,} numbers" + (f"<br>({hh}×{ww} image)" if image_shape is not None else "")
-    _box(fig, 0.9, cy, 1.5, 2.4, FILL["data"], BLUE, "<b>x</b>")
-    fig.add_annotation(x=0.9, y=cy - 1.3, text=f"input<br>{what}", showarrow=False, yanchor="top")
-    _box(fig, 13.1, cy, 1.5, 2.4, FILL["data"], BLUE, "<b>x̂</b>")
-    fig.add_annotation(x=13.1, y=cy - 1.3, text=f"reconstruction<br>{what}", showarrow=False, yanchor="top")
+    _box(fig, 0.9, cy, 1.5, 2.4, FILL["data"], BLUE, "<b>x</b><br>input")
+    fig.add_annotation(x=0.9, y=cy - 1.3, text=what, showarrow=False, yanchor="top")
+    _box(fig, 13.1, cy, 1.5, 2.4, FILL["data"], BLUE, "<b>x̂</b><br>output")
+    fig.add_annotation(x=13.1, y=cy - 1.3, text=f"reconstruction<br>{D:,} numbers", showarrow=False, yanchor="top")
 
     # encoder and decoder: trapezoids that narrow to / widen from the bottleneck
     _trapezoid(fig, 2.2, 5.0, cy, 2.4, 1.0, FILL["enc"], BLUE)
@@ -136,8 +136,8 @@ def autoencoder_block_diagram(input_dim: int, hidden_dims: list[int], latent_dim
     else:
         text = f"<b>loss L(x, x̂)</b>: {loss}<br>the target is the input x itself<br>(unsupervised)"
     _box(fig, 7.0, ly, 9.0, 1.3, FILL["loss"], VERMILLION, text)
-    _arrow(fig, 0.9, cy - 2.35, 2.5, ly, VERMILLION, dash=True)
-    _arrow(fig, 13.1, cy - 2.35, 11.5, ly, VERMILLION, dash=True)
+    _arrow(fig, 0.9, cy - 2.5, 2.5, ly, VERMILLION, dash=True)
+    _arrow(fig, 13.1, cy - 2.5, 11.5, ly, VERMILLION, dash=True)
     if vae:
         _arrow(fig, 7.0, cy - 1.3, 7.0, ly + 0.65, VERMILLION, dash=True)
 
