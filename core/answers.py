@@ -83,7 +83,7 @@ _SYMBOLS = {
     r"\varepsilon": "ε", r"\epsilon": "ε", r"\sigma": "σ", r"\mu": "μ", r"\phi": "φ", r"\theta": "θ",
     r"\beta": "β", r"\nabla": "∇", r"\odot": "⊙", r"\ll": "≪", r"\ge": "≥", r"\geq": "≥", r"\le": "≤",
     r"\neq": "≠", r"\approx": "≈", r"\sim": "~", r"\mid": " | ", r"\|": "‖", r"\to": "→", r"\times": "×",
-    r"\sum": "Σ", r"\log": "log", r"\partial": "∂", r"\infty": "∞", r"\cdot": "·", r"\hat x": "x̂",
+    r"\sum": "Σ", r"\log": "log ", r"\partial": "∂", r"\infty": "∞", r"\cdot": "·", r"\hat x": "x̂",
     r"\ell": "ℓ", r"\tfrac12": "½", r"\frac12": "½", r"\,": " ", r"\;": " ", r"\quad": "  ", r"\{": "{", r"\}": "}",
 }
 
@@ -94,7 +94,7 @@ def _tex_fragment_html(tex: str) -> str:
     for k in sorted(_SYMBOLS, key=len, reverse=True):
         s = s.replace(k, _SYMBOLS[k])
     s = re.sub(r"\\(?:text|mathrm|operatorname)\{([^{}]*)\}", r"\1", s)
-    s = html.escape(s, quote=False)
+    s = html.escape(s.replace("-", "−"), quote=False)
     for _ in range(2):  # nested one level
         s = re.sub(r"_\{([^{}]*)\}", r"<sub>\1</sub>", s)
         s = re.sub(r"\^\{([^{}]*)\}", r"<sup>\1</sup>", s)

@@ -75,10 +75,23 @@ def _block_html(block: tuple, figs: Mapping, seen: set) -> str:
     if kind == "weak":
         return (f'<div class="weak"><div class="w"><b>Weak answer:</b> {html.escape(block[1])}</div>'
                 f'<div class="c"><b>Correction:</b> {inline_html(block[2])}</div></div>')
-    if kind == "link":
-        path, title, icon = PAGES[block[1]]
-        return f'<p class="see">Explore it in Latent Lab: {icon} <b>{html.escape(title)}</b> (/{block[1]})</p>'
+    if kind == "links":  # consecutive ("link", slug) blocks, merged into one line
+        items = " · ".join(f"{PAGES[slug][2]} <b>{html.escape(PAGES[slug][1])}</b> (/{slug})" for slug in block[1])
+        return f'<p class="see">Explore it in Latent Lab: {items}</p>'
     raise ValueError(f"unknown block kind {kind!r}")
+
+
+def _merge_links(blocks: Sequence[tuple]) -> list[tuple]:
+    """Consecutive ("link", slug) blocks as one ("links", [slug, ...]) block."""
+    out: list[tuple] = []
+    for b in blocks:
+        if b[0] == "link" and out and out[-1][0] == "links":
+            out[-1][1].append(b[1])
+        elif b[0] == "link":
+            out.append(("links", [b[1]]))
+        else:
+            out.append(b)
+    return out
 
 
 def glossary_html() -> str:
@@ -103,7 +116,7 @@ def build_handout(sections: Sequence[Mapping], figs: Mapping, meta: str = "", pl
         parts = [f'<section class="q" id="{html.escape(s["key"])}">', f"<h2>{html.escape(s['title'])}</h2>",
                  f'<p class="question">Exam question: {html.escape(s["question"])}</p>',
                  f'<div class="summary">{inline_html(s["summary"])}</div>']
-        parts += [_block_html(b, figs, seen) for b in s["blocks"]]
+        parts += [_block_html(b, figs, seen) for b in _merge_links(s["blocks"])]
         parts.append("</section>")
         body.append("\n".join(parts))
     data = {k: json.loads(_figure_json(figs[k])) for k in sorted(seen)}

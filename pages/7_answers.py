@@ -31,18 +31,30 @@ scene = ui.scenes("ans", SCENES)
 show = ui.scene_filter(scene)
 
 
+@st.cache_data(max_entries=4, show_spinner="Evaluating the β sweep on held-out images…")
+def rd_evidence(dataset: str) -> dict:
+    """The limits page's rate-distortion sweep (the same call, so the same numbers); one per dataset."""
+    from core import limits
+    return limits.rate_distortion(dataset, loader=ui.pretrained)
+
+
 @st.cache_data(max_entries=8, show_spinner="Computing the evidence from the shipped models…")
 def evidence(dataset: str, seed: int) -> tuple[dict, dict, dict]:
     return (answers.q1_evidence(dataset, seed, loader=ui.pretrained),
             answers.q2_evidence(dataset, seed, loader=ui.pretrained),
-            answers.q3_evidence(dataset, seed, loader=ui.pretrained))
+            answers.q3_evidence(dataset, seed, loader=ui.pretrained, rd=rd_evidence(dataset)))
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def figures(dataset: str, seed: int, height: int) -> dict:
+    return afig.figures(*evidence(dataset, seed), height=height)
 
 
 @st.cache_data(max_entries=4, show_spinner=False)
 def handout_html(dataset: str, seed: int) -> str:
     e1, e2, e3 = evidence(dataset, seed)
     meta = f"Numbers computed on {ui.DATASET_LABELS.get(dataset, dataset)}, seed {seed}."
-    return handout.build_handout(answers.answers(e1, e2, e3), afig.figures(e1, e2, e3), meta=meta)
+    return handout.build_handout(answers.answers(e1, e2, e3), figures(dataset, seed, afig.HEIGHT), meta=meta)
 
 
 def draw_block(block: tuple, figs: dict, skip: str) -> None:
@@ -96,7 +108,7 @@ e1, e2, e3 = ui.run_safely(lambda: evidence(ctx.dataset_name, ctx.seed), "Could 
                            "The shipped models may be missing: rebuild them with scripts/build_zoo.py.") or (None,) * 3
 if e1 is not None:
     sections = answers.answers(e1, e2, e3)
-    figs = afig.figures(e1, e2, e3, height=300 if ctx.present else afig.HEIGHT)
+    figs = figures(ctx.dataset_name, ctx.seed, 300 if ctx.present else afig.HEIGHT)
     captions = {b[1]: b[2] for s in sections for b in s["blocks"] if b[0] == "fig"}
     if not ctx.present:
         st.download_button("⬇️ Download the handout (HTML, offline, prints on A4)",

@@ -166,7 +166,8 @@ def rd_curve(e3: dict) -> go.Figure:
     k = e3["latent_dim"]
     fig = go.Figure(go.Scatter(
         x=[p["rate"] for p in pts], y=[p["distortion"] for p in pts], mode="lines+markers+text",
-        text=[f"β={p['beta']:g} ({int(p['active_units'])}/{k})" for p in pts], textposition="top right",
+        text=[f"β={p['beta']:g} ({int(p['active_units'])}/{k})" for p in pts],
+        textposition=["top left" if p["rate"] == max(q["rate"] for q in pts) else "top right" for p in pts],
         marker=dict(size=9, color=BLUE), line=dict(color=BLUE), cliponaxis=False,
         hovertemplate="rate %{x:.1f} nats, distortion %{y:.1f} nats<extra></extra>"))
     fig.update_xaxes(title="rate: KL term (nats per image)", rangemode="tozero")
