@@ -228,8 +228,8 @@ def recon_slice(model, x, mu, j: int, likelihood: str) -> Callable:
     from core.models import ModelOutput
     xt = torch.as_tensor(np.array(x, dtype=np.float32)).reshape(1, -1)
     base = torch.as_tensor(np.array(mu, dtype=np.float32)).reshape(1, -1)
-    for p in model.parameters():
-        p.requires_grad_(False)
+    # torch.autograd.grad (in gradient_estimates) differentiates with respect to z only: the shared,
+    # read-only model's weights get no .grad and are not changed.
 
     def f(t):
         n = t.shape[0]
@@ -503,10 +503,10 @@ def q2_answer(e: dict) -> dict:
         ("md", f"**Evidence, on the shipped VAE.** For held-out image #{e['index']} (a {e['label']}), take its most "
                f"informative latent coordinate $z_{{{j}}}$ ($\\mu = {fmt(e['mu_j'], 3)}$, "
                f"$\\sigma = {fmt(e['sigma_j'], 3)}$) and $f(z_{{{j}}}) = -\\log p_\\theta(x\\mid z)$ with the "
-               f"other coordinates at their means. With the same {e['n']:,} draws, both estimators agree on "
-               f"average, ∂/∂μ ≈ {fmt(r['dmu']['mean'], 2)} ± {fmt(r['dmu']['stderr'], 2)} (pathwise) and "
+               f"other coordinates at their means. On the same {e['n']:,} draws, the two unbiased estimators "
+               f"give ∂/∂μ ≈ {fmt(r['dmu']['mean'], 2)} ± {fmt(r['dmu']['stderr'], 2)} (pathwise) and "
                f"{fmt(s['dmu']['mean'], 1)} ± {fmt(s['dmu']['stderr'], 1)} (score function, ± one standard "
-               f"error), but the score function's per-sample variance is **{fmt_sig(ratio_mu, 2)}×** the "
+               f"error), and the score function's per-sample variance is **{fmt_sig(ratio_mu, 2)}×** the "
                f"pathwise one for ∂/∂μ and {fmt_sig(ratio_sig, 2)}× for ∂/∂σ. To reach the same accuracy it "
                f"needs that many times more samples (plain estimators, without baselines or control variates)."),
         ("weak", "“It enables better tuning.”",

@@ -60,6 +60,12 @@ def test_q1_reconstruction_term_is_evaluate_models(ev, sections):
     ds = load_dataset(DS)
     ref = evaluate_model(ae.model, ds.x[ae.val_idx], 0.0, ae.config.likelihood, seed=0)["recon"]
     assert e1["recon_nats"] == pytest.approx(ref, rel=1e-6)
+    # the formula shown, ℓ_CE = −Σ_i [x_i log x̂_i + (1 − x_i) log(1 − x̂_i)], computed here from x and x̂
+    x = torch.tensor(ds.x[ae.val_idx])
+    with torch.no_grad():
+        xhat = ae.model.decode(ae.model.encode(x)[0]).double().clamp(1e-7, 1 - 1e-7)
+    ce = -(x * xhat.log() + (1 - x) * (1 - xhat).log()).sum(1).mean().item()
+    assert ce == pytest.approx(e1["recon_nats"], rel=1e-3)
     assert f"**{A.fmt(ref)} nats per image**" in all_text(sections)
     assert e1["input_dim"] == 64 and e1["latent_dim"] == 16 and e1["original"].shape == e1["recon"].shape
 
