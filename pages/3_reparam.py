@@ -238,21 +238,21 @@ if show(2):
         "A VAE's decoder is a smooth network, so $f(z) = -\\log p_\\theta(x\\mid z)$ is differentiable in $z$ and "
         "the condition holds in practice. It fails for a function with a jump, such as the step "
         "$\\mathbb 1[z > a]$: its derivative is 0 wherever it exists, yet $\\mathbb E[\\mathbb 1[z>a]]$ changes with "
-        "$\\mu$; section 4 shows the pathwise estimate stuck at 0 (Mohamed et al., 2020, sec. 5).")
+        "$\\mu$; section 4 shows the pathwise estimate stuck at 0 (Mohamed et al., 2020, on the pathwise estimator).")
     st.subheader("The SGVB estimator: one sample per image")
-    st.markdown("Replace the expectation by one draw per image (Kingma and Welling, 2014, sec. 2.3, with the KL "
-                "term in closed form, their Appendix B):")
+    st.markdown("Replace the expectation by one draw per image, keeping the KL term in closed form (Kingma and "
+                "Welling, 2014, eq. 7, their estimator B; the KL formula is their Appendix B):")
     st.latex(r"\widetilde{\mathcal L}(\theta,\phi;x^{(i)}) = \log p_\theta\big(x^{(i)}\mid z^{(i)}\big) - "
              r"\tfrac12 \sum_{j=1}^{K}\big(\mu_j^2 + \sigma_j^2 - 1 - \log \sigma_j^2\big), \qquad z^{(i)} = "
              r"\mu_\phi(x^{(i)}) + \sigma_\phi(x^{(i)}) \odot \epsilon^{(i)},\ \ \epsilon^{(i)} \sim \mathcal N(0, I),")
     st.latex(r"\mathcal L(\theta,\phi;X) \approx \frac{N}{M}\sum_{i=1}^{M} \widetilde{\mathcal L}(\theta,\phi;x^{(i)})"
-             r"\quad \text{for a minibatch of } M \text{ of the } N \text{ images}.")
+             r"\quad \text{for a minibatch of } M \text{ of the } N \text{ images (their eq. 8)}.")
     st.markdown(
         "Each $\\widetilde{\\mathcal L}$ is an ordinary differentiable function of $\\theta$ and $\\phi$ (the "
         "randomness sits in the input $\\epsilon^{(i)}$), so one backward pass gives "
         "$\\nabla_{\\theta,\\phi}\\widetilde{\\mathcal L}$, and its expectation over $\\epsilon$ is the true "
         "gradient of the ELBO: an **unbiased** estimate. Kingma and Welling used one sample per image "
-        "($L = 1$) with minibatches of $M = 100$. This app's training loss is the minibatch mean of "
+        "($L = 1$) with minibatches of $M = 100$ (their Algorithm 1). This app's training loss is the minibatch mean of "
         "$-\\widetilde{\\mathcal L}$ (the negative ELBO in nats per image), the same estimator divided by $N$.")
 
 
@@ -395,7 +395,8 @@ def score_function_text() -> None:
                 "it works for non-differentiable $f$. But it multiplies $f(z)$ by zero-mean noise and ignores how "
                 "$f$ changes, so its **variance** is usually much larger. Subtracting a baseline $b$ that does not "
                 "depend on $z$, $(f(z) - b)\\,\\nabla_\\phi \\log q_\\phi$, keeps it unbiased and lowers the "
-                "variance, but on a VAE not to the pathwise level (section 5).")
+                "variance, but on a VAE not to the pathwise level (section 5). Kingma and Welling (2014, sec. 2.2) call this "
+                "estimator impractical for the VAE because of its very high variance.")
     st.markdown("**Try it** on simple functions with a closed-form answer: both estimators on the same draws "
                 "$z_1,\\dots,z_n$.")
 
