@@ -243,6 +243,24 @@ def test_presenter_mode_shows_one_scene_at_a_time():
         s.value for s in at.success)
 
 
+def test_faces_train_on_demand_and_show_measured_numbers():
+    """Issue 20 (stretch): the small VAE on 25x25 faces, trained once per server when asked."""
+    pytest.importorskip("skimage.data")
+    from core import faces
+    at = page_app(PAGE, query={"dataset": "digits"}, timeout=300)
+    assert_ok(at)
+    if not faces.faces_ready():
+        assert "lim_fig_strip_faces" not in figs(at)
+        at.button(key="lim_faces_train").click().run()
+        assert_ok(at)
+    assert "lim_fig_strip_faces" in figs(at)
+    e = faces.faces_evidence(seed=0, n_show=10)
+    body = texts(at)
+    assert f"reconstructions keep {e['kept_recon']:.0f}% of the real faces' sharpness" in body
+    assert f"prior samples {e['kept_sample']:.0f}%" in body and "NVAE (Vahdat & Kautz 2020)" in body
+    assert "Huang, G. B." in body
+
+
 def open_home_first(page, server_url: str) -> None:
     """On a fresh server, a deep link opened before any page has run shows Streamlit's "Page not
     found" dialog (and a console error) although the page then runs; opening the home page first
