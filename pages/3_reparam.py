@@ -349,28 +349,35 @@ def reading(case: dict, g: dict, avg: dict) -> None:
              "$\\partial z_j/\\partial\\log\\sigma_j^2 = \\epsilon_j\\sigma_j/2$, so for one $\\epsilon$ its sign "
              "follows $\\epsilon_j$."]
     if act is not None:
-        weakest = np.argsort(act.var_mu)[:3]
-        lines.append(
-            f"- **Which dimensions the model uses**, over the data: {act.count} of {K} are active (Burda et al., "
-            f"2016: Var over images of μⱼ > 0.01, on {act.n_images} held-out images). The least active: "
-            + ", ".join(f"z{j + 1} (Var μ = {act.var_mu[j]:.3f})" for j in weakest)
-            + "; moving along them changes the decoded image little.")
+        on_idx, off_idx = np.flatnonzero(act.active), np.flatnonzero(~act.active)
+        barely = [j for j in on_idx[np.argsort(act.var_mu[on_idx])] if act.var_mu[j] < 5 * act.threshold]
+        line = (f"- **Which dimensions the model uses**, over the data: {act.count} of {K} are active (Burda et al., "
+                f"2016: Var over images of μⱼ > {act.threshold:g}, on {act.n_images} held-out images).")
+        if off_idx.size:
+            line += " Collapsed (not active): " + ", ".join(f"z{j + 1}" for j in off_idx) + "."
+        if barely:
+            line += (" Only just active: " + ", ".join(f"z{j + 1} (Var μ = {act.var_mu[j]:.3f})" for j in barely)
+                     + "; moving along them changes the decoded image little.")
+        lines.append(line)
     if quiet:
         q_names = ", ".join(f"z{j + 1}" for j in quiet)
-        status = ""
+        parts = []
         if act is not None:
             on = [f"z{j + 1}" for j in quiet if act.active[j]]
             off = [f"z{j + 1}" for j in quiet if not act.active[j]]
-            status = ((f" Over the data, {', '.join(on)} {'is' if len(on) == 1 else 'are'} active all the same"
-                       + ("; " if off else ".") if on else "")
-                      + (f"{', '.join(off)} {'has' if len(off) == 1 else 'have'} collapsed (not active)." if off else ""))
+            if on:
+                parts.append(f"Over the data, {', '.join(on)} {'is' if len(on) == 1 else 'are'} active all the same.")
+            if off:
+                parts.append(f"{'Over the data, ' if not on else ''}{', '.join(off)} "
+                             f"{'has' if len(off) == 1 else 'have'} collapsed (not active).")
         grads = ", ".join(f"z{j + 1}: {absg[j]:.2f}" for j in quiet)
+        compare = (f", against a median of {np.median(absg[big]):.2f} over the other dimensions and a smallest of "
+                   f"{np.min(absg[big]):.2f}." if big else ".")
         lines.append(
             f"- **For this image**, {q_names} {'has' if len(quiet) == 1 else 'have'} a KL below "
             f"{SMALL_KL_NATS:g} nats: {'it carries' if len(quiet) == 1 else 'they carry'} almost no information "
-            f"about this image.{status} Measured mean |∂f/∂μⱼ| over {N_AVG} draws of ε: {grads}, against a median "
-            f"of {np.median(absg[big]):.2f} over the other dimensions" + (" and a smallest of "
-                                                                         f"{np.min(absg[big]):.2f}." if big else "."))
+            f"about this image. {' '.join(parts)}{' ' if parts else ''}Measured mean |∂f/∂μⱼ| over {N_AVG} draws "
+            f"of ε: {grads}{compare}")
     lines.append(
         "- **Without the trick** the blue bars would still have an unbiased estimate, the score function of "
         "section 4, but not by backpropagation (z would have no path to μ and σ) and with a far larger "

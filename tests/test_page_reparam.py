@@ -423,3 +423,28 @@ def test_reparam_page_presenter_mode_in_browser(watched_page, server_url):
     page.get_by_text("Scene 2 of 7").first.wait_for()
     wait_drawn(page)
     assert_no_exception_box(page)
+
+
+def test_trained_vae_section_names_collapsed_dimensions_by_burda(default_app):
+    """The digits VAE (beta = 1, 16-d) uses few dimensions: the page calls a dimension collapsed only by
+    Burda et al.'s criterion over held-out images, and for one image says what its KL shows."""
+    from core import units, zoo
+    from core.data import load_dataset
+    pre, ds = zoo.pretrained("digits", "vae", 1.0, 16), load_dataset("digits")
+    with torch.no_grad():
+        mu_all, _ = pre.model.encode(torch.tensor(ds.x[pre.val_idx]))
+    var = mu_all.double().var(0, unbiased=False).numpy()
+    off = [j for j in range(16) if var[j] <= 0.01]
+    assert off and units.heldout_activity(pre, ds).collapsed == off
+    body = texts(default_app)
+    assert f"{16 - len(off)} of 16 are active" in body
+    assert "Collapsed (not active): " + ", ".join(f"z{j + 1}" for j in off) + "." in body
+    with torch.no_grad():
+        mu, logvar = pre.model.encode(torch.tensor(ds.x[pre.val_idx[0]])[None])
+    kl = kl_divergence(Normal(mu[0], torch.exp(0.5 * logvar[0])), Normal(0.0, 1.0)).numpy()
+    quiet = [j for j in range(16) if kl[j] < 0.01]
+    line = next(t for t in body.splitlines() if t.startswith("- **For this image**"))
+    assert ", ".join(f"z{j + 1}" for j in quiet) + " have a KL below 0.01 nats" in line
+    assert "almost no information about this image" in line
+    assert ("have collapsed (not active)" in line) == any(var[j] <= 0.01 for j in quiet)
+    assert "nan" not in line
