@@ -366,8 +366,9 @@ def live_charts(run) -> None:
 LIVE_NOTES = ("How to read the live view: in the loss chart, lines are training batches (a moving average), ◆ are "
               "held-out images and dashed lines mark β changes. The KL bars are each dimension's KL at the latest "
               "held-out evaluation (before the first one: the latest batch's, 'not measured yet'). Their colour does not "
-              "come from the KL: a dimension is active when its posterior mean μ_j(x) varies over the held-out images, "
-              "Var_x(μ_j) > 0.01 (Burda et al., 2016), and collapsed otherwise (grey bar, ◆ on the axis). The "
+              "come from the KL: a dimension is active when its posterior mean $\\mu_j(x)$ varies over the held-out "
+              "images, $\\mathrm{Var}_x(\\mu_j) > 0.01$ (Burda et al., 2016), and collapsed otherwise (grey bar, ◆ on "
+              "the axis). The "
               "reconstructions and samples use fixed inputs and fixed random codes, so every change you see comes "
               "from the weights.")
 

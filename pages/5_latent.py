@@ -192,7 +192,7 @@ def traversal_activity_text(act, barely: list[int]) -> str:
     where = (f"{act.n_images:,} held-out images" if source == "zoo" else
              f"all {act.n_images:,} images (this model has no recorded held-out split)")
     txt = (f"**{act.count} of {act.latent_dim} dimensions are active**: by Burda et al.'s (2016) criterion a dimension "
-           f"is active when its mean μ_j(x) varies over the images, $\\mathrm{{Var}}_x(\\mu_j) > {act.threshold:g}$ "
+           f"is active when its mean $\\mu_j(x)$ varies over the images, $\\mathrm{{Var}}_x(\\mu_j) > {act.threshold:g}$ "
            f"(on {where}).")
     if barely:
         vs = ", ".join(f"{act.var_mu[j]:.3f}" for j in barely)
@@ -579,34 +579,39 @@ if show(3):
         return t
 
     titles = [row_title(int(j)) for j in order]
-    st.markdown(
-        f"Start from the selected image #{idx} (a **{class_name(ds.y[idx])}**), change **one** coordinate of its "
-        "code and keep the others. One row per dimension, "
-        + (f"ordered by its average KL divergence from the prior over all {N:,} images, "
-           r"$\mathbb E_x\,\mathrm{KL}(q(z_j\mid x)\,\|\,\mathcal N(0,1))$ in nats. "
-           "Columns run from −3 to +3 prior standard deviations."
-           if IS_VAE else
-           "ordered by the variance of the codes along it (an autoencoder has no KL term). Columns run from −3 to +3 "
-           "standard deviations of the codes, around their mean."))
-    if act is not None:
-        st.markdown(traversal_activity_text(act, sorted(barely)))
-        with st.expander("Why the average KL is not the information a dimension carries"):
-            st.markdown(
-                "The average KL of a dimension is an **upper bound** on the information it carries about the image, "
-                "not that information itself (Hoffman and Johnson, 2016):")
-            st.latex(r"\mathbb E_x\,\mathrm{KL}\big(q(z_j\mid x)\,\|\,p(z_j)\big) = I(x; z_j) + "
-                     r"\mathrm{KL}\big(q(z_j)\,\|\,p(z_j)\big),\qquad q(z_j) = \mathbb E_x\, q(z_j\mid x).")
-            st.markdown(
-                "The first part is the mutual information between the image and the code; the second is how far the "
-                "codes of all images together, the *aggregate posterior* q(z_j), sit from the prior. Both are ≥ 0, so "
-                "the KL beside each row over-states the information by the second part. Total average KL: "
-                f"{scores.sum():.2f} nats per image.")
-    row_h = 56 if ds.dim > 100 else 44
-    if len(order) < K:
-        st.caption(f"Showing the {len(order)} most informative of the {K} dimensions.")
-    ui.figure(LF.traversal_strips(timgs, ds.image_shape, titles, tt, height=60 + row_h * len(order)),
-              key="ls_trav", alt=f"{len(order)} rows of 9 images: the decoded code of image {idx} with one latent dimension moved "
-                                 "from -3 to +3 standard deviations, one row per dimension, most informative first.")
+    text_box, fig_box = st.container(), st.container()
+    if ctx.present:  # the rows first, so they show at projector size; the explanation below them
+        text_box, fig_box = fig_box, text_box
+    with text_box:
+        st.markdown(
+            f"Start from the selected image #{idx} (a **{class_name(ds.y[idx])}**), change **one** coordinate of its "
+            "code and keep the others. One row per dimension, "
+            + (f"ordered by its average KL divergence from the prior over all {N:,} images, "
+               r"$\mathbb E_x\,\mathrm{KL}(q(z_j\mid x)\,\|\,\mathcal N(0,1))$ in nats. "
+               "Columns run from −3 to +3 prior standard deviations."
+               if IS_VAE else
+               "ordered by the variance of the codes along it (an autoencoder has no KL term). Columns run from −3 to +3 "
+               "standard deviations of the codes, around their mean."))
+        if act is not None:
+            st.markdown(traversal_activity_text(act, sorted(barely)))
+            with st.expander("Why the average KL is not the information a dimension carries"):
+                st.markdown(
+                    "The average KL of a dimension is an **upper bound** on the information it carries about the image, "
+                    "not that information itself (Hoffman and Johnson, 2016):")
+                st.latex(r"\mathbb E_x\,\mathrm{KL}\big(q(z_j\mid x)\,\|\,p(z_j)\big) = I(x; z_j) + "
+                         r"\mathrm{KL}\big(q(z_j)\,\|\,p(z_j)\big),\qquad q(z_j) = \mathbb E_x\, q(z_j\mid x).")
+                st.markdown(
+                    "The first part is the mutual information between the image and the code; the second is how far the "
+                    "codes of all images together, the *aggregate posterior* q(z_j), sit from the prior. Both are ≥ 0, so "
+                    "the KL beside each row over-states the information by the second part. Total average KL: "
+                    f"{scores.sum():.2f} nats per image.")
+    with fig_box:
+        row_h = 56 if ds.dim > 100 else 44
+        if len(order) < K:
+            st.caption(f"Showing the {len(order)} most informative of the {K} dimensions.")
+        ui.figure(LF.traversal_strips(timgs, ds.image_shape, titles, tt, height=60 + row_h * len(order)),
+                  key="ls_trav", alt=f"{len(order)} rows of 9 images: the decoded code of image {idx} with one latent dimension moved "
+                                     "from -3 to +3 standard deviations, one row per dimension, most informative first.")
 
 # ---- 5. AE against VAE -------------------------------------------------------------------------
 

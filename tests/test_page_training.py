@@ -531,4 +531,4 @@ def test_active_units_and_the_kl_bars_use_burdas_criterion(apps):
     spec = json.loads(kl_chart[0].proto.spec)
     assert any(l["mark"].get("shape") == "diamond" for l in spec["layer"])  # collapsed ones stay visible
     body = texts(at)
-    assert "Var_x(μ_j) > 0.01 (Burda et al., 2016)" in body and "equals the prior" not in body
+    assert r"$\mathrm{Var}_x(\mu_j) > 0.01$ (Burda et al., 2016)" in body and "equals the prior" not in body
