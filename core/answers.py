@@ -324,7 +324,8 @@ def q3_evidence(dataset: str, seed: int = 0, loader: Loader | None = None, rd: d
     for b, p in ((0.0, p0), (1.0, p1)):
         _, lv = encode_stats(p.model, ds.x[np.asarray(p.val_idx)])
         sig[b] = np.median(np.exp(0.5 * lv.astype(np.float64)), axis=0)
-    weak = [int(j) for j in np.flatnonzero(act.active & (act.var_mu < 0.05))]
+    from core.explore import BARELY_ACTIVE  # the latent page's "active, but only barely" (same threshold)
+    weak = [int(j) for j in np.flatnonzero(act.active & (act.var_mu <= BARELY_ACTIVE))]
     keep = ("beta", "rate", "distortion", "neg_elbo", "active_units")
     return dict(
         dataset=dataset, image_shape=tuple(ds.image_shape), index=row, latent_dim=LATENT_DIM,
@@ -413,7 +414,8 @@ def q1_answer(e: dict) -> dict:
                f"{fmt(e['code_mean'].max(), 2)}, so codes drawn from $\\mathcal N(0, I)$ land where no image was "
                f"encoded, and the decoder turns them into the junk in the bottom row. (The β = 1 VAE's posterior "
                f"means, for contrast, have standard deviations from {fmt(e['vae_code_std'].min(), 2)} to "
-               f"{fmt(e['vae_code_std'].max(), 2)}: its KL term keeps them near the prior, question 3.)"),
+               f"{fmt(e['vae_code_std'].max(), 2)}, on the scale of the prior's standard deviation 1: its KL term keeps "
+               f"them there, question 3.)"),
         ("weak", "“It learns to compress the data and reconstruct it to generate new data.”",
          "Reconstruction is the training task, not generation. A plain autoencoder has no distribution over "
          "codes to sample from; decoding random codes gives the junk shown above. Generating new data needs a "
@@ -500,7 +502,8 @@ def q2_answer(e: dict) -> dict:
                "$f$ by zero-mean noise and never uses how $f$ changes, so its variance is far larger."),
         ("fig", "q2_variance", "Per-sample variance of the two gradient estimators on the same draws, log scale: "
                                "the shipped β = 1 VAE, one held-out image, one latent coordinate."),
-        ("md", f"**Evidence, on the shipped VAE.** For held-out image #{e['index']} (a {e['label']}), take its most "
+        ("md", f"**Evidence, on the shipped VAE.** For held-out image #{e['index']} ({'an' if e['label'] == 8 else 'a'} "
+               f"{e['label']}), take its most "
                f"informative latent coordinate $z_{{{j}}}$ ($\\mu = {fmt(e['mu_j'], 3)}$, "
                f"$\\sigma = {fmt(e['sigma_j'], 3)}$) and $f(z_{{{j}}}) = -\\log p_\\theta(x\\mid z)$ with the "
                f"other coordinates at their means. On the same {e['n']:,} draws, the two unbiased estimators "
@@ -542,8 +545,12 @@ def q3_answer(e: dict) -> dict:
     lo_pos = next(p for p in sweep if p["beta"] > 0)
     K = e["latent_dim"]
     var = e["variants"]
-    weak_txt = (f" Some are active only barely: {dims(act['weak'])} have Var$_x$ μ below 0.05, so a traversal "
+    weak_txt = (f" Some are active only barely: {dims(act['weak'])} have Var$_x$ μ of at most 0.05, so a traversal "
                 f"of them changes the image little." if act["weak"] else "")
+    n_off = K - act["count"]
+    if n_off:
+        weak_txt += (f" The other {n_off} {'has' if n_off == 1 else 'have'} collapsed: whatever the image, "
+                     f"{'its posterior mean stays' if n_off == 1 else 'their posterior means stay'} put.")
     kl_top = int(np.argmax(one["kl"]))
     blocks = [
         ("md", "**Where the KL term comes from.** For any $q(z\\mid x)$, the log-likelihood splits exactly into "

@@ -245,3 +245,10 @@ def test_handout_offline_in_chromium_and_prints_on_a4(browser, handout_html, fig
                        check=True)
         assert len(list(tmp_path.glob("p-*.png"))) == 2
     page.close()
+
+
+def test_fallback_block_diagram_when_the_shared_one_is_missing():
+    fig = F._minimal_block_diagram(64, [128, 64], 16)
+    text = " ".join(a.text for a in fig.layout.annotations)
+    for label in ("<b>x</b>", "encoder", "<b>z</b>", "decoder", "x̂", "loss L(x, x̂)", "code, 16 numbers"):
+        assert label in text, label
