@@ -258,8 +258,11 @@ with ui.config_container("Model and map"):
             ev = entry.evaluation or {}
             name = "autoencoder" if kind == "ae" else f"VAE (β = {float(beta):g})"
             model_note = (f"Pretrained {name} with a {cfg.latent_dim}-D latent, trained on {ctx.dataset_name}"
-                          + (f"; held-out reconstruction loss {ev['recon']:.1f} nats per image"
-                             + (f", KL {ev['kl']:.2f} nats" if kind == "vae" and "kl" in ev else "")
+                          + (f"; on held-out images, reconstruction term {ev['recon']:.1f} nats per image"
+                             + (f", KL term {ev['kl']:.2f} nats" if kind == "vae" and "kl" in ev else "")
+                             + (" (the reconstruction term is a Bernoulli cross-entropy on grey pixels, not a "
+                                "normalised log-likelihood)" if cfg.likelihood == "bernoulli" else
+                                " (the reconstruction term is a Gaussian's without its constant D/2·log 2π)")
                              if "recon" in ev else "") + ".")
     elif source == "run":
         runs = ss.get("shared_models") or {}

@@ -136,6 +136,11 @@ def test_the_kl_terms_guarantee_is_stated_with_the_measured_spread_of_q_of_z(def
     assert f"{beyond:.1%} of the codes lie farther than {r:.2f} from the origin, where 1% of prior samples do" in body
     assert beyond > 0.05  # about 11 %, against the prior's 1 %
     assert "Limits of VAEs page measures this prior hole" in body
+    from core.zoo import pretrained
+
+    ev = pretrained("mnist-5k", "vae", 1.0, 2).evaluation
+    assert (f"reconstruction term {ev['recon']:.1f} nats per image, KL term {ev['kl']:.2f} nats (the reconstruction "
+            "term is a Bernoulli cross-entropy on grey pixels, not a normalised log-likelihood)") in body
 
 
 @pytest.fixture(scope="module")
