@@ -276,7 +276,7 @@ def two_dimensions() -> None:
         st.metric("KL(q‖p)", f"{kl10:.4f} nats")
         st.markdown("A correlation ρ ≠ 0 tilts the ellipse. A VAE's encoder outputs a **diagonal** Gaussian "
                     "(ρ = 0, one σ per dimension), so its KL to N(0, I) splits into one term per dimension, "
-                    "as in section 5.")
+                    "as in section 6.")
     st.latex(klfig.latex_kl_mvn(mu0, cov0, mu1, cov1, "p", "q"))
     st.latex(klfig.latex_kl_mvn(mu1, cov1, mu0, cov0, "q", "p"))
 
@@ -340,7 +340,7 @@ def encoded_figures(dataset: str, beta: float, img: int, x: np.ndarray, mu: np.n
         "key": cache_key,
         "fig_img": paired_rows({"input": x, "decoded from μ": reconstruct(model, x)}, ctx.dataset.image_shape,
                                height=210),
-        "fig_parts": klfig.kl_parts_figure(mu, logvar, text_size=TEXT, height=390 if ctx.present else 420),
+        "fig_parts": klfig.kl_parts_figure(mu, logvar, text_size=TEXT, height=265 if ctx.present else 420),
         "fig_post": klfig.posterior_vs_prior(mu, logvar, threshold=SMALL_KL_NATS, text_size=TEXT),
         "fig_bars": kl_bars(kl_dims, threshold=SMALL_KL_NATS, height=160 + 26 * LATENT),
     }
@@ -445,7 +445,7 @@ def elbo_numbers(g, img: int, label: str, beta: float) -> None:
     c1, c2 = st.columns([3, 2], gap="large")
     with c1:
         ui.figure(klfig.elbo_waterfall(g.recon_encoder, g.kl_encoder, g.log_px, g.log_px_se, IWAE_K,
-                                       text_size=TEXT, height=400 if ctx.present else 440),
+                                       text_size=TEXT, height=265 if ctx.present else 440),
                   key="kl_fig_elbo",
                   alt=f"Waterfall for held-out image {img}: E_q log p(x|z) = {-g.recon_encoder:.2f}, minus the KL "
                       f"term {g.kl_encoder:.2f}, gives the ELBO {g.elbo_encoder:.2f}; adding the gap {g.gap:.2f} "
@@ -468,9 +468,9 @@ def vae_sections(show_elbo: bool, show_kl: bool) -> None:
     slot5 = slot6 = None
     if show_elbo:
         st.header("5. The ELBO: a lower bound on log p(x)")
-        if present:
-            st.latex(ELBO_SHORT)
+        if present:  # the figure first (it fits the projector's 720 px), the identity under it
             slot5 = st.container()
+            st.latex(ELBO_SHORT)
         else:
             elbo_explanation()
     elif show_kl:
@@ -510,8 +510,8 @@ def vae_sections(show_elbo: bool, show_kl: bool) -> None:
                 "Each bar: L_k − ELBO for this image, ± 1.96 standard errors. A model whose q fits the true posterior "
                 "well has a small gap; a model that pays almost no KL (large β, q ≈ p(z)) can have a small gap too, "
                 "because its decoder then hardly depends on z. Not shown: β = 0, trained without the KL term: its "
-                f"encoder's σ_j is {lo:.4f} to {hi:.4f}, so q is nearly a point and importance sampling with it as "
-                "the proposal cannot estimate log p(x).")
+                f"encoder's σ_j averages {lo:.4f} to {hi:.4f} over the dimensions, so q is nearly a point, and "
+                "importance sampling with it as the proposal gives an estimate far below log p(x).")
 
     if not show_kl:
         return

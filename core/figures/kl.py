@@ -491,13 +491,14 @@ def kl_parts_figure(mu: Sequence[float], logvar: Sequence[float], height: int | 
 
 def elbo_waterfall(recon: float, kl: float, log_px: float, log_px_se: float, k: int, height: int = 440,
                    text_size: int = TEXT_SIZE) -> go.Figure:
-    """From the reconstruction term down to the ELBO and up to log p(x), in nats for one image:
+    """From the reconstruction term down to the ELBO and up to log p(x), in nats for one image (the bars
+    are labelled briefly, so they stay apart on a projector):
     E_q[log p(x|z)] = −recon, − KL(q(z|x) ‖ p(z)), = ELBO, + the gap (≈ KL(q(z|x) ‖ p(z|x))),
     = log p(x) estimated by L_k with ± 1.96 standard errors. Trace 0 is the waterfall (its ``y``:
     −recon, −kl, ELBO, gap, log p(x)); trace 1 the error bar on log p(x)."""
     elbo = -recon - kl
     gap = log_px - elbo
-    cats = ["E_q[log p(x|z)]<br>= −reconstruction", "− KL term", "ELBO", "+ gap", f"log p(x)<br>IWAE, k = {k:,}"]
+    cats = ["E_q<br>log p(x|z)", "− KL", "ELBO", "+ gap", f"log p(x)<br>k = {k:,}"]
     ys = [-recon, -kl, elbo, gap, log_px]
     texts = [nats(v) for v in ys]
     wf = go.Waterfall(x=cats, y=ys, measure=["absolute", "relative", "total", "relative", "total"],
