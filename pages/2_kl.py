@@ -493,8 +493,8 @@ def vae_sections(show_elbo: bool, show_kl: bool) -> None:
             f"(300 Adam steps; Cremer et al., 2018) raises its ELBO to **{klfig.nats(g.elbo_best)}**: the "
             f"*amortisation gap* (one encoder network for all images) is **{klfig.nats(g.amortisation)}** nats; "
             f"the rest, **{klfig.nats(g.approximation)}** nats, is the *approximation gap* (no diagonal Gaussian "
-            "fits p(z|x) exactly)" + (" — negative here because L_k is itself only a lower bound on log p(x), "
-                                      "and the encoder is a poor proposal." if g.approximation < 0 else "."))
+            "fits p(z|x) exactly)" + (" — negative here: L_k is only an estimate of a lower bound on log p(x), and "
+                                      "here it falls below the optimised ELBO." if g.approximation < 0 else "."))
         st.caption(f"Reconstruction term −E_q[log p(x|z)] = {klfig.nats(g.recon_encoder)} nats per image, "
                    f"KL term KL(q(z|x) ‖ p(z)) = {klfig.nats(g.kl_encoder)} nats, −ELBO = "
                    f"{klfig.nats(-g.elbo_encoder)} nats. L_k is itself a lower bound on log p(x), so L_k − ELBO "

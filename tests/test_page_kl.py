@@ -457,6 +457,19 @@ def test_kl_page_presenter_mode_in_browser(watched_page, server_url):
     expect(page.locator(".st-key-kl_fig_density .js-plotly-plot")).to_have_count(1, timeout=30_000)  # browser-drawn
     page.wait_for_timeout(500)
     screenshot(page, "kl-present")
+    # Scenes 5 (the ELBO) and 6 (the KL term's parts): the main figure fits a 1280x720 projector.
+    page.set_viewport_size({"width": 1280, "height": 720})
+    for scene, key in ((5, "kl_fig_elbo"), (6, "kl_fig_parts")):
+        while page.get_by_text(f"Scene {scene} of 6").count() == 0:
+            page.get_by_role("button", name="Next ▶").click()
+            wait_drawn(page)
+        plot = page.locator(f".st-key-{key} .js-plotly-plot").first
+        plot.wait_for()
+        page.wait_for_timeout(300)
+        box = page.evaluate("(sel) => { const r = document.querySelector(sel).getBoundingClientRect();"
+                            " return [r.top, r.bottom, r.right]; }", f".st-key-{key} .js-plotly-plot")
+        assert box[0] >= 0 and box[1] <= 720 and box[2] <= 1280, (scene, box)
+    assert_no_exception_box(page)
 
 
 _DENSITY = ".st-key-kl_fig_density"
@@ -519,3 +532,25 @@ def test_density_chart_redraws_in_the_browser_and_matches_python(watched_page, s
                         {"mu": -1.7, "logvar": 0.6})
     point = klfig.vae_kl_map(-1.7, 0.6).data[-1]
     assert got == [-1.7, 0.6, point.text[0]] and point.text[0] == f"  KL = {float(K.kl_to_standard_normal(-1.7, 0.6)):.3f}"
+
+
+@pytest.mark.browser
+def test_elbo_section_in_browser_follows_the_model_choice(watched_page, server_url):
+    """Sections 5 and 6 in a real browser: the numbers of a linked image, then a click on another β."""
+    page = watched_page
+    _open(page, server_url, "?dataset=digits&kl_img=4")
+    readout = page.locator('.st-key-kl_elbo_readout [data-testid="stMetricValue"]')
+    log_px, recon, kl_term = reference_elbo_numbers("digits", 1.0, 4)
+    expect(readout.first).to_have_text(f"{log_px:.2f} nats".replace("-", "−"))
+    expect(readout.nth(1)).to_have_text(f"{-recon - kl_term:.2f} nats".replace("-", "−"))
+    page.locator(".st-key-kl_fig_elbo .js-plotly-plot .main-svg").first.wait_for()
+    page.get_by_text("β = 4", exact=True).first.click()
+    log_px4, recon4, kl4 = reference_elbo_numbers("digits", 4.0, 4)
+    expect(readout.nth(1)).to_have_text(f"{-recon4 - kl4:.2f} nats".replace("-", "−"), timeout=60_000)
+    page.wait_for_function("() => location.search.includes('kl_beta=4')")
+    act = page.locator(".st-key-kl_activity").first
+    from core.data import load_dataset
+    from core.units import heldout_activity
+    count = heldout_activity(vae_image("digits", 4.0, 4)[0], load_dataset("digits")).count
+    expect(act).to_contain_text(f"This model: {count} of 16 dimensions active")
+    assert_no_exception_box(page)
