@@ -535,12 +535,12 @@ def section_complex() -> None:
             f"{d['confident, VAE samples (%)']:.0f}% of digit samples (real digits: {d['confident, real (%)']:.0f}%) "
             f"and {mn['confident, VAE samples (%)']:.0f}% of MNIST samples (real: {mn['confident, real (%)']:.0f}%). "
             f"The MNIST model has {mn['VAE parameters']:,} parameters.")
-        section_faces()
         if not present:
             st.caption("A linear classifier is content with a blurred prototype of a digit, so *recognised* means "
                        "\"looks like some digit\", not \"looks real\"; the real-vs-sample test asks the second "
                        "question (a classifier two-sample test, Lopez-Paz & Oquab 2017). Per-pixel errors are not "
                        "comparable across datasets (MNIST is mostly black background); the ratios are.")
+        section_faces()
     three_parts(
         "An MLP sees an image as a flat list of pixels: nothing tells it that neighbours are related or that a "
         "stroke moved by one pixel is the same stroke (convolutions share weights across positions). One layer "
@@ -561,10 +561,12 @@ def section_faces() -> None:
     from core import faces
     st.markdown("**🧑 And on faces?** The same recipe (MLP, 16 latents, β = 1) on 100 grey 25×25 faces from "
                 "Labeled Faces in the Wild (Huang et al. 2007; the copy inside scikit-image), 90 to train on.")
-    if not faces.faces_ready() and not st.button("🧑 Train it on the faces (a few seconds, once per server)",
-                                                 key="lim_faces_train"):
+    slot = st.empty()
+    if not faces.faces_ready() and not slot.button("🧑 Train it on the faces (a few seconds, once per server)",
+                                                   key="lim_faces_train"):
         return
     fe = safely(faces_evidence, "Training on faces")
+    slot.empty()
     if fe is None:
         return
     ui.figure(lf.dataset_strip(fe["images"], fe["image_shape"], title=f"LFW faces (25×25 pixels), "

@@ -292,6 +292,15 @@ def test_limits_page_in_browser(watched_page, server_url):
     page.get_by_text("Variance of the Laplacian").first.click()
     wait_drawn(page)
     page.get_by_text("5. Only a bound").first.wait_for()
+    # The faces (issue 20): trained on demand, then shown beside the digits.
+    charts = page.locator('[data-testid="stPlotlyChart"]').count()
+    train_faces = page.get_by_role("button", name="🧑 Train it on the faces (a few seconds, once per server)")
+    if train_faces.count():
+        train_faces.click()
+        page.get_by_text("On the 10 held-out faces").first.wait_for(timeout=180_000)
+        wait_drawn(page)
+        assert page.locator('[data-testid="stPlotlyChart"]').count() == charts + 1
+    assert_no_exception_box(page)
     # The whole page: Streamlit scrolls inside its main block, so make the viewport as tall as it.
     height = page.evaluate("() => document.querySelector('[data-testid=\"stMain\"]').scrollHeight")
     page.set_viewport_size({"width": 1400, "height": min(int(height) + 50, 16000)})
