@@ -354,6 +354,30 @@ def dims_list(idx) -> str:
     return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
 
 
+def activity_note(act, kl_dims: np.ndarray) -> str:
+    """The model's active units (core.units.UnitActivity, Burda et al., 2016: a property over the held-out
+    data) and, separately, what one image's per-dimension KL (K,) says (never 'collapsed')."""
+    k = len(act.active)
+    barely = [j for j in np.flatnonzero(act.active) if act.var_mu[j] <= 0.05]
+    small = np.flatnonzero(kl_dims < SMALL_KL_NATS)
+    out = (f"**This model: {act.count} of {k} dimensions active** (Burda et al., 2016: the variance over its "
+           f"{act.n_images} held-out images of μ_j(x) is above {act.threshold:g}); ")
+    if len(act.collapsed) == k:
+        out += "every one has collapsed. "
+    else:
+        out += f"collapsed: {dims_list(act.collapsed)}. " if act.collapsed else "none has collapsed. "
+    if barely:
+        out += (f"Only barely active (variance ≤ 0.05): {dims_list(barely)}, so a traversal of them changes the "
+                "image little. ")
+    if len(small) == 0:
+        return out + f"**For this image**, every dimension has KL above {SMALL_KL_NATS:g} nats."
+    which = f"all {k} dimensions" if len(small) == k else (
+        f"{len(small)} dimension{'s' if len(small) != 1 else ''} ({dims_list(small)})")
+    one = len(small) == 1
+    return out + (f"**For this image**, {which} {'has' if one else 'have'} KL below {SMALL_KL_NATS:g} nats: "
+                  f"{'it carries' if one else 'they carry'} almost no information about this image.")
+
+
 def choose_model():
     """The β radio and the held-out image number, shared by sections 5 and 6."""
     with ui.config_container("Choose a trained VAE and a held-out image"):
@@ -561,17 +585,7 @@ def vae_sections(show_elbo: bool, show_kl: bool) -> None:
             "image.")
     with c2:
         act = ui.activity(ctx.dataset_name, "vae", beta, LATENT)
-        small = np.flatnonzero(kl_dims < SMALL_KL_NATS)
-        barely = [j for j in np.flatnonzero(act.active) if act.var_mu[j] <= 0.05]
-        note = (f"**This model: {act.count} of {LATENT} dimensions active** (Burda et al., 2016: the variance over its "
-                f"{act.n_images} held-out images of μ_j(x) is above {act.threshold:g}); "
-                + (f"collapsed: {dims_list(act.collapsed)}. " if act.collapsed else "none has collapsed. ")
-                + (f"Only barely active (variance ≤ 0.05): {dims_list(barely)}, so a traversal of them changes the image "
-                   "little. " if barely else "")
-                + (f"**For this image**, {len(small)} dimension{'s' if len(small) != 1 else ''} ({dims_list(small)}) "
-                   f"{'have' if len(small) != 1 else 'has'} KL below {SMALL_KL_NATS:g} nats: "
-                   f"{'they carry' if len(small) != 1 else 'it carries'} almost no information about this image."
-                   if len(small) else f"**For this image**, every dimension has KL above {SMALL_KL_NATS:g} nats."))
+        note = activity_note(act, kl_dims)
         with st.container(key="kl_activity"):
             st.markdown(note)
 
@@ -601,7 +615,7 @@ def vae_sections(show_elbo: bool, show_kl: bool) -> None:
         with c1:
             ui.figure(figs["fig_post"], key="kl_fig_post",
                       alt=f"Per-dimension posterior mean ± 1.96 sd for the chosen image against the prior band; "
-                          f"{LATENT - len(small)} of {LATENT} dimensions have KL above {SMALL_KL_NATS:g} nats.")
+                          f"{int(np.sum(kl_dims > SMALL_KL_NATS))} of {LATENT} dimensions have KL above {SMALL_KL_NATS:g} nats.")
         with c2:
             ui.figure(figs["fig_bars"], key="kl_fig_bars",
                       alt=f"KL per latent dimension for the chosen image, total {total:.3f} nats.")
