@@ -704,8 +704,11 @@ if sweep_pts is not None:
     questions.append((
         "Reconstructions can look fine while samples from N(0, I) look wrong. Why?",
         "Reconstructions decode codes the encoder produced, where the decoder was trained. Samples come from the "
-        "prior, which also covers regions the encoded data leave empty (the prior hole): the decoder never learnt "
-        "what to draw there."
-        + (f" With the settings of section 3, {100 * holes['hole_mass']:.1f}% of prior samples land in a hole."
-           if holes is not None else "")))
+        "prior, which puts mass where the encoded data are sparse or absent (the prior hole): there the decoder "
+        "saw few or no codes in training and draws blends or non-digits."
+        + ("" if holes is None else
+           f" With the settings of section 3, {100 * holes['hole_mass']:.1f}% of prior samples land in a hole."
+           if len(holes["holes"]) else
+           " With the settings of section 3 no cell counts as a hole, but the least-filled cell gets only "
+           f"{100 * holes['min_fill']:.0f}% of the codes the prior expects there.")))
     ui.self_check("lim", questions)

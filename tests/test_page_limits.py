@@ -225,6 +225,18 @@ def test_default_dataset_mnist_runs_and_counts_whole_posteriors():
     assert f"KL(q(z) ‖ p(z)) ≤ {rate:.2f} nats" in body
     # MNIST: beta 0.5 beats beta 1 even on the training images -> an optimisation effect.
     assert "optimisation effect" in body and "barely active" in body
+    # The self-check does not claim prior samples land in holes when none is found; it names the
+    # least-filled cell's share (scipy: whole-posterior cell masses against the prior's, cells >= 3 codes).
+    edges = np.linspace(-3, 3, 25)
+    p1 = np.diff(norm.cdf(edges))
+    expected = len(mu) * np.outer(p1, p1)
+    a = np.diff(norm.cdf((edges[None, :] - mu[:, :1]) / sd[:, :1]), axis=1)
+    b = np.diff(norm.cdf((edges[None, :] - mu[:, 1:]) / sd[:, 1:]), axis=1)
+    fill = (a.T @ b)[expected >= 3] / expected[expected >= 3]
+    at.button(key="_reveal_lim_2_btn").click().run()
+    answer = " ".join(x.value for x in at.success)
+    assert f"the least-filled cell gets only {100 * fill.min():.0f}% of the codes" in answer
+    assert "land in a hole" not in answer
 
 
 def test_presenter_mode_shows_one_scene_at_a_time():
