@@ -308,7 +308,7 @@ def build_diagram(model: AutoEncoder, x, image_shape, eps: torch.Tensor | None =
         if name == "sigma":
             x_pos = layers[-1].x  # mu and sigma share a column: the encoder's two heads
         elif name in ("eps",) or (name == "z" and model.is_vae):
-            x_pos = layers[-1].x + 0.75
+            x_pos = layers[-1].x + 0.9  # room for the "ε ~ N(0, I)" and "z = μ + σ·ε" labels
         else:
             x_pos = col
         title = TITLES.get(name, name)

@@ -199,6 +199,12 @@ ui.show_url_errors()  # invalid URL values for the widgets above (replaced by th
 model_name = "variational autoencoder (VAE, β = 1)" if kind == "vae" else "autoencoder (AE)"
 n_steps = len(dg.stages_of(pre.model))
 clamp_state("ae_step", 1, n_steps)
+_prev_n = st.session_state.get("_ae_step_n")
+if _prev_n is not None and _prev_n != n_steps:  # AE <-> VAE: the slider's range changes, so Streamlit would
+    _old = int(st.session_state.get("ae_step", _prev_n))  # reset it to step 1; keep "the last step" the last step
+    for _k in ("ae_step", "_keep_ae_step"):
+        st.session_state[_k] = n_steps if _old >= _prev_n else min(_old, n_steps)
+st.session_state["_ae_step_n"] = n_steps
 step, slot, notes = n_steps, None, None
 
 
@@ -231,8 +237,9 @@ if show_all() or scene == 0:
 
 if show_all() or scene == 1:
     st.subheader(f"A trained {model_name}, running on {what}")
-    st.markdown("Press **▶ Play** to watch the image flow through the network one layer at a time, or drag the "
-                "slider to step through it. The final step puts the reconstruction beside the input.")
+    if not ctx.present:  # in presenter mode the scene bar says it, and the figure needs the room
+        st.markdown("Press **▶ Play** to watch the image flow through the network one layer at a time, or drag the "
+                    "slider to step through it. The final step puts the reconstruction beside the input.")
     slot = st.container()  # the figure goes here, above its keyboard control
     step = ui.slider("Step shown (a keyboard alternative to ▶ Play: focus this slider, then use the arrow keys)",
                      "ae_step", 1, n_steps, n_steps, step=1)

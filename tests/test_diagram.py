@@ -416,3 +416,11 @@ def test_stages_say_the_code_layer_is_linear():
     with torch.no_grad():
         z = ae.encode(torch.rand(256, 64))[0]
     assert (z < 0).any()
+
+
+def test_vae_bottleneck_columns_leave_room_for_their_labels(digits):
+    """Issue 21: the μ/σ column and the ε and z columns sat 0.75 apart and their labels overlapped."""
+    p = pretrained("digits", "vae", 1.0, 2)
+    d = dg.build_diagram(p.model, digits.x[0], digits.image_shape)
+    x = {layer.key: layer.x for layer in d.layers}
+    assert x["mu"] == x["sigma"] and x["eps"] - x["sigma"] > 0.89 and x["z"] - x["eps"] > 0.89

@@ -379,3 +379,17 @@ def test_draw_your_own_digit_in_the_browser(watched_page, server_url):
     wait_drawn(page)
     assert_no_exception_box(page)
     assert page.get_by_text("what the network sees").first.is_visible()
+
+
+def test_switching_model_keeps_the_diagram_on_its_last_step():
+    """Issue 21: the AE opened on its last step, but switching to the VAE (10 steps, not 8) showed step 1."""
+    at = page_app(PAGE)
+    assert at.slider(key="ae_step").value == 8
+    at.radio(key="ae_kind").set_value("VAE").run()
+    assert_ok(at)
+    spec = _diagram(at)
+    assert at.slider(key="ae_step").value == 10 and spec["layout"]["sliders"][0]["active"] == 9
+    assert "Step 10 of 10" in spec["layout"]["title"]["text"]
+    at.slider(key="ae_step").set_value(3).run()  # a step the user chose is kept when it exists in both
+    at.radio(key="ae_kind").set_value("AE").run()
+    assert at.slider(key="ae_step").value == 3 and _diagram(at)["layout"]["sliders"][0]["active"] == 2
