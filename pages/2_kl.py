@@ -549,7 +549,6 @@ def vae_sections(show_elbo: bool, show_kl: bool) -> None:
     total = float(kl_dims.sum())
     lo, hi = beta0_sigma(ctx.dataset_name)
     beta0 = ui.pretrained(ctx.dataset_name, "vae", 0.0, LATENT).evaluation
-    sums = {k: float(parts[k].sum()) for k in ("mu2", "sigma2", "neg_log_sigma2", "minus_one")}
     with slot6:
         if not present:
             st.markdown("The KL term of the ELBO has a closed form for a diagonal Gaussian q and the prior N(0, I) "
@@ -564,10 +563,7 @@ def vae_sections(show_elbo: bool, show_kl: bool) -> None:
             with st.container(key="kl_vae_readout"):
                 st.metric(f"KL of this image (label {label}), β = {beta:g}", f"{total:.4f} nats",
                           help="Sum over the 16 latent dimensions of ½(μ²+σ²−1−log σ²).")
-            st.latex(r"\begin{aligned}&\textstyle\sum_j \tfrac12\mu_j^2 + \sum_j\tfrac12\sigma_j^2"
-                     r" - \sum_j\tfrac12\log\sigma_j^2 - \tfrac{K}{2}\\ &= "
-                     + f"{sums['mu2']:.3f} + {sums['sigma2']:.3f} + {sums['neg_log_sigma2']:.3f} - "
-                     f"{-sums['minus_one']:.1f} = {total:.3f}" + r"\end{aligned}")
+            st.latex(klfig.latex_kl_parts_sum(mu_x, logvar_x))
     if present:
         st.latex(KL_CLOSED)
     c1, c2 = st.columns([3, 2], gap="large")

@@ -298,3 +298,14 @@ def test_kl_bars_speak_of_one_image_not_collapse():
     hover = list(d["data"][0]["hovertemplate"])
     assert "almost no information about this image" in hover[0] and "almost no information" not in hover[4]
     assert list(d["data"][0]["marker"]["pattern"]["shape"]) == ["/", "/", "/", "", ""]
+
+
+def test_latex_kl_parts_sum_writes_signs_and_matches_torch():
+    mu = np.array([0.5, -1.0, 0.0])
+    logvar = np.array([0.8, 0.4, 1.0])  # sigma > 1 everywhere: -sum 1/2 log sigma^2 is negative
+    tex = F.latex_kl_parts_sum(mu, logvar)
+    ref = float(kl_divergence(Normal(torch.tensor(mu), torch.tensor(np.exp(logvar / 2))), Normal(0.0, 1.0)).sum())
+    assert f"0.625 + {0.5 * np.exp(logvar).sum():.3f} - 1.100 - 1.5 = {ref:.3f}" in tex
+    assert "+ -" not in tex and "-0.000" not in tex
+    zero = F.latex_kl_parts_sum(np.zeros(2), np.zeros(2))  # the prior itself: every part 0 or -1/2
+    assert "= 0.000 + 1.000 + 0.000 - 1 = 0.000" in zero

@@ -533,3 +533,17 @@ def gap_by_beta_figure(betas: Sequence[float], gaps: Sequence[float], gap_se: Se
     layout = dict(showlegend=False, xaxis=dict(title=dict(text="model (16 latent dimensions)")),
                   yaxis=dict(title=dict(text="L_k − ELBO (nats)"), rangemode="tozero"), uirevision="gap-beta")
     return _figure([bar], layout, "The gap for this image under each β", height, text_size=text_size)
+
+
+def latex_kl_parts_sum(mu: Sequence[float], logvar: Sequence[float]) -> str:
+    """One image's KL as the sum of its parts over the K dimensions, with the numbers put in:
+    Σ½μ² + Σ½σ² − Σ½ log σ² − K/2 = KL (each sum from :func:`core.kl.kl_standard_normal_parts`).
+    Signs are written out, never "+ -x" or "-0.000"."""
+    parts = klm.kl_standard_normal_parts(np.asarray(mu, float).ravel(), np.asarray(logvar, float).ravel())
+    s = {k: float(np.sum(v)) for k, v in parts.items()}
+    k = len(np.asarray(mu).ravel())
+    neg = s["neg_log_sigma2"]  # = -Σ½ log σ², shown as its own signed term
+    return (r"\begin{aligned}&\textstyle\sum_j \tfrac12\mu_j^2 + \sum_j\tfrac12\sigma_j^2"
+            r" - \sum_j\tfrac12\log\sigma_j^2 - \tfrac{K}{2}\\ &= "
+            + f"{nats(s['mu2'], 3)} + {nats(s['sigma2'], 3)} {'-' if neg < 0 and nats(neg, 3) != '0.000' else '+'} "
+            f"{nats(abs(neg), 3)} - {k / 2:g} = {nats(s['total'], 3)}" + r"\end{aligned}")
