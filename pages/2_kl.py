@@ -23,7 +23,6 @@ N_CHOICES = [10, 30, 100, 300, 1_000, 3_000, 10_000, 30_000, 100_000]
 MC_CURVE_NS = sorted(set(np.unique(np.geomspace(2, 100_000, 48).round().astype(int)).tolist()) | set(N_CHOICES))
 FIT_STEPS, FIT_LR = 300, 0.2
 BETAS = [0.5, 1.0, 4.0]
-GAP_BETAS = [0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0]  # the 16-d zoo VAEs with a KL term (β = 0 has none)
 LATENT = 16
 IWAE_K = 1000  # importance samples for log p(x)
 PRESETS = {  # name: (mu_p, sigma_p, mu_q, sigma_q)
@@ -303,11 +302,12 @@ def image_numbers(dataset: str, beta: float, img: int) -> dict:
 def gaps_by_beta(dataset: str, row: int) -> dict:
     """L_k − ELBO of image ``row`` of the dataset (held out by every zoo model: they share one split)
     under every 16-d zoo VAE with β > 0."""
-    from core import elbo
+    from core import elbo, zoo
     ui.configure_torch()
     x = np.array(load_dataset(dataset).x[row][None, :])
     out = {"beta": [], "gap": [], "se": []}
-    for b in GAP_BETAS:
+    betas = sorted({s.beta for s in zoo.available(dataset, "vae", LATENT) if s.beta > 0})  # β = 0 has no KL term
+    for b in betas:
         gap, se = elbo.gap_estimate(ui.pretrained(dataset, "vae", b, LATENT).model, x, k=IWAE_K, n=IWAE_K, seed=0)
         out["beta"].append(b), out["gap"].append(float(gap[0])), out["se"].append(float(se[0]))
     return out
