@@ -521,8 +521,8 @@ def vae_sections(show_elbo: bool, show_kl: bool) -> None:
                                       "here it falls below the optimised ELBO." if g.approximation < 0 else "."))
         st.caption(f"Reconstruction term −E_q[log p(x|z)] = {klfig.nats(g.recon_encoder)} nats per image, "
                    f"KL term KL(q(z|x) ‖ p(z)) = {klfig.nats(g.kl_encoder)} nats, −ELBO = "
-                   f"{klfig.nats(-g.elbo_encoder)} nats. L_k is itself a lower bound on log p(x), so L_k − ELBO "
-                   "can underestimate the true gap. " + scale_note(nums["likelihood"]))
+                   f"{klfig.nats(-g.elbo_encoder)} nats. L_k is itself a lower bound on log p(x) (on average), so "
+                   "L_k − ELBO can underestimate the true gap. " + scale_note(nums["likelihood"]))
         with st.expander("The gap under every β (16-d models)"):
             gb = gaps_by_beta(ctx.dataset_name, row)
             ui.figure(klfig.gap_by_beta_figure(gb["beta"], gb["gap"], gb["se"], beta, text_size=TEXT),
@@ -577,7 +577,8 @@ def vae_sections(show_elbo: bool, show_kl: bool) -> None:
             "μ(x) each time, so every code within about σ of μ(x) must decode to an image like x: nearby codes "
             "decode to similar images.\n"
             "- **μ²** pulls every code towards 0, so the codes of the data sit where z ~ N(0, I) puts its samples, "
-            f"and a decoded prior sample looks plausible. At β = 0 the codes drift: {beta0['kl']:.0f} nats of KL per "
+            "and decoding a prior sample tends to give a plausible image (where the codes leave gaps it does not: "
+            f"the prior hole, on the Limits page). At β = 0 the codes drift: {beta0['kl']:.0f} nats of KL per "
             "image.")
     with c2:
         act = ui.activity(ctx.dataset_name, "vae", beta, LATENT)
@@ -622,9 +623,9 @@ def vae_sections(show_elbo: bool, show_kl: bool) -> None:
         "posterior q(z) from the prior:")
     st.latex(RATE)
     st.markdown(
-        "So the KL term is an upper bound on how much information the code carries about x (the *rate*). β "
-        "weights it (Higgins et al., 2017): a larger β buys a lower rate with a worse reconstruction, a "
-        "rate–distortion trade-off (Alemi et al., 2018). KL is not symmetric, and the VAE uses the reverse "
+        "So the average KL term, the *rate* (Alemi et al., 2018), is an upper bound on how much information the "
+        "code carries about x, I(x; z). β weights it (Higgins et al., 2017): a larger β buys a lower rate with a "
+        "worse reconstruction, a rate–distortion trade-off. KL is not symmetric, and the VAE uses the reverse "
         "direction KL(q ‖ p) (section 3): the KL term is KL(q(z|x) ‖ p(z)), the gap is KL(q(z|x) ‖ p(z|x)).")
 
     rows, evals, acts = [], {}, {}
