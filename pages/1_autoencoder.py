@@ -168,28 +168,26 @@ with ui.config_container("Model and input"):
             st.warning("The drawing canvas is not available in this installation; showing held-out image 0. "
                        "Reinstall streamlit-drawable-canvas to draw your own digit.")
         if st_canvas is not None:
-            a, b = st.columns([1, 2])
-            with a:
-                canvas = st_canvas(stroke_width=22, stroke_color="#FFFFFF", background_color="#000000", height=280,
-                                   width=280, drawing_mode="freedraw", return_image_data=True, key="ae_canvas")
-            with b:
-                st.markdown("Draw one digit, **white on black**, filling most of the box. When you release the mouse "
-                            f"it is prepared the way the dataset was: cropped, scaled so its longer side is "
-                            f"{digit_extent(ctx.dataset_name)} of {ds.image_shape[0]} pixels, centred by its centre "
-                            f"of mass, and shrunk to {ds.image_shape[0]}×{ds.image_shape[1]} pixels.")
-                img = canvas.image_data if canvas is not None else None
-                drawn = None
-                if img is not None:
-                    drawn = ui.run_safely(lambda: dg.drawing_to_image(img, ds.image_shape,
-                                                                      digit_extent(ctx.dataset_name)),
-                                          "The drawing could not be read", "Clear the canvas (🗑) and draw again.")
-                if drawn is None:
-                    st.info("Nothing drawn yet: until you draw, the diagram shows held-out image 0.")
-                else:
-                    x = drawn
-                    what = "your drawing"
-                    st.image((drawn.reshape(ds.image_shape) * 255).astype(np.uint8), width=112,
-                             caption=f"what the network sees ({ds.image_shape[0]}×{ds.image_shape[1]})")
+            # Not in a column: a narrow column clipped the 280-pixel canvas and hid its toolbar (issue 21).
+            st.markdown("Draw one digit, **white on black**, filling most of the box. When you release the mouse "
+                        f"it is prepared the way the dataset was: cropped, scaled so its longer side is "
+                        f"{digit_extent(ctx.dataset_name)} of {ds.image_shape[0]} pixels, centred by its centre "
+                        f"of mass, and shrunk to {ds.image_shape[0]}×{ds.image_shape[1]} pixels.")
+            canvas = st_canvas(stroke_width=22, stroke_color="#FFFFFF", background_color="#000000", height=280,
+                               width=280, drawing_mode="freedraw", return_image_data=True, key="ae_canvas")
+            img = canvas.image_data if canvas is not None else None
+            drawn = None
+            if img is not None:
+                drawn = ui.run_safely(lambda: dg.drawing_to_image(img, ds.image_shape,
+                                                                  digit_extent(ctx.dataset_name)),
+                                      "The drawing could not be read", "Clear the canvas (🗑) and draw again.")
+            if drawn is None:
+                st.info("Nothing drawn yet: until you draw, the diagram shows held-out image 0.")
+            else:
+                x = drawn
+                what = "your drawing"
+                st.image((drawn.reshape(ds.image_shape) * 255).astype(np.uint8), width=112,
+                         caption=f"what the network sees ({ds.image_shape[0]}×{ds.image_shape[1]})")
         if x is None:
             what = f"held-out image 0 (dataset image {int(val_idx[0])}, a {names[int(y_val[0])]})"
     if x is None:

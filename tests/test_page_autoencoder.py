@@ -362,13 +362,21 @@ def test_autoencoder_page_presenter_mode_in_browser(watched_page, server_url):
 @pytest.mark.browser
 def test_draw_your_own_digit_in_the_browser(watched_page, server_url):
     page = watched_page
+    page.set_viewport_size({"width": 1000, "height": 1000})  # a narrow window: the canvas must not be clipped
     page.goto(server_url + "/autoencoder?ae_input=draw%20your%20own&dataset=mnist-5k")
     wait_drawn(page)
     page.wait_for_selector(".js-plotly-plot")
     page.get_by_text("Nothing drawn yet").first.wait_for()
     canvas = next(c for c in page.locator("canvas").all()
                   if (b := c.bounding_box()) and abs(b["width"] - 280) < 2 and abs(b["height"] - 280) < 2)
+    canvas.scroll_into_view_if_needed()
     box = canvas.bounding_box()
+    # Issue 21: in a narrow column the 280-pixel canvas was clipped; its far corner must be the canvas itself.
+    # (the canvas lives in the component's shadow DOM, so the hit is its host, inside the keyed container)
+    inside = page.evaluate(
+        "([x, y]) => { const e = document.elementFromPoint(x, y); return !!(e && e.closest('.st-key-ae_canvas')); }",
+        [box["x"] + box["width"] - 4, box["y"] + box["height"] - 4])
+    assert inside, "the canvas's far corner is covered or clipped"
     x0, y0 = box["x"] + 140, box["y"] + 40
     page.mouse.move(x0, y0)
     page.mouse.down()
