@@ -445,6 +445,12 @@ def test_kl_page_in_browser_slider_url_and_animation(watched_page, server_url):
                            " === 'Adam step 300'", timeout=120_000)  # the animation ran to its last frame
     assert_no_exception_box(page)
     page.locator("h1").first.scroll_into_view_if_needed()
+    # The whole page at 1400 wide: Streamlit scrolls inside its main element, so grow the viewport to it.
+    height = page.evaluate("() => Math.max(...['[data-testid=\"stMain\"]', '[data-testid=\"stAppViewContainer\"]']"
+                           ".map(s => document.querySelector(s)).filter(Boolean).map(e => e.scrollHeight))")
+    page.set_viewport_size({"width": 1400, "height": int(height) + 50})
+    page.wait_for_timeout(1500)
+    wait_drawn(page)
     screenshot(page, "kl")
 
 
