@@ -239,8 +239,11 @@ if show_all() or scene == 1:
         st.markdown("Press **▶ Play** to watch the image flow through the network one layer at a time, or drag the "
                     "slider to step through it. The final step puts the reconstruction beside the input.")
     slot = st.container()  # the figure goes here, above its keyboard control
-    step = ui.slider("Step shown (a keyboard alternative to ▶ Play: focus this slider, then use the arrow keys)",
-                     "ae_step", 1, n_steps, n_steps, step=1)
+    # One visible step control (the figure's own slider and ▶ Play); its keyboard alternative, which redraws the
+    # figure on the server, waits in a collapsed expander so the page does not show two sliders (issue 21).
+    with st.expander("⌨️ Step through with the keyboard"):
+        step = ui.slider("Step shown: focus this slider, then use the arrow keys",
+                         "ae_step", 1, n_steps, n_steps, step=1)
     ui.show_url_errors()
     notes = st.container()
 

@@ -199,6 +199,9 @@ def test_inputs_and_widgets_change_the_numbers():
     # The noise slider changes the denoising numbers and the anomaly histogram's marker.
     at.slider(key="ae_noise").set_value(0.9).run()
     assert _metric(at, "Noisy input vs clean") != noisy and "σ = 0.90" in texts(at)
+    # One visible step control: the keyboard slider waits in a collapsed expander.
+    exp = next(e for e in at.expander if "Step through with the keyboard" in e.label)
+    assert exp.proto.expanded is False and exp.slider(key="ae_step")
     # The keyboard step slider chooses the frame the animation shows.
     assert _diagram(at)["layout"]["sliders"][0]["active"] == 7
     at.slider(key="ae_step").set_value(2).run()
@@ -324,6 +327,7 @@ def test_autoencoder_page_plays_in_the_browser(page, server_url):
         ".find(e => e.innerText.includes('Noisy input vs clean'));"
         " return m && !m.innerText.includes(b); }", arg=before, timeout=30_000)
     # The keyboard alternative to Play: the step slider redraws the diagram at another step.
+    page.get_by_text("Step through with the keyboard").first.click()  # the keyboard control's expander
     step = page.locator('[data-testid="stSlider"]', has_text="Step shown").get_by_role("slider")
     step.focus()
     page.keyboard.press("ArrowLeft")
