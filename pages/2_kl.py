@@ -309,7 +309,9 @@ def gaps_by_beta(dataset: str, row: int) -> dict:
     betas = sorted({s.beta for s in zoo.available(dataset, "vae", LATENT) if s.beta > 0})  # β = 0 has no KL term
     for b in betas:
         gap, se = elbo.gap_estimate(ui.pretrained(dataset, "vae", b, LATENT).model, x, k=IWAE_K, n=IWAE_K, seed=0)
-        out["beta"].append(b), out["gap"].append(float(gap[0])), out["se"].append(float(se[0]))
+        out["beta"].append(b)
+        out["gap"].append(float(gap[0]))
+        out["se"].append(float(se[0]))
     return out
 
 

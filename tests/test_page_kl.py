@@ -56,6 +56,9 @@ def test_defaults_draw_every_section_and_match_torch(at_digits):
     assert metric(at, "KL(q‖p): expectation") == pytest.approx(torch_kl(1.0, 1.5, 0.0, 1.0), abs=5e-5)
     assert len(plotly_specs(at)) == 11
     assert not at.error
+    # nothing written by Streamlit's "magic" (a bare expression in the page, e.g. a tuple of list.append calls)
+    assert not [m.value for m in at.markdown if "None" in m.value]
+    assert not at.get("json") and not at.get("code") and not at.get("text")
 
 
 def test_typed_values_show_the_torch_kl_in_both_directions():

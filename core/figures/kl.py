@@ -527,8 +527,9 @@ def gap_by_beta_figure(betas: Sequence[float], gaps: Sequence[float], gap_se: Se
     b = [f"β = {v:g}" for v in betas]
     g = np.asarray(gaps, float)
     colors = [OKABE_ITO[3] if float(v) == float(current) else OKABE_ITO[0] for v in betas]
-    bar = _trace("Bar", x=b, y=g, marker=dict(color=colors), text=[nats(v) for v in g], textposition="outside",
-                 cliponaxis=False, error_y=dict(type="data", array=1.96 * np.asarray(gap_se, float), color="#333"),
+    bar = _trace("Bar", x=b, y=g, marker=dict(color=colors), text=[nats(v) for v in g], textposition="inside",
+                 insidetextanchor="start", textfont=dict(color="#fff", size=text_size), cliponaxis=False,
+                 error_y=dict(type="data", array=1.96 * np.asarray(gap_se, float), color="#333"),
                  hovertemplate="%{x}: gap %{y:.2f} nats<extra></extra>", name="gap")
     layout = dict(showlegend=False, xaxis=dict(title=dict(text="model (16 latent dimensions)")),
                   yaxis=dict(title=dict(text="L_k − ELBO (nats)"), rangemode="tozero"), uirevision="gap-beta")
