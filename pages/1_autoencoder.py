@@ -369,8 +369,8 @@ def why_bottleneck() -> None:
         f"al., 2007; Ng, 2011), a **denoising** autoencoder must rebuild the clean input from a corrupted one "
         f"(Vincent et al., 2008), a **contractive** autoencoder penalises the encoder's Jacobian, ‖∂f/∂x‖² "
         f"(Rifai et al., 2011).\n"
-        f"- The **variational** autoencoder is the probabilistic kind: its code is a distribution, and a KL term "
-        f"limits how much information it carries (Kingma and Welling, 2014).")
+        f"- The **variational** autoencoder (Kingma and Welling, 2014) is the probabilistic kind: its code is a "
+        f"distribution, and a KL term limits how much information the code carries (Hoffman and Johnson, 2016).")
 
 
 def bottleneck_section() -> None:
