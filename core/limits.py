@@ -687,55 +687,23 @@ def collapse_headline(sweep: Sequence[Mapping]) -> dict:
 
 # ---- 5. only a bound ---------------------------------------------------------------------------
 
-@torch.no_grad()
-def log_weights(model: AutoEncoder, x, k: int, likelihood: str, seed: int = 0) -> torch.Tensor:
-    """Importance log-weights log w = log p(x|z) + log p(z) - log q(z|x) for k draws
-    z ~ q(z|x) = N(mu, diag(sigma^2)) per image: x (N, D) -> (N, k), float64, in nats.
-
-    log p(z) and log q(z|x) are full Gaussian log-densities; log p(x|z) is the training loss's
-    convention (``core.losses.reconstruction_nll`` negated): Bernoulli cross-entropy (on grey
-    pixels not a normalised likelihood) or a unit-variance Gaussian without its constant.
-    """
-    from core.losses import reconstruction_nll
-    from core.models import ModelOutput
-
-    xt = torch.as_tensor(np.asarray(x, dtype=np.float32))
-    mu, logvar = model.encode(xt)
-    if logvar is None:
-        raise ValueError("importance sampling needs a VAE (an encoder with a variance)")
-    g = torch.Generator().manual_seed(int(seed))
-    eps = torch.randn((k, *mu.shape), generator=g)
-    sigma = torch.exp(0.5 * logvar)
-    z = mu[None] + sigma[None] * eps                                   # (k, N, K)
-    logits = model.decode_logits(z.reshape(-1, mu.shape[1]))           # (k N, D)
-    xr = xt.repeat(k, 1)
-    recon = logits if likelihood == "gaussian" else None
-    nll = reconstruction_nll(xr, ModelOutput(recon, None, None, None, logits), likelihood).reshape(k, -1)
-    half_log_2pi = 0.5 * math.log(2 * math.pi)
-    log_pz = (-0.5 * z.double().pow(2) - half_log_2pi).sum(-1)
-    log_qz = (-0.5 * eps.double().pow(2) - 0.5 * logvar.double()[None] - half_log_2pi).sum(-1)
-    return (-nll.double() + log_pz - log_qz).T
-
-
-def iwae_bounds(model: AutoEncoder, x, ks: Sequence[int], likelihood: str, seed: int = 0,
-                chunk: int = 50) -> dict[int, float]:
+def iwae_bounds(model: AutoEncoder, x, ks: Sequence[int], seed: int = 0) -> dict[int, float]:
     """The importance-weighted bounds L_k = E[log (1/k) sum_i w_i] (Burda et al. 2016, eq. 8),
     mean over the images x (N, D), nats per image, for each k in ``ks``: {k: L_k}.
 
-    L_1 is the ELBO (one-sample estimate); L_k rises with k towards log p(x), so
-    L_k - L_1 is a lower bound on the average gap E_x KL(q(z|x) || p(z|x)). The k draws are
-    nested (L_10 uses the first 10 of the draws L_100 uses). Images go in chunks of ``chunk``.
+    One implementation of the weights: ``core.elbo.log_weights`` (the DESIGN.md contract behind
+    ``core.elbo.log_likelihood``), with the training loss's likelihood convention. L_1 is the ELBO
+    (one-sample estimate); L_k rises with k towards log p(x), so L_k - L_1 is a lower bound on the
+    average gap E_x KL(q(z|x) || p(z|x)). The k draws are nested (L_10 uses the first 10 of the
+    draws L_100 uses), so ``iwae_bounds(m, x, [k])[k]`` is the mean of ``elbo.log_likelihood(m, x, k)``.
     """
+    from core import elbo
+
     ks = sorted(int(k) for k in ks)
     if not ks or ks[0] < 1:
         raise ValueError(f"every k must be >= 1, got {ks}")
-    x = np.asarray(x, dtype=np.float32)
-    tot = {k: 0.0 for k in ks}
-    for i in range(0, len(x), chunk):
-        lw = log_weights(model, x[i:i + chunk], ks[-1], likelihood, seed=seed + i)
-        for k in ks:
-            tot[k] += float((torch.logsumexp(lw[:, :k], dim=1) - math.log(k)).sum())
-    return {k: v / len(x) for k, v in tot.items()}
+    lw = elbo.log_weights(model, x, ks[-1], seed=seed).double()       # (N, k_max)
+    return {k: float((torch.logsumexp(lw[:, :k], dim=1) - math.log(k)).mean()) for k in ks}
 
 
 def bound_evidence(dataset: str, beta: float = 1.0, latent_dim: int = 16, ks: Sequence[int] = (1, 10, 100, 1000),
@@ -745,7 +713,7 @@ def bound_evidence(dataset: str, beta: float = 1.0, latent_dim: int = 16, ks: Se
     load = loader or _zoo_loader()
     p = load(dataset, "vae", beta, latent_dim)
     x = load_dataset(dataset).x[np.asarray(p.val_idx)[:n_images]]
-    b = iwae_bounds(p.model, x, ks, _likelihood(p), seed=seed)
+    b = iwae_bounds(p.model, x, ks, seed=seed)
     ks = sorted(b)
     return dict(ks=ks, bounds=b, gap_lower=b[ks[-1]] - b[ks[0]], n_images=int(len(x)), likelihood=_likelihood(p),
                 beta=float(beta), latent_dim=int(latent_dim))

@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from core import limits, units, zoo
+from core import elbo, limits, units, zoo
 from core.data import load_dataset
 from core.figures import limits as lf
 from core.training import evaluate_model
@@ -427,6 +427,47 @@ def test_rate_distortion_figure_plots_the_points_and_iso_elbo_lines():
     assert any(t.name and "free bits" in t.name for t in fig.data)
 
 
+def _beta_label_boxes(fig):
+    """The β labels' boxes in plot pixels, rebuilt from the figure the way label_boxes sized them."""
+    xr, yr = fig.layout.xaxis.range, fig.layout.yaxis.range
+    w, h = lf.RD_PLOT_PX
+    font = lf.RD_LABEL_FONT * 1.35
+    boxes = []
+    for a in fig.layout.annotations:
+        if not a.text.startswith("β=") or a.showarrow:
+            continue
+        x = (a.x - xr[0]) / (xr[1] - xr[0]) * w + a.xshift
+        y = (a.y - yr[0]) / (yr[1] - yr[0]) * h + a.yshift
+        boxes.append((x, y, x + lf._CHAR_PX * font * len(a.text), y + 1.25 * font, a.text))
+    return boxes
+
+
+@pytest.mark.parametrize("dataset", ["digits", "mnist-5k"])
+@pytest.mark.parametrize("zoom", [True, False])
+def test_rate_distortion_beta_labels_do_not_collide(dataset, zoom):
+    """Issue 20: the β labels overlapped each other. Every label box is clear of every other one and
+    inside the plot; a label that finds no free place is left to the hover text (which names β)."""
+    rd = limits.rate_distortion(dataset)
+    fig = lf.rate_distortion(rd["sweep"], rd["variants"], zoom=zoom)
+    boxes = _beta_label_boxes(fig)
+    assert len(boxes) >= 4
+    for i, a in enumerate(boxes):
+        assert a[0] >= -1e-6 and a[1] >= -1e-6 and a[2] <= lf.RD_PLOT_PX[0] + 1e-6 and a[3] <= lf.RD_PLOT_PX[1] + 1e-6
+        for b in boxes[i + 1:]:
+            assert not (a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]), (a, b)
+    assert "β=%{customdata[0]:g}" in next(t for t in fig.data if t.name == "plain VAEs, β sweep").hovertemplate
+
+
+def test_label_boxes_leave_a_crowded_label_to_the_hover():
+    """Ten points on one spot: the first label is placed, and no two placed boxes overlap."""
+    boxes = lf.label_boxes([(200.0, 150.0)] * 10, [f"β={i}" for i in range(10)], 16.0)
+    placed = [b for b in boxes if b is not None]
+    assert boxes[0] is not None and len(placed) < 10
+    for i, a in enumerate(placed):
+        for b in placed[i + 1:]:
+            assert not (a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3])
+
+
 def test_other_figures_build():
     pts = _pts()
     fig = lf.active_units(pts, 4)
@@ -453,7 +494,7 @@ def test_other_figures_build():
 # ---- only a bound -----------------------------------------------------------------------------------------
 
 def _iwae_reference(model, x, k, seed):
-    """L_k with torch.distributions (the same draws as core.limits.log_weights: one chunk)."""
+    """L_k with torch.distributions (the same draws as core.elbo.log_weights: one (k, N, K) noise tensor)."""
     D = torch.distributions
     xt = torch.as_tensor(x)
     with torch.no_grad():
@@ -472,15 +513,18 @@ def _iwae_reference(model, x, k, seed):
 def test_iwae_bounds_match_torch_distributions_and_tighten(digits):
     p = zoo.pretrained("digits", "vae", 1.0, 16)
     x = digits.x[p.val_idx][:40]
-    b = limits.iwae_bounds(p.model, x, (1, 50), "bernoulli", seed=7, chunk=100)
+    b = limits.iwae_bounds(p.model, x, (1, 50), seed=7)
     assert b[50] == pytest.approx(_iwae_reference(p.model, x, 50, 7), rel=1e-5)
+    # one implementation: the page's L_k is the mean of core.elbo.log_likelihood (DESIGN.md contract)
+    assert b[50] == pytest.approx(float(elbo.log_likelihood(p.model, x, k=50, seed=7).double().mean()), rel=1e-6)
+    assert not hasattr(limits, "log_weights")
     # L_1 is a one-sample ELBO: over many images it agrees with evaluate_model's -ELBO.
     xa = digits.x[p.val_idx]
-    l1 = limits.iwae_bounds(p.model, xa, (1,), "bernoulli", seed=0)[1]
+    l1 = limits.iwae_bounds(p.model, xa, (1,), seed=0)[1]
     ev = np.mean([evaluate_model(p.model, xa, 1.0, "bernoulli", seed=s)["neg_elbo"] for s in range(3)])
     assert l1 == pytest.approx(-ev, abs=0.4)
     e = limits.bound_evidence("digits", ks=(1, 10, 100), n_images=60)
     assert e["bounds"][1] < e["bounds"][10] < e["bounds"][100]
     assert e["gap_lower"] == pytest.approx(e["bounds"][100] - e["bounds"][1])
     with pytest.raises(ValueError):
-        limits.iwae_bounds(p.model, x, (0,), "bernoulli")
+        limits.iwae_bounds(p.model, x, (0,))

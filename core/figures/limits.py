@@ -71,6 +71,56 @@ def _merge_labels(points: Sequence[Mapping]) -> list[tuple[float, float, str]]:
     return [(r, d, "β=" + ", ".join(bs)) for (r, d), bs in groups.items()]
 
 
+# Conservative size of the rate-distortion plot area and its label text, in pixels: the chart sits in
+# a 3/5 column (about 560 px wide at a 1400 px window) and presenter mode scales fonts up to ~1.35x.
+RD_PLOT_PX = (440.0, 290.0)
+RD_LABEL_FONT = 12
+_CHAR_PX = 0.62  # average glyph width / font size (sans-serif digits and "β=,")
+_MARKER_PX = 9.0  # half-size of a marker box
+
+
+def label_boxes(anchors_px: Sequence[tuple[float, float]], texts: Sequence[str], font_px: float,
+                obstacles_px: Sequence[tuple[float, float]] = (), plot_px: tuple[float, float] = RD_PLOT_PX,
+                ) -> list[tuple[float, float, float, float] | None]:
+    """Greedy placement of text labels next to their points so that no two overlap.
+
+    ``anchors_px``: (x, y) of each labelled point in plot pixels (y up); ``obstacles_px``: other
+    markers to keep clear of. Each label tries eight positions around its point (right/left,
+    above/below, straight above/below, then farther out) and takes the first whose box stays inside
+    the plot and touches no earlier label and no marker. Returns per label its box (x0, y0, x1, y1)
+    in plot pixels, or None when no position is free (that label is left to the hover text).
+    """
+    w_plot, h_plot = plot_px
+    h = 1.25 * font_px
+    placed: list[tuple[float, float, float, float]] = []
+    markers = [(x - _MARKER_PX, y - _MARKER_PX, x + _MARKER_PX, y + _MARKER_PX)
+               for x, y in [*anchors_px, *obstacles_px]]
+
+    def hits(a, b) -> bool:
+        return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+    out: list[tuple[float, float, float, float] | None] = []
+    for (x, y), text in zip(anchors_px, texts):
+        w = _CHAR_PX * font_px * len(text)
+        g = _MARKER_PX + 2
+        candidates = [(x + g, y + 2), (x + g, y - h - 2), (x - g - w, y + 2), (x - g - w, y - h - 2),
+                      (x - w / 2, y + g), (x - w / 2, y - g - h), (x + g, y + h + 4), (x + g, y - 2 * h - 4),
+                      (x - g - w, y + h + 4), (x - g - w, y - 2 * h - 4)]
+        chosen = None
+        for x0, y0 in candidates:
+            box = (x0, y0, x0 + w, y0 + h)
+            if box[0] < 0 or box[1] < 0 or box[2] > w_plot or box[3] > h_plot:
+                continue
+            if any(hits(box, o) for o in placed) or any(hits(box, m) for m in markers):
+                continue
+            chosen = box
+            break
+        out.append(chosen)
+        if chosen is not None:
+            placed.append(chosen)
+    return out
+
+
 def rate_distortion(sweep: Sequence[Mapping], variants: Mapping[str, Mapping] | None = None,
                     iso_levels: Sequence[float] = (), zoom: bool = True, height: int = 480) -> go.Figure:
     """Alemi et al. (2018): distortion D against rate R for each model of the sweep (held-out,
@@ -102,9 +152,23 @@ def rate_distortion(sweep: Sequence[Mapping], variants: Mapping[str, Mapping] | 
         customdata=np.array([[p["beta"], p["neg_elbo"], p["active_units"]] for p in sweep]),
         hovertemplate="β=%{customdata[0]:g}<br>rate R=%{x:.2f} nats<br>distortion D=%{y:.2f} nats"
                       "<br>−ELBO=%{customdata[1]:.2f}<br>active units %{customdata[2]}<extra></extra>"))
-    for rr, dd, text in _merge_labels([p for p, s in zip(sweep, shown) if s]):
-        fig.add_annotation(x=rr, y=dd, text=text, showarrow=False, xanchor="left", yanchor="bottom", xshift=7,
-                           yshift=3, font=dict(size=12, color=OKABE_ITO[0]))
+    labels = _merge_labels([p for p, s in zip(sweep, shown) if s])
+    w_px, h_px = RD_PLOT_PX
+
+    def to_px(rr, dd):
+        return ((rr - x_range[0]) / (x_range[1] - x_range[0]) * w_px, (dd - y_range[0]) / (y_range[1] - y_range[0]) * h_px)
+
+    anchors = [to_px(rr, dd) for rr, dd, _ in labels]
+    others = [to_px(v["rate"], v["distortion"]) for k, v in (variants or {}).items() if k]
+    font_px = RD_LABEL_FONT * 1.35  # sized for presenter mode's scaled fonts, the larger case
+    boxes = label_boxes(anchors, [t for *_, t in labels], font_px, others)
+    for (rr, dd, text), (ax, ay), box in zip(labels, anchors, boxes):
+        if box is None:  # no free place: β stays in the hover text
+            continue
+        # the annotation's bottom-left corner goes to the box's, as a pixel shift from the point
+        fig.add_annotation(x=rr, y=dd, text=text, showarrow=False, xanchor="left", yanchor="bottom",
+                           xshift=(box[0] - ax) * 1.0, yshift=(box[1] - ay) * 1.0,
+                           font=dict(size=RD_LABEL_FONT, color=OKABE_ITO[0]))
     best = min((p for p, s in zip(sweep, shown) if s), key=lambda p: p["neg_elbo"])
     fig.add_trace(go.Scatter(x=[best["rate"]], y=[best["distortion"]], mode="markers", hoverinfo="skip",
                              name=f"lowest −ELBO shown ({best['neg_elbo']:.1f}, β={beta_label(best['beta'])})",
