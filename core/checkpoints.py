@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import io
 import os
+import pickletools
+import zipfile
 from pathlib import Path
 from typing import NamedTuple
 
@@ -84,24 +86,65 @@ def _read_bytes(file) -> bytes:
     return data
 
 
+NOT_A_CHECKPOINT = ("This file is not a PyTorch checkpoint: it could not be read as one, because it is neither a zip "
+                    "archive nor a pickle, the two formats torch.save writes (a text or image file renamed .pt looks "
+                    "like this). To make a checkpoint, train a model on the training page and export it with the "
+                    "'⬇️ Checkpoint (.pt)' button under 'Export, continue or delete a run'.")
+DAMAGED = ("The file could not be read as a PyTorch checkpoint: it starts like one but is damaged or truncated "
+           "(an interrupted download does this). Download it again from the training page.")
+HAS_CODE = ("The file contains Python objects other than weights (possibly code), so it was refused without running "
+            "it. Upload a checkpoint saved by Latent Lab.")
+
+
+def file_format(data: bytes) -> str:
+    """What ``data`` looks like, judged from its structure alone (nothing is unpickled or run).
+
+    ``"zip"``: a zip archive holding a pickle named ``.../data.pkl``, the format ``torch.save`` writes
+    since PyTorch 1.6. ``"pickle"``: a pickle stream that starts with the PROTO opcode (``\x80``) and
+    parses, opcode by opcode (``pickletools.genops``), up to its STOP: the legacy ``torch.save`` format,
+    or a plain ``pickle.dumps``. ``"damaged"``: starts like one of those (zip magic ``PK\x03\x04``, or
+    ``\x80`` and a protocol number 2 to 5) but does not parse: truncated or corrupt. ``"other"``:
+    anything else (text, images, an .npz is a zip without ``data.pkl``).
+    """
+    if data[:4] == b"PK\x03\x04":
+        try:
+            with zipfile.ZipFile(io.BytesIO(data)) as z:
+                names = z.namelist()
+        except (zipfile.BadZipFile, OSError, ValueError, EOFError):
+            return "damaged"
+        return "zip" if any(n.endswith("data.pkl") for n in names) else "other"
+    if len(data) >= 2 and data[0] == 0x80 and 2 <= data[1] <= 5:
+        try:
+            for _ in pickletools.genops(io.BytesIO(data)):
+                pass
+        except Exception:  # noqa: BLE001 - any parse failure means a broken stream
+            return "damaged"
+        return "pickle"
+    return "other"
+
+
 def load_checkpoint(file, device: str = "auto") -> Checkpoint:
     """Load a checkpoint from a path or a binary file object (e.g. a Streamlit upload).
 
-    Raises :class:`CheckpointError` for an empty, truncated, unsafe (pickled code), foreign
-    or mismatched file, or one with non-finite weights.
+    Raises :class:`CheckpointError` for an empty file, a file that is not a PyTorch checkpoint at
+    all (:func:`file_format`), a truncated or damaged one, an unsafe one (pickled code), a foreign or
+    mismatched one, or one with non-finite weights; each with its own message.
     """
     data = _read_bytes(file)
     if not data:
         raise CheckpointError("The file is empty. Choose a .pt checkpoint saved by Latent Lab's training page.")
+    kind = file_format(data)
+    if kind == "other":
+        raise CheckpointError(NOT_A_CHECKPOINT)
+    if kind == "damaged":
+        raise CheckpointError(DAMAGED)
     try:
         payload = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as exc:
         text = str(exc)
         if "Weights only load failed" in text or "Unsupported global" in text or "unpickl" in text.lower():
-            raise CheckpointError("The file contains Python objects other than weights (possibly code), so it was "
-                                  "refused without running it. Upload a checkpoint saved by Latent Lab.") from None
-        raise CheckpointError("The file could not be read as a PyTorch checkpoint (it may be truncated or not a "
-                              "checkpoint at all). Download it again from the training page.") from None
+            raise CheckpointError(HAS_CODE) from None
+        raise CheckpointError(DAMAGED) from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError("This is a PyTorch file, but not a Latent Lab checkpoint (it has no Latent Lab header). "
                               "Save checkpoints with the training page's 'Download checkpoint' button.")

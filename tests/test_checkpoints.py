@@ -8,7 +8,7 @@ import pickle
 import pytest
 import torch
 
-from core.checkpoints import CheckpointError, checkpoint_bytes, load_checkpoint, save_checkpoint
+from core.checkpoints import CheckpointError, checkpoint_bytes, file_format, load_checkpoint, save_checkpoint
 from core.models import ModelConfig, build_model
 
 CFG = ModelConfig(kind="vae", input_dim=64, hidden_dims=(16,), latent_dim=2)
@@ -54,25 +54,73 @@ def test_pickle_with_code_payload_is_refused_without_running(tmp_path, monkeypat
     with pytest.raises(CheckpointError, match="refused"):
         load_checkpoint(io.BytesIO(buf.getvalue()))
     raw = pickle.dumps(_Evil())
-    with pytest.raises(CheckpointError):
+    with pytest.raises(CheckpointError, match="possibly code"):
         load_checkpoint(io.BytesIO(raw))
     assert not marker.exists()
 
 
 def test_truncated_empty_and_foreign_files(tmp_path):
     data = checkpoint_bytes(_model(), CFG)
-    with pytest.raises(CheckpointError, match="truncated|could not be read"):
+    with pytest.raises(CheckpointError, match="damaged or truncated") as e:
         load_checkpoint(io.BytesIO(data[: len(data) // 2]))
+    assert "possibly code" not in str(e.value)
     with pytest.raises(CheckpointError, match="empty"):
         load_checkpoint(io.BytesIO(b""))
-    with pytest.raises(CheckpointError, match="could not be read"):
-        load_checkpoint(io.BytesIO(b"hello, not a checkpoint"))
     buf = io.BytesIO()
     torch.save(torch.zeros(3), buf)
     with pytest.raises(CheckpointError, match="not a Latent Lab checkpoint"):
         load_checkpoint(io.BytesIO(buf.getvalue()))
     with pytest.raises(CheckpointError, match="No checkpoint file"):
         load_checkpoint(tmp_path / "missing.pt")
+
+
+# Text files renamed .pt. Before issue 21 some were refused as "contains Python objects other than weights
+# (possibly code)": text starting with "c" or "i" parses as pickle's GLOBAL or INST opcode, and the torch error
+# was read as "code". They are not checkpoints at all, and the message now says so and how to make one.
+TEXTS = [b"hello, not a checkpoint", b"cat and dog\nand more\n", b"import os\nos.system('ls')\n",
+         b"# notes\nlearning rate 1e-3\n", "Über Autoencoder\n".encode(), b"\x89PNG\r\n\x1a\n" + bytes(100)]
+
+
+@pytest.mark.parametrize("raw", TEXTS, ids=["hello", "c-start", "i-start", "hash", "utf8", "png"])
+def test_a_file_that_is_not_a_checkpoint_at_all_is_named_as_such(tmp_path, raw):
+    (tmp_path / "notes.pt").write_bytes(raw)
+    for src in (tmp_path / "notes.pt", io.BytesIO(raw)):
+        with pytest.raises(CheckpointError) as e:
+            load_checkpoint(src)
+        msg = str(e.value)
+        assert msg.startswith("This file is not a PyTorch checkpoint") and "training page" in msg, msg
+        assert "possibly code" not in msg and "truncated" not in msg
+
+
+def test_file_format_tells_zip_pickle_damaged_and_other_apart():
+    data = checkpoint_bytes(_model(), CFG)
+    assert file_format(data) == "zip"
+    legacy = io.BytesIO()
+    torch.save({"a": torch.zeros(2)}, legacy, _use_new_zipfile_serialization=False)
+    assert file_format(legacy.getvalue()) == "pickle"
+    assert file_format(pickle.dumps({"a": 1}, protocol=4)) == "pickle"
+    for cut in (10, len(data) // 2, len(data) - 1):  # truncated anywhere: the zip's directory is at its end
+        assert file_format(data[:cut]) == "damaged"
+    assert file_format(pickle.dumps({"a": list(range(50))})[:-5]) == "damaged"
+    npz = io.BytesIO()
+    import numpy as np
+    np.savez(npz, x=np.zeros(3))
+    assert file_format(npz.getvalue()) == "other"  # a zip, but not one torch.save wrote
+    assert file_format(b"hello") == "other"
+
+
+def test_truncated_and_legacy_checkpoints(tmp_path):
+    m = _model()
+    legacy = io.BytesIO()
+    torch.save({"format": "latent-lab-checkpoint", "version": 1, "config": CFG.to_dict(),
+                "state_dict": m.state_dict(), "extra": {}}, legacy, _use_new_zipfile_serialization=False)
+    ck = load_checkpoint(io.BytesIO(legacy.getvalue()))  # the legacy format still loads
+    assert torch.equal(next(ck.model.parameters()), next(m.parameters()))
+    for raw in (legacy.getvalue()[:-7], checkpoint_bytes(m, CFG)[:-3]):
+        (tmp_path / "cut.pt").write_bytes(raw)
+        with pytest.raises(CheckpointError, match="damaged or truncated") as e:
+            load_checkpoint(tmp_path / "cut.pt")
+        assert "possibly code" not in str(e.value) and "not a PyTorch checkpoint" not in str(e.value)
 
 
 def test_weights_from_another_architecture(tmp_path):
