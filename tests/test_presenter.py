@@ -1,0 +1,199 @@
+"""Presenter mode at projector size (issue 21): every scene of every page fits one 16:9 screen.
+
+For each page, at 1280x720 and at 1920x1080, open ``/<page>?present=1``, step through the scenes with
+PageDown on the page body (as a presentation clicker does), scroll to the top, and check the scene's
+main figure:
+
+CONVENTION (announced to every page owner): in presenter mode, a scene's main figure is the FIRST
+Plotly chart (or, if the scene has none, the first ``st.image`` / Vega chart) in the main area after the
+scene bar. A scene with no figure shows its key formula (``st.latex``): the first display formula then
+counts as its main figure.
+
+Checks per scene: the main figure lies inside the viewport, and (unless it is a formula) is at least
+half the viewport's height; body text (Markdown paragraphs and list items, not captions or widget
+labels) is at least 20 px; the main Plotly figure's tick labels, legend entries and annotations are
+at least 16 px.
+
+The test prints a table (page, size, scene, figure kind, top, bottom, height, font sizes) and writes it
+to ``.pytest_cache/presenter-<page>-<size>.txt``. Select a page with ``-k reparam`` (ids: autoencoder,
+kl, reparam, train, latent, limits, answers, home) and one size with ``-k 1280``.
+"""
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from tests.conftest import ROOT, assert_no_exception_box, wait_drawn
+
+PAGES = ["autoencoder", "kl", "reparam", "train", "latent", "limits", "answers"]
+SIZES = [(1280, 720), (1920, 1080)]
+MIN_BODY_PX = 20
+MIN_CHART_PX = 16
+MIN_FIG_SHARE = 0.5
+
+# Measures the current scene in the browser. Returns the scene bar's text, the main figure's kind and
+# box, and the smallest font sizes (body text in the viewport; the main Plotly figure's ticks, legend,
+# annotations). Hidden elements (inside collapsed expanders, other tabs) have no client rects: skipped.
+_MEASURE_JS = r"""() => {
+  const main = document.querySelector('[data-testid="stMain"]');
+  if (!main) return null;
+  const visible = (e) => e.getClientRects().length > 0 && getComputedStyle(e).visibility !== 'hidden';
+  const bar = [...main.querySelectorAll('[data-testid="stMarkdownContainer"]')]
+      .find(e => /Scene \d+ of \d+/.test(e.textContent));
+  const after = (e) => !bar || (bar.compareDocumentPosition(e) & Node.DOCUMENT_POSITION_FOLLOWING) !== 0;
+  const first = (sel) => [...main.querySelectorAll(sel)].find(e => visible(e) && after(e) && !e.closest('[data-testid="stExpander"] details:not([open])'));
+  let kind = 'plotly', fig = first('.js-plotly-plot');
+  if (!fig) { kind = 'image'; fig = first('[data-testid="stImage"] img, [data-testid="stVegaLiteChart"], [data-testid="stArrowVegaLiteChart"]'); }
+  if (!fig) { kind = 'latex'; fig = first('.katex-display'); }
+  if (!fig) kind = 'none';
+  const r = fig ? fig.getBoundingClientRect() : null;
+  const px = (e) => parseFloat(getComputedStyle(e).fontSize);
+  const minOf = (els) => { const v = els.filter(visible).map(px); return v.length ? Math.min(...v) : null; };
+  const vh = window.innerHeight;
+  const body = [...main.querySelectorAll('[data-testid="stMarkdownContainer"] p, [data-testid="stMarkdownContainer"] li')]
+      .filter(e => !e.closest('[data-testid="stCaptionContainer"], [data-testid="stWidgetLabel"], [data-testid="stTooltipContent"], .js-plotly-plot'))
+      .filter(e => e.textContent.trim().length > 0)
+      .filter(e => { const b = e.getBoundingClientRect(); return b.bottom > 0 && b.top < vh; });
+  const smallBody = body.filter(e => visible(e) && px(e) < %MIN_BODY%).map(e => e.textContent.trim().slice(0, 40));
+  const inFig = (sel) => kind === 'plotly' ? [...fig.querySelectorAll(sel)] : [];
+  return {
+    bar: bar ? bar.textContent : '', kind,
+    box: r ? [r.top, r.bottom, r.left, r.right, r.height] : null,
+    vw: window.innerWidth, vh,
+    body: minOf(body), smallBody,
+    ticks: minOf(inFig('.xtick text, .ytick text, .ztick text')),
+    legend: minOf(inFig('.legendtext')),
+    annotations: minOf(inFig('.annotation-text')),
+  };
+}""".replace("%MIN_BODY%", str(MIN_BODY_PX))
+
+_TOP_JS = """() => { window.scrollTo(0, 0);
+  for (const sel of ['[data-testid="stMain"]', '[data-testid="stAppViewContainer"]', '.main', 'section.main'])
+    for (const e of document.querySelectorAll(sel)) e.scrollTop = 0; }"""
+
+
+def _measure(page) -> dict:
+    """Scroll to the top and measure, until two readings 400 ms apart agree (figures draw late)."""
+    last = None
+    for _ in range(40):
+        page.evaluate(_TOP_JS)
+        page.wait_for_timeout(400)
+        m = page.evaluate(_MEASURE_JS)
+        if m and m["kind"] != "none" and m == last:
+            return m
+        last = m
+    return last
+
+
+def _scene_of(bar: str) -> tuple[int, int]:
+    m = re.search(r"Scene (\d+) of (\d+)", bar)
+    assert m, f"no scene bar ('Scene i of n') found: {bar!r}"
+    return int(m.group(1)), int(m.group(2))
+
+
+def _problems(m: dict) -> list[str]:
+    out = []
+    vw, vh = m["vw"], m["vh"]
+    if m["kind"] == "none" or not m["box"]:
+        return ["no main figure (Plotly chart, image or st.latex) after the scene bar"]
+    top, bottom, left, right, height = m["box"]
+    if top < -0.5 or bottom > vh + 0.5 or left < -0.5 or right > vw + 0.5:
+        out.append(f"main figure outside the viewport ({top:.0f}..{bottom:.0f} of {vh})")
+    if m["kind"] != "latex" and height < MIN_FIG_SHARE * vh - 0.5:
+        out.append(f"main figure {height:.0f} px high < {MIN_FIG_SHARE:.0%} of {vh}")
+    if m["body"] is not None and m["body"] < MIN_BODY_PX - 0.01:
+        out.append(f"body text {m['body']:.1f} px < {MIN_BODY_PX} ({m['smallBody'][:3]})")
+    for name in ("ticks", "legend", "annotations"):
+        if m[name] is not None and m[name] < MIN_CHART_PX - 0.01:
+            out.append(f"chart {name} {m[name]:.1f} px < {MIN_CHART_PX}")
+    return out
+
+
+def _fmt(v) -> str:
+    return "-" if v is None else f"{v:.0f}"
+
+
+def _table(slug: str, size: tuple[int, int], rows: list[tuple[int, dict, list[str]]]) -> str:
+    head = f"{'page':<12} {'size':<10} {'scene':<6} {'kind':<7} {'top':>5} {'bottom':>6} {'height':>6} " \
+           f"{'body':>4} {'ticks':>5} {'legend':>6} {'annot':>5}  problems"
+    lines = [head, "-" * len(head)]
+    for i, m, probs in rows:
+        top, bottom, _, _, height = m["box"] or (None, None, None, None, None)
+        lines.append(f"{slug:<12} {size[0]}x{size[1]:<5} {i:<6} {m['kind']:<7} {_fmt(top):>5} {_fmt(bottom):>6} "
+                     f"{_fmt(height):>6} {_fmt(m['body']):>4} {_fmt(m['ticks']):>5} {_fmt(m['legend']):>6} "
+                     f"{_fmt(m['annotations']):>5}  {'; '.join(probs) or 'ok'}")
+    return "\n".join(lines)
+
+
+def _report(slug: str, size: tuple[int, int], rows) -> str:
+    table = _table(slug, size, rows)
+    print("\n" + table)
+    out = ROOT / ".pytest_cache" / f"presenter-{slug}-{size[0]}x{size[1]}.txt"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(table + "\n")
+    return table
+
+
+def _open(page, url: str) -> None:
+    page.goto(url)
+    wait_drawn(page)
+    assert_no_exception_box(page)
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("size", SIZES, ids=[f"{w}x{h}" for w, h in SIZES])
+@pytest.mark.parametrize("slug", PAGES)
+def test_every_scene_fits_the_screen(watched_page, server_url, slug, size):
+    page = watched_page
+    page.set_viewport_size({"width": size[0], "height": size[1]})
+    _open(page, f"{server_url}/{slug}?present=1")
+    page.get_by_text(re.compile(r"Scene 1 of \d+")).first.wait_for()
+    rows = []
+    m = _measure(page)
+    _, n = _scene_of(m["bar"])
+    for i in range(1, n + 1):
+        if i > 1:
+            page.locator("body").press("PageDown")
+            page.get_by_text(f"Scene {i} of {n}").first.wait_for(timeout=60_000)
+            wait_drawn(page)
+            assert_no_exception_box(page)
+            m = _measure(page)
+        assert _scene_of(m["bar"]) == (i, n), m["bar"]
+        rows.append((i, m, _problems(m)))
+    table = _report(slug, size, rows)
+    failing = [i for i, _, probs in rows if probs]
+    assert not failing, f"scenes {failing} of /{slug} do not fit {size[0]}x{size[1]}:\n{table}"
+
+
+_HOME_JS = """() => {
+  const main = document.querySelector('[data-testid="stMain"]');
+  const vis = (e) => e.getClientRects().length > 0;
+  const px = (e) => parseFloat(getComputedStyle(e).fontSize);
+  const links = [...main.querySelectorAll('[data-testid="stPageLink"]')].filter(vis).map(e => {
+      const r = e.getBoundingClientRect(); return [e.textContent.trim(), r.top, r.bottom]; });
+  const h1 = main.querySelector('h1').getBoundingClientRect();
+  const body = [...main.querySelectorAll('[data-testid="stMarkdownContainer"] p, [data-testid="stMarkdownContainer"] li')]
+      .filter(e => vis(e) && e.textContent.trim() && !e.closest('[data-testid="stCaptionContainer"], [data-testid="stWidgetLabel"], [data-testid="stPageLink"]'));
+  return {links, h1: [h1.top, h1.bottom], body: Math.min(...body.map(px)), vh: window.innerHeight};
+}"""
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("size", SIZES, ids=[f"{w}x{h}" for w, h in SIZES])
+def test_home_fits_the_screen(watched_page, server_url, size):
+    """The home page has no scenes and no figure: in presenter mode its title, the three questions and
+    every lesson link must be on the first screen, with body text of at least 20 px."""
+    page = watched_page
+    page.set_viewport_size({"width": size[0], "height": size[1]})
+    _open(page, f"{server_url}/?present=1")
+    page.wait_for_timeout(500)
+    page.evaluate(_TOP_JS)
+    m = page.evaluate(_HOME_JS)
+    print(f"\nhome {size}: title {m['h1']}, body {m['body']} px, links:\n" +
+          "\n".join(f"  {t[:40]:<40} {top:5.0f} {bottom:5.0f}" for t, top, bottom in m["links"]))
+    assert len(m["links"]) == 7, m["links"]
+    assert m["h1"][0] >= 0
+    off = [t for t, top, bottom in m["links"] if top < 0 or bottom > m["vh"]]
+    assert not off, f"lesson links below the first screen at {size}: {off}"
+    assert m["body"] >= MIN_BODY_PX, m["body"]
