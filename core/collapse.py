@@ -29,6 +29,8 @@ import threading
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
+import numpy as np
+
 from core.data import load_dataset
 
 EPOCHS = 30            # 30 epochs of the digits' 1,617 training images, batch 64: 780 steps (about 1 s each run)
@@ -227,3 +229,20 @@ def verdict(name: str, results: list[RunResult]) -> dict:
         bern, gauss = results
         return dict(holds=gauss.active_units < bern.active_units, active=au, by=by)
     raise ValueError(name)
+
+
+def pixel_pca_variances(dataset: str = DATASET, seed: int = 0, n: int = 5) -> np.ndarray:
+    """The ``n`` largest variances (eigenvalues of the pixel covariance, descending) of the
+    training images, pixels in [0, 1]: (n,) float64.
+
+    In probabilistic PCA with observation noise variance s^2 (Tipping & Bishop 1999), the maximum-
+    likelihood solution keeps a principal direction only if its variance exceeds s^2; Lucas et al.
+    (2019) show that a linear VAE has the same solution, so every direction below s^2 collapses.
+    A unit-variance Gaussian decoder is s^2 = 1."""
+    from core.data import train_val_split
+
+    ds = load_dataset(dataset)
+    train_idx, _ = train_val_split(ds.n, 0.1, seed)
+    x = np.asarray(ds.x[train_idx], dtype=np.float64)
+    ev = np.linalg.eigvalsh(np.cov(x, rowvar=False))[::-1]
+    return ev[:n]

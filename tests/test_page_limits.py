@@ -94,7 +94,8 @@ def test_digits_best_beta_is_explained_with_training_and_heldout_numbers(digits_
 
 
 def _iwae_chunks(model, x, k, seed, chunk=50):
-    """L_k with torch.distributions, drawing z as core.limits does (generator seed + chunk start)."""
+    """L_k with torch.distributions; with ``chunk`` = all images it draws z as core.elbo.log_weights does
+    (one (k, N, K) noise tensor from a generator seeded with ``seed``)."""
     D = torch.distributions
     tot = 0.0
     with torch.no_grad():
@@ -114,11 +115,11 @@ def test_only_a_bound_section_shows_the_iwae_numbers(digits_at):
     body = texts(digits_at)
     p = zoo.pretrained("digits", "vae", 1.0, 16)
     x = load_dataset("digits").x[np.asarray(p.val_idx)[:100]]
-    l1000 = _iwae_chunks(p.model, x, 1000, 0)
+    l1000 = _iwae_chunks(p.model, x, 1000, 0, chunk=len(x))
     shown = float(re.search(r"bound with k = 1000 is (-?\d+\.\d+)", body).group(1))
     assert shown == pytest.approx(l1000, abs=0.011)
     elbo = float(re.search(r"the ELBO \(k = 1\) is (-?\d+\.\d+) nats", body).group(1))
-    assert elbo == pytest.approx(_iwae_chunks(p.model, x, 1, 0), abs=0.011)
+    assert elbo == pytest.approx(_iwae_chunks(p.model, x, 1, 0, chunk=len(x)), abs=0.011)
     assert "not a normalised likelihood" in body and "Locatello et al. (2019)" in body
     assert "log p(x) \\;=\\;" in body  # the identity, in LaTeX
 
@@ -271,6 +272,46 @@ def test_faces_train_on_demand_and_show_measured_numbers():
     assert f"reconstructions keep {e['kept_recon']:.0f}% of the real faces' sharpness" in body
     assert f"prior samples {e['kept_sample']:.0f}%" in body and "NVAE (Vahdat & Kautz 2020)" in body
     assert "Huang, G. B." in body
+
+
+@pytest.mark.parametrize("cause", ["objective", "optimisation", "likelihood"])
+def test_collapse_causes_run_on_demand_and_show_each_runs_numbers(cause):
+    """Issue 20: posterior collapse's three causes as runs the user starts; active units (Burda) and
+    rate per run side by side, equal to core.collapse's results."""
+    from core import collapse
+    at = page_app(PAGE, query={"dataset": "digits", "lim_cause": cause}, timeout=300)
+    assert_ok(at)
+    if not collapse.experiment_done(cause):
+        assert "lim_fig_causes" not in figs(at)
+        at.button(key="lim_cause_run").click().run(timeout=300)
+        assert_ok(at)
+    assert "lim_fig_causes" in figs(at)
+    results = collapse.run_experiment(cause)
+    got = [m.value for m in at.metric if m.label == "Active units (held-out)"]
+    assert got == [f"{r.active_units} of 16" for r in results]
+    rates = [m.value for m in at.metric if m.label == "Rate: KL term"]
+    assert rates == [f"{r.rate:.3f} nats" for r in results]
+    fig = figs(at)["lim_fig_causes"]
+    assert [t["name"] for t in fig["data"] if t.get("showlegend", True) is not False] == [r.spec.label for r in results]
+    body = texts(at)
+    if cause == "objective":
+        assert "Warm-up changes the path, not where it ends" in body
+    elif cause == "optimisation":
+        plain, warm, fb = results
+        assert (f"the plain run ends with **{plain.active_units}** active units; KL warm-up keeps "
+                f"**{warm.active_units}** and free bits **{fb.active_units}**") in body
+        assert "Bowman et al." in body
+    else:
+        from sklearn.decomposition import PCA
+
+        from core.data import train_val_split
+        ev = collapse.pixel_pca_variances()
+        train_idx, _ = train_val_split(1797, 0.1, 0)
+        pca = PCA(n_components=3).fit(load_dataset("digits").x[train_idx].astype(np.float64))
+        assert ev[0] == pytest.approx(pca.explained_variance_[0], rel=1e-6) and ev[0] < 1.0
+        assert f"the largest variance of any direction of these pixels is {ev[0]:.2f}" in body
+        assert "Lucas et al. 2019" in body and "Tipping & Bishop 1999" in body
+        assert "s^2\\,(D + \\beta R)" in body
 
 
 def open_home_first(page, server_url: str) -> None:

@@ -400,3 +400,33 @@ def bound_curve(ks: Sequence[int], bounds: Mapping[int, float], height: int = 36
     fig.update_yaxes(title="L_k, nats per image (≤ log p(x))", range=[lo - pad, hi + pad])
     fig.update_layout(showlegend=False)
     return style(fig, "The ELBO is a bound: more samples, a tighter one", height)
+
+
+# ---- posterior collapse: the three causes as runs (core.collapse) ---------------------------------
+
+RUN_COLORS = (OKABE_ITO[3], OKABE_ITO[1], OKABE_ITO[2])
+RUN_DASHES = ("solid", "dash", "dot")
+
+
+def collapse_runs(results: Sequence, height: int = 360) -> go.Figure:
+    """Two panels over training steps, one line per run (``core.collapse.RunResult``): held-out
+    active units (Burda et al. 2016) and held-out rate (mean KL term, nats per image)."""
+    fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.12,
+                        subplot_titles=("active units (Var_x μ_j > 0.01)", "rate: KL term, nats per image"))
+    for i, r in enumerate(results):
+        c = r.curve
+        style_kw = dict(color=RUN_COLORS[i % len(RUN_COLORS)], dash=RUN_DASHES[i % len(RUN_DASHES)], width=3)
+        fig.add_trace(go.Scatter(x=c["step"], y=c["active_units"], mode="lines", name=r.spec.label, line=style_kw,
+                                 legendgroup=r.spec.label, customdata=c["beta"],
+                                 hovertemplate="step %{x}<br>β used %{customdata:.2f}<br>%{y} active<extra>"
+                                               + r.spec.label + "</extra>"), 1, 1)
+        fig.add_trace(go.Scatter(x=c["step"], y=c["rate"], mode="lines", name=r.spec.label, line=style_kw,
+                                 legendgroup=r.spec.label, showlegend=False, customdata=c["beta"],
+                                 hovertemplate="step %{x}<br>β used %{customdata:.2f}<br>rate %{y:.3f} nats<extra>"
+                                               + r.spec.label + "</extra>"), 1, 2)
+    k = results[0].latent_dim if results else 16
+    fig.update_yaxes(range=[-0.5, k + 0.5], row=1, col=1)
+    fig.update_yaxes(rangemode="tozero", row=1, col=2)
+    fig.update_xaxes(title="training step")
+    fig.update_layout(legend=dict(orientation="h", y=-0.28, x=0))
+    return style(fig, None, height)
