@@ -260,9 +260,8 @@ with ui.config_container("Model and map"):
             model_note = (f"Pretrained {name} with a {cfg.latent_dim}-D latent, trained on {ctx.dataset_name}"
                           + (f"; on held-out images, reconstruction term {ev['recon']:.1f} nats per image"
                              + (f", KL term {ev['kl']:.2f} nats" if kind == "vae" and "kl" in ev else "")
-                             + (" (the reconstruction term is a Bernoulli cross-entropy on grey pixels, not a "
-                                "normalised log-likelihood)" if cfg.likelihood == "bernoulli" else
-                                " (the reconstruction term is a Gaussian's without its constant D/2·log 2π)")
+                             + (" (Bernoulli cross-entropy on grey pixels: not a normalised log-likelihood)"
+                                if cfg.likelihood == "bernoulli" else " (a Gaussian's, without its constant D/2·log 2π)")
                              if "recon" in ev else "") + ".")
     elif source == "run":
         runs = ss.get("shared_models") or {}

@@ -223,7 +223,7 @@ def live_kl_chart(kl_per_dim: Sequence[float], active: Sequence[bool] | None = N
                    "status": status.tolist(), "note": np.where(status == "collapsed", "collapsed", "").tolist()})
     x = {"field": "dim", "type": "ordinal", "title": None, "sort": None,  # data order: z1, z2, ..., zK
          "axis": {"labelAngle": 0 if k <= 24 else -90}}
-    y = {"field": "kl", "type": "quantitative", "title": "held-out KL (nats per image)"}
+    y = {"field": "kl", "type": "quantitative", "title": "KL (nats)"}
     color = {"field": "status", "type": "nominal", "title": None,
              "scale": {"domain": list(KL_STATUS), "range": [OKABE_ITO[0], "#777777", "#BBBBBB"]}}
     tooltip = [{"field": "dim"}, {"field": "kl", "format": ".3f", "title": "KL (nats)"}, {"field": "status"}]
