@@ -331,6 +331,14 @@ def test_runs_from_the_training_page_are_used_and_mismatches_refused():
     assert all((before[k] == v).all() for k, v in live.state_dict().items())
     _fig(at, "PCA of the codes")
     _fig(at, "Decoded PCA slice")
+    # A run has no recorded held-out split here: its active units are counted by core.units on all images.
+    from core import units
+    from core.data import load_dataset
+
+    act = units.unit_activity(live.eval(), load_dataset("digits").x.copy())
+    live.train()
+    assert (f"**{act.count} of 3 dimensions are active**" in texts(at)
+            and "all 1,797 images (this model has no recorded held-out split)" in texts(at))
     big = ModelConfig(kind="ae", input_dim=784, hidden_dims=(16,), latent_dim=2)
     at.session_state["shared_models"] = {"mnist run": (build_model(big, device="cpu"), big, "mnist-5k")}
     at.run()
