@@ -632,3 +632,44 @@ def reverse_fit_outcome(mu_final: float, sigma_final: float, mus: Sequence[float
         dens = np.asarray(mixture_pdf(grid, w, m, s_))
         peaks = int(np.sum((dens[1:-1] > dens[:-2]) & (dens[1:-1] >= dens[2:])))
     return {"kind": kind, "side": side, "target": target, "distance": abs(mu_final - target), "peaks": peaks}
+
+
+# ---- the KL term on a 2-D latent map ----------------------------------------------------------------
+
+def posterior_radii(logvar) -> np.ndarray:
+    """The one-standard-deviation ellipse of a diagonal Gaussian q(z|x) = N(mu, diag(sigma^2)) is
+    axis-aligned with half-axes sigma_j = exp(logvar_j / 2). ``logvar`` (..., K) -> (..., K) float64."""
+    return np.exp(0.5 * _as_float_array(logvar, "logvar"))
+
+
+def encode_posteriors(model, x) -> dict:
+    """q(z|x) of a VAE for images ``x`` (N, D) in [0, 1]: ``mu`` (N, K), ``logvar`` (N, K) and the
+    ellipse half-axes ``sigma`` = exp(logvar / 2) (N, K), all float64 (core.training.encode_stats)."""
+    from core.training import encode_stats
+
+    mu, logvar = encode_stats(model, np.asarray(x, dtype=np.float32).reshape(len(x), -1))
+    if logvar is None:
+        raise ValueError("a plain autoencoder has no q(z|x): use a VAE")
+    mu, logvar = mu.astype(np.float64), logvar.astype(np.float64)
+    return dict(mu=mu, logvar=logvar, sigma=posterior_radii(logvar))
+
+
+def kl_parts_sums(mu, logvar) -> dict:
+    """One image's KL(q(z|x) || N(0, I)) split into its three parts, each summed over the K
+    dimensions (Kingma & Welling 2014, Appendix B): ``mu2`` = sum mu_j^2 / 2, ``sigma2`` =
+    sum sigma_j^2 / 2, ``neg_log_sigma2`` = -sum log sigma_j^2 / 2, the constant ``minus_half_k`` =
+    -K/2, and ``total`` (their sum, the KL in nats). ``mu``, ``logvar``: (K,)."""
+    p = kl_standard_normal_parts(np.asarray(mu, float).ravel(), np.asarray(logvar, float).ravel())
+    return dict(mu2=float(p["mu2"].sum()), sigma2=float(p["sigma2"].sum()),
+                neg_log_sigma2=float(p["neg_log_sigma2"].sum()), minus_half_k=float(p["minus_one"].sum()),
+                total=float(p["total"].sum()))
+
+
+def latent_map_summary(mu, sigma) -> dict:
+    """Numbers a page quotes about one 2-D VAE's posteriors: ``mean_sigma`` (mean of sigma_j over
+    images and dimensions), ``inside2`` (share of means mu(x) within radius 2 of the origin, where the
+    prior N(0, I) in 2-D puts 1 - e^{-2} = 86.5% of its mass) and ``max_radius`` (largest |mu(x)|).
+    ``mu``, ``sigma``: (N, 2)."""
+    mu, sigma = np.asarray(mu, float), np.asarray(sigma, float)
+    r = np.linalg.norm(mu, axis=1)
+    return dict(mean_sigma=float(sigma.mean()), inside2=float(np.mean(r <= 2.0)), max_radius=float(r.max()))

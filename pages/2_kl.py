@@ -25,6 +25,8 @@ FIT_STEPS, FIT_LR = 300, 0.2
 BETAS = [0.5, 1.0, 4.0]
 LATENT = 16
 IWAE_K = 1000  # importance samples for log p(x)
+MAP_BETAS = (0.0, 0.5, 1.0, 4.0)  # the 2-D VAEs of the latent map (β = 0: assets/zoo, the zoo's own recipe)
+MAP_N = 300  # held-out images drawn on each panel
 PRESETS = {  # name: (mu_p, sigma_p, mu_q, sigma_q)
     "🟰 Identical": (0.0, 1.0, 0.0, 1.0),
     "➡️ Shifted mean": (0.0, 1.0, 2.0, 1.0),
@@ -49,6 +51,8 @@ SCENES = [
     ("The ELBO", "log p(x) = ELBO + KL(q(z|x) ‖ p(z|x)): a real VAE's numbers for one image."),
     ("KL inside a VAE", "Each part of the KL term does a job: −log σ² keeps the noise on, μ² keeps codes near "
                         "the prior."),
+    ("The KL on the latent map", "Each image's q(z|x) as an ellipse over the prior: the KL term pulls them in and "
+                                 "keeps them wide; without it (β = 0) they shrink to points."),
 ]
 scene = ui.scenes("kl", SCENES)
 
@@ -588,6 +592,9 @@ def vae_sections(show_elbo: bool, show_kl: bool) -> None:
         with st.container(key="kl_activity"):
             st.markdown(note)
 
+    if not present:
+        latent_map_view(np.array(x[0]))
+
     with st.expander("The price of one dimension, and this image's posterior against the prior",
                      expanded=not ctx.present):
         with ui.config_container("Choose a point"):
@@ -672,6 +679,116 @@ def link_to_limits() -> None:
     st.caption(label.replace(": ", ": see the lesson ", 1) + ".")
 
 
+# ---- 6b: the KL term on the latent map (2-D VAEs) --------------------------------------------------
+
+@st.cache_data(max_entries=4, show_spinner="Encoding held-out images with the four 2-D VAEs…")
+def latent_map_panels(dataset: str) -> list[dict]:
+    """Each 2-D zoo VAE's posteriors for the first MAP_N images of its held-out split."""
+    ui.configure_torch()
+    ds = load_dataset(dataset)
+    out = []
+    for b in MAP_BETAS:
+        info = ui.pretrained(dataset, "vae", b, 2)
+        idx = np.asarray(info.val_idx)[:MAP_N]
+        post = kl.encode_posteriors(info.model, ds.x[idx])
+        out.append(dict(beta=b, mu=post["mu"], sigma=post["sigma"], y=np.asarray(ds.y[idx]),
+                        **kl.latent_map_summary(post["mu"], post["sigma"])))
+    return out
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def typical_extent(dataset: str) -> int:
+    from core import diagram
+    ds = load_dataset(dataset)
+    return diagram.typical_extent(ds.x, ds.image_shape)
+
+
+def drawing_input(fallback: np.ndarray) -> tuple[np.ndarray, str]:
+    """The user's drawing as the dataset's image (core.diagram.drawing_to_image, as on the autoencoder
+    page), or ``fallback`` (the chosen held-out image) until something is drawn."""
+    from core import diagram
+    ds = ctx.dataset
+    try:
+        from streamlit_drawable_canvas import st_canvas
+    except Exception:  # the component failed to register: carry on with the held-out image
+        st.warning("The drawing canvas is not available in this installation; the map shows the chosen "
+                   "held-out image instead.")
+        return fallback, "the chosen held-out image"
+    st.markdown("**Draw a digit** (white on black):")
+    st.space(24)  # the canvas's toolbar appears above it on hover
+    canvas = st_canvas(stroke_width=16, stroke_color="#FFFFFF", background_color="#000000", height=196, width=196,
+                       drawing_mode="freedraw", return_image_data=True, key="kl_canvas")
+    img = canvas.image_data if canvas is not None else None
+    drawn = None
+    if img is not None:
+        drawn = ui.run_safely(lambda: diagram.drawing_to_image(img, ds.image_shape, typical_extent(ctx.dataset_name)),
+                              "The drawing could not be read", "Clear the canvas (🗑) and draw again.")
+    if drawn is None:
+        return fallback, "the chosen held-out image (draw to replace it)"
+    return drawn, "your drawing"
+
+
+def latent_map_view(fallback: np.ndarray) -> None:
+    """Every 2-D VAE's posteriors as ellipses over the prior, and one image's q(z|x) landing on them
+    with the three parts of its KL (the mechanism of section 6, seen on the map)."""
+    present = ctx.present
+    st.subheader("The KL term on the latent map")
+    fig_slot = st.container()
+    panels = latent_map_panels(ctx.dataset_name)
+    c1, c2 = st.columns([1, 2], gap="large")
+    with c1:
+        x_in, what = drawing_input(fallback)
+    posts = []
+    for b in MAP_BETAS:
+        q = kl.encode_posteriors(ui.pretrained(ctx.dataset_name, "vae", b, 2).model, x_in[None, :])
+        posts.append((q["mu"][0], q["logvar"][0], q["sigma"][0]))
+    with fig_slot:
+        ui.figure(klfig.latent_ellipses_figure(panels, drawn=[(m, s) for m, _, s in posts],
+                                               class_names=ctx.dataset.class_names, text_size=TEXT,
+                                               height=330 if present else 380),
+                  key="kl_fig_latent_map",
+                  alt="Four 2-D latent maps, β = 0, 0.5, 1 and 4: each held-out image's posterior as a one-standard-"
+                      "deviation ellipse over the prior's circles; " + "; ".join(
+                          f"β = {p['beta']:g}: mean σ {p['mean_sigma']:.3f}, {100 * p['inside2']:.0f}% of means within "
+                          f"radius 2" for p in panels) + f". The black ellipse and star: {what}.")
+    rows = []
+    for b, (m, lv, _) in zip(MAP_BETAS, posts):
+        parts = kl.kl_parts_sums(m, lv)
+        rows.append(f"| β = {b:g} | ({m[0]:.2f}, {m[1]:.2f}) | ({np.exp(lv[0] / 2):.3f}, {np.exp(lv[1] / 2):.3f}) | "
+                    f"{parts['mu2']:.3f} | {parts['sigma2']:.3f} | {klfig.nats(parts['neg_log_sigma2'], 3)} | "
+                    f"{parts['total']:.3f} |")
+    one = MAP_BETAS.index(1.0)
+    with c2:
+        with st.container(key="kl_map_parts"):
+            st.markdown(f"**The KL of {what}** under each 2-D model, in nats, and its three parts "
+                        "(each summed over z₁, z₂; the constant −K/2 = −1 completes the sum):\n\n"
+                        "| model | μ | σ | ½Σμ² | ½Σσ² | −½Σ log σ² | KL term |\n|---|---|---|---|---|---|---|\n"
+                        + "\n".join(rows))
+            st.latex(r"\beta = 1:\quad" + klfig.latex_kl_parts_sum(posts[one][0], posts[one][1]))
+    b0, b1 = panels[0], panels[one]
+    last = panels[-1]
+    end = (f"At β = {last['beta']:g} every ellipse is the prior's unit circle at the origin (mean σ "
+           f"{last['mean_sigma']:.3f}): the code carries nothing, posterior collapse."
+           if last["max_radius"] < 0.1 and abs(last["mean_sigma"] - 1) < 0.05 else
+           f"At β = {last['beta']:g} the ellipses are wider still (mean σ {last['mean_sigma']:.3f}) and overlap more.")
+    st.markdown(
+        f"**👀 What you see.** Each ellipse is one held-out image's q(z|x), drawn at one standard deviation: "
+        f"half-axes σ_j = exp(½ log σ_j²) from the encoder, axis-aligned because q is a diagonal Gaussian; the "
+        f"dotted circles are the prior N(0, I) at radius 1, 2 and 3. At β = 0 (no KL term) the ellipses shrink to "
+        f"points (mean σ {b0['mean_sigma']:.4f}) and the codes wander up to {b0['max_radius']:.0f} from the origin, "
+        f"with only {100 * b0['inside2']:.0f}% within radius 2 (each panel has its own scale). With the KL term, the "
+        f"−log σ² part keeps the ellipses open (β = 1: mean σ {b1['mean_sigma']:.3f}) and the μ² part pulls them in "
+        f"({100 * b1['inside2']:.0f}% within radius 2, where the prior puts 86%). {end}")
+
+
+def latent_map_section() -> None:
+    """Presenter scene 7: the latent map alone (the chosen held-out image stands in until one is drawn)."""
+    st.header("6. The KL term inside a VAE")
+    beta, img, model_info = choose_model()
+    row = int(model_info.val_idx[img])
+    latent_map_view(np.array(ctx.dataset.x[row]))
+
+
 # ---- the page ---------------------------------------------------------------------------------------
 
 if show(0) or show(1):
@@ -682,6 +799,8 @@ if show(3):
     two_dimensions()
 if show(4) or show(5):
     vae_sections(show_elbo=show(4), show_kl=show(5))
+if ctx.present and show(6):
+    st.fragment(latent_map_section)()
 
 with url_errors:
     ui.show_url_errors()

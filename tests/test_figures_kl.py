@@ -309,3 +309,34 @@ def test_latex_kl_parts_sum_writes_signs_and_matches_torch():
     assert "+ -" not in tex and "-0.000" not in tex
     zero = F.latex_kl_parts_sum(np.zeros(2), np.zeros(2))  # the prior itself: every part 0 or -1/2
     assert "= 0.000 + 1.000 + 0.000 - 1 = 0.000" in zero
+
+
+def test_latent_ellipses_have_the_encoders_half_axes_and_the_prior_circles():
+    rng = np.random.default_rng(0)
+    mu = rng.normal(size=(6, 2))
+    sigma = rng.uniform(0.05, 1.0, size=(6, 2))
+    y = np.array([0, 0, 1, 1, 2, 2])
+    panels = [dict(beta=b, mu=mu * (1 + b), sigma=sigma, y=y) for b in (0.0, 1.0)]
+    drawn = [(np.array([0.5, -0.5]), np.array([0.3, 0.2])), None]
+    fig = F.latent_ellipses_figure(panels, drawn=drawn)
+    go.Figure(fig.to_dict())  # validates
+    d = fig.to_dict()["data"]
+    first = [t for t in d if t.get("xaxis", "x") == "x"]
+    circles = [t for t in first if t.get("legendgroup") == "prior"]
+    assert [round(float(np.nanmax(arr(t["x"]))), 3) for t in circles] == [1.0, 2.0, 3.0]
+    outlines = [t for t in first if t.get("legendgroup", "").startswith("c") and t["mode"] == "lines"]
+    xs = np.concatenate([arr(t["x"]) for t in outlines])
+    ys = np.concatenate([arr(t["y"]) for t in outlines])
+    # each ellipse: NaN-separated, centred on mu, half-axes sigma (points at angle 0 and pi/2 lie on the axes)
+    segs_x = [s for s in np.split(xs, np.flatnonzero(np.isnan(xs))) if len(s[~np.isnan(s)])]
+    segs_y = [s for s in np.split(ys, np.flatnonzero(np.isnan(ys))) if len(s[~np.isnan(s)])]
+    got = sorted((round((np.nanmax(a) - np.nanmin(a)) / 2, 3), round((np.nanmax(b) - np.nanmin(b)) / 2, 3))
+                 for a, b in zip(segs_x, segs_y))
+    want = sorted((round(float(s[0]), 3), round(float(s[1]), 3)) for s in sigma)
+    np.testing.assert_allclose(got, want, atol=2e-3)
+    star = [t for t in d if t.get("name") == "your drawing: μ"]
+    assert len(star) == 1 and star[0]["x"] == [0.5]
+    ring = next(t for t in d if t.get("name") == "your drawing: q(z|x), 1σ")
+    assert (np.nanmax(arr(ring["x"])) - np.nanmin(arr(ring["x"]))) / 2 == pytest.approx(0.3, abs=1e-3)
+    assert fig.layout.yaxis.scaleanchor == "x" and fig.layout.yaxis2.scaleanchor == "x2"
+    assert [a.text for a in fig.layout.annotations] == ["<b>β = 0</b>", "<b>β = 1</b>"]

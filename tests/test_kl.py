@@ -308,3 +308,55 @@ def test_kl_parts_sum_to_the_closed_form_and_to_torch():
     s = K.kl_standard_normal_parts(0.0, np.array([-20.0, 0.0, 3.0]))
     noise = s["sigma2"] + s["neg_log_sigma2"] + s["minus_one"]
     assert noise[1] == 0 and noise[0] > 9 and noise[2] > 0
+
+
+# ---- the KL term on the 2-D latent map -------------------------------------------------------------------
+
+@pytest.mark.parametrize("beta", [0.0, 0.5, 1.0, 4.0])
+def test_ellipse_radii_are_exp_half_logvar_from_the_encoder(beta):
+    from core import zoo
+    from core.data import load_dataset
+    p = zoo.pretrained("digits", "vae", beta, 2)
+    x = load_dataset("digits").x[np.asarray(p.val_idx)[:50]]
+    post = K.encode_posteriors(p.model, x)
+    with torch.no_grad():
+        mu, logvar = p.model.encode(torch.as_tensor(x))
+    np.testing.assert_allclose(post["sigma"], torch.exp(0.5 * logvar.double()).numpy(), rtol=1e-6)
+    np.testing.assert_allclose(post["mu"], mu.double().numpy(), rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(K.posterior_radii(post["logvar"]), post["sigma"])
+    assert post["sigma"].shape == (50, 2)
+
+
+def test_beta0_2d_model_shrinks_ellipses_to_points_and_the_kl_keeps_them_open():
+    from core import zoo
+    from core.data import load_dataset
+    x = load_dataset("digits").x
+    s = {b: K.latent_map_summary(**{k: v for k, v in K.encode_posteriors(
+        zoo.pretrained("digits", "vae", b, 2).model, x[:300]).items() if k in ("mu", "sigma")}) for b in (0.0, 1.0)}
+    assert s[0.0]["mean_sigma"] < 0.01 < 0.1 < s[1.0]["mean_sigma"]
+    assert s[0.0]["max_radius"] > 5 and s[1.0]["inside2"] > s[0.0]["inside2"]
+
+
+def test_a_drawn_images_kl_parts_sum_to_torch_distributions_kl():
+    """A drawing (RGBA canvas, white on black) prepared as the autoencoder page does (core.diagram), encoded
+    by the 2-D β = 1 VAE: its three parts plus −K/2 are torch.distributions' KL(q(z|x) ‖ N(0, I))."""
+    from core import diagram, zoo
+    from core.data import load_dataset
+    canvas = np.zeros((196, 196, 4), np.uint8)
+    canvas[40:160, 90:110, :] = 255  # a vertical stroke: a "1"
+    canvas[40:60, 70:110, :] = 255
+    ds = load_dataset("digits")
+    x = diagram.drawing_to_image(canvas, ds.image_shape, diagram.typical_extent(ds.x, ds.image_shape))
+    assert x is not None and x.shape == (64,)
+    p = zoo.pretrained("digits", "vae", 1.0, 2)
+    post = K.encode_posteriors(p.model, x[None])
+    parts = K.kl_parts_sums(post["mu"][0], post["logvar"][0])
+    with torch.no_grad():
+        mu, logvar = (t[0].double() for t in p.model.encode(torch.as_tensor(x[None])))
+    ref = float(kl_divergence(Normal(mu, torch.exp(0.5 * logvar)), Normal(0.0, 1.0)).sum())
+    assert parts["mu2"] + parts["sigma2"] + parts["neg_log_sigma2"] + parts["minus_half_k"] == pytest.approx(ref, rel=1e-6)
+    assert parts["total"] == pytest.approx(ref, rel=1e-6)
+    assert parts["mu2"] == pytest.approx(0.5 * float((mu**2).sum()), rel=1e-6)
+    assert parts["sigma2"] == pytest.approx(0.5 * float(logvar.exp().sum()), rel=1e-6)
+    assert parts["neg_log_sigma2"] == pytest.approx(-0.5 * float(logvar.sum()), rel=1e-6)
+    assert parts["minus_half_k"] == -1.0

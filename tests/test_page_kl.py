@@ -54,7 +54,7 @@ def test_defaults_draw_every_section_and_match_torch(at_digits):
     assert heads[5].startswith("6. The KL term")
     assert metric(at, "KL(p‖q): expectation") == pytest.approx(torch_kl(0.0, 1.0, 1.0, 1.5), abs=5e-5)
     assert metric(at, "KL(q‖p): expectation") == pytest.approx(torch_kl(1.0, 1.5, 0.0, 1.0), abs=5e-5)
-    assert len(plotly_specs(at)) == 11
+    assert len(plotly_specs(at)) == 12  # with the latent map (section 6)
     assert not at.error
     # nothing written by Streamlit's "magic" (a bare expression in the page, e.g. a tuple of list.append calls)
     assert not [m.value for m in at.markdown if "None" in m.value]
@@ -393,7 +393,7 @@ def test_presenter_mode_shows_one_scene_at_a_time():
     at = page_app(PAGE, query={"dataset": "digits", "present": "1"})
     assert_ok(at)
     assert [h.value for h in at.header] == ["1. Two Gaussians, p and q"]
-    assert "Scene 1 of 6" in texts(at)
+    assert "Scene 1 of 7" in texts(at)
     for expected in ("2. Estimating KL by sampling", "3. Forward vs reverse", "4. Two dimensions", "5. The ELBO",
                      "6. The KL term"):
         at.button(key="_scene_kl_next").click().run()
@@ -401,6 +401,51 @@ def test_presenter_mode_shows_one_scene_at_a_time():
         heads = [h.value for h in at.header]
         assert len(heads) == 1 and heads[0].startswith(expected)
     assert metric(at, "KL of this image") > 0
+
+
+def test_latent_map_shows_each_2d_models_ellipses_and_the_images_kl_parts(at_digits):
+    """Issue 20: the KL term's mechanism on a 2-D latent map. Until something is drawn, the chosen held-out
+    image lands on the map; its KL under each 2-D model (β = 0, 0.5, 1, 4) matches torch.distributions."""
+    from core import zoo
+    from core.data import load_dataset
+    at = at_digits
+    spec = next(sp for sp in plotly_specs(at) if any(t.get("name") == "your drawing: μ" for t in sp["data"]))
+    assert [a["text"] for a in spec["layout"]["annotations"]] == [f"<b>β = {b:g}</b>" for b in (0, 0.5, 1, 4)]
+    ds = load_dataset("digits")
+    info16 = zoo.pretrained("digits", "vae", 1.0, 16)
+    x = torch.as_tensor(np.array(ds.x[int(info16.val_idx[0])][None, :]))
+    table = next(m.value for m in at.markdown if "| model | μ | σ |" in m.value)
+    assert "the chosen held-out image" in table
+    for b in (0.0, 0.5, 1.0, 4.0):
+        m2 = zoo.pretrained("digits", "vae", b, 2).model
+        with torch.no_grad():
+            mu, lv = (t[0].double() for t in m2.encode(x))
+        ref = float(kl_divergence(Normal(mu, (0.5 * lv).exp()), Normal(0.0, 1.0)).sum())
+        row = next(r for r in table.splitlines() if r.startswith(f"| β = {b:g} |"))
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        assert float(cells[-1]) == pytest.approx(ref, abs=6e-4), (b, row)
+        parts = [float(c.replace("−", "-")) for c in cells[3:6]]
+        assert parts[0] == pytest.approx(0.5 * float((mu**2).sum()), abs=6e-4)
+        assert parts[1] == pytest.approx(0.5 * float(lv.exp().sum()), abs=6e-4)
+        assert parts[2] == pytest.approx(-0.5 * float(lv.sum()), abs=6e-4)
+        assert cells[2] == f"({math.exp(float(lv[0]) / 2):.3f}, {math.exp(float(lv[1]) / 2):.3f})"
+        if b == 1.0:  # the LaTeX sum under the table, for the β = 1 model
+            assert any(f"= {ref:.3f}" in e.value and r"\beta = 1" in e.value for e in at.latex)
+    body = texts(at)
+    assert "At β = 0 (no KL term) the ellipses shrink to points" in body
+    assert "where the prior puts 86%" in body and abs(1 - math.exp(-2) - 0.865) < 1e-3
+
+
+def test_presenter_scene_7_is_the_latent_map():
+    at = page_app(PAGE, query={"dataset": "digits", "present": "1"})
+    assert_ok(at)
+    for _ in range(6):
+        at.button(key="_scene_kl_next").click().run()
+    assert_ok(at)
+    assert "Scene 7 of 7" in texts(at)
+    assert [h.value for h in at.header] == ["6. The KL term inside a VAE"]
+    specs = plotly_specs(at)
+    assert len(specs) == 1 and any(t.get("name") == "your drawing: μ" for t in specs[0]["data"])
 
 
 def test_self_check_answers_are_revealed_with_real_numbers(at_digits):

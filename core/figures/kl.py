@@ -548,3 +548,96 @@ def latex_kl_parts_sum(mu: Sequence[float], logvar: Sequence[float]) -> str:
             r" - \sum_j\tfrac12\log\sigma_j^2 - \tfrac{K}{2}\\ &= "
             + f"{nats(s['mu2'], 3)} + {nats(s['sigma2'], 3)} {'-' if neg < 0 and nats(neg, 3) != '0.000' else '+'} "
             f"{nats(abs(neg), 3)} - {k / 2:g} = {nats(s['total'], 3)}" + r"\end{aligned}")
+
+
+# ---- the KL term on a 2-D latent map ----------------------------------------------------------------
+
+DRAWN_COLOR = "#000000"
+
+
+def _outline(cx: np.ndarray, cy: np.ndarray, rx: np.ndarray, ry: np.ndarray, points: int = 33):
+    """Axis-aligned ellipses (centres cx, cy; half-axes rx, ry, each (N,)) as one polyline with
+    None between the ellipses: x, y lists for one Scatter trace. ``points`` - 1 is a multiple of 4, so
+    the four ends of the half-axes are drawn exactly."""
+    t = np.linspace(0, 2 * np.pi, points)
+    xs = cx[:, None] + rx[:, None] * np.cos(t)[None]
+    ys = cy[:, None] + ry[:, None] * np.sin(t)[None]
+    nan = np.full((len(cx), 1), np.nan)
+    return (np.hstack([xs, nan]).ravel().astype(np.float32), np.hstack([ys, nan]).ravel().astype(np.float32))
+
+
+def panel_extent(mu: np.ndarray, sigma: np.ndarray, drawn: tuple | None = None) -> float:
+    """Half-width of a panel: holds the prior's 3σ circle and 98% of the posteriors' 1σ boxes
+    (and the drawn image's), so one far outlier does not squash the rest."""
+    reach = np.abs(np.asarray(mu)) + np.asarray(sigma)
+    ext = max(3.3, float(np.quantile(reach.max(1), 0.98)) * 1.08)
+    if drawn is not None:
+        ext = max(ext, float(np.max(np.abs(drawn[0]) + drawn[1])) * 1.08)
+    return ext
+
+
+def latent_ellipses_figure(panels: Sequence[dict], drawn: Sequence[tuple | None] | None = None,
+                           class_names: Sequence[str] | None = None, height: int = 380,
+                           text_size: int = TEXT_SIZE) -> go.Figure:
+    """Small multiples, one per 2-D VAE: each image's posterior q(z|x) as its one-standard-deviation
+    ellipse (half-axes sigma_j = exp(logvar_j / 2), axis-aligned: the posterior is diagonal) over the
+    prior N(0, I)'s circles at radius 1, 2 and 3.
+
+    ``panels``: dicts with ``beta``, ``mu`` (N, 2), ``sigma`` (N, 2), ``y`` (N,) class labels.
+    ``drawn``: per panel, (mu (2,), sigma (2,)) of the user's drawing, or None; drawn thick in black
+    with a star at its mean. Each panel has equal axis scales and its own range (``panel_extent``)."""
+    from core.figures import class_color
+
+    n = len(panels)
+    gap = 0.045
+    width = (1 - gap * (n - 1)) / n
+    traces, layout, annotations = [], {}, []
+    t = np.linspace(0, 2 * np.pi, 90)
+    for i, p in enumerate(panels):
+        ax = "" if i == 0 else str(i + 1)
+        xa, ya = f"x{ax}", f"y{ax}"
+        mu, sigma, y = np.asarray(p["mu"], float), np.asarray(p["sigma"], float), np.asarray(p["y"])
+        d = drawn[i] if drawn is not None else None
+        ext = panel_extent(mu, sigma, d)
+        for r in (1, 2, 3):
+            traces.append(_trace("Scatter", x=_f32(r * np.cos(t)), y=_f32(r * np.sin(t)), mode="lines", xaxis=xa,
+                                 yaxis=ya, line=dict(color=GREY, width=2.2 if r == 1 else 1.2, dash="dot"),
+                                 name="prior N(0, I): radius 1, 2, 3", legendgroup="prior",
+                                 showlegend=i == 0 and r == 1, hoverinfo="skip"))
+        for c in np.unique(y):
+            m = y == c
+            ex, ey = _outline(mu[m, 0], mu[m, 1], sigma[m, 0], sigma[m, 1])
+            name = class_names[int(c)] if class_names else str(int(c))
+            color = class_color(int(c))
+            traces.append(_trace("Scatter", x=ex, y=ey, mode="lines", xaxis=xa, yaxis=ya, hoverinfo="skip",
+                                 line=dict(color=color, width=1.1), opacity=0.75, legendgroup=f"c{c}",
+                                 name=f"class {name}", showlegend=False))
+            traces.append(_trace("Scatter", x=_f32(mu[m, 0]), y=_f32(mu[m, 1]), mode="markers", xaxis=xa,
+                                 yaxis=ya, marker=dict(color=color, size=3.5), legendgroup=f"c{c}",
+                                 name=f"class {name}", showlegend=i == 0,
+                                 customdata=np.stack([sigma[m, 0], sigma[m, 1]], 1).astype(np.float32),
+                                 hovertemplate=f"class {name}<br>μ = (%{{x:.2f}}, %{{y:.2f}})<br>σ = "
+                                               "(%{customdata[0]:.3f}, %{customdata[1]:.3f})<extra></extra>"))
+        if d is not None:
+            dm, ds = np.asarray(d[0], float), np.asarray(d[1], float)
+            ex, ey = _outline(dm[:1], dm[1:], ds[:1], ds[1:], points=97)
+            traces.append(_trace("Scatter", x=ex, y=ey, mode="lines", xaxis=xa, yaxis=ya, hoverinfo="skip",
+                                 line=dict(color=DRAWN_COLOR, width=3.5), name="your drawing: q(z|x), 1σ",
+                                 legendgroup="drawn", showlegend=i == 0))
+            traces.append(_trace("Scatter", x=[float(dm[0])], y=[float(dm[1])], mode="markers", xaxis=xa, yaxis=ya,
+                                 marker=dict(color="#FFD400", size=15, symbol="star",
+                                             line=dict(color=DRAWN_COLOR, width=1.5)),
+                                 name="your drawing: μ", legendgroup="drawn", showlegend=False,
+                                 hovertemplate=f"your drawing<br>μ = (%{{x:.2f}}, %{{y:.2f}})<br>σ = ({ds[0]:.3f}, "
+                                               f"{ds[1]:.3f})<extra></extra>"))
+        x0 = i * (width + gap)
+        layout[f"xaxis{ax}"] = dict(domain=[x0, x0 + width], range=[-ext, ext], zeroline=False,
+                                    title=dict(text="z₁"), anchor=ya)
+        layout[f"yaxis{ax}"] = dict(range=[-ext, ext], zeroline=False, scaleanchor=xa, scaleratio=1, anchor=xa,
+                                    title=dict(text="z₂" if i == 0 else ""))
+        annotations.append(dict(x=x0 + width / 2, y=1.0, xref="paper", yref="paper", yanchor="bottom",
+                                showarrow=False, text=f"<b>β = {p['beta']:g}</b>",
+                                font=dict(size=text_size + 1)))
+    layout.update(annotations=annotations, legend=dict(orientation="h", y=-0.16, x=0), uirevision="kl-latent-map",
+                  hovermode="closest")
+    return _figure(traces, layout, None, height, fixed_margin=dict(l=44, r=10, t=30, b=50), text_size=text_size)
