@@ -320,12 +320,8 @@ def q3_evidence(dataset: str, seed: int = 0, loader: Loader | None = None, rd: d
     mu, logvar = mu[0].astype(np.float64), logvar[0].astype(np.float64)
     kl = kl_per_dim(mu, logvar)
     act = units.heldout_activity(p1, ds)
-    sig = {}
-    for b, p in ((0.0, p0), (1.0, p1)):
-        _, lv = encode_stats(p.model, ds.x[np.asarray(p.val_idx)])
-        sig[b] = np.median(np.exp(0.5 * lv.astype(np.float64)), axis=0)
-    from core.explore import BARELY_ACTIVE  # the latent page's "active, but only barely" (same threshold)
-    weak = [int(j) for j in np.flatnonzero(act.active & (act.var_mu <= BARELY_ACTIVE))]
+    sig = {0.0: units.heldout_activity(p0, ds).sigma_median, 1.0: act.sigma_median}
+    weak = act.barely_active
     keep = ("beta", "rate", "distortion", "neg_elbo", "active_units")
     return dict(
         dataset=dataset, image_shape=tuple(ds.image_shape), index=row, latent_dim=LATENT_DIM,

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 ACTIVE_THRESHOLD = 0.01  # Var_x(mu_j) above this: active (Burda et al., 2016)
+BARELY_ACTIVE = 0.05     # Var_x(mu_j) in (0.01, 0.05]: active, but only barely (a traversal changes the image little)
 SMALL_KL_NATS = 0.01     # one image's KL_j below this: "almost no information about this image"
 
 
@@ -44,7 +45,9 @@ class UnitActivity:
 
     ``var_mu`` (K,): Var_x(mu_j), the activity A_j. ``mean_kl`` (K,): E_x KL(q(z_j|x) || N(0, 1)) in
     nats (zeros for a plain autoencoder, which has no KL). ``active`` (K,) bool: var_mu > threshold.
-    ``n_images``: how many held-out images were encoded.
+    ``sigma_median`` (K,): the median over the images of the posterior standard deviation sigma_j(x)
+    (NaN for a plain autoencoder): the one "how much noise does the encoder keep" figure every page
+    quotes. ``n_images``: how many held-out images were encoded.
     """
 
     var_mu: np.ndarray
@@ -52,6 +55,7 @@ class UnitActivity:
     active: np.ndarray
     n_images: int
     threshold: float = ACTIVE_THRESHOLD
+    sigma_median: np.ndarray | None = None
 
     @property
     def count(self) -> int:
@@ -60,6 +64,11 @@ class UnitActivity:
     @property
     def latent_dim(self) -> int:
         return int(len(self.active))
+
+    @property
+    def barely_active(self) -> list[int]:
+        """Indices (0-based) of active dimensions with Var_x(mu_j) <= ``BARELY_ACTIVE``."""
+        return [int(j) for j in np.flatnonzero(self.active & (self.var_mu <= BARELY_ACTIVE))]
 
     @property
     def collapsed(self) -> list[int]:
@@ -81,22 +90,25 @@ def unit_activity(model, x, threshold: float = ACTIVE_THRESHOLD, batch_size: int
     (Kingma and Welling, 2014, Appendix B), averaged over the images.
     """
     dev = next(model.parameters()).device
-    xt = torch.as_tensor(np.asarray(x, dtype=np.float32)).to(dev) if not torch.is_tensor(x) else x.to(dev).float()
+    # a copy: shared dataset arrays are read-only, and torch warns about wrapping those
+    xt = x.to(dev).float() if torch.is_tensor(x) else torch.as_tensor(np.array(x, dtype=np.float32, copy=True)).to(dev)
     was = model.training
     model.eval()
-    mus, kls = [], []
+    mus, kls, sigmas = [], [], []
     for i in range(0, len(xt), batch_size):
         mu, logvar = model.encode(xt[i:i + batch_size])
         mus.append(mu.double().cpu())
         if logvar is not None:
             lv = logvar.double()
+            sigmas.append((0.5 * lv).exp().cpu())
             kls.append((0.5 * (mu.double().pow(2) + lv.exp() - 1.0 - lv)).clamp_min(0.0).sum(0).cpu())
     model.train(was)
     mu = torch.cat(mus).numpy()
     mean_kl = (torch.stack(kls).sum(0) / len(mu)).numpy() if kls else np.zeros(mu.shape[1])
     var = mu.var(axis=0, ddof=0)
+    sigma = np.median(torch.cat(sigmas).numpy(), axis=0) if sigmas else np.full(mu.shape[1], np.nan)
     return UnitActivity(var_mu=var, mean_kl=mean_kl, active=var > threshold, n_images=int(len(mu)),
-                        threshold=float(threshold))
+                        threshold=float(threshold), sigma_median=sigma)
 
 
 def heldout_activity(pretrained, dataset) -> UnitActivity:

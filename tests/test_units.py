@@ -54,3 +54,23 @@ def test_per_image_wording_never_says_collapsed():
     assert "collapsed" not in units.per_image_note(0.001)
     assert units.per_image_note(0.001) == "carries almost no information about this image"
     assert units.per_image_note(0.5) == "carries information about this image"
+
+
+def test_barely_active_and_the_median_sigma():
+    p = zoo.pretrained("mnist-5k", "vae", 1.0, 16)
+    x = load_dataset("mnist-5k").x[p.val_idx]
+    a = units.unit_activity(p.model, x)
+    assert a.barely_active == [j for j in range(16) if 0.01 < a.var_mu[j] <= units.BARELY_ACTIVE]
+    with torch.no_grad():
+        _, lv = p.model.encode(torch.as_tensor(np.array(x)))
+    np.testing.assert_allclose(a.sigma_median, np.median(np.exp(0.5 * lv.double().numpy()), axis=0), rtol=1e-6)
+    ae = units.unit_activity(zoo.pretrained("digits", "ae", 0.0, 2).model, load_dataset("digits").x[:50])
+    assert np.isnan(ae.sigma_median).all()
+
+
+def test_beta_zero_switches_the_noise_off():
+    """PEDAGOGY Q3: without the KL term the encoder shrinks sigma towards 0 in every dimension."""
+    ds = load_dataset("mnist-5k")
+    a0 = units.heldout_activity(zoo.pretrained("mnist-5k", "vae", 0.0, 16), ds)
+    a1 = units.heldout_activity(zoo.pretrained("mnist-5k", "vae", 1.0, 16), ds)
+    assert a0.sigma_median.max() < 0.01 < np.median(a1.sigma_median)
