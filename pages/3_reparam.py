@@ -126,7 +126,8 @@ def main_slot(slot):
     return slot if ctx.present else st.container()
 
 
-PRESENT_HEIGHT = 300  # main figures in presenter mode (scaled by 1.3 there): they fit 1280x720 under the scene bar
+PRESENT_HEIGHT = 420  # main figures in presenter mode, scaled to 546 px by ui.figure: at least half of a 1080-px
+# screen, and inside a 720-px one under the title row
 
 
 # ---- 0. the key idea ------------------------------------------------------------------------------
@@ -147,7 +148,7 @@ if show(0):
             "of the expected loss. Without the trick, the score-function estimator is also unbiased"
             f"{measured}")
     v = dict(one_sample("z^2", 0.5, 1.0, ctx.seed, 1.0), f_label="z²")
-    graph = (rfig.backward_pass_graphs(v, height=330) if ctx.present  # fits 1280x720 when scaled
+    graph = (rfig.backward_pass_graphs(v, height=PRESENT_HEIGHT) if ctx.present  # fits 1280x720 when scaled
              else rfig.backward_pass_graphs(v))
     ui.figure(graph, key="rp_graph",
               html_name="reparam-backward-pass",
@@ -487,7 +488,7 @@ def experiment_section(f: str, r: dict, slot) -> None:
         st.info(f"{verdict} {more}", icon="📏")
 
     with main_slot(slot):
-        ui.figure(rfig.estimator_histograms(r, height=360 if ctx.present else 520), key="rp_hist",
+        ui.figure(rfig.estimator_histograms(r, height=PRESENT_HEIGHT if ctx.present else 520), key="rp_hist",
                   alt=(f"Histograms of {r['n']} per-sample gradient estimates. Pathwise ∂/∂μ: mean "
                        f"{fmt(s['reparam']['dmu']['mean'])}, variance {rfig._g(s['reparam']['dmu']['variance'], 3)}. "
                        f"Score function ∂/∂μ: mean {fmt(s['score']['dmu']['mean'])}, variance "
@@ -629,6 +630,10 @@ if show(5):
 
 if show(6):
     section("6 · What to write in the exam")
+    if ctx.present:  # the scene's key formula, above the corrected answers
+        st.latex(r"z = \mu_\phi(x) + \sigma_\phi(x) \odot \epsilon,\ \ \epsilon \sim \mathcal N(0, I) \quad\Longrightarrow"
+                 r"\quad \nabla_\phi\, \mathbb E_{q_\phi(z\mid x)}[f(z)] = \mathbb E_{\epsilon}\big[\nabla_\phi\, "
+                 r"f(\mu_\phi(x) + \sigma_\phi(x) \odot \epsilon)\big]")
     with st.container(border=True, key="rp_weak"):
         st.markdown(
             "**Weak answers, corrected.**\n"
@@ -647,7 +652,7 @@ if show(6):
             "estimated with one sample per image (SGVB), is an unbiased, low-variance gradient computed by ordinary "
             "backpropagation, with $\\partial z/\\partial\\mu = I$ and $\\partial z/\\partial\\sigma = "
             "\\operatorname{diag}(\\epsilon)$.")
-    st.markdown(
+    (st.expander("A full-marks answer, in order") if ctx.present else st.container()).markdown(
         "**A full-marks answer, in order:** (1) the ELBO, and why $\\nabla_\\phi$ of an expectation under $q_\\phi$ "
         "cannot be estimated by sampling $z \\sim q_\\phi$ directly (section 1); (2) the change of variables and the "
         "condition for moving $\\nabla_\\phi$ inside (section 2); (3) the SGVB estimator with one sample per image; "

@@ -28,6 +28,7 @@ SCENES = [
     ("Glossary", "Deep-learning names and their probabilistic names."),
 ]
 scene = ui.scenes("ans", SCENES)
+PRESENT_HEIGHT = 420  # main figures in presenter mode, before ui.figure's 1.3x
 show = ui.scene_filter(scene)
 
 
@@ -85,12 +86,12 @@ def draw_section(sec: dict, figs: dict, captions: dict) -> None:
     main = sec["main"]
     if not ctx.present:
         st.header(sec["title"], anchor=sec["key"])
-    st.markdown(f"*Exam question: {sec['question']}*")
-    if not ctx.present:
+        st.markdown(f"*Exam question: {sec['question']}*")
         st.markdown(sec["summary"])
     ui.figure(figs[main], key=f"ans_{main}", alt=captions[main])
     st.caption(captions[main])
     if ctx.present:
+        st.markdown(f"*Exam question: {sec['question']}*")
         st.markdown(sec["summary"])
     rest = st.expander("The full answer, step by step") if ctx.present else st.container()
     with rest:
@@ -108,7 +109,9 @@ e1, e2, e3 = ui.run_safely(lambda: evidence(ctx.dataset_name, ctx.seed), "Could 
                            "The shipped models may be missing: rebuild them with scripts/build_zoo.py.") or (None,) * 3
 if e1 is not None:
     sections = answers.answers(e1, e2, e3)
-    figs = figures(ctx.dataset_name, ctx.seed, 300 if ctx.present else afig.HEIGHT)
+    # Presenter mode: 420 px, scaled to 546 by ui.figure, is at least half of a 1080-px screen and, under the
+    # title row, still inside a 720-px one.
+    figs = figures(ctx.dataset_name, ctx.seed, PRESENT_HEIGHT if ctx.present else afig.HEIGHT)
     captions = {b[1]: b[2] for s in sections for b in s["blocks"] if b[0] == "fig"}
     if not ctx.present:
         st.download_button("⬇️ Download the handout (HTML, offline, prints on A4)",
@@ -124,7 +127,11 @@ if e1 is not None:
 if show(3):
     if not ctx.present:
         st.divider()
-    st.header("📖 Glossary: deep-learning names and probabilistic names", anchor="glossary")
+        st.header("📖 Glossary: deep-learning names and probabilistic names", anchor="glossary")
+    else:  # the scene's key formula: the loss, in both vocabularies
+        st.latex(r"\underbrace{-\mathcal L(\theta,\phi;x)}_{\text{loss} \,=\, -\text{ELBO}} = "
+                 r"\underbrace{\mathbb E_{q_\phi(z\mid x)}\big[-\log p_\theta(x\mid z)\big]}_{\text{reconstruction term}}"
+                 r" + \underbrace{\mathrm{KL}\big(q_\phi(z\mid x)\,\|\,p(z)\big)}_{\text{KL term}}")
     st.markdown("The same objects go by two names: one from neural networks, one from probability. "
                 "This glossary is also in every page's sidebar.")
     st.markdown(ui.glossary_markdown(table=True))
