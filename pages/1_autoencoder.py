@@ -34,6 +34,9 @@ SCENES = [
 INPUTS = ["by class", "by index", "random", "draw your own"]
 KINDS = {"AE": "ae", "VAE": "vae"}
 MAX_NODES, EDGES_PER_NODE = 32, 3
+# Presenter mode: each scene's main figure fits one 16:9 screen at 1280x720 and fills half of one at 1920x1080
+# (issue 21). ui.figure draws presenter figures 1.3× taller, so 470 px here is about 611 px on screen.
+PRESENT_FIG_H = 470
 
 
 # ---- cached computations (pure functions of their arguments) -----------------------------------
@@ -47,7 +50,9 @@ def diagram_and_figure(dataset: str, kind: str, latent: int, x_bytes: bytes, see
     shape = load_dataset(dataset).image_shape
     d = dg.build_diagram(model, np.frombuffer(x_bytes, dtype=np.float32), shape, seed=seed,
                          max_nodes=MAX_NODES, edges_per_node=EDGES_PER_NODE)
-    return d, diagram_figure(d, font_size=11 if present else 14, start=step - 1)
+    if present:  # drawn 1.3× taller and at 16 px by ui.figure's presenter scaling (see PRESENT_FIG_H)
+        return d, diagram_figure(d, height=PRESENT_FIG_H, font_size=11, start=step - 1, shown_font=16, compact=True)
+    return d, diagram_figure(d, font_size=14, start=step - 1)
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
@@ -173,6 +178,9 @@ with ui.config_container("Model and input"):
                         f"it is prepared the way the dataset was: cropped, scaled so its longer side is "
                         f"{digit_extent(ctx.dataset_name)} of {ds.image_shape[0]} pixels, centred by its centre "
                         f"of mass, and shrunk to {ds.image_shape[0]}×{ds.image_shape[1]} pixels.")
+            # The canvas's toolbar (undo, redo, clear) appears 2.65rem above it on hover: leave that room free so
+            # it covers no text or widget (issue 21).
+            st.space(24)
             canvas = st_canvas(stroke_width=22, stroke_color="#FFFFFF", background_color="#000000", height=280,
                                width=280, drawing_mode="freedraw", return_image_data=True, key="ae_canvas")
             img = canvas.image_data if canvas is not None else None
@@ -210,42 +218,65 @@ def show_all() -> bool:
     return not ctx.present
 
 
+def stage():
+    """Where a section draws: in presenter mode the container above the (collapsed) configuration, so each
+    scene's figure sits right under the scene bar (issue 21); otherwise in page order."""
+    return top if ctx.present else st.container()
+
+
 # ---- 0. the key idea and the block diagram ---------------------------------------------------------------
 
 cfg = pre.model.cfg
+def key_idea() -> None:
+    st.markdown(
+        "**The key idea.** An autoencoder is two networks trained together: an **encoder** squeezes the input "
+        "*x* into a short **code** *z*, and a **decoder** rebuilds *x̂* from the code alone. Training makes *x̂* "
+        "match *x*, so the code must keep what matters about the input, and no labels are needed.")
+
+
 if show_all() or scene == 0:
     with top:
-        st.markdown(
-            "**The key idea.** An autoencoder is two networks trained together: an **encoder** squeezes the input "
-            "*x* into a short **code** *z*, and a **decoder** rebuilds *x̂* from the code alone. Training makes *x̂* "
-            "match *x*, so the code must keep what matters about the input, and no labels are needed.")
+        if not ctx.present:  # in presenter mode the figure comes first, so it fits the screen; the idea follows
+            key_idea()
         ui.figure(autoencoder_block_diagram(cfg.input_dim, list(cfg.hidden_dims), cfg.latent_dim, kind=kind,
                                             image_shape=ds.image_shape, font_size=11 if ctx.present else 15,
-                                            likelihood=cfg.likelihood, height=225 if ctx.present else None),
+                                            likelihood=cfg.likelihood, height=PRESENT_FIG_H if ctx.present else None),
                   key="ae_block",
                   alt=(f"Block diagram of the {model_name}: input x ({cfg.input_dim} numbers) → encoder f_φ "
                        f"({' → '.join(str(v) for v in [cfg.input_dim, *cfg.hidden_dims, cfg.latent_dim])}) → code z "
                        f"({cfg.latent_dim} numbers) → decoder g_θ → reconstruction x̂ ({cfg.input_dim} numbers); "
                        f"the loss L(x, x̂) compares the output with the input."))
-        st.caption("Draw this in an exam. The sizes are those of the model chosen below; the animated network "
-                   "further down is the same model at work.")
+        if ctx.present:
+            key_idea()
+        else:
+            st.caption("Draw this in an exam. The sizes are those of the model chosen below; the animated network "
+                       "further down is the same model at work.")
+
+
+def heading(text: str) -> None:
+    """A section's heading; left out in presenter mode, where the scene bar names the scene and the figure
+    needs the room (issue 21)."""
+    if not ctx.present:
+        st.subheader(text)
 
 
 # ---- 1. the animated diagram ------------------------------------------------------------------------
 
 if show_all() or scene == 1:
-    st.subheader(f"A trained {model_name}, running on {what}")
-    if not ctx.present:  # in presenter mode the scene bar says it, and the figure needs the room
-        st.markdown("Press **▶ Play** to watch the image flow through the network one layer at a time, or drag the "
-                    "slider to step through it. The final step puts the reconstruction beside the input.")
-    slot = st.container()  # the figure goes here, above its keyboard control
-    # One visible step control (the figure's own slider and ▶ Play); its keyboard alternative, which redraws the
-    # figure on the server, waits in a collapsed expander so the page does not show two sliders (issue 21).
-    with st.expander("⌨️ Step through with the keyboard"):
-        step = ui.slider("Step shown: focus this slider, then use the arrow keys",
-                         "ae_step", 1, n_steps, n_steps, step=1)
-    ui.show_url_errors()
-    notes = st.container()
+    with stage():
+        if not ctx.present:  # in presenter mode the scene bar says it, and the figure needs the room
+            st.subheader(f"A trained {model_name} at work")
+            st.markdown(f"The input is {what}. Press **▶ Play** (top left of the figure) to watch it flow through the "
+                        f"network one layer at a time, or drag the step slider beside it. The final step puts the "
+                        f"reconstruction beside the input.")
+        slot = st.container()  # the figure goes here, above its keyboard control
+        # One visible step control (the figure's own slider and ▶ Play); its keyboard alternative, which redraws the
+        # figure on the server, waits in a collapsed expander so the page does not show two sliders (issue 21).
+        with st.expander("⌨️ Step through with the keyboard"):
+            step = ui.slider("Step shown: focus this slider, then use the arrow keys",
+                             "ae_step", 1, n_steps, n_steps, step=1)
+        ui.show_url_errors()
+        notes = st.container()
 
 x = np.asarray(x, dtype=np.float32)
 result = ui.run_safely(lambda: diagram_and_figure(ctx.dataset_name, kind, int(latent), x.tobytes(), ctx.seed,
@@ -283,79 +314,80 @@ if slot is not None:
 # ---- 2. what each part does, and the readouts ------------------------------------------------------
 
 if show_all() or scene == 2:
-    st.subheader("Encoder, code, decoder")
-    widths = [layer.width for layer in d.layers if layer.key.startswith("encoder")]
-    chain_in = " → ".join(str(v) for v in [D, *widths])
-    chain_out = " → ".join(str(v) for v in [K, *reversed(widths)])
-    bern = cfg.likelihood == "bernoulli"
-    st.markdown("**The equations.** The encoder $f_\\phi$ (weights $\\phi$) maps the input to the code, the decoder "
-                "$g_\\theta$ (weights $\\theta$) maps the code back, and the loss compares the output with the input:")
-    st.latex(r"z = f_\phi(x) \in \mathbb{R}^{%d},\qquad \hat x = g_\theta(z) \in \mathbb{R}^{%d},\qquad "
-             r"\min_{\phi,\theta}\ \frac{1}{N}\sum_{n=1}^{N} L\big(x^{(n)}, g_\theta(f_\phi(x^{(n)}))\big)" % (K, D))
-    if bern:
-        st.latex(r"L_{\mathrm{BCE}}(x,\hat x) = -\sum_{i=1}^{%d}\big[x_i\log\hat x_i + (1-x_i)\log(1-\hat x_i)\big]"
-                 r"\qquad \mathrm{MSE}(x,\hat x) = \frac{1}{%d}\sum_{i=1}^{%d}(x_i-\hat x_i)^2" % (D, D, D))
-    else:
-        st.latex(r"L(x,\hat x) = \tfrac12\sum_{i=1}^{%d}(x_i-\hat x_i)^2\qquad "
-                 r"\mathrm{MSE}(x,\hat x) = \frac{1}{%d}\sum_{i=1}^{%d}(x_i-\hat x_i)^2" % (D, D, D))
-    st.markdown(
-        ("Pixels here lie in [0, 1], so this model was trained with the **binary cross-entropy** $L_{\\mathrm{BCE}}$ "
-         "(squared error is the other common choice). " if bern else
-         "This model was trained with the **squared error** (half the sum of squares). ")
-        + "Training is **unsupervised**: the target is the input itself. The gradients of the loss with respect to "
-          "$\\theta$ and $\\phi$ come from **backpropagation** through the decoder and then the encoder, and a "
-          "gradient method (here Adam) updates both together.")
-    m1, m2, m3, m4 = st.columns(4)
-    m1.metric("Compression (numbers)", f"{D} → {K}", help="Pixels in, code length at the bottleneck.")
-    m2.metric("Smaller by", f"{D / K:.0f}×")
-    m3.metric("Reconstruction error (this image)", f"{d.bce:.1f} nats",
-              help=("L_BCE above, summed over pixels: the reconstruction term of the loss the model was trained to "
-                    "minimise. Pixels are grey levels, not 0/1 coin flips, so this is a cross-entropy, not a "
-                    "normalised log-likelihood." if bern else
-                    "Half the sum of squared errors over pixels (a Gaussian term without its constant)."))
-    m4.metric("Mean squared error per pixel", f"{d.mse:.4f}", help="MSE above, averaged over the pixels.")
-    n_train = ds.n - len(val_idx)
-    epochs = pre.train_config.get("epochs", "?")
-    heads = ("two linear layers (no ReLU) give the code's mean μ and log-variance log σ², "
-             "each of" if kind == "vae" else "a linear layer (no ReLU) gives the code,")
-    st.markdown(
-        f"- **Encoder** ({chain_in}, then {K}): each hidden layer takes a weighted sum of the layer before and "
-        f"applies ReLU, max(0, ·); then {heads} {K} numbers. The layers get narrower, so the network has to "
-        f"decide what to keep.\n"
-        f"- **Code / latent space**: the bottleneck's {K} numbers *z* are the code for this image. The codes of "
-        f"all images form the **latent space**; similar images get nearby codes (see the latent-space page).\n"
-        f"- **Decoder** ({chain_out}, then {D}): the mirror image, ReLU hidden layers; its output layer expands "
-        f"the code back to {D} values, and "
-        + ("a sigmoid squashes each into [0, 1], a pixel intensity.\n" if bern else "leaves them as they are.\n")
-        + f"- **Training**: nobody told the network what to put in the code. Its weights were learned by making "
-          f"the output match the input on {n_train:,} training images for {epochs} epochs. On the "
-          f"{len(val_idx)} held-out images it never saw, the average reconstruction error is {held_recon:.1f} nats; "
-          f"this image's is {d.bce:.1f}.")
-    if kind == "vae":
+    with stage():
+        st.subheader("Encoder, code, decoder")
+        widths = [layer.width for layer in d.layers if layer.key.startswith("encoder")]
+        chain_in = " → ".join(str(v) for v in [D, *widths])
+        chain_out = " → ".join(str(v) for v in [K, *reversed(widths)])
+        bern = cfg.likelihood == "bernoulli"
+        st.markdown("**The equations.** The encoder $f_\\phi$ (weights $\\phi$) maps the input to the code, the decoder "
+                    "$g_\\theta$ (weights $\\theta$) maps the code back, and the loss compares the output with the input:")
+        st.latex(r"z = f_\phi(x) \in \mathbb{R}^{%d},\qquad \hat x = g_\theta(z) \in \mathbb{R}^{%d},\qquad "
+                 r"\min_{\phi,\theta}\ \frac{1}{N}\sum_{n=1}^{N} L\big(x^{(n)}, g_\theta(f_\phi(x^{(n)}))\big)" % (K, D))
+        if bern:
+            st.latex(r"L_{\mathrm{BCE}}(x,\hat x) = -\sum_{i=1}^{%d}\big[x_i\log\hat x_i + (1-x_i)\log(1-\hat x_i)\big]"
+                     r"\qquad \mathrm{MSE}(x,\hat x) = \frac{1}{%d}\sum_{i=1}^{%d}(x_i-\hat x_i)^2" % (D, D, D))
+        else:
+            st.latex(r"L(x,\hat x) = \tfrac12\sum_{i=1}^{%d}(x_i-\hat x_i)^2\qquad "
+                     r"\mathrm{MSE}(x,\hat x) = \frac{1}{%d}\sum_{i=1}^{%d}(x_i-\hat x_i)^2" % (D, D, D))
         st.markdown(
-            f"**What the VAE adds** (Kingma and Welling, 2014). Its encoder outputs a *distribution* over codes, "
-            f"a normal N(μ, σ²) per dimension, not a single point. The code is sampled as **z = μ + σ·ε** with "
-            f"ε ~ N(0, I) (the reparameterization trick, which lets gradients reach μ and σ). A KL term in the loss "
-            f"pulls every q(z|x) towards N(0, I): for this image KL = {d.meta.get('kl', float('nan')):.1f} nats. "
-            f"Use 4 below shows what that does, and does not, guarantee for generation.")
-    else:
-        st.markdown("**Switch the model to VAE** above to see how a variational autoencoder's bottleneck differs: "
-                    "μ, σ, the noise ε and z = μ + σ·ε.")
-    with st.container(border=True):
+            ("Pixels here lie in [0, 1], so this model was trained with the **binary cross-entropy** $L_{\\mathrm{BCE}}$ "
+             "(squared error is the other common choice). " if bern else
+             "This model was trained with the **squared error** (half the sum of squares). ")
+            + "Training is **unsupervised**: the target is the input itself. The gradients of the loss with respect to "
+              "$\\theta$ and $\\phi$ come from **backpropagation** through the decoder and then the encoder, and a "
+              "gradient method (here Adam) updates both together.")
+        m1, m2, m3, m4 = st.columns(4)
+        m1.metric("Compression (numbers)", f"{D} → {K}", help="Pixels in, code length at the bottleneck.")
+        m2.metric("Smaller by", f"{D / K:.0f}×")
+        m3.metric("Reconstruction error (this image)", f"{d.bce:.1f} nats",
+                  help=("L_BCE above, summed over pixels: the reconstruction term of the loss the model was trained to "
+                        "minimise. Pixels are grey levels, not 0/1 coin flips, so this is a cross-entropy, not a "
+                        "normalised log-likelihood." if bern else
+                        "Half the sum of squared errors over pixels (a Gaussian term without its constant)."))
+        m4.metric("Mean squared error per pixel", f"{d.mse:.4f}", help="MSE above, averaged over the pixels.")
+        n_train = ds.n - len(val_idx)
+        epochs = pre.train_config.get("epochs", "?")
+        heads = ("two linear layers (no ReLU) give the code's mean μ and log-variance log σ², "
+                 "each of" if kind == "vae" else "a linear layer (no ReLU) gives the code,")
         st.markdown(
-            f"**❌ Common wrong answer:** \"the latent space is where the data is stored.\"\n\n"
-            f"**✅ Correct:** the latent space is a *coordinate system*: each input has a point in it, its code "
-            f"({K} numbers for this model). Nothing is stored there. What training learnt is stored in the "
-            f"**weights** ({count_parameters(pre.model):,} numbers for this model, the same for every input). "
-            f"Evidence: the {len(val_idx)} held-out images were never seen in training, yet each gets its point "
-            f"by running the encoder and is rebuilt from it (average error {held_recon:.1f} nats, as above).")
-    st.markdown(
-        f"**Use 1: compression and features.** The code is {D / K:.0f}× shorter than the image, but lossy (mean "
-        f"squared error {d.mse:.4f} per pixel here), and the receiver needs the decoder's "
-        f"{count_parameters(pre.model.decoder):,} weights. Autoencoders are used less to compress files than to "
-        f"reduce dimensions and learn compact **features** of data, which can feed a classifier or a clustering "
-        f"method. The other uses: **denoising**, **anomaly detection** (uses 2 and 3 below); a plain autoencoder "
-        f"is not a generator (use 4).")
+            f"- **Encoder** ({chain_in}, then {K}): each hidden layer takes a weighted sum of the layer before and "
+            f"applies ReLU, max(0, ·); then {heads} {K} numbers. The layers get narrower, so the network has to "
+            f"decide what to keep.\n"
+            f"- **Code / latent space**: the bottleneck's {K} numbers *z* are the code for this image. The codes of "
+            f"all images form the **latent space**; similar images get nearby codes (see the latent-space page).\n"
+            f"- **Decoder** ({chain_out}, then {D}): the mirror image, ReLU hidden layers; its output layer expands "
+            f"the code back to {D} values, and "
+            + ("a sigmoid squashes each into [0, 1], a pixel intensity.\n" if bern else "leaves them as they are.\n")
+            + f"- **Training**: nobody told the network what to put in the code. Its weights were learned by making "
+              f"the output match the input on {n_train:,} training images for {epochs} epochs. On the "
+              f"{len(val_idx)} held-out images it never saw, the average reconstruction error is {held_recon:.1f} nats; "
+              f"this image's is {d.bce:.1f}.")
+        if kind == "vae":
+            st.markdown(
+                f"**What the VAE adds** (Kingma and Welling, 2014). Its encoder outputs a *distribution* over codes, "
+                f"a normal N(μ, σ²) per dimension, not a single point. The code is sampled as **z = μ + σ·ε** with "
+                f"ε ~ N(0, I) (the reparameterization trick, which lets gradients reach μ and σ). A KL term in the loss "
+                f"pulls every q(z|x) towards N(0, I): for this image KL = {d.meta.get('kl', float('nan')):.1f} nats. "
+                f"Use 4 below shows what that does, and does not, guarantee for generation.")
+        else:
+            st.markdown("**Switch the model to VAE** above to see how a variational autoencoder's bottleneck differs: "
+                        "μ, σ, the noise ε and z = μ + σ·ε.")
+        with st.container(border=True):
+            st.markdown(
+                f"**❌ Common wrong answer:** \"the latent space is where the data is stored.\"\n\n"
+                f"**✅ Correct:** the latent space is a *coordinate system*: each input has a point in it, its code "
+                f"({K} numbers for this model). Nothing is stored there. What training learnt is stored in the "
+                f"**weights** ({count_parameters(pre.model):,} numbers for this model, the same for every input). "
+                f"Evidence: the {len(val_idx)} held-out images were never seen in training, yet each gets its point "
+                f"by running the encoder and is rebuilt from it (average error {held_recon:.1f} nats, as above).")
+        st.markdown(
+            f"**Use 1: compression and features.** The code is {D / K:.0f}× shorter than the image, but lossy (mean "
+            f"squared error {d.mse:.4f} per pixel here), and the receiver needs the decoder's "
+            f"{count_parameters(pre.model.decoder):,} weights. Autoencoders are used less to compress files than to "
+            f"reduce dimensions and learn compact **features** of data, which can feed a classifier or a clustering "
+            f"method. The other uses: **denoising**, **anomaly detection** (uses 2 and 3 below); a plain autoencoder "
+            f"is not a generator (use 4).")
 
 
 # ---- 3. why a bottleneck, and PCA ---------------------------------------------------------------------
@@ -374,7 +406,7 @@ def why_bottleneck() -> None:
 
 
 def bottleneck_section() -> None:
-    st.subheader("Why a bottleneck, and the link to PCA")
+    heading("Why a bottleneck, and the link to PCA")
     lin = ui.run_safely(lambda: linear_vs_pca(int(K)), "Could not train the linear autoencoder",
                         "Reload the page, or pick another latent size.")
     if lin is None:
@@ -382,9 +414,14 @@ def bottleneck_section() -> None:
     c = lin["c"]
     if not ctx.present:
         why_bottleneck()
-    explain = st.container()  # in presenter mode the explanation goes below the evidence
-    if ctx.present:
+    if ctx.present:  # the figure beside its metrics first, so the scene fits one screen; the explanation below
+        fig_slot, right = st.columns([3, 2], vertical_alignment="center")
+        with right:
+            m1, m2 = st.columns(2)
+            m3, m4 = st.columns(2)
         explain = st.expander("Why a bottleneck, and the theorem (Baldi and Hornik, 1989)")
+    else:
+        explain = st.container()
     explain.markdown(
         f"**A linear autoencoder is PCA.** Remove every nonlinearity and train with squared error: "
         f"$z = W_e x + b_e$, $\\hat x = W_d z + b_d$. Baldi and Hornik (1989) proved that the loss then has no "
@@ -395,12 +432,7 @@ def bottleneck_section() -> None:
         f"the dataset in the sidebar), against `sklearn.decomposition.PCA` on the same images.")
     explain.latex(r"\cos\vartheta_i = \sigma_i\big(Q_{W_d}^{\top} Q_{\mathrm{PCA}}\big),\quad i = 1..K"
              r"\qquad(\text{principal angles; } 0^\circ \text{ = the same subspace})")
-    if ctx.present:  # side by side, so the scene fits one screen
-        fig_slot, right = st.columns([3, 2], vertical_alignment="center")
-        with right:
-            m1, m2 = st.columns(2)
-            m3, m4 = st.columns(2)
-    else:
+    if not ctx.present:
         m1, m2, m3, m4 = st.columns(4)
         fig_slot = st.container()
     m1.metric("Largest principal angle, trained", f"{c.angles_trained.max():.2f}°",
@@ -417,7 +449,7 @@ def bottleneck_section() -> None:
         ui.figure(image_grid(imgs, (8, 8), ncols=n,
                              row_titles=["input", "linear AE", "PCA", "ReLU AE"],
                              title=f"{n} held-out digits reconstructed from K = {K} numbers",
-                             height=200 if ctx.present else 330),
+                             height=PRESENT_FIG_H if ctx.present else 330),
                   key="ae_pca", alt=f"{n} held-out 8×8 digits and their reconstructions by the linear autoencoder, "
                                     f"by PCA and by the nonlinear autoencoder, each with K = {K}.")
     st.markdown(
@@ -445,24 +477,40 @@ def bottleneck_section() -> None:
 
 
 if show_all() or scene == 3:
-    bottleneck_section()
+    with stage():
+        bottleneck_section()
 
 
 # ---- 4. denoising -------------------------------------------------------------------------------------
 
 def denoising_section() -> None:
-    st.subheader("Use 2: denoising")
-    level = ui.slider("Noise added to the input (standard deviation)", "ae_noise", 0.0, 1.0, 0.5, step=0.05,
-                      help="Gaussian noise with this standard deviation is added to every pixel, then clipped "
-                           "to [0, 1].")
-    ui.show_url_errors()
+    heading("Use 2: denoising")
+    if ctx.present:  # the three images in a column on the left, the slider and its numbers on the right
+        left, right = st.columns([2, 3], vertical_alignment="center")
+    else:
+        left = right = st.container()
+    with right:
+        level = ui.slider("Noise added to the input (standard deviation)", "ae_noise", 0.0, 1.0, 0.5, step=0.05,
+                          help="Gaussian noise with this standard deviation is added to every pixel, then clipped "
+                               "to [0, 1].")
+        ui.show_url_errors()
     r = dg.denoise(pre.model, x, float(level), seed=ctx.seed)
-    ui.figure(image_grid(np.stack([r.clean, r.noisy, r.recon]), ds.image_shape, ncols=3,
-                         col_titles=["clean input", f"noisy input (σ = {level:.2f})",
-                                     "reconstruction of the noisy input"],
-                         height=260 if ds.image_shape[0] > 8 else 220),
-              key="ae_denoise", alt=f"Clean image, the image with noise of standard deviation {level:.2f}, and the "
-                                    f"model's reconstruction of the noisy image.")
+    titles = ["clean input", f"noisy input (σ = {level:.2f})", "reconstruction of the noisy input"]
+    if ctx.present:
+        grid = image_grid(np.stack([r.clean, r.noisy, r.recon]), ds.image_shape, ncols=1,
+                          row_titles=["clean", f"noisy<br>σ = {level:.2f}", "recon-<br>structed"], height=PRESENT_FIG_H)
+    else:
+        grid = image_grid(np.stack([r.clean, r.noisy, r.recon]), ds.image_shape, ncols=3, col_titles=titles,
+                          height=260 if ds.image_shape[0] > 8 else 220)
+    with left:
+        ui.figure(grid, key="ae_denoise", alt=f"Clean image, the image with noise of standard deviation {level:.2f}, "
+                                              f"and the model's reconstruction of the noisy image.")
+    with right:
+        denoise_text(r)
+
+
+def denoise_text(r) -> None:
+    """The denoising metrics and what they show."""
     c1, c2 = st.columns(2)
     c1.metric("Noisy input vs clean (MSE per pixel)", f"{r.mse_noisy:.4f}")
     c2.metric("Reconstruction vs clean (MSE per pixel)", f"{r.mse_recon:.4f}")
@@ -481,7 +529,7 @@ def denoising_section() -> None:
 # ---- 5. anomaly detection -------------------------------------------------------------------------------
 
 def anomaly_section() -> None:
-    st.subheader("Use 3: anomaly detection")
+    heading("Use 3: anomaly detection")
     errors = held_out_errors(ctx.dataset_name, kind, int(latent))
     level = float(st.session_state.get("ae_noise", 0.5))
     thr = dg.anomaly_threshold(errors, 0.99)
@@ -491,12 +539,16 @@ def anomaly_section() -> None:
     marks += [(name, float(dg.reconstruction_mse(pre.model, img))) for name, img in odd.items()]
     a, b = st.columns([3, 1])
     with a:
-        hist = error_histogram(errors, marks, thr, title=f"Reconstruction error of the {len(errors)} held-out images")
+        hist = error_histogram(errors, marks, thr, title=f"Reconstruction error of the {len(errors)} held-out images",
+                               height=PRESENT_FIG_H if ctx.present else 360)
         ui.figure(hist,
                   key="ae_hist", alt="Histogram of held-out reconstruction errors with the threshold and where "
                                      + ", ".join(f"{n} ({v:.3g})" for n, v in marks) + " fall.")
     with b:
-        ui.figure(image_grid(np.stack(list(odd.values())), ds.image_shape, ncols=2, col_titles=list(odd), height=200),
+        odd_grid = (image_grid(np.stack(list(odd.values())), ds.image_shape, ncols=1, height=330,
+                               row_titles=[n.replace(" ", "<br>") for n in odd]) if ctx.present else
+                    image_grid(np.stack(list(odd.values())), ds.image_shape, ncols=2, col_titles=list(odd), height=200))
+        ui.figure(odd_grid,
                   key="ae_odd", alt="The two odd inputs: the image with inverted colours, and random pixels.")
     lines = []
     for name, v in marks:
@@ -514,15 +566,15 @@ def anomaly_section() -> None:
 
 @st.fragment
 def generation_section() -> None:
-    st.subheader("Use 4: generation, and why a plain autoencoder is poor at it")
+    heading("Use 4: generation, and why a plain autoencoder is poor at it")
     ae = ui.pretrained(ctx.dataset_name, "ae", 1.0, int(latent)).model
     vae = ui.pretrained(ctx.dataset_name, "vae", 1.0, int(latent)).model
-    n = 10
+    n = 5 if ctx.present else 10  # presenter mode: fewer, larger images
     z, ae_imgs = dg.decode_prior(ae, n, seed=ctx.seed)
     _, vae_imgs = dg.decode_prior(vae, n, seed=ctx.seed)
     ui.figure(paired_rows({"AE": ae_imgs, "VAE": vae_imgs}, ds.image_shape,
                           title=f"The same {n} random codes z ~ N(0, I) (K = {K}), decoded by each model",
-                          height=240 if ds.image_shape[0] > 8 else 200),
+                          height=PRESENT_FIG_H if ctx.present else (240 if ds.image_shape[0] > 8 else 200)),
               key="ae_gen", alt=f"{n} random codes from N(0, I) decoded by the plain autoencoder (top row) and the "
                                 f"VAE (bottom row).")
     s_ae, s_vae = code_spread(ctx.dataset_name, "ae", int(latent)), code_spread(ctx.dataset_name, "vae", int(latent))
@@ -592,42 +644,45 @@ def noise_sections(denoising: bool, anomaly: bool) -> None:
 
 
 if show_all() or scene in (4, 5):
-    noise_sections(show_all() or scene == 4, show_all() or scene == 5)
+    with stage():
+        noise_sections(show_all() or scene == 4, show_all() or scene == 5)
 if show_all() or scene == 6:
-    generation_section()
+    with stage():
+        generation_section()
 
 
 # ---- self-check -------------------------------------------------------------------------------------------
 
 if show_all() or scene == len(SCENES) - 1:
-    other = [v for v in latents if v != latent]
-    q1 = ""
-    if other:
-        lo_k, hi_k = min(latents), max(latents)
-        e_lo = ui.pretrained(ctx.dataset_name, kind, 1.0, lo_k).evaluation.get("recon", float("nan"))
-        e_hi = ui.pretrained(ctx.dataset_name, kind, 1.0, hi_k).evaluation.get("recon", float("nan"))
-        q1 = (f"Up. With {lo_k} numbers the code keeps less detail than with {hi_k}. For these {kind.upper()}s the "
-              f"held-out reconstruction error is {e_lo:.1f} nats with {lo_k} numbers and {e_hi:.1f} with {hi_k}. "
-              f"Switch the latent size above and watch the reconstruction.")
-    errors = held_out_errors(ctx.dataset_name, kind, int(latent))
-    thr = dg.anomaly_threshold(errors, 0.99)
-    rnd = float(dg.reconstruction_mse(pre.model, dg.odd_inputs(x, seed=ctx.seed)["random pixels"]))
-    kl_a = code_spread(ctx.dataset_name, "ae", int(latent))["kl"]
-    kl_v = code_spread(ctx.dataset_name, "vae", int(latent))["kl"]
-    pm = vae_prior_match(ctx.dataset_name, int(latent))
-    ui.self_check("ae", [
-        (f"You shrink the code from {max(latents)} to {min(latents)} numbers. Does the reconstruction error go up "
-         f"or down?", q1 or "Up: a shorter code keeps less detail."),
-        ("You feed the autoencoder an image of random pixels. Will its reconstruction look like the input?",
-         f"No. The decoder can only draw digit-like images, so the error is large: {rnd:.4f} per pixel for random "
-         f"pixels, {rnd / thr:.0f}× the 99th percentile of held-out digits ({thr:.4f}). This is how autoencoders "
-         f"detect anomalies."),
-        ("Why do random codes from N(0, I) decode to better digits with a VAE than with a plain AE?",
-         f"The VAE's KL term pulls every q(z|x) towards N(0, I); averaged over images it bounds how far the "
-         f"codes' distribution q(z) is from N(0, I) (at most {pm['kl_mean']:.1f} nats for this VAE), so most "
-         f"random codes land near real ones. It does not make them equal: {100 * pm['share_outside']:.1f}% of its "
-         f"means lie beyond radius {pm['radius']:.2f}, against {100 * pm['prior_outside']:.1f}% under N(0, I). "
-         f"A plain AE is only trained to reconstruct, so its codes can sit anywhere (per-dimension moment KL "
-         f"{kl_a:.1f} nats, against {kl_v:.1f} for the VAE): random codes often fall where the decoder never "
-         f"learned to draw."),
-    ])
+    with stage():
+        other = [v for v in latents if v != latent]
+        q1 = ""
+        if other:
+            lo_k, hi_k = min(latents), max(latents)
+            e_lo = ui.pretrained(ctx.dataset_name, kind, 1.0, lo_k).evaluation.get("recon", float("nan"))
+            e_hi = ui.pretrained(ctx.dataset_name, kind, 1.0, hi_k).evaluation.get("recon", float("nan"))
+            q1 = (f"Up. With {lo_k} numbers the code keeps less detail than with {hi_k}. For these {kind.upper()}s the "
+                  f"held-out reconstruction error is {e_lo:.1f} nats with {lo_k} numbers and {e_hi:.1f} with {hi_k}. "
+                  f"Switch the latent size above and watch the reconstruction.")
+        errors = held_out_errors(ctx.dataset_name, kind, int(latent))
+        thr = dg.anomaly_threshold(errors, 0.99)
+        rnd = float(dg.reconstruction_mse(pre.model, dg.odd_inputs(x, seed=ctx.seed)["random pixels"]))
+        kl_a = code_spread(ctx.dataset_name, "ae", int(latent))["kl"]
+        kl_v = code_spread(ctx.dataset_name, "vae", int(latent))["kl"]
+        pm = vae_prior_match(ctx.dataset_name, int(latent))
+        ui.self_check("ae", [
+            (f"You shrink the code from {max(latents)} to {min(latents)} numbers. Does the reconstruction error go up "
+             f"or down?", q1 or "Up: a shorter code keeps less detail."),
+            ("You feed the autoencoder an image of random pixels. Will its reconstruction look like the input?",
+             f"No. The decoder can only draw digit-like images, so the error is large: {rnd:.4f} per pixel for random "
+             f"pixels, {rnd / thr:.0f}× the 99th percentile of held-out digits ({thr:.4f}). This is how autoencoders "
+             f"detect anomalies."),
+            ("Why do random codes from N(0, I) decode to better digits with a VAE than with a plain AE?",
+             f"The VAE's KL term pulls every q(z|x) towards N(0, I); averaged over images it bounds how far the "
+             f"codes' distribution q(z) is from N(0, I) (at most {pm['kl_mean']:.1f} nats for this VAE), so most "
+             f"random codes land near real ones. It does not make them equal: {100 * pm['share_outside']:.1f}% of its "
+             f"means lie beyond radius {pm['radius']:.2f}, against {100 * pm['prior_outside']:.1f}% under N(0, I). "
+             f"A plain AE is only trained to reconstruct, so its codes can sit anywhere (per-dimension moment KL "
+             f"{kl_a:.1f} nats, against {kl_v:.1f} for the VAE): random codes often fall where the decoder never "
+             f"learned to draw."),
+        ])

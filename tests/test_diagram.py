@@ -124,6 +124,28 @@ def test_frames_labels_and_controls(model_and_x):
     assert np.isnan(np.asarray(_decode(first[4]["z"]), float)).all()
 
 
+def test_controls_sit_at_the_top_and_the_compact_figure_drops_secondary_text(digits):
+    """Issue 21: ▶ Play and the step slider were under the figure, some 1,500 px down the page; they now sit
+    above the plot area, inside the top margin, below the title. The compact (presenter) figure has no legend,
+    no edge note and no "(32 shown)", so its labels do not collide at 16 px in a 611-px-tall figure."""
+    model = pretrained("digits", "vae", 1.0, 16).model
+    d = dg.build_diagram(model, digits.x[0], digits.image_shape)
+    for compact, font in ((False, 14), (True, 16)):
+        spec = _spec(diagram_figure(d, height=470 if compact else 820, font_size=font, compact=compact))
+        lay = spec["layout"]
+        menu, slider = lay["updatemenus"][0], lay["sliders"][0]
+        assert menu["y"] >= 1.0 and menu["yanchor"] == "bottom" and slider["y"] >= 1.0 and slider["yanchor"] == "bottom"
+        # The margin holds the title's two lines (about 3 font sizes), the slider (about 5.6) and the padding.
+        assert lay["margin"]["t"] >= 3.0 * font + 5.6 * font + slider["pad"]["b"]
+        assert lay["margin"]["b"] <= 30  # nothing left below the figure
+        text = " ".join(a["text"] for a in lay["annotations"] if a.get("visible", True))
+        assert ("(32 shown)" in text) is not compact and ("strongest weights" in text) is not compact
+        assert lay.get("showlegend", True) is not compact
+        for f in spec["frames"]:  # the frames keep the compact labels when Play runs
+            ftext = " ".join(a["text"] for a in f["layout"]["annotations"] if a.get("visible", True))
+            assert ("(32 shown)" in ftext) is not compact
+
+
 def test_figure_can_open_on_any_step_and_exports_standalone_html(digits):
     from core.ui import figure_html
 

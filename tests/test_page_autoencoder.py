@@ -23,6 +23,11 @@ def _subheaders(at) -> str:
     return " ".join(s.value for s in at.subheader)
 
 
+def _input_named(at) -> str:
+    """The sentence above the animation that names its input ("The input is ...")."""
+    return " ".join(m.value for m in at.markdown if m.value.startswith("The input is"))
+
+
 def _metric(at, label_start: str) -> str:
     return next(m.value for m in at.metric if m.label.startswith(label_start))
 
@@ -192,7 +197,7 @@ def test_inputs_and_widgets_change_the_numbers():
     assert_ok(at)
     assert not at.error
     assert at.selectbox(key="ae_class").value == 7 and at.number_input(key="ae_example").value == 3
-    assert "a held-out 7 (example 3 of" in _subheaders(at)
+    assert "a held-out 7 (example 3 of" in _input_named(at)
     assert "<b>z (code)</b><br>2" in _labels(_diagram(at)) and _metric(at, "Compression") == "784 → 2"
     first = _diagram(at)["data"]
     noisy = _metric(at, "Noisy input vs clean")
@@ -209,10 +214,10 @@ def test_inputs_and_widgets_change_the_numbers():
     assert spec["layout"]["sliders"][0]["active"] == 1 and "Step 2 of 8" in spec["layout"]["title"]["text"]
     # Random: the dice button draws another held-out image.
     at.radio(key="ae_input").set_value("random").run()
-    before = _subheaders(at)
+    before = _input_named(at)
     at.button(key="ae_reroll").click().run()
     assert_ok(at)
-    assert "random held-out image" in _subheaders(at) and _subheaders(at) != before
+    assert "random held-out image" in _input_named(at) and _input_named(at) != before
     assert _diagram(at)["data"] != first
     # Draw your own: without a drawing the page says so and keeps working.
     at.radio(key="ae_input").set_value("draw your own").run()
@@ -228,14 +233,14 @@ def test_url_round_trip_and_digits_dataset():
     assert at.radio(key="ae_kind").value == "VAE"
     assert at.selectbox(key="ae_latent").value == 2
     assert at.number_input(key="ae_index").value == 7
-    assert "held-out image 7" in _subheaders(at)
+    assert "held-out image 7" in _input_named(at)
     labels = _labels(_diagram(at))
     assert "<b>z = μ + σ·ε</b><br>2" in labels and "<b>input</b><br>64<br>(32 shown)" in labels
     assert _metric(at, "Compression") == "64 → 2"
     # Widgets write their state back to the URL, so a copied link reopens this view.
     at.number_input(key="ae_index").set_value(9).run()
     assert at.query_params["ae_index"] in ("9", ["9"])
-    assert "held-out image 9" in _subheaders(at)
+    assert "held-out image 9" in _input_named(at)
 
 
 def test_invalid_url_values_are_refused_with_a_message():
@@ -255,25 +260,31 @@ def test_presenter_mode_walks_through_scenes():
     assert_ok(at)
     specs = plotly_specs(at)
     assert len(specs) == 1 and not specs[0].get("frames")  # scene 1: the block diagram only
+    # Issue 21: in presenter mode the main figure comes first, tall enough to fill half a 1080-pixel screen and
+    # short enough to fit a 720-pixel one under the scene bar (about 80 px); the key idea follows it.
+    assert 540 <= specs[0]["layout"]["height"] <= 640
+    assert "The key idea" in texts(at)
     assert "Encoder, code, decoder" not in _subheaders(at)
     at.button(key="_scene_ae_next").click().run()
     assert_ok(at)
-    _diagram(at)  # scene 2: the animation
+    spec = _diagram(at)  # scene 2: the animation, with no heading above it (the scene bar names it)
+    assert not _subheaders(at) and 540 <= spec["layout"]["height"] <= 640
     at.button(key="_scene_ae_next").click().run()
     assert_ok(at)
     assert "Encoder, code, decoder" in _subheaders(at) and not plotly_specs(at)
-    at.session_state["_scene_ae"] = 3
-    at.run()
-    assert_ok(at)
-    assert "link to PCA" in _subheaders(at) and len(plotly_specs(at)) == 1
-    at.session_state["_scene_ae"] = 5  # anomaly detection on its own (its noise slider lives in scene 5)
-    at.run()
-    assert_ok(at)
-    assert "anomaly detection" in _subheaders(at) and "denoising" not in _subheaders(at)
-    at.session_state["_scene_ae"] = 6
-    at.run()
-    assert_ok(at)
-    assert "generation" in _subheaders(at).lower() and "Check yourself" in _subheaders(at)
+    sliders = {}
+    for scene in (3, 4, 5, 6):
+        at.session_state["_scene_ae"] = scene
+        at.run()
+        assert_ok(at)
+        specs = plotly_specs(at)
+        assert specs and 540 <= specs[0]["layout"]["height"] <= 640, (scene, specs[0]["layout"].get("height"))
+        assert all("Check yourself" in h.value for h in at.subheader), _subheaders(at)  # no section heading
+        sliders[scene] = [s.key for s in at.slider]
+        if scene == 5:  # anomaly detection on its own: the histogram and the two odd inputs
+            assert len(specs) == 2 and "Reconstruction error of the" in specs[0]["layout"]["title"]["text"]
+    assert "ae_noise" in sliders[4] and "ae_noise" not in sliders[5]  # the noise slider lives in scene 4
+    assert "Check yourself" in _subheaders(at)  # the last scene carries the self-check
 
 
 # ---- real browser ----------------------------------------------------------------------------------
@@ -305,6 +316,10 @@ def test_autoencoder_page_plays_in_the_browser(page, server_url):
     assert_no_exception_box(page)
     page.wait_for_selector(".js-plotly-plot .updatemenu-button")
     assert _frame_label(page).strip() == "step: compare"
+    # Issue 21: ▶ Play sits at the top of the animated figure (it was under it, about 1,500 px down the page).
+    chart = page.locator(".st-key-ae_diagram .js-plotly-plot").first.bounding_box()
+    play = page.locator(".st-key-ae_diagram .updatemenu-button").first.bounding_box()
+    assert chart["y"] < play["y"] < chart["y"] + 160, (chart, play)
     page.locator(".updatemenu-button").first.click()  # ▶ Play: replays from the input
     _wait_frame(page, "t !== '' && !t.includes('compare')")  # the animation has started again
     n_before = len(watch.real_errors())
@@ -381,6 +396,20 @@ def test_draw_your_own_digit_in_the_browser(watched_page, server_url):
         "([x, y]) => { const e = document.elementFromPoint(x, y); return !!(e && e.closest('.st-key-ae_canvas')); }",
         [box["x"] + box["width"] - 4, box["y"] + box["height"] - 4])
     assert inside, "the canvas's far corner is covered or clipped"
+    # Issue 21: the canvas's toolbar (undo, redo, clear) appears above it on hover; it must cover nothing else.
+    page.mouse.move(box["x"] + 100, box["y"] + 100)
+    page.wait_for_timeout(600)
+    overlaps = page.evaluate("""() => {
+      const host = [...document.querySelectorAll('.st-key-ae_canvas *')].find(e => e.shadowRoot);
+      const bar = host.shadowRoot.querySelector('.dc-toolbar-card').getBoundingClientRect();
+      if (bar.width === 0) return ['toolbar not shown'];
+      const hit = (r) => r.left < bar.right && bar.left < r.right && r.top < bar.bottom && bar.top < r.bottom;
+      return [...document.querySelectorAll('[data-testid="stMain"] [data-testid="stElementContainer"]')]
+        .filter(e => !e.classList.contains('st-key-ae_canvas') && !e.querySelector('.st-key-ae_canvas'))
+        .filter(e => e.innerText.trim() !== '' || e.querySelector('input, button, canvas, img, svg'))  // not st.space
+        .filter(e => e.getBoundingClientRect().height > 0 && hit(e.getBoundingClientRect()))
+        .map(e => e.innerText.slice(0, 60)); }""")
+    assert overlaps == [], overlaps
     x0, y0 = box["x"] + 140, box["y"] + 40
     page.mouse.move(x0, y0)
     page.mouse.down()

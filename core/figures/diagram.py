@@ -50,7 +50,7 @@ def _hover(d: Diagram, layer: DiagramLayer) -> list[str]:
     return out
 
 
-def _node_traces(d: Diagram, s: int) -> list[dict]:
+def _node_traces(d: Diagram, s: int, compact: bool = False) -> list[dict]:
     traces = []
     for n, layer in enumerate(d.layers):
         done = layer.stage <= s
@@ -65,7 +65,7 @@ def _node_traces(d: Diagram, s: int) -> list[dict]:
             text = [f"{layer.title}: not computed yet"] * len(layer.shown)
         if n == 0:
             marker.update(showscale=True, colorbar=dict(
-                title=dict(text="value<br>(each layer<br>scaled to<br>its max |a|)", side="top"),
+                title=dict(text="value" if compact else "value<br>(each layer<br>scaled to<br>its max |a|)", side="top"),
                 tickvals=[-1, 0, 1], ticktext=["−max", "0", "+max"], x=0.005, xanchor="left",
                 y=0.14, yanchor="middle", len=0.26, thickness=14))
         traces.append(dict(type="scatter", x=np.full(len(layer.shown), layer.x), y=layer.y, mode="markers",
@@ -146,8 +146,8 @@ def _image_traces(d: Diagram, s: int) -> list[dict]:
     ]
 
 
-def _traces(d: Diagram, s: int) -> list:
-    return _edge_traces(d, s) + _node_traces(d, s) + _image_traces(d, s)
+def _traces(d: Diagram, s: int, compact: bool = False) -> list:
+    return _edge_traces(d, s) + _node_traces(d, s, compact) + _image_traces(d, s)
 
 
 def _x_range(d: Diagram) -> tuple[float, float]:
@@ -157,9 +157,10 @@ def _x_range(d: Diagram) -> tuple[float, float]:
 
 BOTTOM = {4: [0.17, 0.32], 5: [0.36, 0.51], 6: [0.55, 0.70]}  # paper x of the compare row's panels
 BOTTOM_Y = [0.0, 0.27]
+CONTROLS_PAD = 26  # px between the plot area's top and the controls (room for the legend and edge note)
 
 
-def _stage_layout(d: Diagram, s: int) -> dict:
+def _stage_layout(d: Diagram, s: int, compact: bool = False) -> dict:
     """Title, annotations and shapes for stage ``s``. Every stage has the same number of
     annotations and shapes (unused ones invisible): Plotly merges frame layouts item by item."""
     stage = d.stages[s]
@@ -169,7 +170,7 @@ def _stage_layout(d: Diagram, s: int) -> dict:
         done = layer.stage <= s
         # Narrow labels (the columns are close together on a projector): name, width, and how many shown.
         lines = [f"<b>{layer.title}</b>", str(layer.width)]
-        if layer.subsampled:
+        if layer.subsampled and not compact:
             lines.append(f"({len(layer.shown)} shown)")
         ann.append(dict(x=layer.x, y=float(layer.y.max()) + 0.025, xref="x", yref="y",
                         text="<br>".join(lines), showarrow=False, yanchor="bottom",
@@ -180,7 +181,8 @@ def _stage_layout(d: Diagram, s: int) -> dict:
     mid = [layer.x for layer in d.layers if layer.key in ("mu", "sigma", "eps", "z")]
     for xs, name, what in ((enc, "ENCODER", "compresses"), (mid, "BOTTLENECK", "the code"),
                            (dec, "DECODER", "rebuilds")):
-        ann.append(dict(x=(min(xs) + max(xs)) / 2, y=-0.035, xref="x", yref="y", text=f"<b>{name}</b><br>{what}",
+        ann.append(dict(x=(min(xs) + max(xs)) / 2, y=-0.035, xref="x", yref="y",
+                        text=f"<b>{name}</b>" if compact else f"<b>{name}</b><br>{what}",
                         showarrow=False, yanchor="top", font=dict(color="#444444")))
     out_done = s >= len(d.stages) - 2
     ann += [dict(x=0.5, y=1.0, xref="x2 domain", yref="y2 domain", text="<b>input x</b>", showarrow=False,
@@ -189,7 +191,7 @@ def _stage_layout(d: Diagram, s: int) -> dict:
                  yanchor="bottom", font=dict(color="#222222" if out_done else "#9A9A9A"))]
     ann.append(dict(x=0.11, y=0.99, xref="paper", yref="paper", xanchor="left", yanchor="bottom", showarrow=False,
                     text=f"Edges: the {d.edges_per_node} strongest weights into each node; thicker = larger |w|",
-                    font=dict(color="#444444")))
+                    font=dict(color="#444444"), visible=not compact))
     for ax, text in ((4, "input x"), (5, "reconstruction x̂"), (6, "error |x − x̂|")):
         ann.append(dict(x=0.5, y=1.0, xref=f"x{ax} domain", yref=f"y{ax} domain", text=f"<b>{text}</b>",
                         showarrow=False, yanchor="bottom", visible=compare, font=dict(color="#222222")))
@@ -215,18 +217,27 @@ def _play_args(duration: int) -> list:
                    "transition": {"duration": 0}, "mode": "immediate"}]
 
 
-def diagram_figure(d: Diagram, height: int = 820, font_size: int = FONT["size"], start: int | None = None) -> go.Figure:
+def diagram_figure(d: Diagram, height: int = 820, font_size: int = FONT["size"], start: int | None = None,
+                   shown_font: float | None = None, compact: bool = False) -> go.Figure:
     """The animated forward pass of ``d`` (see the module docstring). The figure opens on stage
     ``start`` (default: the last, the whole network); Play replays it from the input. Every
     text inherits ``font_size`` (no text sets its own size), so scaling the layout font scales
-    them all, in every frame."""
+    them all, in every frame. ``shown_font``: the size the text will be drawn at, when the caller
+    scales the fonts afterwards (presenter mode); the top margin, which holds the title and the
+    controls, is sized for it. ``compact`` (presenter mode, a short figure): no legend and no edge note
+    (the page's caption says both), layer labels without "(32 shown)", one-word part labels."""
     n = len(d.stages)
     last = n - 1 if start is None else int(np.clip(start, 0, n - 1))
+    # Top margin: the two-line title, then the controls' row (slider's current value, rail and step labels),
+    # then the legend and the edge note just above the plot area; all in pixels, scaled with the font.
+    fs = shown_font or font_size
+    pad = 8 if compact else CONTROLS_PAD
+    top = int(round(3.0 * fs + 2 + 5.6 * fs + pad))
     # Traces, frames and layout are built as plain dicts and validated once by go.Figure:
     # building hundreds of graph objects one by one takes seconds.
-    data = [_all_edges_trace(d), *_traces(d, last)]
+    data = [_all_edges_trace(d), *_traces(d, last, compact)]
     changing = list(range(1, len(data)))  # trace 0 (all edges, grey) never changes
-    frames = [dict(data=_traces(d, s), traces=changing, name=st.name, layout=_stage_layout(d, s))
+    frames = [dict(data=_traces(d, s, compact), traces=changing, name=st.name, layout=_stage_layout(d, s, compact))
               for s, st in enumerate(d.stages)]
     lo, hi = _x_range(d)
     h, w = d.image_shape
@@ -247,17 +258,20 @@ def diagram_figure(d: Diagram, height: int = 820, font_size: int = FONT["size"],
                *[dict(label=k, method="animate", args=_play_args(v)) for k, v in list(SPEEDS.items())[1:]]]
     layout = dict(
         xaxis=dict(domain=[0.09, 0.91], range=[lo, hi], visible=False, fixedrange=True),
-        yaxis=dict(domain=[0.36, 0.93], range=[-0.1, 1.19], visible=False, fixedrange=True),
+        yaxis=dict(domain=[0.38, 0.97] if compact else [0.36, 0.93], range=[-0.1, 1.19], visible=False,
+                   fixedrange=True),
         **axes,
         # No legend title: a wide legend would make Plotly widen the margins and shrink the plot.
-        legend=dict(orientation="h", x=0.11, y=0.935, xanchor="left", yanchor="bottom"),
+        legend=dict(orientation="h", x=0.11, y=0.935, xanchor="left", yanchor="bottom"), showlegend=not compact,
         hovermode="closest", height=height, template="plotly_white", font=dict(FONT, size=font_size, color="#222222"),
-        margin=dict(l=10, r=10, t=78, b=90),
-        updatemenus=[dict(type="buttons", direction="left", showactive=False, x=0.0, y=-0.02, xanchor="left",
-                          yanchor="top", pad=dict(t=0, r=6), buttons=buttons)],
-        sliders=[dict(active=last, steps=steps, x=0.47, len=0.51, y=-0.01, yanchor="top", pad=dict(t=0, b=0),
-                      currentvalue=dict(prefix="step: "))],
-        **_stage_layout(d, last),
+        # The controls (▶ Play and the step slider) sit at the top, under the title, so they are on screen
+        # as soon as the figure is (issue 21: at the bottom they were some 1,500 px down the page).
+        margin=dict(l=10, r=10, t=top, b=20),
+        updatemenus=[dict(type="buttons", direction="left", showactive=False, x=0.0, y=1.0, xanchor="left",
+                          yanchor="bottom", pad=dict(t=0, r=6, b=pad + 12), buttons=buttons)],
+        sliders=[dict(active=last, steps=steps, x=0.47, len=0.51, y=1.0, yanchor="bottom",
+                      pad=dict(t=0, b=pad), currentvalue=dict(prefix="step: "))],
+        **_stage_layout(d, last, compact),
     )
     return go.Figure(dict(data=data, layout=layout, frames=frames))
 
