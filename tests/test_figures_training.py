@@ -45,23 +45,79 @@ def plotly_y(trace) -> np.ndarray:
 
 # ---- live charts -------------------------------------------------------------------------------
 
+def layers(spec: dict) -> list[dict]:
+    return [layer for panel in spec["vconcat"] for layer in panel["layer"]]
+
+
 def test_live_loss_chart_has_the_same_curves_as_the_shared_builder(trained):
     t, _ = trained
     table, spec = FT.live_loss_chart(t.history, t.eval_history, t.beta_changes, max_points=10**6)
     df = table.to_pandas()
     # placeholder rows keep every layer non-empty (no Vega "Infinite extent" warnings) and are never drawn
     hidden = df[~df["show"]]
-    assert sorted(hidden.set) == ["beta", "held-out"] and (hidden.step == 0).all() and (hidden.value == 0).all()
+    assert sorted(hidden.set) == ["beta", "beta", "held-out", "held-out", "train", "train"] and (hidden.step == 0).all()
     df = df[df["show"]]
     ref = F.loss_curves(t.history, t.eval_history, t.beta_changes)
+    ceiling = {}
+    for panel, names in FT.LOSS_PANELS.items():  # each panel's y-range, from its full training curves
+        train = [tr for tr in ref.data if tr.name in [f"{n} (train)" for n in names]]
+        ceiling[panel] = FT.y_ceiling(np.concatenate([plotly_y(tr) for tr in train]),
+                                      np.concatenate([np.asarray(tr.x, dtype=float) for tr in train]))
     for trace in ref.data:
         name, kind = trace.name.rsplit(" (", 1)
         part = df[(df.term == name) & (df.set == ("train" if kind == "train)" else "held-out"))]
-        assert np.allclose(part.value.to_numpy(), plotly_y(trace), rtol=1e-9, equal_nan=True), trace.name
-        assert np.allclose(part.step.to_numpy(), np.asarray(trace.x, dtype=float))
+        y = plotly_y(trace)
+        kept = ~(y > ceiling[part.panel.iloc[0]])
+        # the same curve, less only the first steps above the panel's y-range
+        assert np.allclose(part.value.to_numpy(), y[kept], rtol=1e-9, equal_nan=True), trace.name
+        assert np.allclose(part.step.to_numpy(), np.asarray(trace.x, dtype=float)[kept])
     rules = df[df.set == "beta"]
     assert rules.step.tolist() == [60.0] and rules.label.tolist() == ["β=3"]
     assert len(ref.layout.shapes) == 1 and ref.layout.shapes[0].x0 == 60
+
+
+def test_kl_has_its_own_panel_and_the_first_steps_do_not_set_the_y_range(trained):
+    """Issue 21: KL and β·KL (a few nats) on their own axis, not flat under a reconstruction of 100+;
+    the first steps' huge losses are cut from the y-range."""
+    t, _ = trained
+    df = FT.live_loss_chart(t.history, t.eval_history, t.beta_changes, max_points=10**6)[0].to_pandas()
+    df = df[df["show"]]
+    assert set(df[df.panel == "kl"].term) == {"KL", "β·KL"} and set(df[df.panel == "top"].term) == {"total", "reconstruction"}
+    first = t.history[0]["recon"]
+    late = [h["recon"] for h in t.history[len(t.history) // 5:]]
+    recon = df[(df.term == "reconstruction") & (df.set == "train")]
+    assert first > 1.2 * max(late) and recon.step.iloc[0] > 1 and recon.value.max() < first  # the early peak is out of range
+    assert recon.step.iloc[-1] == t.step
+    assert FT.y_ceiling(np.array([500.0, 200, 110, 105, 100, 100, 99, 98, 97, 96, 95]), np.arange(11)) == pytest.approx(200 * 1.05, rel=1e-6)
+    assert FT.y_ceiling(np.array([np.nan]), np.array([1.0])) == float("inf")
+
+
+def test_beta_labels_never_overlap_however_many_changes():
+    """Five changes close together used to pile into one unreadable label; now each gets its own place."""
+    for n in (2, 5, 12, 40):
+        steps = list(np.linspace(100, 140, n))  # all within a few per cent of a 1,000-step axis
+        labels = [f"β={b:g}" for b in np.resize([0.5, 4, 10, 1, 0.75], n)]
+        places = FT.place_beta_labels(steps, labels, 1000, 12)
+        assert places[-1][0] >= 0  # the newest change always keeps its label
+        boxes = []
+        for (row, side), x, text in zip(places, steps, labels):
+            if row < 0:
+                continue
+            w = (len(text) * 0.62 * 12 + 6) / FT.ASSUMED_PLOT_WIDTH * 1000
+            lo, hi = (x, x + w) if side == "left" else (x - w, x)
+            assert all(r != row or hi <= a or lo >= b for r, a, b in boxes), (n, text)
+            boxes.append((row, lo, hi))
+        assert len(boxes) >= min(n, FT.BETA_LABEL_ROWS)
+    # a label that would leave the plot on the right ends at its rule instead
+    assert FT.place_beta_labels([995], ["β=10"], 1000, 12) == [(0, "right")]
+    table, spec = FT.live_loss_chart([{"step": s, "loss": 1.0, "recon": 1.0, "kl": 0.5, "beta_kl": 0.5} for s in range(1, 200)],
+                                     beta_changes=[(0, 1.0)] + [(100 + i, b) for i, b in enumerate([4, 0.5, 8, 1, 2])])
+    df = table.to_pandas()
+    shown = df[(df.set == "beta") & (df.label != "")]
+    assert len(shown) == 5 and len(set(zip(shown.row, shown.side))) == 5
+    texts = [l for l in layers(spec) if l["mark"]["type"] == "text"]
+    assert len(texts) == 2 and all(l in spec["vconcat"][0]["layer"] for l in texts)  # labelled once, in the top panel
+    assert sum(l["mark"]["type"] == "rule" for l in layers(spec)) == 2  # the rule crosses both panels
 
 
 def test_live_chart_specs_do_not_depend_on_the_data(trained):
@@ -85,24 +141,30 @@ def test_no_layer_of_the_loss_chart_is_ever_empty_and_placeholders_are_invisible
     for hist, evals, changes in (([], [], []), (t.history[:3], [], [(0, 1.0)]), (t.history, t.eval_history, t.beta_changes)):
         table, spec = FT.live_loss_chart(hist, evals, changes)
         df = table.to_pandas()
-        for layer in spec["layer"]:
-            kind = layer["transform"][0]["filter"].split("'")[1]
-            assert (df.set == kind).any(), kind  # an empty layer makes Vega warn "Infinite extent"
-        for layer in spec["layer"][1:3]:  # held-out diamonds and β rules: size/width and opacity 0 unless shown
+        for layer in layers(spec):
+            f = layer["transform"][0]["filter"]
+            kind = f.split("'")[1]
+            part = df[df.set == kind]
+            if "datum.panel" in f:
+                part = part[part.panel == f.split("datum.panel === '")[1].split("'")[0]]
+            if "datum.side" in f:
+                part = part[part.side == f.split("datum.side === '")[1].split("'")[0]]
+            assert len(part), f  # an empty layer makes Vega warn "Infinite extent"
+        for layer in [l for l in layers(spec) if l["mark"]["type"] in ("point", "rule")]:  # size/width and opacity 0 unless shown
             enc = layer["encoding"]
             for ch in ("opacity", "size", "strokeWidth"):
                 if ch in enc:
                     assert enc[ch]["condition"]["test"] == "datum.show" and enc[ch]["value"] == 0
         if not hist:
             assert not df["show"].any()
-    assert FT.live_loss_chart([], [])[0].to_pandas().label.tolist() == ["", "", ""]  # no β text is drawn
+    assert set(FT.live_loss_chart([], [])[0].to_pandas().label) == {""}  # no β text is drawn
 
 
 def test_long_histories_are_thinned_but_keep_both_ends(trained):
     t, _ = trained
     df = FT.live_loss_chart(t.history, max_points=50)[0].to_pandas()
-    total = df[(df.term == "total") & (df.set == "train")]
-    assert len(total) <= 50 and total.step.iloc[0] == 1 and total.step.iloc[-1] == t.step
+    total = df[(df.term == "total") & (df.set == "train") & df["show"]]
+    assert len(total) <= 50 and total.step.iloc[-1] == t.step  # (the first steps may lie above the y-range)
     assert FT.thin(10, 3).tolist() == [0, 4, 9] and FT.thin(3, 10).tolist() == [0, 1, 2]
 
 

@@ -30,7 +30,6 @@ from core.figures import FONT, OKABE_ITO, TERM_COLORS, as_images, class_color, m
 
 MAX_LINE_POINTS = 400      # per line: longer (smoothed) curves are thinned evenly
 MAX_TIMELINE_FRAMES = 60
-MAX_BETA_LABELS = 10       # beyond this many beta changes only the last ones get a text label
 
 
 # ---- plumbing --------------------------------------------------------------------------------
@@ -116,66 +115,146 @@ def _vl_config(font_scale: float) -> dict:
             "title": {"fontSize": f(15), "anchor": "start"}, "view": {"stroke": None}}
 
 
+#: The two panels of the live loss chart: reconstruction and total (100+ nats on MNIST) above,
+#: KL and β·KL (a few to a few tens of nats) below, each with its own y-axis so the KL visibly
+#: responds to β instead of lying flat at the bottom of a shared axis.
+LOSS_PANELS = {"top": ("total", "reconstruction"), "kl": ("KL", "β·KL")}
+BETA_LABEL_ROWS = 4        # β labels are stacked in up to this many rows so that they never overlap
+ASSUMED_PLOT_WIDTH = 480   # px: a lower bound of the loss chart's width on the page (labels placed for it)
+EARLY_FRACTION = 0.1       # the first 10 % of the steps do not set the y-range (their losses are huge)
+
+
+def y_ceiling(values: np.ndarray, steps: np.ndarray, early: float = EARLY_FRACTION) -> float:
+    """The top of a panel's y-range: 5 % above the largest value after the first ``early`` share of
+    the steps (``values`` (N,), ``steps`` (N,)), so the first steps' losses (hundreds of nats on
+    MNIST) do not squash the rest of the curve; +inf when nothing is measured yet."""
+    v = np.asarray(values, dtype=float)
+    x = np.asarray(steps, dtype=float)
+    ok = np.isfinite(v)
+    if not ok.any():
+        return float("inf")
+    late = ok & (x >= x[ok].min() + early * (x[ok].max() - x[ok].min()))
+    top = float(np.max(v[late])) if late.any() else float(np.max(v[ok]))
+    return top + 0.05 * abs(top) + 1e-6
+
+
+def place_beta_labels(steps: Sequence[float], labels: Sequence[str], x_max: float, font_px: float,
+                      rows: int = BETA_LABEL_ROWS, width_px: float = ASSUMED_PLOT_WIDTH) -> list[tuple[int, str]]:
+    """(row, side) for each β label, so that no two overlap: a label starts at its rule and runs right
+    ("left"-aligned) or ends at it ("right"), in the first row where it overlaps no other label. Its width is estimated
+    as 0.62 em per character on a plot ``width_px`` wide spanning steps 0..``x_max``. The newest
+    labels are placed first; a label with no free place gets row -1 (its rule and tooltip stay)."""
+    n = len(steps)
+    out: list[tuple[int, str]] = [(-1, "left")] * n
+    taken: list[list[tuple[float, float]]] = [[] for _ in range(rows)]
+    span = max(float(x_max), 1.0)
+    for i in reversed(range(n)):
+        w = (len(labels[i]) * 0.62 * font_px + 6) / width_px * span
+        x = float(steps[i])
+        options = [(r, sd) for r in range(rows) for sd in ("left", "right")
+                   if (x + w <= span if sd == "left" else x - w >= 0) or (sd == "right" and x + w > span)]
+        for r, sd in options:
+            lo, hi = (x, x + w) if sd == "left" else (x - w, x)
+            if all(hi <= a or lo >= b for a, b in taken[r]):
+                taken[r].append((lo, hi))
+                out[i] = (r, sd)
+                break
+    return out
+
+
 def live_loss_chart(history: Sequence[Mapping], eval_history: Sequence[Mapping] = (),
                     beta_changes: Sequence[tuple[int, float]] = (), title: str = "Loss terms per sample (nats)",
                     height: int = 320, font_scale: float = 1.0,
                     max_points: int = MAX_LINE_POINTS) -> tuple[pa.Table, dict]:
-    """Live loss curves as (long table, Vega-Lite spec): total, reconstruction, beta*KL and raw KL
-    per step (lines: training batches, a moving average over len/60 steps as in
-    :func:`core.figures.loss_curves`; diamonds: held-out), and a dashed rule labelled "β=b" where
-    beta changed. Columns: step, value, term, set ("train", "held-out" or "beta"), label, show.
+    """Live loss curves as (long table, Vega-Lite spec) in two panels with their own y-axes
+    (``LOSS_PANELS``): total and reconstruction above, KL and β·KL below, per step (lines: training
+    batches, a moving average over len/60 steps as in :func:`core.figures.loss_curves`; diamonds:
+    held-out), and a dashed rule in both panels where β changed, labelled "β=b" once (above), the
+    labels stacked so they never overlap (``place_beta_labels``). Each panel's y-range ends at
+    ``y_ceiling``: points above it (the first steps) are left out of the table. Columns: step, value,
+    term, set ("train", "held-out" or "beta"), panel ("top", "kl"), label, row, side, show.
 
     Each filtered layer always gets at least one row: a layer with no data makes Vega log "Infinite
-    extent" warnings on every redraw. So the held-out and β sets (and, before the first step, the
-    training set) get one placeholder row at (step 0, value 0) with ``show`` False, which is drawn
-    with size, width and opacity 0. It changes no axis: both scales include zero anyway."""
-    steps, values, terms, sets, labels, shows = [], [], [], [], [], []
+    extent" warnings on every redraw. So every layer gets one placeholder row with ``show`` False,
+    drawn with size, width and opacity 0, at step 0 and a value inside its panel's range (so it
+    changes no axis)."""
+    steps, values, terms, sets, panels, labels, rows, sides, shows = [], [], [], [], [], [], [], [], []
 
-    def add(x, y, term, kind, label=None, show=True):
-        steps.append(np.asarray(x, dtype=np.float64))
+    def add(x, y, term, kind, panel, label=None, row=None, side=None, show=True):
+        x = np.asarray(x, dtype=np.float64)
+        steps.append(x)
         values.append(np.asarray(y, dtype=np.float64))
-        terms.extend([term] * len(steps[-1]))
-        sets.extend([kind] * len(steps[-1]))
-        labels.extend(label if label is not None else [""] * len(steps[-1]))
-        shows.extend([show] * len(steps[-1]))
+        n = len(x)
+        terms.extend([term] * n)
+        sets.extend([kind] * n)
+        panels.extend([panel] * n)
+        labels.extend(label if label is not None else [""] * n)
+        rows.extend(row if row is not None else [0] * n)
+        sides.extend(side if side is not None else ["left"] * n)
+        shows.extend([show] * n)
 
-    for kind in (("train", "held-out", "beta") if not history else ("held-out", "beta")):
-        add([0.0], [0.0], "total", kind, show=False)  # placeholder rows: no layer is ever empty
-
+    panel_of = {name: panel for panel, names in LOSS_PANELS.items() for name in names}
+    curves: dict[str, list[tuple[np.ndarray, np.ndarray, str, str]]] = {p: [] for p in LOSS_PANELS}
     if history:
         x = np.array([h["step"] for h in history], dtype=float)
         win = max(1, len(history) // 60)
         keep = thin(len(history), max_points)
         for key, name in TERM_NAMES.items():
-            add(x[keep], smooth(np.array([h.get(key, np.nan) for h in history], dtype=float), win)[keep], name, "train")
+            y = smooth(np.array([h.get(key, np.nan) for h in history], dtype=float), win)[keep]
+            curves[panel_of[name]].append((x[keep], y, name, "train"))
     if eval_history:
-        es = [e["step"] for e in eval_history]
+        es = np.array([e["step"] for e in eval_history], dtype=float)
         for key in ("loss", "recon", "kl"):
-            add(es, [e[key] for e in eval_history], TERM_NAMES[key], "held-out")
+            name = TERM_NAMES[key]
+            curves[panel_of[name]].append((es, np.array([e[key] for e in eval_history], dtype=float), name, "held-out"))
+    for panel, parts in curves.items():
+        train = [c for c in parts if c[3] == "train"] or parts
+        top = y_ceiling(np.concatenate([c[1] for c in train]), np.concatenate([c[0] for c in train])) if train else 0.0
+        inside = []
+        for xs, ys, name, kind in parts:
+            ok = ~(ys > top)  # NaN (a term not logged) stays: the line breaks there
+            add(xs[ok], ys[ok], name, kind, panel)
+            inside.append(ys[ok & np.isfinite(ys)])
+        vals = np.concatenate(inside) if inside else np.zeros(0)
+        filler = float(np.median(vals)) if len(vals) else 0.0
+        for kind in ("train", "held-out"):
+            add([0.0], [filler], LOSS_PANELS[panel][0], kind, panel, show=False)  # placeholders
+    for side in ("left", "right"):
+        add([0.0], [np.nan], "β", "beta", "", label=[""], side=[side], show=False)
     changes = list(beta_changes)[1:]
     if changes:
-        first_label = len(changes) - MAX_BETA_LABELS  # older changes keep their rule, not their text
-        add([c[0] for c in changes], np.full(len(changes), np.nan), "β", "beta",
-            [f"β={c[1]:g}" if i >= first_label else "" for i, c in enumerate(changes)])
+        text = [f"β={c[1]:g}" for c in changes]
+        x_max = max([float(np.max(s)) for s in steps if len(s)] + [float(c[0]) for c in changes] + [1.0])
+        places = place_beta_labels([c[0] for c in changes], text, x_max, 12 * font_scale)
+        add([c[0] for c in changes], np.full(len(changes), np.nan), "β", "beta", "",
+            [t if r >= 0 else "" for t, (r, _) in zip(text, places)], [max(r, 0) for r, _ in places],
+            [sd for _, sd in places])
     cat = (lambda parts: np.concatenate(parts) if parts else np.zeros(0))
     table = pa.table({"step": cat(steps), "value": cat(values), "term": pa.array(terms, pa.string()),
-                      "set": pa.array(sets, pa.string()), "label": pa.array(labels, pa.string()),
-                      "show": pa.array(shows, pa.bool_())})
+                      "set": pa.array(sets, pa.string()), "panel": pa.array(panels, pa.string()),
+                      "label": pa.array(labels, pa.string()), "row": pa.array(rows, pa.int32()),
+                      "side": pa.array(sides, pa.string()), "show": pa.array(shows, pa.bool_())})
     hide = (lambda visible: {"condition": {"test": "datum.show", "value": visible}, "value": 0})
     names = list(TERM_NAMES.values())
     color = {"field": "term", "type": "nominal", "title": None,
              "scale": {"domain": names, "range": [TERM_COLORS[k] for k in TERM_NAMES]}}
     x = {"field": "step", "type": "quantitative", "title": "step", "scale": {"zero": True, "nice": False}}
-    y = {"field": "value", "type": "quantitative", "title": "nats per sample"}
+    x_kl, x_top = x, {**x, "axis": {"title": None, "labels": False}}  # one step axis, under the lower panel
     tip = [{"field": "term"}, {"field": "step", "format": ".0f"}, {"field": "value", "format": ".2f"}]
-    spec = {
-        "title": title, "height": round(height * min(font_scale, 1.3)),
-        "layer": [
-            {"transform": [{"filter": "datum.set === 'train'"}], "mark": {"type": "line", "strokeWidth": 2.5},
-             "encoding": {"x": x, "y": y, "color": color, "tooltip": tip,
+    h = round(height * min(font_scale, 1.3))
+    line_px = round(12 * font_scale) + 3
+
+    def panel_spec(panel: str, y_title: str, panel_height: int, zero: bool, with_labels: bool) -> dict:
+        y = {"field": "value", "type": "quantitative", "title": y_title, "scale": {"zero": zero}}
+        x = x_kl if panel == "kl" else x_top
+        where = f"datum.panel === '{panel}'"
+        layers = [
+            {"transform": [{"filter": f"datum.set === 'train' && {where}"}],
+             "mark": {"type": "line", "strokeWidth": 2.5},
+             "encoding": {"x": x, "y": y, "color": color, "tooltip": tip, "opacity": hide(1),
                           "strokeDash": {"field": "term", "type": "nominal", "title": None,
                                          "scale": {"domain": names, "range": [[1, 0], [1, 0], [1, 0], [5, 3]]}}}},
-            {"transform": [{"filter": "datum.set === 'held-out'"}],
+            {"transform": [{"filter": f"datum.set === 'held-out' && {where}"}],
              "mark": {"type": "point", "shape": "diamond", "filled": True},
              "encoding": {"x": x, "y": y, "color": color, "tooltip": [{"field": "set"}, *tip],
                           "size": hide(70), "opacity": hide(1)}},
@@ -184,11 +263,24 @@ def live_loss_chart(history: Sequence[Mapping], eval_history: Sequence[Mapping] 
              "encoding": {"x": x, "tooltip": [{"field": "label", "title": "β changed to"},
                                               {"field": "step", "format": ".0f"}],
                           "strokeWidth": hide(1.5), "opacity": hide(1)}},
-            {"transform": [{"filter": "datum.set === 'beta'"}],
-             "mark": {"type": "text", "align": "left", "dx": 3, "dy": 2, "baseline": "top", "color": "#555",
-                      "fontSize": round(12 * font_scale)},
-             "encoding": {"x": x, "y": {"value": 0}, "text": {"field": "label"}}},
-        ],
+        ]
+        if with_labels:
+            for side, dx in (("left", 3), ("right", -3)):
+                layers.append(
+                    {"transform": [{"filter": f"datum.set === 'beta' && datum.side === '{side}'"},
+                                   {"calculate": f"2 + datum.row * {line_px}", "as": "ypx"}],
+                     "mark": {"type": "text", "align": side, "dx": dx, "baseline": "top", "color": "#444",
+                              "fontSize": round(12 * font_scale)},
+                     "encoding": {"x": x, "y": {"field": "ypx", "type": "quantitative", "scale": None},
+                                  "text": {"field": "label"}}})
+        return {"height": panel_height, "width": "container", "layer": layers}
+
+    spec = {
+        "title": title,
+        "vconcat": [panel_spec("top", "total, reconstruction", round(h * 0.55), False, True),
+                    panel_spec("kl", "KL, β·KL", round(h * 0.45), True, False)],
+        "spacing": round(8 * font_scale),
+        "resolve": {"scale": {"x": "shared", "color": "shared", "strokeDash": "shared"}},
         "config": _vl_config(font_scale),
     }
     return table, spec
