@@ -13,7 +13,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-MODULES = ["bench.bench_core", "bench.bench_tsne", "bench.bench_interaction", "bench.bench_training", "bench.bench_load"]
+MODULES = ["bench.bench_core", "bench.bench_pages", "bench.bench_tsne", "bench.bench_interaction", "bench.bench_training",
+           "bench.bench_load"]
 
 
 def machine() -> str:

@@ -1,0 +1,174 @@
+"""Page open time on a warm server: how long after a page is opened it is drawn completely.
+
+DESIGN.md's budget: "On a warm server every page draws completely within 1.5 s of being opened."
+
+Protocol. One server; one headless Chromium. Each page is first opened once and left to settle
+(warm-up: imports, the zoo's models, st.cache_data / st.cache_resource entries), and what it draws
+is counted then: its Plotly charts and its images. Then each page is opened ``n`` times, each time in
+a fresh browser context (a new Streamlit session, as a student following a link; the browser's HTTP
+cache is empty, as on first visit, but the server's caches are warm).
+
+"Drawn completely" means, all at once (``_DRAWN_JS``):
+  - the script run is over: the app's ``data-test-script-state`` is ``notRunning`` and its connection
+    ``CONNECTED``, so Streamlit's status widget shows no "Running..." indicator;
+  - the page's title (h1) is there, with no loading skeleton and no stale (greyed) element left;
+  - at least as many Plotly charts as the warm-up counted, each with its SVG drawn (``.main-svg``),
+    and at least as many images, each loaded (``img.complete`` with a natural width);
+and it still holds 600 ms later (a rerun that starts in between does not count as drawn). The time
+is ``performance.now()`` at the first poll (every 20 ms, in the page) where this holds: milliseconds
+since the navigation started, the moment a user clicks a link.
+
+    python -m bench.bench_pages            # every page, 5 opens each, plus the floor
+    python -m bench.bench_pages --n 10 --pages /kl /limits
+
+The floor is the same measurement on a bare Streamlit script that draws a title and one Plotly chart.
+Other work on the machine makes the figures longer: each row says the load average it ran under.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+BUDGET_S = 1.5
+PAGES = ["/", "/autoencoder", "/kl", "/reparam", "/train", "/latent", "/limits", "/answers"]
+
+# What the page shows now: used once per page during warm-up to learn what "complete" means for it.
+_COUNT_JS = """() => ({
+  charts: document.querySelectorAll('[data-testid="stMain"] .js-plotly-plot').length,
+  images: document.querySelectorAll('[data-testid="stMain"] [data-testid="stImage"] img').length,
+})"""
+
+# True when the page is drawn completely (see the module docstring); records the first time it is.
+_DRAWN_JS = """([charts, images]) => {
+  const app = document.querySelector('[data-testid="stApp"]');
+  const ok = (() => {
+    if (!app || app.getAttribute('data-test-script-state') !== 'notRunning') return false;
+    if (app.getAttribute('data-test-connection-state') !== 'CONNECTED') return false;
+    const main = document.querySelector('[data-testid="stMain"]');
+    if (!main || !main.querySelector('h1')) return false;
+    if (main.querySelector('[data-testid="stSkeleton"]') || main.querySelector('[data-stale="true"]')) return false;
+    const plots = [...main.querySelectorAll('.js-plotly-plot')];
+    if (plots.length < charts || plots.some(p => !p.querySelector('.main-svg'))) return false;
+    const imgs = [...main.querySelectorAll('[data-testid="stImage"] img')];
+    if (imgs.length < images || imgs.some(i => !i.complete || i.naturalWidth === 0)) return false;
+    return true;
+  })();
+  if (!ok) { window.__llDrawnAt = undefined; return false; }
+  if (window.__llDrawnAt === undefined) window.__llDrawnAt = performance.now();
+  return performance.now() - window.__llDrawnAt >= 600;  // still drawn 600 ms later
+}"""
+
+FLOOR_SCRIPT = '''
+import plotly.graph_objects as go
+import streamlit as st
+
+st.title("Floor")
+st.plotly_chart(go.Figure(go.Scatter(x=[0, 1, 2], y=[1, 3, 2])))
+'''
+
+
+def _load() -> str:
+    import os
+    return f"load {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
+
+
+def open_times(base_url: str, paths: list[str], n: int = 5, timeout_s: float = 60.0) -> dict[str, dict]:
+    """Per path: {"expect": (charts, images), "times": [seconds, ...]} for ``n`` fresh-session opens after
+    one warm-up open (see the module docstring)."""
+    from playwright.sync_api import sync_playwright
+
+    from bench.bench_core import launch_browser
+    from tests.conftest import wait_drawn
+
+    out: dict[str, dict] = {}
+    with sync_playwright() as p:
+        browser = launch_browser(p)
+        try:
+            for path in paths:
+                ctx = browser.new_context(viewport={"width": 1400, "height": 900})
+                page = ctx.new_page()
+                page.goto(base_url + path)
+                wait_drawn(page, timeout=180_000)  # warm-up: the first open fills the server's caches
+                page.wait_for_timeout(1500)
+                c = page.evaluate(_COUNT_JS)
+                expect = (int(c["charts"]), int(c["images"]))
+                ctx.close()
+                times = []
+                for _ in range(n):
+                    ctx = browser.new_context(viewport={"width": 1400, "height": 900})
+                    page = ctx.new_page()
+                    page.goto(base_url + path, wait_until="commit")
+                    page.wait_for_function(_DRAWN_JS, arg=list(expect), polling=20, timeout=timeout_s * 1000)
+                    times.append(page.evaluate("() => window.__llDrawnAt") / 1000.0)
+                    ctx.close()
+                out[path] = {"expect": expect, "times": times}
+        finally:
+            browser.close()
+    return out
+
+
+def floor_times(n: int = 5) -> list[float]:
+    """The same measurement on a bare one-chart Streamlit script (its own server)."""
+    from tests.conftest import start_server, stop_server
+
+    with tempfile.TemporaryDirectory() as tmp:
+        script = Path(tmp) / "floor_app.py"
+        script.write_text(FLOOR_SCRIPT)
+        proc, url = start_server(app=script)
+        try:
+            return open_times(url, ["/"], n=n)["/"]["times"]
+        finally:
+            stop_server(proc)
+
+
+def rows(n: int = 5, base_url: str | None = None, paths: list[str] | None = None,
+         floor: bool = True) -> list[tuple[str, str, str]]:
+    """Markdown rows for bench.run: one per page (median and slowest of ``n`` opens), then the floor."""
+    from tests.conftest import start_server, stop_server
+
+    proc = None
+    if base_url is None:
+        proc, base_url = start_server()
+    try:
+        res = open_times(base_url, paths or PAGES, n=n)
+    finally:
+        if proc is not None:
+            stop_server(proc)
+    out = []
+    for path, r in res.items():
+        med, worst = statistics.median(r["times"]), max(r["times"])
+        ok = "✅" if worst <= BUDGET_S else "❌"
+        charts, images = r["expect"]
+        out.append((f"Page {path} opened on a warm server, drawn completely ({charts} charts, {images} images), "
+                    f"median of {len(r['times'])} opens",
+                    f"{med:.2f} s (slowest {worst:.2f} s, {_load()}) {ok}", f"≤ {BUDGET_S} s"))
+    if floor:
+        t = floor_times(n)
+        out.append((f"Floor: a bare Streamlit script with a title and one Plotly chart, median of {len(t)} opens",
+                    f"{statistics.median(t):.2f} s (slowest {max(t):.2f} s, {_load()})", "reference"))
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=5, help="opens per page, after one warm-up open")
+    ap.add_argument("--pages", nargs="*", default=None, help=f"URL paths (default: {' '.join(PAGES)})")
+    ap.add_argument("--url", default=None, help="a running server to measure instead of starting one")
+    ap.add_argument("--no-floor", action="store_true", help="skip the bare one-chart script")
+    a = ap.parse_args()
+    t0 = time.time()
+    print("| measure | result | budget |\n| --- | --- | --- |")
+    for r in rows(n=a.n, base_url=a.url, paths=a.pages, floor=not a.no_floor):
+        print("| " + " | ".join(r) + " |", flush=True)
+    print(f"\n({time.time() - t0:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()
