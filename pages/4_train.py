@@ -157,7 +157,10 @@ def configuration():
         with c3:
             lr = ui.select("Learning rate", "tr_lr", R.LR_CHOICES, default=2e-3, format_func=lambda v: f"{v:g}",
                            help="Adam's step size. 0.3 and above make the loss blow up: try it.")
-            batch = ui.select("Batch size", "tr_bs", R.BATCH_CHOICES, default=128)
+            batch = ui.select("Batch size", "tr_bs", R.BATCH_CHOICES,
+                              default=R.DEFAULT_BATCH.get(ds.name if ds is not None else "", 32),
+                              help="Small batches take many cheap steps: a good model within about 10 s, and "
+                                   "a run long enough to move β several times.")
             default_epochs = R.DEFAULT_EPOCHS.get(ds.name if ds is not None else "", 15)
             epochs = ui.number("Epochs", "tr_epochs", 1, MAX_EPOCHS, default_epochs, step=1)
         with c4:
@@ -189,11 +192,38 @@ def configuration():
 
 # ---- live training (a fragment that polls only while training) -------------------------------
 
+SCROLL_JS = """
+export default function ({ parentElement, data }) {
+  // Scroll this element (placed just above the live view) to the top of the window, once per new run.
+  const target = data && data.target;
+  if (!target || window.__llScrolledTo === target) return;
+  window.__llScrolledTo = target;
+  const el = parentElement.querySelector(".ll-scroll") || parentElement;
+  el.style.scrollMarginTop = "70px";  // below Streamlit's fixed header
+  requestAnimationFrame(() => el.scrollIntoView({ behavior: "auto", block: "start" }));
+}
+"""
+
+
+@st.cache_resource
+def scroll_component():
+    """A tiny custom component (Streamlit's public components v2 API) that scrolls itself into view."""
+    return st.components.v2.component("latent_lab_scroll_here", js=SCROLL_JS, html='<div class="ll-scroll"></div>',
+                                      isolate_styles=False)
+
+
+def scroll_here() -> None:
+    """Pressing Start (or β sweep) scrolls the page to here, so the live charts come into view. Not in
+    presenter mode: there the next scene shows them."""
+    if not ctx.present:
+        scroll_component()(data={"target": ss.get("tr_scroll_to")}, key="tr_scroll_here")
+
 def on_start(cfg) -> None:
     ds, mc, tc = cfg
     ss.pop("tr_error", None)
     try:
-        store.create(mc, replace(tc, beta=float(ss.get("tr_beta", 1.0)) if mc.kind == "vae" else 0.0), ds)
+        run = store.create(mc, replace(tc, beta=float(ss.get("tr_beta", 1.0)) if mc.kind == "vae" else 0.0), ds)
+        ss["tr_scroll_to"] = run.name  # bring the live charts into view (see scroll_here)
     except ValueError as exc:
         ss["tr_error"] = f"Could not start: {exc}"
 
@@ -202,7 +232,7 @@ def on_sweep(cfg) -> None:
     ds, mc, tc = cfg
     ss.pop("tr_error", None)
     try:
-        store.start_sweep(mc, tc, ds)
+        ss["tr_scroll_to"] = store.start_sweep(mc, tc, ds).name
     except ValueError as exc:
         ss["tr_error"] = str(exc)
 
@@ -329,8 +359,9 @@ def live_charts(run) -> None:
     c1, c2 = st.columns([3, 2], gap="medium")
     with c1:
         vega(FT.live_loss_chart(hist, evals, run.beta_changes, font_scale=SCALE), "tr_live_loss",
-             "Loss terms per sample (nats) against the training step: total, reconstruction, β·KL and KL as "
-             "lines, held-out values as diamonds, β changes as dashed rules. The latest values are in the "
+             "Loss terms per sample (nats) against the training step, in two panels with their own y-axes: "
+             "total and reconstruction above, KL and β·KL below; lines are training batches, diamonds held-out "
+             "values, dashed rules β changes. The latest values are in the "
              "numbers above.")
     with c2:
         kl_act = run.latest_kl_activity()
@@ -363,8 +394,11 @@ def live_charts(run) -> None:
              "tr_live_latent", "Two-dimensional codes μ(x) of held-out images, coloured by class.")
 
 
-LIVE_NOTES = ("How to read the live view: in the loss chart, lines are training batches (a moving average), ◆ are "
-              "held-out images and dashed lines mark β changes. The KL bars are each dimension's KL at the latest "
+LIVE_NOTES = ("How to read the live view: the loss chart has two panels, each with its own y-axis: total and "
+              "reconstruction term above, KL term and β·KL below (a few nats beside a reconstruction of 100 or more, "
+              "so on one axis the KL would lie flat). Lines are training batches (a moving average), ◆ are "
+              "held-out images and dashed lines mark β changes. Each panel's y-axis leaves out the first tenth "
+              "of the steps, whose losses are far larger. The KL bars are each dimension's KL at the latest "
               "held-out evaluation (before the first one: the latest batch's, 'not measured yet'). Their colour does not "
               "come from the KL: a dimension is active when its posterior mean $\\mu_j(x)$ varies over the held-out "
               "images, $\\mathrm{Var}_x(\\mu_j) > 0.01$ (Burda et al., 2016), and collapsed otherwise (grey bar, ◆ on "
@@ -499,6 +533,22 @@ def timeline_section() -> None:
 
 # ---- runs, comparison, export and import --------------------------------------------------------
 
+RUN_COLUMNS = {
+    "model": st.column_config.TextColumn("model", help="Kind, latent dimension, hidden widths, decoder likelihood "
+                                         "(BCE: Bernoulli; MSE: unit-variance Gaussian) and dataset."),
+    "β": st.column_config.TextColumn("β", help="The values β took during the run, in order; the last one is its "
+                                     "final β. A run is not named after its β, because β can change while it trains."),
+    "held-out −ELBO": st.column_config.NumberColumn(
+        "held-out −ELBO", format="%.2f", help="Reconstruction term + KL term on held-out images at the end, nats per "
+                                               "image (lower is better; independent of β)."),
+    "recon": st.column_config.NumberColumn("recon", format="%.2f", help="Held-out reconstruction term, nats per image."),
+    "KL": st.column_config.NumberColumn("KL", format="%.2f", help="Held-out KL term, nats per image."),
+    "active units": st.column_config.NumberColumn(
+        "active", help="Active units: latent dimensions with Var_x(μ_j(x)) > 0.01 over held-out images "
+                       "(Burda et al., 2016)."),
+}
+
+
 def comparison() -> None:
     finished = [r for r in store.finished_runs() if r.step > 0 or r.source == "checkpoint"]
     names = [r.name for r in finished]
@@ -532,7 +582,7 @@ def comparison() -> None:
         st.caption("These runs held out different images (different seeds), so the inputs are the first run's "
                    "held-out images; some were training images for the other runs.")
     rows = R.comparison_rows(runs)
-    st.dataframe(rows, hide_index=True)
+    st.dataframe(rows, hide_index=True, width="stretch", column_config=RUN_COLUMNS)
     st.markdown(R.compare_summary(runs))
     ui.download_csv("⬇️ Comparison table (CSV)", rows, "latent-lab-comparison.csv", key="tr_dl_cmp")
 
@@ -598,7 +648,8 @@ def runs_section(cfg) -> None:
         st.info("Every run you train (or checkpoint you load) is kept here for this session, to compare, "
                 "export or continue.")
     else:
-        st.dataframe(R.comparison_rows(list(store.runs.values())), hide_index=True)
+        st.dataframe(R.comparison_rows(list(store.runs.values())), hide_index=True, width="stretch",
+                     column_config=RUN_COLUMNS)
         comparison()
     export_import(cfg)
 
@@ -679,6 +730,7 @@ cfg = configuration()
 publish_shared_models()
 if show(0):
     objective()
+scroll_here()
 st.subheader("🔴 Live training")
 live_section("full" if show(1) else "compact", cfg)
 if show(2):

@@ -217,8 +217,10 @@ def live_loss_chart(history: Sequence[Mapping], eval_history: Sequence[Mapping] 
             inside.append(ys[ok & np.isfinite(ys)])
         vals = np.concatenate(inside) if inside else np.zeros(0)
         filler = float(np.median(vals)) if len(vals) else 0.0
-        for kind in ("train", "held-out"):
-            add([0.0], [filler], LOSS_PANELS[panel][0], kind, panel, show=False)  # placeholders
+        # placeholders; a training line's would hide its whole line (a line takes the opacity of its first
+        # point), so it is only added while the panel has no line, and a line of one point draws nothing
+        for kind in ("held-out",) if any(c[3] == "train" for c in parts) else ("train", "held-out"):
+            add([0.0], [filler], LOSS_PANELS[panel][0], kind, panel, show=False)
     for side in ("left", "right"):
         add([0.0], [np.nan], "β", "beta", "", label=[""], side=[side], show=False)
     changes = list(beta_changes)[1:]
@@ -251,7 +253,7 @@ def live_loss_chart(history: Sequence[Mapping], eval_history: Sequence[Mapping] 
         layers = [
             {"transform": [{"filter": f"datum.set === 'train' && {where}"}],
              "mark": {"type": "line", "strokeWidth": 2.5},
-             "encoding": {"x": x, "y": y, "color": color, "tooltip": tip, "opacity": hide(1),
+             "encoding": {"x": x, "y": y, "color": color, "tooltip": tip,
                           "strokeDash": {"field": "term", "type": "nominal", "title": None,
                                          "scale": {"domain": names, "range": [[1, 0], [1, 0], [1, 0], [5, 3]]}}}},
             {"transform": [{"filter": f"datum.set === 'held-out' && {where}"}],
