@@ -574,18 +574,27 @@ def warm_up() -> None:
         _warmed = True
 
     def work():
+        # Exit stays quick and safe. The thread is not a daemon: at interpreter exit, a daemon thread is ended
+        # the next time it takes the GIL (CPython issue 124149), by pthread_exit on Linux, whose unwinding
+        # through torch's C++ frames (an import, a model load) can abort the process. Instead it stops between
+        # steps once the main thread has finished (Python marks the main thread stopped before it joins the
+        # others), so exit waits for one step (about 1.6 s for `import torch`), not the whole warm-up.
+        exiting = lambda: not threading.main_thread().is_alive()  # noqa: E731
         configure_torch()
+        if exiting():
+            return
         import plotly.express  # noqa: F401
 
         from core import zoo
         for ds in DATASETS:
             for kind in ("ae", "vae"):
+                if exiting():
+                    return
                 try:
                     zoo.pretrained(ds, kind, 1.0, 16)
                 except Exception:  # a missing asset is reported by the page that needs it
                     pass
 
-    # Not a daemon: killing a thread in the middle of `import torch` at exit aborts the process.
     threading.Thread(target=work, name="latent-lab-warm-up", daemon=False).start()
 
 
