@@ -127,9 +127,11 @@ def parse_hidden(text: str) -> tuple[int, ...]:
 
 
 def snapshot_every(n_train: int, batch_size: int, epochs: int, target: int = TIMELINE_TARGET) -> int:
-    """Steps between timeline snapshots so that a run records about ``target`` of them."""
+    """Steps between timeline snapshots so that a run records about ``target`` of them, but at least
+    one every ``MAX_EVAL_GAP`` steps: a long run stopped after a minute still has a timeline to replay
+    (the timeline thins a long run's snapshots to ``core.figures.training.MAX_TIMELINE_FRAMES``)."""
     total = math.ceil(n_train / batch_size) * epochs
-    return max(5, math.ceil(total / target))
+    return max(5, min(MAX_EVAL_GAP, math.ceil(total / target)))
 
 
 def make_configs(dataset: Dataset, kind: str, latent_dim: int, hidden: Sequence[int], likelihood: str,
@@ -689,6 +691,7 @@ def beta_path(changes: Sequence[tuple[int, float]], limit: int = 6) -> list[floa
 
 
 LIKELIHOOD_SHORT = {"bernoulli": "BCE", "gaussian": "MSE"}
+BETA_PATH_SHOWN = 6  # the last values β took; "… →" before them when there were more
 
 
 def comparison_rows(runs: Sequence[Run]) -> list[dict]:
@@ -707,7 +710,8 @@ def comparison_rows(runs: Sequence[Run]) -> list[dict]:
             "run": r.name, "status": STATE_LABELS[r.state],
             "model": (f"{mc.kind.upper()} z={mc.latent_dim} · {','.join(map(str, mc.hidden_dims))} · "
                       f"{LIKELIHOOD_SHORT.get(mc.likelihood, mc.likelihood)} on {r.dataset.name}"),
-            "β": (" → ".join(f"{b:g}" for b in beta_path(r.beta_changes)) if vae else None),
+            "β": (("… → " if len(beta_path(r.beta_changes, 10**6)) > BETA_PATH_SHOWN else "")
+                  + " → ".join(f"{b:g}" for b in beta_path(r.beta_changes, BETA_PATH_SHOWN)) if vae else None),
             "steps": r.step,
             "held-out −ELBO": round(f["neg_elbo"], 2) if f and vae else None,
             "recon": round(f["recon"], 2) if f else None,

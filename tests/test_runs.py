@@ -520,6 +520,9 @@ def test_file_names_are_ascii_and_the_beta_path_is_listed(digits):
     row = R.comparison_rows([run])[0]
     assert run.name.endswith("VAE z=4") and "β" not in run.name  # not named after its first β
     assert row["β"] == "1 → 4" and row["model"].startswith("VAE z=4 · ")
+    for b in (0.5, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0):
+        run.beta_changes.append((run.step, b)) if run.trainer is None else run.trainer.beta_changes.append((run.step, b))
+    assert R.comparison_rows([run])[0]["β"] == "… → 1 → 2 → 3 → 4 → 5 → 6"  # the older values are marked as left out
     assert R.file_slug(run.name).isascii()
 
 
@@ -534,3 +537,5 @@ def test_the_default_run_is_long_and_its_held_out_elbo_is_never_stale():
         assert R.total_steps(ds, tc) == -(-n_train // R.DEFAULT_BATCH[name]) * R.DEFAULT_EPOCHS[name] >= 20_000
         assert 50 <= tc.eval_every <= R.MAX_EVAL_GAP
     assert R.eval_every(4500, 128, 1) == 50 and R.eval_every(4500, 32, 200) == R.MAX_EVAL_GAP
+    # a long run stopped after a minute still has a timeline: a snapshot at least every MAX_EVAL_GAP steps
+    assert R.snapshot_every(4500, 32, 200) == R.MAX_EVAL_GAP and R.snapshot_every(4500, 128, 15) == 15
