@@ -716,7 +716,7 @@ def drawing_input(fallback: np.ndarray) -> tuple[np.ndarray, str]:
         return fallback, "the chosen held-out image"
     st.markdown("**Draw a digit** (white on black):")
     st.space(24)  # the canvas's toolbar appears above it on hover
-    canvas = st_canvas(stroke_width=16, stroke_color="#FFFFFF", background_color="#000000", height=196, width=196,
+    canvas = st_canvas(stroke_width=22, stroke_color="#FFFFFF", background_color="#000000", height=280, width=280,
                        drawing_mode="freedraw", return_image_data=True, key="kl_canvas")
     img = canvas.image_data if canvas is not None else None
     drawn = None
@@ -728,6 +728,11 @@ def drawing_input(fallback: np.ndarray) -> tuple[np.ndarray, str]:
     return drawn, "your drawing"
 
 
+def sigma_text(v: float) -> str:
+    """σ for the table: 3 decimals, or 2 significant digits below 0.01 (β = 0's σ is ~0.0002, not 0.000)."""
+    return f"{v:.3f}" if v >= 0.01 else f"{v:.2g}"
+
+
 def latent_map_view(fallback: np.ndarray) -> None:
     """Every 2-D VAE's posteriors as ellipses over the prior, and one image's q(z|x) landing on them
     with the three parts of its KL (the mechanism of section 6, seen on the map)."""
@@ -735,9 +740,8 @@ def latent_map_view(fallback: np.ndarray) -> None:
     st.subheader("The KL term on the latent map")
     fig_slot = st.container()
     panels = latent_map_panels(ctx.dataset_name)
-    c1, c2 = st.columns([1, 2], gap="large")
-    with c1:
-        x_in, what = drawing_input(fallback)
+    # Not in a column, and 280 px as on the autoencoder page (a narrow column clipped it there, issue 21).
+    x_in, what = drawing_input(fallback)
     posts = []
     for b in MAP_BETAS:
         q = kl.encode_posteriors(ui.pretrained(ctx.dataset_name, "vae", b, 2).model, x_in[None, :])
@@ -751,20 +755,23 @@ def latent_map_view(fallback: np.ndarray) -> None:
                       "deviation ellipse over the prior's circles; " + "; ".join(
                           f"β = {p['beta']:g}: mean σ {p['mean_sigma']:.3f}, {100 * p['inside2']:.0f}% of means within "
                           f"radius 2" for p in panels) + f". The black ellipse and star: {what}.")
+        st.caption(f"Dotted circles: the prior N(0, I) at radius 1, 2, 3. Coloured ellipses: {len(panels[0]['mu'])} "
+                   f"held-out images, one colour per class (hover for it). Black ellipse and ⭐: {what}. Each "
+                   "panel has its own scale.")
     rows = []
     for b, (m, lv, _) in zip(MAP_BETAS, posts):
         parts = kl.kl_parts_sums(m, lv)
-        rows.append(f"| β = {b:g} | ({m[0]:.2f}, {m[1]:.2f}) | ({np.exp(lv[0] / 2):.3f}, {np.exp(lv[1] / 2):.3f}) | "
+        sig = kl.posterior_radii(lv)
+        rows.append(f"| β = {b:g} | ({klfig.nats(m[0])}, {klfig.nats(m[1])}) | ({sigma_text(sig[0])}, {sigma_text(sig[1])}) | "
                     f"{parts['mu2']:.3f} | {parts['sigma2']:.3f} | {klfig.nats(parts['neg_log_sigma2'], 3)} | "
                     f"{parts['total']:.3f} |")
     one = MAP_BETAS.index(1.0)
-    with c2:
-        with st.container(key="kl_map_parts"):
-            st.markdown(f"**The KL of {what}** under each 2-D model, in nats, and its three parts "
-                        "(each summed over z₁, z₂; the constant −K/2 = −1 completes the sum):\n\n"
-                        "| model | μ | σ | ½Σμ² | ½Σσ² | −½Σ log σ² | KL term |\n|---|---|---|---|---|---|---|\n"
-                        + "\n".join(rows))
-            st.latex(r"\beta = 1:\quad" + klfig.latex_kl_parts_sum(posts[one][0], posts[one][1]))
+    with st.container(key="kl_map_parts"):
+        st.markdown(f"**The KL of {what}** under each 2-D model, in nats, and its three parts "
+                    "(each summed over z₁, z₂; the constant −K/2 = −1 completes the sum):\n\n"
+                    "| model | μ | σ | ½Σμ² | ½Σσ² | −½Σ log σ² | KL term |\n|---|---|---|---|---|---|---|\n"
+                    + "\n".join(rows))
+        st.latex(r"\beta = 1:\quad" + klfig.latex_kl_parts_sum(posts[one][0], posts[one][1]))
     b0, b1 = panels[0], panels[one]
     last = panels[-1]
     end = (f"At β = {last['beta']:g} every ellipse is the prior's unit circle at the origin (mean σ "

@@ -428,7 +428,9 @@ def test_latent_map_shows_each_2d_models_ellipses_and_the_images_kl_parts(at_dig
         assert parts[0] == pytest.approx(0.5 * float((mu**2).sum()), abs=6e-4)
         assert parts[1] == pytest.approx(0.5 * float(lv.exp().sum()), abs=6e-4)
         assert parts[2] == pytest.approx(-0.5 * float(lv.sum()), abs=6e-4)
-        assert cells[2] == f"({math.exp(float(lv[0]) / 2):.3f}, {math.exp(float(lv[1]) / 2):.3f})"
+        sd = [math.exp(float(v) / 2) for v in lv]
+        assert cells[2] == "(" + ", ".join(f"{v:.3f}" if v >= 0.01 else f"{v:.2g}" for v in sd) + ")"
+        assert "-" not in cells[1]  # true minus signs, never "-0.00"
         if b == 1.0:  # the LaTeX sum under the table, for the β = 1 model
             assert any(f"= {ref:.3f}" in e.value and r"\beta = 1" in e.value for e in at.latex)
     body = texts(at)
@@ -613,3 +615,35 @@ def test_elbo_section_in_browser_follows_the_model_choice(watched_page, server_u
         expect(act).to_contain_text("every one has collapsed")
         expect(act).to_contain_text("all 16 dimensions have KL below 0.01 nats: they carry almost no information")
     assert_no_exception_box(page)
+
+
+@pytest.mark.browser
+def test_drawn_digit_lands_on_the_latent_map_in_the_browser(watched_page, server_url):
+    """Issue 20: draw a digit in section 6; its q(z|x) lands on the four 2-D maps (the black ellipse and star
+    move) and the table gives its KL's parts under each model."""
+    page = watched_page
+    _open(page, server_url, "?dataset=digits")
+    table = page.locator(".st-key-kl_map_parts").first
+    expect(table).to_contain_text("The KL of the chosen held-out image", timeout=60_000)
+    before = table.inner_text()
+    canvas = next(c for c in page.locator("canvas").all()
+                  if (b := c.bounding_box()) and abs(b["width"] - 280) < 2 and abs(b["height"] - 280) < 2)
+    canvas.scroll_into_view_if_needed()
+    box = canvas.bounding_box()
+    inside = page.evaluate(
+        "([x, y]) => { const e = document.elementFromPoint(x, y); return !!(e && e.closest('.st-key-kl_canvas')); }",
+        [box["x"] + box["width"] - 4, box["y"] + box["height"] - 4])
+    assert inside, "the canvas's far corner is covered or clipped"
+    x0, y0 = box["x"] + 140, box["y"] + 40
+    page.mouse.move(x0, y0)
+    page.mouse.down()
+    for i in range(1, 25):  # a "1"
+        page.mouse.move(x0 + i, y0 + i * 8)
+    page.mouse.up()
+    expect(table).to_contain_text("The KL of your drawing", timeout=60_000)
+    assert table.inner_text() != before
+    wait_drawn(page)
+    assert_no_exception_box(page)
+    star = page.evaluate("() => { const g = document.querySelector('.st-key-kl_fig_latent_map .js-plotly-plot');"
+                         " return g && g.data.filter(t => t.name === 'your drawing: μ').length; }")
+    assert star == 4

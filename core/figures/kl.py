@@ -566,14 +566,19 @@ def _outline(cx: np.ndarray, cy: np.ndarray, rx: np.ndarray, ry: np.ndarray, poi
     return (np.hstack([xs, nan]).ravel().astype(np.float32), np.hstack([ys, nan]).ravel().astype(np.float32))
 
 
-def panel_extent(mu: np.ndarray, sigma: np.ndarray, drawn: tuple | None = None) -> float:
-    """Half-width of a panel: holds the prior's 3σ circle and 98% of the posteriors' 1σ boxes
-    (and the drawn image's), so one far outlier does not squash the rest."""
-    reach = np.abs(np.asarray(mu)) + np.asarray(sigma)
-    ext = max(3.3, float(np.quantile(reach.max(1), 0.98)) * 1.08)
+def panel_ranges(mu: np.ndarray, sigma: np.ndarray, drawn: tuple | None = None) -> tuple[list, list]:
+    """x and y ranges of a panel, of equal length (the panel keeps equal axis scales): they hold the
+    prior's 3σ circle and the 1st to 99th percentile of the posteriors' 1σ boxes (and the drawn
+    image's), so one far outlier does not squash the rest."""
+    mu, sigma = np.asarray(mu, float), np.asarray(sigma, float)
+    lo = np.minimum(np.quantile(mu - sigma, 0.01, axis=0), -3.3)
+    hi = np.maximum(np.quantile(mu + sigma, 0.99, axis=0), 3.3)
     if drawn is not None:
-        ext = max(ext, float(np.max(np.abs(drawn[0]) + drawn[1])) * 1.08)
-    return ext
+        lo = np.minimum(lo, np.asarray(drawn[0]) - np.asarray(drawn[1]))
+        hi = np.maximum(hi, np.asarray(drawn[0]) + np.asarray(drawn[1]))
+    half = float(np.max(hi - lo)) / 2 * 1.06
+    mid = (lo + hi) / 2
+    return [float(mid[0] - half), float(mid[0] + half)], [float(mid[1] - half), float(mid[1] + half)]
 
 
 def latent_ellipses_figure(panels: Sequence[dict], drawn: Sequence[tuple | None] | None = None,
@@ -585,11 +590,12 @@ def latent_ellipses_figure(panels: Sequence[dict], drawn: Sequence[tuple | None]
 
     ``panels``: dicts with ``beta``, ``mu`` (N, 2), ``sigma`` (N, 2), ``y`` (N,) class labels.
     ``drawn``: per panel, (mu (2,), sigma (2,)) of the user's drawing, or None; drawn thick in black
-    with a star at its mean. Each panel has equal axis scales and its own range (``panel_extent``)."""
+    with a star at its mean. Each panel has equal axis scales and its own range (``panel_ranges``).
+    No legend (it would crowd four small panels): the page says what the marks are; hover names the class."""
     from core.figures import class_color
 
     n = len(panels)
-    gap = 0.045
+    gap = 0.07
     width = (1 - gap * (n - 1)) / n
     traces, layout, annotations = [], {}, []
     t = np.linspace(0, 2 * np.pi, 90)
@@ -598,12 +604,12 @@ def latent_ellipses_figure(panels: Sequence[dict], drawn: Sequence[tuple | None]
         xa, ya = f"x{ax}", f"y{ax}"
         mu, sigma, y = np.asarray(p["mu"], float), np.asarray(p["sigma"], float), np.asarray(p["y"])
         d = drawn[i] if drawn is not None else None
-        ext = panel_extent(mu, sigma, d)
+        xr, yr = panel_ranges(mu, sigma, d)
         for r in (1, 2, 3):
             traces.append(_trace("Scatter", x=_f32(r * np.cos(t)), y=_f32(r * np.sin(t)), mode="lines", xaxis=xa,
                                  yaxis=ya, line=dict(color=GREY, width=2.2 if r == 1 else 1.2, dash="dot"),
                                  name="prior N(0, I): radius 1, 2, 3", legendgroup="prior",
-                                 showlegend=i == 0 and r == 1, hoverinfo="skip"))
+                                 showlegend=False, hoverinfo="skip"))
         for c in np.unique(y):
             m = y == c
             ex, ey = _outline(mu[m, 0], mu[m, 1], sigma[m, 0], sigma[m, 1])
@@ -614,7 +620,7 @@ def latent_ellipses_figure(panels: Sequence[dict], drawn: Sequence[tuple | None]
                                  name=f"class {name}", showlegend=False))
             traces.append(_trace("Scatter", x=_f32(mu[m, 0]), y=_f32(mu[m, 1]), mode="markers", xaxis=xa,
                                  yaxis=ya, marker=dict(color=color, size=3.5), legendgroup=f"c{c}",
-                                 name=f"class {name}", showlegend=i == 0,
+                                 name=f"class {name}", showlegend=False,
                                  customdata=np.stack([sigma[m, 0], sigma[m, 1]], 1).astype(np.float32),
                                  hovertemplate=f"class {name}<br>μ = (%{{x:.2f}}, %{{y:.2f}})<br>σ = "
                                                "(%{customdata[0]:.3f}, %{customdata[1]:.3f})<extra></extra>"))
@@ -623,7 +629,7 @@ def latent_ellipses_figure(panels: Sequence[dict], drawn: Sequence[tuple | None]
             ex, ey = _outline(dm[:1], dm[1:], ds[:1], ds[1:], points=97)
             traces.append(_trace("Scatter", x=ex, y=ey, mode="lines", xaxis=xa, yaxis=ya, hoverinfo="skip",
                                  line=dict(color=DRAWN_COLOR, width=3.5), name="your drawing: q(z|x), 1σ",
-                                 legendgroup="drawn", showlegend=i == 0))
+                                 legendgroup="drawn", showlegend=False))
             traces.append(_trace("Scatter", x=[float(dm[0])], y=[float(dm[1])], mode="markers", xaxis=xa, yaxis=ya,
                                  marker=dict(color="#FFD400", size=15, symbol="star",
                                              line=dict(color=DRAWN_COLOR, width=1.5)),
@@ -631,13 +637,12 @@ def latent_ellipses_figure(panels: Sequence[dict], drawn: Sequence[tuple | None]
                                  hovertemplate=f"your drawing<br>μ = (%{{x:.2f}}, %{{y:.2f}})<br>σ = ({ds[0]:.3f}, "
                                                f"{ds[1]:.3f})<extra></extra>"))
         x0 = i * (width + gap)
-        layout[f"xaxis{ax}"] = dict(domain=[x0, x0 + width], range=[-ext, ext], zeroline=False,
+        layout[f"xaxis{ax}"] = dict(domain=[x0, x0 + width], range=xr, zeroline=False, nticks=5,
                                     title=dict(text="z₁"), anchor=ya)
-        layout[f"yaxis{ax}"] = dict(range=[-ext, ext], zeroline=False, scaleanchor=xa, scaleratio=1, anchor=xa,
+        layout[f"yaxis{ax}"] = dict(range=yr, zeroline=False, scaleanchor=xa, scaleratio=1, anchor=xa, nticks=5,
                                     title=dict(text="z₂" if i == 0 else ""))
         annotations.append(dict(x=x0 + width / 2, y=1.0, xref="paper", yref="paper", yanchor="bottom",
                                 showarrow=False, text=f"<b>β = {p['beta']:g}</b>",
                                 font=dict(size=text_size + 1)))
-    layout.update(annotations=annotations, legend=dict(orientation="h", y=-0.16, x=0), uirevision="kl-latent-map",
-                  hovermode="closest")
-    return _figure(traces, layout, None, height, fixed_margin=dict(l=44, r=10, t=30, b=50), text_size=text_size)
+    layout.update(annotations=annotations, showlegend=False, uirevision="kl-latent-map", hovermode="closest")
+    return _figure(traces, layout, None, height, fixed_margin=dict(l=52, r=10, t=34, b=50), text_size=text_size)
