@@ -232,6 +232,9 @@ def test_url_round_trip_and_digits_dataset():
     assert not at.error
     assert at.radio(key="ae_kind").value == "VAE"
     assert at.selectbox(key="ae_latent").value == 2
+    # Issue 21: opened as a VAE, the diagram shows its whole forward pass (its last step), as the AE does.
+    spec = _diagram(at)
+    assert spec["layout"]["sliders"][0]["active"] == 9 and "Step 10 of 10" in spec["layout"]["title"]["text"]
     assert at.number_input(key="ae_index").value == 7
     assert "held-out image 7" in _input_named(at)
     labels = _labels(_diagram(at))
@@ -354,7 +357,12 @@ def test_autoencoder_page_plays_in_the_browser(page, server_url):
     _wait_frame(page, "t.includes('compare')", timeout=60_000)
     wait_drawn(page)
     assert_no_exception_box(page)
-    page.locator(".js-plotly-plot").first.scroll_into_view_if_needed()
+    # The whole page at 1400 wide: Streamlit scrolls inside its main element, so grow the viewport to it.
+    height = page.evaluate("() => Math.max(...['[data-testid=\"stMain\"]', '[data-testid=\"stAppViewContainer\"]']"
+                           ".map(s => document.querySelector(s)).filter(Boolean).map(e => e.scrollHeight))")
+    page.set_viewport_size({"width": 1400, "height": min(int(height) + 50, 16000)})
+    page.wait_for_timeout(1500)
+    wait_drawn(page)
     screenshot(page, "autoencoder")
     errors = watch.real_errors()
     interrupted = [e for e in errors[n_before:] if e == "pageerror: undefined"]
@@ -365,17 +373,22 @@ def test_autoencoder_page_plays_in_the_browser(page, server_url):
 @pytest.mark.browser
 def test_autoencoder_page_presenter_mode_in_browser(watched_page, server_url):
     page = watched_page
+    page.set_viewport_size({"width": 1280, "height": 720})  # a projector
     page.goto(server_url + "/autoencoder?present=1&ae_kind=VAE")
     wait_drawn(page)
     page.wait_for_selector(".js-plotly-plot")
     assert_no_exception_box(page)
     assert page.get_by_text("Scene 1 of 7").first.is_visible()
-    screenshot(page, "autoencoder-present")
     page.locator("body").press("PageDown")  # scene 2: the animation
     page.get_by_text("Scene 2 of 7").first.wait_for()
     page.wait_for_selector(".js-plotly-plot .updatemenu-button")
     wait_drawn(page)
     assert_no_exception_box(page)
+    # The VAE opens on its last step too (the whole forward pass), and Play is on screen.
+    assert _frame_label(page).strip() == "step: compare"
+    assert page.locator(".updatemenu-button").first.is_visible()
+    page.wait_for_timeout(500)
+    screenshot(page, "autoencoder-present")  # Streamlit scrolls inside its main element: this is the viewport
 
 
 @pytest.mark.browser
