@@ -148,7 +148,7 @@ if show(0):
             "of the expected loss. Without the trick, the score-function estimator is also unbiased"
             f"{measured}")
     v = dict(one_sample("z^2", 0.5, 1.0, ctx.seed, 1.0), f_label="z²")
-    graph = (rfig.backward_pass_graphs(v, height=PRESENT_HEIGHT) if ctx.present  # fits 1280x720 when scaled
+    graph = (rfig.backward_pass_graphs(v, height=PRESENT_HEIGHT, text_scale=1.25) if ctx.present  # labels >= 16 px
              else rfig.backward_pass_graphs(v))
     ui.figure(graph, key="rp_graph",
               html_name="reparam-backward-pass",

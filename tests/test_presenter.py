@@ -225,7 +225,7 @@ def test_with_font_scale_reaches_every_font_and_keeps_a_16px_floor():
     assert lay.legend.font.size == 17                    # 12 x 1.45
     assert [a.font.size for a in lay.annotations] == [16, 20]  # 10 x 1.45 = 14.5 -> floor 16; unset -> base
     assert fig.frames[0].layout.annotations[0].font.size == 16  # Play must not shrink them back
-    assert fig.data[0].textfont.size == 14               # a trace's own text: scaled, no floor
+    assert fig.data[0].textfont.size == 10               # a trace's own explicit text: left to fit its box
     assert fig.data[0].marker.colorbar.tickfont.size == 16
     assert lay.height == 520                             # 400 x 1.3
     # Not enlarging: no floor, nothing changes but explicit sizes.

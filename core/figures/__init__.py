@@ -173,10 +173,11 @@ def latent_scatter(coords: np.ndarray, labels: np.ndarray, title: str | None = N
 def with_font_scale(fig: go.Figure, scale: float, min_size: float | None = None) -> go.Figure:
     """Scale every font in the figure, in place, for presenter mode: the base font, tick labels, axis titles,
     the legend, annotations (in the figure and in its animation frames, which would otherwise restore the
-    old sizes on Play), colour bars and the traces' own text. No layout or colour-bar text ends up smaller
-    than ``min_size`` px (by default 16 px when enlarging, else 0: issue 21's floor for a projector); a
-    trace's own text (labels in bars, heatmap cells) is only scaled, so it still fits its box. The height,
-    if set, grows by ``min(scale, 1.3)``. Returns ``fig``.
+    old sizes on Play) and colour bars. No such text ends up smaller than ``min_size`` px (by default 16 px
+    when enlarging, else 0: issue 21's floor for a projector). A trace's own text with an explicit size
+    (labels in bars, node labels, heatmap cells) is left as it is, so it still fits the space its figure
+    gives it; without an explicit size it follows the scaled base font. The height, if set, grows by
+    ``min(scale, 1.3)``. Returns ``fig``.
 
     Tick labels, axis titles, the legend and annotations get an explicit size where they had none: Streamlit
     draws charts with its own template, whose tick and legend sizes (12 px) win over ``layout.font``."""
@@ -206,8 +207,7 @@ def with_font_scale(fig: go.Figure, scale: float, min_size: float | None = None)
         return obj
 
     def scale_trace(trace) -> None:
-        parts = {k: v for k, v in trace.to_plotly_json().items()
-                 if k.endswith("font") or k in ("hoverlabel", "marker", "colorbar", "legendgrouptitle")}
+        parts = {k: v for k, v in trace.to_plotly_json().items() if k in ("marker", "colorbar")}
         trace.update(scaled(parts, 0))
 
     def explicit(layout: dict, size: int) -> None:
