@@ -417,9 +417,11 @@ def section_causes() -> None:
     seed = int(ctx.seed)
     if not collapse.experiment_done(cause, seed=seed):
         n = len(exp.runs)
-        if not st.button(f"▶️ Train the {n} runs (about {n} s)", key="lim_cause_run", type="primary"):
+        slot = st.empty()
+        if not slot.button(f"▶️ Train the {n} runs (about {n} s)", key="lim_cause_run", type="primary"):
             st.caption("Runs: " + " · ".join(r.label for r in exp.runs) + f". Seed {seed} (sidebar).")
             return
+        slot.empty()  # the button goes once pressed
         bar = st.progress(0.0, text="Starting…")
         done = safely(lambda: collapse.run_experiment(
             cause, seed=seed, progress=lambda f, label: bar.progress(min(1.0, f), text=f"Training: {label}")),
@@ -455,12 +457,15 @@ def section_causes() -> None:
         plain, warm, fb = results
         if v["holds"]:
             text = (f"At the same β = 1, the plain run ends with **{plain.active_units}** active units; KL warm-up "
-                    f"keeps **{warm.active_units}** and free bits **{fb.active_units}**. Early in training the "
-                    "decoder cannot use z yet, so lowering the KL is the quickest way to lower the loss, and the "
-                    "plain run switches units off; the decoder then learns to do without them (Bowman et al. "
-                    "2016). Warm-up lets the decoder learn to use z before the KL is charged in full; free bits "
-                    f"does not charge a dimension's first {collapse.FREE_BITS:g} nats (Kingma et al. 2016). Same "
-                    "objective, different optimisation: the collapse here came from the path, not the optimum.")
+                    f"keeps **{warm.active_units}** and free bits **{fb.active_units}**"
+                    + (f" (the plain run had up to {max(plain.curve['active_units'])} active along the way)"
+                       if max(plain.curve["active_units"]) > plain.active_units else "")
+                    + ". Same objective, different optimisation: which units survive depends on the path. With the "
+                    "full KL weight from the first step, a unit the decoder does not yet rely on is cheapest switched "
+                    "off, and once the decoder has learned to do without it, it stays off (Bowman et al. 2016). "
+                    "Warm-up lets the decoder learn to use z before the KL is charged in full; free bits does not "
+                    f"charge a dimension's first {collapse.FREE_BITS:g} nats (Kingma et al. 2016), so switching it "
+                    "off below that gains nothing.")
         else:
             text = (f"With seed {seed}: plain {plain.active_units}, warm-up {warm.active_units}, free bits "
                     f"{fb.active_units} active units; the remedies did not keep more units this time.")
