@@ -104,6 +104,12 @@ def zoo_x(dataset: str) -> np.ndarray:
     return load_dataset(dataset).x
 
 
+def md_table(header: list[str], rows: list[list[str]]) -> str:
+    """A Markdown table of already formatted cells."""
+    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
+
+
 def clamp_state(key: str, lo: int, hi: int) -> None:
     """Keep a number widget's remembered value inside its (possibly new) range."""
     for k in (key, f"_keep_{key}"):
@@ -463,13 +469,15 @@ def bottleneck_section() -> None:
         with explain:
             why_bottleneck()
     with st.expander("Details: every principal angle, the training curve, per-image errors"):
-        st.dataframe({"angle i": list(range(1, K + 1)),
-                      "trained (°)": np.round(c.angles_trained, 3), "untrained (°)": np.round(c.angles_untrained, 1),
-                      "decoder column i vs axis i (°)": np.round(c.axis_angles, 1)}, hide_index=True)
-        st.dataframe({"image": list(range(1, n + 1)), "MSE linear AE": np.round(c.show_mse_ae, 5),
-                      "MSE PCA": np.round(c.show_mse_pca, 5),
-                      "MSE ReLU AE": np.round(np.mean((c.shown - lin["recon_nonlinear"]) ** 2, axis=1), 5)},
-                     hide_index=True)
+        # Markdown tables, not st.dataframe: a data frame makes every fresh visitor's browser fetch and parse about
+        # 1.2 MB of Streamlit's table code (Arrow and the grid) before the page is drawn (issue 21, page open time).
+        st.markdown(md_table(["angle i", "trained (°)", "untrained (°)", "decoder column i vs axis i (°)"],
+                             [[str(i + 1), f"{a:.3f}", f"{b:.1f}", f"{e:.1f}"] for i, (a, b, e) in
+                              enumerate(zip(c.angles_trained, c.angles_untrained, c.axis_angles))]))
+        mse_relu = np.mean((c.shown - lin["recon_nonlinear"]) ** 2, axis=1)
+        st.markdown(md_table(["image", "MSE linear AE", "MSE PCA", "MSE ReLU AE"],
+                             [[str(i + 1), f"{a:.5f}", f"{b:.5f}", f"{e:.5f}"] for i, (a, b, e) in
+                              enumerate(zip(c.show_mse_ae, c.show_mse_pca, mse_relu))]))
         st.caption(f"Training MSE per pixel every 50 steps: from {c.history[0]:.4f} to {c.history[-1]:.5f} "
                    f"(PCA on the training images: {c.mse_train_pca:.5f}, the minimum any K-dimensional linear code "
                    f"can reach). PCA's {K} components keep {100 * c.explained:.1f}% of the training variance. "

@@ -143,6 +143,12 @@ def test_linear_autoencoder_matches_pca_live():
     assert float(_metric(at, "Largest principal angle, untrained").rstrip("°")) > 60
     spec = next(s for s in plotly_specs(at) if "reconstructed from K = 2" in s["layout"].get("title", {}).get("text", ""))
     assert "linear AE" in _labels(spec) and "PCA" in _labels(spec)
+    # The details are Markdown tables (no st.dataframe: its browser code is large, issue 21's open time),
+    # with the trained angles computed above.
+    assert not at.get("arrow_data_frame") and not at.dataframe
+    table = next(m.value for m in at.markdown if m.value.startswith("| angle i |"))
+    shown = sorted(float(row.split("|")[2]) for row in table.splitlines()[2:])
+    assert len(shown) == 2 and np.allclose(shown, np.sort(angles), atol=2e-3), (shown, angles)
 
 
 def test_kl_guarantee_is_computed_not_claimed():
