@@ -161,6 +161,20 @@ def eval_every(n_train: int, batch_size: int, epochs: int) -> int:
     return max(50, min(MAX_EVAL_GAP, math.ceil(total / EVALS_PER_RUN)))
 
 
+#: Epochs of each run of a β sweep (at most the configuration's): four runs one after another, each
+#: about as long as the old 10-second default, so the comparison is ready within a minute or two.
+SWEEP_EPOCHS = {"mnist-5k": 15, "digits": 40}
+
+
+def sweep_config(dataset: Dataset, tc: TrainConfig) -> TrainConfig:
+    """``tc`` for each run of a β sweep: at most ``SWEEP_EPOCHS`` epochs, with its snapshot and
+    evaluation intervals recomputed for that length."""
+    epochs = min(tc.epochs, SWEEP_EPOCHS.get(dataset.name, tc.epochs))
+    n_train = len(train_val_split(dataset.n, tc.val_fraction, tc.seed)[0])
+    return replace(tc, epochs=epochs, snapshot_every=snapshot_every(n_train, tc.batch_size, epochs),
+                   eval_every=eval_every(n_train, tc.batch_size, epochs))
+
+
 def total_steps(dataset: Dataset, tc: TrainConfig) -> int:
     """Optimiser steps a run of ``tc`` takes on ``dataset``: ceil(n_train / batch) * epochs."""
     n_train = len(train_val_split(dataset.n, tc.val_fraction, tc.seed)[0])

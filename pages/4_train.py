@@ -232,7 +232,7 @@ def on_sweep(cfg) -> None:
     ds, mc, tc = cfg
     ss.pop("tr_error", None)
     try:
-        ss["tr_scroll_to"] = store.start_sweep(mc, tc, ds).name
+        ss["tr_scroll_to"] = store.start_sweep(mc, R.sweep_config(ds, tc), ds).name
     except ValueError as exc:
         ss["tr_error"] = str(exc)
 
@@ -275,7 +275,9 @@ def controls(run, cfg) -> None:
         cols[1].button("🧪 β sweep: 0, 0.5, 1, 4", key="tr_sweep", on_click=on_sweep, args=(cfg,),
                        disabled=cfg is None or cfg[1].kind != "vae", width="stretch",
                        help="Trains four VAEs with the configuration above and β = 0, 0.5, 1 and 4 (same seed), "
-                            "one after another, then compares them below.")
+                            "one after another, then compares them below. Each trains for at most "
+                            f"{R.SWEEP_EPOCHS.get(cfg[0].name, MAX_EPOCHS) if cfg else ''} epochs, so the four "
+                            "are ready within a minute or two.")
     elif state == "training":
         cols[0].button("⏸️ Pause", key="tr_pause", on_click=store.pause, width="stretch")
         cols[1].button("⏹️ Stop", key="tr_stop", on_click=store.stop, width="stretch",
@@ -317,10 +319,10 @@ def end_message(run) -> None:
                    f"({t.samples_per_second:,.0f} samples/s).")
 
 
-def live_numbers(run) -> None:
+def live_numbers(run, per_row: int = 4) -> None:
     ev = run.eval_history[-1] if run.eval_history else None
     h = run.history[-1] if run.history else None
-    c = st.columns(4)
+    c = st.columns(4) if per_row == 4 else [col for _ in range(2) for col in st.columns(2)]
     c[0].metric("Step", f"{run.step:,}", help="Optimiser steps so far (one batch each).")
     if ev is None:
         c[1].metric("Held-out −ELBO", "…", help=f"First measured at step {run.train_cfg.eval_every}.")
@@ -353,20 +355,41 @@ def vega(chart, key: str, alt: str) -> None:
     st.vega_lite_chart(data, spec, key=key, alt=alt, width="stretch")
 
 
+LOSS_ALT = ("Loss terms per sample (nats) against the training step, in two panels with their own y-axes: "
+            "total and reconstruction above, KL and β·KL below; lines are training batches, diamonds held-out "
+            "values, dashed rules β changes. The latest values are in the numbers beside the charts.")
+#: Presenter mode: (CSS class suffix, chart height) for a short screen (1280x720) and a tall one (1920x1080).
+#: Both are drawn and CSS shows the one that fits the screen, so the loss chart takes at least half of
+#: the screen's height on both without leaving it (a Vega-Lite chart's height is fixed in pixels).
+PRESENT_SIZES = (("short", 175), ("tall", 370))
+# The loss chart's two panels are as wide as their container, and their axes come on top of that (Vega-Lite
+# cannot fit a vconcat's axes into a width): its box is made narrower by the axes' width, so nothing
+# sticks out into the next column.
+TIMELINE_SIZES = (("short", 420), ("tall", 640))
+st.html("<style>@media (min-height: 900px) {.st-key-tr_fit_short, .st-key-tr_fit_short_tl {display: none;}} "
+        "@media (max-height: 899.98px) {.st-key-tr_fit_tall, .st-key-tr_fit_tall_tl {display: none;}} "
+        f".st-key-tr_loss_box .vega-embed {{width: calc(100% - {round(80 * SCALE)}px) !important;}}</style>")
+
+
 def live_charts(run) -> None:
     ds = run.dataset
     hist, evals = run.history, run.eval_history
     c1, c2 = st.columns([3, 2], gap="medium")
-    with c1:
-        vega(FT.live_loss_chart(hist, evals, run.beta_changes, font_scale=SCALE), "tr_live_loss",
-             "Loss terms per sample (nats) against the training step, in two panels with their own y-axes: "
-             "total and reconstruction above, KL and β·KL below; lines are training batches, diamonds held-out "
-             "values, dashed rules β changes. The latest values are in the "
-             "numbers above.")
+    with c1, st.container(key="tr_loss_box"):
+        if ctx.present:
+            for name, height in PRESENT_SIZES:
+                with st.container(key=f"tr_fit_{name}"):
+                    vega(FT.live_loss_chart(hist, evals, run.beta_changes, font_scale=SCALE, height=height),
+                         f"tr_live_loss_{name}", LOSS_ALT)
+        else:
+            vega(FT.live_loss_chart(hist, evals, run.beta_changes, font_scale=SCALE), "tr_live_loss", LOSS_ALT)
     with c2:
+        if ctx.present:
+            live_numbers(run, per_row=2)  # beside the charts, so the loss chart starts high on the screen
         kl_act = run.latest_kl_activity()
         if run.is_vae and kl_act is not None:
-            vega(FT.live_kl_chart(*kl_act, title="KL per latent dimension", font_scale=SCALE),
+            vega(FT.live_kl_chart(*kl_act, title="KL per latent dimension", font_scale=SCALE,
+                                  height=200 if ctx.present else 300),
                  "tr_live_kl", "Held-out KL of each latent dimension in nats, as bars, coloured by whether the "
                                "dimension is active (its mean varies over held-out images, Var over images of μ_j "
                                "above 0.01); a collapsed dimension is grey with a diamond on the axis.")
@@ -446,8 +469,15 @@ def live_section(mode: str, cfg) -> None:
     @st.fragment
     def control_panel() -> None:
         run = store.active
-        controls(run, cfg)
-        beta_slider(run, cfg)
+        if ctx.present:  # one row: the buttons beside β, so the charts start high on the screen
+            left, right = st.columns([1.1, 1], gap="medium")
+            with left:
+                controls(run, cfg)
+            with right:
+                beta_slider(run, cfg)
+        else:
+            controls(run, cfg)
+            beta_slider(run, cfg)
         if ss.get("tr_error"):
             st.error(ss["tr_error"])
         if run is None:
@@ -466,7 +496,7 @@ def live_section(mode: str, cfg) -> None:
         if run is not None:
             progress(run)
             end_message(run)
-            if len(run.beta_changes) > 1:
+            if len(run.beta_changes) > 1 and not ctx.present:  # (presenter mode: the loss chart marks them)
                 st.caption("β so far: " + " → ".join(f"**{b:g}** (from step {s})" for s, b in run.beta_changes[-8:]))
         for note in store.pop_notices():
             st.warning(note)
@@ -481,7 +511,8 @@ def live_section(mode: str, cfg) -> None:
     def charts() -> None:
         run = store.active
         if run is not None:
-            live_numbers(run)
+            if not ctx.present:
+                live_numbers(run)
             live_charts(run)
 
     # Each fragment alone in a container of the page's own: a lost full-run output then cannot let the
@@ -500,32 +531,48 @@ def live_section(mode: str, cfg) -> None:
 # ---- timeline ------------------------------------------------------------------------------------
 
 def timeline_section() -> None:
-    st.subheader("🎞️ Training timeline")
+    if not ctx.present:  # (presenter mode: the scene bar names the scene)
+        st.subheader("🎞️ Training timeline")
     runs = [r for r in store.runs.values() if r.trainer is not None and r.snapshots and r.state != "training"]
     training = store.active is not None and store.active.state == "training"
     if not runs:
         st.info("Pause or finish a run to replay how it trained: its snapshots appear here as an animation."
                 if training else "Train a run: its timeline of snapshots appears here, ready to replay.")
+        if ctx.present:
+            st.latex(OBJECTIVE)  # the scene's key formula until there is a timeline (presenter convention)
         return
     names = [r.name for r in runs]
     if ss.get("tr_tl_run") not in names:
         ss["tr_tl_run"] = store.active_name if store.active_name in names else names[-1]
+    figure_slot = st.container() if ctx.present else None  # presenter mode: the figure first, the choice below
     name = st.selectbox("Run to replay", names, key="tr_tl_run",
                         help="Runs that are paused or finished. A run's timeline appears once it pauses or ends.")
     run = store.runs[name]
     snaps = run.snapshots
-    key = ("timeline", len(snaps), SCALE)
-    if key not in run.cache:
-        run.cache = {k: v for k, v in run.cache.items() if not (isinstance(k, tuple) and k[0] == "timeline")}
-        run.cache[key] = FT.timeline_figure(snaps, run.snapshot_labels(), run.fixed_inputs(8), run.dataset.image_shape,
-                                            run.dataset.class_names, title=f"{run.name}: how training unfolded",
-                                            font_scale=SCALE, seed=run.train_cfg.seed)
+
+    def timeline(height: int):
+        key = ("timeline", len(snaps), SCALE, height)
+        if key not in run.cache:
+            run.cache = {k: v for k, v in run.cache.items()
+                         if not (isinstance(k, tuple) and k[0] == "timeline" and k[1] != len(snaps))}
+            run.cache[key] = FT.timeline_figure(snaps, run.snapshot_labels(), run.fixed_inputs(8),
+                                                run.dataset.image_shape, run.dataset.class_names,
+                                                title=f"{run.name}: how training unfolded", font_scale=SCALE,
+                                                seed=run.train_cfg.seed, height=height)
+        return run.cache[key]
+
     k = run.model_cfg.latent_dim
     how = ("the two latent coordinates themselves" if k == 2 else "z1 against the class" if k == 1 else
            f"the {k}-D codes projected with one PCA fitted on the last snapshot, so the axes stay put")
-    draw(run.cache[key], "tr_timeline",
-         f"Animation of {len(snaps)} snapshots from step 1 to step {snaps[-1]['step']}: the latent map of held-out "
-         "images and reconstructions of eight held-out inputs.", html_name="training-timeline")
+    alt = (f"Animation of {len(snaps)} snapshots from step 1 to step {snaps[-1]['step']}: the latent map of held-out "
+           "images and reconstructions of eight held-out inputs.")
+    if ctx.present:
+        with figure_slot:
+            for size, height in TIMELINE_SIZES:  # the one that fits the screen is shown (see PRESENT_SIZES)
+                with st.container(key=f"tr_fit_{size}_tl"):
+                    draw(timeline(height), f"tr_timeline_{size}", alt)
+    else:
+        draw(timeline(560), "tr_timeline", alt, html_name="training-timeline")
     st.caption(f"Press ▶ Play or drag the step slider. Left: codes μ(x) of {len(run.snapshot_labels())} held-out "
                f"images ({how}). Right: eight held-out inputs and their reconstructions at that step. "
                f"{len(snaps)} snapshots, one every {run.train_cfg.snapshot_every} steps.")
@@ -557,8 +604,16 @@ def comparison() -> None:
         ss["tr_compare_seen"] = seen
         newest = finished[-1].dataset.name if finished else None
         ss["tr_compare"] = [r.name for r in finished if r.dataset.name == newest][-R.MAX_COMPARE:]
-    picked = st.multiselect(f"Compare runs (2 to {R.MAX_COMPARE})", names, key="tr_compare",
-                            max_selections=R.MAX_COMPARE)
+    top = st.container()  # the figures; presenter mode: the choice of runs comes after them
+    below = st.container() if ctx.present else top
+    with below:
+        picked = st.multiselect(f"Compare runs (2 to {R.MAX_COMPARE})", names, key="tr_compare",
+                                max_selections=R.MAX_COMPARE)
+    with top:
+        compare_figures(picked)
+
+
+def compare_figures(picked: list) -> None:
     runs, others = R.compatible([store.runs[n] for n in picked])
     if others:
         st.warning("Only runs on the same dataset can be compared; left out: "
@@ -642,11 +697,27 @@ def export_import(cfg) -> None:
         (st.success if msg[0] == "success" else st.error)(msg[1])
 
 
+NEG_ELBO = (r"-\mathrm{ELBO}(x) = \underbrace{\mathbb{E}_{q(z\mid x)}\big[-\log p(x\mid z)\big]}_{\text{reconstruction}}"
+            r" + \underbrace{\mathrm{KL}\big(q(z\mid x)\,\|\,p(z)\big)}_{\text{KL}}")
+
+
 def runs_section(cfg) -> None:
-    st.subheader("📊 Runs and comparison")
+    if not ctx.present:  # (presenter mode: the scene bar names the scene)
+        st.subheader("📊 Runs and comparison")
+    if ctx.present and len(store.finished_runs()) < 2:
+        # The scene's key formula until two runs can be compared (presenter convention): runs trained with
+        # different β are compared by the held-out −ELBO, which has no β in it.
+        st.latex(NEG_ELBO)
     if not store.runs:
         st.info("Every run you train (or checkpoint you load) is kept here for this session, to compare, "
                 "export or continue.")
+    elif ctx.present:  # the comparison's figures first; the table, export and import tucked away
+        comparison()
+        with st.expander("📊 All runs, export and import"):
+            st.dataframe(R.comparison_rows(list(store.runs.values())), hide_index=True, width="stretch",
+                         column_config=RUN_COLUMNS)
+            export_import(cfg)
+        return
     else:
         st.dataframe(R.comparison_rows(list(store.runs.values())), hide_index=True, width="stretch",
                      column_config=RUN_COLUMNS)
@@ -731,12 +802,18 @@ publish_shared_models()
 if show(0):
     objective()
 scroll_here()
-st.subheader("🔴 Live training")
-live_section("full" if show(1) else "compact", cfg)
+if not ctx.present:  # (presenter mode: the scene bar names the scene)
+    st.subheader("🔴 Live training")
+if ctx.present and show(1) and store.active is None:
+    st.latex(OBJECTIVE)  # the scene's key formula until a run draws its charts (presenter convention)
+if not ctx.present or show(1):
+    live_section("full" if show(1) else "compact", cfg)
 if show(2):
     timeline_section()
 if show(3):
     runs_section(cfg)
+if ctx.present and not show(1):
+    live_section("compact", cfg)  # below the scene's figure: keeps a run training, and its buttons at hand
 
 ui.self_check("tr", [
     ("During a run with β = 1, you raise β to 8. What happens to the KL curve, the reconstruction curve and the "

@@ -537,5 +537,7 @@ def test_the_default_run_is_long_and_its_held_out_elbo_is_never_stale():
         assert R.total_steps(ds, tc) == -(-n_train // R.DEFAULT_BATCH[name]) * R.DEFAULT_EPOCHS[name] >= 20_000
         assert 50 <= tc.eval_every <= R.MAX_EVAL_GAP
     assert R.eval_every(4500, 128, 1) == 50 and R.eval_every(4500, 32, 200) == R.MAX_EVAL_GAP
+    sw = R.sweep_config(ds, tc)  # (digits' defaults) a sweep's runs are short
+    assert sw.epochs == R.SWEEP_EPOCHS["digits"] < tc.epochs and sw.eval_every == R.eval_every(n_train, 16, sw.epochs)
     # a long run stopped after a minute still has a timeline: a snapshot at least every MAX_EVAL_GAP steps
     assert R.snapshot_every(4500, 32, 200) == R.MAX_EVAL_GAP and R.snapshot_every(4500, 128, 15) == 15
