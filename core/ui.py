@@ -329,8 +329,9 @@ _PRESENT_CSS = """
 .st-key-_present_head [data-testid="stMarkdownContainer"] p {font-size: 1.35rem;}
 .st-key-_present_head button p {font-size: 1.05rem; white-space: nowrap;}
 [data-testid="stMain"] [data-testid="stMarkdownContainer"] td, [data-testid="stMain"] [data-testid="stMarkdownContainer"] th {font-size: 1.15rem;}
-[data-testid="stHeader"] {background: transparent; pointer-events: none;}
-[data-testid="stHeader"] button, [data-testid="stHeader"] a {pointer-events: auto;}
+[data-testid="stHeader"] {background: transparent;}
+[data-testid="stHeader"], [data-testid="stHeader"] * {pointer-events: none !important;}
+[data-testid="stHeader"] button, [data-testid="stHeader"] a, [data-testid="stHeader"] button * {pointer-events: auto !important;}
 </style>
 """
 

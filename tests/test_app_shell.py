@@ -96,13 +96,18 @@ def test_home_page_in_browser(watched_page, server_url):
 def test_home_page_presenter_mode_in_browser(watched_page, server_url):
     page = watched_page
     size = "e => parseFloat(getComputedStyle(e).fontSize)"
+    body = '[data-testid="stMain"] [data-testid="stMarkdownContainer"] p'
     page.goto(server_url)
     wait_drawn(page)
-    normal = page.locator("h1").first.evaluate(size)
+    normal = page.locator(body).first.evaluate(size)
+    normal_title = page.locator("h1").first.evaluate(size)
     page.goto(server_url + "/?present=1")
     wait_drawn(page)
     assert_no_exception_box(page)
-    assert page.locator("h1").first.evaluate(size) > 1.2 * normal  # text is enlarged for the back of the room
+    assert page.locator(body).first.evaluate(size) >= max(20, 1.2 * normal)  # enlarged for the back of the room
+    assert page.locator("h1").first.evaluate(size) < normal_title  # the frame is compact: the title is small
+    page.set_viewport_size({"width": 1280, "height": 720})
+    page.wait_for_timeout(500)
     screenshot(page, "home-present")
 
 
