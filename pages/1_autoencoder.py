@@ -314,8 +314,8 @@ if slot is not None:
             f"Edges: for "
             f"each drawn unit, the {EDGES_PER_NODE} strongest weights from the drawn units of the layer before "
             f"(blue w > 0, vermillion w < 0, thicker = larger |w|)."
-            + (f" ε was drawn with seed {ctx.seed}; change the seed in the sidebar to draw another."
-               if kind == "vae" else ""))
+            + (f" Dotted lines join μ_j, σ_j and ε_j to z_j = μ_j + σ_j·ε_j, one dimension at a time. ε was drawn "
+               f"with seed {ctx.seed}; change the seed in the sidebar to draw another." if kind == "vae" else ""))
 
 # ---- 2. what each part does, and the readouts ------------------------------------------------------
 

@@ -193,7 +193,7 @@ def test_vae_switch_shows_the_reparameterized_bottleneck():
     for label in ("<b>μ</b><br>16", "<b>σ</b><br>16", "<b>ε ~ N(0, I)</b><br>16", "<b>z = μ + σ·ε</b><br>16"):
         assert label in labels
     assert [f["name"] for f in spec["frames"]][3:6] == ["mu, sigma", "eps", "z"]
-    assert "KL =" in texts(at)
+    assert "KL =" in texts(at) and "Dotted lines join μ_j, σ_j and ε_j" in texts(at)  # the legend, also in presenter mode
     assert at.query_params["ae_kind"] in ("VAE", ["VAE"])  # written back to the URL
 
 
