@@ -40,6 +40,16 @@ DENSITY_SLIDERS = dict(zip(("mu_p", "sigma_p", "mu_q", "sigma_q"), (f"{k}_sl" fo
 
 ctx = ui.page("KL divergence", "📐", "What is the KL divergence, and what does it do in a VAE?")
 TEXT = 20 if ctx.present else klfig.TEXT_SIZE  # tick labels, axis titles, legends (projector: larger)
+# Presenter mode: each scene's main figure comes right after its header, at this height (ui.figure grows it
+# 1.3x: about 545 px), so it fills over half of a 1080-px screen and still ends above 720 px.
+PRESENT_H = 418
+
+
+def intro(text: str) -> None:
+    """A section's opening paragraph: left out in presenter mode, where the scene bar says it and the
+    figure must come right after the header."""
+    if not ctx.present:
+        st.markdown(text)
 url_errors = st.container()  # filled at the end: the widgets below validate their URL values as they are made
 
 SCENES = [
@@ -111,7 +121,7 @@ def fit_trajectories(separation: float, start: float):
 def two_gaussians(show_exact: bool, show_mc: bool) -> None:
     if show_exact:
         st.header("1. Two Gaussians, p and q")
-        st.markdown(
+        intro(
             "The KL divergence $\\mathrm{KL}(p\\,\\|\\,q) = \\int p(x)\\log\\frac{p(x)}{q(x)}\\,dx$ measures how "
             "much **q** fails to explain data drawn from **p**, in nats. It is never negative, it is 0 only when "
             "p = q, and it is **not symmetric**. Set p and q below (slider, or type an exact value).")
@@ -155,7 +165,9 @@ def two_gaussians(show_exact: bool, show_mc: bool) -> None:
                 "The direction that averages over the **wider** distribution is usually larger, because its samples "
                 "land in the other distribution's thin tails, where log p/q is big.")
         with density_slot:
-            ui.live_figure(klfig.density_figure(mu_p, s_p, mu_q, s_q, text_size=TEXT), key="kl_fig_density",
+            ui.live_figure(klfig.density_figure(mu_p, s_p, mu_q, s_q, text_size=TEXT,
+                                                **({"height": PRESENT_H} if ctx.present else {})),
+                           key="kl_fig_density",
                            updater="kl_density", watch=DENSITY_SLIDERS,
                            values=dict(mu_p=mu_p, sigma_p=s_p, mu_q=mu_q, sigma_q=s_q),
                            alt=f"Densities of p = N({mu_p:g}, {s_p:g}²) and q = N({mu_q:g}, {s_q:g}²), and below them the "
@@ -163,6 +175,7 @@ def two_gaussians(show_exact: bool, show_mc: bool) -> None:
 
     if show_mc:
         st.header("2. Estimating KL by sampling")
+        mc_slot = st.container() if ctx.present else None  # presenter: the figure right under the header
         st.markdown(
             "KL is an expectation, so it can be estimated by averaging over samples $x_i \\sim p$. A VAE does this "
             "for the terms that have no closed form (the reconstruction term is always estimated with samples of z).")
@@ -176,9 +189,10 @@ def two_gaussians(show_exact: bool, show_mc: bool) -> None:
         m1.metric(f"MC estimate, n = {n:,}", f"{est:.4f} nats")
         m2.metric("Standard error", f"{se:.4f} nats")
         m3.metric("Closed form KL(p‖q)", f"{kl_pq:.4f} nats")
-        ui.figure(klfig.mc_convergence_figure(curve["n"], curve["estimate"], curve["stderr"], kl_pq, n, est,
-                                               text_size=TEXT),
-                  key="kl_fig_mc",
+        with mc_slot or st.container():
+            ui.figure(klfig.mc_convergence_figure(curve["n"], curve["estimate"], curve["stderr"], kl_pq, n, est,
+                                                   text_size=TEXT, **({"height": PRESENT_H} if ctx.present else {})),
+                      key="kl_fig_mc",
                   alt=f"Monte Carlo estimate of KL(p‖q) against the number of samples, converging to the closed form "
                       f"{kl_pq:.4f}; at n = {n} the estimate is {est:.4f} with standard error {se:.4f}.")
         inside = abs(est - kl_pq) <= 2 * se
@@ -194,7 +208,7 @@ def two_gaussians(show_exact: bool, show_mc: bool) -> None:
 @st.fragment
 def forward_reverse() -> None:
     st.header("3. Forward vs reverse KL: covering or seeking modes")
-    st.markdown(
+    intro(
         "Let p have **two modes** and fit a single Gaussian q to it, by gradient descent (Adam, PyTorch autograd) on "
         "either direction of the KL. Press ▶ Play to watch the optimisation.")
     with ui.config_container("Set the two modes and the start"):
@@ -206,7 +220,8 @@ def forward_reverse() -> None:
             start = ui.slider("Starting mean of q (σ starts at 0.5)", "kl_start", -3.0, 3.0, 0.5, step=0.25)
     mix, fwd, rev = fit_trajectories(float(sep), float(start))
     target_mu, target_sd = kl.mixture_moments(**mix)
-    ui.figure(klfig.fit_animation_figure(mix["weights"], mix["mus"], mix["sigmas"], fwd, rev, text_size=TEXT),
+    ui.figure(klfig.fit_animation_figure(mix["weights"], mix["mus"], mix["sigmas"], fwd, rev, text_size=TEXT,
+                                         **({"height": PRESENT_H} if ctx.present else {})),
               key="kl_fig_fit", html_name="kl-forward-vs-reverse",
               alt=f"Animation of fitting one Gaussian to a two-mode distribution with modes {sep:g} apart. Forward KL "
                   f"ends at mean {fwd[-1][0]:.2f}, sd {fwd[-1][1]:.2f}, covering both modes; reverse KL ends at mean "
@@ -260,7 +275,7 @@ def gaussian_2d_controls(name: str, prefix: str, defaults: tuple[float, float, f
 @st.fragment
 def two_dimensions() -> None:
     st.header("4. Two dimensions: correlated Gaussians")
-    st.markdown("The same idea for vectors: means become vectors and variances become covariance matrices. Here q "
+    intro("The same idea for vectors: means become vectors and variances become covariance matrices. Here q "
                 "starts as the standard normal N(0, I), the prior of a VAE's 2-D latent space.")
     with ui.config_container("Set the two 2-D Gaussians"):
         c1, c2 = st.columns(2, gap="large")
@@ -272,7 +287,8 @@ def two_dimensions() -> None:
     kl10 = kl.kl_mvn(mu1, cov1, mu0, cov0)
     c1, c2 = st.columns([3, 2], gap="large")
     with c1:
-        ui.figure(klfig.mvn_figure(mu0, cov0, mu1, cov1, text_size=TEXT), key="kl_fig_mvn",
+        ui.figure(klfig.mvn_figure(mu0, cov0, mu1, cov1, text_size=TEXT,
+                                   **({"height": PRESENT_H} if ctx.present else {})), key="kl_fig_mvn",
                   alt=f"Covariance ellipses of two 2-D Gaussians p and q; KL(p‖q) = {kl01:.4f}, KL(q‖p) = {kl10:.4f}.")
     with c2:
         st.metric("KL(p‖q)", f"{kl01:.4f} nats")
@@ -346,7 +362,7 @@ def encoded_figures(dataset: str, beta: float, img: int, x: np.ndarray, mu: np.n
         "key": cache_key,
         "fig_img": paired_rows({"input": x, "decoded from μ": reconstruct(model, x)}, ctx.dataset.image_shape,
                                height=210),
-        "fig_parts": klfig.kl_parts_figure(mu, logvar, text_size=TEXT, height=265 if ctx.present else 420),
+        "fig_parts": klfig.kl_parts_figure(mu, logvar, text_size=TEXT, height=PRESENT_H if ctx.present else 420),
         "fig_post": klfig.posterior_vs_prior(mu, logvar, threshold=SMALL_KL_NATS, text_size=TEXT),
         "fig_bars": kl_bars(kl_dims, threshold=SMALL_KL_NATS, height=160 + 26 * LATENT),
     }
@@ -475,7 +491,7 @@ def elbo_numbers(g, img: int, label: str, beta: float) -> None:
     c1, c2 = st.columns([3, 2], gap="large")
     with c1:
         ui.figure(klfig.elbo_waterfall(g.recon_encoder, g.kl_encoder, g.log_px, g.log_px_se, IWAE_K,
-                                       text_size=TEXT, height=265 if ctx.present else 440),
+                                       text_size=TEXT, height=PRESENT_H if ctx.present else 440),
                   key="kl_fig_elbo",
                   alt=f"Waterfall for held-out image {img}: E_q log p(x|z) = {-g.recon_encoder:.2f}, minus the KL "
                       f"term {g.kl_encoder:.2f}, gives the ELBO {g.elbo_encoder:.2f}; adding the gap {g.gap:.2f} "
@@ -737,7 +753,8 @@ def latent_map_view(fallback: np.ndarray) -> None:
     """Every 2-D VAE's posteriors as ellipses over the prior, and one image's q(z|x) landing on them
     with the three parts of its KL (the mechanism of section 6, seen on the map)."""
     present = ctx.present
-    st.subheader("The KL term on the latent map")
+    if not present:  # presenter: the scene's header says it
+        st.subheader("The KL term on the latent map")
     fig_slot = st.container()
     panels = latent_map_panels(ctx.dataset_name)
     # Not in a column, and 280 px as on the autoencoder page (a narrow column clipped it there, issue 21).
@@ -749,7 +766,7 @@ def latent_map_view(fallback: np.ndarray) -> None:
     with fig_slot:
         ui.figure(klfig.latent_ellipses_figure(panels, drawn=[(m, s) for m, _, s in posts],
                                                class_names=ctx.dataset.class_names, text_size=TEXT,
-                                               height=330 if present else 380),
+                                               height=PRESENT_H if present else 380),
                   key="kl_fig_latent_map",
                   alt="Four 2-D latent maps, β = 0, 0.5, 1 and 4: each held-out image's posterior as a one-standard-"
                       "deviation ellipse over the prior's circles; " + "; ".join(
@@ -789,11 +806,14 @@ def latent_map_view(fallback: np.ndarray) -> None:
 
 
 def latent_map_section() -> None:
-    """Presenter scene 7: the latent map alone (the chosen held-out image stands in until one is drawn)."""
-    st.header("6. The KL term inside a VAE")
+    """Presenter scene 7: the latent map alone (the chosen held-out image stands in until one is drawn);
+    the image chooser goes under the figure, so the figure comes right after the header."""
+    st.header("6. The KL term on the latent map")
+    top = st.container()
     beta, img, model_info = choose_model()
     row = int(model_info.val_idx[img])
-    latent_map_view(np.array(ctx.dataset.x[row]))
+    with top:
+        latent_map_view(np.array(ctx.dataset.x[row]))
 
 
 # ---- the page ---------------------------------------------------------------------------------------

@@ -25,6 +25,9 @@ CELLS = (0.25, 0.5, 0.75, 1.0)
 N_SHOW_MAX = 12
 DATASET_NAMES = {"digits": "8×8 digits", "mnist-5k": "MNIST-5k"}
 STRIP_TITLES = {"digits": "scikit-learn digits", "mnist-5k": "MNIST-5k"}
+# Presenter mode: each scene's main figure at this height (ui.figure grows it 1.3x: about 540 px), so it fills
+# half of a 1080-px screen and, starting under the header, still ends above 720 px.
+PRESENT_H = 415
 
 
 # ---- cached evidence (pure functions of the dataset and seed; shared by all sessions) ----------
@@ -225,7 +228,8 @@ def section_blur() -> None:
                                f"VAE β={beta:g}": imgs[f"vae_{beta:g}"][:n_show],
                                f"β={beta:g} samples": imgs[f"sample_{beta:g}"][:n_show]}, shape,
                               title="Reconstructions of the same held-out images; last row: new images decoded "
-                                    "from z ~ N(0, I)", height=int(330 if shape[0] <= 8 else 400)),
+                                    "from z ~ N(0, I)",
+                              height=PRESENT_H if present else int(330 if shape[0] <= 8 else 400)),
                   key="lim_fig_images", alt=f"Rows of real {ds_label} images, their AE and β={beta:g} VAE "
                                             "reconstructions, and VAE samples from the prior.")
         label = limits.MEASURES[measure]
@@ -290,7 +294,8 @@ def section_collapse() -> None:
         c1, c2 = st.columns([3, 2])
         with c1:
             ui.figure(lf.rate_distortion(sweep_pts, variants, limits.iso_elbo_levels(
-                [p for p in sweep_pts if p["beta"] > 0] if zoom else sweep_pts), zoom=zoom),
+                [p for p in sweep_pts if p["beta"] > 0] if zoom else sweep_pts), zoom=zoom,
+                **({"height": PRESENT_H} if present else {})),
                 key="lim_fig_rd", alt="Rate-distortion plot: " + "; ".join(
                     f"β={p['beta']:g}: rate {p['rate']:.2f}, distortion {p['distortion']:.2f} nats" for p in sweep_pts))
         with c2:
@@ -519,7 +524,7 @@ def section_hole() -> None:
         lambda: hole_evidence(ds_name, hbeta, cell, int(min_exp), fill / 100, bool(with_sigma)), "Finding holes")
     if post is not None and holes is not None:
         ui.figure(lf.prior_hole(post["mu"], post["y"], holes, class_names=post["class_names"],
-                                height=600 if not present else 680, marker_size=4 if len(post["mu"]) > 3000 else 5),
+                                height=600 if not present else PRESENT_H, marker_size=4 if len(post["mu"]) > 3000 else 5),
                   key="lim_fig_hole", alt=f"Scatter of the {holes['n']} encoded training means of the 2-D VAE over "
                                           f"the N(0, I) density, with {len(holes['holes'])} hole cells marked.")
         n_holes = len(holes["holes"])
@@ -606,7 +611,7 @@ def section_complex() -> None:
     cx = [safely(lambda d=d: complex_evidence(d, ctx.seed), f"Measuring {DATASET_NAMES[d]}") for d in DATASETS]
     if all(e is not None for e in cx):
         rows = limits.complex_rows(cx, conf)
-        ui.figure(lf.complex_bars(rows), key="lim_fig_complex",
+        ui.figure(lf.complex_bars(rows, **({"height": PRESENT_H} if present else {})), key="lim_fig_complex",
                   alt="Bars: for each dataset, the VAE's sharpness, classifier accuracy and recognised samples as a "
                       "percentage of the real images' values.")
         for e in cx:
@@ -687,7 +692,7 @@ def section_bound() -> None:
     ev = safely(lambda: bound_evidence(ds_name), "Importance sampling")
     if ev is not None:
         ks, b = ev["ks"], ev["bounds"]
-        ui.figure(lf.bound_curve(ks, b, height=260 if present else 360), key="lim_fig_bound",
+        ui.figure(lf.bound_curve(ks, b, height=PRESENT_H if present else 360), key="lim_fig_bound",
                   alt="The importance-weighted bound L_k against k: " + ", ".join(f"k={k}: {b[k]:.2f}" for k in ks))
     (st.container() if present else identity).latex(
         r"\log p(x) \;=\; \underbrace{\mathbb{E}_{q(z\mid x)}\!\left[\log p(x\mid z)\right] - "

@@ -445,7 +445,7 @@ def test_presenter_scene_7_is_the_latent_map():
         at.button(key="_scene_kl_next").click().run()
     assert_ok(at)
     assert "Scene 7 of 7" in texts(at)
-    assert [h.value for h in at.header] == ["6. The KL term inside a VAE"]
+    assert [h.value for h in at.header] == ["6. The KL term on the latent map"]
     specs = plotly_specs(at)
     assert len(specs) == 1 and any(t.get("name") == "your drawing: μ" for t in specs[0]["data"])
 
