@@ -228,33 +228,36 @@ if show(2):
     st.latex(r"\nabla_\phi\, \mathbb E_{q_\phi(z\mid x)}[f(z)] = \nabla_\phi\, \mathbb E_{\epsilon\sim\mathcal N(0,I)}"
              r"\big[f(\mu_\phi + \sigma_\phi \odot \epsilon)\big] = \mathbb E_{\epsilon\sim\mathcal N(0,I)}"
              r"\big[\nabla_\phi f(\mu_\phi + \sigma_\phi \odot \epsilon)\big].")
-    st.markdown(
-        "**The condition for the last step** (differentiation under the integral sign: the Leibniz rule, proved "
-        "with dominated convergence). For almost every $\\epsilon$, $\\phi \\mapsto f(\\mu_\\phi + \\sigma_\\phi "
-        "\\odot \\epsilon)$ must be differentiable at every $\\phi$ in a neighbourhood, and its gradient there must "
-        "be bounded by an integrable function:")
-    st.latex(r"\big\|\nabla_\phi f(\mu_\phi + \sigma_\phi\odot\epsilon)\big\| \le h(\epsilon)\ \text{ for all } "
-             r"\phi \text{ near } \phi_0, \qquad \mathbb E_\epsilon[h(\epsilon)] < \infty .")
-    st.markdown(
-        "A VAE's decoder is a smooth network, so $f(z) = -\\log p_\\theta(x\\mid z)$ is differentiable in $z$ and "
-        "the condition holds in practice. It fails for a function with a jump, such as the step "
-        "$\\mathbb 1[z > a]$: its derivative is 0 wherever it exists, yet $\\mathbb E[\\mathbb 1[z>a]]$ changes with "
-        "$\\mu$; section 4 shows the pathwise estimate stuck at 0 (Mohamed et al., 2020, on the pathwise estimator).")
-    st.subheader("The SGVB estimator: one sample per image")
-    st.markdown("Replace the expectation by one draw per image, keeping the KL term in closed form (Kingma and "
-                "Welling, 2014, eq. 7, their estimator B; the KL formula is their Appendix B):")
-    st.latex(r"\widetilde{\mathcal L}(\theta,\phi;x^{(i)}) = \log p_\theta\big(x^{(i)}\mid z^{(i)}\big) - "
-             r"\tfrac12 \sum_{j=1}^{K}\big(\mu_j^2 + \sigma_j^2 - 1 - \log \sigma_j^2\big), \qquad z^{(i)} = "
-             r"\mu_\phi(x^{(i)}) + \sigma_\phi(x^{(i)}) \odot \epsilon^{(i)},\ \ \epsilon^{(i)} \sim \mathcal N(0, I),")
-    st.latex(r"\mathcal L(\theta,\phi;X) \approx \frac{N}{M}\sum_{i=1}^{M} \widetilde{\mathcal L}(\theta,\phi;x^{(i)})"
-             r"\quad \text{for a minibatch of } M \text{ of the } N \text{ images (their eq. 8)}.")
-    st.markdown(
-        "Each $\\widetilde{\\mathcal L}$ is an ordinary differentiable function of $\\theta$ and $\\phi$ (the "
-        "randomness sits in the input $\\epsilon^{(i)}$), so one backward pass gives "
-        "$\\nabla_{\\theta,\\phi}\\widetilde{\\mathcal L}$, and its expectation over $\\epsilon$ is the true "
-        "gradient of the ELBO: an **unbiased** estimate. Kingma and Welling used one sample per image "
-        "($L = 1$) with minibatches of $M = 100$ (their Algorithm 1). This app's training loss is the minibatch mean of "
-        "$-\\widetilde{\\mathcal L}$ (the negative ELBO in nats per image), the same estimator divided by $N$.")
+    # Presenter mode: the trick and its two formulas fill the screen; the condition and the estimator wait in here.
+    more = st.expander("The condition for moving ∇ inside, and the SGVB estimator") if ctx.present else st.container()
+    with more:
+        st.markdown(
+            "**The condition for the last step** (differentiation under the integral sign: the Leibniz rule, proved "
+            "with dominated convergence). For almost every $\\epsilon$, $\\phi \\mapsto f(\\mu_\\phi + \\sigma_\\phi "
+            "\\odot \\epsilon)$ must be differentiable at every $\\phi$ in a neighbourhood, and its gradient there must "
+            "be bounded by an integrable function:")
+        st.latex(r"\big\|\nabla_\phi f(\mu_\phi + \sigma_\phi\odot\epsilon)\big\| \le h(\epsilon)\ \text{ for all } "
+                 r"\phi \text{ near } \phi_0, \qquad \mathbb E_\epsilon[h(\epsilon)] < \infty .")
+        st.markdown(
+            "A VAE's decoder is a smooth network, so $f(z) = -\\log p_\\theta(x\\mid z)$ is differentiable in $z$ and "
+            "the condition holds in practice. It fails for a function with a jump, such as the step "
+            "$\\mathbb 1[z > a]$: its derivative is 0 wherever it exists, yet $\\mathbb E[\\mathbb 1[z>a]]$ changes with "
+            "$\\mu$; section 4 shows the pathwise estimate stuck at 0 (Mohamed et al., 2020, on the pathwise estimator).")
+        st.subheader("The SGVB estimator: one sample per image")
+        st.markdown("Replace the expectation by one draw per image, keeping the KL term in closed form (Kingma and "
+                    "Welling, 2014, eq. 7, their estimator B; the KL formula is their Appendix B):")
+        st.latex(r"\widetilde{\mathcal L}(\theta,\phi;x^{(i)}) = \log p_\theta\big(x^{(i)}\mid z^{(i)}\big) - "
+                 r"\tfrac12 \sum_{j=1}^{K}\big(\mu_j^2 + \sigma_j^2 - 1 - \log \sigma_j^2\big), \qquad z^{(i)} = "
+                 r"\mu_\phi(x^{(i)}) + \sigma_\phi(x^{(i)}) \odot \epsilon^{(i)},\ \ \epsilon^{(i)} \sim \mathcal N(0, I),")
+        st.latex(r"\mathcal L(\theta,\phi;X) \approx \frac{N}{M}\sum_{i=1}^{M} \widetilde{\mathcal L}(\theta,\phi;x^{(i)})"
+                 r"\quad \text{for a minibatch of } M \text{ of the } N \text{ images (their eq. 8)}.")
+        st.markdown(
+            "Each $\\widetilde{\\mathcal L}$ is an ordinary differentiable function of $\\theta$ and $\\phi$ (the "
+            "randomness sits in the input $\\epsilon^{(i)}$), so one backward pass gives "
+            "$\\nabla_{\\theta,\\phi}\\widetilde{\\mathcal L}$, and its expectation over $\\epsilon$ is the true "
+            "gradient of the ELBO: an **unbiased** estimate. Kingma and Welling used one sample per image "
+            "($L = 1$) with minibatches of $M = 100$ (their Algorithm 1). This app's training loss is the minibatch mean of "
+            "$-\\widetilde{\\mathcal L}$ (the negative ELBO in nats per image), the same estimator divided by $N$.")
 
 
 # ---- 3. the chain rule on a real encoder -----------------------------------------------------------
