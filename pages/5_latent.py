@@ -16,6 +16,10 @@ ctx = ui.page("Latent space explorer", "🗺️",
               "image. Images the model treats as similar get nearby codes, so the map below groups the digits although "
               "the model never saw a label.")
 url_errors = st.container()  # invalid URL values of this page's widgets are reported here, at the top
+# On a fresh server, loading PyTorch and the model takes a few seconds before anything else can be drawn:
+# say so at once, so the page is never blank without a message (cleared once the map's own message shows).
+loading = st.empty()
+loading.info("⏳ Loading the model and encoding the images: the map appears here in a few seconds.")
 ui.configure_torch()
 
 from core import explore  # noqa: E402  (after configure_torch: one intra-op thread)
@@ -29,6 +33,7 @@ ss = st.session_state
 
 def stop() -> None:
     """End the run, after reporting invalid URL values (they are found as widgets are created)."""
+    loading.empty()
     with url_errors:
         ui.show_url_errors()
     st.stop()
@@ -404,6 +409,7 @@ if show_map:
         idx = int(ui.number("Selected image (index)", "ls_idx", 0, N - 1, 0, step=1,
                             help="Or click a point on the map."))
         k = int(ui.slider("Nearest neighbours k", "ls_k", 1, 20, 8, step=1))
+loading.empty()  # (the map's own message has taken over)
 
 want_tsne = method == "tsne" or (method == "raw" and K != 2)
 if show_map and method == "raw" and K != 2:

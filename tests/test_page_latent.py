@@ -480,3 +480,13 @@ def test_browser_slider_decodes_and_presenter_mode(watched_page, server_url):
     assert_no_exception_box(page)
     assert page.get_by_text("Scene 1 of 5").first.is_visible()
     screenshot(page, "latent-present")
+
+
+def test_the_loading_message_is_gone_once_the_map_has_its_own(default_page):
+    """On a fresh server the page says it is loading the model (instead of staying blank for seconds);
+    once the map section draws, that message is cleared and the map (or its own message) is in its place."""
+    at = default_page
+    assert not any("Loading the model" in i.value for i in at.info)
+    assert any("The map" in h.value for h in at.subheader) and plotly_specs(at)
+    src = (ROOT / PAGE).read_text()
+    assert src.index('loading.info("⏳ Loading the model') < src.index("ui.configure_torch()")  # shown before torch loads
