@@ -212,18 +212,21 @@ def test_with_font_scale_reaches_every_font_and_keeps_a_16px_floor():
     fig.update_layout(xaxis2=dict(), legend=dict(font=dict(size=12)))
     fig.add_annotation(text="note", x=1, y=1, font=dict(size=10))
     fig.add_annotation(text="plain", x=2, y=2)
+    fig.add_annotation(text="big", x=2, y=3, font=dict(size=16))
+    fig.update_layout(xaxis3=dict(tickfont=dict(size=20)))  # a page's own presenter size: kept, not x1.45
     fig.frames = [go.Frame(layout=dict(annotations=[dict(text="later", font=dict(size=10))]),
                            data=[go.Bar(textfont=dict(size=10))])]
     out = with_font_scale(fig, 1.45)
     assert out is fig
     lay = fig.layout
     assert lay.font.size == 20                           # 14 x 1.45
-    assert lay.xaxis.tickfont.size == 16                 # 11 x 1.45 = 16
+    assert lay.xaxis.tickfont.size == 16                 # 11, raised to the floor
     assert lay.yaxis.tickfont.size == 20                 # had none: explicit, or Streamlit's template gives 12
     assert lay.xaxis2.tickfont.size == 20
     assert lay.xaxis.title.font.size == 20
-    assert lay.legend.font.size == 17                    # 12 x 1.45
-    assert [a.font.size for a in lay.annotations] == [16, 20]  # 10 x 1.45 = 14.5 -> floor 16; unset -> base
+    assert lay.legend.font.size == 16                    # 12, raised to the floor (explicit sizes are not multiplied)
+    assert [a.font.size for a in lay.annotations] == [16, 20, 23]  # 10 x 1.45 -> floor 16; unset -> base; 16 x 1.45
+    assert lay.xaxis3.tickfont.size == 20
     assert fig.frames[0].layout.annotations[0].font.size == 16  # Play must not shrink them back
     assert fig.data[0].textfont.size == 10               # a trace's own explicit text: left to fit its box
     assert fig.data[0].marker.colorbar.tickfont.size == 16

@@ -171,12 +171,13 @@ def latent_scatter(coords: np.ndarray, labels: np.ndarray, title: str | None = N
 
 
 def with_font_scale(fig: go.Figure, scale: float, min_size: float | None = None) -> go.Figure:
-    """Scale every font in the figure, in place, for presenter mode: the base font, tick labels, axis titles,
-    the legend, annotations (in the figure and in its animation frames, which would otherwise restore the
-    old sizes on Play) and colour bars. No such text ends up smaller than ``min_size`` px (by default 16 px
-    when enlarging, else 0: issue 21's floor for a projector). A trace's own text with an explicit size
-    (labels in bars, node labels, heatmap cells) is left as it is, so it still fits the space its figure
-    gives it; without an explicit size it follows the scaled base font. The height, if set, grows by
+    """Enlarge the figure's text, in place, for presenter mode: the base font and every annotation (in the
+    figure and in its animation frames, which would otherwise restore the old sizes on Play) are multiplied
+    by ``scale``; tick labels, axis titles, the legend and colour bars follow the base font unless the figure
+    sized them itself (a page may already pass presenter sizes: those are kept, not multiplied again). No
+    such text ends up smaller than ``min_size`` px (by default 16 px when enlarging, else 0: issue 21's floor
+    for a projector). A trace's own text with an explicit size (labels in bars, node labels, heatmap cells)
+    is left as it is, so it still fits the space its figure gives it. The height, if set, grows by
     ``min(scale, 1.3)``. Returns ``fig``.
 
     Tick labels, axis titles, the legend and annotations get an explicit size where they had none: Streamlit
@@ -186,9 +187,11 @@ def with_font_scale(fig: go.Figure, scale: float, min_size: float | None = None)
     if min_size is None:
         min_size = 16 if scale > 1 else 0
 
-    def scaled(obj, floor: float):
-        """A copy of figure JSON with every ``*font`` dict's ``size`` times ``scale``, at least ``floor``
-        (``min_size`` inside a colour bar). Templates are left alone."""
+    def scaled(obj, floor: float, grow: bool = False):
+        """A copy of figure JSON in which every ``*font`` dict's ``size`` is at least ``floor`` (``min_size``
+        inside a colour bar), and inside annotations (``grow``) also multiplied by ``scale``. Other explicit
+        sizes are not multiplied: a page that already chose presenter sizes keeps them. Templates are left
+        alone."""
         if isinstance(obj, dict):
             out = {}
             for k, v in obj.items():
@@ -196,14 +199,14 @@ def with_font_scale(fig: go.Figure, scale: float, min_size: float | None = None)
                     out[k] = v
                     continue
                 f = min_size if k == "colorbar" else floor
-                v = scaled(v, f)
+                v = scaled(v, f, grow or k == "annotations")
                 size = v.get("size") if k.endswith("font") and isinstance(v, dict) else None
                 if isinstance(size, (int, float)) and not isinstance(size, bool):
-                    v = {**v, "size": max(round(size * scale), f)}
+                    v = {**v, "size": max(round(size * scale) if grow else size, f)}
                 out[k] = v
             return out
         if isinstance(obj, (list, tuple)):
-            return [scaled(v, floor) for v in obj]
+            return [scaled(v, floor, grow) for v in obj]
         return obj
 
     def scale_trace(trace) -> None:
