@@ -508,14 +508,20 @@ def test_training_page_presenter_mode_in_browser(watched_page, server_url):
     wait_drawn(page)
     assert_no_exception_box(page)
     page.mouse.move(0, 0)
-    page.set_viewport_size({"width": 1400, "height": 2400})
+    page.set_viewport_size({"width": 1280, "height": 720})  # a projector: the scene fits the screen
     page.wait_for_timeout(1500)
     screenshot(page, "train-present")
+    # Two sizes of the main figure are drawn; CSS shows the one that fits the screen (1280x720: the short one).
+    visible = "[...document.querySelectorAll('[data-testid=stVegaLiteChart]')].filter(e => e.getClientRects().length)"
+    assert page.evaluate(f"() => {visible}.length") >= 2  # the loss chart (one of its two sizes) and the KL bars
+    box = page.evaluate(f"() => {{ const r = {visible}[0].getBoundingClientRect(); return [r.top, r.bottom]; }}")
+    assert box[0] >= 0 and box[1] <= 720 and box[1] - box[0] >= 360, box
     page.get_by_role("button", name="Next ▶").click()
     page.wait_for_selector("text=Scene 3 of 4")
-    play = page.locator(".updatemenu-button").first
+    play = page.locator(".updatemenu-button:visible").first
     play.wait_for()
-    href = "() => document.querySelector('.js-plotly-plot image').getAttribute('href')"
+    href = ("() => [...document.querySelectorAll('.js-plotly-plot')].find(e => e.getClientRects().length)"
+            ".querySelector('image').getAttribute('href')")
     before = page.evaluate(href)
     play.click()
     page.wait_for_function(f"() => ({href})() !== {json.dumps(before)}")  # the animation plays in the browser
