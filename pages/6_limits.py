@@ -295,11 +295,12 @@ def section_collapse() -> None:
         with c1:
             ui.figure(lf.rate_distortion(sweep_pts, variants, limits.iso_elbo_levels(
                 [p for p in sweep_pts if p["beta"] > 0] if zoom else sweep_pts), zoom=zoom,
-                **({"height": PRESENT_H} if present else {})),
+                **({"height": PRESENT_H, "compact": True} if present else {})),
                 key="lim_fig_rd", alt="Rate-distortion plot: " + "; ".join(
                     f"β={p['beta']:g}: rate {p['rate']:.2f}, distortion {p['distortion']:.2f} nats" for p in sweep_pts))
         with c2:
-            ui.figure(lf.active_units(sweep_pts, k), key="lim_fig_au",
+            ui.figure(lf.active_units(sweep_pts, k, compact=present, **({"height": PRESENT_H} if present else {})),
+                      key="lim_fig_au",
                       alt="Active units against β: " + ", ".join(f"β={p['beta']:g}: {p['active_units']}"
                                                                   for p in sweep_pts))
         low, high = head["low"], head["high"]

@@ -509,15 +509,18 @@ def test_kl_page_presenter_mode_in_browser(watched_page, server_url):
     page = watched_page
     page.goto(f"{server_url}/kl?present=1")
     wait_drawn(page)
-    page.get_by_text("Scene 1 of 6").first.wait_for()
+    page.get_by_text("Scene 1 of 7").first.wait_for()
     assert_no_exception_box(page)
     expect(page.locator(".st-key-kl_fig_density .js-plotly-plot")).to_have_count(1, timeout=30_000)  # browser-drawn
     page.wait_for_timeout(500)
-    # Scenes 5 (the ELBO) and 6 (the KL term's parts): the main figure fits a 1280x720 projector.
+    # Scenes 5 (the ELBO), 6 (the KL term's parts) and 7 (the latent map): the main figure fits 1280x720.
     page.set_viewport_size({"width": 1280, "height": 720})
-    for scene, key in ((5, "kl_fig_elbo"), (6, "kl_fig_parts")):
-        while page.get_by_text(f"Scene {scene} of 6").count() == 0:
-            page.get_by_role("button", name="Next ▶").click()
+    current = 1
+    for scene, key in ((5, "kl_fig_elbo"), (6, "kl_fig_parts"), (7, "kl_fig_latent_map")):
+        while current < scene:  # PageDown, as a presentation clicker sends
+            page.locator("body").press("PageDown")
+            current += 1
+            page.get_by_text(f"Scene {current} of 7").first.wait_for(timeout=60_000)
             wait_drawn(page)
         plot = page.locator(f".st-key-{key} .js-plotly-plot").first
         plot.wait_for()
@@ -527,6 +530,8 @@ def test_kl_page_presenter_mode_in_browser(watched_page, server_url):
         assert box[0] >= 0 and box[1] <= 720 and box[2] <= 1280, (scene, box)
         if scene == 5:
             screenshot(page, "kl-present")  # the ELBO scene at projector size
+        if scene == 7:
+            screenshot(page, "kl-map-present")  # the latent map at projector size
     assert_no_exception_box(page)
 
 

@@ -76,7 +76,7 @@ def _merge_labels(points: Sequence[Mapping]) -> list[tuple[float, float, str]]:
 RD_PLOT_PX = (440.0, 290.0)
 RD_LABEL_FONT = 12
 _CHAR_PX = 0.62  # average glyph width / font size (sans-serif digits and "β=,")
-_MARKER_PX = 9.0  # half-size of a marker box
+_MARKER_PX = 12.0  # half-size of a marker box (the "lowest −ELBO" ring is 22 px wide)
 
 
 def label_boxes(anchors_px: Sequence[tuple[float, float]], texts: Sequence[str], font_px: float,
@@ -122,10 +122,12 @@ def label_boxes(anchors_px: Sequence[tuple[float, float]], texts: Sequence[str],
 
 
 def rate_distortion(sweep: Sequence[Mapping], variants: Mapping[str, Mapping] | None = None,
-                    iso_levels: Sequence[float] = (), zoom: bool = True, height: int = 480) -> go.Figure:
+                    iso_levels: Sequence[float] = (), zoom: bool = True, height: int = 480,
+                    compact: bool = False) -> go.Figure:
     """Alemi et al. (2018): distortion D against rate R for each model of the sweep (held-out,
     nats per image), with lines of equal -ELBO (D + R = c, slope -1). ``zoom`` fits the axes
-    to the models with beta > 0 and points an arrow at any model left off the chart."""
+    to the models with beta > 0 and points an arrow at any model left off the chart. ``compact``
+    (presenter mode): short title and axis titles, and a legend for the marked runs only."""
     sweep = sorted(sweep, key=lambda p: p["beta"])
     r = np.array([p["rate"] for p in sweep], dtype=float)
     d = np.array([p["distortion"] for p in sweep], dtype=float)
@@ -144,10 +146,11 @@ def rate_distortion(sweep: Sequence[Mapping], variants: Mapping[str, Mapping] | 
     for k, c in enumerate(iso_levels):
         xs = np.array(x_range)
         fig.add_trace(go.Scatter(x=xs, y=c - xs, mode="lines", line=dict(color="#999999", dash="dash", width=1.3),
-                                 name="lines of equal −ELBO (D + R = const)", legendgroup="iso", showlegend=k == 0,
+                                 name="lines of equal −ELBO (D + R = const)", legendgroup="iso",
+                                 showlegend=k == 0 and not compact,
                                  hovertemplate=f"−ELBO = {c:.2f} nats<extra></extra>"))
     fig.add_trace(go.Scatter(
-        x=r, y=d, mode="lines+markers", name="plain VAEs, β sweep",
+        x=r, y=d, mode="lines+markers", name="plain VAEs, β sweep", showlegend=not compact,
         line=dict(color=OKABE_ITO[0], width=2.5), marker=dict(size=11, color=OKABE_ITO[0]),
         customdata=np.array([[p["beta"], p["neg_elbo"], p["active_units"]] for p in sweep]),
         hovertemplate="β=%{customdata[0]:g}<br>rate R=%{x:.2f} nats<br>distortion D=%{y:.2f} nats"
@@ -191,16 +194,19 @@ def rate_distortion(sweep: Sequence[Mapping], variants: Mapping[str, Mapping] | 
     fig.add_vrect(x0=x_range[0], x1=0.0, fillcolor=HOLE_COLOR, opacity=0.12, line_width=0, layer="below")
     fig.add_annotation(x=x_range[0] / 2, y=y_range[0], text="R = 0: collapse", showarrow=False, textangle=-90,
                        xanchor="center", yanchor="bottom", font=dict(size=11, color=HOLE_COLOR))
-    fig.update_xaxes(title="rate R = KL(q(z|x) ‖ p(z)), nats per image", range=x_range, zeroline=True,
-                     zerolinecolor="#bbbbbb")
-    fig.update_yaxes(title="distortion D = −log p(x|z), nats per image", range=y_range)
+    fig.update_xaxes(title="rate R (KL term), nats" if compact else "rate R = KL(q(z|x) ‖ p(z)), nats per image",
+                     range=x_range, zeroline=True, zerolinecolor="#bbbbbb")
+    fig.update_yaxes(title="distortion D, nats" if compact else "distortion D = −log p(x|z), nats per image",
+                     range=y_range)
     fig.update_layout(legend=dict(orientation="h", y=-0.2))
-    return style(fig, "Rate–distortion plane of the β sweep (held-out images)", height)
+    return style(fig, "Rate–distortion, β sweep" if compact else "Rate–distortion plane of the β sweep (held-out images)",
+                 height)
 
 
-def active_units(sweep: Sequence[Mapping], latent_dim: int, height: int = 340) -> go.Figure:
+def active_units(sweep: Sequence[Mapping], latent_dim: int, height: int = 340, compact: bool = False) -> go.Figure:
     """Active latent units against beta: Burda et al.'s (2016) count, Var_x(mu_j) > 0.01 on the
-    held-out images (``core.units``), one point per model of the sweep."""
+    held-out images (``core.units``), one point per model of the sweep. ``compact`` (presenter mode):
+    a short title and no legend, for large fonts in a narrow column."""
     sweep = sorted(sweep, key=lambda p: p["beta"])
     xs = [beta_label(p["beta"]) for p in sweep]
     fig = go.Figure()
@@ -210,8 +216,9 @@ def active_units(sweep: Sequence[Mapping], latent_dim: int, height: int = 340) -
                              hovertemplate="β=%{x}: %{y} active units<extra></extra>"))
     fig.update_xaxes(title="β", type="category")
     fig.update_yaxes(title=f"active units (of {latent_dim})", range=[-0.5, latent_dim + 0.8], dtick=2)
-    fig.update_layout(legend=dict(orientation="h", y=-0.3), showlegend=True)
-    return style(fig, "Active units (Var over held-out images of μ_j > 0.01)", height)
+    fig.update_layout(legend=dict(orientation="h", y=-0.3), showlegend=not compact)
+    return style(fig, "Active units (Burda)" if compact else "Active units (Var over held-out images of μ_j > 0.01)",
+                 height)
 
 
 def recon_by_beta(original: np.ndarray, ae: np.ndarray | None, recons: Mapping[float, np.ndarray],
