@@ -354,6 +354,16 @@ def test_limits_page_in_browser(watched_page, server_url):
         wait_drawn(page)
         assert page.locator('[data-testid="stPlotlyChart"]').count() == charts + 1
     assert_no_exception_box(page)
+    # Issue 20: the collapse runs start on a button press and show each run's numbers.
+    run = page.get_by_role("button", name="▶️ Train the 2 runs (about 2 s)")
+    if run.count():
+        run.click()
+    page.get_by_text("Warm-up changes the path, not where it ends").first.wait_for(timeout=180_000)
+    page.locator(".st-key-lim_fig_causes .js-plotly-plot").first.wait_for()
+    expect_units = page.locator(".st-key-lim_cause_0 [data-testid=\"stMetricValue\"]").first
+    assert expect_units.inner_text() == "0 of 16"
+    wait_drawn(page)
+    assert_no_exception_box(page)
     # The whole page: Streamlit scrolls inside its main block, so make the viewport as tall as it.
     height = page.evaluate("() => document.querySelector('[data-testid=\"stMain\"]').scrollHeight")
     page.set_viewport_size({"width": 1400, "height": min(int(height) + 50, 16000)})
