@@ -27,7 +27,6 @@ import torch
 from core.data import Dataset, train_val_split
 from core.losses import elbo_terms
 from core.models import AutoEncoder, ModelConfig, build_model
-from core.units import SMALL_KL_NATS as ACTIVE_UNIT_NATS  # noqa: F401  (transitional: pages move to core.units)
 from core.units import count_active
 
 STATUSES = ("idle", "running", "done", "diverged")
