@@ -352,7 +352,8 @@ if not np.all(np.isfinite(MU)):
     st.error("This model produces NaN or infinite codes for this dataset (its training diverged). Choose another model.")
     stop()
 scores, score_kind = explore.dimension_scores(codes)
-st.caption(model_note)
+if not ctx.present:  # (presenter mode: notes stay out of the scenes; the model is in 'Model and map')
+    st.caption(model_note)
 
 # ---- selections made on charts in the previous run -------------------------------------------------
 
@@ -394,13 +395,19 @@ show_map = show(0)
 
 # ---- 1. the map --------------------------------------------------------------------------------
 
-if show_map:
+#: Presenter mode: the height of a scene's main figure, 559 px once scaled for presenter mode, so with
+#: nothing but the scene bar above it, it fits 1280x720 and fills over half of 1920x1080 (issue 21).
+PRESENT_FIG_HEIGHT = 430
+FIG_H = (lambda h: PRESENT_FIG_HEIGHT) if ctx.present else (lambda h: h)
+
+if show_map and not ctx.present:  # (presenter mode: the scene bar says this; the map comes first)
     st.subheader("1. The map: every image is a point")
     st.markdown(
         f"Each of the {N:,} images of **{ctx.dataset_name}** is encoded to its code "
         + (r"$\mu(x)$, the centre of $q(z\mid x)$" if IS_VAE else r"$z = f(x)$")
         + f" ({K} numbers) and drawn as one dot, coloured by its true digit. The model never saw the labels. "
           "Hover a dot for its index; **click** it (or draw a box or lasso from the toolbar) to inspect it.")
+if show_map:
     map_left, map_right = st.columns([1.75, 1])
     with map_left:
         map_wait = st.empty()  # says the map is coming while the sections below compute (cleared when it is drawn)
@@ -462,8 +469,11 @@ clamp_state("ls_v", lo_v, hi_v)
 point_uv = np.array([ss.get("ls_u", round(float(center[0]), 2)), ss.get("ls_v", round(float(center[1]), 2))])
 
 if show(1):
-    st.subheader("2. Decode any point of the latent plane")
-    if plane.kind == "raw":
+    if not ctx.present:
+        st.subheader("2. Decode any point of the latent plane")
+    if ctx.present:
+        pass  # (the scene bar says what this is; the mosaic comes first)
+    elif plane.kind == "raw":
         st.markdown(
             "The latent space is a plane, so every point of it can be decoded. The grid below spaces its points "
             + ("by equal **prior** probability: a regular grid on the unit square, pushed through the inverse CDF "
@@ -501,7 +511,8 @@ if show(1):
         u, v, grid_pts = explore.manifold_grid(int(n_grid), center, scale)
         grid_imgs = explore.decode(model, plane.from_plane(grid_pts))
         gfig = LF.manifold_mosaic(grid_imgs, ds.image_shape, u, v, (ax_u, ax_v), marker=point_uv,
-                                  title="Decoded " + ("latent plane" if plane.kind == "raw" else "PCA slice"), height=600)
+                                  title="Decoded " + ("latent plane" if plane.kind == "raw" else "PCA slice"),
+                                  height=FIG_H(600))
         draw_selectable(gfig, "ls_gridsel", alt=f"A {int(n_grid)} by {int(n_grid)} mosaic of images decoded on a grid over "
                         f"{ax_u} from {u[0]:.2f} to {u[-1]:.2f} and {ax_v} from {v[0]:.2f} to {v[-1]:.2f}.",
                         modes=("points", "box"))
@@ -625,8 +636,10 @@ if show(3):
 
 def draw_comparison():
     """AE against VAE on the same data and seed; returns (AE off-manifold share, VAE share) or None."""
-    st.subheader("5. Autoencoder against VAE: sample, then decode")
+    if not ctx.present:
+        st.subheader("5. Autoencoder against VAE: sample, then decode")
     cdim = K if K in (2, 16) else 16
+    figs_first = st.container()  # presenter mode: the maps first, the choice below them
     cc1, cc2 = st.columns([1, 2])
     with cc1:
         ae_mode = ui.select("Sample the autoencoder from", "ls_aes", list(AE_SAMPLING), format_func=AE_SAMPLING.get,
@@ -647,7 +660,8 @@ def draw_comparison():
         pl = plane_of(mk, ds.name, "auto", 0, cds.mu)
         results[ck] = (cds, z, imgs, off, pl)
     if len(results) == 2:
-        st.markdown(
+        note = st.markdown if not ctx.present else (lambda *a, **k: None)  # (presenter mode: no long notes)
+        note(
             f"The same data, the same seed ({ctx.seed}), both with a {cdim}-D latent. Left: a plain autoencoder. "
             f"Right: a VAE with β = 1. Each map shows {min(N, 2000):,} of the real images' codes (dots) and "
             f"{min(200, n_study)} sampled codes (crosses)"
@@ -657,7 +671,8 @@ def draw_comparison():
                "own codes." if ae_mode == "fit" else
                "The autoencoder has no prior; here it gets the VAE's N(0, I), which ignores where its codes actually are."))
         sub = np.random.default_rng(ctx.seed).choice(N, size=min(N, 2000), replace=False)
-        cols_ = st.columns(2)
+        with figs_first if ctx.present else st.container():
+            cols_ = st.columns(2)
         for col, ck in zip(cols_, ("ae", "vae")):
             cds, z, imgs, off, pl = results[ck]
             name = "Autoencoder" if ck == "ae" else "VAE (β = 1)"
@@ -665,7 +680,7 @@ def draw_comparison():
             with col:
                 fig = LF.samples_map(pl.to_plane(cds.mu[sub]), ds.y[sub], pl.to_plane(z[:200]),
                                      f"{name}: codes and samples", pl.axis_names, CLASS_NAMES, off=off_flags,
-                                     height=430)
+                                     height=FIG_H(430))
                 if pl.kind == "pca":
                     fig.update_xaxes(title=f"PC 1 ({pl.explained[0]:.0%})")
                     fig.update_yaxes(title=f"PC 2 ({pl.explained[1]:.0%})")
@@ -714,7 +729,7 @@ def tsne_live(args: tuple, sel: int, neighbours: np.ndarray) -> None:
     else:
         phase = "early exaggeration: clusters form" if job.iteration <= job.early else "refining"
         title, xy, axes = f"t-SNE, iteration {job.iteration} of {job.total} ({phase})", lay, ("t-SNE 1", "t-SNE 2")
-    fig = LF.explorer_map(xy, ds.y, title, axes, CLASS_NAMES, selected=sel, neighbours=neighbours, height=620)
+    fig = LF.explorer_map(xy, ds.y, title, axes, CLASS_NAMES, selected=sel, neighbours=neighbours, height=FIG_H(620))
     if ctx.present:
         fig = F.with_font_scale(fig, ui.PRESENT_SCALE)
     st.plotly_chart(fig, key="ls_tsne_live", config=ui.PLOTLY_CONFIG, width="stretch",
@@ -729,7 +744,7 @@ if show_map:
     nb_idx, nb_d = explore.nearest_neighbours(MU, idx, k)
     decoded_pt = point_uv if (map_id == "raw" and plane.kind == "raw") else None
     map_fig = LF.explorer_map(map_xy, ds.y, map_title, map_axes, CLASS_NAMES, selected=idx, neighbours=nb_idx,
-                              decoded_point=decoded_pt, height=620)
+                              decoded_point=decoded_pt, height=FIG_H(620))
     map_wait.empty()
     with map_left:
         if tsne_pending:
