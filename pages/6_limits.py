@@ -468,7 +468,8 @@ def section_causes() -> None:
                        if max(plain.curve["active_units"]) > plain.active_units else "")
                     + ". Same objective, different optimisation: which units survive depends on the path. With the "
                     "full KL weight from the first step, a unit the decoder does not yet rely on is cheapest switched "
-                    "off, and once the decoder has learned to do without it, it stays off (Bowman et al. 2016). "
+                    "off, and once the decoder has learned to do without it, it tends to stay off (Bowman et al. "
+                    "2016). "
                     "Warm-up lets the decoder learn to use z before the KL is charged in full; free bits does not "
                     f"charge a dimension's first {collapse.FREE_BITS:g} nats (Kingma et al. 2016), so switching it "
                     "off below that gains nothing.")
