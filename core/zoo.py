@@ -59,7 +59,7 @@ def _specs() -> list[ZooSpec]:
     for ds in RECIPES:
         for z in LATENT_DIMS:
             out.append(ZooSpec(ds, "ae", 0.0, z))
-            betas = sorted(set(BETAS) | (set(SWEEP_BETAS) if z == 16 else set()))
+            betas = sorted(set(BETAS) | (set(SWEEP_BETAS) if z == 16 else {0.0}))  # 2-D beta 0: the KL map
             out += [ZooSpec(ds, "vae", b, z) for b in betas]
         out += [ZooSpec(ds, "vae", 4.0, 16, v) for v in ("warmup", "freebits")]
     return out
