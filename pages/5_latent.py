@@ -521,7 +521,9 @@ if show(1):
 
 path_xy: dict[str, np.ndarray] = {}
 if show(2):
-    st.subheader("3. Walk between two images")
+    if not ctx.present:  # (presenter mode: the scene bar says this; the strip comes first)
+        st.subheader("3. Walk between two images")
+    strip_box = st.container()
     i1, i2, i3, i4 = st.columns(4)
     with i1:
         a = int(ui.number("Image A (index)", "ls_a", 0, N - 1, min(2, N - 1), step=1))
@@ -536,9 +538,10 @@ if show(2):
     sph = explore.slerp(za, zb, n_steps)
     strips = {"linear": explore.decode(model, lin), "spherical": explore.decode(model, sph)}
     cols = ["A"] + [f"t={t:.2f}" for t in np.linspace(0, 1, n_steps)[1:-1]] + ["B"]
-    ui.figure(LF.strip_rows(strips, ds.image_shape, col_titles=cols, height=230 if ds.dim > 100 else 200),
-              key="ls_interp", alt=f"Two rows of {n_steps} images decoded along the linear and the spherical path "
-                                   f"from image {a} (a {class_name(ds.y[a])}) to image {b} (a {class_name(ds.y[b])}).")
+    with strip_box if ctx.present else st.container():
+        ui.figure(LF.strip_rows(strips, ds.image_shape, col_titles=cols, height=FIG_H(230 if ds.dim > 100 else 200)),
+                  key="ls_interp", alt=f"Two rows of {n_steps} images decoded along the linear and the spherical path "
+                                       f"from image {a} (a {class_name(ds.y[a])}) to image {b} (a {class_name(ds.y[b])}).")
     nl, ns = np.linalg.norm(lin, axis=1), np.linalg.norm(sph, axis=1)
     mid = n_steps // 2
     if not IS_VAE:
@@ -577,7 +580,9 @@ if show(2):
 # ---- 4. traversals -----------------------------------------------------------------------------
 
 if show(3):
-    st.subheader("4. Latent traversals: what each dimension does")
+    if not ctx.present:  # (presenter mode: the scene bar says this; the rows come first)
+        st.subheader("4. Latent traversals: what each dimension does")
+    first = st.container()
     if not show_map:
         idx = int(ui.number("Start from image (index)", "ls_idx", 0, N - 1, 0, step=1))
     tc, ts = explore.traversal_frame(codes, IS_VAE)
@@ -599,8 +604,8 @@ if show(3):
 
     titles = [row_title(int(j)) for j in order]
     text_box, fig_box = st.container(), st.container()
-    if ctx.present:  # the rows first, so they show at projector size; the explanation below them
-        text_box, fig_box = fig_box, text_box
+    if ctx.present:  # the rows first, so they show at projector size; the choice and explanation below them
+        fig_box = first
     with text_box:
         st.markdown(
             f"Start from the selected image #{idx} (a **{class_name(ds.y[idx])}**), change **one** coordinate of its "
@@ -628,7 +633,7 @@ if show(3):
         row_h = 56 if ds.dim > 100 else 44
         if len(order) < K:
             st.caption(f"Showing the {len(order)} most informative of the {K} dimensions.")
-        ui.figure(LF.traversal_strips(timgs, ds.image_shape, titles, tt, height=60 + row_h * len(order)),
+        ui.figure(LF.traversal_strips(timgs, ds.image_shape, titles, tt, height=FIG_H(60 + row_h * len(order))),
                   key="ls_trav", alt=f"{len(order)} rows of 9 images: the decoded code of image {idx} with one latent dimension moved "
                                      "from -3 to +3 standard deviations, one row per dimension, most informative first.")
 

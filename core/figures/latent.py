@@ -73,8 +73,10 @@ def explorer_map(xy: np.ndarray, labels: np.ndarray, title: str | None, axis_tit
     n_classes = len(np.unique(labels))
     for i, t in enumerate(fig.data):
         t.unselected = dict(marker=dict(opacity=0.45 if i < n_classes else 1.0))
-    fig.update_layout(legend=dict(title="", orientation="h", yanchor="top", y=-0.11, x=0, itemsizing="constant",
-                                  font=dict(size=12)), dragmode="pan", hovermode="closest")
+    # The legend starts below the x-axis title whatever the height: ~90 px (its ticks and title, more once
+    # presenter mode scales the fonts) in units of the plot's height (paper coordinates).
+    fig.update_layout(legend=dict(title="", orientation="h", yanchor="top", y=-min(0.3, 90 / max(height - 120, 100)),
+                                  x=0, itemsizing="constant", font=dict(size=12)), dragmode="pan", hovermode="closest")
     return fig
 
 
