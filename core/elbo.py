@@ -41,7 +41,7 @@ import torch
 import torch.nn.functional as F
 
 __all__ = ["log_likelihood", "log_weights", "log_likelihood_with_stderr", "elbo_estimate", "ElboEstimate",
-           "optimise_posterior", "AmortisationGap", "amortisation_gap", "gap_estimate", "mean_posterior_sigma",
+           "optimise_posterior", "AmortisationGap", "amortisation_gap", "gap_estimate",
            "MAX_CHUNK_ELEMENTS"]
 
 MAX_CHUNK_ELEMENTS = 1_000_000  # decoder outputs (samples x images x pixels) held at once: 4 MB in float32 (cache-friendly)
@@ -306,15 +306,3 @@ def gap_estimate(model, x, k: int = 1000, n: int = 1000, seed: int = 0) -> tuple
     ll, se_ll = log_likelihood_with_stderr(model, x, k=k, seed=seed)
     est = elbo_estimate(model, x, n=n, seed=seed + 1)
     return ll - est.elbo, np.sqrt(se_ll**2 + est.recon_se**2)
-
-
-@torch.no_grad()
-def mean_posterior_sigma(model, x) -> np.ndarray:
-    """The encoder's sigma_j = exp(logvar_j / 2) averaged over images ``x`` (N, D) -> (K,) float64."""
-    was = model.training
-    model.eval()
-    try:
-        _, logvar = model.encode(_as_x(model, x))
-    finally:
-        model.train(was)
-    return torch.exp(0.5 * logvar.double()).mean(0).numpy()

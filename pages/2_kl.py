@@ -337,12 +337,9 @@ def gaps_by_beta(dataset: str, row: int) -> dict:
 
 @st.cache_data(max_entries=8, show_spinner=False)
 def beta0_sigma(dataset: str) -> tuple[float, float]:
-    """The β = 0 zoo model's posterior σ_j, averaged over its held-out images: the smallest and the
-    largest over the 16 dimensions."""
-    from core import elbo
-    ui.configure_torch()
-    info = ui.pretrained(dataset, "vae", 0.0, LATENT)
-    s = elbo.mean_posterior_sigma(info.model, load_dataset(dataset).x[info.val_idx])
+    """The β = 0 zoo model's posterior σ_j, median over its held-out images (``core.units``, the figure
+    every page quotes): the smallest and the largest over the 16 dimensions."""
+    s = ui.activity(dataset, "vae", 0.0, LATENT).sigma_median
     return float(s.min()), float(s.max())
 
 
@@ -556,7 +553,7 @@ def vae_sections(show_elbo: bool, show_kl: bool) -> None:
                 "Each bar: L_k − ELBO for this image, ± 1.96 standard errors. A model whose q fits the true posterior "
                 "well has a small gap; a model that pays almost no KL (large β, q ≈ p(z)) can have a small gap too, "
                 "because its decoder then hardly depends on z. Not shown: β = 0, trained without the KL term: its "
-                f"encoder's σ_j averages {lo:.4f} to {hi:.4f} over the dimensions, so q is nearly a point, and "
+                f"encoder's median σ_j is {lo:.2g} to {hi:.2g} over the dimensions, so q is nearly a point, and "
                 "importance sampling with it as the proposal gives an estimate far below log p(x).")
 
     if not show_kl:
@@ -593,7 +590,7 @@ def vae_sections(show_elbo: bool, show_kl: bool) -> None:
         st.markdown(
             "**What each part does:**\n"
             f"- **−log σ²** grows without bound as σ → 0, so the encoder **cannot switch its noise off**. Without "
-            f"the KL term it does: the zoo's β = 0 model has a mean σ_j between **{lo:.4f}** and **{hi:.4f}** in "
+            f"the KL term it does: the zoo's β = 0 model has a median σ_j between **{lo:.2g}** and **{hi:.2g}** in "
             "every dimension, a plain autoencoder in all but name.\n"
             "- **The noise makes the space smooth.** The decoder is trained on z = μ + σ·ε, a different point near "
             "μ(x) each time, so every code within about σ of μ(x) must decode to an image like x: nearby codes "
