@@ -40,6 +40,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from core.models import eval_mode
+
 __all__ = ["log_likelihood", "log_weights", "log_likelihood_with_stderr", "elbo_estimate", "ElboEstimate",
            "optimise_posterior", "AmortisationGap", "amortisation_gap", "gap_estimate",
            "MAX_CHUNK_ELEMENTS"]
@@ -120,14 +122,10 @@ def log_weights(model, x, k: int = 1000, seed: int = 0) -> torch.Tensor:
     k = _check_k(k)
     if not getattr(model, "is_vae", False):
         raise ValueError("log p(x) needs a VAE (a plain autoencoder has no q(z|x) or p(x|z))")
-    was = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         xt = _as_x(model, x)
         mu, logvar = model.encode(xt)
         return _log_weights_given_q(model, xt, mu, logvar, k, seed)
-    finally:
-        model.train(was)
 
 
 def _lse_mean(lw: torch.Tensor) -> torch.Tensor:
@@ -200,14 +198,10 @@ def elbo_estimate(model, x, n: int = 1000, seed: int = 0) -> ElboEstimate:
     """The ELBO of each image ``x`` (N, D) under the encoder's q(z|x), split into its two terms:
     the reconstruction term by Monte Carlo with ``n`` reparameterised samples, the KL in closed form."""
     n = _check_k(n)
-    was = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         xt = _as_x(model, x)
         mu, logvar = model.encode(xt)
         return _elbo_given_q(model, xt, mu, logvar, n, seed)
-    finally:
-        model.train(was)
 
 
 def optimise_posterior(model, x, steps: int = 300, lr: float = 0.05, samples: int = 16,
@@ -218,9 +212,7 @@ def optimise_posterior(model, x, steps: int = 300, lr: float = 0.05, samples: in
     optimise q per data point in the same way). The decoder stays fixed.
     Returns (mu*, logvar*), each (N, K), detached."""
     steps = _check_k(steps)
-    was = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         xt = _as_x(model, x)
         with torch.no_grad():
             mu0, lv0 = model.encode(xt)
@@ -241,8 +233,6 @@ def optimise_posterior(model, x, steps: int = 300, lr: float = 0.05, samples: in
                 opt.step()
                 sched.step()
         return mu.detach(), lv.detach()
-    finally:
-        model.train(was)
 
 
 @dataclass(frozen=True)
@@ -286,12 +276,8 @@ def amortisation_gap(model, x, k: int = 1000, steps: int = 300, lr: float = 0.05
     ll, se = log_likelihood_with_stderr(model, xt, k=k, seed=seed)
     enc = elbo_estimate(model, xt, n=n, seed=seed + 1)
     mu_s, lv_s = optimise_posterior(model, xt, steps=steps, lr=lr, seed=seed + 2)
-    was = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         best = _elbo_given_q(model, xt, mu_s, lv_s, n, seed + 1)
-    finally:
-        model.train(was)
     if best.elbo[0] < enc.elbo[0]:  # the optimiser found nothing better: the encoder's q is the best found
         best = enc
     return AmortisationGap(float(ll[0]), float(se[0]), float(enc.elbo[0]), float(best.elbo[0]),

@@ -43,7 +43,7 @@ import torch
 from torch.distributions import MultivariateNormal, Normal
 
 from core.losses import kl_per_dim as _kl_per_dim
-from core.models import AutoEncoder
+from core.models import AutoEncoder, eval_mode
 
 MAX_BATCH = 1024
 SLERP_PARALLEL_TOL = 1e-6
@@ -104,13 +104,9 @@ def decode(model: AutoEncoder, z: np.ndarray, batch_size: int = MAX_BATCH) -> np
         z = z[None]
     if z.ndim != 2 or z.shape[1] != model.cfg.latent_dim:
         raise ValueError(f"z must be (M, {model.cfg.latent_dim}), got {z.shape}")
-    was = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         out = [model.decode(torch.tensor(z[i:i + batch_size], device=_device(model))).cpu().numpy()
                for i in range(0, len(z), batch_size)]
-    finally:
-        model.train(was)
     return np.concatenate(out).astype(np.float32) if out else np.zeros((0, model.cfg.input_dim), np.float32)
 
 

@@ -11,6 +11,7 @@ with unit variance (``likelihood="gaussian"``, identity output).
 """
 from __future__ import annotations
 
+import contextlib
 from dataclasses import asdict, dataclass, field
 from typing import NamedTuple
 
@@ -207,3 +208,15 @@ def build_model(cfg: ModelConfig, device: str = "auto") -> AutoEncoder:
 
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+@contextlib.contextmanager
+def eval_mode(model: nn.Module):
+    """``with eval_mode(model):`` runs the block in eval mode and restores the model's mode after
+    it, even when the block raises (shared read-only models must not be left in either mode)."""
+    was = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was)

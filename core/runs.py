@@ -23,7 +23,7 @@ import torch
 
 from core.checkpoints import Checkpoint, checkpoint_bytes
 from core.data import DATASETS, Dataset, train_val_split
-from core.models import LATENT_RANGE, MAX_HIDDEN, MAX_LAYERS, AutoEncoder, ModelConfig
+from core.models import LATENT_RANGE, MAX_HIDDEN, MAX_LAYERS, AutoEncoder, ModelConfig, eval_mode
 from core.training import (MAX_EPOCHS, BackgroundRunner, TrainConfig, Trainer,
                            evaluate_model, reconstruct, sample_prior)
 
@@ -676,13 +676,9 @@ def noise_scales(model: AutoEncoder, x: np.ndarray) -> NoiseScales:
     """Encode ``x`` (N, D) with a VAE ``model`` (eval mode, restored afterwards) and measure its noise."""
     if not model.is_vae:
         raise ValueError("an autoencoder has no noise to measure: its code is a point")
-    was = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         dev = next(model.parameters()).device
         mu, logvar = model.encode(torch.as_tensor(np.asarray(x, dtype=np.float32), device=dev))
-    finally:
-        model.train(was)
     sigma = (logvar.double() / 2).exp().cpu().numpy()
     m = mu.double().cpu().numpy()
     return NoiseScales(np.median(sigma, axis=0), sigma.max(axis=0), m.std(axis=0), int(len(m)))

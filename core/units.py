@@ -21,6 +21,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from core.models import eval_mode
+
 ACTIVE_THRESHOLD = 0.01  # Var_x(mu_j) above this: active (Burda et al., 2016)
 BARELY_ACTIVE = 0.05     # Var_x(mu_j) in (0.01, 0.05]: active, but only barely (a traversal changes the image little)
 SMALL_KL_NATS = 0.01     # one image's KL_j below this: "almost no information about this image"
@@ -92,17 +94,15 @@ def unit_activity(model, x, threshold: float = ACTIVE_THRESHOLD, batch_size: int
     dev = next(model.parameters()).device
     # a copy: shared dataset arrays are read-only, and torch warns about wrapping those
     xt = x.to(dev).float() if torch.is_tensor(x) else torch.as_tensor(np.array(x, dtype=np.float32, copy=True)).to(dev)
-    was = model.training
-    model.eval()
-    mus, kls, sigmas = [], [], []
-    for i in range(0, len(xt), batch_size):
-        mu, logvar = model.encode(xt[i:i + batch_size])
-        mus.append(mu.double().cpu())
-        if logvar is not None:
-            lv = logvar.double()
-            sigmas.append((0.5 * lv).exp().cpu())
-            kls.append((0.5 * (mu.double().pow(2) + lv.exp() - 1.0 - lv)).clamp_min(0.0).sum(0).cpu())
-    model.train(was)
+    with eval_mode(model):
+        mus, kls, sigmas = [], [], []
+        for i in range(0, len(xt), batch_size):
+            mu, logvar = model.encode(xt[i:i + batch_size])
+            mus.append(mu.double().cpu())
+            if logvar is not None:
+                lv = logvar.double()
+                sigmas.append((0.5 * lv).exp().cpu())
+                kls.append((0.5 * (mu.double().pow(2) + lv.exp() - 1.0 - lv)).clamp_min(0.0).sum(0).cpu())
     mu = torch.cat(mus).numpy()
     mean_kl = (torch.stack(kls).sum(0) / len(mu)).numpy() if kls else np.zeros(mu.shape[1])
     var = mu.var(axis=0, ddof=0)
