@@ -1,7 +1,8 @@
 """Live-training throughput: the real page in Chromium against a bare PyTorch loop.
 
 The page: ``streamlit run app.py`` (tests.conftest.start_server) and Chromium on ``/train`` with
-the default model (MNIST-5k, VAE 784-256-128-16, Bernoulli, batch 128, lr 2e-3), training in the
+the default model (MNIST-5k, VAE 784-256-128-16, Bernoulli, the page's default batch size
+``core.runs.DEFAULT_BATCH``, lr 2e-3), training in the
 server's background thread while the tab stays open and the live fragment redraws every 0.5 s
 (loss curves, KL bars, reconstructions, samples).
 
@@ -34,7 +35,10 @@ from core.losses import elbo_terms
 from core.models import ModelConfig, build_model
 
 BUDGET = 0.90
-DATASET, BATCH, LR, SEED, LATENT, HIDDEN = "mnist-5k", 128, 2e-3, 0, 16, (256, 128)
+from core.runs import DEFAULT_BATCH
+
+DATASET, LR, SEED, LATENT, HIDDEN = "mnist-5k", 2e-3, 0, 16, (256, 128)
+BATCH = DEFAULT_BATCH[DATASET]  # the bare loop must use the batch size the page trains with
 
 
 class BareLoop:
