@@ -444,7 +444,7 @@ def load_test(n_sessions: int = 10, watch_seconds: float = 15.0, idle_cpu_cores:
         # Each session shows its own run: the first of its session, with its own β.
         for i, page in enumerate(pages):
             text = _progress_text(page)
-            if f"#1 VAE β={betas[i]:g} " not in text:
+            if not ("#1 VAE" in text and f" · β = {betas[i]:g} · " in text):
                 res["crosstalk"].append(f"session {i} (β={betas[i]:g}) shows another run: {text[:80]!r}")
 
         # 3. All train at once: record every visible change of each session's step counter. First let the
@@ -547,7 +547,7 @@ def load_test(n_sessions: int = 10, watch_seconds: float = 15.0, idle_cpu_cores:
         back = [_step(page) for page in pages]
         for i, page in enumerate(pages):
             text = _progress_text(page)
-            if back[i] is None or back[i] < before[i] or f"#1 VAE β={betas[i]:g} " not in text:
+            if back[i] is None or back[i] < before[i] or not ("#1 VAE" in text and f" · β = " in text):
                 res["lost_runs"].append(f"session {i} lost its run ({before[i]} -> {back[i]}): {text[:80]!r}")
             cap = _beta_caption(page)
             own = (cap == "") if i % 2 else (cap == captions[i] if captions[i] else cap.startswith(expected[i]))

@@ -61,7 +61,7 @@ class Student:
             step = int(m.group(1).replace(",", ""))
             if not self.steps or step != self.steps[-1][1]:
                 self.steps.append((time.monotonic(), step))
-            if not el.text.startswith(f"**#1 VAE β={self.beta:g} "):
+            if not (el.text.startswith("**#1 VAE") and f"** · β = {self.beta:g} · " in el.text):
                 self.crosstalk.append(el.text[:80])
 
     async def run(self, stop: asyncio.Event) -> None:

@@ -300,7 +300,7 @@ def progress(run) -> None:
     epoch = min(t.cfg.epochs, t.step // t.steps_per_epoch + (0 if t.finished else 1))
     sps = t.samples_per_second
     left = f" · {duration(t.seconds_left())}" if state == "training" else ""
-    st.progress(t.progress(), text=f"**{run.name}** · {R.STATE_LABELS[state]} · epoch {epoch}/{t.cfg.epochs} · "
+    st.progress(t.progress(), text=f"**{run.name}** · β = {t.beta:g} · {R.STATE_LABELS[state]} · epoch {epoch}/{t.cfg.epochs} · "
                                    f"step {t.step}/{t.total_steps} · {t.train_seconds:.1f} s · {sps:,.0f} samples/s"
                                    f"{left}")
 

@@ -119,6 +119,7 @@ def test_training_ticks_grow_the_history_and_a_beta_change_is_recorded(apps):
     assert all(alt for _, alt in drawn)
     assert len(at.get("image")) >= 2  # reconstructions and prior samples
     assert re.search(r"step \d+/2600 · .*[\d,]+ samples/s", at.get("progress")[0].proto.text)
+    assert " · β = 1 · " in at.get("progress")[0].proto.text  # the progress line shows the β in force
     # beta changes mid-run (the slider lives in the live fragment) without a restart
     at.select_slider(key="tr_beta").set_value(4.0).run()
     assert_ok(at)
@@ -130,6 +131,7 @@ def test_training_ticks_grow_the_history_and_a_beta_change_is_recorded(apps):
     assert [(c.proto.spec, c.proto.alt) for c in at.get("vega_lite_chart")] == drawn
     betas = {h["step"]: h["beta"] for h in run.history}
     assert betas[changed] == 1.0 and betas[changed + 1] == 4.0
+    assert " · β = 4 · " in at.get("progress")[0].proto.text
     assert "β so far: **1** (from step 0) → **4**" in texts(at)
     df = R.metrics_rows(run)
     assert df[changed]["beta"] == 4.0  # also in the CSV export

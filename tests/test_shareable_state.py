@@ -26,6 +26,7 @@ import torch
 from playwright.sync_api import expect
 from torch.distributions import MultivariateNormal, Normal, kl_divergence
 
+from core.runs import DEFAULT_BATCH, DEFAULT_EPOCHS
 from tests.apptest_utils import assert_ok, page_app, plotly_specs, texts
 from tests.conftest import ConsoleWatch, assert_no_exception_box, wait_drawn
 
@@ -234,15 +235,15 @@ def test_a_url_copied_after_a_change_reopens_the_same_view_in_a_new_context(watc
     before a run starts), so the two page loads of this test cost little."""
     page = watched_page
     open_link(page, server_url, "/train?dataset=digits")
-    expect_next_run(page, latent=16, epochs=40, batch=128)  # the defaults
+    expect_next_run(page, latent=16, epochs=DEFAULT_EPOCHS["digits"], batch=DEFAULT_BATCH["digits"])  # the defaults
     type_number(page, "tr_latent", "4")
-    expect_next_run(page, latent=4, epochs=40, batch=128)
+    expect_next_run(page, latent=4, epochs=DEFAULT_EPOCHS["digits"], batch=DEFAULT_BATCH["digits"])
     idle(page)
     widget(page, "tr_lik").get_by_text("Gaussian (MSE)").click()
     page.wait_for_function("() => new URLSearchParams(location.search).get('tr_lik') === 'gaussian'", timeout=WAIT)
     idle(page)
     type_number(page, "tr_epochs", "3")
-    expect_next_run(page, latent=4, epochs=3, batch=128)
+    expect_next_run(page, latent=4, epochs=3, batch=DEFAULT_BATCH["digits"])
     idle(page)
     changed = {"tr_latent": "4", "tr_lik": "gaussian", "tr_epochs": "3"}
     assert {k: url_params(page).get(k) for k in changed} == changed, page.url
@@ -259,7 +260,7 @@ def test_a_url_copied_after_a_change_reopens_the_same_view_in_a_new_context(watc
         expect_widget(other, "number", "tr_latent", "4")
         expect_widget(other, "radio", "tr_lik", "Gaussian (MSE)")
         expect_widget(other, "number", "tr_epochs", "3")
-        expect_next_run(other, latent=4, epochs=3, batch=128)
+        expect_next_run(other, latent=4, epochs=3, batch=DEFAULT_BATCH["digits"])
         assert {k: url_params(other).get(k) for k in changed} == changed, other.url
         watch.check()
     finally:
@@ -299,7 +300,7 @@ def test_settings_file_saves_the_view_and_loading_it_restores_a_changed_value(wa
     """On the training page: its reruns are the cheapest to draw."""
     page = watched_page
     open_link(page, server_url, "/train?dataset=digits&tr_latent=2&tr_epochs=3")
-    expect_next_run(page, latent=2, epochs=3, batch=128)
+    expect_next_run(page, latent=2, epochs=3, batch=DEFAULT_BATCH["digits"])
     widget(page, "tr_lik").get_by_text("Gaussian (MSE)").click()  # part of the view, not of the link
     page.wait_for_function("() => new URLSearchParams(location.search).get('tr_lik') === 'gaussian'", timeout=WAIT)
     idle(page)
@@ -312,7 +313,7 @@ def test_settings_file_saves_the_view_and_loading_it_restores_a_changed_value(wa
 
     # Change the view, then load the file: the saved values come back.
     type_number(page, "tr_latent", "5")
-    expect_next_run(page, latent=5, epochs=3, batch=128)
+    expect_next_run(page, latent=5, epochs=3, batch=DEFAULT_BATCH["digits"])
     idle(page)
     widget(page, "tr_lik").get_by_text("Bernoulli (BCE)").click()
     page.wait_for_function("() => new URLSearchParams(location.search).get('tr_lik') === 'bernoulli'", timeout=WAIT)
@@ -320,7 +321,7 @@ def test_settings_file_saves_the_view_and_loading_it_restores_a_changed_value(wa
     upload_settings(page, path)
     expect_widget(page, "number", "tr_latent", "2")
     expect_widget(page, "radio", "tr_lik", "Gaussian (MSE)")
-    expect_next_run(page, latent=2, epochs=3, batch=128)
+    expect_next_run(page, latent=2, epochs=3, batch=DEFAULT_BATCH["digits"])
     idle(page)
     assert url_params(page)["tr_latent"] == "2" and url_params(page)["tr_lik"] == "gaussian", page.url
     assert_no_exception_box(page)
