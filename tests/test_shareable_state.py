@@ -307,7 +307,7 @@ def test_settings_file_saves_the_view_and_loading_it_restores_a_changed_value(wa
 
     saved, path = download_settings(page, tmp_path)
     expected = {"dataset": "digits", "seed": "0", "tr_latent": "2", "tr_epochs": "3", "tr_lik": "gaussian",
-                "tr_kind": "vae", "tr_bs": "128", "tr_beta": "1.0"}
+                "tr_kind": "vae", "tr_bs": str(DEFAULT_BATCH["digits"]), "tr_beta": "1.0"}
     assert {k: saved.get(k) for k in expected} == expected, saved
     assert saved == url_params(page), (saved, page.url)  # the whole view, as the URL holds it
 
