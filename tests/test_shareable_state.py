@@ -336,7 +336,7 @@ def test_settings_file_saves_the_view_and_loading_it_restores_a_changed_value(wa
     assert_no_exception_box(page)
     expect_widget(page, "number", "tr_latent", "2")
     type_number(page, "tr_epochs", "4")
-    expect_next_run(page, latent=2, epochs=4, batch=128)
+    expect_next_run(page, latent=2, epochs=4, batch=DEFAULT_BATCH["digits"])
     idle(page)
     assert_no_exception_box(page)
 
