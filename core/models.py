@@ -132,6 +132,11 @@ class AutoEncoder(nn.Module):
         """Decoder mean in data space, (B, D): sigmoid for Bernoulli, identity for Gaussian."""
         return self._link(self.decode_logits(z))
 
+    def decoder_output(self, z: torch.Tensor, mu=None, logvar=None) -> ModelOutput:
+        """Decode codes z (B, K) into a full ``ModelOutput`` (recon and logits), for losses on codes the
+        caller chose (e.g. reparameterised draws with their own graph)."""
+        return self._output(self.decode_logits(z), mu, logvar, z, recon=True)
+
     def _link(self, logits: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(logits) if self.cfg.likelihood == "bernoulli" else logits
 

@@ -529,7 +529,7 @@ def vae_gradients(model, x, eps, beta: float = 1.0, likelihood: str | None = Non
     draws, (K,): a Monte Carlo estimate of the expected gradient that training follows.
     """
     from core.losses import elbo_terms, kl_per_dim, reconstruction_nll
-    from core.models import ModelOutput, reparameterize
+    from core.models import reparameterize
 
     if not getattr(model, "is_vae", False):
         raise ValueError("vae_gradients needs a VAE (an autoencoder has no sigma to differentiate)")
@@ -554,8 +554,7 @@ def vae_gradients(model, x, eps, beta: float = 1.0, likelihood: str | None = Non
         mu = mu0.detach().expand(s, -1).clone().requires_grad_(True)
         logvar = logvar0.detach().expand(s, -1).clone().requires_grad_(True)
         z = reparameterize(mu, logvar, eps)
-        logits = model.decode_logits(z)
-        out = ModelOutput(model._link(logits), mu, logvar, z, logits)
+        out = model.decoder_output(z, mu, logvar)
         xs = x.expand(s, -1)
         t = elbo_terms(xs, out, beta, likelihood)
         g_rec = torch.autograd.grad(t.recon, (mu, logvar), retain_graph=True)
@@ -626,13 +625,7 @@ def _encode_one(model, x) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
 
 def _recon_nll(model, x: torch.Tensor, z: torch.Tensor, likelihood: str | None = None) -> torch.Tensor:
     """f(z) = -log p(x | z) for each row of z (S, K), x (1, D) -> (S,), through the decoder."""
-    from core.losses import reconstruction_nll
-    from core.models import ModelOutput
-
-    likelihood = likelihood or model.cfg.likelihood
-    logits = model.decode_logits(z)
-    out = ModelOutput(model._link(logits) if likelihood != "bernoulli" else None, None, None, z, logits)
-    return reconstruction_nll(x.expand(len(z), -1), out, likelihood)
+    return _recon_batch(model, x.expand(len(z), -1), z, likelihood)
 
 
 def encoder_jacobian_check(model, x, eps) -> dict:
@@ -805,12 +798,7 @@ def encoder_training_race(model, x_train, steps: int = 200, lr: float = 1e-3, ba
         with torch.no_grad():
             mu, logvar = m.encode(xs)
             z = mu + torch.exp(0.5 * logvar) * eval_eps
-            logits = m.decode_logits(z)
-            from core.losses import reconstruction_nll
-            from core.models import ModelOutput
-            lik = likelihood or m.cfg.likelihood
-            rec = reconstruction_nll(xs, ModelOutput(m._link(logits) if lik != "bernoulli" else None, mu, logvar,
-                                                     z, logits), lik)
+            rec = _recon_batch(m, xs, z, likelihood)
             return float((rec + kl_per_dim(mu, logvar).sum(1)).mean())
 
     eval_step = [0] + [s for s in range(eval_every, steps + 1, eval_every)]
@@ -856,9 +844,5 @@ def encoder_training_race(model, x_train, steps: int = 200, lr: float = 1e-3, ba
 def _recon_batch(model, x: torch.Tensor, z: torch.Tensor, likelihood: str | None = None) -> torch.Tensor:
     """-log p(x_i | z_i) for paired rows x (B, D), z (B, K) -> (B,)."""
     from core.losses import reconstruction_nll
-    from core.models import ModelOutput
 
-    likelihood = likelihood or model.cfg.likelihood
-    logits = model.decode_logits(z)
-    out = ModelOutput(model._link(logits) if likelihood != "bernoulli" else None, None, None, z, logits)
-    return reconstruction_nll(x, out, likelihood)
+    return reconstruction_nll(x, model.decoder_output(z), likelihood or model.cfg.likelihood)
