@@ -170,7 +170,7 @@ def _note_published(key: str, text: str | None) -> None:
     ss[f"_pubs_{key}"] = recent + [text]
 
 
-def _bind(key: str, default, lo=None, hi=None, choices=None) -> None:
+def bind(key: str, default, lo=None, hi=None, choices=None) -> None:
     """Initialise widget state ``key`` from (in order) a URL value this session did not write,
     the value kept from an earlier visit (if still valid), or ``default``. Kept values survive
     page switches under ``_keep_<key>``."""
@@ -182,7 +182,9 @@ def _bind(key: str, default, lo=None, hi=None, choices=None) -> None:
     ss[key] = url_value(key, base, _kind_of(default), lo, hi, choices)
 
 
-def _publish(key: str) -> None:
+def publish(key: str) -> None:
+    """Write widget state ``key`` to the URL (and keep it for the next visit and the settings file).
+    Call it after drawing the widget that ``bind`` initialised."""
     v = st.session_state.get(key)
     st.session_state[f"_keep_{key}"] = v
     text = str(int(v)) if isinstance(v, bool) else str(v)
@@ -194,20 +196,24 @@ def _publish(key: str) -> None:
         pass
 
 
+# Temporary aliases while pages switch to the public names (the lead removes them).
+_bind, _publish = bind, publish
+
+
 def slider(label: str, key: str, lo: float, hi: float, default: float, step: float | None = None, **kw):
     """``st.slider`` bound to URL parameter ``key`` (number in [lo, hi])."""
     default = type(lo)(default) if not isinstance(lo, bool) else default
-    _bind(key, default, lo, hi)
+    bind(key, default, lo, hi)
     v = st.slider(label, lo, hi, step=step, key=key, **kw)
-    _publish(key)
+    publish(key)
     return v
 
 
 def number(label: str, key: str, lo: float, hi: float, default: float, step: float | None = None, **kw):
     """``st.number_input`` bound to URL parameter ``key``."""
-    _bind(key, default, lo, hi)
+    bind(key, default, lo, hi)
     v = st.number_input(label, min_value=lo, max_value=hi, step=step, key=key, **kw)
-    _publish(key)
+    publish(key)
     return v
 
 
@@ -215,17 +221,17 @@ def select(label: str, key: str, options: Sequence, default=None, radio: bool = 
     """``st.selectbox`` (or ``st.radio`` / ``st.segmented_control`` style radio) bound to URL parameter ``key``."""
     options = list(options)
     default = options[0] if default is None else default
-    _bind(key, default, choices=options)
+    bind(key, default, choices=options)
     widget = st.radio if radio else st.selectbox
     v = widget(label, options, key=key, **kw)
-    _publish(key)
+    publish(key)
     return v
 
 
 def toggle(label: str, key: str, default: bool = False, **kw) -> bool:
-    _bind(key, default)
+    bind(key, default)
     v = st.toggle(label, key=key, **kw)
-    _publish(key)
+    publish(key)
     return v
 
 
@@ -497,7 +503,7 @@ def settings_io() -> None:
     """Sidebar: download the current view's settings as JSON, or load such a file."""
     with st.expander("Save or load settings"):
         # Read when the button is clicked, not now: the URL at this point of the run lacks the values that
-        # the widgets below (and later fragment reruns) publish, and _publish adds them to this dict.
+        # the widgets below (and later fragment reruns) publish, and publish adds them to this dict.
         view = st.session_state["_settings_view"] = {k: st.query_params.get(k) for k in st.query_params.keys()}
         st.download_button("⬇️ Settings (JSON)", data=lambda: json.dumps(dict(view), indent=2),
                            file_name="latent-lab-settings.json", mime="application/json", on_click="ignore",
@@ -547,9 +553,23 @@ def configure_torch():
     Also shortens the interpreter's GIL switch interval from 5 ms to 0.5 ms (override with
     LATENT_LAB_SWITCH_INTERVAL, in seconds). A training thread releases the GIL for every torch
     op and must get it back after; while a page redraw runs, each reacquisition could wait a whole
-    interval, so a 20 ms redraw stretched into ~60 ms of stalled training (bench/bench_training.py)."""
+    interval, so a 20 ms redraw stretched into ~60 ms of stalled training (bench/bench_training.py).
+
+    Once ``core.settings`` exists (process-wide settings applied once), this defers to it
+    (``import_torch()``, else ``apply()``) and returns torch; the pages' calls are then removed."""
+    import importlib
     import sys
 
+    try:
+        settings = importlib.import_module("core.settings")
+    except ModuleNotFoundError:
+        settings = None
+    if settings is not None and hasattr(settings, "import_torch"):
+        return settings.import_torch()
+    if settings is not None and hasattr(settings, "apply"):
+        settings.apply()
+        import torch
+        return torch
     import torch
     try:
         sys.setswitchinterval(float(os.environ.get("LATENT_LAB_SWITCH_INTERVAL", SWITCH_INTERVAL_S)))
