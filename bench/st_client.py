@@ -12,22 +12,40 @@ What it does, as the frontend (Streamlit 1.67) does:
 It sends no other widget values: the server keeps each widget's value in the session's state. It
 renders nothing; ``on_element(element_type, element, fragment_id)`` sees every element delta as it
 arrives, and ``requests`` counts the fragment reruns it sent, per fragment.
+
+Cookies, for a proxy with sticky sessions (deploy/): given a cookie jar (``cookies``, a dict shared by
+the sessions of one "browser"), the session first loads the page over HTTP as a browser does, keeps
+every ``Set-Cookie`` of that response (HAProxy's ``LLSRV=<replica>``) in the jar, and sends the jar
+on the WebSocket upgrade, so that the upgrade reaches the replica that served the page. Without a jar
+it makes no HTTP request and sends no cookie, as before. ``url`` is the address the browser would
+show now: the server's ``st.query_params`` changes (``page_info_changed``) update it, as the frontend
+updates its location bar; reconnecting to ``url`` is what a reload does.
 """
 from __future__ import annotations
 
 import asyncio
 from collections import Counter
 from collections.abc import Callable
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 
 class StreamlitSession:
-    def __init__(self, url: str, on_element: Callable | None = None) -> None:
-        """``url``: the page's address, e.g. ``http://127.0.0.1:8501/train?tr_beta=2``."""
+    def __init__(self, url: str, on_element: Callable | None = None, cookies: dict[str, str] | None = None,
+                 follow_url: bool = False) -> None:
+        """``url``: the page's address, e.g. ``http://127.0.0.1:8501/train?tr_beta=2``. ``cookies``: a
+        cookie jar (see the module docstring); it is updated in place. ``follow_url``: send the query
+        string the server last set (``url``) with every later rerun, as the frontend does; by default
+        every rerun sends the query of the address the session was opened with."""
         parts = urlsplit(url)
+        self._parts = parts
         self.ws_url = f"ws://{parts.netloc}/_stcore/stream"
         self.origin = f"http://{parts.netloc}"
         self.page_name, self.query = parts.path.strip("/"), parts.query
+        self.url_query = parts.query  # the query the server last put in the URL (st.query_params)
+        self.follow_url = follow_url
+        self.cookies = cookies
+        self.page_headers = None  # the HTTP response headers of the page (with a cookie jar)
+        self.upgrade_headers = None  # the WebSocket upgrade's response headers
         self.on_element = on_element or (lambda kind, el, fragment_id: None)
         self.buttons: dict[str, str] = {}  # label -> widget id, from the elements drawn so far
         self.full_runs = 0
@@ -44,9 +62,17 @@ class StreamlitSession:
         import websockets
         from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
 
+        headers = None
+        if self.cookies is not None:
+            await asyncio.to_thread(self.load_page)
+            if self.cookies:
+                headers = {"Cookie": "; ".join(f"{k}={v}" for k, v in self.cookies.items())}
         async with websockets.connect(self.ws_url, subprotocols=["streamlit"], origin=self.origin,
-                                      max_size=None) as ws:
+                                      max_size=None, additional_headers=headers) as ws:
             self._ws = ws
+            self.upgrade_headers = ws.response.headers
+            if self.cookies is not None:
+                self._keep_cookies(ws.response.headers.get_all("Set-Cookie"))
             await self.rerun()
             halt = asyncio.ensure_future(stop.wait())
             pending_first = after_first_run
@@ -69,9 +95,35 @@ class StreamlitSession:
                     t.cancel()
                 self.timers.clear()
 
+    @property
+    def url(self) -> str:
+        """The page's address as the browser would show it now (with the query the server set)."""
+        return urlunsplit(self._parts._replace(query=self.url_query))
+
+    def load_page(self) -> None:
+        """GET the page over HTTP with the jar's cookies, as a browser does before it opens the
+        WebSocket, and keep the cookies the response sets (blocking: call it in a thread)."""
+        import urllib.request
+
+        headers = {"Cookie": "; ".join(f"{k}={v}" for k, v in self.cookies.items())} if self.cookies else {}
+        with urllib.request.urlopen(urllib.request.Request(self.url, headers=headers), timeout=30) as r:
+            r.read()
+            self.page_headers = r.headers
+            self._keep_cookies(r.headers.get_all("Set-Cookie") or [])
+
+    def _keep_cookies(self, set_cookies) -> None:
+        for line in set_cookies:
+            name, sep, value = line.split(";", 1)[0].strip().partition("=")
+            if sep and name:
+                self.cookies[name] = value
+
     def _handle(self, msg) -> None:
         kind = msg.WhichOneof("type")
-        if kind == "navigation":
+        if kind == "page_info_changed":
+            self.url_query = msg.page_info_changed.query_string
+            if self.follow_url:
+                self.query = self.url_query
+        elif kind == "navigation":
             # The page this run shows (with st.navigation, new_session may name the main script).
             self._page_hash = msg.navigation.page_script_hash
         elif kind == "new_session":
