@@ -16,13 +16,21 @@ retries it.
 
 from __future__ import annotations
 
+import atexit
 import threading
 import time
 from typing import Any, Callable, Hashable
 
 RUNNING, DONE, FAILED = "running", "done", "failed"
+EXIT_WAIT_S = 3.0  # at interpreter exit, how long to wait for running jobs to stop at their next report
 
 Report = Callable[[float, str], None]
+_RUNNING: set = set()  # every running job of every registry (for the exit hook below)
+_RUNNING_LOCK = threading.Lock()
+
+
+class Cancelled(Exception):
+    """Raised inside a job's work by ``report`` once the job was cancelled (or the process exits)."""
 
 
 class Job:
@@ -42,11 +50,15 @@ class Job:
         self.started: float = clock()
         self.finished: float | None = None
         self._done = threading.Event()
+        self._cancel = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"job-{key!r}"[:60], daemon=True)
 
     # -- the worker side -------------------------------------------------------------------
     def report(self, progress: float, text: str = "") -> None:
-        """Called by the work: progress in [0, 1] (clipped; never goes backwards) and a short text."""
+        """Called by the work: progress in [0, 1] (clipped; never goes backwards) and a short text.
+        Raises :class:`Cancelled` once the job was cancelled, so the work stops at its next report."""
+        if self._cancel.is_set():
+            raise Cancelled("cancelled")
         try:
             p = float(progress)
         except (TypeError, ValueError):
@@ -70,6 +82,8 @@ class Job:
             self.finished = self._clock()
             self.state = DONE
         finally:
+            with _RUNNING_LOCK:
+                _RUNNING.discard(self)
             self._fn = None  # drop the closure (and whatever it holds) once the work is over
             self._done.set()
 
@@ -82,6 +96,10 @@ class Job:
     def elapsed(self) -> float:
         end = self.finished if self.finished is not None else self._clock()
         return max(0.0, end - self.started)
+
+    def cancel(self) -> None:
+        """Ask the work to stop: its next ``report`` raises :class:`Cancelled` (the job then fails)."""
+        self._cancel.set()
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until the job has finished (done or failed); True if it has."""
@@ -118,6 +136,8 @@ class Jobs:
                 return job
             job = Job(key, fn, self._clock)
             self._jobs[key] = job
+        with _RUNNING_LOCK:
+            _RUNNING.add(job)
         job._thread.start()  # outside the lock: a fast job may finish and call back at once
         return job
 
@@ -153,3 +173,19 @@ class Jobs:
             if now - t_end > self.max_age_s or n_keep > self.max_done:
                 del self._jobs[k]
                 n_keep -= 1
+
+
+# A daemon thread still inside torch's C++ code when the interpreter finalises can abort the process.
+# At exit (after the non-daemon threads have ended), ask every running job to stop at its next report
+# and give them a moment to do so.
+def _stop_all_at_exit(wait_s: float = EXIT_WAIT_S) -> None:
+    with _RUNNING_LOCK:
+        running = list(_RUNNING)
+    for j in running:
+        j.cancel()
+    deadline = time.monotonic() + wait_s
+    for j in running:
+        j.wait(max(0.0, deadline - time.monotonic()))
+
+
+atexit.register(_stop_all_at_exit)

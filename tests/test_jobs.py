@@ -248,3 +248,45 @@ def test_concurrent_many_keys_with_eviction_stay_consistent():
     while jobs.running() and time.time() < deadline:
         time.sleep(0.01)
     assert len(jobs) <= 8
+
+
+def test_cancel_stops_the_work_at_its_next_report():
+    from core.jobs import _stop_all_at_exit
+    jobs = Jobs()
+    steps = []
+
+    def long(report):
+        for i in range(10_000):
+            report(i / 10_000, f"step {i}")
+            steps.append(i)
+            time.sleep(0.001)
+        return "never"
+
+    j = jobs.submit("long", long)
+    while len(steps) < 3:
+        time.sleep(0.001)
+    j.cancel()
+    assert j.wait(5) and j.state == FAILED and j.error == "Cancelled: cancelled"
+    assert len(steps) < 10_000
+    # at exit every running job of every registry is cancelled and waited for (briefly)
+    k = Jobs().submit("long2", long)
+    while k.progress == 0 and k.state == RUNNING:
+        time.sleep(0.001)
+    _stop_all_at_exit(wait_s=5)
+    assert k.state == FAILED
+
+
+def test_process_exits_promptly_and_cleanly_with_a_job_running():
+    """A running job's daemon thread is stopped at exit (at its next report), not killed mid-work."""
+    import subprocess
+    import sys
+    from pathlib import Path
+    code = ("import time\nfrom core.jobs import Jobs\n"
+            "def work(report):\n    while True:\n        report(0.5, 'busy')\n        time.sleep(0.01)\n"
+            "j = Jobs().submit('forever', work)\ntime.sleep(0.1)\nprint(j.state, flush=True)\n")
+    t0 = time.time()
+    out = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[1],
+                         capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "running"
+    assert time.time() - t0 < 15
