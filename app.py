@@ -3,6 +3,16 @@ from pathlib import Path
 
 import streamlit as st
 
+from core import settings
+
+# Process-wide settings (GIL switch interval, GC thresholds, CPU sharing of training), from the
+# LATENT_LAB_* variables, once per process: apply() is a no-op on every later run of this script.
+try:
+    settings.apply()
+    SETTINGS_ERROR = None
+except settings.SettingsError as exc:  # a bad environment variable: shown on every page, nothing applied
+    SETTINGS_ERROR = str(exc)
+
 ROOT = Path(__file__).resolve().parent
 
 # (file, title, emoji icon, url path, the question it answers). A page is listed only once its
@@ -89,6 +99,9 @@ def main() -> None:
     presenting = str(st.query_params.get("present", "")).lower() in ("1", "true", "yes", "on")
     st.set_page_config(page_title="Latent Lab", page_icon="🧪", layout="wide",
                        initial_sidebar_state="collapsed" if presenting else "auto")
+    if SETTINGS_ERROR:
+        st.error(f"The server's settings are wrong: {SETTINGS_ERROR} Fix the variable and restart the server.")
+        st.stop()
     pages = [st.Page(home, title="Home", icon="🏠", url_path="home", default=True)]
     pages += [st.Page(path, title=title, icon=icon, url_path=slug)
               for path, title, icon, slug, _ in available_lessons()]

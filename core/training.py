@@ -27,6 +27,7 @@ import torch
 from core.data import Dataset, train_val_split
 from core.losses import elbo_terms
 from core.models import AutoEncoder, ModelConfig, build_model
+from core.sharing import REDRAWS, TRAINING_SLOTS, lower_thread_priority  # noqa: F401  (REDRAWS: pages use it)
 from core.units import count_active
 
 STATUSES = ("idle", "running", "done", "diverged")
@@ -447,124 +448,11 @@ def evaluate_model(model: AutoEncoder, x, beta: float, likelihood: str, seed: in
     return res
 
 
-class FairSlots:
-    """A FIFO counting semaphore: ``n`` holders at a time, waiters served in arrival order.
-
-    Every background trainer in the process takes a slot for each short chunk of training.
-    With one slot per core, ten students training at once share the CPU in turn (each gets
-    about 2/10 of it) instead of ten threads thrashing two cores, and the Streamlit threads
-    that redraw the pages still get CPU time. A holder that leaves hands its slot straight to
-    the longest waiter and wakes only that thread: waking every waiter (a condition's
-    ``notify_all``) would make nine low-priority threads take the GIL in turn on every hand-over,
-    only to go back to sleep.
-    """
-
-    def __init__(self, n: int):
-        self.n = max(1, int(n))
-        self._lock = threading.Lock()
-        self._waiting: collections.deque[threading.Event] = collections.deque()
-        self._held = 0
-
-    def __enter__(self):
-        with self._lock:
-            if self._held < self.n and not self._waiting:
-                self._held += 1
-                return self
-            turn = threading.Event()
-            self._waiting.append(turn)
-        turn.wait()  # set by the holder that handed its slot over (self._held already counts us)
-        return self
-
-    def __exit__(self, *exc):
-        with self._lock:
-            if self._waiting:
-                self._waiting.popleft().set()
-            else:
-                self._held -= 1
-
-
-class Redraws:
-    """Live page redraws in progress, in every session of the process: a context manager (and a
-    decorator) that the page's live fragments run inside. Background trainers stop between two
-    steps while any redraw is in progress, for at most ``max_wait`` seconds at a time.
-
-    Why: a redraw needs the GIL, and a training thread (nice 19, see ``TRAINER_NICE``) holds it
-    between its torch calls. When the kernel preempts that thread while it holds the GIL, and on a
-    busy machine it waits long to run again, the redraw waits with it (priority inversion). The
-    view's updates then come late: with 10 sessions training and 10 browsers on 2 cores, the
-    longest wait from a redraw request to its progress line was 0.32 to 0.45 s without this, 0.21
-    to 0.29 s with it, and training throughput did not fall (README, "Deploying for a class").
-    A trainer that finds a redraw in progress ends its chunk after the step it is in, gives up
-    its slot, and sleeps until the redraws are over (not holding the GIL). ``max_wait`` bounds
-    the pause, so training never starves, however many sessions redraw.
-    """
-
-    def __init__(self, max_wait: float):
-        self.max_wait = max_wait
-        self._n = 0
-        self._cond = threading.Condition()
-
-    def __enter__(self) -> "Redraws":
-        with self._cond:
-            self._n += 1
-        return self
-
-    def __exit__(self, *exc) -> None:
-        with self._cond:
-            self._n -= 1
-            if self._n == 0:
-                self._cond.notify_all()
-
-    def __call__(self, fn):
-        """As a decorator: ``fn`` runs inside (keeps its name, which Streamlit's fragments use)."""
-        @functools.wraps(fn)
-        def inside(*args, **kwargs):
-            with self:
-                return fn(*args, **kwargs)
-        return inside
-
-    @property
-    def busy(self) -> bool:
-        """A redraw is in progress (and trainers give way: ``max_wait`` > 0)."""
-        return self._n > 0 and self.max_wait > 0
-
-    def wait_until_done(self) -> None:
-        """Sleep until no redraw is in progress, or ``max_wait`` seconds have passed."""
-        with self._cond:
-            self._cond.wait_for(lambda: self._n == 0, self.max_wait)
-
-
-#: Live redraws of every session; trainers give way to them for at most this many seconds at a
-#: time (LATENT_LAB_REDRAW_WAIT; 0 turns it off).
-REDRAWS = Redraws(float(os.environ.get("LATENT_LAB_REDRAW_WAIT", "0.25")))
-
-TRAINING_SLOTS = FairSlots(int(os.environ.get("LATENT_LAB_TRAINING_SLOTS", os.cpu_count() or 2)))
-#: Niceness added to every training thread (Linux: nice is per thread; capped at 19, the lowest
-#: priority). Training is background work: the threads that redraw pages and answer clicks, and
-#: anything else on the machine, get the CPU first, and training takes what is left, which on an
-#: otherwise idle server is everything. (With 10 sessions, +19 gave both steadier page updates and
-#: more training than +10: see README, "Deploying for a class".) Override with
-#: LATENT_LAB_TRAINER_NICE (0 turns it off).
-TRAINER_NICE = int(os.environ.get("LATENT_LAB_TRAINER_NICE", "19"))
 #: How long a redraw that found its run had not moved waits for the training thread to leave its
 #: step before it gives up training one itself (``BackgroundRunner.step_here``).
 STEP_HERE_WAIT_S = 0.05
 _RUNNERS: "weakref.WeakSet[BackgroundRunner]" = weakref.WeakSet()
 _RUNNERS_LOCK = threading.Lock()  # a WeakSet cannot be iterated while another thread adds to it
-
-
-def lower_thread_priority(increment: int = TRAINER_NICE) -> int | None:
-    """Raise the calling thread's nice value by ``increment`` (capped at 19). Returns the new
-    value, or None where per-thread priorities are not available (then nothing changes)."""
-    if increment <= 0 or not hasattr(os, "setpriority") or not hasattr(threading, "get_native_id"):
-        return None
-    try:
-        tid = threading.get_native_id()
-        new = min(19, os.getpriority(os.PRIO_PROCESS, tid) + increment)
-        os.setpriority(os.PRIO_PROCESS, tid, new)
-        return new
-    except OSError:
-        return None
 
 
 def live_runners() -> int:

@@ -230,36 +230,6 @@ def test_ten_epochs_on_mnist_match_a_pytorch_examples_loop():
     assert abs(ours - theirs) / theirs < 0.05, (ours, theirs)
 
 
-def test_fair_slots_limit_concurrency_and_serve_in_order():
-    import threading
-
-    from core.training import FairSlots
-    slots = FairSlots(2)
-    active, peak, order = [0], [0], []
-    lock = threading.Lock()
-
-    def work(i):
-        with slots:
-            with lock:
-                active[0] += 1
-                peak[0] = max(peak[0], active[0])
-                order.append(i)
-            time.sleep(0.02)
-            with lock:
-                active[0] -= 1
-
-    threads = []
-    for i in range(8):
-        threads.append(threading.Thread(target=work, args=(i,)))
-        threads[-1].start()
-        time.sleep(0.002)
-    for t in threads:
-        t.join(10)
-    # two at a time, and the queued ones in the order they arrived (each arrives 2 ms after the last,
-    # while the holders sleep 20 ms)
-    assert peak[0] == 2 and order == list(range(8)), order
-
-
 def _thread_nice(tid: int) -> int:
     """The nice value of thread ``tid`` of this process, read from Linux's /proc (field 19 of stat)."""
     with open(f"/proc/self/task/{tid}/stat") as f:
@@ -269,7 +239,7 @@ def _thread_nice(tid: int) -> int:
 @pytest.mark.skipif(not hasattr(__import__("os"), "setpriority"), reason="per-thread priorities need Linux")
 def test_training_threads_run_at_a_lower_priority_and_are_counted_while_live():
     import threading
-    from core import training as T
+    from core import sharing
     base = live_runners()
     t = _trainer(epochs=50)
     r = BackgroundRunner(t, lease_seconds=0.5, chunk_seconds=0.02)
@@ -287,7 +257,7 @@ def test_training_threads_run_at_a_lower_priority_and_are_counted_while_live():
         r.keep_alive()
         time.sleep(0.02)
     assert live_runners() == base + 1
-    expected = min(19, _thread_nice(threading.get_native_id()) + T.TRAINER_NICE)
+    expected = min(19, _thread_nice(threading.get_native_id()) + sharing.trainer_nice())
     assert _thread_nice(seen["tid"]) == expected > _thread_nice(threading.get_native_id())
     r.pause()
     r.join(timeout=10)
@@ -297,23 +267,6 @@ def test_training_threads_run_at_a_lower_priority_and_are_counted_while_live():
     assert live_runners() == base
     r.pause()
     r.join(timeout=10)
-
-
-def test_lower_thread_priority_only_lowers():
-    import threading
-    from core.training import lower_thread_priority
-    out = {}
-
-    def work():
-        out["none"] = lower_thread_priority(0)
-        out["new"] = lower_thread_priority(3)
-        out["read"] = _thread_nice(threading.get_native_id())
-
-    th = threading.Thread(target=work)
-    th.start()
-    th.join()
-    assert out["none"] is None
-    assert out["new"] == out["read"] == min(19, _thread_nice(threading.get_native_id()) + 3)
 
 
 def test_sample_prior_live_uses_the_published_weights_without_the_lock():
@@ -401,8 +354,9 @@ def _steps_while(runner, seconds: float) -> int:
 @contextlib.contextmanager
 def _training_with_redraws(monkeypatch, max_wait: float):
     """(redraws, runner): a background run training while the process's redraws are ``redraws``."""
+    from core import sharing
     from core import training as T
-    redraws = T.Redraws(max_wait=max_wait)
+    redraws = sharing.Redraws(max_wait=max_wait)
     monkeypatch.setattr(T, "REDRAWS", redraws)
     r = BackgroundRunner(_trainer(epochs=200), lease_seconds=2.0, chunk_seconds=0.02)
     r.start()
@@ -428,31 +382,3 @@ def test_redraws_pause_training_for_at_most_max_wait(monkeypatch):
     with _training_with_redraws(monkeypatch, max_wait=0.05) as (redraws, r):
         with redraws:  # a page redrawing without end must not starve training
             assert _steps_while(r, 1.0) >= 5
-
-
-def test_redraws_decorator_counts_nesting_and_keeps_the_name():
-    from core.training import Redraws
-    redraws = Redraws(max_wait=0.25)
-    seen = []
-
-    @redraws
-    def status(x):
-        seen.append(redraws.busy)
-        with redraws:
-            seen.append(redraws.busy)
-        if x:
-            raise RuntimeError("rerun")  # Streamlit's st.rerun() leaves a fragment with an exception
-        return "drawn"
-
-    assert status.__name__ == "status" and status.__qualname__.endswith("status")
-    assert status(False) == "drawn" and seen == [True, True] and not redraws.busy
-    with pytest.raises(RuntimeError):
-        status(True)
-    assert not redraws.busy  # left even when the body raised
-    off = Redraws(max_wait=0.0)  # LATENT_LAB_REDRAW_WAIT=0: trainers never give way
-    with off:
-        assert not off.busy
-    t0 = time.perf_counter()
-    with redraws:
-        redraws.wait_until_done()  # still busy: returns after max_wait
-    assert 0.2 <= time.perf_counter() - t0 < 2

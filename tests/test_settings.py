@@ -1,0 +1,107 @@
+"""core.settings: the process-wide knobs are read once from LATENT_LAB_* variables, importing changes
+nothing, apply() applies them once, import_torch() sets torch's threads and freezes the imports."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from core.settings import Settings, SettingsError
+from tests.conftest import ROOT
+
+
+def _python(code: str, **env) -> dict:
+    """Run ``code`` in a fresh interpreter (settings are process-wide: not in the test process) and
+    return the JSON it prints last."""
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("LATENT_LAB_")}
+    full_env.update(env, OMP_NUM_THREADS="1")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=180,
+                         env=full_env)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_defaults_and_every_variable():
+    d = Settings.from_env({})
+    assert d == Settings()
+    assert (d.torch_threads, d.switch_interval, d.gc_thresholds, d.gc_freeze, d.redraw_wait, d.trainer_nice) == \
+        (1, 0.0005, (10_000, 10, 10), True, 0.25, 19)
+    assert d.training_slots == (os.cpu_count() or 2)
+    s = Settings.from_env({"LATENT_LAB_TORCH_THREADS": "2", "LATENT_LAB_SWITCH_INTERVAL": "0.001",
+                           "LATENT_LAB_GC_THRESHOLDS": "5000, 20,30", "LATENT_LAB_GC_FREEZE": "off",
+                           "LATENT_LAB_REDRAW_WAIT": "0", "LATENT_LAB_TRAINING_SLOTS": "3",
+                           "LATENT_LAB_TRAINER_NICE": "0", "LATENT_LAB_CACHE": "/elsewhere", "OTHER": "x"})
+    assert s == Settings(2, 0.001, (5000, 20, 30), False, 0.0, 3, 0)
+    assert Settings.from_env({"LATENT_LAB_TORCH_THREADS": "  "}) == d  # empty: the default
+
+
+@pytest.mark.parametrize("name,value,says", [
+    ("LATENT_LAB_TORCH_THREADS", "many", "integer from 1 to 256"),
+    ("LATENT_LAB_TORCH_THREADS", "0", "integer from 1 to 256"),
+    ("LATENT_LAB_SWITCH_INTERVAL", "-1", "seconds"),
+    ("LATENT_LAB_GC_THRESHOLDS", "10000,10", "three integers"),
+    ("LATENT_LAB_GC_FREEZE", "maybe", "1 or 0"),
+    ("LATENT_LAB_REDRAW_WAIT", "nan", "seconds from 0 to 10"),
+    ("LATENT_LAB_TRAINING_SLOTS", "1.5", "integer"),
+    ("LATENT_LAB_TRAINER_NICE", "-5", "integer from 0 to 39"),
+])
+def test_a_bad_variable_is_refused_by_name(name, value, says):
+    with pytest.raises(SettingsError) as err:
+        Settings.from_env({name: value})
+    assert name in str(err.value) and says in str(err.value) and repr(value) in str(err.value)
+    assert isinstance(err.value, ValueError)
+
+
+_STATE = ("import gc, json, sys; from core import sharing; "
+          "state = lambda: dict(switch=sys.getswitchinterval(), thresholds=list(gc.get_threshold()), "
+          "frozen=gc.get_freeze_count(), wait=sharing.REDRAWS.max_wait, slots=sharing.TRAINING_SLOTS.n, "
+          "nice=sharing.trainer_nice(), torch='torch' in sys.modules); ")
+
+
+def test_importing_core_changes_nothing_in_the_process():
+    got = _python(_STATE + "before = state(); "
+                  "import core.settings, core.sharing, core.training, core.runs, core.zoo, core.explore, core.embed; "
+                  "print(json.dumps([before, state()]))",
+                  LATENT_LAB_REDRAW_WAIT="0", LATENT_LAB_TRAINING_SLOTS="7", LATENT_LAB_SWITCH_INTERVAL="0.002")
+    before, after = got
+    after.pop("torch"), before.pop("torch")  # core.training imports torch: that is not a setting
+    assert after == before
+    assert before["switch"] == 0.005 and before["thresholds"] == [700, 10, 10] and before["frozen"] == 0
+    assert before["wait"] == 0.25 and before["nice"] == 19  # the defaults, not the environment's values
+
+
+def test_apply_once_from_the_environment_and_import_torch_finishes_the_job():
+    got = _python(_STATE + "from core import settings; "
+                  "first = settings.apply(); s1 = state(); again = settings.apply(settings.Settings()); s2 = state(); "
+                  "torch = settings.import_torch(); settings.import_torch(); "
+                  "print(json.dumps([first, again, s1, s2, state(), torch.get_num_threads(), "
+                  "settings.applied().training_slots]))",
+                  LATENT_LAB_REDRAW_WAIT="0", LATENT_LAB_TRAINING_SLOTS="7", LATENT_LAB_SWITCH_INTERVAL="0.002",
+                  LATENT_LAB_GC_THRESHOLDS="9000,11,12", LATENT_LAB_TRAINER_NICE="5", LATENT_LAB_TORCH_THREADS="2")
+    first, again, s1, s2, s3, threads, slots = got
+    assert first is True and again is False
+    assert s1 == dict(switch=0.002, thresholds=[9000, 11, 12], frozen=0, wait=0.0, slots=7, nice=5, torch=False)
+    assert s2 == s1  # the second apply changed nothing, although its settings differ
+    assert threads == 2 and slots == 7
+    assert s3["frozen"] > 100_000 and s3["torch"]  # torch, plotly and pandas are frozen
+
+
+def test_import_torch_applies_the_settings_if_nobody_did_and_freezing_can_be_off():
+    got = _python(_STATE + "from core import settings; torch = settings.import_torch(); "
+                  "print(json.dumps([state(), torch.get_num_threads(), settings.apply()]))",
+                  LATENT_LAB_GC_FREEZE="0")
+    s, threads, again = got
+    assert s["frozen"] == 0 and s["thresholds"] == [10_000, 10, 10] and threads == 1 and again is False
+
+
+def test_app_shows_a_bad_variable_as_an_error():
+    got = _python("import json; from streamlit.testing.v1 import AppTest; "
+                  "at = AppTest.from_file('app.py', default_timeout=60).run(); "
+                  "print(json.dumps([[e.value for e in at.error], len(at.exception)]))",
+                  LATENT_LAB_TRAINING_SLOTS="lots")
+    errors, exceptions = got
+    assert exceptions == 0 and len(errors) == 1
+    assert "LATENT_LAB_TRAINING_SLOTS" in errors[0] and "'lots'" in errors[0]

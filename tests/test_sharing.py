@@ -1,0 +1,126 @@
+"""core.sharing: fair training slots, redraws first, lower priority for training threads."""
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from core.sharing import FairSlots, Redraws, lower_thread_priority
+from tests.test_training import _thread_nice
+
+
+def test_fair_slots_limit_concurrency_and_serve_in_order():
+    slots = FairSlots(2)
+    active, peak, order = [0], [0], []
+    lock = threading.Lock()
+
+    def work(i):
+        with slots:
+            with lock:
+                active[0] += 1
+                peak[0] = max(peak[0], active[0])
+                order.append(i)
+            time.sleep(0.02)
+            with lock:
+                active[0] -= 1
+
+    threads = []
+    for i in range(8):
+        threads.append(threading.Thread(target=work, args=(i,)))
+        threads[-1].start()
+        time.sleep(0.002)
+    for t in threads:
+        t.join(10)
+    # two at a time, and the queued ones in the order they arrived (each arrives 2 ms after the last,
+    # while the holders sleep 20 ms)
+    assert peak[0] == 2 and order == list(range(8)), order
+
+
+def test_lower_thread_priority_only_lowers():
+    out = {}
+
+    def work():
+        out["none"] = lower_thread_priority(0)
+        out["new"] = lower_thread_priority(3)
+        out["read"] = _thread_nice(threading.get_native_id())
+
+    th = threading.Thread(target=work)
+    th.start()
+    th.join()
+    assert out["none"] is None
+    assert out["new"] == out["read"] == min(19, _thread_nice(threading.get_native_id()) + 3)
+
+
+def test_redraws_decorator_counts_nesting_and_keeps_the_name():
+    redraws = Redraws(max_wait=0.25)
+    seen = []
+
+    @redraws
+    def status(x):
+        seen.append(redraws.busy)
+        with redraws:
+            seen.append(redraws.busy)
+        if x:
+            raise RuntimeError("rerun")  # Streamlit's st.rerun() leaves a fragment with an exception
+        return "drawn"
+
+    assert status.__name__ == "status" and status.__qualname__.endswith("status")
+    assert status(False) == "drawn" and seen == [True, True] and not redraws.busy
+    with pytest.raises(RuntimeError):
+        status(True)
+    assert not redraws.busy  # left even when the body raised
+    off = Redraws(max_wait=0.0)  # LATENT_LAB_REDRAW_WAIT=0: trainers never give way
+    with off:
+        assert not off.busy
+    t0 = time.perf_counter()
+    with redraws:
+        redraws.wait_until_done()  # still busy: returns after max_wait
+    assert 0.2 <= time.perf_counter() - t0 < 2
+
+
+def test_fair_slots_resize_lets_waiters_in_and_drains_extra_holders():
+    slots = FairSlots(1)
+    slots.__enter__()  # one holder: the next one waits
+    entered = threading.Event()
+
+    def wait_for_slot():
+        with slots:
+            entered.set()
+            time.sleep(0.05)
+
+    th = threading.Thread(target=wait_for_slot)
+    th.start()
+    assert not entered.wait(0.2)
+    slots.resize(2)  # a second slot: the waiter gets it at once
+    assert entered.wait(5)
+    th.join(5)
+    slots.resize(1)
+    slots.__exit__(None, None, None)  # the first holder leaves
+    got = threading.Event()
+    th = threading.Thread(target=lambda: (slots.__enter__(), got.set()))
+    th.start()
+    assert got.wait(5)  # one slot, free again
+    th.join(5)
+    blocked = threading.Event()
+    th2 = threading.Thread(target=lambda: (slots.__enter__(), blocked.set()))
+    th2.start()
+    assert not blocked.wait(0.2)  # n is 1 again: a second holder waits
+    slots.__exit__(None, None, None)
+    assert blocked.wait(5)
+    th2.join(5)
+
+
+def test_configure_sets_the_shared_objects_from_settings(monkeypatch):
+    from core import sharing
+    from core.settings import Settings
+
+    monkeypatch.setattr(sharing, "_trainer_nice", sharing._trainer_nice)
+    old = (sharing.REDRAWS.max_wait, sharing.TRAINING_SLOTS.n)
+    try:
+        sharing.configure(Settings(redraw_wait=0.0, training_slots=5, trainer_nice=3))
+        assert sharing.REDRAWS.max_wait == 0.0 and sharing.TRAINING_SLOTS.n == 5 and sharing.trainer_nice() == 3
+        with sharing.REDRAWS:
+            assert not sharing.REDRAWS.busy  # redraw wait 0: trainers never give way
+    finally:
+        sharing.REDRAWS.max_wait, sharing.TRAINING_SLOTS.n = old
