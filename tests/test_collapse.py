@@ -19,13 +19,26 @@ def one_thread():
 def test_objective_large_beta_collapses_with_and_without_warmup():
     """At β = 8 the objective's optimum carries no information: both runs end with 0 active units."""
     plain, warm = collapse.run_experiment("objective")
-    assert plain.spec.warmup_steps == 0 and warm.spec.warmup_steps == collapse.WARMUP_STEPS
+    assert plain.spec.warmup_steps == 0 and warm.spec.warmup_steps == collapse.OBJECTIVE_WARMUP_STEPS
+    assert plain.steps == warm.steps == collapse.OBJECTIVE_EPOCHS * 26  # 1,617 images, batch 64: 26 steps an epoch
     assert plain.active_units == 0 and warm.active_units == 0
     assert plain.rate < 0.05 and warm.rate < 0.05
-    # the warm-up run used a smaller β early on: the recorded weights ramp from 0 to 8
+    # the warm-up run used a smaller β early on: the recorded weights ramp from 0 to 8, then stay at 8
     assert warm.curve["beta"][0] == 0.0 and warm.curve["beta"][-1] == 8.0
+    ramp = [b for s, b in zip(warm.curve["step"], warm.curve["beta"]) if s <= collapse.OBJECTIVE_WARMUP_STEPS]
+    assert ramp == pytest.approx([8.0 * s / collapse.OBJECTIVE_WARMUP_STEPS for s in warm.curve["step"][:len(ramp)]])
     assert all(b == 8.0 for b in plain.curve["beta"])
-    assert collapse.verdict("objective", [plain, warm])["holds"]
+    v = collapse.verdict("objective", [plain, warm])
+    assert v["holds"] and v["delayed"]
+    # Warm-up only delays it: the warm-up run learned a code while β was small (several active units),
+    # kept it past β = 2, and lost it before the end; the plain run never had one.
+    au_plain, au_warm = plain.curve["active_units"], warm.curve["active_units"]
+    assert max(au_plain) == 0 and max(au_warm) >= 5
+    last = max(i for i, a in enumerate(au_warm) if a > 0)
+    assert warm.curve["beta"][last] > 2.0 and au_warm[last + 1:] and not any(au_warm[last + 1:])
+    cf = v["curves"][1]
+    assert cf["peak_active"] == max(au_warm) and cf["last_active_step"] == warm.curve["step"][last]
+    assert cf["beta_at_last_active"] == warm.curve["beta"][last] and v["curves"][0]["last_active_step"] is None
 
 
 def test_optimisation_warmup_and_free_bits_keep_units_the_plain_run_loses():
@@ -59,6 +72,19 @@ def test_runs_are_cached_and_shared_between_experiments():
     seen = []
     collapse.run_experiment("likelihood", progress=lambda f, label: seen.append(f))
     assert seen and seen[-1] == 1.0
+
+
+def test_background_job_runs_the_experiment_once_and_fills_the_cache():
+    """core.jobs: the experiment runs on a thread; asking again gives the same job; its result is
+    the cached runs, so a second visitor gets them at once."""
+    job = collapse.start_experiment("likelihood")
+    assert collapse.start_experiment("likelihood") is job is collapse.experiment_job("likelihood")
+    assert job.wait(300) and job.state == "done", job.error
+    assert job.progress == 1.0
+    assert [r.active_units for r in job.result] == [r.active_units for r in collapse.run_experiment("likelihood")]
+    assert collapse.experiment_done("likelihood")
+    assert collapse.experiment_job("optimisation", seed=123) is None
+    assert collapse.job_key("objective") == ("collapse", "objective", "digits", 0, collapse.OBJECTIVE_EPOCHS)
 
 
 def test_same_seed_same_run_and_bad_names():
