@@ -407,6 +407,19 @@ GAUSS_IDENTITY = (r"-\log p(x\mid z) = \frac{\lVert x-\hat x\rVert^2}{2s^2} + \t
                   r"+ \beta s^2 R + \text{const}")
 
 
+@st.fragment(run_every=0.5)
+def causes_progress(cause: str, seed: int) -> None:
+    """The progress of a collapse experiment training in the background (core.jobs); polled only while
+    it runs. When it ends, the whole page reruns and draws the results (or the error)."""
+    from core import collapse
+
+    job = collapse.experiment_job(cause, seed=seed)
+    if job is None or job.state != "running":
+        st.rerun()
+    st.progress(job.progress, text=f"{job.progress:.0%}: {job.text or 'starting'}. It runs in the background: the "
+                                   "rest of the page stays usable, and the results are kept for everyone.")
+
+
 @st.fragment
 def section_causes() -> None:
     from core import collapse
@@ -415,25 +428,29 @@ def section_causes() -> None:
     if not present:
         st.markdown(
             "Each experiment trains the same small VAE (16 latents, 8×8 digits, "
-            f"{collapse.EPOCHS} epochs) a few times, changing one thing. Pick a cause, press ▶️, and compare the "
-            "runs' active units and rate on held-out images. Results are kept on the server, so a class shares them.")
+            f"{collapse.EPOCHS} epochs; {collapse.OBJECTIVE_EPOCHS} for the large β) a few times, changing one "
+            "thing. Pick a cause, press ▶️, and compare the runs' active units and rate on held-out images. Results are kept on the server, so a class shares them.")
     cause = ui.select("Cause of collapse", "lim_cause", list(collapse.EXPERIMENTS), default="objective",
                       format_func=CAUSE_NAMES.get, radio=True)
     exp = collapse.experiment(cause)
     seed = int(ctx.seed)
     if not collapse.experiment_done(cause, seed=seed):
-        n = len(exp.runs)
-        slot = st.empty()
-        if not slot.button(f"▶️ Train the {n} runs (about {n} s)", key="lim_cause_run", type="primary"):
-            st.caption("Runs: " + " · ".join(r.label for r in exp.runs) + f". Seed {seed} (sidebar).")
-            return
-        slot.empty()  # the button goes once pressed
-        bar = st.progress(0.0, text="Starting…")
-        done = safely(lambda: collapse.run_experiment(
-            cause, seed=seed, progress=lambda f, label: bar.progress(min(1.0, f), text=f"Training: {label}")),
-            "Training the runs")
-        bar.empty()
-        if done is None:
+        job = collapse.experiment_job(cause, seed=seed)
+        if job is None or job.state == "failed":
+            if job is not None:
+                st.error(f"Training the runs failed: {job.error}. Press the button to try again.")
+            n = len(exp.runs)
+            slot = st.empty()
+            if not slot.button(f"▶️ Train the {n} runs (about {n * exp.epochs // 30} s, in the background)",
+                               key="lim_cause_run", type="primary"):
+                st.caption("Runs: " + " · ".join(r.label for r in exp.runs) + f". Seed {seed} (sidebar). "
+                           f"{exp.epochs} epochs each.")
+                return
+            slot.empty()  # the button goes once pressed
+            job = collapse.start_experiment(cause, seed=seed)
+        if job.state == "running":
+            with ui.fragment_slot():
+                causes_progress(cause, seed)
             return
     results = collapse.run_experiment(cause, seed=seed)  # all cached now
     cols = st.columns(len(results))
@@ -449,13 +466,25 @@ def section_causes() -> None:
     v = collapse.verdict(cause, results)
     if cause == "objective":
         plain, warm = results
-        if v["holds"]:
+        cp, cw = v["curves"]
+        if v["holds"] and v["delayed"]:
+            plain_had = ("never had an active unit" if cp["peak_active"] == 0 else
+                         f"had at most {cp['peak_active']} active units, the last at step {cp['last_active_step']}")
             text = (f"Both runs end with **0 of {plain.latent_dim}** active units (rates {plain.rate:.3f} and "
-                    f"{warm.rate:.3f} nats). The warm-up run used a small β early on (hover the curves for the β "
-                    "of each step), yet ended in the same collapse: at β = 8 a nat of rate must save more than 8 "
-                    "nats of distortion to pay for itself, so *no information* is the optimum of the objective "
-                    "itself. Warm-up changes the path, not where it ends; only a smaller β (or a different "
-                    "objective) keeps the code.")
+                    f"{warm.rate:.3f} nats), but not by the same path. The plain run {plain_had}. With warm-up, β "
+                    f"was small at first and the model learned a code: up to **{cw['peak_active']}** active units "
+                    f"(step {cw['peak_step']}); as β grew they switched off, the last at step "
+                    f"{cw['last_active_step']}, where β was {cw['beta_at_last_active']:.1f} (hover the curves for "
+                    f"the β of each step), long before the ramp reached 8 at step {warm.spec.warmup_steps}. "
+                    "**Warm-up only delayed the collapse.** At β = 8 a nat of rate must save more than 8 nats of "
+                    "distortion to pay for itself, so *no information* is the optimum of the objective itself: "
+                    "warm-up changes the path, not where it ends; only a smaller β (or a different objective) "
+                    "keeps the code.")
+        elif v["holds"]:
+            text = (f"Both runs end with **0 of {plain.latent_dim}** active units (rates {plain.rate:.3f} and "
+                    f"{warm.rate:.3f} nats). With seed {seed} the warm-up run never kept a unit active longer "
+                    "than the plain run, so this run does not show the delay; at β = 8 *no information* is the "
+                    "optimum of the objective itself, and warm-up changes the path, not where it ends.")
         else:
             text = (f"With seed {seed}, the plain run ends with {plain.active_units} and the warm-up run with "
                     f"{warm.active_units} active units (rates {plain.rate:.3f} and {warm.rate:.3f} nats).")

@@ -285,6 +285,14 @@ def test_collapse_causes_run_on_demand_and_show_each_runs_numbers(cause):
         assert "lim_fig_causes" not in figs(at)
         at.button(key="lim_cause_run").click().run(timeout=300)
         assert_ok(at)
+        job = collapse.experiment_job(cause)
+        assert job is not None  # started in the background: the page run did not wait for it
+        if job.running:
+            assert "lim_fig_causes" not in figs(at)
+            assert any("It runs in the background" in p.proto.text for p in at.get("progress"))
+        assert job.wait(300) and job.state == "done", job.error
+        at.run(timeout=300)  # what the polling fragment's rerun does in the browser
+        assert_ok(at)
     assert "lim_fig_causes" in figs(at)
     results = collapse.run_experiment(cause)
     got = [m.value for m in at.metric if m.label == "Active units (held-out)"]
@@ -295,7 +303,11 @@ def test_collapse_causes_run_on_demand_and_show_each_runs_numbers(cause):
     assert [t["name"] for t in fig["data"] if t.get("showlegend", True) is not False] == [r.spec.label for r in results]
     body = texts(at)
     if cause == "objective":
-        assert "Warm-up changes the path, not where it ends" in body
+        assert "warm-up changes the path, not where it ends" in body
+        cw = collapse.verdict("objective", results)["curves"][1]
+        assert f"up to **{cw['peak_active']}** active units (step {cw['peak_step']})" in body
+        assert f"the last at step {cw['last_active_step']}, where β was {cw['beta_at_last_active']:.1f}" in body
+        assert "**Warm-up only delayed the collapse.**" in body
     elif cause == "optimisation":
         plain, warm, fb = results
         assert (f"the plain run ends with **{plain.active_units}** active units; KL warm-up keeps "
@@ -355,10 +367,12 @@ def test_limits_page_in_browser(watched_page, server_url):
         assert page.locator('[data-testid="stPlotlyChart"]').count() == charts + 1
     assert_no_exception_box(page)
     # Issue 20: the collapse runs start on a button press and show each run's numbers.
-    run = page.get_by_role("button", name="▶️ Train the 2 runs (about 2 s)")
+    run = page.get_by_role("button", name="▶️ Train the 2 runs (about 5 s, in the background)")
     if run.count():
         run.click()
-    page.get_by_text("Warm-up changes the path, not where it ends").first.wait_for(timeout=180_000)
+        # the runs train in the background with a progress bar, and the page stays usable meanwhile
+        page.get_by_text("It runs in the background").first.wait_for(timeout=30_000)
+    page.get_by_text("Warm-up only delayed the collapse.").first.wait_for(timeout=180_000)
     page.locator(".st-key-lim_fig_causes .js-plotly-plot").first.wait_for()
     expect_units = page.locator(".st-key-lim_cause_0 [data-testid=\"stMetricValue\"]").first
     assert expect_units.inner_text() == "0 of 16"
