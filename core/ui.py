@@ -28,8 +28,6 @@ import threading
 # protocol-level sessions opening every page at once caught this (2 of 30 KL pages).
 import pandas  # noqa: F401
 import streamlit as st
-from streamlit.runtime import Runtime
-from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from core.data import DATASETS, Dataset, load_dataset
 
@@ -801,119 +799,37 @@ def fragment_slot():
 
 # ---- live views that stop redrawing ---------------------------------------------------------------
 
-# A live view that has not redrawn for this long is restarted. It redraws every 0.5 s, but in the burst
-# of ten students pressing Start at once, idle sessions went up to 3.2 s between redraws (their browsers
-# and the server's event loop were busy, not stalled): a full rerun there only adds load.
+# A live view that has not redrawn for this long asks for a full rerun (from the browser). It redraws every
+# 0.5 s, but in the burst of ten students pressing Start at once, idle sessions went up to 3.2 s between
+# redraws (their browsers and the server were busy, not stalled): a full rerun there only adds load.
 LIVE_STALL_S = 5.0
-_live_lock = threading.Lock()
-_live_beats: dict[str, tuple[float, str]] = {}  # session id -> (time of its last live redraw, its page)
-_live_thread: threading.Thread | None = None
 
 
-def stalled_views(beats: dict[str, tuple[float, str]], now: float, state_of: Callable[[str], tuple[str, bool] | None],
-                  stall_s: float = LIVE_STALL_S) -> tuple[list[str], list[str]]:
-    """Which live views to restart and which to forget: ``(rerun, forget)`` session ids.
-
-    ``beats`` maps a session id to (monotonic time of its live view's last redraw, the page's
-    script hash). ``state_of(session_id)`` gives (the page the session shows now, whether a
-    script run is in progress), or None when the session is gone or its browser disconnected.
-    A view is forgotten when its session is gone or shows another page (its training lease then
-    lapses, as designed); it is rerun when it has not redrawn for ``stall_s`` seconds and no run
-    is in progress (a long full run registers the view's timers again when it ends)."""
-    rerun, forget = [], []
-    for sid, (beat, page) in beats.items():
-        if now - beat < stall_s:
-            continue
-        state = state_of(sid)
-        if state is None or state[0] != page:
-            forget.append(sid)
-        elif not state[1]:
-            rerun.append(sid)
-    return rerun, forget
+@functools.cache
+def _watch_component():
+    with open(os.path.join(ROOT, "core", "js", "live_watch.js"), encoding="utf-8") as f:
+        js = f.read()
+    return st.components.v2.component("latent_lab_live_watch", js=js, html='<div class="ll-watch"></div>',
+                                      css=".ll-watch{display:none}")
 
 
-def _app_session(sid: str):
-    """The connected session ``sid`` (Streamlit's ``AppSession``), or None if it is gone."""
-    info = Runtime.instance()._session_mgr.get_active_session_info(sid) if Runtime.exists() else None
-    return info.session if info is not None else None
-
-
-def _busy(session) -> bool:
-    """A run is in progress, or about to start: a script runner exists from the moment a request (a
-    click on another page's link, say) is taken until that run ends; the page hash changes only
-    when the run starts."""
-    return session._state.name == "APP_IS_RUNNING" or session._scriptrunner is not None
-
-
-def _session_state_of(sid: str):
-    """(current page hash, busy) of a connected session, from Streamlit's runtime; None if gone."""
-    session = _app_session(sid)
-    return None if session is None else (session._client_state.page_script_hash, _busy(session))
-
-
-def _rerun_session(sid: str, page: str) -> None:
-    """A full rerun of the session's current page with its last widget states, as Streamlit's own
-    run-on-save does (``AppSession.request_rerun(self._client_state)``, on the session's event loop),
-    but never a fragment's rerun (a full run is what arms the page's timers again)."""
-    from streamlit.proto.ClientState_pb2 import ClientState
-    session = _app_session(sid)
-    if session is None:
-        return
-
-    def rerun() -> None:
-        # Checked again here, on the event loop that takes the browser's requests: a click that came
-        # in since the watchdog looked (another page, say) wins, and nothing is rerun.
-        if _busy(session) or session._client_state.page_script_hash != page:
-            return
-        state = ClientState()
-        state.CopyFrom(session._client_state)
-        state.fragment_id = ""  # the last run may have been a fragment's: this must be a full run
-        state.is_auto_rerun = False
-        session.request_rerun(state)
-
-    session._event_loop.call_soon_threadsafe(rerun)
-
-
-def _watch_live_views() -> None:
-    while True:
-        time.sleep(LIVE_STALL_S / 5)
-        with _live_lock:
-            beats = dict(_live_beats)
-        try:
-            rerun, forget = stalled_views(beats, time.monotonic(), _session_state_of)
-            for sid in rerun:
-                _rerun_session(sid, beats[sid][1])
-                _LOG.warning("%s Live view of session %s did not redraw for %.1f s: rerunning its page.",
-                             time.strftime("%H:%M:%S"), sid[:8], time.monotonic() - beats[sid][0])
-        except Exception:  # Streamlit's internals changed: stop watching, never break a page
-            _LOG.warning("Live-view watchdog stopped", exc_info=True)
-            return
-        with _live_lock:
-            for sid in forget:
-                if _live_beats.get(sid) == beats[sid]:
-                    del _live_beats[sid]
-            for sid in rerun:  # wait another stall_s before trying again
-                if _live_beats.get(sid) == beats[sid]:
-                    _live_beats[sid] = (time.monotonic(), beats[sid][1])
-
-
-def live_view(polling: bool) -> None:
-    """Call on every redraw of a live view (a fragment with ``run_every``): while ``polling``, a
-    watchdog thread reruns this session's page if the view stops redrawing for ``LIVE_STALL_S``.
+def live_watch(active: bool, key: str = "live_watch") -> bool:
+    """Call first in a live view (a fragment with ``run_every``), on every redraw. Returns True when
+    the browser reports that the view stopped redrawing: the caller then calls ``st.rerun()`` (a full
+    run, which arms the fragment timers again).
 
     Under load, a browser can be left with no auto-rerun timer at all (Streamlit's frontend clears
     every timer when a full run starts and re-arms them from the run's messages). The page then
     sends nothing until the student clicks; a 10-session load test caught one such session, silent
-    for 15 s, its training stopped by the lapsed lease. A full rerun arms the timers again."""
-    global _live_thread
-    ctx = get_script_run_ctx()
-    if ctx is None or not Runtime.exists():  # AppTest and bare mode have no runtime to rerun sessions with
-        return
-    with _live_lock:
-        if polling:
-            _live_beats[ctx.session_id] = (time.monotonic(), ctx.page_script_hash)
-            if _live_thread is None:
-                _live_thread = threading.Thread(target=_watch_live_views, name="latent-lab-live-watch", daemon=True)
-                _live_thread.start()
-        else:
-            _live_beats.pop(ctx.session_id, None)
+    for 15 s, its training stopped by the lapsed lease. This draws a hidden component
+    (core/js/live_watch.js) that gets a new heartbeat on each redraw and, while ``active``, asks for a
+    rerun when none came for ``LIVE_STALL_S`` (its own clock runs in a Web Worker). Public API only:
+    the request is the component's trigger value, an ordinary widget event."""
+    result = _watch_component()(
+        data={"beat": f"{time.time_ns():x}", "active": bool(active), "stall_ms": int(LIVE_STALL_S * 1000)},
+        key=key, on_stalled_change=lambda: None)
+    stalled = getattr(result, "stalled", None) is not None
+    if stalled:
+        _LOG.warning("%s A live view did not redraw for %.1f s: rerunning its page.", time.strftime("%H:%M:%S"),
+                     LIVE_STALL_S)
+    return stalled

@@ -5,6 +5,7 @@ kept, compared (including a one-click beta sweep), replayed as a timeline, expor
 from __future__ import annotations
 
 import random
+import time
 from dataclasses import replace
 
 import streamlit as st
@@ -371,7 +372,11 @@ st.html("<style>@media (min-height: 900px) {.st-key-tr_fit_short, .st-key-tr_fit
         f".st-key-tr_loss_box .vega-embed {{width: calc(100% - {round(80 * SCALE)}px) !important;}}</style>")
 
 
-def live_charts(run) -> None:
+def live_charts(run, keep=None) -> None:
+    """The live charts and images. ``keep(name, make)`` returns ``make()``, or the value it returned on
+    the last redraw that rebuilt the charts (see ``live_section``): between two such redraws the
+    browser gets the same charts again, not new ones."""
+    keep = keep or (lambda name, make: make())
     ds = run.dataset
     hist, evals = run.history, run.eval_history
     c1, c2 = st.columns([3, 2], gap="medium")
@@ -379,17 +384,18 @@ def live_charts(run) -> None:
         if ctx.present:
             for name, height in PRESENT_SIZES:
                 with st.container(key=f"tr_fit_{name}"):
-                    vega(FT.live_loss_chart(hist, evals, run.beta_changes, font_scale=SCALE, height=height),
-                         f"tr_live_loss_{name}", LOSS_ALT)
+                    vega(keep(f"loss_{name}", lambda h=height: FT.live_loss_chart(
+                        hist, evals, run.beta_changes, font_scale=SCALE, height=h)), f"tr_live_loss_{name}", LOSS_ALT)
         else:
-            vega(FT.live_loss_chart(hist, evals, run.beta_changes, font_scale=SCALE), "tr_live_loss", LOSS_ALT)
+            vega(keep("loss", lambda: FT.live_loss_chart(hist, evals, run.beta_changes, font_scale=SCALE)),
+                 "tr_live_loss", LOSS_ALT)
     with c2:
         if ctx.present:
             live_numbers(run, per_row=2)  # beside the charts, so the loss chart starts high on the screen
-        kl_act = run.latest_kl_activity()
+        kl_act = keep("kl_act", run.latest_kl_activity)
         if run.is_vae and kl_act is not None:
-            vega(FT.live_kl_chart(*kl_act, title="KL per latent dimension", font_scale=SCALE,
-                                  height=200 if ctx.present else 300),
+            vega(keep("kl", lambda: FT.live_kl_chart(*kl_act, title="KL per latent dimension", font_scale=SCALE,
+                                                     height=200 if ctx.present else 300)),
                  "tr_live_kl", "Held-out KL of each latent dimension in nats, as bars, coloured by whether the "
                                "dimension is active (its mean varies over held-out images, Var over images of μ_j "
                                "above 0.01); a collapsed dimension is grey with a diamond on the axis.")
@@ -398,22 +404,32 @@ def live_charts(run) -> None:
         else:
             st.info("An autoencoder has no KL term: its codes are points, not distributions, so there is "
                     "nothing to compare with a prior. Switch to a VAE to see KL per dimension.")
-    x = run.fixed_inputs(8)
-    snaps = run.snapshots
-    recon = snaps[-1]["recon"] if (snaps and run.state == "training") else run.reconstruct(x)
+
+    def recon_mosaic():
+        x = run.fixed_inputs(8)
+        snaps = run.snapshots
+        recon = snaps[-1]["recon"] if (snaps and run.state == "training") else run.reconstruct(x)
+        return (FT.mosaic_uri([x, recon], ds.image_shape),
+                f"Eight held-out images above their reconstructions at step {run.step}.")
+
+    def sample_mosaic():
+        samples = run.sample_prior(16, seed=run.train_cfg.seed)
+        return (FT.mosaic_uri([samples[:8], samples[8:]], ds.image_shape),
+                f"Sixteen images decoded from random codes at step {run.step}.")
+
     c3, c4 = st.columns(2, gap="medium")
     c3.markdown("**Held-out inputs (top) and their reconstructions (bottom)**")
-    c3.image(FT.mosaic_uri([x, recon], ds.image_shape), width="stretch",
-             alt=f"Eight held-out images above their reconstructions at step {run.step}.")
-    samples = run.sample_prior(16, seed=run.train_cfg.seed)
+    uri, alt = keep("recon", recon_mosaic)
+    c3.image(uri, width="stretch", alt=alt)
     c4.markdown("**Samples: decoding z ~ N(0, I)**" if run.is_vae else
                 "**Decoding random z ~ N(0, I)**: an autoencoder has no prior, so expect junk")
-    c4.image(FT.mosaic_uri([samples[:8], samples[8:]], ds.image_shape), width="stretch",
-             alt=f"Sixteen images decoded from random codes at step {run.step}.")
+    uri, alt = keep("samples", sample_mosaic)
+    c4.image(uri, width="stretch", alt=alt)
+    snaps = run.snapshots
     if run.model_cfg.latent_dim == 2 and snaps:
-        vega(FT.live_latent_chart(snaps[-1]["latents"], run.snapshot_labels(), ds.class_names,
-                                  title=f"Latent map: μ(x) of {len(run.snapshot_labels())} held-out images",
-                                  font_scale=SCALE),
+        vega(keep("latent", lambda: FT.live_latent_chart(
+                 snaps[-1]["latents"], run.snapshot_labels(), ds.class_names,
+                 title=f"Latent map: μ(x) of {len(run.snapshot_labels())} held-out images", font_scale=SCALE)),
              "tr_live_latent", "Two-dimensional codes μ(x) of held-out images, coloured by class.")
 
 
@@ -434,18 +450,19 @@ def live_section(mode: str, cfg) -> None:
     """``mode``: "full" (controls and charts) or "compact" (controls and progress; keeps training alive
     on presenter scenes that show something else).
 
-    Three fragments, so that each redraw sends only what changed: the controls (rerun only when
-    clicked; the β slider reruns only them), the status (the progress line and β so far; it renews
-    the training lease and trains a step itself if the run has not moved) and the charts (the live
-    numbers, loss curves, KL bars, images), each on its own timer from ``R.live_intervals``: twice a
-    second alone, the charts slower when many sessions train at once. The status is the part that
-    redraws twice a second under any load, so it draws as little as it can.
+    Two fragments. The controls redraw only when clicked (the β slider reruns only them). The live view
+    is one fragment on one timer (``R.STATUS_INTERVAL``, twice a second): on every redraw it draws the
+    progress line (which renews the training lease) and the live numbers; it rebuilds the charts and
+    images only when they are due (``R.live_intervals``: every redraw when alone, every 1 to 5 s when many
+    sessions train at once) and sends the previous ones again in between. One timer, not two: two
+    fragment timers firing together let Streamlit drop one run's output (see
+    docs/streamlit-workarounds.md), and the progress line then stalled for up to 1.5 s.
     """
     polling = store.polling
-    status_s, charts_s = R.live_intervals(live_runners()) if polling else (None, None)
-    # Under load each session's chart interval is stretched or shrunk by up to 20 % at random, so the
-    # sessions' chart redraws drift apart instead of landing in every browser (and on the server) at once.
-    charts_every = charts_s * random.uniform(0.8, 1.2) if charts_s and charts_s > status_s else charts_s
+    tick_s = R.STATUS_INTERVAL if polling else None
+    # Each session's chart interval is stretched or shrunk by up to 20 % at random (once per session), so
+    # the sessions' chart rebuilds drift apart instead of landing on the server all at once.
+    jitter = ss.setdefault("tr_charts_jitter", random.uniform(0.8, 1.2))
 
     def shown() -> tuple:
         return store.active_name, store.active.state if store.active else None, len(store.runs)
@@ -454,18 +471,34 @@ def live_section(mode: str, cfg) -> None:
 
     def check_polling() -> None:
         if store.polling != polling:
-            st.rerun()  # training started, paused or ended: turn the timers on or off
+            st.rerun()  # training started, paused or ended: turn the timer on or off
 
     def check_clicked() -> None:
         if shown() != drawn:
             st.rerun()  # a button started, paused, stopped or reset a run: redraw the whole page
 
-    # In each fragment the blocks (columns) come first and the elements that are sometimes absent
-    # come last, so a position holds the same kind of node (element or block) on every run. Under
+    def chart_memo(run):
+        """``keep(name, make)`` for ``live_charts``: rebuilds everything when the charts are due."""
+        memo = ss.setdefault("tr_live_memo", {})
+        now = time.monotonic()
+        tag = (store.active_name, run.state, SCALE, len(run.beta_changes))
+        if memo.get("_tag") != tag or now >= memo.get("_due", 0.0):
+            _, charts_s = R.live_intervals(live_runners())
+            every = charts_s * jitter if charts_s > R.STATUS_INTERVAL else charts_s
+            memo.clear()
+            memo.update(_tag=tag, _due=now + every - 0.1 * R.STATUS_INTERVAL)  # (a tick's timing wobbles)
+
+        def keep(name, make):
+            if name not in memo:
+                memo[name] = make()
+            return memo[name]
+        return keep
+
+    # In each fragment the blocks (columns, containers) come first and the elements that are sometimes
+    # absent come last, so a position holds the same kind of node (element or block) on every run. Under
     # load Streamlit can apply one fragment run's output over a partial earlier one; when a position
     # held an element in one run and a block in the other, the page crashed to a blank screen
-    # ("'setIn' cannot be called on an ElementNode", caught once in about fifteen 10-session load
-    # tests). Slots (st.empty) drawn on every run would do the same, but cost every redraw more.
+    # ("'setIn' cannot be called on an ElementNode", caught once in about fifteen 10-session load tests).
     @st.fragment
     def control_panel() -> None:
         run = store.active
@@ -485,47 +518,40 @@ def live_section(mode: str, cfg) -> None:
                     "**🧪 β sweep** to train four VAEs that differ only in β.")
         check_clicked()
 
-    @st.fragment(run_every=status_s)
+    @st.fragment(run_every=tick_s)
     @REDRAWS  # the trainers give way while this runs (see core.training.Redraws)
-    def status() -> None:
-        ui.live_view(polling)  # restarts this page if its redraws stop (see ui.live_view)
+    def live() -> None:
+        if ui.live_watch(polling, key="tr_live_watch"):  # the browser saw no redraw for a while
+            st.rerun()  # a full run arms the timer again
         if store.tick():
             publish_shared_models()
             st.rerun()  # a run finished or a sweep moved on: redraw everything (and stop polling if idle)
         run = store.active
-        if run is not None:
-            progress(run)
-            end_message(run)
-            if len(run.beta_changes) > 1 and not ctx.present:  # (presenter mode: the loss chart marks them)
-                st.caption("β so far: " + " → ".join(f"**{b:g}** (from step {s})" for s, b in run.beta_changes[-8:]))
-        for note in store.pop_notices():
-            st.warning(note)
+        status, charts = st.container(), st.container()  # (blocks first: see above)
+        with status:
+            if run is not None:
+                progress(run)
+                end_message(run)
+                if len(run.beta_changes) > 1 and not ctx.present:  # (presenter mode: the loss chart marks them)
+                    st.caption("β so far: " + " → ".join(f"**{b:g}** (from step {s})"
+                                                         for s, b in run.beta_changes[-8:]))
+            for note in store.pop_notices():
+                st.warning(note)
+        if run is not None and mode == "full":
+            with charts:
+                if not ctx.present:
+                    live_numbers(run)
+                live_charts(run, chart_memo(run))
         check_polling()
-        if polling and R.live_intervals(live_runners()) != (status_s, charts_s) and random.random() < 0.2:
-            # The server got busier or quieter: new redraw intervals, which take a whole-page redraw. Each
-            # session waits a random number of ticks (5 on average), so they do not all redraw at once.
-            st.rerun()
-
-    @st.fragment(run_every=charts_every)
-    @REDRAWS
-    def charts() -> None:
-        run = store.active
-        if run is not None:
-            if not ctx.present:
-                live_numbers(run)
-            live_charts(run)
 
     # Each fragment alone in a container of the page's own: a lost full-run output then cannot let the
     # elements below slide into its place (see ui.fragment_slot).
     with ui.fragment_slot():
         control_panel()
     with ui.fragment_slot():
-        status()
-    if mode == "full":
-        with ui.fragment_slot():
-            charts()
-        if store.active is not None:
-            st.caption(LIVE_NOTES)
+        live()
+    if mode == "full" and store.active is not None:
+        st.caption(LIVE_NOTES)
 
 
 # ---- timeline ------------------------------------------------------------------------------------
