@@ -50,6 +50,14 @@ def intro(text: str) -> None:
     figure must come right after the header."""
     if not ctx.present:
         st.markdown(text)
+def lazy_expander(label: str, key: str, url_keys: tuple[str, ...] = ()):
+    """An expander whose content the page draws only once it is opened (``.open``: Streamlit reruns the
+    section when it is opened or closed), so secondary charts do not delay the page's first paint
+    (issue 21: the page draws completely within 1.5 s). Collapsed at first, unless the link sets one of
+    its widgets (``url_keys``): a shared link then shows what it was shared for."""
+    return st.expander(label, expanded=any(k in st.query_params for k in url_keys), key=key, on_change="rerun")
+
+
 url_errors = st.container()  # filled at the end: the widgets below validate their URL values as they are made
 
 SCENES = [
@@ -542,19 +550,21 @@ def vae_sections(show_elbo: bool, show_kl: bool) -> None:
                    f"KL term KL(q(z|x) ‖ p(z)) = {klfig.nats(g.kl_encoder)} nats, −ELBO = "
                    f"{klfig.nats(-g.elbo_encoder)} nats. L_k is itself a lower bound on log p(x) (on average), so "
                    "L_k − ELBO can underestimate the true gap. " + scale_note(nums["likelihood"]))
-        with st.expander("The gap under every β (16-d models)"):
-            gb = gaps_by_beta(ctx.dataset_name, row)
-            ui.figure(klfig.gap_by_beta_figure(gb["beta"], gb["gap"], gb["se"], beta, text_size=TEXT),
-                      key="kl_fig_gaps",
-                      alt="The gap L_k − ELBO of this image under each zoo model: " +
-                          ", ".join(f"β = {b:g}: {v:.2f} nats" for b, v in zip(gb["beta"], gb["gap"])) + ".")
-            lo, hi = beta0_sigma(ctx.dataset_name)
-            st.caption(
-                "Each bar: L_k − ELBO for this image, ± 1.96 standard errors. A model whose q fits the true posterior "
-                "well has a small gap; a model that pays almost no KL (large β, q ≈ p(z)) can have a small gap too, "
-                "because its decoder then hardly depends on z. Not shown: β = 0, trained without the KL term: its "
-                f"encoder's median σ_j is {lo:.2g} to {hi:.2g} over the dimensions, so q is nearly a point, and "
-                "importance sampling with it as the proposal gives an estimate far below log p(x).")
+        gaps_box = lazy_expander("The gap under every β (16-d models)", "kl_gaps_open")
+        with gaps_box:
+            if gaps_box.open:  # estimated only once opened (a second of IWAE per model)
+                gb = gaps_by_beta(ctx.dataset_name, row)
+                ui.figure(klfig.gap_by_beta_figure(gb["beta"], gb["gap"], gb["se"], beta, text_size=TEXT),
+                          key="kl_fig_gaps",
+                          alt="The gap L_k − ELBO of this image under each zoo model: " +
+                              ", ".join(f"β = {b:g}: {v:.2f} nats" for b, v in zip(gb["beta"], gb["gap"])) + ".")
+                lo, hi = beta0_sigma(ctx.dataset_name)
+                st.caption(
+                    "Each bar: L_k − ELBO for this image, ± 1.96 standard errors. A model whose q fits the true posterior "
+                    "well has a small gap; a model that pays almost no KL (large β, q ≈ p(z)) can have a small gap too, "
+                    "because its decoder then hardly depends on z. Not shown: β = 0, trained without the KL term: its "
+                    f"encoder's median σ_j is {lo:.2g} to {hi:.2g} over the dimensions, so q is nearly a point, and "
+                    "importance sampling with it as the proposal gives an estimate far below log p(x).")
 
     if not show_kl:
         return
@@ -606,38 +616,43 @@ def vae_sections(show_elbo: bool, show_kl: bool) -> None:
             st.markdown(note)
 
     if not present:
-        latent_map_view(np.array(x[0]))
+        map_box = lazy_expander("🗺️ The KL term on the latent map: four 2-D VAEs, and a digit you draw", "kl_map_open")
+        with map_box:
+            if map_box.open:
+                latent_map_view(np.array(x[0]))
 
-    with st.expander("The price of one dimension, and this image's posterior against the prior",
-                     expanded=not ctx.present):
-        with ui.config_container("Choose a point"):
-            mu = ui.slider("Posterior mean μ", "kl_vmu", -3.0, 3.0, 1.0, step=0.1)
-            logvar = ui.slider("Posterior log-variance log σ²", "kl_vlv", -6.0, 2.0, -1.0, step=0.1)
-        with st.container(key="kl_vae_point"):
-            st.latex(klfig.latex_vae_kl(mu, logvar))
-        c1, c2 = st.columns([3, 2], gap="large")
-        with c1:
-            ui.live_figure(klfig.vae_kl_map(mu, logvar, mu_x, logvar_x, text_size=TEXT), key="kl_fig_map",
-                           updater="kl_vae_point", watch={"mu": "kl_vmu", "logvar": "kl_vlv"},
-                           values={"mu": mu, "logvar": logvar},
-                           alt=f"Contour map of the VAE's KL term over mean and log-variance; zero at the prior (0, 0). "
-                               f"Your point μ={mu:g}, log σ²={logvar:g} costs "
-                               f"{float(kl.kl_to_standard_normal(mu, logvar)):.3f} nats; the {LATENT} dots are the "
-                               "latent dimensions of the chosen image.")
-        with c2:
-            st.markdown("**Your point** is the star. The **dots** are the 16 latent dimensions of this image, "
-                        "encoded by the real model: a dot on the prior's circle costs no KL and carries almost no "
-                        "information about this image.")
-            ui.figure(figs["fig_img"], key="kl_fig_img", alt=f"Held-out image {img} (label {label}) and its "
-                                                              "reconstruction decoded from the posterior mean.")
-        c1, c2 = st.columns(2, gap="large")
-        with c1:
-            ui.figure(figs["fig_post"], key="kl_fig_post",
-                      alt=f"Per-dimension posterior mean ± 1.96 sd for the chosen image against the prior band; "
-                          f"{int(np.sum(kl_dims > SMALL_KL_NATS))} of {LATENT} dimensions have KL above {SMALL_KL_NATS:g} nats.")
-        with c2:
-            ui.figure(figs["fig_bars"], key="kl_fig_bars",
-                      alt=f"KL per latent dimension for the chosen image, total {total:.3f} nats.")
+    price_box = lazy_expander("The price of one dimension, and this image's posterior against the prior",
+                              "kl_price_open", url_keys=("kl_vmu", "kl_vlv"))
+    with price_box:
+        if price_box.open:  # four charts: drawn only once opened
+            with ui.config_container("Choose a point"):
+                mu = ui.slider("Posterior mean μ", "kl_vmu", -3.0, 3.0, 1.0, step=0.1)
+                logvar = ui.slider("Posterior log-variance log σ²", "kl_vlv", -6.0, 2.0, -1.0, step=0.1)
+            with st.container(key="kl_vae_point"):
+                st.latex(klfig.latex_vae_kl(mu, logvar))
+            c1, c2 = st.columns([3, 2], gap="large")
+            with c1:
+                ui.live_figure(klfig.vae_kl_map(mu, logvar, mu_x, logvar_x, text_size=TEXT), key="kl_fig_map",
+                               updater="kl_vae_point", watch={"mu": "kl_vmu", "logvar": "kl_vlv"},
+                               values={"mu": mu, "logvar": logvar},
+                               alt=f"Contour map of the VAE's KL term over mean and log-variance; zero at the prior (0, 0). "
+                                   f"Your point μ={mu:g}, log σ²={logvar:g} costs "
+                                   f"{float(kl.kl_to_standard_normal(mu, logvar)):.3f} nats; the {LATENT} dots are the "
+                                   "latent dimensions of the chosen image.")
+            with c2:
+                st.markdown("**Your point** is the star. The **dots** are the 16 latent dimensions of this image, "
+                            "encoded by the real model: a dot on the prior's circle costs no KL and carries almost no "
+                            "information about this image.")
+                ui.figure(figs["fig_img"], key="kl_fig_img", alt=f"Held-out image {img} (label {label}) and its "
+                                                                  "reconstruction decoded from the posterior mean.")
+            c1, c2 = st.columns(2, gap="large")
+            with c1:
+                ui.figure(figs["fig_post"], key="kl_fig_post",
+                          alt=f"Per-dimension posterior mean ± 1.96 sd for the chosen image against the prior band; "
+                              f"{int(np.sum(kl_dims > SMALL_KL_NATS))} of {LATENT} dimensions have KL above {SMALL_KL_NATS:g} nats.")
+            with c2:
+                ui.figure(figs["fig_bars"], key="kl_fig_bars",
+                          alt=f"KL per latent dimension for the chosen image, total {total:.3f} nats.")
 
     st.markdown(
         "**Averaged over the data, the KL term limits the rate.** Hoffman and Johnson (2016) split the average KL "

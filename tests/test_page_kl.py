@@ -37,12 +37,43 @@ def set_number(at, key: str, value):
     return at.run()
 
 
+LAZY = ("kl_gaps_open", "kl_map_open", "kl_price_open")  # expanders whose charts are drawn once opened
+
+
+def open_lazy(at, keys=LAZY):
+    """Open the page's lazy expanders (as a click on each would) and rerun."""
+    for k in keys:
+        at.session_state[k] = True
+    return at.run()
+
+
 @pytest.fixture(scope="module")
 def at_digits():
-    """One page session on the small dataset, shared by the tests that only read its defaults."""
+    """One page session on the small dataset with every expander open, shared by the tests that only read
+    its defaults."""
     at = page_app(PAGE, query={"dataset": "digits"})
     assert_ok(at)
+    open_lazy(at)
+    assert_ok(at)
     return at
+
+
+def test_secondary_charts_are_drawn_only_once_their_expander_opens():
+    """Issue 21 (pages that open at once): the first paint has the six main charts; the gap under every β,
+    the latent map and the price-of-a-dimension charts wait in collapsed expanders until opened."""
+    at = page_app(PAGE, query={"dataset": "digits"})
+    assert_ok(at)
+    specs = plotly_specs(at)
+    assert len(specs) == 6
+    assert not any(t.get("name") == "your drawing: μ" for sp in specs for t in sp["data"])
+    assert not [e for e in at.latex if r"\mathcal N(\mu,\sigma^2)\,\|\,\mathcal N(0,1)" in e.value]  # the point's KL
+    assert not at.get("slider") or "kl_vmu" not in [w.key for w in at.slider]
+    open_lazy(at, ["kl_gaps_open"])
+    assert_ok(at)
+    gaps = [sp for sp in plotly_specs(at) if "under each β" in str(sp["layout"].get("title", ""))]
+    assert len(plotly_specs(at)) == 7 and len(gaps) == 1
+    open_lazy(at, ["kl_map_open", "kl_price_open"])
+    assert len(plotly_specs(at)) == 12
 
 
 # ---- section 1: closed form, both directions, against torch ----------------------------------------------
@@ -54,7 +85,7 @@ def test_defaults_draw_every_section_and_match_torch(at_digits):
     assert heads[5].startswith("6. The KL term")
     assert metric(at, "KL(p‖q): expectation") == pytest.approx(torch_kl(0.0, 1.0, 1.0, 1.5), abs=5e-5)
     assert metric(at, "KL(q‖p): expectation") == pytest.approx(torch_kl(1.0, 1.5, 0.0, 1.0), abs=5e-5)
-    assert len(plotly_specs(at)) == 12  # with the latent map (section 6)
+    assert len(plotly_specs(at)) == 12  # every expander open: with the latent map (section 6)
     assert not at.error
     # nothing written by Streamlit's "magic" (a bare expression in the page, e.g. a tuple of list.append calls)
     assert not [m.value for m in at.markdown if "None" in m.value]
@@ -195,7 +226,7 @@ def vae_reference(dataset: str, beta: float, img: int) -> float:
 
 
 def test_vae_kl_of_a_real_image_matches_torch_and_responds_to_beta_and_image():
-    at = page_app(PAGE, query={"dataset": "digits"})
+    at = open_lazy(page_app(PAGE, query={"dataset": "digits"}))
     shown = metric(at, "KL of this image")
     assert shown == pytest.approx(vae_reference("digits", 1.0, 0), abs=2e-3)
     bars = next(s for s in plotly_specs(at) if "KL per latent dimension" in str(s["layout"].get("title", "")))
@@ -262,7 +293,7 @@ def reference_elbo_numbers(dataset: str, beta: float, img: int, k: int = 1000):
 
 
 def test_elbo_section_numbers_match_an_independent_computation():
-    at = page_app(PAGE, query={"dataset": "digits", "kl_img": "5"})
+    at = open_lazy(page_app(PAGE, query={"dataset": "digits", "kl_img": "5"}))
     assert_ok(at)
     log_px, recon, kl_term = reference_elbo_numbers("digits", 1.0, 5)
     elbo_ref = -recon - kl_term
@@ -321,6 +352,7 @@ def test_kl_parts_on_the_page_sum_to_the_closed_form_and_torch():
 
 
 def test_vae_point_formula():
+    """A link with the point's parameters opens the expander that holds the point (and its chart)."""
     at = page_app(PAGE, query={"dataset": "digits", "kl_vmu": "-1.5", "kl_vlv": "-3.0"})
     assert_ok(at)
     ref = float(kl_divergence(Normal(torch.tensor(-1.5, dtype=D), torch.tensor(math.exp(-1.5), dtype=D)),
@@ -546,7 +578,7 @@ def test_density_chart_redraws_in_the_browser_and_matches_python(watched_page, s
     from core.figures import kl as klfig
 
     page = watched_page
-    _open(page, server_url, "?kl_mup=0&kl_sp=1&kl_muq=1&kl_sq=1.5")
+    _open(page, server_url, "?kl_mup=0&kl_sp=1&kl_muq=1&kl_sq=1.5&kl_vmu=1&kl_vlv=-1")  # (kl_vmu: its expander opens)
     page.wait_for_selector(f"{_DENSITY} .js-plotly-plot .main-svg")
     live = page.locator(f"{_DENSITY} .ll-live")
     expect(live).to_have_attribute("data-origin", "server")
@@ -629,6 +661,7 @@ def test_drawn_digit_lands_on_the_latent_map_in_the_browser(watched_page, server
     move) and the table gives its KL's parts under each model."""
     page = watched_page
     _open(page, server_url, "?dataset=digits")
+    page.get_by_text("The KL term on the latent map: four 2-D VAEs").first.click()  # a lazy expander
     table = page.locator(".st-key-kl_map_parts").first
     expect(table).to_contain_text("The KL of the chosen held-out image", timeout=60_000)
     before = table.inner_text()
