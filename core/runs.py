@@ -14,16 +14,19 @@ import copy
 import gc
 import json
 import math
+import re
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
 
+from core import persist as P
 from core.checkpoints import Checkpoint, checkpoint_bytes
-from core.data import DATASETS, Dataset, train_val_split
-from core.models import LATENT_RANGE, MAX_HIDDEN, MAX_LAYERS, AutoEncoder, ModelConfig, eval_mode
+from core.data import DATASETS, Dataset, load_dataset, train_val_split
+from core.models import LATENT_RANGE, MAX_HIDDEN, MAX_LAYERS, AutoEncoder, ModelConfig, build_model, eval_mode
 from core.training import (MAX_EPOCHS, BackgroundRunner, TrainConfig, Trainer,
                            evaluate_model, reconstruct, sample_prior)
 
@@ -186,6 +189,13 @@ def safe_label(text, limit: int = 24) -> str:
     and truncated, so it can appear in run names, legends and file names."""
     s = "".join(ch for ch in str(text) if ch.isalnum() or ch in "._- ").strip()
     return (s[:limit - 1] + "…" if len(s) > limit else s) or "upload"
+
+
+def safe_name(text, limit: int = 80) -> str:
+    """A run name read back from disk, reduced to the characters the app's own names use (letters,
+    digits, spaces and ``#.=,_-β``), so a tampered file cannot put markup on the page."""
+    s = "".join(ch for ch in str(text) if ch.isalnum() or ch in " #.=,_-β")
+    return s.strip()[:limit] or "run"
 
 
 def describe(mc: ModelConfig, beta: float | None = None) -> str:
@@ -369,10 +379,23 @@ class Run:
 
 # ---- the store ---------------------------------------------------------------------------------
 
-class RunStore:
-    """All runs of one session, the active (live) one and the beta-sweep queue."""
+class ReadOnlyError(PermissionError):
+    """A change asked of a store opened from a read-only (view) link."""
 
-    def __init__(self, max_runs: int = MAX_RUNS, lease_seconds: float = 3.0):
+
+class RunStore:
+    """All runs of one session, the active (live) one and the beta-sweep queue.
+
+    Persistence (``core.persist``): after :meth:`attach` the store saves each run on built-in data
+    under ``<run dir>/<owner>/`` as it trains (every ``persist.SAVE_INTERVAL_S`` seconds, from the
+    training thread) and at every change of state (pause, stop, finish, β set while paused, a loaded
+    checkpoint), and deletes it from disk when it is removed. ``attach`` also brings back the
+    owner's saved runs. ``read_only`` (a view link): the runs can be looked at, compared and
+    downloaded; every change raises :class:`ReadOnlyError` and nothing is written.
+    """
+
+    def __init__(self, max_runs: int = MAX_RUNS, lease_seconds: float = 3.0, read_only: bool = False,
+                 saver: P.Saver | None = None):
         self.runs: dict[str, Run] = {}
         self.active_name: str | None = None
         self.queue: list[tuple[str, ModelConfig, TrainConfig, Dataset]] = []
@@ -381,6 +404,213 @@ class RunStore:
         self.lease_seconds = lease_seconds
         self.notices: list[str] = []
         self._ticked: tuple[str, int] | None = None  # (run, step) at the previous tick
+        self.read_only = read_only
+        self.owner: str | None = None
+        self.root: Path | None = None
+        self.saving_off: str | None = None  # why saving stopped (a full disk), shown on the page
+        self.saver = saver or P.SAVER
+        self._folders: dict[str, Path] = {}
+        self._last_save: dict[str, float] = {}
+        self._unsaved_noted = False
+
+    # -- persistence --
+    @property
+    def persisting(self) -> bool:
+        return self.owner is not None and not self.read_only and self.saving_off is None
+
+    def attach(self, owner: str, root: Path | None = None) -> list[str]:
+        """Save this store's runs under ``owner`` from now on, and bring back the runs saved there
+        (finished ones as they were, an unfinished one paused at its last save). Returns one message
+        per run that could not be restored (the others are). Raises ``persist.PersistError`` for a
+        malformed owner id."""
+        P.check_id(owner)
+        self.owner, self.root = owner, root or P.run_dir()
+        if not self.read_only:
+            P.register_owner(owner, self.root)
+        errors = []
+        loaded = []
+        for folder in P.run_folders(owner, self.root):
+            try:
+                run, info = self._restore(folder)
+            except P.PersistError as exc:
+                errors.append(f"The saved run in folder `{folder.name}` could not be restored: {exc}. "
+                              "The other runs were restored; this one is ignored.")
+                continue
+            except (OSError, ValueError, TypeError, KeyError, RuntimeError) as exc:
+                errors.append(f"The saved run in folder `{folder.name}` could not be restored ({type(exc).__name__}). "
+                              "The other runs were restored; this one is ignored.")
+                continue
+            loaded.append((float(info.get("created", 0.0)), run, info, folder))
+        loaded.sort(key=lambda t: t[0])
+        active = None
+        for _, run, info, folder in loaded:
+            if run.name in self.runs:
+                continue
+            self.runs[run.name] = run
+            self._folders[run.name] = folder
+            m = re.match(r"#(\d+) ", run.name)
+            if m:
+                self.counter = max(self.counter, int(m.group(1)))
+            if info.get("active"):
+                active = run.name
+            if run.trainer is not None and not run.finished and not self.read_only:
+                self._hook(run)
+        if active is None and self.runs:
+            active = next(reversed(self.runs))
+        self.active_name = active
+        if not self.read_only:
+            self._enforce_cap()
+            evicted = P.pop_evicted(owner, self.root)
+            if evicted:
+                self.notices.append("To keep the server's disk within its limit, your oldest finished runs were "
+                                    "removed: " + ", ".join(evicted[:8]) + ".")
+        return errors
+
+    def _restore(self, folder: Path) -> tuple[Run, dict]:
+        meta = P.read_meta(folder)
+        payload = P.read_payload(folder, meta)
+        info = payload.get("run")
+        if not isinstance(info, dict) or not isinstance(info.get("name"), str):
+            raise P.PersistError("its file has no run description")
+        if info.get("dataset") not in DATASETS:
+            raise P.PersistError(f"it was trained on an unknown dataset {str(info.get('dataset'))[:20]!r}")
+        ds = load_dataset(info["dataset"])
+        try:
+            mc = ModelConfig.from_dict(payload.get("model_cfg") or {})
+            tc = TrainConfig.from_dict(payload.get("train_cfg") or {})
+        except (TypeError, ValueError) as exc:
+            raise P.PersistError(f"its configuration is invalid ({exc})") from None
+        if mc.input_dim != ds.dim:
+            raise P.PersistError(f"its model reads {mc.input_dim} pixels, {ds.name} has {ds.dim}")
+        name = safe_name(info["name"])
+        final = info.get("final") if isinstance(info.get("final"), dict) else None
+        if info.get("source") == "checkpoint":
+            model = build_model(mc)
+            P.check_weights(payload.get("weights"), model)
+            model.load_state_dict(payload["weights"])
+            val_idx = payload.get("val_idx")
+            if not (torch.is_tensor(val_idx) and val_idx.dtype == torch.int64 and len(val_idx) > 0
+                    and int(val_idx.min()) >= 0 and int(val_idx.max()) < ds.n):
+                raise P.PersistError("its held-out images are malformed")
+            saved = payload.get("saved") if isinstance(payload.get("saved"), dict) else {}
+            saved = {"history": clean_rows(saved.get("history")), "eval_history": clean_rows(saved.get("eval_history")),
+                     "beta_changes": _clean_beta_changes(saved.get("beta_changes"), tc.beta)}
+            run = Run(name, mc, tc, ds, source="checkpoint", loaded=model.eval(), saved=saved,
+                      val_idx=val_idx.numpy(), split_known=bool(info.get("split_known")), final=final,
+                      created=float(info.get("created", time.time())))
+            if run.final is None:
+                run.finalize()
+            return run, info
+        trainer = P.SavingTrainer(mc, tc, ds)
+        P.load_trainer_state(trainer, P.decode_state(payload))
+        runner = BackgroundRunner(trainer, lease_seconds=self.lease_seconds)
+        if isinstance(info.get("error"), str) and info["error"]:
+            runner.error = info["error"][:500]
+        parent = info.get("parent") if isinstance(info.get("parent"), str) else None
+        run = Run(name, mc, tc, ds, trainer, runner, parent=parent, sweep=bool(info.get("sweep")),
+                  stopped=bool(info.get("stopped")), final=final, val_idx=trainer.val_idx,
+                  created=float(info.get("created", time.time())))
+        if run.finished:
+            if run.final is None:
+                run.finalize()
+            else:
+                trainer.release_training_data()
+        return run, info
+
+    def persistable(self, run: Run) -> bool:
+        """Runs on a built-in dataset are saved; a run on an uploaded dataset is not (the upload is
+        not kept on the server), so it lasts as long as the session."""
+        name = run.dataset.name
+        return name in DATASETS and run.dataset is load_dataset(name)
+
+    def _folder(self, run: Run) -> Path:
+        folder = self._folders.get(run.name)
+        if folder is None:
+            base = P.slug(run.name)
+            used = set(self._folders.values())
+            folder, i = P.owner_dir(self.owner, self.root) / base, 2
+            while folder in used:
+                folder, i = P.owner_dir(self.owner, self.root) / f"{base}-{i}", i + 1
+            self._folders[run.name] = folder
+        return folder
+
+    def _info(self, run: Run) -> dict:
+        return {"name": run.name, "source": run.source, "parent": run.parent, "sweep": run.sweep,
+                "stopped": run.stopped, "final": run.final, "created": run.created, "dataset": run.dataset.name,
+                "state": run.state, "active": run.name == self.active_name,
+                "error": run.runner.error if run.runner is not None else None, "split_known": run.split_known}
+
+    def save(self, run: Run) -> bool:
+        """Queue a save of ``run`` (its state is copied now, under the trainer's lock; the writer
+        thread encodes and writes it). Returns False if the run is not saved (no owner, a read-only
+        store, saving stopped, or a run on uploaded data)."""
+        if not self.persisting or run.name not in self.runs:
+            return False
+        if not self.persistable(run):
+            if not self._unsaved_noted:
+                self._unsaved_noted = True
+                self.notices.append("Runs on an uploaded dataset are kept for this session only: the upload is not "
+                                    "stored on the server, so they do not come back after a reload.")
+            return False
+        self._last_save[run.name] = time.monotonic()
+        if run.trainer is not None:
+            payload = P.trainer_state(run.trainer)
+        else:
+            payload = {"weights": {k: v.detach().clone() for k, v in run.model.state_dict().items()},
+                       "model_cfg": run.model_cfg.to_dict(), "train_cfg": run.train_cfg.to_dict(),
+                       "val_idx": torch.as_tensor(np.asarray(run.val_idx), dtype=torch.int64),
+                       "saved": {"history": _compact(run.history), "eval_history": _compact(run.eval_history),
+                                 "beta_changes": [list(c) for c in run.beta_changes]}}
+        info = self._info(run)
+        folder = self._folder(run)
+        meta = {"name": run.name, "dataset": run.dataset.name, "state": info["state"], "step": run.step,
+                "finished": run.finished, "created": run.created, "model": run.model_cfg.to_dict()}
+        self.saver.submit(folder, lambda: self._write(run, payload, info, meta, folder))
+        return True
+
+    def _write(self, run: Run, state: dict, info: dict, meta: dict, folder: Path) -> None:
+        """In the writer thread: encode and write one run, then keep the run dir within its cap."""
+        if self.saving_off is not None or self.runs.get(run.name) is not run:
+            return  # saving stopped, or the run was removed after this save was queued
+        try:
+            payload = P.encode_state(state) if "history" in state else dict(state)
+            payload.update(format=P.FORMAT, run=info)
+            P.write_run(folder, payload, meta)
+            evicted = P.enforce_total_cap(self.root, keep={folder})
+        except OSError as exc:
+            why = ("the server's disk is full" if P.is_disk_full(exc)
+                   else f"the run folder cannot be written ({exc.strerror or type(exc).__name__})")
+            self.saving_off = (f"Your runs are no longer saved: {why}. Training goes on, but a reload or a "
+                               "restart of the server now loses the runs' progress since their last save.")
+            self.notices.append(self.saving_off)
+            return
+        for owner, name, _ in evicted:
+            if owner == self.owner:
+                self.notices.append(f"To keep the server's disk within its limit ({P.max_bytes() >> 20} MB), the "
+                                    f"saved copy of your oldest finished run {name} was deleted: it stays here "
+                                    "until you leave, but will not come back after a reload.")
+
+    def _hook(self, run: Run) -> None:
+        """Save ``run`` every ``SAVE_INTERVAL_S`` seconds while it trains, from the training thread."""
+        trainer = run.trainer
+        if not isinstance(trainer, P.SavingTrainer):
+            return
+
+        def on_progress() -> None:
+            if trainer.finished or time.monotonic() - self._last_save.get(run.name, 0.0) >= P.SAVE_INTERVAL_S:
+                self.save(run)
+        self._last_save.setdefault(run.name, time.monotonic())
+        trainer.on_progress = on_progress
+
+    def _delete_saved(self, name: str) -> None:
+        folder = self._folders.pop(name, None)
+        self._last_save.pop(name, None)
+        if folder is not None and self.owner is not None and not self.read_only:
+            self.saver.submit(folder, lambda: P.delete_folder(folder))
+
+    def _writable(self) -> None:
+        if self.read_only:
+            raise ReadOnlyError("These runs were opened from a view link: they can be looked at, not changed.")
 
     # -- reading --
     @property
@@ -421,6 +651,7 @@ class RunStore:
             if old is None:
                 return
             del self.runs[old]
+            self._delete_saved(old)
             self.notices.append(f"Only the last {self.max_runs} runs are kept: {old} was removed.")
 
     def create(self, model_cfg: ModelConfig, train_cfg: TrainConfig, dataset: Dataset, name: str | None = None,
@@ -428,7 +659,8 @@ class RunStore:
                start: bool = True) -> Run:
         """A new run; it becomes the active one and (``start``) starts training in the background.
         An unfinished active run is stopped first. Raises ValueError for a config that does not fit."""
-        trainer = Trainer(model_cfg, train_cfg, dataset, state_dict=state_dict)
+        self._writable()
+        trainer = P.SavingTrainer(model_cfg, train_cfg, dataset, state_dict=state_dict)
         self._stop_active("Stopped because a new run was started.")
         # Not named after its β: β can change during the run (the table lists the values it took).
         run = Run(name or self._name(describe(model_cfg)), model_cfg, train_cfg, dataset, trainer,
@@ -436,13 +668,16 @@ class RunStore:
                   val_idx=trainer.val_idx)
         self._add(run)
         self.active_name = run.name
+        self._hook(run)
         if start:
             run.runner.start()
+        self.save(run)
         return run
 
     def start_sweep(self, model_cfg: ModelConfig, train_cfg: TrainConfig, dataset: Dataset,
                     betas: Sequence[float] = SWEEP_BETAS) -> Run:
         """Train one run per beta, same seed and settings, one after another (the first starts now)."""
+        self._writable()
         if model_cfg.kind != "vae":
             raise ValueError("The β sweep needs a VAE: an autoencoder has no KL term for β to weigh. "
                              "Set the model kind to VAE.")
@@ -459,6 +694,7 @@ class RunStore:
     def continue_from(self, name: str, train_cfg: TrainConfig, start: bool = True) -> Run:
         """A new run that starts from the weights of run ``name`` (same model and data; fresh
         optimiser state; the training settings of ``train_cfg``)."""
+        self._writable()
         src = self.runs[name]
         state = {k: v.detach().clone() for k, v in src.model.state_dict().items()}
         tc = train_cfg if src.model_cfg.kind == "vae" else replace(train_cfg, beta=0.0, free_bits=0.0)
@@ -475,6 +711,7 @@ class RunStore:
         Its held-out split is rebuilt from the checkpoint's training config when it was
         trained on this very dataset; otherwise it is evaluated on every image.
         """
+        self._writable()
         if ckpt.config.input_dim != dataset.dim:
             raise ValueError(f"The checkpoint expects images of {ckpt.config.input_dim} pixels, but "
                              f"{dataset.name} has {dataset.dim}.")
@@ -493,6 +730,7 @@ class RunStore:
                   saved=saved, val_idx=val_idx, split_known=split_known)
         self._add(run)
         run.finalize()
+        self.save(run)
         return run
 
     def _stop_active(self, message: str) -> None:
@@ -503,52 +741,68 @@ class RunStore:
             run.stopped = True
             run.runner.join(2.0)
             run.finalize()
+            self.save(run)
 
     def pause(self) -> None:
+        self._writable()
         run = self.active
         if run is not None and run.runner is not None:
             run.runner.pause()
+            self.save(run)
 
     def resume(self) -> None:
+        self._writable()
         run = self.active
         if run is not None and run.runner is not None and not run.finished:
             run.runner.start()
 
     def stop(self) -> None:
         """End the active run now (it is kept, finished early) and cancel the rest of a sweep."""
+        self._writable()
         self.queue = []
         self._stop_active("Stopped by the user.")
 
     def reset(self) -> None:
         """Discard an unfinished active run (a finished one stays in the list) and any sweep."""
+        self._writable()
         self.queue = []
         run = self.active
         if run is not None and not run.finished:
             run.runner.pause()
             run.runner.join(2.0)
             del self.runs[run.name]
+            self._delete_saved(run.name)
         self.active_name = None
 
     def remove(self, name: str) -> None:
+        """Delete run ``name`` (and its saved copy)."""
+        self._writable()
         if name not in self.runs:
             return
         if name == self.active_name:
             self.reset()
         self.runs.pop(name, None)
+        self._delete_saved(name)
 
     def set_beta(self, beta: float) -> bool:
         """Change beta of the active run while it trains (next step). Returns True if applied."""
+        self._writable()
         run = self.active
         if run is None or run.trainer is None or run.finished or not run.is_vae:
             return False
         run.trainer.set_beta(beta)
+        if run.state != "training":
+            self.save(run)  # (while it trains, the next periodic save records it)
         return True
 
     def tick(self) -> bool:
         """Call on every redraw: renew the lease, train one step here if the run has not moved since
         the previous tick (``BackgroundRunner.step_here``), finalise finished runs, advance a sweep.
-        Returns True when a run finished or started (the page should redraw everything)."""
+        Returns True when a run finished or started (the page should redraw everything). Does
+        nothing in a read-only store."""
         changed = False
+        if self.read_only:
+            return False
         run = self.active
         if run is not None and run.runner is not None and not run.finished:
             run.runner.keep_alive()
@@ -558,6 +812,7 @@ class RunStore:
         for r in list(self.runs.values()):
             if r.finished and r.final is None:
                 r.finalize()
+                self.save(r)
                 changed = True
         run = self.active
         if run is not None and run.finished and self.queue:

@@ -1,0 +1,380 @@
+"""core.persist and RunStore persistence: runs saved as they train come back exactly (and train on
+exactly as the uninterrupted run), a save killed at any moment leaves the previous one loadable, damaged
+or hostile files are refused by name while the others load, a full disk stops saving (not training),
+the disk caps evict the oldest finished runs with a notice, and link ids are checked strictly."""
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import os
+import pickle
+import random
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from core import persist as P
+from core import runs as R
+from core.data import load_dataset
+from core.training import Trainer
+
+torch.set_num_threads(1)
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_dataset("digits")
+
+
+def small(ds, epochs=3, beta=1.0, seed=0, latent=2):
+    return R.make_configs(ds, "vae", latent, (32,), "bernoulli", 1e-2, 16, epochs, seed, beta)
+
+
+@pytest.fixture
+def root(tmp_path, monkeypatch):
+    d = tmp_path / "runs"
+    monkeypatch.setenv(P.RUN_DIR_ENV, str(d))
+    return d
+
+
+def new_store(owner, root, **kw):
+    s = R.RunStore(saver=P.Saver(idle_s=0.2), **kw)
+    errors = s.attach(owner, root)
+    return s, errors
+
+
+def trained(store, ds, steps, name=None, beta=1.0, finish=False):
+    """A run trained ``steps`` steps synchronously (deterministic), then saved."""
+    mc, tc = small(ds, beta=beta)
+    run = store.create(mc, tc, ds, name=name, start=False)
+    run.trainer.run_steps(steps)
+    if finish:
+        store.stop()
+    store.save(run)
+    assert store.saver.flush()
+    return run
+
+
+# ---- ids and links ----------------------------------------------------------------------------
+
+def test_ids_are_192_random_bits_and_view_ids_hide_the_owner(root):
+    a, b = P.new_owner_id(), P.new_owner_id()
+    assert a != b and len(a) == 32 and P.valid_id(a)
+    v = P.view_id(a)
+    assert P.valid_id(v) and v != a and v == P.view_id(a)
+    import base64
+    assert v == base64.urlsafe_b64encode(hashlib.sha256(b"latent-lab-view:" + a.encode()).digest()).decode()[:32]
+    P.register_owner(a, root)
+    P.register_owner(b, root)
+    assert P.find_owner(v, root) == a
+    assert P.find_owner(P.view_id(P.new_owner_id()), root) is None  # well-formed, unknown
+
+
+@pytest.mark.parametrize("bad", ["abc", "../" * 10 + "etc", "A" * 31 + "/", "A" * 33, "", "A" * 31 + ".",
+                                 "..%2F" * 6 + "xx", "A" * 31 + "\n"])
+def test_malformed_ids_are_refused_before_touching_the_disk(bad, root):
+    with pytest.raises(P.PersistError, match="not a valid run link"):
+        P.check_id(bad)
+    with pytest.raises(P.PersistError):
+        P.owner_dir(bad, root)
+    with pytest.raises(P.PersistError):
+        P.find_owner(bad, root)
+    assert not root.exists()  # nothing was created
+
+
+def test_default_run_dir_follows_the_cache_variable(monkeypatch, tmp_path):
+    monkeypatch.delenv(P.RUN_DIR_ENV, raising=False)
+    monkeypatch.setenv("LATENT_LAB_CACHE", str(tmp_path))
+    assert P.run_dir() == tmp_path / "runs"
+    monkeypatch.setenv(P.RUN_DIR_ENV, str(tmp_path / "x"))
+    assert P.run_dir() == tmp_path / "x"
+
+
+# ---- round trip -------------------------------------------------------------------------------
+
+def test_round_trip_gives_the_same_run_and_the_same_next_losses(digits, root):
+    owner = P.new_owner_id()
+    store, errors = new_store(owner, root)
+    assert errors == []
+    run = trained(store, digits, 150)  # mid-epoch (epoch = 102 steps), after evaluations and snapshots
+    run.trainer.set_beta(2.0)
+    run.trainer.run_steps(7)
+    store.pause()  # saves
+    assert store.saver.flush()
+    files = sorted(p.name for p in (root / owner).rglob("*") if p.is_file())
+    assert files == ["owner.json", "run.json", "run.pt"]
+
+    back, errors = new_store(owner, root)
+    assert errors == [] and list(back.runs) == [run.name] and back.active_name == run.name
+    b = back.runs[run.name]
+    assert b.state == "paused" and b.step == run.step == 157
+    t0, t1 = run.trainer, b.trainer
+    for k, v in t0.model.state_dict().items():
+        assert torch.equal(v, t1.model.state_dict()[k])
+    s0, s1 = t0.opt.state_dict(), t1.opt.state_dict()
+    assert s0["param_groups"] == s1["param_groups"]
+    for i, st in s0["state"].items():
+        for k, v in st.items():
+            assert torch.equal(v, s1["state"][i][k])
+    assert t1.history == t0.history and t1.eval_history == t0.eval_history
+    assert t1.beta_changes == t0.beta_changes == [(0, 1.0), (150, 2.0)] and t1.beta == 2.0
+    assert [s["step"] for s in t1.snapshots] == [s["step"] for s in t0.snapshots]
+    for s0_, s1_ in zip(t0.snapshots, t1.snapshots):
+        assert np.array_equal(s0_["latents"], s1_["latents"]) and np.array_equal(s0_["recon"], s1_["recon"])
+    assert t1.train_seconds == pytest.approx(t0.train_seconds)
+
+    # The same seeded run, never interrupted: the restored run continues it exactly.
+    mc, tc = small(digits)
+    ref = Trainer(mc, tc, digits)
+    ref.run_steps(150)
+    ref.set_beta(2.0)
+    ref.run_steps(7 + 60)
+    t1.run_steps(60)
+    assert [h["loss"] for h in t1.history] == [h["loss"] for h in ref.history]
+    assert [e["loss"] for e in t1.eval_history] == [e["loss"] for e in ref.eval_history]
+    store.shutdown()
+    back.shutdown()
+
+
+def test_finished_runs_and_checkpoints_come_back_as_they_were(digits, root):
+    owner = P.new_owner_id()
+    store, _ = new_store(owner, root)
+    run = trained(store, digits, 40, finish=True)
+    assert run.state == "stopped" and run.final is not None
+    from core.checkpoints import load_checkpoint
+    import io
+    ck = store.add_checkpoint(load_checkpoint(io.BytesIO(R.checkpoint_file(run))), digits, "mine.pt")
+    assert store.saver.flush()
+    back, errors = new_store(owner, root)
+    assert errors == []
+    b = back.runs[run.name]
+    assert b.state == "stopped" and b.final == run.final and b.message == run.message
+    assert b.snapshots and b.history == run.history
+    c = back.runs[ck.name]
+    assert c.state == "loaded" and c.history == ck.history and np.array_equal(c.val_idx, ck.val_idx)
+    assert c.final == ck.final
+    # the counter goes on: a new run does not reuse a restored run's name or folder
+    new = back.create(*small(digits), digits, start=False)
+    assert new.name.startswith("#3 ")
+    back.shutdown()
+
+
+def test_a_training_run_saves_itself_from_the_training_thread(digits, root, monkeypatch):
+    monkeypatch.setattr(P, "SAVE_INTERVAL_S", 0.3)
+    owner = P.new_owner_id()
+    store, _ = new_store(owner, root, lease_seconds=30.0)
+    mc, tc = small(digits, epochs=200)
+    run = store.create(mc, tc, digits)  # starts the background thread; no tick (no page) from here on
+    folder = root / owner / P.slug(run.name)
+    seen = []
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < 20 and len(set(seen)) < 3:
+        try:
+            seen.append(P.read_meta(folder)["step"])
+        except P.PersistError:
+            pass
+        time.sleep(0.1)
+    store.shutdown()
+    assert len(set(s for s in seen if s > 0)) >= 2, seen  # several saves while it trained, none asked by a page
+
+
+# ---- faults -----------------------------------------------------------------------------------
+
+KILL_SCRIPT = textwrap.dedent("""
+    import sys, time, torch
+    sys.path.insert(0, {root!r})
+    from core import persist as P
+    folder = P.Path(sys.argv[1])
+    big = torch.randn(3_000_000)  # 12 MB: a save takes long enough to be killed inside it
+    i = 0
+    print("ready", flush=True)
+    while True:
+        i += 1
+        P.write_run(folder, {{"format": P.FORMAT, "i": i, "big": big + i}}, {{"name": "k", "i": i}})
+""")
+
+
+def test_sigkill_in_the_middle_of_saves_leaves_the_previous_save_loadable(tmp_path):
+    script = tmp_path / "saver.py"
+    script.write_text(KILL_SCRIPT.format(root=str(ROOT)))
+    folder = tmp_path / "run"
+    rng = random.Random(0)
+    last = 0
+    for attempt in range(6):
+        p = subprocess.Popen([sys.executable, str(script), str(folder)], stdout=subprocess.PIPE,
+                             env={**os.environ, "OMP_NUM_THREADS": "1"})
+        assert p.stdout.readline().strip() == b"ready"
+        time.sleep(0.3 + rng.random() * 1.2)
+        p.send_signal(signal.SIGKILL)
+        p.wait()
+        meta = P.read_meta(folder)
+        payload = P.read_payload(folder, meta)
+        assert payload["i"] == meta["i"] >= 1  # the file the description names, whole
+        assert torch.equal(payload["big"][:5] - payload["i"], payload["big"][:5] - payload["i"])
+        last = meta["i"]
+        leftovers = [f.name for f in folder.iterdir() if f.name.startswith(".")]
+        for f in leftovers:  # a killed save's temporary file: harmless, and never read
+            assert ".tmp-" in f
+    assert last >= 1
+
+
+def _fix_checksum(folder: Path) -> None:
+    meta = json.loads((folder / "run.json").read_text())
+    meta["sha256"] = hashlib.sha256((folder / "run.pt").read_bytes()).hexdigest()
+    (folder / "run.json").write_text(json.dumps(meta))
+
+
+class Evil:
+    def __reduce__(self):
+        return (os.system, ("touch /tmp/latent-lab-pwned-by-test",))
+
+
+def test_damaged_or_hostile_files_are_refused_by_name_and_the_others_load(digits, root, tmp_path):
+    owner = P.new_owner_id()
+    store, _ = new_store(owner, root)
+    runs = [trained(store, digits, 10 + i, finish=True) for i in range(5)]
+    folders = {r.name: root / owner / P.slug(r.name) for r in runs}
+    f = [folders[r.name] for r in runs]
+    data = (f[0] / "run.pt").read_bytes()
+    (f[0] / "run.pt").write_bytes(data[: len(data) // 2])  # truncated
+    data = bytearray((f[1] / "run.pt").read_bytes())
+    data[len(data) // 2] ^= 0x01  # one bit of one byte altered
+    (f[1] / "run.pt").write_bytes(bytes(data))
+    (f[2] / "run.pt").write_text("hello, I am a text file\n" * 100)  # a text file renamed run.pt ...
+    _fix_checksum(f[2])  # ... even with a matching checksum
+    marker = Path("/tmp/latent-lab-pwned-by-test")
+    marker.unlink(missing_ok=True)
+    torch.save({"format": P.FORMAT, "run": Evil()}, f[3] / "run.pt")  # a pickle that runs code ...
+    _fix_checksum(f[3])
+    back, errors = new_store(owner, root)
+    assert list(back.runs) == [runs[4].name]
+    assert not marker.exists()
+    assert len(errors) == 4
+    assert f"`{f[0].name}`" in errors[0] and "checksum" in errors[0] and "other runs were restored" in errors[0]
+    assert f"`{f[1].name}`" in errors[1] and "checksum" in errors[1]
+    assert f"`{f[2].name}`" in errors[2] and "not a Latent Lab run file" in errors[2]
+    assert f"`{f[3].name}`" in errors[3] and "possibly code" in errors[3]
+    back.shutdown()
+
+
+def test_shapes_that_do_not_fit_the_config_are_refused(digits, root):
+    owner = P.new_owner_id()
+    store, _ = new_store(owner, root)
+    run = trained(store, digits, 5, finish=True)
+    folder = root / owner / P.slug(run.name)
+    payload = torch.load(folder / "run.pt", weights_only=True)
+    payload["model_cfg"]["latent_dim"] = 3  # the weights are for 2
+    torch.save(payload, folder / "run.pt")
+    _fix_checksum(folder)
+    back, errors = new_store(owner, root)
+    assert back.runs == {} and "shape" in errors[0]
+
+
+def test_a_full_disk_stops_saving_with_a_notice_and_training_goes_on(digits, root, monkeypatch):
+    owner = P.new_owner_id()
+    store, _ = new_store(owner, root)
+    run = trained(store, digits, 5)
+    before = (root / owner / P.slug(run.name) / "run.json").read_bytes()
+
+    def full(f, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(P, "_write_bytes", full)
+    run.trainer.run_steps(5)
+    assert store.save(run)
+    assert store.saver.flush()
+    assert store.saving_off and "disk is full" in store.saving_off and "Training goes on" in store.saving_off
+    assert any("disk is full" in n for n in store.pop_notices())
+    assert not store.save(run)  # saving is off from now on
+    assert run.trainer.run_steps(20) == 20 and run.step == 30  # training goes on
+    folder = root / owner / P.slug(run.name)
+    assert (folder / "run.json").read_bytes() == before  # the last good save is untouched
+    assert not [p for p in folder.iterdir() if ".tmp-" in p.name]  # no temporary file left behind
+    store.shutdown()
+
+
+def test_per_owner_cap_evicts_the_oldest_finished_run_from_disk_too(digits, root):
+    owner = P.new_owner_id()
+    store = R.RunStore(max_runs=2, saver=P.Saver(idle_s=0.2))
+    store.attach(owner, root)
+    a = trained(store, digits, 5, finish=True)
+    b = trained(store, digits, 5, finish=True)
+    c = trained(store, digits, 5)
+    assert store.saver.flush()
+    assert list(store.runs) == [b.name, c.name]
+    assert any(a.name in n for n in store.pop_notices())
+    assert sorted(p.name for p in (root / owner).iterdir() if p.is_dir()) == sorted(
+        P.slug(r.name) for r in (b, c))
+    store.shutdown()
+
+
+def test_total_cap_evicts_the_oldest_finished_run_of_any_owner_with_a_notice(digits, root, monkeypatch):
+    alice, bob = P.new_owner_id(), P.new_owner_id()
+    sa, _ = new_store(alice, root)
+    old = trained(sa, digits, 5, finish=True)
+    time.sleep(0.05)
+    newer = trained(sa, digits, 5, finish=True)
+    time.sleep(0.05)
+    live = trained(sa, digits, 5)  # unfinished: never evicted
+    one = P.folder_bytes(root / alice / P.slug(old.name))
+    total = sum(P.folder_bytes(p) for p in (root / alice).iterdir() if p.is_dir())
+    live_size = P.folder_bytes(root / alice / P.slug(live.name))  # bob's run will be about this size
+    monkeypatch.setenv(P.MAX_MB_ENV, str((total + live_size - one * 0.5) / 2**20))  # bob's run pushes one out
+    sb, _ = new_store(bob, root)
+    trained(sb, digits, 5)
+    assert not (root / alice / P.slug(old.name)).exists()
+    assert (root / alice / P.slug(newer.name)).exists() and (root / alice / P.slug(live.name)).exists()
+    back, errors = new_store(alice, root)  # alice comes back: the page says which run went
+    assert errors == [] and old.name not in back.runs
+    notes = back.pop_notices()
+    assert any(old.name in n and "removed" in n for n in notes)
+    # a session whose own saved run is evicted by its own save is told at once
+    monkeypatch.setenv(P.MAX_MB_ENV, "0")
+    sa.pop_notices()
+    trained(sa, digits, 5)
+    notes = sa.pop_notices()
+    assert any(newer.name in n and "deleted" in n for n in notes), notes
+    assert newer.name in sa.runs  # still here for this session
+    for s in (sa, sb, back):
+        s.shutdown()
+
+
+def test_a_view_store_is_read_only_and_writes_nothing(digits, root):
+    owner = P.new_owner_id()
+    store, _ = new_store(owner, root)
+    run = trained(store, digits, 10)
+    store.shutdown()
+    before = {p: p.stat().st_mtime_ns for p in root.rglob("*")}
+    assert P.find_owner(P.view_id(owner), root) == owner
+    view = R.RunStore(read_only=True, saver=P.Saver(idle_s=0.2))
+    assert view.attach(owner, root) == []
+    assert list(view.runs) == [run.name]
+    for call in (view.pause, view.resume, view.stop, view.reset, lambda: view.remove(run.name),
+                 lambda: view.set_beta(4.0), lambda: view.create(*small(digits), digits, start=False)):
+        with pytest.raises(R.ReadOnlyError):
+            call()
+    assert view.tick() is False and view.runs[run.name].step == 10
+    assert view.save(view.runs[run.name]) is False
+    assert view.saver.flush()
+    assert {p: p.stat().st_mtime_ns for p in root.rglob("*")} == before
+
+
+def test_runs_on_uploaded_data_are_not_saved_and_the_page_is_told(digits, root):
+    from core.data import Dataset
+    up = Dataset(x=digits.x.copy(), y=digits.y.copy(), image_shape=digits.image_shape, name="digits")
+    owner = P.new_owner_id()
+    store, _ = new_store(owner, root)
+    mc, tc = small(up)
+    run = store.create(mc, tc, up, start=False)
+    assert not store.save(run)
+    assert any("uploaded dataset" in n for n in store.pop_notices())
+    assert not [p for p in (root / owner).iterdir() if p.is_dir()]
+    store.shutdown()
