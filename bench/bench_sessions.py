@@ -17,6 +17,15 @@ trainers' leases lapse).
     python -m bench.bench_sessions --sessions 10     # exit status 1 if a check failed
     python -m bench.bench_sessions --sessions 30     # a class of 30
     python -m bench.bench_sessions --all-pages --sessions 30   # 30 open every page at once, fresh server
+    python -m bench.bench_sessions --sessions 30 --proxy 2     # through HAProxy and 2 replicas (deploy/)
+    python -m bench.bench_sessions --sessions 30 --proxy 2 --compare   # one server, then the proxy
+
+With ``--proxy N`` the same scenario runs through ``python -m deploy``'s set-up (``deploy.start``): N
+replicas behind HAProxy, sticky by cookie. Each session is a separate browser with its own cookie jar
+(it loads the page over HTTP first, as a browser does, and is given a replica), and the bench
+reports how many sessions each replica served, and each replica's CPU. The server's CPU, RSS and
+idle check then cover every replica and HAProxy. Each run writes its runs to a temporary run
+directory (``LATENT_LAB_RUN_DIR``), removed afterwards.
 
 The clients run in this process, at nice 5 like the stand-in browsers of ``bench_load``, and their
 CPU use is reported.
@@ -27,10 +36,13 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import statistics
 import sys
+import tempfile
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -45,13 +57,19 @@ from tests.conftest import start_server, stop_server  # noqa: E402
 class Student:
     """One session on the training page: the steps its progress line showed, and what went wrong."""
 
-    def __init__(self, index: int, beta: float, url: str, epochs: int) -> None:
+    def __init__(self, index: int, beta: float, url: str, epochs: int, cookies: dict | None = None) -> None:
         self.index, self.beta = index, beta
         self.steps: list[tuple[float, int]] = []  # (time.monotonic() on arrival, step), each new step
         self.redraws: list[float] = []  # arrival of every progress line, new step or not
         self.exceptions: list[str] = []
         self.crosstalk: list[str] = []
-        self.session = StreamlitSession(_train_url(url, beta, epochs), self._element)
+        self.session = StreamlitSession(_train_url(url, beta, epochs), self._element, cookies=cookies)
+
+    @property
+    def replica(self) -> str | None:
+        """Behind the proxy: the replica that answered the WebSocket upgrade (None: no proxy)."""
+        from deploy import REPLICA_HEADER
+        return self.session.upgrade_headers.get(REPLICA_HEADER) if self.session.upgrade_headers else None
 
     def _element(self, kind: str, el, fragment_id: str) -> None:
         if kind == "exception":
@@ -86,18 +104,30 @@ def _idle_after(pids_fn, limit_cores: float, timeout: float) -> float | None:
 
 def session_test(n_sessions: int = 10, watch_seconds: float = 15.0, settle_seconds: float = 10.0,
                  epochs: int = 200, idle_cpu_cores: float = 0.05, idle_timeout: float = 15.0,
-                 client_nice: int = 5, log=None) -> dict:
-    """Run the scenario (see the module docstring); returns the measurements and ``problems``."""
+                 client_nice: int = 5, log=None, proxy: int = 0) -> dict:
+    """Run the scenario (see the module docstring); returns the measurements and ``problems``.
+    ``proxy``: the number of replicas behind HAProxy (``deploy.start``); 0, one server alone."""
     say = log or (lambda msg: None)
-    proc, url = start_server()
-    server_pids = lambda: tree_pids(proc.pid)  # noqa: E731
-    rss = RssSampler(proc.pid)
-    rss.start()
+    run_dir = tempfile.mkdtemp(prefix="latent-lab-bench-runs-")
+    dep = None
+    if proxy:
+        from deploy import start as deploy_start
+        dep = deploy_start(proxy, run_dir=run_dir)
+        url = dep.url
+        roots = {r.name: r.proc.pid for r in dep.replicas}
+        pid_roots = list(roots.values()) + [dep.haproxy.pid]
+    else:
+        proc, url = start_server(env={"LATENT_LAB_RUN_DIR": run_dir})
+        roots, pid_roots = {"server": proc.pid}, [proc.pid]
+    server_pids = lambda: [p for root in pid_roots for p in tree_pids(root)]  # noqa: E731
+    samplers = [RssSampler(pid) for pid in pid_roots]
+    for rss in samplers:
+        rss.start()
     betas = [BETAS[i % len(BETAS)] for i in range(n_sessions)]
-    students = [Student(i, b, url, epochs) for i, b in enumerate(betas)]
+    students = [Student(i, b, url, epochs, cookies={} if proxy else None) for i, b in enumerate(betas)]
     res: dict = {"sessions": n_sessions, "betas": betas, "watch_seconds": watch_seconds,
                  "settle_seconds": settle_seconds, "cpu_count": os.cpu_count(), "client_nice": client_nice,
-                 "load_avg_before": os.getloadavg()}
+                 "load_avg_before": os.getloadavg(), "proxy_replicas": proxy}
     loop = asyncio.new_event_loop()
     stop = asyncio.Event()
 
@@ -122,10 +152,12 @@ def session_test(n_sessions: int = 10, watch_seconds: float = 15.0, settle_secon
             f"{settle_seconds:.0f} s, then watching for {watch_seconds:.0f} s")
         time.sleep(settle_seconds)
         server, client = CpuMeter(server_pids).start(), CpuMeter(lambda: [os.getpid()]).start()
+        per_replica = {name: CpuMeter(lambda pid=pid: tree_pids(pid)).start() for name, pid in roots.items()} if proxy else {}
         w0 = time.monotonic()
         time.sleep(watch_seconds)
         w1 = time.monotonic()
         res["server_cpu_cores"], res["machine_cpu_cores"] = server.stop()
+        res["replica_cpu_cores"] = {name: m.stop()[0] for name, m in per_replica.items()}
         res["client_cpu_cores"] = client.stop()[0]
         res["load_avg_during"] = os.getloadavg()
         gaps, rates = [], []
@@ -154,12 +186,20 @@ def session_test(n_sessions: int = 10, watch_seconds: float = 15.0, settle_secon
     finally:
         loop.call_soon_threadsafe(stop.set)
         thread.join(15)
+    if proxy:
+        res["sessions_per_replica"] = dict(sorted(Counter(s.replica for s in students).items(), key=str))
+        res["haproxy_connections_per_replica"] = {name: int(row["stot"]) for name, row in dep.stats().items()}
     try:
         res["idle_after_close_s"] = _idle_after(server_pids, idle_cpu_cores, idle_timeout)
-        res["peak_rss_mb"] = rss.stop()
-        res["rss_after_close_mb"] = rss.latest_mb
+        # With replicas, the sum of their peaks (an upper bound of the peak of the sum).
+        res["peak_rss_mb"] = sum(rss.stop() for rss in samplers)
+        res["rss_after_close_mb"] = sum(rss.latest_mb for rss in samplers)
     finally:
-        stop_server(proc)
+        if dep:
+            dep.stop()
+        else:
+            stop_server(proc)
+        shutil.rmtree(run_dir, ignore_errors=True)
     res["exceptions"] = [f"session {s.index}: {e}" for s in students for e in s.exceptions]
     res["crosstalk"] = [f"session {s.index} (β={s.beta:g}) was shown {c!r}" for s in students for c in s.crosstalk[:3]]
     res["problems"] = problems(res)
@@ -225,6 +265,8 @@ def all_pages_test(n_sessions: int = 30, timeout: float = 180.0, warm: bool = Fa
 def problems(r: dict, target_s: float = UPDATE_TARGET_S) -> list[str]:
     """Every check that failed, in words (empty when all passed)."""
     out = [f"exception: {e}" for e in r["exceptions"]] + [f"cross-talk: {e}" for e in r["crosstalk"]]
+    if r.get("proxy_replicas") and None in r.get("sessions_per_replica", {}):
+        out.append("a session's WebSocket upgrade did not name its replica")
     if r["not_training"]:
         out.append(f"sessions not training: {r['not_training']}")
     if r.get("update_max_s") is not None and r["update_max_s"] > target_s:
@@ -235,7 +277,12 @@ def problems(r: dict, target_s: float = UPDATE_TARGET_S) -> list[str]:
 
 
 def summary(r: dict) -> str:
+    where = (f"through HAProxy to {r['proxy_replicas']} replicas: sessions per replica "
+             + ", ".join(f"{k} {v}" for k, v in r["sessions_per_replica"].items())
+             + "; CPU per replica " + ", ".join(f"{k} {v:.2f}" for k, v in r["replica_cpu_cores"].items()) + " cores"
+             if r.get("proxy_replicas") else "one server, no proxy")
     return "\n".join([
+        where,
         f"sessions: {r['sessions']} protocol clients (β {', '.join(f'{b:g}' for b in r['betas'])}), {r['cpu_count']} cores, "
         f"load average during: {'/'.join(f'{v:.1f}' for v in r['load_avg_during'])}",
         f"time between new steps delivered to a session while all train: median {r['update_median_s']:.2f} s, "
@@ -262,7 +309,13 @@ def main(argv=None) -> int:
     ap.add_argument("--all-pages", action="store_true",
                     help="instead: a fresh server, and every session opens every page in turn, all at once")
     ap.add_argument("--warm", action="store_true", help="with --all-pages: one session opens every page first")
+    ap.add_argument("--proxy", type=int, default=0, metavar="N",
+                    help="run the sessions through HAProxy in front of N replicas (python -m deploy's set-up)")
+    ap.add_argument("--compare", action="store_true",
+                    help="with --proxy N: first the same bench against one server, then through the proxy")
     a = ap.parse_args(argv)
+    if a.proxy < 0 or (a.compare and not a.proxy) or (a.proxy and a.all_pages):
+        ap.error("--proxy takes a number of replicas >= 1; --compare needs --proxy; --all-pages runs without a proxy")
     if a.all_pages:
         r = all_pages_test(a.sessions, warm=a.warm)
         print(f"{r['sessions']} sessions opened all {len(PAGES)} pages in {r['total_s']:.0f} s; first complete "
@@ -272,11 +325,14 @@ def main(argv=None) -> int:
         if a.json:
             Path(a.json).write_text(json.dumps(r, indent=1))
         return 1 if r["problems"] else 0
-    r = session_test(a.sessions, watch_seconds=a.watch, log=lambda m: print(f"[{time.strftime('%H:%M:%S')}] {m}", flush=True))
-    print(summary(r))
+    log = lambda m: print(f"[{time.strftime('%H:%M:%S')}] {m}", flush=True)  # noqa: E731
+    results = []
+    for replicas in ([0] if a.compare else []) + [a.proxy]:
+        results.append(session_test(a.sessions, watch_seconds=a.watch, log=log, proxy=replicas))
+        print(summary(results[-1]), flush=True)
     if a.json:
-        Path(a.json).write_text(json.dumps(r, indent=1))
-    return 1 if r["problems"] else 0
+        Path(a.json).write_text(json.dumps(results if a.compare else results[0], indent=1))
+    return 1 if any(r["problems"] for r in results) else 0
 
 
 if __name__ == "__main__":
