@@ -833,6 +833,91 @@ class RunStore:
                 r.runner.join(2.0)
 
 
+# ---- links: which runs a page shows ---------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Link:
+    """What the training page's URL asks for. ``mode``: "own" (the session's runs, saved under
+    ``owner``) or "view" (``owner``'s runs, read-only). ``level``/``message``: what to tell the user
+    about the link (None when it simply worked)."""
+
+    mode: str
+    owner: str
+    level: str | None = None
+    message: str | None = None
+    new: bool = False  # a new owner id was made (the URL must get it)
+
+
+def resolve_link(runs_param: str | None, view_param: str | None, session_owner: str | None,
+                 root: Path | None = None) -> Link:
+    """Decide from the URL's ``runs=`` and ``view=`` values and the owner this session already has.
+
+    ``view=`` (a valid, known view id) opens that owner's runs read-only; ``runs=`` (a valid, known
+    owner id) opens that owner's runs; a malformed value gets an error and an unknown one an info,
+    each saying what to do, and the session keeps (or gets) runs of its own. Ids are checked with a
+    strict pattern before any path is built from them."""
+    root = root or P.run_dir()
+    own = session_owner if P.valid_id(session_owner) else None
+
+    def fresh(level=None, message=None) -> Link:
+        return Link("own", own or P.new_owner_id(), level, message, new=own is None)
+
+    if view_param is not None:
+        try:
+            P.check_id(view_param, "view")
+        except P.PersistError as exc:
+            return fresh("error", f"{exc} Below is a training page of your own.")
+        owner = P.find_owner(view_param, root)
+        if owner is None:
+            return fresh("info", "No runs are saved under this view link: they may have been deleted (the server "
+                                 "removes the oldest finished runs when it needs space), or the link is from another "
+                                 "server. Ask its owner for a new link. Below is a training page of your own.")
+        return Link("view", owner)
+    if runs_param is None:
+        return fresh()
+    try:
+        P.check_id(runs_param, "runs")
+    except P.PersistError as exc:
+        return fresh("error", f"{exc} Your new runs are saved under a new link.")
+    if runs_param == own or P.owner_known(runs_param, root):
+        return Link("own", runs_param)
+    return fresh("info", "No runs are saved under this link: they may have been deleted (the server removes the "
+                         "oldest finished runs when it needs space), or the link is from another server. Your new "
+                         "runs are saved under a new link.")
+
+
+def session_store(state, link: Link, root: Path | None = None) -> tuple[RunStore, list[str]]:
+    """The run store for ``link`` in a session's ``state`` (a dict-like: ``st.session_state``),
+    made and attached once per owner: keys ``tr_runs`` and ``tr_owner`` (own runs), ``tr_view``
+    and ``tr_view_owner`` (a view). Switching to another owner's link pauses the session's runs
+    (they are saved) and brings back that owner's. Returns (store, messages about runs that could
+    not be restored)."""
+    if link.mode == "view":
+        if state.get("tr_view_owner") != link.owner or state.get("tr_view") is None:
+            view = RunStore(read_only=True)
+            state["tr_view_errors"] = view.attach(link.owner, root)
+            state["tr_view"], state["tr_view_owner"] = view, link.owner
+        return state["tr_view"], state.get("tr_view_errors", [])
+    store = state.get("tr_runs")
+    if state.get("tr_owner") != link.owner or store is None:
+        if store is not None:
+            if store.owner is None and link.new and store.runs:
+                store.attach(link.owner, root)  # this session's runs from before it had an owner: keep them
+                state["tr_owner"], state["tr_restore_errors"] = link.owner, []
+                for r in list(store.runs.values()):
+                    store.save(r)
+                return store, []
+            for r in store.runs.values():
+                if r.runner is not None and not r.finished:
+                    r.runner.pause()
+                    store.save(r)
+            store.shutdown()
+        store = RunStore()
+        state["tr_restore_errors"] = store.attach(link.owner, root)
+        state["tr_runs"], state["tr_owner"] = store, link.owner
+    return store, state.get("tr_restore_errors", [])
+
+
 def _train_config_from(d) -> TrainConfig | None:
     if not isinstance(d, dict):
         return None

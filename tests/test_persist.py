@@ -378,3 +378,53 @@ def test_runs_on_uploaded_data_are_not_saved_and_the_page_is_told(digits, root):
     assert any("uploaded dataset" in n for n in store.pop_notices())
     assert not [p for p in (root / owner).iterdir() if p.is_dir()]
     store.shutdown()
+
+
+# ---- links ------------------------------------------------------------------------------------
+
+def test_resolve_link_cases(root):
+    known = P.new_owner_id()
+    P.register_owner(known, root)
+    mine = P.new_owner_id()
+    # no link: a new owner (the page puts it in the URL), or the session's own
+    first = R.resolve_link(None, None, None, root)
+    assert first.mode == "own" and first.new and P.valid_id(first.owner) and first.message is None
+    assert R.resolve_link(None, None, mine, root) == R.Link("own", mine)
+    # runs=: known opens it; malformed -> error; unknown -> info; both keep/give the session its own
+    assert R.resolve_link(known, None, mine, root) == R.Link("own", known)
+    bad = R.resolve_link("../../../etc/passwd", None, mine, root)
+    assert bad.mode == "own" and bad.owner == mine and bad.level == "error" and "not a valid run link" in bad.message
+    short = R.resolve_link("abc", None, None, root)
+    assert short.level == "error" and "3 characters, not 32" in short.message and short.new
+    unknown = R.resolve_link(P.new_owner_id(), None, mine, root)
+    assert unknown.owner == mine and unknown.level == "info" and "No runs are saved under this link" in unknown.message
+    # view=: known opens read-only; malformed -> error; unknown -> info
+    assert R.resolve_link(None, P.view_id(known), mine, root) == R.Link("view", known)
+    assert R.resolve_link(known, P.view_id(known), None, root).mode == "view"
+    v = R.resolve_link(None, "x" * 40, mine, root)
+    assert v.mode == "own" and v.level == "error" and "`view=`" in v.message
+    v = R.resolve_link(None, P.view_id(P.new_owner_id()), mine, root)
+    assert v.mode == "own" and v.level == "info" and "view link" in v.message
+    assert sorted(p.name for p in root.iterdir()) == [known]  # nothing made for bad or unknown ids
+
+
+def test_session_store_brings_back_and_switches_owners(digits, root):
+    state = {}
+    link = R.resolve_link(None, None, None, root)
+    store, errors = R.session_store(state, link, root)
+    assert errors == [] and state["tr_owner"] == link.owner and store.owner == link.owner
+    run = store.create(*small(digits), digits, start=False)
+    run.trainer.run_steps(12)
+    store.pause()
+    assert store.saver.flush()
+    assert R.session_store(state, R.resolve_link(link.owner, None, state["tr_owner"], root), root)[0] is store
+    # a new session (reload) with the same URL gets the run back, paused at its last save
+    state2 = {}
+    again, errors = R.session_store(state2, R.resolve_link(link.owner, None, None, root), root)
+    assert errors == [] and again is not store and again.runs[run.name].step == 12
+    assert again.active.state == "paused"
+    # the view link: read-only, same runs
+    view, _ = R.session_store(state2, R.resolve_link(None, P.view_id(link.owner), None, root), root)
+    assert view.read_only and list(view.runs) == [run.name] and state2["tr_runs"] is again
+    for s in (store, again, view):
+        s.shutdown()
