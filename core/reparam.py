@@ -43,6 +43,8 @@ import numpy as np
 import torch
 from torch.distributions import Normal
 
+from core.jobs import Job, Jobs
+
 __all__ = [
     "TestFunction",
     "TEST_FUNCTIONS",
@@ -744,7 +746,7 @@ def race_summary(race: dict) -> dict:
 
 def encoder_training_race(model, x_train, steps: int = 200, lr: float = 1e-3, batch: int = 64, draws: int = 1,
                           seed: int = 0, eval_every: int = 20, methods: tuple[str, ...] = ("pathwise", "score"),
-                          likelihood: str | None = None) -> dict:
+                          likelihood: str | None = None, progress: Callable[[float, str], None] | None = None) -> dict:
     """Train a freshly initialised encoder against the trained, frozen decoder of ``model``, once per estimator.
 
     Every run starts from the same initial encoder weights (seeded), sees the same minibatches of
@@ -765,7 +767,8 @@ def encoder_training_race(model, x_train, steps: int = 200, lr: float = 1e-3, ba
     Returns ``steps``, ``lr``, ``batch``, ``draws``, ``n_images``, ``eval_step`` (E,) and, per method,
     ``curves[m]`` (E,): the negative ELBO in nats per image on all of ``x_train``, estimated with one
     fixed draw per image shared by every run and every evaluation (common random numbers), so the
-    curves differ only by the encoders' weights.
+    curves differ only by the encoders' weights. ``progress(f, text)``, if given, is called at every
+    evaluation with the finished fraction f of all the runs' steps.
     """
     import copy
 
@@ -806,7 +809,7 @@ def encoder_training_race(model, x_train, steps: int = 200, lr: float = 1e-3, ba
         eval_step.append(steps)
     curves = {}
     with torch.enable_grad():
-        for method in methods:
+        for i_method, method in enumerate(methods):
             m = copy.deepcopy(init)
             enc = [p for mod in (m.encoder, m.head_mu, m.head_logvar) for p in mod.parameters()]
             for p in enc:
@@ -836,9 +839,23 @@ def encoder_training_race(model, x_train, steps: int = 200, lr: float = 1e-3, ba
                 opt.step()
                 if step + 1 in eval_step:
                     curve.append(neg_elbo(m))
+                    if progress is not None:
+                        progress((i_method * steps + step + 1) / (len(methods) * steps),
+                                 f"{RACE_NAMES.get(method, method)}: step {step + 1} of {steps}")
             curves[method] = np.asarray(curve, dtype=np.float64)
     return {"steps": int(steps), "lr": float(lr), "batch": int(batch), "draws": int(draws), "n_images": int(n_img),
             "seed": int(seed), "methods": tuple(methods), "eval_step": np.asarray(eval_step), "curves": curves}
+
+
+# The training race runs in the background (core.jobs), keyed by the page's settings: a cold visit
+# draws the rest of the page at once; its result (two short curves) is kept for a day, shared by all.
+TRAINING_JOBS = Jobs(max_done=16, max_age_s=24 * 3600)
+
+
+def start_training_race(key, model, x_train, **kwargs) -> Job:
+    """``encoder_training_race(model, x_train, **kwargs)`` on a background thread, under ``key``
+    (the same key while it runs or after gives the same job), reporting its progress."""
+    return TRAINING_JOBS.submit(key, lambda report: encoder_training_race(model, x_train, progress=report, **kwargs))
 
 
 def _recon_batch(model, x: torch.Tensor, z: torch.Tensor, likelihood: str | None = None) -> torch.Tensor:

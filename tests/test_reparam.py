@@ -293,3 +293,22 @@ def test_encoder_training_race_pathwise_learns_faster(mnist_vae):
     assert cp[0] == pytest.approx(float((rec + kl).mean()), rel=1e-4)
     with pytest.raises(ValueError, match="score_loo needs draws"):
         R.encoder_training_race(pre.model, train, steps=2, methods=("score_loo",))
+
+
+def test_encoder_training_race_reports_progress_and_runs_in_the_background(mnist_vae):
+    pre, ds, _, _ = mnist_vae
+    train = ds.x[np.setdiff1d(np.arange(len(ds.x)), pre.val_idx)[:64]]
+    seen = []
+    t = R.encoder_training_race(pre.model, train, steps=40, batch=16, eval_every=20, seed=3,
+                                progress=lambda f, text: seen.append((f, text)))
+    assert seen == [(0.25, "pathwise (reparameterization): step 20 of 40"),
+                    (0.5, "pathwise (reparameterization): step 40 of 40"),
+                    (0.75, "score function: step 20 of 40"), (1.0, "score function: step 40 of 40")]
+    key = ("test-race", 3)
+    R.TRAINING_JOBS.discard(key)
+    job = R.start_training_race(key, pre.model, train, steps=40, batch=16, eval_every=20, seed=3)
+    assert R.start_training_race(key, pre.model, train, steps=40) is job  # deduplicated by key
+    assert job.wait(120) and job.state == "done", job.error
+    for m in ("pathwise", "score"):  # the same numbers as the direct call
+        np.testing.assert_array_equal(job.result["curves"][m], t["curves"][m])
+    R.TRAINING_JOBS.discard(key)
