@@ -532,7 +532,8 @@ if show(2):
     with i3:
         n_steps = int(ui.slider("Steps", "ls_steps", 5, 15, 10, step=1))
     with i4:
-        show_path = ui.toggle("Draw the paths on a map", "ls_showpath", True)
+        show_path = ui.toggle("Draw the paths on a map", "ls_showpath", False,
+                              help="A second map of all the codes: off at first, so the page opens faster.")
     za, zb = MU[a], MU[b]
     lin = explore.lerp(za, zb, n_steps)
     sph = explore.slerp(za, zb, n_steps)
@@ -639,10 +640,28 @@ if show(3):
 
 # ---- 5. AE against VAE -------------------------------------------------------------------------
 
+def lazy_expander(label: str, key: str, url_keys: tuple[str, ...] = ()):
+    """An expander whose content the page computes and draws only once it is opened (``.open``: opening
+    or closing it reruns the page), so secondary charts do not delay the first paint (issue 21: the page
+    draws completely within 1.5 s). Collapsed at first, unless the link sets one of its widgets."""
+    return st.expander(label, expanded=any(k in st.query_params for k in url_keys), key=key, on_change="rerun")
+
+
 def draw_comparison():
+    """Section 5 (in presenter mode, scene 5 at once; otherwise in an expander computed once opened);
+    returns (AE off-manifold share, VAE share) or None."""
+    if ctx.present:
+        return comparison()
+    st.subheader("5. Autoencoder against VAE: sample, then decode")
+    st.markdown("An autoencoder has no prior to sample from; a VAE's KL term pulls its codes towards N(0, I). "
+                "Sample codes from each, decode them, and count the samples that land off the decoder's manifold.")
+    box = lazy_expander("🎲 Sample 500 codes from each model and decode them", "ls_cmp_open", url_keys=("ls_aes",))
+    with box:
+        return comparison() if box.open else None
+
+
+def comparison():
     """AE against VAE on the same data and seed; returns (AE off-manifold share, VAE share) or None."""
-    if not ctx.present:
-        st.subheader("5. Autoencoder against VAE: sample, then decode")
     cdim = K if K in (2, 16) else 16
     figs_first = st.container()  # presenter mode: the maps first, the choice below them
     cc1, cc2 = st.columns([1, 2])
@@ -766,15 +785,17 @@ if show_map:
                     "faithful to large distances, but overlapping).", icon="ℹ️")
         if map_id == "raw":
             st.caption("The raw map is exact: distances on it are distances in the latent space.")
-        with st.expander("How faithful is this map? Download its coordinates"):
-            if map_id != "raw":
-                trust = [f"PCA {map_trust(model_key, ds.name, 'pca', MU, pca_xy):.3f}"]
-                if map_id == "tsne":
-                    trust.append(f"t-SNE {map_trust(model_key, ds.name, 'tsne:' + repr(tsne_args), MU, map_xy):.3f}")
-                st.caption("Trustworthiness (k = 10, on 1,000 random images; 1 means every map neighbour is a true "
-                           "latent neighbour; Venna & Kaski, 2001): " + ", ".join(trust) + ".")
-            ui.download_csv("⬇️ Map coordinates (CSV)", explore.coordinates_table(np.arange(N), ds.y, map_xy, MU, map_id),
-                            file_name=f"latent-map-{ascii_name(ctx.dataset_name)}-{map_id}.csv", key="ls_csv")
+        faithful = lazy_expander("How faithful is this map? Download its coordinates", "ls_faithful_open")
+        with faithful:
+            if faithful.open:  # trustworthiness is computed only when asked for
+                if map_id != "raw":
+                    trust = [f"PCA {map_trust(model_key, ds.name, 'pca', MU, pca_xy):.3f}"]
+                    if map_id == "tsne":
+                        trust.append(f"t-SNE {map_trust(model_key, ds.name, 'tsne:' + repr(tsne_args), MU, map_xy):.3f}")
+                    st.caption("Trustworthiness (k = 10, on 1,000 random images; 1 means every map neighbour is a true "
+                               "latent neighbour; Venna & Kaski, 2001): " + ", ".join(trust) + ".")
+                ui.download_csv("⬇️ Map coordinates (CSV)", explore.coordinates_table(np.arange(N), ds.y, map_xy, MU, map_id),
+                                file_name=f"latent-map-{ascii_name(ctx.dataset_name)}-{map_id}.csv", key="ls_csv")
     with map_right:
         ui.figure(F.image_grid(np.stack([ds.x[idx], explore.decode(model, MU[idx])[0]]), ds.image_shape, ncols=2, height=240,
                                col_titles=["input", "reconstruction"],

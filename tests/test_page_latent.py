@@ -64,10 +64,31 @@ def _codes(dataset: str, kind: str = "vae", beta: float = 1.0, latent: int = 2):
 
 @pytest.fixture(scope="module")
 def default_page():
-    """The page as a student first sees it: MNIST-5k, VAE beta = 1, 2-D latent, raw map."""
+    """The page as a student first sees it (MNIST-5k, VAE beta = 1, 2-D latent, raw map), with section 5's
+    comparison opened (it is computed only once its expander opens)."""
     at = page_app(PAGE, timeout=300)
     assert_ok(at)
+    at.session_state["ls_cmp_open"] = True
+    at.run()
+    assert_ok(at)
     return at
+
+
+def test_secondary_charts_wait_until_asked_for():
+    """Issue 21 (pages that open at once): on first paint, section 5's comparison (four charts), the paths'
+    own map and the map's trustworthiness wait until their expander or toggle is opened."""
+    at = page_app(PAGE, timeout=300)
+    assert_ok(at)
+    titles = [_title(s) for s in plotly_specs(at)]
+    assert len(titles) == 7 and "Raw latent codes" in titles and "Decoded latent plane" in titles
+    assert not any(t.startswith(("Autoencoder", "VAE (β = 1)", "Paths from A to B")) for t in titles)
+    assert "Samples off the decoder's manifold" not in [m.label for m in at.metric]
+    at.session_state["ls_cmp_open"] = True
+    at.toggle(key="ls_showpath").set_value(True).run()
+    assert_ok(at)
+    titles = [_title(s) for s in plotly_specs(at)]
+    assert len(titles) == 12 and any(t.startswith("Paths from A to B") for t in titles)
+    assert [m.label for m in at.metric].count("Samples off the decoder's manifold") == 2
 
 
 # ---- AppTest ---------------------------------------------------------------------------------
@@ -237,7 +258,8 @@ def test_sliders_decode_the_chosen_point_and_interpolation_draws_the_path(defaul
     assert _array(_trace(mp, "decoded point")["x"])[0] == pytest.approx(1.5)
     at.number_input(key="ls_a").set_value(10)
     at.number_input(key="ls_b").set_value(20)
-    at.slider(key="ls_steps").set_value(6).run()
+    at.slider(key="ls_steps").set_value(6)
+    at.toggle(key="ls_showpath").set_value(True).run()  # (off at first: a second map of 5,000 points)
     assert not any(t.get("name") == "linear path" for t in _fig(at, "Raw latent codes")["data"])  # not on the first map
     mp = _fig(at, "Paths from A to B: Raw latent codes")  # section 3's own map
     lin = _trace(mp, "linear path")
@@ -285,7 +307,8 @@ def test_invalid_url_parameters_give_an_error_and_the_defaults():
 
 
 def test_tsne_map_forms_progressively_and_is_then_cached():
-    query = {"dataset": "digits", "ls_dim": "16", "ls_map": "tsne", "ls_tseed": "3", "ls_steps": "5", "ls_iter": "250"}
+    query = {"dataset": "digits", "ls_dim": "16", "ls_map": "tsne", "ls_tseed": "3", "ls_steps": "5", "ls_iter": "250",
+             "ls_showpath": "1"}
     at = page_app(PAGE, query=query, timeout=300)
     assert_ok(at)
     first = _title(plotly_specs(at)[0])
@@ -303,6 +326,9 @@ def test_tsne_map_forms_progressively_and_is_then_cached():
     assert sum(len(_array(t["customdata"])) for t in spec["data"] if t.get("name") in CLASSES) == 1797
     # The interpolation path is placed on the t-SNE map with openTSNE's transform.
     assert len(_array(_trace(_fig(at, "Paths from A to B: t-SNE of the codes"), "linear path")["x"])) == 5
+    assert "Trustworthiness" not in texts(at)  # computed only once its expander opens
+    at.session_state["ls_faithful_open"] = True
+    at.run()
     assert "t-SNE 0." in texts(at) or "t-SNE 1.0" in texts(at)  # its trustworthiness is quoted
     # A new session with the same model and parameters gets the cached map on its first run.
     at2 = page_app(PAGE, query=query, timeout=300)
