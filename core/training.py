@@ -27,7 +27,7 @@ import torch
 from core.data import Dataset, train_val_split
 from core.losses import elbo_terms
 from core.models import AutoEncoder, ModelConfig, build_model
-from core.sharing import REDRAWS, TRAINING_SLOTS, lower_thread_priority  # noqa: F401  (REDRAWS: pages use it)
+from core.sharing import REDRAWS, TRAINING_SLOTS, FairSlots, Redraws, lower_thread_priority  # noqa: F401  (re-exported: pages and tests use them)
 from core.units import count_active
 
 STATUSES = ("idle", "running", "done", "diverged")
@@ -137,6 +137,7 @@ class Trainer:
         self._pos = 0
         self._good_state = self._state_copy()
         self._good_step = 0
+        self._view_lock = threading.Lock()  # guards the three _view fields below
         self._view: tuple[int, dict] | None = None  # (step, weights) published for the live view
         self._view_time = 0.0
         self._view_model: AutoEncoder | None = None
@@ -174,26 +175,13 @@ class Trainer:
 
     def run_steps(self, n: int) -> int:
         """Run up to ``n`` optimiser steps; returns how many ran."""
-        ran = 0
-        t0 = time.perf_counter()
-        while ran < n and not self.finished:
-            self._one_step()
-            ran += 1
-        self.train_seconds += time.perf_counter() - t0
-        return ran
+        return self._chunk(max_steps=n)
 
     def run_for(self, seconds: float, stop_early: Callable[[], bool] | None = None) -> int:
         """Run steps until ``seconds`` of wall time have passed (at least one step); returns the count.
-        ``stop_early``: checked after every step; the chunk ends as soon as it returns True."""
-        ran = 0
-        t0 = time.perf_counter()
-        deadline = t0 + seconds
-        while not self.finished:
-            self._one_step()
-            ran += 1
-            if time.perf_counter() >= deadline or (stop_early is not None and stop_early()):
-                break
-        self.train_seconds += time.perf_counter() - t0
+        ``stop_early``: checked after every step; the chunk ends as soon as it returns True.
+        Publishes the weights for the live view every ``VIEW_EVERY_S`` seconds."""
+        ran = self._chunk(seconds=seconds, stop_early=stop_early)
         if time.monotonic() - self._view_time >= VIEW_EVERY_S:
             self.publish_view()
         return ran
@@ -202,7 +190,9 @@ class Trainer:
         """Copy the current weights for :meth:`sample_prior_live` (``run_for`` does this every
         ``VIEW_EVERY_S`` seconds, in the training thread)."""
         with self.lock:
-            self._view = (self.step, self._state_copy())
+            view = (self.step, self._state_copy())
+        with self._view_lock:
+            self._view = view
         self._view_time = time.monotonic()
 
     @torch.no_grad()
@@ -211,17 +201,19 @@ class Trainer:
         the training thread, so a page redraw never waits for the training lock. (The training
         thread runs at a lower priority; a redraw waiting for a lock it holds would wait for the
         thread to be scheduled again: 150 to 370 ms under load, measured.) Falls back to the live
-        model before the first publication."""
-        view = self._view
-        if view is None:
-            return self.sample_prior(n, seed)
-        step, state = view
-        if self._view_model is None or self._view_model_step != step:
-            if self._view_model is None:
-                self._view_model = build_model(self.model_cfg, self.device).eval()
-            self._view_model.load_state_dict(state)
-            self._view_model_step = step
-        return sample_prior(self._view_model, n, seed)
+        model before the first publication and after :meth:`release_training_data`.
+        The view has its own small lock: a release cannot pull the model from under a redraw."""
+        with self._view_lock:
+            if self._view is not None:
+                step, state = self._view
+                if self._view_model is None:
+                    self._view_model = build_model(self.model_cfg, self.device).eval()
+                    self._view_model_step = -1
+                if self._view_model_step != step:
+                    self._view_model.load_state_dict(state)
+                    self._view_model_step = step
+                return sample_prior(self._view_model, n, seed)
+        return self.sample_prior(n, seed)
 
     @torch.no_grad()
     def evaluate(self, x: torch.Tensor | None = None) -> dict:
@@ -271,7 +263,8 @@ class Trainer:
             self.opt.state.clear()
             self._good_state = {}
             self._perm = None
-            self._view, self._view_model, self._view_model_step = None, None, -1
+            with self._view_lock:  # (lock order: the training lock, then the view's)
+                self._view, self._view_model, self._view_model_step = None, None, -1
 
     def progress(self) -> float:
         return min(1.0, self.step / self.total_steps)
@@ -282,7 +275,27 @@ class Trainer:
             return None
         return (self.total_steps - self.step) * self.cfg.batch_size / sps
 
-    # ---- internals --------------------------------------------------------------------
+    # ---- the training loop: a chunk of steps, one step, and what a step records ----------
+    def _chunk(self, max_steps: int | None = None, seconds: float | None = None,
+               stop_early: Callable[[], bool] | None = None) -> int:
+        """Steps until ``max_steps`` ran, or ``seconds`` passed (after at least one step), or
+        ``stop_early()`` says so, or the run finished. Adds the chunk's wall time to
+        ``train_seconds`` under the lock (a redraw's ``step_here`` may add its step's meanwhile)."""
+        ran = 0
+        t0 = time.perf_counter()
+        deadline = None if seconds is None else t0 + seconds
+        while (max_steps is None or ran < max_steps) and not self.finished:
+            self._one_step()
+            ran += 1
+            if deadline is not None and time.perf_counter() >= deadline:
+                break
+            if stop_early is not None and stop_early():
+                break
+        elapsed = time.perf_counter() - t0
+        with self.lock:
+            self.train_seconds += elapsed
+        return ran
+
     def _state_copy(self) -> dict:
         return {k: v.detach().clone() for k, v in self.model.state_dict().items()}
 
@@ -479,6 +492,7 @@ class BackgroundRunner:
         self.wanted = False
         self._last_beat = 0.0
         self._thread: threading.Thread | None = None
+        self._start_lock = threading.Lock()
         self.error: str | None = None
         with _RUNNERS_LOCK:
             _RUNNERS.add(self)
@@ -494,11 +508,14 @@ class BackgroundRunner:
                 and time.monotonic() - self._last_beat <= self.lease_seconds)
 
     def keep_alive(self) -> None:
-        """Renew the lease and (re)start the thread if training is wanted and unfinished."""
+        """Renew the lease and (re)start the thread if training is wanted and unfinished. The check
+        and the start are one step under ``_start_lock``: two redraws renewing at once (the page's
+        fragments, or two tabs of one session) start one thread, not two."""
         self._last_beat = time.monotonic()
-        if self.wanted and not self.trainer.finished and not self.alive:
-            self._thread = threading.Thread(target=self._loop, name="latent-lab-trainer", daemon=True)
-            self._thread.start()
+        with self._start_lock:
+            if self.wanted and not self.trainer.finished and not self.alive:
+                self._thread = threading.Thread(target=self._loop, name="latent-lab-trainer", daemon=True)
+                self._thread.start()
 
     def start(self) -> None:
         self.wanted = True

@@ -382,3 +382,117 @@ def test_redraws_pause_training_for_at_most_max_wait(monkeypatch):
     with _training_with_redraws(monkeypatch, max_wait=0.05) as (redraws, r):
         with redraws:  # a page redrawing without end must not starve training
             assert _steps_while(r, 1.0) >= 5
+
+
+# ---- races found in review: each test forces the interleaving that broke ----------------------
+
+def test_keep_alive_from_two_threads_starts_one_training_thread(monkeypatch):
+    """Two redraws renewing the lease at once: the check 'no thread alive' and the start must be one
+    step, or both see no thread and start two (forced here by a slow ``alive``)."""
+    import threading
+
+    t = _trainer(epochs=50)
+    r = BackgroundRunner(t, lease_seconds=5.0)
+    started, release = [], threading.Event()
+
+    def loop():  # stands for the training loop: stays alive until the test ends
+        started.append(threading.get_native_id())
+        release.wait(10)
+
+    r._loop = loop
+    real_alive = BackgroundRunner.alive.fget
+
+    def slow_alive(self):
+        seen = real_alive(self)
+        time.sleep(0.1)  # the other caller checks meanwhile
+        return seen
+
+    monkeypatch.setattr(BackgroundRunner, "alive", property(slow_alive))
+    r.wanted = True
+    barrier = threading.Barrier(2)
+    callers = [threading.Thread(target=lambda: (barrier.wait(), r.keep_alive())) for _ in range(2)]
+    for c in callers:
+        c.start()
+    for c in callers:
+        c.join(10)
+    time.sleep(0.1)
+    release.set()
+    r.join(5)
+    assert len(started) == 1, f"{len(started)} training threads started"
+
+
+def test_train_seconds_loses_no_update_when_a_redraw_steps_meanwhile():
+    """The training thread adds its chunk's time while a redraw (``step_here``) adds its step's:
+    both additions must count. Forced: the training thread's read of ``train_seconds`` is slow."""
+    import threading
+
+    reads, incs = threading.local(), []
+    in_read, slow = threading.Event(), set()
+
+    class Traced(Trainer):
+        @property
+        def train_seconds(self):
+            v = self.__dict__.get("_ts", 0.0)
+            reads.v = v
+            if threading.get_ident() in slow:
+                slow.discard(threading.get_ident())
+                in_read.set()
+                time.sleep(0.3)  # the redraw's step happens now, if nothing stops it
+            return v
+
+        @train_seconds.setter
+        def train_seconds(self, v):
+            incs.append(v - getattr(reads, "v", 0.0))
+            self.__dict__["_ts"] = v
+
+    t = Traced(SMALL, TrainConfig(epochs=50, batch_size=64), DIGITS)
+    r = BackgroundRunner(t)
+    r.wanted = True
+
+    def trainer_thread():
+        slow.add(threading.get_ident())
+        t.run_for(0.0)
+
+    th = threading.Thread(target=trainer_thread)
+    th.start()
+    assert in_read.wait(10)
+    r.step_here(wait=5.0)  # the page's redraw trains one step itself
+    th.join(10)
+    assert t.step == 2
+    assert math.isclose(t.train_seconds, sum(incs), rel_tol=1e-12), (t.train_seconds, incs)
+
+
+def test_sample_prior_live_while_the_run_releases_its_data(monkeypatch):
+    """A redraw decodes with the published weights while the finished run frees them: the redraw
+    must get its samples, not a None model. Forced: the release happens while the view model loads."""
+    import threading
+
+    from core import training as T
+
+    t = _trainer(epochs=50)
+    t.run_steps(2)
+    t.publish_view()
+    t.stop()
+    loaded, released = threading.Event(), threading.Event()
+    real_build = T.build_model
+
+    def build(cfg, device="cpu"):
+        m = real_build(cfg, device)
+        real_load = m.load_state_dict
+
+        def load(state, *a, **kw):
+            out = real_load(state, *a, **kw)
+            loaded.set()
+            released.wait(0.5)  # the release runs now, if nothing stops it
+            return out
+
+        m.load_state_dict = load
+        return m
+
+    monkeypatch.setattr(T, "build_model", build)
+    releaser = threading.Thread(target=lambda: (loaded.wait(10), t.release_training_data(), released.set()))
+    releaser.start()
+    got = t.sample_prior_live(3, seed=0)
+    releaser.join(10)
+    assert got.shape == (3, 64) and np.isfinite(got).all()
+    assert t._view is None and t._view_model is None  # released all the same
