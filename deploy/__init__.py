@@ -61,7 +61,10 @@ def default_run_dir() -> Path:
 
 
 def port_free(port: int, host: str = "127.0.0.1") -> bool:
+    """Whether a server could listen on ``host:port`` now (with SO_REUSEADDR, as HAProxy binds: a
+    port whose last connections are in TIME_WAIT counts as free)."""
     with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((host, port))
         except OSError:

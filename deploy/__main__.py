@@ -40,7 +40,10 @@ def main(argv=None) -> int:
         stopping.append(signum)
         raise KeyboardInterrupt
 
-    signal.signal(signal.SIGTERM, on_signal)
+    # Ctrl-C, SIGTERM and a closed terminal all stop everything cleanly (SIGINT too when the shell
+    # that started this one ignores it, as a non-interactive shell does for a background job).
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, on_signal)
     print(f"Starting {a.replicas} replica(s) and HAProxy on {a.bind}:{a.port} ...", flush=True)
     try:
         dep = start(a.replicas, a.port, a.run_dir, bind=a.bind, balance=a.balance, pin_cores=a.pin_cores,
@@ -75,8 +78,8 @@ def main(argv=None) -> int:
         print("stopping ...", flush=True)
         return 0
     finally:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the clean stop short
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, signal.SIG_IGN)  # a second Ctrl-C must not cut the clean stop short
         dep.stop()
         print("stopped", flush=True)
 

@@ -17,6 +17,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -83,6 +84,35 @@ def test_bad_arguments_are_refused_with_a_clear_message(tmp_path):
     out = subprocess.run([sys.executable, "-m", "deploy", "--replicas", "0"], cwd=ROOT, capture_output=True,
                          text=True, timeout=60)
     assert out.returncode == 2 and "--replicas must be a whole number from 1" in out.stderr, out.stderr
+
+
+def test_the_command_serves_through_the_proxy_and_stops_everything_on_sigterm(haproxy, tmp_path):
+    port = deploy.free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "deploy", "--replicas", "1", "--port", str(port), "--bind",
+                             "127.0.0.1", "--run-dir", str(tmp_path / "runs")], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    try:
+        lines = []
+        while not any("Press Ctrl-C" in ln for ln in lines):
+            line = proc.stdout.readline()
+            assert line, "python -m deploy ended early:\n" + "".join(lines)
+            lines.append(line)
+        out = "".join(lines)
+        assert f"served at http://127.0.0.1:{port}" in out, out
+        replica_port = int(re.search(r"r0 on 127.0.0.1:(\d+)", out).group(1))
+        work_dir = Path(re.search(r"config and logs in (\S+)", out).group(1))
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=10) as r:
+            assert r.status == 200 and r.headers.get(deploy.REPLICA_HEADER) == "r0"
+        assert (tmp_path / "runs").is_dir() and (work_dir / "haproxy.cfg").exists()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+        out += proc.stdout.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert "stopped" in out, out
+    # Nothing is left listening, and the temporary folder is gone.
+    assert deploy.port_free(port) and deploy.port_free(replica_port) and not work_dir.exists()
 
 
 # ---- two replicas behind the proxy -----------------------------------------------------------------
