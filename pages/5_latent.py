@@ -22,7 +22,7 @@ loading = st.empty()
 loading.info("⏳ Loading the model and encoding the images: the map appears here in a few seconds.")
 ui.configure_torch()
 
-from core import explore  # noqa: E402  (after configure_torch: one intra-op thread)
+from core import explore, latent  # noqa: E402  (after configure_torch: one intra-op thread)
 from core import figures as F  # noqa: E402
 from core.checkpoints import CheckpointError, load_checkpoint  # noqa: E402
 from core.data import DATASETS  # noqa: E402
@@ -67,31 +67,10 @@ def plane_of(model_key: str, dataset: str, method: str, seed: int, _mu) -> explo
     return explore.latent_plane(_mu, seed, method)
 
 
-class _Miss(Exception):
-    """Raised inside a cache lookup so that nothing is stored (Streamlit does not cache exceptions)."""
-
-
-@st.cache_data(max_entries=12, show_spinner=False)
-def tsne_layout(model_key: str, dataset: str, perplexity: int, n_iter: int, seed: int, _value=None) -> np.ndarray:
-    """The cache of finished t-SNE layouts: call with ``_value`` to store, without to look up."""
-    if _value is None:
-        raise _Miss
-    return _value
-
-
-@st.cache_resource(max_entries=12, show_spinner=False)
-def tsne_embedding(model_key: str, dataset: str, perplexity: int, n_iter: int, seed: int, _value=None):
-    """openTSNE's embedding object (kept for ``transform``; not copied, never modified)."""
-    if _value is None:
-        raise _Miss
-    return _value
-
-
-def cached(fn, *args):
-    try:
-        return fn(*args)
-    except _Miss:
-        return None
+@st.cache_resource(show_spinner=False)
+def tsne_store() -> latent.LayoutStore:
+    """Finished t-SNE maps (layout and openTSNE embedding), shared by every session."""
+    return latent.LayoutStore(max_entries=12)
 
 
 @st.cache_resource(show_spinner=False)
@@ -101,24 +80,17 @@ def tsne_jobs() -> explore.TsneJobs:
     return explore.TsneJobs(max_running=1)
 
 
-def finish_tsne(job: explore.TsneJob, args: tuple) -> np.ndarray | None:
-    """Move a finished run into the caches; returns its layout (None if it is not done)."""
-    if job.status != "done" or job.result is None:
-        return None
-    layout, emb = job.result
-    tsne_layout(*args, _value=layout)
-    tsne_embedding(*args, _value=emb)
-    tsne_jobs().discard(args)
-    return layout
-
-
 @st.cache_data(max_entries=32, show_spinner=False)
-def tsne_path(model_key: str, dataset: str, perplexity: int, n_iter: int, seed: int, path_key: str, _path):
-    emb = cached(tsne_embedding, model_key, dataset, perplexity, n_iter, seed)
-    if emb is None:
-        raise _Miss  # not cached: the page then places the path approximately
+def _tsne_transform(args: tuple, path_key: str, _emb, _path) -> np.ndarray:
     from core.embed import tsne_transform
-    return tsne_transform(emb, _path)
+    return tsne_transform(_emb, _path)
+
+
+def tsne_path(args: tuple, path_key: str, path: np.ndarray) -> np.ndarray | None:
+    """``path`` placed on the finished t-SNE map ``args`` by openTSNE's transform; None when that map's
+    embedding is not in the store (the page then places the path approximately)."""
+    hit = tsne_store().get(args)
+    return None if hit is None or hit[1] is None else _tsne_transform(args, path_key, hit[1], path)
 
 
 @st.cache_data(max_entries=24, show_spinner=False)
@@ -158,7 +130,7 @@ def clamp_state(key: str, lo, hi) -> None:
     """Keep a bound widget's kept value inside its (model-dependent) range."""
     for k in (key, f"_keep_{key}"):
         if k in ss and ss[k] is not None:
-            ss[k] = type(lo)(min(max(ss[k], lo), hi))
+            ss[k] = latent.clamp(ss[k], lo, hi)
 
 
 def draw_selectable(fig, key: str, alt: str, modes=("points", "box", "lasso")):
@@ -431,23 +403,18 @@ else:
     ev1, ev2 = pca_plane.explained
     pca_axes = (f"PC 1 ({ev1:.0%} of variance)", f"PC 2 ({ev2:.0%})")
     map_xy, map_axes, map_title, map_id = pca_xy, pca_axes, "PCA of the codes", "pca"
-tsne_job = None
 tsne_args = (model_key, ds.name, int(perplexity), int(n_iter), int(tseed))
+tview = latent.TsneView()
 if want_tsne:
-    layout = cached(tsne_layout, *tsne_args)
-    if layout is None and show_map:
-        tsne_job = tsne_jobs().get_or_start(tsne_args, MU, int(tseed), float(perplexity), int(n_iter))
-        layout = finish_tsne(tsne_job, tsne_args)
-        if tsne_job.status == "failed":
-            st.error(f"t-SNE could not run on these codes ({tsne_job.error}). The map shows PCA instead; "
-                     "choose PCA, or another model.")
-    if layout is not None:
-        tsne_job = None
-        map_xy, map_axes, map_id = layout, ("t-SNE 1", "t-SNE 2"), "tsne"
+    tview = latent.tsne_view(tsne_store(), tsne_jobs(), tsne_args, MU, int(tseed), float(perplexity), int(n_iter),
+                             start=show_map)
+    if tview.error:
+        st.error(f"t-SNE could not run on these codes ({tview.error}). The map shows PCA instead; "
+                 "choose PCA, or another model.")
+    if tview.layout is not None:
+        map_xy, map_axes, map_id = tview.layout, ("t-SNE 1", "t-SNE 2"), "tsne"
         map_title = f"t-SNE of the codes (perplexity {int(perplexity)}, seed {int(tseed)})"
-    elif tsne_job is not None and tsne_job.status == "failed":
-        tsne_job = None
-tsne_pending = tsne_job is not None
+tsne_pending = tview.pending
 
 if not show_map:  # presenter scenes without the map still need the selected image
     idx = int(ss.get("ls_idx", ss.get("_keep_ls_idx") or 0))
@@ -457,8 +424,8 @@ if not show_map:  # presenter scenes without the map still need the selected ima
 plane = plane_of(model_key, ds.name, "auto", 0, MU)
 center, scale = explore.grid_frame(plane, IS_VAE)
 ax_u, ax_v = plane.axis_names
-lo_u, hi_u = (round(float(center[0] - 4 * scale[0]), 2), round(float(center[0] + 4 * scale[0]), 2))
-lo_v, hi_v = (round(float(center[1] - 4 * scale[1]), 2), round(float(center[1] + 4 * scale[1]), 2))
+gb = latent.grid_bounds(center, scale)
+(lo_u, lo_v), (hi_u, hi_v) = gb.lo, gb.hi
 grid_pick = explore.selected_grid_point(_points("ls_gridsel"))
 gsig = repr(grid_pick)
 if grid_pick is not None and ss.get("ls__last_grid") != gsig:
@@ -466,7 +433,7 @@ if grid_pick is not None and ss.get("ls__last_grid") != gsig:
 ss["ls__last_grid"] = gsig
 clamp_state("ls_u", lo_u, hi_u)
 clamp_state("ls_v", lo_v, hi_v)
-point_uv = np.array([ss.get("ls_u", round(float(center[0]), 2)), ss.get("ls_v", round(float(center[1]), 2))])
+point_uv = np.array([ss.get("ls_u", gb.start[0]), ss.get("ls_v", gb.start[1])])
 
 if show(1):
     if not ctx.present:
@@ -493,10 +460,8 @@ if show(1):
     g1, g2 = st.columns([1.25, 1])
     with g2:
         n_grid = ui.slider("Grid size (n × n)", "ls_grid", 5, 25, 15, step=1)
-        step_u = max(0.01, round(float(scale[0]) / 20, 2))
-        step_v = max(0.01, round(float(scale[1]) / 20, 2))
-        u_val = round(float(ui.slider(f"{ax_u}", "ls_u", lo_u, hi_u, round(float(center[0]), 2), step=step_u)), 2) + 0.0
-        v_val = round(float(ui.slider(f"{ax_v}", "ls_v", lo_v, hi_v, round(float(center[1]), 2), step=step_v)), 2) + 0.0
+        u_val = round(float(ui.slider(f"{ax_u}", "ls_u", lo_u, hi_u, gb.start[0], step=gb.step[0])), 2) + 0.0
+        v_val = round(float(ui.slider(f"{ax_v}", "ls_v", lo_v, hi_v, gb.start[1], step=gb.step[1])), 2) + 0.0
         point_uv = np.array([u_val, v_val])
         z_point = plane.from_plane(point_uv[None])
         img_point = explore.decode(model, z_point)
@@ -568,7 +533,7 @@ if show(2):
             path_xy = {name: pca_plane.to_plane(p) for name, p in paths.items()}
         elif map_id == "tsne":
             for name, p in paths.items():
-                placed = cached(tsne_path, *tsne_args, f"{name}:{a}:{b}:{n_steps}", p)
+                placed = tsne_path(tsne_args, f"{name}:{a}:{b}:{n_steps}", p)
                 path_xy[name] = placed if placed is not None else explore.place_by_neighbours(MU, map_xy, p)
         ui.figure(LF.explorer_map(map_xy, ds.y, f"Paths from A to B: {map_title}", map_axes, CLASS_NAMES,
                                   paths=path_xy, endpoints=(a, b), height=520),
@@ -739,10 +704,8 @@ check_box = st.container()
 @st.fragment(run_every=0.8)
 def tsne_live(args: tuple, sel: int, neighbours: np.ndarray) -> None:
     """The t-SNE map while it forms: redrawn from the background run's latest layout."""
-    job = tsne_jobs().get(args)
-    if job is None or job.finished:
-        if job is not None:
-            finish_tsne(job, args)
+    job, over = latent.poll(tsne_store(), tsne_jobs(), args)
+    if over:
         st.rerun()  # the whole page: the finished map, or a restart
     job.heartbeat()
     lay = job.layout
