@@ -609,6 +609,7 @@ class TsneJob:
         self._thread: threading.Thread | None = None
         self._stop_requested = False
         self.updates = 0  # layouts published so far (the initial one, then one per ``every`` iterations)
+        self.finished_at: float | None = None  # clock() when the run ended (done, failed or abandoned)
 
     # -- called by pages --
     def start(self) -> "TsneJob":
@@ -686,31 +687,41 @@ class TsneJob:
             self.error = f"{type(exc).__name__}: {exc}"
             self.status = "failed"
         finally:
+            self.finished_at = self._clock()
             if acquired:
                 self.slots.release()
 
 
 class TsneJobs:
     """A registry of :class:`TsneJob` by key, shared by all sessions: one run per key, at
-    most ``max_running`` running at once, finished or abandoned runs replaced on demand."""
+    most ``max_running`` running at once. A finished run (done or failed) is kept for the next
+    viewer of the same key (a failure would only repeat itself), within bounds whether or not a
+    page ever collects it: at most ``max_done`` finished runs (the oldest go first), none kept
+    longer than ``max_age_s`` seconds after it ended. Abandoned runs go at once. Eviction happens
+    on every call; a run in progress is never evicted."""
 
-    def __init__(self, max_running: int = 1, lease: float = 20.0):
+    def __init__(self, max_running: int = 1, lease: float = 20.0, max_done: int = 8,
+                 max_age_s: float = 600.0, clock=time.monotonic):
         self._jobs: dict = {}
         self._lock = threading.Lock()
         self._slots = threading.Semaphore(max(1, int(max_running)))
         self.lease = float(lease)
+        self.max_done = max(0, int(max_done))
+        self.max_age_s = float(max_age_s)
+        self._clock = clock
 
     def get(self, key) -> TsneJob | None:
         with self._lock:
+            self._evict_locked()
             return self._jobs.get(key)
 
     def get_or_start(self, key, latents: np.ndarray, seed: int, perplexity: float, n_iter: int) -> TsneJob:
         with self._lock:
-            for k in [k for k, j in self._jobs.items() if j.status == "abandoned" and k != key]:
-                del self._jobs[k]  # nobody wanted them: free their latents
+            self._evict_locked(keep=key)
             job = self._jobs.get(key)
-            if job is None or job.status == "abandoned":  # a failure would only repeat itself
-                job = TsneJob(latents, seed, perplexity, n_iter, lease=self.lease, slots=self._slots)
+            if job is None or job.status == "abandoned":
+                job = TsneJob(latents, seed, perplexity, n_iter, lease=self.lease, slots=self._slots,
+                              clock=self._clock)
                 self._jobs[key] = job
         job.heartbeat()
         return job.start()
@@ -721,4 +732,22 @@ class TsneJobs:
 
     def __len__(self) -> int:
         with self._lock:
+            self._evict_locked()
             return len(self._jobs)
+
+    def _evict_locked(self, keep=None) -> None:
+        """Drop abandoned runs (but ``keep``'s, which is about to be replaced), finished runs older
+        than ``max_age_s``, then the oldest finished runs beyond ``max_done``."""
+        now = self._clock()
+        ended = []
+        for k, j in list(self._jobs.items()):
+            if j.status == "abandoned" and k != keep:
+                del self._jobs[k]  # nobody wanted it: free its latents
+            elif j.status in ("done", "failed") and j.finished_at is not None:
+                if now - j.finished_at > self.max_age_s:
+                    del self._jobs[k]
+                else:
+                    ended.append((j.finished_at, k))
+        ended.sort(key=lambda e: e[0])
+        for _, k in ended[:max(0, len(ended) - self.max_done)]:
+            del self._jobs[k]

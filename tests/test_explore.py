@@ -454,3 +454,34 @@ def test_aggregate_spread_of_a_vae_samples_q_of_z():
     assert sp.beyond > 0.05  # codes spread wider than the prior: many more than 1 % lie beyond the radius
     with pytest.raises(ValueError):
         explore.aggregate_spread(mu[:1])
+
+
+def test_tsne_jobs_evict_finished_runs_beyond_max_done_and_max_age():
+    """Finished and failed runs are kept for other viewers, within bounds, whether or not a page
+    ever collects them: at most ``max_done``, none older than ``max_age_s`` after it ended. A run
+    in progress is never evicted."""
+    now = [0.0]
+    jobs = explore.TsneJobs(max_running=1, max_done=2, max_age_s=100.0, clock=lambda: now[0])
+    same = np.ones((20, 3), np.float32)  # all points identical: the run fails at once
+    failed = []
+    for k in range(4):
+        job = jobs.get_or_start(("bad", k), same, 0, 5, 50)
+        job.join(60)
+        assert job.status == "failed"
+        failed.append(job)
+        now[0] += 1.0
+    assert [k for k in range(4) if jobs.get(("bad", k)) is not None] == [2, 3]  # the two newest
+    assert jobs._slots.acquire(timeout=5)  # hold the only slot: the next run waits, unfinished
+    try:
+        waiting = jobs.get_or_start("waiting", _blobs(), 0, 10, 50)
+        now[0] += 500.0  # every finished run is now older than max_age_s
+        waiting.heartbeat()
+        assert jobs.get(("bad", 3)) is None and len(jobs) == 1
+        assert jobs.get("waiting") is waiting and not waiting.finished
+    finally:
+        jobs._slots.release()
+    waiting.join(120)
+    assert waiting.status == "done"
+    assert jobs.get("waiting") is waiting  # done, and young: kept for the next viewer
+    now[0] += 101.0
+    assert jobs.get("waiting") is None and len(jobs) == 0
