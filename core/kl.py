@@ -673,3 +673,30 @@ def latent_map_summary(mu, sigma) -> dict:
     mu, sigma = np.asarray(mu, float), np.asarray(sigma, float)
     r = np.linalg.norm(mu, axis=1)
     return dict(mean_sigma=float(sigma.mean()), inside2=float(np.mean(r <= 2.0)), max_radius=float(r.max()))
+
+
+def image_kl(model, x) -> float:
+    """KL(q(z|x) || N(0, I)) in nats of one image ``x`` (D,) or (1, D) under a VAE: the KL term of its
+    loss, summed over the latent dimensions."""
+    q = encode_posteriors(model, np.asarray(x, dtype=np.float32).reshape(1, -1))
+    return float(np.sum(kl_to_standard_normal(q["mu"][0], q["logvar"][0])))
+
+
+def latent_map_panel(model, x, y, beta: float) -> dict:
+    """One panel of the KL page's latent map: a 2-D VAE's posteriors of images ``x`` (N, D) with labels
+    ``y`` (N,): ``beta``, ``mu``, ``sigma`` (N, 2), ``y``, and :func:`latent_map_summary`'s figures."""
+    post = encode_posteriors(model, x)
+    return dict(beta=float(beta), mu=post["mu"], sigma=post["sigma"], y=np.asarray(y),
+                **latent_map_summary(post["mu"], post["sigma"]))
+
+
+def image_on_maps(models: dict, x) -> list[dict]:
+    """One image ``x`` (D,) under each VAE of ``models`` (beta -> model), in that order: ``beta``, its
+    posterior ``mu``, ``logvar``, ``sigma`` (K,) and its KL's three parts (:func:`kl_parts_sums`)."""
+    x1 = np.asarray(x, dtype=np.float32).reshape(1, -1)
+    out = []
+    for beta, model in models.items():
+        q = encode_posteriors(model, x1)
+        out.append(dict(beta=float(beta), mu=q["mu"][0], logvar=q["logvar"][0], sigma=q["sigma"][0],
+                        parts=kl_parts_sums(q["mu"][0], q["logvar"][0])))
+    return out

@@ -316,14 +316,12 @@ def image_numbers(dataset: str, beta: float, img: int) -> dict:
     (mu, logvar (16,)), the ELBO's two terms, log p(x) by IWAE (k = IWAE_K) with its standard error,
     and the amortisation gap (q optimised for this image alone). Cached by model and image."""
     from core import elbo
-    torch = ui.configure_torch()
+    ui.configure_torch()
     info = ui.pretrained(dataset, "vae", beta, LATENT)
     x = np.array(load_dataset(dataset).x[int(info.val_idx[img])][None, :])
-    with torch.no_grad():
-        mu, logvar = info.model.encode(torch.as_tensor(x))
+    q = kl.encode_posteriors(info.model, x)
     g = elbo.amortisation_gap(info.model, x, k=IWAE_K, steps=300, n=IWAE_K, seed=0)
-    return {"mu": mu[0].double().numpy(), "logvar": logvar[0].double().numpy(), "gap": g,
-            "likelihood": info.config.likelihood}
+    return {"mu": q["mu"][0], "logvar": q["logvar"][0], "gap": g, "likelihood": info.config.likelihood}
 
 
 @st.cache_data(max_entries=64, show_spinner="Estimating the gap under every β…")
@@ -669,7 +667,7 @@ def vae_sections(show_elbo: bool, show_kl: bool) -> None:
     for b in BETAS:
         info = ui.pretrained(ctx.dataset_name, "vae", b, LATENT)
         evals[b], acts[b] = info.evaluation, ui.activity(ctx.dataset_name, "vae", b, LATENT)
-        this = float(np.sum(kl.kl_to_standard_normal(*image_posterior(ctx.dataset_name, b, x))))
+        this = kl.image_kl(info.model, x)
         name = f"**β = {b:g}**" if b == beta else f"β = {b:g}"
         rows.append(f"| {name} | {this:.2f} | {info.evaluation['kl']:.2f} | {acts[b].count} of {LATENT} | "
                     f"{info.evaluation['recon']:.2f} |")
@@ -686,13 +684,6 @@ def vae_sections(show_elbo: bool, show_kl: bool) -> None:
         f"from {acts[BETAS[0]].count} to {acts[BETAS[-1]].count} of {LATENT}. A dimension whose posterior stays at "
         "the prior for every input carries no information to the decoder: that is **posterior collapse**.")
     link_to_limits()
-
-
-def image_posterior(dataset: str, beta: float, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(mu, logvar), each (16,) float64, of image ``x`` (1, D) under a zoo model."""
-    from core.training import encode_stats
-    m, lv = encode_stats(ui.pretrained(dataset, "vae", beta, LATENT).model, x)
-    return m[0].astype(np.float64), lv[0].astype(np.float64)
 
 
 def link_to_limits() -> None:
@@ -718,9 +709,7 @@ def latent_map_panels(dataset: str) -> list[dict]:
     for b in MAP_BETAS:
         info = ui.pretrained(dataset, "vae", b, 2)
         idx = np.asarray(info.val_idx)[:MAP_N]
-        post = kl.encode_posteriors(info.model, ds.x[idx])
-        out.append(dict(beta=b, mu=post["mu"], sigma=post["sigma"], y=np.asarray(ds.y[idx]),
-                        **kl.latent_map_summary(post["mu"], post["sigma"])))
+        out.append(kl.latent_map_panel(info.model, ds.x[idx], ds.y[idx], b))
     return out
 
 
@@ -771,10 +760,8 @@ def latent_map_view(fallback: np.ndarray) -> None:
     panels = latent_map_panels(ctx.dataset_name)
     # Not in a column, and 280 px as on the autoencoder page (a narrow column clipped it there, issue 21).
     x_in, what = drawing_input(fallback)
-    posts = []
-    for b in MAP_BETAS:
-        q = kl.encode_posteriors(ui.pretrained(ctx.dataset_name, "vae", b, 2).model, x_in[None, :])
-        posts.append((q["mu"][0], q["logvar"][0], q["sigma"][0]))
+    on_maps = kl.image_on_maps({b: ui.pretrained(ctx.dataset_name, "vae", b, 2).model for b in MAP_BETAS}, x_in)
+    posts = [(q["mu"], q["logvar"], q["sigma"]) for q in on_maps]
     with fig_slot:
         ui.figure(klfig.latent_ellipses_figure(panels, drawn=[(m, s) for m, _, s in posts],
                                                class_names=ctx.dataset.class_names, text_size=TEXT,
@@ -788,9 +775,8 @@ def latent_map_view(fallback: np.ndarray) -> None:
                    f"held-out images, one colour per class (hover for it). Black ellipse and ⭐: {what}. Each "
                    "panel has its own scale.")
     rows = []
-    for b, (m, lv, _) in zip(MAP_BETAS, posts):
-        parts = kl.kl_parts_sums(m, lv)
-        sig = kl.posterior_radii(lv)
+    for q in on_maps:
+        b, m, parts, sig = q["beta"], q["mu"], q["parts"], q["sigma"]
         rows.append(f"| β = {b:g} | ({klfig.nats(m[0])}, {klfig.nats(m[1])}) | ({sigma_text(sig[0])}, {sigma_text(sig[1])}) | "
                     f"{parts['mu2']:.3f} | {parts['sigma2']:.3f} | {klfig.nats(parts['neg_log_sigma2'], 3)} | "
                     f"{parts['total']:.3f} |")

@@ -360,3 +360,41 @@ def test_a_drawn_images_kl_parts_sum_to_torch_distributions_kl():
     assert parts["sigma2"] == pytest.approx(0.5 * float(logvar.exp().sum()), rel=1e-6)
     assert parts["neg_log_sigma2"] == pytest.approx(-0.5 * float(logvar.sum()), rel=1e-6)
     assert parts["minus_half_k"] == -1.0
+
+
+# ---- the KL page's encoding, in core (issue 22: pages only render) ----------------------------------------
+
+def _torch_kl_of_image(model, x) -> float:
+    with torch.no_grad():
+        mu, logvar = (t[0].double() for t in model.encode(torch.as_tensor(np.asarray(x, np.float32)[None])))
+    return float(kl_divergence(Normal(mu, torch.exp(0.5 * logvar)), Normal(0.0, 1.0)).sum())
+
+
+def test_image_kl_is_torch_distributions_kl_of_the_encoders_posterior():
+    from core import zoo
+    from core.data import load_dataset
+    x = load_dataset("digits").x
+    for beta in (0.5, 1.0, 4.0):
+        m = zoo.pretrained("digits", "vae", beta, 16).model
+        for i in (0, 17):
+            assert K.image_kl(m, x[i]) == pytest.approx(_torch_kl_of_image(m, x[i]), rel=1e-6, abs=1e-9)
+            assert K.image_kl(m, x[i][None]) == K.image_kl(m, x[i])  # (D,) or (1, D)
+
+
+def test_latent_map_panel_and_image_on_maps():
+    from core import zoo
+    from core.data import load_dataset
+    ds = load_dataset("digits")
+    models = {b: zoo.pretrained("digits", "vae", b, 2).model for b in (0.0, 1.0)}
+    panel = K.latent_map_panel(models[1.0], ds.x[:40], ds.y[:40], 1.0)
+    with torch.no_grad():
+        mu, logvar = (t.double().numpy() for t in models[1.0].encode(torch.as_tensor(ds.x[:40])))
+    np.testing.assert_allclose(panel["mu"], mu, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(panel["sigma"], np.exp(0.5 * logvar), rtol=1e-6)
+    assert panel["beta"] == 1.0 and list(panel["y"]) == list(ds.y[:40])
+    assert panel["max_radius"] == pytest.approx(np.linalg.norm(mu, axis=1).max(), rel=1e-6)
+    on = K.image_on_maps(models, ds.x[5])
+    assert [q["beta"] for q in on] == [0.0, 1.0]
+    for q, m in zip(on, models.values()):
+        assert q["parts"]["total"] == pytest.approx(_torch_kl_of_image(m, ds.x[5]), rel=1e-6)
+        np.testing.assert_allclose(q["sigma"], np.exp(0.5 * q["logvar"]))
