@@ -37,6 +37,7 @@ A bad value raises :class:`SettingsError` naming the variable, what it must be a
 """
 from __future__ import annotations
 
+import atexit
 import gc
 import os
 import sys
@@ -173,3 +174,63 @@ def import_torch():
             gc.freeze()
         _torch_done = True
     return torch
+
+
+# ---- the warm-up: heavy imports and the default models, in the background, once -----------------
+
+#: At interpreter exit, how long to wait for the warm-up to stop between two of its steps.
+WARM_UP_EXIT_WAIT_S = 5.0
+_warm_lock = threading.Lock()
+_warm_thread: threading.Thread | None = None
+_warm_stop = threading.Event()
+
+
+def start_warm_up(steps) -> threading.Thread | None:
+    """Run ``steps`` (callables, in order; an exception in one is ignored: the page that needs it
+    reports it) in a daemon thread, once per process. Returns the thread, or None if a warm-up was
+    already started.
+
+    A daemon thread, so it never keeps the process alive. But a daemon thread still running when
+    the interpreter finalises is ended the next time it takes the GIL (pthread_exit on Linux), and
+    that unwinding through torch's C++ frames (an import, a model load) can abort the process
+    (CPython issue 124149). So an exit hook (``atexit``: it runs before daemon threads are
+    stopped) asks the thread to stop before its next step and waits for the step in progress, at
+    most ``WARM_UP_EXIT_WAIT_S`` (``import torch``, the longest step, takes about 2 s)."""
+    global _warm_thread
+    with _warm_lock:
+        if _warm_thread is not None:
+            return None
+
+        def work():
+            for step in steps:
+                if _warm_stop.is_set():
+                    return
+                try:
+                    step()
+                except Exception:  # noqa: BLE001  (reported by the page that needs what failed)
+                    pass
+
+        _warm_thread = threading.Thread(target=work, name="latent-lab-warm-up", daemon=True)
+        atexit.register(_stop_warm_up)
+        _warm_thread.start()
+        return _warm_thread
+
+
+def _stop_warm_up(wait_s: float | None = None) -> None:
+    _warm_stop.set()
+    if _warm_thread is not None:
+        _warm_thread.join(WARM_UP_EXIT_WAIT_S if wait_s is None else wait_s)
+
+
+def warm_up(datasets) -> threading.Thread | None:
+    """Import torch (with the settings), plotly and the zoo's default models (AE and VAE, beta 1,
+    16-D, of each dataset in ``datasets``) in the background, once per process, so that the first
+    lesson page opens quickly after the home page has drawn (:func:`start_warm_up`)."""
+    import importlib
+
+    def load(ds: str, kind: str):
+        return lambda: importlib.import_module("core.zoo").pretrained(ds, kind, 1.0, 16)
+
+    steps = [import_torch, lambda: importlib.import_module("plotly.express")]
+    steps += [load(ds, kind) for ds in datasets for kind in ("ae", "vae")]
+    return start_warm_up(steps)

@@ -105,3 +105,30 @@ def test_app_shows_a_bad_variable_as_an_error():
     errors, exceptions = got
     assert exceptions == 0 and len(errors) == 1
     assert "LATENT_LAB_TRAINING_SLOTS" in errors[0] and "'lots'" in errors[0]
+
+
+def test_the_warm_up_is_a_daemon_that_runs_once_and_stops_between_steps_at_exit():
+    """Exit while a long warm-up runs: the process ends within one step, with status 0 (not killed
+    in the middle of a step), and the thread is a daemon, started once."""
+    import time
+
+    code = ("import json, sys, time; from core import settings; done = []; "
+            "step = lambda: (time.sleep(0.3), done.append(1)); "
+            "settings.atexit.register(lambda: print(json.dumps([th.daemon, th.name, again is None, len(done)]), "
+            "flush=True)); "  # registered first, so it runs after the warm-up's own exit hook
+            "th = settings.start_warm_up([step] * 100); again = settings.start_warm_up([step]); "
+            "time.sleep(0.45); sys.exit(0)")
+    t0 = time.monotonic()
+    got = _python(code)
+    assert time.monotonic() - t0 < 30
+    daemon, name, once, steps = got
+    assert daemon and name == "latent-lab-warm-up" and once
+    assert 2 <= steps <= 3  # the step in progress at exit finished; the others never started
+
+
+def test_warm_up_loads_torch_and_the_default_models():
+    got = _python("import json, sys; from core import settings; th = settings.warm_up(['digits']); th.join(120); "
+                  "from core import zoo; "
+                  "print(json.dumps([sorted(f'{s.kind}' for s in zoo._memory), 'plotly.express' in sys.modules, "
+                  "settings.applied() is not None]))")
+    assert got == [["ae", "vae"], True, True]
