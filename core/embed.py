@@ -1,7 +1,8 @@
 """2-D maps of latent codes: PCA and t-SNE (via openTSNE), plus a quality score.
 
-* PCA (scikit-learn): a linear projection onto the two directions of largest
-  variance. Fast and deterministic, preserves global geometry, blurs local clusters.
+* PCA (Pearson 1901; Hotelling 1933; scikit-learn's exact SVD): a linear projection onto the
+  directions of largest variance. Fast and deterministic, preserves global geometry, blurs local
+  clusters. :func:`pca` is the one PCA of the latent maps (``core.explore.latent_plane`` uses it).
 * t-SNE (van der Maaten & Hinton, JMLR 2008) with openTSNE (Poličar, Stražar & Zupan,
   J. Stat. Softw. 2024): nonlinear, keeps local neighbourhoods, distorts global
   distances. Here openTSNE uses exact nearest neighbours (N <= 10,000; Annoy above) for
@@ -23,17 +24,44 @@ import math
 import numbers
 import os
 import time
-from typing import Callable, Optional
+from typing import Callable, NamedTuple, Optional
 
 import numpy as np
 
-__all__ = ["METHODS", "embed_2d", "tsne_fit", "tsne_transform", "trustworthiness"]
+__all__ = ["METHODS", "PCAFit", "pca", "embed_2d", "tsne_fit", "tsne_transform", "trustworthiness"]
 
 METHODS = ("tsne", "pca")
 MIN_POINTS = 5
 
 #: callback(iteration, layout) with layout a float32 (N, 2) copy. Return True to stop early.
 Callback = Callable[[int, np.ndarray], Optional[bool]]
+
+
+class PCAFit(NamedTuple):
+    """A fitted PCA: ``mean`` (D,), ``axes`` (k, D) orthonormal rows, ``explained`` (k,) each axis's
+    share of the total variance. Each axis is flipped so that its largest loading is positive,
+    which makes maps independent of the SVD's arbitrary signs."""
+
+    mean: np.ndarray
+    axes: np.ndarray
+    explained: np.ndarray
+
+    def transform(self, x) -> np.ndarray:
+        """Coordinates of x (N, D) along the axes -> (N, k) float64."""
+        return (np.asarray(x, dtype=np.float64) - self.mean) @ self.axes.T
+
+
+def pca(x, n_components: int = 2) -> PCAFit:
+    """Principal component analysis of x (N, D) with scikit-learn's exact (full) SVD, with the sign
+    convention of :class:`PCAFit`. Needs N >= 2 and n_components <= min(N, D)."""
+    from sklearn.decomposition import PCA
+
+    x = np.asarray(x, dtype=np.float64)
+    fit = PCA(n_components=int(n_components), svd_solver="full").fit(x)
+    axes = fit.components_.copy()
+    flip = np.sign(axes[np.arange(len(axes)), np.abs(axes).argmax(1)])
+    axes *= np.where(flip == 0, 1.0, flip)[:, None]
+    return PCAFit(fit.mean_.copy(), axes, np.asarray(fit.explained_variance_ratio_, dtype=np.float64))
 
 
 #: Barnes-Hut accuracy (openTSNE's and sklearn's default is 0.5). On 5,000 latents 0.8 is 1.6x
@@ -340,12 +368,10 @@ def embed_2d(
         layout, _ = tsne_fit(x, seed=seed, perplexity=perplexity, callback=callback, n_iter=n_iter)
         return layout
 
-    from sklearn.decomposition import PCA
-
     if _all_identical(x):  # e.g. full posterior collapse: every code is the same point
         layout = np.zeros((x.shape[0], 2), dtype=np.float32)
     else:
-        layout = PCA(n_components=2, random_state=int(seed)).fit_transform(x).astype(np.float32)
+        layout = pca(x, 2).transform(x).astype(np.float32)
     if callback is not None:
         callback(0, layout.copy())
     return layout

@@ -236,7 +236,7 @@ def latent_plane(codes: np.ndarray, seed: int = 0, method: str = "auto") -> Plan
     Sign convention (PCA): each axis is flipped so that its largest loading is positive,
     which makes the map independent of the SVD solver's arbitrary signs.
     """
-    from sklearn.decomposition import PCA
+    from core.embed import pca
 
     if method not in ("auto", "pca"):
         raise ValueError(f"method must be 'auto' or 'pca', got {method!r}")
@@ -253,13 +253,10 @@ def latent_plane(codes: np.ndarray, seed: int = 0, method: str = "auto") -> Plan
         p = z
         explained = None
     else:
-        pca = PCA(n_components=2, svd_solver="full", random_state=int(seed)).fit(z)
-        axes = pca.components_.copy()
-        flip = np.sign(axes[np.arange(2), np.abs(axes).argmax(1)])
-        axes *= flip[:, None]
-        origin = pca.mean_.copy()
-        p = (z - origin) @ axes.T
-        explained = tuple(float(v) for v in pca.explained_variance_ratio_)
+        fit = pca(z, 2)  # the exact SVD: ``seed`` changes nothing
+        origin, axes = fit.mean, fit.axes
+        p = fit.transform(z)
+        explained = tuple(float(v) for v in fit.explained)
     scale = p.std(0)
     scale = np.where(scale > 1e-8, scale, 1.0)
     return Plane(origin, axes, p.mean(0), scale, "pca" if explained is not None else "raw", explained)

@@ -202,3 +202,18 @@ def test_idle_cores_falls_back_to_the_load_average(monkeypatch):
     monkeypatch.setattr(E.os, "cpu_count", lambda: 4)
     monkeypatch.setattr(E.os, "getloadavg", lambda: (1.5, 1.0, 1.0))
     assert E.idle_cores() == 2.5
+
+
+def test_pca_is_numpys_svd_with_a_fixed_sign_and_explains_the_variance():
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((200, 5)) @ rng.standard_normal((5, 5)) + 2.0
+    fit = E.pca(x, 3)
+    xc = x - x.mean(0)
+    _, sv, vt = np.linalg.svd(xc, full_matrices=False)  # the independent reference
+    np.testing.assert_allclose(fit.mean, x.mean(0), atol=1e-12)
+    np.testing.assert_allclose(np.abs(fit.axes @ vt[:3].T), np.eye(3), atol=1e-8)
+    np.testing.assert_allclose(fit.explained, sv[:3] ** 2 / np.sum(sv ** 2), rtol=1e-8)
+    assert (fit.axes[np.arange(3), np.abs(fit.axes).argmax(1)] > 0).all()
+    assert np.array_equal(E.pca(-x, 3).axes, fit.axes)  # the sign convention, not the SVD's signs
+    np.testing.assert_allclose(fit.transform(x), xc @ fit.axes.T, atol=1e-10)
+    np.testing.assert_allclose(E.embed_2d(x, "pca"), fit.transform(x)[:, :2], atol=1e-4)
