@@ -833,6 +833,50 @@ class RunStore:
                 r.runner.join(2.0)
 
 
+# ---- run-state rules: what the page offers in each state -----------------------------------------
+
+FINISHED_STATES = ("done", "stopped", "diverged", "error", "loaded")
+BETA_HELP = {
+    "live": "Weight of the KL term. It changes the running model from its next step on (no restart); "
+            "the loss chart marks each change with a dashed line.",
+    "sweep": "The β sweep fixes β for each of its runs; stop the sweep to set β yourself.",
+    "ae": "An autoencoder has no KL term, so β does nothing. Choose VAE in the configuration.",
+    "view": "A view link shows someone's runs as they were saved: β cannot be changed from here.",
+}
+
+
+def run_buttons(state: str | None, read_only: bool = False) -> tuple[str, ...]:
+    """The run buttons the training page shows when the active run is in ``state`` (None: no run):
+    "start" and "sweep" when there is no run or it has finished, "pause" and "stop" while it trains,
+    "resume" and "stop" when it is ready or paused, and "reset" whenever there is a run. None at all
+    in a read-only view."""
+    if read_only:
+        return ()
+    if state is None or state in FINISHED_STATES:
+        main = ("start", "sweep")
+    elif state == "training":
+        main = ("pause", "stop")
+    elif state in ("ready", "paused"):
+        main = ("resume", "stop")
+    else:
+        raise ValueError(f"unknown run state {state!r}")
+    return main + (("reset",) if state is not None else ())
+
+
+def beta_control(run: Run | None, next_kind: str | None, sweeping: bool, read_only: bool = False) -> tuple[bool, str]:
+    """(enabled, help) of the β slider: β steers the active run while it is unfinished, else it is
+    the β of the next run. Disabled in a view, during a sweep (each run has its β), and for an
+    autoencoder (the unfinished run's kind, else the configured next run's kind ``next_kind``)."""
+    if read_only:
+        return False, BETA_HELP["view"]
+    if sweeping:
+        return False, BETA_HELP["sweep"]
+    kind = run.model_cfg.kind if (run is not None and not run.finished) else next_kind
+    if kind == "ae":
+        return False, BETA_HELP["ae"]
+    return True, BETA_HELP["live"]
+
+
 # ---- links: which runs a page shows ---------------------------------------------------------------
 
 @dataclass(frozen=True)

@@ -541,3 +541,29 @@ def test_the_default_run_is_long_and_its_held_out_elbo_is_never_stale():
     assert sw.epochs == R.SWEEP_EPOCHS["digits"] < tc.epochs and sw.eval_every == R.eval_every(n_train, 16, sw.epochs)
     # a long run stopped after a minute still has a timeline: a snapshot at least every MAX_EVAL_GAP steps
     assert R.snapshot_every(4500, 32, 200) == R.MAX_EVAL_GAP and R.snapshot_every(4500, 128, 15) == 15
+
+
+# ---- run-state rules (what the page offers in each state) ----------------------------------------
+
+def test_run_buttons_follow_the_run_state():
+    assert R.run_buttons(None) == ("start", "sweep")
+    for st in ("done", "stopped", "diverged", "error", "loaded"):
+        assert R.run_buttons(st) == ("start", "sweep", "reset")
+    assert R.run_buttons("training") == ("pause", "stop", "reset")
+    assert R.run_buttons("paused") == R.run_buttons("ready") == ("resume", "stop", "reset")
+    for st in (None, "training", "paused", "done"):
+        assert R.run_buttons(st, read_only=True) == ()
+    with pytest.raises(ValueError):
+        R.run_buttons("flying")
+
+
+def test_beta_control_steers_the_live_run_or_the_next_one(digits, store):
+    assert R.beta_control(None, "vae", False) == (True, R.BETA_HELP["live"])
+    assert R.beta_control(None, "ae", False) == (False, R.BETA_HELP["ae"])
+    assert R.beta_control(None, "vae", True) == (False, R.BETA_HELP["sweep"])
+    assert R.beta_control(None, "vae", False, read_only=True) == (False, R.BETA_HELP["view"])
+    ae = store.create(*small(digits, kind="ae"), digits, start=False)
+    assert R.beta_control(ae, "vae", False)[0] is False  # the unfinished run decides
+    store.stop()
+    assert R.beta_control(ae, "vae", False)[0] is True  # finished: β is the next run's
+    assert R.beta_control(ae, None, False)[0] is True
