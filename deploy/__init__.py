@@ -46,6 +46,8 @@ REPLICA_HEADER = "X-Latent-Lab-Replica"  # HAProxy adds it to every response: wh
 HEALTH_PATH = "/_stcore/health"
 BALANCES = ("leastconn", "roundrobin")
 MAX_REPLICAS = 64
+PAGES = ("", "autoencoder", "kl", "reparam", "train", "latent", "limits")  # URL paths (as bench_sessions.PAGES)
+WARM_CHOICES = ("none", "home", "all")
 
 
 class DeployError(RuntimeError):
@@ -273,6 +275,46 @@ def _wait_healthy(replicas: list[Replica], timeout: float) -> None:
         time.sleep(0.2)
 
 
+def warm(urls: list[str], pages=PAGES, timeout: float = 180) -> list[str]:
+    """Open each of ``pages`` once on each server in ``urls`` (in parallel across servers, in turn on
+    each), as a lecturer opens every page once before a class: a first visit loads the models and
+    evaluations that every later session shares. Through the proxy the lecturer cannot choose a
+    replica, so this talks to each replica directly, with the protocol client (bench/st_client.py).
+    A fresh server's first deep link also shows Streamlit's "Page not found" dialog in a browser
+    (docs/testing.md), which one visit of the home page prevents. Returns the problems seen (an
+    exception drawn, a page not drawn within ``timeout``)."""
+    import asyncio
+
+    from bench.st_client import StreamlitSession, run_async
+
+    problems: list[str] = []
+
+    async def one(url: str) -> None:
+        for page in pages:
+            def element(kind, el, fragment_id, page=page):
+                if kind == "exception":
+                    problems.append(f"{url}/{page}: {el.type}: {el.message[:200]}")
+            session = StreamlitSession(f"{url}/{page}", element)
+            stop = asyncio.Event()
+            task = asyncio.ensure_future(session.run(stop))
+            try:
+                await asyncio.wait_for(session.drawn.wait(), timeout)
+            except asyncio.TimeoutError:
+                problems.append(f"{url}/{page}: not drawn within {timeout:.0f} s")
+            finally:
+                stop.set()
+                try:
+                    await task
+                except Exception as exc:  # noqa: BLE001  (a replica that died meanwhile)
+                    problems.append(f"{url}/{page}: {exc!r}")
+
+    async def everyone() -> None:
+        await asyncio.gather(*(one(u) for u in urls))
+
+    run_async(everyone())
+    return problems
+
+
 def check_arguments(replicas: int, port: int, bind: str = "127.0.0.1", haproxy: str = HAPROXY) -> None:
     """Raise DeployError, saying what is wrong and what to do, for a bad argument."""
     if not isinstance(replicas, int) or isinstance(replicas, bool) or not 1 <= replicas <= MAX_REPLICAS:
@@ -289,13 +331,18 @@ def check_arguments(replicas: int, port: int, bind: str = "127.0.0.1", haproxy: 
 def start(replicas: int = 2, port: int | None = None, run_dir: str | Path | None = None, bind: str = "127.0.0.1",
           balance: str = "leastconn", env: dict | None = None, work_dir: str | Path | None = None,
           pin_cores: bool = False, haproxy: str = HAPROXY, timeout: float = 90,
-          check_interval_ms: int = 1000) -> Deployment:
+          check_interval_ms: int = 1000, warm_pages: str = "home", log=None) -> Deployment:
     """Start ``replicas`` Streamlit servers on free loopback ports and HAProxy on ``bind:port`` in
     front of them; return once every replica and the proxy answer the health check. ``run_dir``: the
     run directory they share (default: ``default_run_dir()``). ``env``: extra environment for the
     replicas. ``pin_cores``: give each replica its own share of the cores (sched_setaffinity).
     ``work_dir``: where the config, the stats socket and the logs go (default: a new temporary folder,
-    removed by ``stop()``). Raises DeployError with a clear message on a bad argument or start."""
+    removed by ``stop()``). ``warm_pages``: before the proxy starts, open on each replica the home
+    page ("home"), every page ("all", see ``warm``) or none. ``log(msg)``: progress messages.
+    Raises DeployError with a clear message on a bad argument or start."""
+    if warm_pages not in WARM_CHOICES:
+        raise DeployError(f"warm must be one of {', '.join(WARM_CHOICES)}, not {warm_pages!r}")
+    say = log or (lambda msg: None)
     port = free_port() if port is None else port
     check_arguments(replicas, port, bind, haproxy)
     run_dir = Path(run_dir) if run_dir else default_run_dir()
@@ -322,6 +369,14 @@ def start(replicas: int = 2, port: int | None = None, run_dir: str | Path | None
             cpus = set(cores[i * len(cores) // replicas:(i + 1) * len(cores) // replicas] or cores) if pin_cores else None
             started.append(_start_replica(replica_name(i), p, work, renv, cpus))
         _wait_healthy(started, timeout)
+        if warm_pages != "none":
+            pages = PAGES if warm_pages == "all" else ("",)
+            say(f"replicas up; opening {len(pages)} page(s) once on each ...")
+            t0 = time.monotonic()
+            problems = warm([r.url for r in started], pages)
+            if problems:
+                raise DeployError("warming the replicas failed:\n  " + "\n  ".join(problems))
+            say(f"warmed in {time.monotonic() - t0:.0f} s")
         sock = work / "haproxy.sock"
         cfg = work / "haproxy.cfg"
         cfg.write_text(build_config(port, ports, bind, balance, sock, check_interval_ms))

@@ -11,7 +11,7 @@ import signal
 import sys
 import time
 
-from deploy import BALANCES, MAX_REPLICAS, DeployError, default_run_dir, start
+from deploy import BALANCES, MAX_REPLICAS, WARM_CHOICES, DeployError, default_run_dir, start
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -25,6 +25,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                     f"LATENT_LAB_RUN_DIR, else {default_run_dir()})")
     ap.add_argument("--balance", choices=BALANCES, default="leastconn",
                     help="how a new browser is given a replica (default leastconn: the one with the fewest open sessions)")
+    ap.add_argument("--warm", choices=WARM_CHOICES, default="all",
+                    help="before serving, open every page (all, the default), the home page or none once on each "
+                    "replica: a first visit loads the models every session shares")
     ap.add_argument("--pin-cores", action="store_true", help="give each replica its own share of the cores")
     ap.add_argument("--no-restart", action="store_true", help="do not start a replica again when it dies")
     ap.add_argument("--work-dir", default=None, help="keep the config, logs and stats socket here "
@@ -47,7 +50,7 @@ def main(argv=None) -> int:
     print(f"Starting {a.replicas} replica(s) and HAProxy on {a.bind}:{a.port} ...", flush=True)
     try:
         dep = start(a.replicas, a.port, a.run_dir, bind=a.bind, balance=a.balance, pin_cores=a.pin_cores,
-                    work_dir=a.work_dir)
+                    work_dir=a.work_dir, warm_pages=a.warm, log=lambda m: print(m, flush=True))
     except DeployError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

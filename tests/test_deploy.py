@@ -59,6 +59,8 @@ def test_config_is_sticky_websocket_ready_health_checked_and_accepted_by_haproxy
     check = subprocess.run([haproxy, "-c", "-f", str(path)], capture_output=True, text=True)
     assert check.returncode == 0, check.stdout + check.stderr
     assert "bind 0.0.0.0:80" in deploy.build_config(80, [9001], bind="0.0.0.0", balance="roundrobin")
+    from bench.bench_sessions import PAGES
+    assert deploy.PAGES == PAGES  # the pages --warm all opens: every page of the app
 
 
 def test_bad_arguments_are_refused_with_a_clear_message(tmp_path):
@@ -89,7 +91,7 @@ def test_bad_arguments_are_refused_with_a_clear_message(tmp_path):
 def test_the_command_serves_through_the_proxy_and_stops_everything_on_sigterm(haproxy, tmp_path):
     port = deploy.free_port()
     proc = subprocess.Popen([sys.executable, "-m", "deploy", "--replicas", "1", "--port", str(port), "--bind",
-                             "127.0.0.1", "--run-dir", str(tmp_path / "runs")], cwd=ROOT, stdout=subprocess.PIPE,
+                             "127.0.0.1", "--run-dir", str(tmp_path / "runs"), "--warm", "home"], cwd=ROOT, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
     try:
         lines = []
@@ -98,7 +100,7 @@ def test_the_command_serves_through_the_proxy_and_stops_everything_on_sigterm(ha
             assert line, "python -m deploy ended early:\n" + "".join(lines)
             lines.append(line)
         out = "".join(lines)
-        assert f"served at http://127.0.0.1:{port}" in out, out
+        assert f"served at http://127.0.0.1:{port}" in out and "opening 1 page(s) once on each" in out, out
         replica_port = int(re.search(r"r0 on 127.0.0.1:(\d+)", out).group(1))
         work_dir = Path(re.search(r"config and logs in (\S+)", out).group(1))
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=10) as r:
