@@ -371,6 +371,21 @@ class Trainer:
 
 # ---- model helpers shared by the trainer, the zoo and the pages --------------------------
 
+def freeze(model: AutoEncoder) -> AutoEncoder:
+    """Make ``model`` read-only in place, and return it: eval mode, ``requires_grad=False`` on every
+    weight. Pages may still take gradients with respect to activations, never change the weights."""
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model
+
+
+def frozen_copy(model: AutoEncoder) -> AutoEncoder:
+    """A read-only copy of ``model`` (:func:`freeze` of a deep copy): other pages read it while the
+    original keeps training. The original is not changed."""
+    return freeze(copy.deepcopy(model))
+
+
 def _as_tensor(model: AutoEncoder, x) -> torch.Tensor:
     dev = next(model.parameters()).device
     if torch.is_tensor(x):

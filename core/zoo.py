@@ -21,6 +21,7 @@ import torch
 from core.checkpoints import load_checkpoint, save_checkpoint
 from core.data import load_dataset
 from core.models import AutoEncoder, ModelConfig
+from core.training import freeze
 
 ASSET_DIR = Path(__file__).resolve().parent.parent / "assets" / "zoo"
 
@@ -134,8 +135,7 @@ def pretrained(dataset: str, kind: str, beta: float, latent_dim: int, variant: s
             path.parent.mkdir(parents=True, exist_ok=True)
             train_spec(spec, path)
         ck = load_checkpoint(path, device="cpu")
-        for p in ck.model.parameters():
-            p.requires_grad_(False)
+        freeze(ck.model)
         extra = ck.extra
         entry = Pretrained(ck.model, ck.config, spec, extra.get("train_config", {}), extra.get("history", {}),
                            extra.get("evaluation", {}), np.asarray(extra.get("val_idx", []), dtype=np.int64))
@@ -146,7 +146,7 @@ def pretrained(dataset: str, kind: str, beta: float, latent_dim: int, variant: s
 
 def train_spec(spec: ZooSpec, path: Path) -> dict:
     """Train one zoo model with its recipe and save it (float16 weights) to ``path``."""
-    from core.training import TrainConfig, Trainer
+    from core.training import TrainConfig, Trainer  # (the module is imported above already)
 
     ds = load_dataset(spec.dataset)
     mcfg = ModelConfig(kind=spec.kind, input_dim=ds.dim, hidden_dims=RECIPES[spec.dataset]["hidden_dims"],

@@ -496,3 +496,23 @@ def test_sample_prior_live_while_the_run_releases_its_data(monkeypatch):
     releaser.join(10)
     assert got.shape == (3, 64) and np.isfinite(got).all()
     assert t._view is None and t._view_model is None  # released all the same
+
+
+def test_frozen_copy_is_a_read_only_snapshot_and_leaves_the_original_training():
+    from core.training import freeze, frozen_copy
+
+    t = _trainer()
+    t.run_steps(2)
+    snap = frozen_copy(t.model)
+    assert not snap.training and all(not p.requires_grad for p in snap.parameters())
+    assert t.model.training and all(p.requires_grad for p in t.model.parameters())  # the original trains on
+    before = {k: v.clone() for k, v in snap.state_dict().items()}
+    for k, v in t.model.state_dict().items():
+        assert torch.equal(v, before[k]) and v.data_ptr() != snap.state_dict()[k].data_ptr()
+    t.run_steps(3)
+    assert all(torch.equal(v, before[k]) for k, v in snap.state_dict().items())  # a snapshot: it does not move
+    x = torch.tensor(DIGITS.x[:4], dtype=torch.float32, requires_grad=True)
+    snap.decode(snap.encode(x)[0]).sum().backward()  # gradients with respect to activations still work
+    assert x.grad is not None and all(p.grad is None for p in snap.parameters())
+    m = build_model(SMALL, "cpu")
+    assert freeze(m) is m and not m.training
