@@ -425,6 +425,44 @@ def percentile_of(errors, value: float) -> float:
     return float(100.0 * np.mean(e < value))
 
 
+@dataclass(frozen=True)
+class AnomalyVerdict:
+    """One input scored against the held-out errors: its reconstruction MSE per pixel, the share (%) of
+    held-out images with a smaller error, and whether it is above the threshold (flagged)."""
+    name: str
+    error: float
+    percentile: float
+    flagged: bool
+
+
+def anomaly_report(model: AutoEncoder, x, errors, level: float, seed: int = 0,
+                   quantile: float = 0.99) -> tuple[float, list[AnomalyVerdict]]:
+    """The anomaly-detection readout for input ``x`` (D,): the threshold (``quantile`` of the held-out
+    ``errors``) and a verdict for the input itself, the input with Gaussian noise of std ``level``
+    (:func:`add_noise`, ``seed``) and each of :func:`odd_inputs`, in that order."""
+    thr = anomaly_threshold(errors, quantile)
+    inputs = {"this input": x, f"with noise σ = {level:.2f}": add_noise(x, level, seed),
+              **odd_inputs(x, seed=seed)}
+    out = []
+    for name, img in inputs.items():
+        v = float(np.ravel(reconstruction_mse(model, img))[0])
+        out.append(AnomalyVerdict(name, v, percentile_of(errors, v), v > thr))
+    return thr, out
+
+
+def per_image_mse(a, b) -> np.ndarray:
+    """Mean squared error per image (row) between image batches ``a`` and ``b`` (N, D): (N,) float64."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if a.shape != b.shape:
+        raise ValueError(f"image batches of different shapes: {a.shape} and {b.shape}")
+    return np.mean((a - b) ** 2, axis=-1)
+
+
+def train_indices(n: int, val_idx) -> np.ndarray:
+    """The images of a dataset of ``n`` that a zoo model trained on: all but its held-out ``val_idx``."""
+    return np.setdiff1d(np.arange(int(n)), np.asarray(val_idx, dtype=np.int64))
+
+
 @torch.no_grad()
 def decode_prior(model: AutoEncoder, n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Draw n codes z ~ N(0, I) (seeded) and decode them: returns z (n, K) and images (n, D)."""

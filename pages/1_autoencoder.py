@@ -74,8 +74,7 @@ def code_spread(dataset: str, kind: str, latent: int) -> dict:
 def vae_prior_match(dataset: str, latent: int) -> dict:
     """core.diagram.prior_match of the β = 1 VAE on its training images (where its KL term was minimised)."""
     p = ui.pretrained(dataset, "vae", 1.0, latent)
-    train = np.setdiff1d(np.arange(len(zoo_x(dataset))), p.val_idx)
-    return dg.prior_match(p.model, zoo_x(dataset)[train])
+    return dg.prior_match(p.model, zoo_x(dataset)[dg.train_indices(len(zoo_x(dataset)), p.val_idx)])
 
 
 LINEAR_DATASET = "digits"  # 64 pixels: the linear AE trains in about a second, whatever the sidebar's dataset
@@ -87,7 +86,7 @@ def linear_vs_pca(latent: int) -> dict:
     plus the held-out MSE of the zoo's nonlinear AE with the same K on the same images."""
     p = ui.pretrained(LINEAR_DATASET, "ae", 1.0, latent)
     x = zoo_x(LINEAR_DATASET)
-    train = np.setdiff1d(np.arange(len(x)), p.val_idx)
+    train = dg.train_indices(len(x), p.val_idx)
     c = linear_ae.compare_with_pca(x[train], x[p.val_idx], latent)
     nonlin = dg.reconstruction_mse(p.model, x[p.val_idx])
     return {"c": c, "mse_nonlinear": float(np.mean(nonlin)), "recon_nonlinear": dg.reconstruct(p.model, c.shown),
@@ -474,7 +473,7 @@ def bottleneck_section() -> None:
         st.markdown(md_table(["angle i", "trained (°)", "untrained (°)", "decoder column i vs axis i (°)"],
                              [[str(i + 1), f"{a:.3f}", f"{b:.1f}", f"{e:.1f}"] for i, (a, b, e) in
                               enumerate(zip(c.angles_trained, c.angles_untrained, c.axis_angles))]))
-        mse_relu = np.mean((c.shown - lin["recon_nonlinear"]) ** 2, axis=1)
+        mse_relu = dg.per_image_mse(c.shown, lin["recon_nonlinear"])
         st.markdown(md_table(["image", "MSE linear AE", "MSE PCA", "MSE ReLU AE"],
                              [[str(i + 1), f"{a:.5f}", f"{b:.5f}", f"{e:.5f}"] for i, (a, b, e) in
                               enumerate(zip(c.show_mse_ae, c.show_mse_pca, mse_relu))]))
@@ -540,11 +539,9 @@ def anomaly_section() -> None:
     heading("Use 3: anomaly detection")
     errors = held_out_errors(ctx.dataset_name, kind, int(latent))
     level = float(st.session_state.get("ae_noise", 0.5))
-    thr = dg.anomaly_threshold(errors, 0.99)
+    thr, verdicts = dg.anomaly_report(pre.model, x, errors, level, seed=ctx.seed, quantile=0.99)
     odd = dg.odd_inputs(x, seed=ctx.seed)
-    marks = [("this input", float(dg.reconstruction_mse(pre.model, x))),
-             (f"with noise σ = {level:.2f}", float(dg.reconstruction_mse(pre.model, dg.add_noise(x, level, ctx.seed))))]
-    marks += [(name, float(dg.reconstruction_mse(pre.model, img))) for name, img in odd.items()]
+    marks = [(v.name, v.error) for v in verdicts]
     a, b = st.columns([3, 1])
     with a:
         hist = error_histogram(errors, marks, thr, title=f"Reconstruction error of the {len(errors)} held-out images",
@@ -559,11 +556,11 @@ def anomaly_section() -> None:
         ui.figure(odd_grid,
                   key="ae_odd", alt="The two odd inputs: the image with inverted colours, and random pixels.")
     lines = []
-    for name, v in marks:
-        pct = dg.percentile_of(errors, v)
-        rank = "higher than every held-out image" if pct >= 100 else f"higher than {pct:.0f}% of held-out images"
-        flag = "**flagged as an anomaly**" if v > thr else "passes as normal"
-        lines.append(f"- {name}: error {v:.4f}, {rank}: {flag}")
+    for v in verdicts:
+        rank = ("higher than every held-out image" if v.percentile >= 100 else
+                f"higher than {v.percentile:.0f}% of held-out images")
+        flag = "**flagged as an anomaly**" if v.flagged else "passes as normal"
+        lines.append(f"- {v.name}: error {v.error:.4f}, {rank}: {flag}")
     st.markdown(f"An autoencoder learns to rebuild *typical* inputs. Flag anything whose error is above the 99th "
                 f"percentile of held-out images ({thr:.4f}):\n" + "\n".join(lines))
     st.caption("Used to spot faulty parts, fraud or sensor failures: train on normal data only, then flag what "

@@ -446,3 +446,45 @@ def test_vae_bottleneck_columns_leave_room_for_their_labels(digits):
     d = dg.build_diagram(p.model, digits.x[0], digits.image_shape)
     x = {layer.key: layer.x for layer in d.layers}
     assert x["mu"] == x["sigma"] and x["eps"] - x["sigma"] > 0.89 and x["z"] - x["eps"] > 0.89
+
+
+# ---- the autoencoder page's numbers, in core (issue 22: pages only render) -------------------------------
+
+def test_anomaly_report_scores_each_input_against_the_held_out_errors():
+    """Independent reference: the model's decoder mean by hand (torch), numpy's quantile and a count."""
+    from core import diagram as dg
+    from core.data import load_dataset
+    from core.zoo import pretrained
+
+    ds = load_dataset("digits")
+    p = pretrained("digits", "ae", 1.0, 16)
+    held = ds.x[p.val_idx]
+    with torch.no_grad():
+        rec = p.model.decode(p.model.encode(torch.as_tensor(held))[0]).numpy()
+    errors = ((held - rec) ** 2).mean(1)
+    x = ds.x[p.val_idx[3]]
+    thr, verdicts = dg.anomaly_report(p.model, x, errors, 0.4, seed=2)
+    assert thr == pytest.approx(np.quantile(errors.astype(np.float64), 0.99))
+    want = {"this input": x, "with noise σ = 0.40": dg.add_noise(x, 0.4, 2), **dg.odd_inputs(x, seed=2)}
+    assert [v.name for v in verdicts] == list(want)
+    for v, img in zip(verdicts, want.values()):
+        with torch.no_grad():
+            r = p.model.decode(p.model.encode(torch.as_tensor(img[None].astype(np.float32)))[0]).numpy()[0]
+        mse = float(((img - r) ** 2).mean())
+        assert v.error == pytest.approx(mse, rel=1e-5)
+        assert v.percentile == pytest.approx(100 * np.sum(errors < v.error) / len(errors))
+        assert v.flagged == (v.error > thr)
+    by = {v.name: v for v in verdicts}
+    assert by["random pixels"].flagged and not by["this input"].flagged
+
+
+def test_per_image_mse_and_train_indices():
+    from core import diagram as dg
+
+    a = np.array([[0.0, 1.0], [1.0, 1.0]])
+    b = np.array([[0.0, 0.0], [0.0, 0.0]])
+    np.testing.assert_allclose(dg.per_image_mse(a, b), [0.5, 1.0])
+    with pytest.raises(ValueError):
+        dg.per_image_mse(a, b[:, :1])
+    idx = dg.train_indices(6, [4, 1])
+    assert list(idx) == [0, 2, 3, 5]
