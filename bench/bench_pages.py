@@ -28,10 +28,17 @@ the navigation's start ("link", the moment a user follows it) or from the sideba
 
 The floor is the same measurement on a bare Streamlit script that draws a title and one Plotly chart.
 Other work on the machine makes the figures longer: each row says the load average it ran under.
+
+Because wall time on a loaded machine says more about the load than about the page, each open also
+records two CPU times, which the load inflates far less: the browser's main-thread CPU time (Chrome's
+``Performance.getMetrics`` ``TaskDuration`` in the ``threadTicks`` time domain: script, style, layout and
+paint of the page) from the click (or the navigation) until drawn, and the server process's CPU time
+(user + system, from /proc) over the same span, which holds the script run.
 """
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
@@ -85,15 +92,33 @@ st.plotly_chart(go.Figure(go.Scatter(x=[0, 1, 2], y=[1, 3, 2])))
 '''
 
 
+def _proc_cpu(pid: int | None) -> float | None:
+    """User + system CPU seconds of process ``pid`` and its threads (Linux /proc), or None."""
+    if pid is None:
+        return None
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _browser_cpu(cdp) -> float:
+    """The page's main-thread CPU seconds so far (``Performance.enable`` with ``threadTicks``)."""
+    return next(m["value"] for m in cdp.send("Performance.getMetrics")["metrics"] if m["name"] == "TaskDuration")
+
+
 def _load() -> str:
     import os
     return f"load {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
 
 
 def open_times(base_url: str, paths: list[str], n: int = 5, timeout_s: float = 60.0,
-               ways: tuple[str, ...] = ("link", "sidebar")) -> dict[str, dict]:
+               ways: tuple[str, ...] = ("link", "sidebar"), server_pid: int | None = None) -> dict[str, dict]:
     """Per path: {"expect": (charts, images), "link": [seconds, ...], "sidebar": [seconds, ...]}, ``n`` opens
-    each way after one warm-up open (see the module docstring)."""
+    each way after one warm-up open (see the module docstring); and, per way, ``"<way> browser cpu"`` (the
+    page's main-thread CPU seconds per open) and, given the server's ``server_pid``, ``"<way> server cpu"``."""
     from playwright.sync_api import sync_playwright
 
     from bench.bench_core import launch_browser
@@ -114,26 +139,40 @@ def open_times(base_url: str, paths: list[str], n: int = 5, timeout_s: float = 6
                 ctx.close()
                 res = {"expect": (expect[0], expect[1])}
                 if "link" in ways:
-                    res["link"] = []
+                    res["link"], res["link browser cpu"], res["link server cpu"] = [], [], []
                     for _ in range(n):
                         ctx = browser.new_context(viewport={"width": 1400, "height": 900})
                         page = ctx.new_page()
+                        cdp = ctx.new_cdp_session(page)
+                        cdp.send("Performance.enable", {"timeDomain": "threadTicks"})
+                        s0 = _proc_cpu(server_pid)
                         page.goto(base_url + path, wait_until="commit")
                         page.wait_for_function(_DRAWN_JS, arg=expect, polling=20, timeout=timeout_s * 1000)
                         res["link"].append(page.evaluate("() => window.__llDrawnAt") / 1000.0)
+                        res["link browser cpu"].append(_browser_cpu(cdp))
+                        if s0 is not None:
+                            res["link server cpu"].append(_proc_cpu(server_pid) - s0)
                         ctx.close()
                 if "sidebar" in ways and path != "/":
-                    res["sidebar"] = []
+                    res["sidebar"], res["sidebar browser cpu"], res["sidebar server cpu"] = [], [], []
                     ctx = browser.new_context(viewport={"width": 1400, "height": 900})
                     page = ctx.new_page()
+                    cdp = ctx.new_cdp_session(page)
                     for _ in range(n):
                         page.goto(base_url + "/")
                         wait_drawn(page, timeout=180_000)
+                        cdp.send("Performance.enable", {"timeDomain": "threadTicks"})
                         link = page.locator(_SIDEBAR_LINK.format(path=path)).first
+                        b0, s0 = _browser_cpu(cdp), _proc_cpu(server_pid)
                         t0 = page.evaluate("() => { window.__llDrawnAt = undefined; return performance.now(); }")
                         link.click()
                         page.wait_for_function(_DRAWN_JS, arg=expect, polling=20, timeout=timeout_s * 1000)
                         res["sidebar"].append((page.evaluate("() => window.__llDrawnAt") - t0) / 1000.0)
+                        # (includes the 600 ms "still drawn" wait, in which an idle page uses next to no CPU)
+                        res["sidebar browser cpu"].append(_browser_cpu(cdp) - b0)
+                        if s0 is not None:
+                            res["sidebar server cpu"].append(_proc_cpu(server_pid) - s0)
+                        cdp.send("Performance.disable")
                     ctx.close()
                 out[path] = res
         finally:
@@ -141,8 +180,8 @@ def open_times(base_url: str, paths: list[str], n: int = 5, timeout_s: float = 6
     return out
 
 
-def floor_times(n: int = 5) -> list[float]:
-    """The same measurement on a bare one-chart Streamlit script (its own server)."""
+def floor_times(n: int = 5) -> dict:
+    """The same measurement on a bare one-chart Streamlit script (its own server): open_times's result."""
     from tests.conftest import start_server, stop_server
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -150,7 +189,7 @@ def floor_times(n: int = 5) -> list[float]:
         script.write_text(FLOOR_SCRIPT)
         proc, url = start_server(app=script)
         try:
-            return open_times(url, ["/"], n=n, ways=("link",))["/"]["link"]
+            return open_times(url, ["/"], n=n, ways=("link",), server_pid=proc.pid)["/"]
         finally:
             stop_server(proc)
 
@@ -164,7 +203,7 @@ def rows(n: int = 5, base_url: str | None = None, paths: list[str] | None = None
     if base_url is None:
         proc, base_url = start_server()
     try:
-        res = open_times(base_url, paths or PAGES, n=n)
+        res = open_times(base_url, paths or PAGES, n=n, server_pid=proc.pid if proc is not None else None)
     finally:
         if proc is not None:
             stop_server(proc)
@@ -180,13 +219,26 @@ def rows(n: int = 5, base_url: str | None = None, paths: list[str] | None = None
             ok = "✅" if worst <= BUDGET_S else "❌"
             out.append((f"Page {path} {how[way]} on a warm server, until drawn completely ({charts} charts, "
                         f"{images} images), median of {len(t)}",
-                        f"{med:.2f} s (slowest {worst:.2f} s, {_load()}) {ok}", f"≤ {BUDGET_S} s"))
+                        f"{med:.2f} s (slowest {worst:.2f} s, {_load()}; {_cpu_text(r, way)}) {ok}",
+                        f"≤ {BUDGET_S} s"))
     if floor:
-        t = floor_times(n)
+        f = floor_times(n)
+        t = f["link"]
         out.append((f"Floor: a bare Streamlit script with a title and one Plotly chart, opened by its link, "
                     f"median of {len(t)}",
-                    f"{statistics.median(t):.2f} s (slowest {max(t):.2f} s, {_load()})", "reference"))
+                    f"{statistics.median(t):.2f} s (slowest {max(t):.2f} s, {_load()}; {_cpu_text(f, 'link')})",
+                    "reference"))
     return out
+
+
+def _cpu_text(r: dict, way: str) -> str:
+    """'browser CPU 0.61 s, server CPU 0.25 s' (medians per open), from open_times's result."""
+    parts = []
+    for who in ("browser", "server"):
+        v = r.get(f"{way} {who} cpu") or []
+        if v:
+            parts.append(f"{who} CPU {statistics.median(v):.2f} s")
+    return ", ".join(parts) or "CPU not measured"
 
 
 def main() -> None:
