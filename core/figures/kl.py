@@ -556,7 +556,7 @@ def latex_kl_parts_sum(mu: Sequence[float], logvar: Sequence[float]) -> str:
 DRAWN_COLOR = "#000000"
 
 
-def _outline(cx: np.ndarray, cy: np.ndarray, rx: np.ndarray, ry: np.ndarray, points: int = 33):
+def _outline(cx: np.ndarray, cy: np.ndarray, rx: np.ndarray, ry: np.ndarray, points: int = 17):
     """Axis-aligned ellipses (centres cx, cy; half-axes rx, ry, each (N,)) as one polyline with
     None between the ellipses: x, y lists for one Scatter trace. ``points`` - 1 is a multiple of 4, so
     the four ends of the half-axes are drawn exactly."""
@@ -611,20 +611,22 @@ def latent_ellipses_figure(panels: Sequence[dict], drawn: Sequence[tuple | None]
                                  yaxis=ya, line=dict(color=GREY, width=2.2 if r == 1 else 1.2, dash="dot"),
                                  name="prior N(0, I): radius 1, 2, 3", legendgroup="prior",
                                  showlegend=False, hoverinfo="skip"))
+        # One outline trace per class (a line has one colour), and one trace for every mean of the panel
+        # (markers take a colour each): 14 traces a panel, not 24, so the browser lays out fewer.
         for c in np.unique(y):
             m = y == c
             ex, ey = _outline(mu[m, 0], mu[m, 1], sigma[m, 0], sigma[m, 1])
             name = class_names[int(c)] if class_names else str(int(c))
-            color = class_color(int(c))
             traces.append(_trace("Scatter", x=ex, y=ey, mode="lines", xaxis=xa, yaxis=ya, hoverinfo="skip",
-                                 line=dict(color=color, width=1.1), opacity=0.75, legendgroup=f"c{c}",
+                                 line=dict(color=class_color(int(c)), width=1.1), opacity=0.75, legendgroup=f"c{c}",
                                  name=f"class {name}", showlegend=False))
-            traces.append(_trace("Scatter", x=_f32(mu[m, 0]), y=_f32(mu[m, 1]), mode="markers", xaxis=xa,
-                                 yaxis=ya, marker=dict(color=color, size=3.5), legendgroup=f"c{c}",
-                                 name=f"class {name}", showlegend=False,
-                                 customdata=np.stack([sigma[m, 0], sigma[m, 1]], 1).astype(np.float32),
-                                 hovertemplate=f"class {name}<br>μ = (%{{x:.2f}}, %{{y:.2f}})<br>σ = "
-                                               "(%{customdata[0]:.3f}, %{customdata[1]:.3f})<extra></extra>"))
+        names = [f"class {class_names[int(c)] if class_names else int(c)}" for c in y]
+        traces.append(_trace("Scatter", x=_f32(mu[:, 0]), y=_f32(mu[:, 1]), mode="markers", xaxis=xa, yaxis=ya,
+                             marker=dict(color=[class_color(int(c)) for c in y], size=3.5), legendgroup="means",
+                             name="posterior means μ", showlegend=False, text=names,
+                             customdata=np.stack([sigma[:, 0], sigma[:, 1]], 1).astype(np.float32),
+                             hovertemplate="%{text}<br>μ = (%{x:.2f}, %{y:.2f})<br>σ = "
+                                           "(%{customdata[0]:.3f}, %{customdata[1]:.3f})<extra></extra>"))
         if d is not None:
             dm, ds = np.asarray(d[0], float), np.asarray(d[1], float)
             ex, ey = _outline(dm[:1], dm[1:], ds[:1], ds[1:], points=97)
