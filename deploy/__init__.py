@@ -54,12 +54,14 @@ class DeployError(RuntimeError):
     """A problem the user can fix (bad argument, port taken, HAProxy missing); the message says what."""
 
 
-def default_run_dir() -> Path:
+def default_run_dir(environ: dict | None = None) -> Path:
     """The run directory the replicas share: ``LATENT_LAB_RUN_DIR`` if set, else
-    ``<LATENT_LAB_CACHE or ~/.cache/latent-lab>/runs`` (the default of core.persist)."""
-    if os.environ.get("LATENT_LAB_RUN_DIR"):
-        return Path(os.environ["LATENT_LAB_RUN_DIR"])
-    return Path(os.environ.get("LATENT_LAB_CACHE") or Path.home() / ".cache" / "latent-lab") / "runs"
+    ``<LATENT_LAB_CACHE or ~/.cache/latent-lab>/runs`` (the default of core.persist). ``environ``:
+    the environment to read (default ``os.environ``)."""
+    env = os.environ if environ is None else environ
+    if env.get("LATENT_LAB_RUN_DIR"):
+        return Path(env["LATENT_LAB_RUN_DIR"])
+    return Path(env.get("LATENT_LAB_CACHE") or Path.home() / ".cache" / "latent-lab") / "runs"
 
 
 def port_free(port: int, host: str = "127.0.0.1") -> bool:
@@ -174,6 +176,7 @@ class Deployment:
     config_path: Path
     stats_socket: Path
     _own_work_dir: bool = field(default=False, repr=False)
+    replica_environ: dict = field(default_factory=dict, repr=False)  # every replica's environment
 
     def stats(self) -> dict[str, dict[str, str]]:
         """HAProxy's counters per replica (``show stat`` on its admin socket), by replica name: e.g.
@@ -198,11 +201,12 @@ class Deployment:
         r.proc.wait(10)
 
     def restart_replica(self, i: int, env: dict | None = None, timeout: float = 90) -> None:
-        """Start replica ``i`` again on its port (after it died), and wait until it is healthy."""
+        """Start replica ``i`` again on its port (after it died), with the environment of the others
+        (the same run directory and cookie secret) plus ``env``, and wait until it is healthy."""
         r = self.replicas[i]
         if r.alive():
             return
-        self.replicas[i] = _start_replica(r.name, r.port, self.work_dir, _replica_env(self.run_dir, len(self.replicas), env))
+        self.replicas[i] = _start_replica(r.name, r.port, self.work_dir, {**self.replica_environ, **(env or {})})
         _wait_healthy([self.replicas[i]], timeout)
 
     def stop(self) -> None:
@@ -229,12 +233,15 @@ class Deployment:
         self.stop()
 
 
-def _replica_env(run_dir: Path, n_replicas: int, extra: dict | None) -> dict:
-    env = {**os.environ, "LATENT_LAB_RUN_DIR": str(run_dir), **(extra or {})}
-    # Every replica trains one run per core by default; N replicas on one machine would run N times
-    # as many training threads as there are cores. Split the cores instead (unless set by the user).
+def replica_env(run_dir: Path, n_replicas: int, extra: dict | None = None, base: dict | None = None,
+                cores: int | None = None) -> dict:
+    """A replica's environment: ``base`` (default ``os.environ``) with ``extra``, the shared run
+    directory, and its share of the training slots. Every replica trains one run per core by
+    default, so N replicas on one machine would run N times as many training threads as there are
+    cores: each gets ``cores // N`` (at least 1) instead, unless ``LATENT_LAB_TRAINING_SLOTS`` is set."""
+    env = {**(os.environ if base is None else base), "LATENT_LAB_RUN_DIR": str(run_dir), **(extra or {})}
     if "LATENT_LAB_TRAINING_SLOTS" not in env:
-        env["LATENT_LAB_TRAINING_SLOTS"] = str(max(1, (os.cpu_count() or 2) // n_replicas))
+        env["LATENT_LAB_TRAINING_SLOTS"] = str(max(1, (cores or os.cpu_count() or 2) // n_replicas))
     return env
 
 
@@ -362,7 +369,7 @@ def start(replicas: int = 2, port: int | None = None, run_dir: str | Path | None
     started: list[Replica] = []
     # One secret for all replicas, so that cookies Streamlit signs are valid on every replica (a student
     # moved to another replica keeps them). In the environment, not on the command line (ps shows that).
-    renv = _replica_env(run_dir, replicas, {"STREAMLIT_SERVER_COOKIE_SECRET": secrets.token_urlsafe(32), **(env or {})})
+    renv = replica_env(run_dir, replicas, {"STREAMLIT_SERVER_COOKIE_SECRET": secrets.token_urlsafe(32), **(env or {})})
     proxy = None
     try:
         for i, p in enumerate(ports):
@@ -388,7 +395,7 @@ def start(replicas: int = 2, port: int | None = None, run_dir: str | Path | None
             proxy = subprocess.Popen([haproxy, "-db", "-f", str(cfg)], stdout=out, stderr=subprocess.STDOUT,
                                      stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
         dep = Deployment(f"http://{'127.0.0.1' if bind in ('0.0.0.0', '') else bind}:{port}", port, started, proxy,
-                         run_dir, work, cfg, sock, own)
+                         run_dir, work, cfg, sock, own, renv)
         deadline = time.monotonic() + 30
         while True:
             if proxy.poll() is not None:

@@ -88,6 +88,18 @@ def test_bad_arguments_are_refused_with_a_clear_message(tmp_path):
     assert out.returncode == 2 and "--replicas must be a whole number from 1" in out.stderr, out.stderr
 
 
+def test_replicas_share_the_run_dir_and_split_the_training_slots(tmp_path):
+    env = deploy.replica_env(tmp_path, 4, base={"PATH": "/bin"}, cores=8)
+    assert env == {"PATH": "/bin", "LATENT_LAB_RUN_DIR": str(tmp_path), "LATENT_LAB_TRAINING_SLOTS": "2"}
+    assert deploy.replica_env(tmp_path, 16, base={}, cores=8)["LATENT_LAB_TRAINING_SLOTS"] == "1"
+    # The user's choice wins.
+    assert deploy.replica_env(tmp_path, 4, base={"LATENT_LAB_TRAINING_SLOTS": "3"}, cores=8)[
+        "LATENT_LAB_TRAINING_SLOTS"] == "3"
+    assert deploy.default_run_dir({"LATENT_LAB_RUN_DIR": str(tmp_path / "mine")}) == tmp_path / "mine"
+    assert deploy.default_run_dir({"LATENT_LAB_CACHE": str(tmp_path / "c")}) == tmp_path / "c" / "runs"
+    assert deploy.default_run_dir({}) == Path.home() / ".cache" / "latent-lab" / "runs"
+
+
 def test_the_command_serves_through_the_proxy_and_stops_everything_on_sigterm(haproxy, tmp_path):
     port = deploy.free_port()
     proc = subprocess.Popen([sys.executable, "-m", "deploy", "--replicas", "1", "--port", str(port), "--bind",
@@ -272,6 +284,20 @@ def test_a_killed_replicas_students_get_their_runs_back_from_the_other(deploymen
     before, killed_at = run_async(scenario())
     assert not survivor.exceptions, survivor.exceptions
     assert dep.stats()["r0"]["status"] != "UP"
+    # Started again (as `python -m deploy` does), r0 has the others' run directory and cookie secret,
+    # HAProxy takes it back, and a browser whose cookie names it is served there again.
+    dep.restart_replica(0)
+    environ = [dict(v.split("=", 1) for v in Path(f"/proc/{r.proc.pid}/environ").read_text().split("\0") if "=" in v)
+               for r in dep.replicas]
+    for key in ("LATENT_LAB_RUN_DIR", "STREAMLIT_SERVER_COOKIE_SECRET"):
+        assert environ[0][key] == environ[1][key]
+    t0 = time.monotonic()
+    while dep.stats()["r0"]["status"] != "UP":
+        assert time.monotonic() - t0 < 20, dep.stats()["r0"]
+        time.sleep(0.2)
+    with urllib.request.urlopen(urllib.request.Request(dep.url + "/_stcore/health",
+                                                       headers={"Cookie": "LLSRV=r0"}), timeout=10) as r:
+        assert r.headers.get(deploy.REPLICA_HEADER) == "r0"
     if not PERSIST:
         pytest.xfail("run persistence (core/persist.py, the runs= URL parameter on the training page) has not "
                      "landed on main yet: the failover to r1 was checked, the runs coming back was not")
