@@ -1,12 +1,24 @@
-"""Chunked, resumable training of an (V)AE, and a background runner with a heartbeat lease.
+"""Training a (V)AE: one loop, run in short chunks, in the background while a page watches.
 
-A page trains a little (``run_steps`` / ``run_for``), draws, and continues. ``Trainer`` owns
-the model, the optimiser, a fixed train/held-out split, and every number the pages show:
-``history`` (one dict per optimiser step), ``eval_history`` (held-out terms), ``beta_changes``
-and ``snapshots`` (latents of a fixed subset and reconstructions of fixed inputs, for the
-training timeline). All randomness (initial weights, shuffling, the VAE's noise) comes from
-generators seeded by ``TrainConfig.seed``, so the same seed gives the same run, whatever
-else the process does with the global RNG.
+Read it top to bottom:
+
+* ``TrainConfig``: the optimisation settings, checked.
+* ``Trainer``: the model, Adam, a fixed train/held-out split, and every number the pages show:
+  ``history`` (one dict per optimiser step), ``eval_history`` (held-out terms), ``beta_changes``
+  and ``snapshots`` (latents of a fixed subset and reconstructions of fixed inputs, for the
+  training timeline). The loop: ``run_for(seconds)`` or ``run_steps(n)`` -> ``_chunk`` (steps
+  until the time or the count is up) -> ``_one_step`` (mini-batch, forward, loss terms; a
+  non-finite loss restores the last good weights and stops the run; backward, Adam step; the
+  records) -> ``_record_eval`` and ``_record_snapshot``. Every step holds ``Trainer.lock``.
+* ``BackgroundRunner``: runs a trainer in a daemon thread for as long as a page renews its
+  lease. ``_loop``: lease expired? stop; a page redrawing? wait; take a CPU slot; train one
+  chunk; repeat. How the runs of every session share the CPU (fair slots, redraws first, low
+  priority) is :mod:`core.sharing`'s job, explained there.
+* Model helpers shared by the trainer, the zoo and the pages: encode, decode, evaluate, freeze.
+
+All randomness (initial weights, shuffling, the VAE's noise) comes from generators seeded by
+``TrainConfig.seed``, so the same seed gives the same run, whatever else the process does with
+the global RNG.
 """
 from __future__ import annotations
 
@@ -143,7 +155,7 @@ class Trainer:
         self._view_model: AutoEncoder | None = None
         self._view_model_step = -1
 
-    # ---- public API -----------------------------------------------------------------
+    # ---- what the pages call ------------------------------------------------------------
     @property
     def epoch(self) -> int:
         return self.step // self.steps_per_epoch
@@ -155,6 +167,15 @@ class Trainer:
     @property
     def finished(self) -> bool:
         return self.status in ("done", "diverged")
+
+    def progress(self) -> float:
+        return min(1.0, self.step / self.total_steps)
+
+    def seconds_left(self) -> float | None:
+        sps = self.samples_per_second
+        if sps <= 0:
+            return None
+        return (self.total_steps - self.step) * self.cfg.batch_size / sps
 
     def effective_beta(self, step: int | None = None) -> float:
         """beta, ramped linearly from 0 over ``warmup_steps`` (KL warm-up)."""
@@ -186,6 +207,146 @@ class Trainer:
             self.publish_view()
         return ran
 
+    def stop(self, message: str | None = None) -> None:
+        """End the run early (the user pressed Stop): status becomes "done" at the current step,
+        ``message`` says so, and the held-out terms are recorded once more."""
+        with self.lock:
+            if self.finished:
+                return
+            self.status = "done"
+            self.message = message or f"Stopped by the user at step {self.step} of {self.total_steps}."
+            if self.step > 0 and (not self.eval_history or self.eval_history[-1]["step"] != self.step):
+                self._record_eval()
+
+    # ---- the training loop, top to bottom: a chunk of steps, one step, what a step records ----
+    def _chunk(self, max_steps: int | None = None, seconds: float | None = None,
+               stop_early: Callable[[], bool] | None = None) -> int:
+        """Steps until ``max_steps`` ran, or ``seconds`` passed (after at least one step), or
+        ``stop_early()`` says so, or the run finished. Adds the chunk's wall time to
+        ``train_seconds`` under the lock (a redraw's ``step_here`` may add its step's meanwhile)."""
+        ran = 0
+        t0 = time.perf_counter()
+        deadline = None if seconds is None else t0 + seconds
+        while (max_steps is None or ran < max_steps) and not self.finished:
+            self._one_step()
+            ran += 1
+            if deadline is not None and time.perf_counter() >= deadline:
+                break
+            if stop_early is not None and stop_early():
+                break
+        elapsed = time.perf_counter() - t0
+        with self.lock:
+            self.train_seconds += elapsed
+        return ran
+
+    def _one_step(self) -> None:
+        """One optimiser step on the next mini-batch, and what it records. Holds the lock throughout."""
+        with self.lock:
+            if self.status == "idle":
+                self.status = "running"
+            if not self.model.training:  # train() walks every module: only when an evaluation left eval mode
+                self.model.train()
+            # 1. The mini-batch and the VAE's noise, from the run's own generator.
+            xb = self._next_batch()
+            eps = None
+            if self.model.is_vae:
+                eps = torch.randn((len(xb), self.model_cfg.latent_dim), generator=self.gen, device=self.device)
+            # 2. Forward: the loss terms, loss = recon + beta * KL (the negative ELBO at beta = 1).
+            beta = self.effective_beta()
+            out = self.model(xb, eps=eps, recon=False)
+            terms = elbo_terms(xb, out, beta, self.model_cfg.likelihood, self.cfg.free_bits)
+            vals = torch.cat([torch.stack([terms.loss, terms.recon, terms.kl]).detach(), terms.kl_per_dim.detach()]).tolist()
+            # 3. A non-finite loss: restore the last good weights and stop the run ("diverged").
+            if not all(math.isfinite(v) for v in vals[:3]):
+                self._diverge(vals[0])
+                return
+            # 4. Every 20 steps, keep these weights as the last good ones: they just gave a finite loss.
+            #    (Copying after opt.step() instead could keep weights the update had made non-finite.)
+            if self.step % 20 == 0:
+                self._good_state, self._good_step = self._state_copy(), self.step
+            # 5. Backward and Adam.
+            self.opt.zero_grad(set_to_none=True)
+            terms.loss.backward()
+            self.opt.step()
+            self.step += 1
+            # 6. The records: every step, held-out terms every eval_every steps, snapshots every
+            #    snapshot_every steps (and the first and last steps).
+            kl_dims = vals[3:]
+            self.history.append({
+                "step": self.step, "epoch": (self.step - 1) // self.steps_per_epoch + 1,
+                "loss": vals[0], "recon": vals[1], "kl": vals[2], "beta": beta,
+                "beta_kl": beta * vals[2], "kl_per_dim": kl_dims,
+            })
+            if self.step >= self.total_steps:
+                self.status = "done"
+            if self.step % self.cfg.eval_every == 0 or self.status == "done":
+                self._record_eval()
+            if self.cfg.snapshot_every and (self.step % self.cfg.snapshot_every == 0 or self.status == "done" or self.step == 1):
+                self._record_snapshot()
+
+    def _next_batch(self) -> torch.Tensor:
+        n = len(self.x_train)
+        if self._perm is None or self._pos >= n:
+            self._perm = torch.randperm(n, generator=self.gen, device=self.device)
+            self._pos = 0
+        idx = self._perm[self._pos:self._pos + self.cfg.batch_size]
+        self._pos += self.cfg.batch_size
+        return self.x_train[idx]
+
+    def _diverge(self, loss_value: float) -> None:
+        """Restore the last good weights, start Adam afresh, and say what happened."""
+        self.model.load_state_dict(self._good_state)
+        self.opt = make_optimizer(self.model, self.cfg.lr)
+        self.status = "diverged"
+        self.message = (f"The loss became {loss_value} at step {self.step + 1} (learning rate {self.cfg.lr:g}). "
+                        f"Training stopped and the weights from step {self._good_step} were restored. "
+                        "Lower the learning rate (for example to 1e-3) and start again.")
+
+    def _state_copy(self) -> dict:
+        return {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+
+    def _record_eval(self) -> None:
+        ev = evaluate_model(self.model, self.x_val, self.effective_beta(), self.model_cfg.likelihood, seed=self.cfg.seed)
+        ev.update(step=self.step, epoch=self.epoch)
+        self.eval_history.append(ev)
+
+    def _record_snapshot(self) -> None:
+        xs = self.x_val[torch.as_tensor(self.snap_idx, device=self.device)]
+        xf = self.x_val[torch.as_tensor(self.fixed_idx, device=self.device)]
+        self.snapshots.append({
+            "step": self.step,
+            "latents": encode_mu(self.model, xs),
+            "recon": reconstruct(self.model, xf),
+        })
+
+    # ---- reading the model (any thread) ----------------------------------------------------
+    @torch.no_grad()
+    def evaluate(self, x: torch.Tensor | None = None) -> dict:
+        """Held-out terms (mean per sample) with one fixed-noise sample of z: loss/recon/kl/active_units."""
+        with self.lock:
+            return evaluate_model(self.model, self.x_val if x is None else x, self.effective_beta(),
+                                  self.model_cfg.likelihood, seed=self.cfg.seed)
+
+    @torch.no_grad()
+    def reconstruct(self, x: np.ndarray | torch.Tensor) -> np.ndarray:
+        """Decoder mean at z = mu for inputs (B, D) -> (B, D) numpy."""
+        with self.lock:
+            return reconstruct(self.model, x)
+
+    @torch.no_grad()
+    def encode_mu(self, x: np.ndarray | torch.Tensor) -> np.ndarray:
+        with self.lock:
+            return encode_mu(self.model, x)
+
+    @torch.no_grad()
+    def sample_prior(self, n: int, seed: int = 0) -> np.ndarray:
+        with self.lock:
+            return sample_prior(self.model, n, seed)
+
+    def state_dict(self) -> dict:
+        with self.lock:
+            return self._state_copy()
+
     def publish_view(self) -> None:
         """Copy the current weights for :meth:`sample_prior_live` (``run_for`` does this every
         ``VIEW_EVERY_S`` seconds, in the training thread)."""
@@ -215,44 +376,6 @@ class Trainer:
                 return sample_prior(self._view_model, n, seed)
         return self.sample_prior(n, seed)
 
-    @torch.no_grad()
-    def evaluate(self, x: torch.Tensor | None = None) -> dict:
-        """Held-out terms (mean per sample) with one fixed-noise sample of z: loss/recon/kl/active_units."""
-        with self.lock:
-            return evaluate_model(self.model, self.x_val if x is None else x, self.effective_beta(),
-                                  self.model_cfg.likelihood, seed=self.cfg.seed)
-
-    @torch.no_grad()
-    def reconstruct(self, x: np.ndarray | torch.Tensor) -> np.ndarray:
-        """Decoder mean at z = mu for inputs (B, D) -> (B, D) numpy."""
-        with self.lock:
-            return reconstruct(self.model, x)
-
-    @torch.no_grad()
-    def encode_mu(self, x: np.ndarray | torch.Tensor) -> np.ndarray:
-        with self.lock:
-            return encode_mu(self.model, x)
-
-    @torch.no_grad()
-    def sample_prior(self, n: int, seed: int = 0) -> np.ndarray:
-        with self.lock:
-            return sample_prior(self.model, n, seed)
-
-    def state_dict(self) -> dict:
-        with self.lock:
-            return self._state_copy()
-
-    def stop(self, message: str | None = None) -> None:
-        """End the run early (the user pressed Stop): status becomes "done" at the current step,
-        ``message`` says so, and the held-out terms are recorded once more."""
-        with self.lock:
-            if self.finished:
-                return
-            self.status = "done"
-            self.message = message or f"Stopped by the user at step {self.step} of {self.total_steps}."
-            if self.step > 0 and (not self.eval_history or self.eval_history[-1]["step"] != self.step):
-                self._record_eval()
-
     def release_training_data(self) -> None:
         """Free the training images and optimiser state of a finished run (the model, the
         held-out data, the history and the snapshots stay). No-op while the run can still train."""
@@ -266,107 +389,114 @@ class Trainer:
             with self._view_lock:  # (lock order: the training lock, then the view's)
                 self._view, self._view_model, self._view_model_step = None, None, -1
 
-    def progress(self) -> float:
-        return min(1.0, self.step / self.total_steps)
 
-    def seconds_left(self) -> float | None:
-        sps = self.samples_per_second
-        if sps <= 0:
-            return None
-        return (self.total_steps - self.step) * self.cfg.batch_size / sps
+# ---- the background runner ------------------------------------------------------------------
 
-    # ---- the training loop: a chunk of steps, one step, and what a step records ----------
-    def _chunk(self, max_steps: int | None = None, seconds: float | None = None,
-               stop_early: Callable[[], bool] | None = None) -> int:
-        """Steps until ``max_steps`` ran, or ``seconds`` passed (after at least one step), or
-        ``stop_early()`` says so, or the run finished. Adds the chunk's wall time to
-        ``train_seconds`` under the lock (a redraw's ``step_here`` may add its step's meanwhile)."""
-        ran = 0
-        t0 = time.perf_counter()
-        deadline = None if seconds is None else t0 + seconds
-        while (max_steps is None or ran < max_steps) and not self.finished:
-            self._one_step()
-            ran += 1
-            if deadline is not None and time.perf_counter() >= deadline:
-                break
-            if stop_early is not None and stop_early():
-                break
-        elapsed = time.perf_counter() - t0
-        with self.lock:
-            self.train_seconds += elapsed
-        return ran
+#: How long a redraw that found its run had not moved waits for the training thread to leave its
+#: step before it gives up training one itself (``BackgroundRunner.step_here``).
+STEP_HERE_WAIT_S = 0.05
+_RUNNERS: "weakref.WeakSet[BackgroundRunner]" = weakref.WeakSet()
+_RUNNERS_LOCK = threading.Lock()  # a WeakSet cannot be iterated while another thread adds to it
 
-    def _state_copy(self) -> dict:
-        return {k: v.detach().clone() for k, v in self.model.state_dict().items()}
 
-    def _next_batch(self) -> torch.Tensor:
-        n = len(self.x_train)
-        if self._perm is None or self._pos >= n:
-            self._perm = torch.randperm(n, generator=self.gen, device=self.device)
-            self._pos = 0
-        idx = self._perm[self._pos:self._pos + self.cfg.batch_size]
-        self._pos += self.cfg.batch_size
-        return self.x_train[idx]
+def live_runners() -> int:
+    """How many runs of this process (all sessions together) are training now: wanted, unfinished
+    and watched (their lease is current). A runner between two chunks still counts."""
+    with _RUNNERS_LOCK:
+        runners = list(_RUNNERS)
+    return sum(1 for r in runners if r.live)
 
-    def _one_step(self) -> None:
-        with self.lock:
-            if self.status == "idle":
-                self.status = "running"
-            if not self.model.training:  # train() walks every module: only when an evaluation left eval mode
-                self.model.train()
-            xb = self._next_batch()
-            eps = None
-            if self.model.is_vae:
-                eps = torch.randn((len(xb), self.model_cfg.latent_dim), generator=self.gen, device=self.device)
-            beta = self.effective_beta()
-            out = self.model(xb, eps=eps, recon=False)
-            terms = elbo_terms(xb, out, beta, self.model_cfg.likelihood, self.cfg.free_bits)
-            vals = torch.cat([torch.stack([terms.loss, terms.recon, terms.kl]).detach(), terms.kl_per_dim.detach()]).tolist()
-            if not all(math.isfinite(v) for v in vals[:3]):
-                self._diverge(vals[0])
-                return
-            if self.step % 20 == 0:
-                # These weights just gave a finite loss, so they are known to be good. (Copying after
-                # opt.step() instead could keep weights that the update had already made non-finite.)
-                self._good_state, self._good_step = self._state_copy(), self.step
-            self.opt.zero_grad(set_to_none=True)
-            terms.loss.backward()
-            self.opt.step()
-            self.step += 1
-            kl_dims = vals[3:]
-            self.history.append({
-                "step": self.step, "epoch": (self.step - 1) // self.steps_per_epoch + 1,
-                "loss": vals[0], "recon": vals[1], "kl": vals[2], "beta": beta,
-                "beta_kl": beta * vals[2], "kl_per_dim": kl_dims,
-            })
-            if self.step >= self.total_steps:
-                self.status = "done"
-            if self.step % self.cfg.eval_every == 0 or self.status == "done":
-                self._record_eval()
-            if self.cfg.snapshot_every and (self.step % self.cfg.snapshot_every == 0 or self.status == "done" or self.step == 1):
-                self._record_snapshot()
 
-    def _diverge(self, loss_value: float) -> None:
-        self.model.load_state_dict(self._good_state)
-        self.opt = make_optimizer(self.model, self.cfg.lr)
-        self.status = "diverged"
-        self.message = (f"The loss became {loss_value} at step {self.step + 1} (learning rate {self.cfg.lr:g}). "
-                        f"Training stopped and the weights from step {self._good_step} were restored. "
-                        "Lower the learning rate (for example to 1e-3) and start again.")
+class BackgroundRunner:
+    """Runs ``trainer`` in a daemon thread for as long as someone keeps renewing a lease.
 
-    def _record_eval(self) -> None:
-        ev = evaluate_model(self.model, self.x_val, self.effective_beta(), self.model_cfg.likelihood, seed=self.cfg.seed)
-        ev.update(step=self.step, epoch=self.epoch)
-        self.eval_history.append(ev)
+    The page calls :meth:`keep_alive` on every redraw (a fragment that reruns every half
+    second). When the browser tab closes or the user leaves the page, the redraws stop, the
+    lease expires after ``lease_seconds`` and the thread exits, so no CPU is left burning.
+    The thread never touches Streamlit.
+    """
 
-    def _record_snapshot(self) -> None:
-        xs = self.x_val[torch.as_tensor(self.snap_idx, device=self.device)]
-        xf = self.x_val[torch.as_tensor(self.fixed_idx, device=self.device)]
-        self.snapshots.append({
-            "step": self.step,
-            "latents": encode_mu(self.model, xs),
-            "recon": reconstruct(self.model, xf),
-        })
+    def __init__(self, trainer: Trainer, lease_seconds: float = 3.0, chunk_seconds: float = 0.05):
+        self.trainer = trainer
+        self.lease_seconds = lease_seconds
+        self.chunk_seconds = chunk_seconds
+        self.wanted = False
+        self._last_beat = 0.0
+        self._thread: threading.Thread | None = None
+        self._start_lock = threading.Lock()
+        self.error: str | None = None
+        with _RUNNERS_LOCK:
+            _RUNNERS.add(self)
+
+    @property
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    @property
+    def live(self) -> bool:
+        """Training is wanted, unfinished, and a page renewed the lease recently."""
+        return (self.wanted and not self.trainer.finished and self.error is None
+                and time.monotonic() - self._last_beat <= self.lease_seconds)
+
+    def keep_alive(self) -> None:
+        """Renew the lease and (re)start the thread if training is wanted and unfinished. The check
+        and the start are one step under ``_start_lock``: two redraws renewing at once (the page's
+        fragments, or two tabs of one session) start one thread, not two."""
+        self._last_beat = time.monotonic()
+        with self._start_lock:
+            if self.wanted and not self.trainer.finished and not self.alive:
+                self._thread = threading.Thread(target=self._loop, name="latent-lab-trainer", daemon=True)
+                self._thread.start()
+
+    def start(self) -> None:
+        self.wanted = True
+        self.keep_alive()
+
+    def step_here(self, wait: float = STEP_HERE_WAIT_S) -> bool:
+        """Train one step now, in the calling thread, unless the training thread stays inside a step
+        (holds its lock) for longer than ``wait`` seconds, or training is not wanted. Returns True if
+        a step was taken.
+
+        The page calls this when a redraw finds no new step since the previous one: on a saturated
+        CPU the training thread (lowest priority, waiting for its turn among ten) can go a second
+        without a step, and the student's view would stand still. The redraw's thread runs at the
+        page's priority, so one step of its own keeps every view moving (at most one per redraw).
+        A step takes a few ms, so a thread that is inside one usually leaves it within ``wait``."""
+        t = self.trainer
+        if not self.wanted or t.finished or self.error is not None or not t.lock.acquire(timeout=wait):
+            return False
+        try:
+            t.run_for(0.0)  # exactly one step, with the trainer's own bookkeeping
+            return True
+        except Exception as exc:  # reported to the page like the thread's own errors
+            self.error = f"{type(exc).__name__}: {exc}"
+            self.wanted = False
+            return False
+        finally:
+            t.lock.release()
+
+    def pause(self) -> None:
+        self.wanted = False
+
+    def join(self, timeout: float | None = None) -> None:
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def _loop(self) -> None:
+        """The training thread: chunks of ``chunk_seconds`` while training is wanted, unfinished and
+        watched, sharing the CPU by :mod:`core.sharing`'s three rules."""
+        lower_thread_priority()
+        try:
+            while self.wanted and not self.trainer.finished:
+                if time.monotonic() - self._last_beat > self.lease_seconds:
+                    return
+                if REDRAWS.busy:
+                    REDRAWS.wait_until_done()  # a page is redrawing: let it have the CPU and the GIL
+                with TRAINING_SLOTS:  # at most one training chunk per core at a time, first come first served
+                    self.trainer.run_for(self.chunk_seconds, stop_early=lambda: REDRAWS.busy)
+        except Exception as exc:  # reported to the page, never raised into Streamlit
+            self.error = f"{type(exc).__name__}: {exc}"
+            self.wanted = False
 
 
 # ---- model helpers shared by the trainer, the zoo and the pages --------------------------
@@ -474,108 +604,3 @@ def evaluate_model(model: AutoEncoder, x, beta: float, likelihood: str, seed: in
         res["var_mu"] = mu_all.var(axis=0).tolist()
         res["active"] = [bool(a) for a in active_mask(mu_all)]
     return res
-
-
-#: How long a redraw that found its run had not moved waits for the training thread to leave its
-#: step before it gives up training one itself (``BackgroundRunner.step_here``).
-STEP_HERE_WAIT_S = 0.05
-_RUNNERS: "weakref.WeakSet[BackgroundRunner]" = weakref.WeakSet()
-_RUNNERS_LOCK = threading.Lock()  # a WeakSet cannot be iterated while another thread adds to it
-
-
-def live_runners() -> int:
-    """How many runs of this process (all sessions together) are training now: wanted, unfinished
-    and watched (their lease is current). A runner between two chunks still counts."""
-    with _RUNNERS_LOCK:
-        runners = list(_RUNNERS)
-    return sum(1 for r in runners if r.live)
-
-
-class BackgroundRunner:
-    """Runs ``trainer`` in a daemon thread for as long as someone keeps renewing a lease.
-
-    The page calls :meth:`keep_alive` on every redraw (a fragment that reruns every half
-    second). When the browser tab closes or the user leaves the page, the redraws stop, the
-    lease expires after ``lease_seconds`` and the thread exits, so no CPU is left burning.
-    The thread never touches Streamlit.
-    """
-
-    def __init__(self, trainer: Trainer, lease_seconds: float = 3.0, chunk_seconds: float = 0.05):
-        self.trainer = trainer
-        self.lease_seconds = lease_seconds
-        self.chunk_seconds = chunk_seconds
-        self.wanted = False
-        self._last_beat = 0.0
-        self._thread: threading.Thread | None = None
-        self._start_lock = threading.Lock()
-        self.error: str | None = None
-        with _RUNNERS_LOCK:
-            _RUNNERS.add(self)
-
-    @property
-    def alive(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
-
-    @property
-    def live(self) -> bool:
-        """Training is wanted, unfinished, and a page renewed the lease recently."""
-        return (self.wanted and not self.trainer.finished and self.error is None
-                and time.monotonic() - self._last_beat <= self.lease_seconds)
-
-    def keep_alive(self) -> None:
-        """Renew the lease and (re)start the thread if training is wanted and unfinished. The check
-        and the start are one step under ``_start_lock``: two redraws renewing at once (the page's
-        fragments, or two tabs of one session) start one thread, not two."""
-        self._last_beat = time.monotonic()
-        with self._start_lock:
-            if self.wanted and not self.trainer.finished and not self.alive:
-                self._thread = threading.Thread(target=self._loop, name="latent-lab-trainer", daemon=True)
-                self._thread.start()
-
-    def start(self) -> None:
-        self.wanted = True
-        self.keep_alive()
-
-    def step_here(self, wait: float = STEP_HERE_WAIT_S) -> bool:
-        """Train one step now, in the calling thread, unless the training thread stays inside a step
-        (holds its lock) for longer than ``wait`` seconds, or training is not wanted. Returns True if
-        a step was taken.
-
-        The page calls this when a redraw finds no new step since the previous one: on a saturated
-        CPU the training thread (lowest priority, waiting for its turn among ten) can go a second
-        without a step, and the student's view would stand still. The redraw's thread runs at the
-        page's priority, so one step of its own keeps every view moving (at most one per redraw).
-        A step takes a few ms, so a thread that is inside one usually leaves it within ``wait``."""
-        t = self.trainer
-        if not self.wanted or t.finished or self.error is not None or not t.lock.acquire(timeout=wait):
-            return False
-        try:
-            t.run_for(0.0)  # exactly one step, with the trainer's own bookkeeping
-            return True
-        except Exception as exc:  # reported to the page like the thread's own errors
-            self.error = f"{type(exc).__name__}: {exc}"
-            self.wanted = False
-            return False
-        finally:
-            t.lock.release()
-
-    def pause(self) -> None:
-        self.wanted = False
-
-    def join(self, timeout: float | None = None) -> None:
-        if self._thread is not None:
-            self._thread.join(timeout)
-
-    def _loop(self) -> None:
-        lower_thread_priority()
-        try:
-            while self.wanted and not self.trainer.finished:
-                if time.monotonic() - self._last_beat > self.lease_seconds:
-                    return
-                if REDRAWS.busy:
-                    REDRAWS.wait_until_done()  # a page is redrawing: let it have the CPU and the GIL
-                with TRAINING_SLOTS:  # at most one training chunk per core at a time, first come first served
-                    self.trainer.run_for(self.chunk_seconds, stop_early=lambda: REDRAWS.busy)
-        except Exception as exc:  # reported to the page, never raised into Streamlit
-            self.error = f"{type(exc).__name__}: {exc}"
-            self.wanted = False

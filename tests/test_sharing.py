@@ -10,10 +10,11 @@ from core.sharing import FairSlots, Redraws, lower_thread_priority
 from tests.test_training import _thread_nice
 
 
-def test_fair_slots_limit_concurrency_and_serve_in_order():
-    slots = FairSlots(2)
+def _queue_through(slots: FairSlots, n_threads: int = 8) -> tuple[int, list[int]]:
+    """(peak holders, entry order) when ``n_threads`` threads arrive one after another (each
+    holds a slot or has queued before the next starts) while the first holders wait."""
     active, peak, order = [0], [0], []
-    lock = threading.Lock()
+    lock, go = threading.Lock(), threading.Event()
 
     def work(i):
         with slots:
@@ -21,20 +22,29 @@ def test_fair_slots_limit_concurrency_and_serve_in_order():
                 active[0] += 1
                 peak[0] = max(peak[0], active[0])
                 order.append(i)
-            time.sleep(0.02)
+            go.wait(10)  # the first holders keep their slots until everyone has queued
+            time.sleep(0.01)
             with lock:
                 active[0] -= 1
 
     threads = []
-    for i in range(8):
+    for i in range(n_threads):
         threads.append(threading.Thread(target=work, args=(i,)))
         threads[-1].start()
-        time.sleep(0.002)
+        deadline = time.monotonic() + 10
+        while len(order) + len(slots._waiting) < i + 1 and time.monotonic() < deadline:
+            time.sleep(0.001)
+    go.set()
     for t in threads:
         t.join(10)
-    # two at a time, and the queued ones in the order they arrived (each arrives 2 ms after the last,
-    # while the holders sleep 20 ms)
-    assert peak[0] == 2 and order == list(range(8)), order
+    return peak[0], order
+
+
+def test_fair_slots_limit_concurrency_and_serve_in_order():
+    peak, order = _queue_through(FairSlots(1))
+    assert peak == 1 and order == list(range(8)), order  # first come, first served
+    peak, order = _queue_through(FairSlots(2))
+    assert peak == 2 and sorted(order) == list(range(8)) and set(order[:2]) == {0, 1}  # two at a time
 
 
 def test_lower_thread_priority_only_lowers():
