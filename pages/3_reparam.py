@@ -142,6 +142,12 @@ def section(title: str):
     return st.container()
 
 
+def lazy_expander(label: str, key: str):
+    """An expander whose content is computed and drawn only once it is opened (``.open``; opening it reruns
+    the page): the first paint carries only the main figures."""
+    return st.expander(label, key=key, on_change="rerun")
+
+
 def main_slot(slot):
     """Where a section draws its main figure: ``slot`` in presenter mode, in place otherwise."""
     return slot if ctx.present else st.container()
@@ -341,19 +347,21 @@ def chain_rule_section(idx: int, eps_draw: int, slot) -> None:
                   alt="Bar charts of dL/dμ and dL/dlogvar for each latent dimension, split into the reconstruction "
                       "part and the β·KL part, with the total from backpropagation marked.")
     reading(case, g, avg)
-    with st.expander("All the numbers"):
-        rows = [{"dim": f"z{j + 1}", "μ": g["mu"][j], "σ": g["sigma"][j], "ε": g["eps"][j], "z": g["z"][j],
-                 "KL (nats)": g["kl_per_dim"][j], "∂f/∂z (autograd)": jac["df_dz"][j],
-                 "∂f/∂μ (autograd)": jac["df_dmu"][j], "∂f/∂σ (autograd)": jac["df_dsigma"][j],
-                 "∂f/∂z · ε (formula)": jac["df_dz"][j] * jac["eps"][j],
-                 "∂L/∂μ": g["dL_dmu"][j], "∂L/∂log σ²": g["dL_dlogvar"][j],
-                 f"mean |∂f/∂μ| over {N_AVG} ε": case["abs_drecon_dmu"][j],
-                 f"recon part of ∂L/∂log σ², mean of {N_AVG} ε": avg["drecon_dlogvar"][j],
-                 "KL part of ∂L/∂log σ²": avg["dkl_dlogvar"][j]} for j in range(K)]
-        rows = [{k: (v if k == "dim" else float(reparam.clean(v, 4))) for k, v in r.items()} for r in rows]
-        st.dataframe(rows, hide_index=True, width="stretch",
-                     column_config={k: st.column_config.NumberColumn(format="%.4f") for k in rows[0] if k != "dim"})
-        ui.download_csv("⬇️ These numbers (CSV)", rows, f"vae-gradients-{ctx.dataset_name}-{idx}.csv", key="rp_vae_csv")
+    box = lazy_expander("All the numbers", "rp_numbers_open")
+    if box.open:
+        with box:
+            rows = [{"dim": f"z{j + 1}", "μ": g["mu"][j], "σ": g["sigma"][j], "ε": g["eps"][j], "z": g["z"][j],
+                     "KL (nats)": g["kl_per_dim"][j], "∂f/∂z (autograd)": jac["df_dz"][j],
+                     "∂f/∂μ (autograd)": jac["df_dmu"][j], "∂f/∂σ (autograd)": jac["df_dsigma"][j],
+                     "∂f/∂z · ε (formula)": jac["df_dz"][j] * jac["eps"][j],
+                     "∂L/∂μ": g["dL_dmu"][j], "∂L/∂log σ²": g["dL_dlogvar"][j],
+                     f"mean |∂f/∂μ| over {N_AVG} ε": case["abs_drecon_dmu"][j],
+                     f"recon part of ∂L/∂log σ², mean of {N_AVG} ε": avg["drecon_dlogvar"][j],
+                     "KL part of ∂L/∂log σ²": avg["dkl_dlogvar"][j]} for j in range(K)]
+            rows = [{k: (v if k == "dim" else float(reparam.clean(v, 4))) for k, v in r.items()} for r in rows]
+            st.dataframe(rows, hide_index=True, width="stretch",
+                         column_config={k: st.column_config.NumberColumn(format="%.4f") for k in rows[0] if k != "dim"})
+            ui.download_csv("⬇️ These numbers (CSV)", rows, f"vae-gradients-{ctx.dataset_name}-{idx}.csv", key="rp_vae_csv")
 
 
 def reading(case: dict, g: dict, avg: dict) -> None:
@@ -520,34 +528,36 @@ def experiment_section(f: str, r: dict, slot) -> None:
     st.caption("Each column shares one x axis and one set of bins, so the widths compare directly (the x range "
                "covers the central 99% of estimates; the rest are counted in the end bins). The spread of a "
                "histogram is the per-sample variance: a mean of n samples has standard error √(variance / n).")
-    with st.expander("Means with error bars, convergence, and every number"):
-        ui.figure(rfig.estimate_intervals(r), key="rp_ci",
-                  alt=f"Means with ±2 standard error bars against the exact gradients {fmt(ex['dmu'])} and "
-                      f"{fmt(ex['dsigma'])}.")
-        ui.figure(rfig.convergence(r), key="rp_conv",
-                  alt="Running means of both estimators against the number of samples on a log axis, with ±2 "
-                      "standard error bands narrowing around the exact gradient.")
-        st.caption("Both bands shrink like 1/√n; the estimator with the larger per-sample variance has the wider band.")
-        rows = []
-        for m in ("reparam", "score"):
-            for p in ("dmu", "dsigma"):
-                z = zs[m][p]
-                rows.append({"estimator": rfig.METHOD_NAMES[m], "gradient": rfig.PARAM_NAMES[p] + " E[f(z)]",
-                             "exact": float(reparam.clean(ex[p], 6)), "mean": float(reparam.clean(s[m][p]["mean"], 6)),
-                             "std. error": float(reparam.clean(s[m][p]["stderr"], 6)),
-                             "(mean − exact) / s.e.": float(reparam.clean(z, 3)) if np.isfinite(z) else None,
-                             "per-sample variance": float(reparam.clean(s[m][p]["variance"], 6))})
-        st.dataframe(rows, hide_index=True, width="stretch",
-                     column_config={k: st.column_config.NumberColumn(format="%.4g") for k in
-                                    ("exact", "mean", "std. error", "(mean − exact) / s.e.", "per-sample variance")})
-        if any(r_["(mean − exact) / s.e."] is None for r_ in rows):
-            st.caption("A blank (mean − exact) / s.e.: that estimator's standard error is 0 (all its per-sample "
-                       "estimates are equal), so the ratio is undefined; compare its mean with the exact value instead.")
-        ui.download_csv("⬇️ Per-sample estimates (CSV)",
-                        {"pathwise_dmu": r["samples"]["reparam"]["dmu"],
-                         "pathwise_dsigma": r["samples"]["reparam"]["dsigma"],
-                         "score_dmu": r["samples"]["score"]["dmu"], "score_dsigma": r["samples"]["score"]["dsigma"]},
-                        f"reparam-estimates-{f.replace('^', '').replace(' ', '')}-n{r['n']}.csv", key="rp_csv")
+    box = lazy_expander("Means with error bars, convergence, and every number", "rp_ci_open")
+    if box.open:
+        with box:
+            ui.figure(rfig.estimate_intervals(r), key="rp_ci",
+                      alt=f"Means with ±2 standard error bars against the exact gradients {fmt(ex['dmu'])} and "
+                          f"{fmt(ex['dsigma'])}.")
+            ui.figure(rfig.convergence(r), key="rp_conv",
+                      alt="Running means of both estimators against the number of samples on a log axis, with ±2 "
+                          "standard error bands narrowing around the exact gradient.")
+            st.caption("Both bands shrink like 1/√n; the estimator with the larger per-sample variance has the wider band.")
+            rows = []
+            for m in ("reparam", "score"):
+                for p in ("dmu", "dsigma"):
+                    z = zs[m][p]
+                    rows.append({"estimator": rfig.METHOD_NAMES[m], "gradient": rfig.PARAM_NAMES[p] + " E[f(z)]",
+                                 "exact": float(reparam.clean(ex[p], 6)), "mean": float(reparam.clean(s[m][p]["mean"], 6)),
+                                 "std. error": float(reparam.clean(s[m][p]["stderr"], 6)),
+                                 "(mean − exact) / s.e.": float(reparam.clean(z, 3)) if np.isfinite(z) else None,
+                                 "per-sample variance": float(reparam.clean(s[m][p]["variance"], 6))})
+            st.dataframe(rows, hide_index=True, width="stretch",
+                         column_config={k: st.column_config.NumberColumn(format="%.4g") for k in
+                                        ("exact", "mean", "std. error", "(mean − exact) / s.e.", "per-sample variance")})
+            if any(r_["(mean − exact) / s.e."] is None for r_ in rows):
+                st.caption("A blank (mean − exact) / s.e.: that estimator's standard error is 0 (all its per-sample "
+                           "estimates are equal), so the ratio is undefined; compare its mean with the exact value instead.")
+            ui.download_csv("⬇️ Per-sample estimates (CSV)",
+                            {"pathwise_dmu": r["samples"]["reparam"]["dmu"],
+                             "pathwise_dsigma": r["samples"]["reparam"]["dsigma"],
+                             "score_dmu": r["samples"]["score"]["dmu"], "score_dsigma": r["samples"]["score"]["dsigma"]},
+                            f"reparam-estimates-{f.replace('^', '').replace(' ', '')}-n{r['n']}.csv", key="rp_csv")
 
 
 @st.fragment
@@ -597,18 +607,20 @@ def race_section(idx: int, slot) -> None:
                   alt=(f"Per-dimension variance ratios on a log axis for image {idx}: the plain score function's "
                        f"median {ratio_txt(sm['score']['dmu']['median'])} for μ, with a baseline "
                        f"{ratio_txt(sm['score_loo']['dmu']['median'])}."))
-    with st.expander("Every dimension's means, standard errors and ratios"):
-        rows = []
-        for j in range(K):
-            row = {"dim": f"z{j + 1}"}
-            for p, pn in (("dmu", "∂/∂μ"), ("dsigma", "∂/∂σ")):
-                for m, mn in (("pathwise", "pathwise"), ("score", "score"), ("score_loo", "score − baseline")):
-                    row[f"{pn} {mn} mean"] = float(reparam.clean(rr["stats"][m][p]["mean"][j], 3))
-                    row[f"{pn} {mn} s.e."] = float(reparam.clean(rr["stats"][m][p]["stderr"][j], 3))
-                row[f"{pn} variance ratio"] = float(reparam.clean(rr["ratio"]["score"][p][j], 1))
-            rows.append(row)
-        st.dataframe(rows, hide_index=True, width="stretch")
-        ui.download_csv("⬇️ These numbers (CSV)", rows, f"estimator-race-{ctx.dataset_name}-{idx}.csv", key="rp_race_csv")
+    box = lazy_expander("Every dimension's means, standard errors and ratios", "rp_race_open")
+    if box.open:
+        with box:
+            rows = []
+            for j in range(K):
+                row = {"dim": f"z{j + 1}"}
+                for p, pn in (("dmu", "∂/∂μ"), ("dsigma", "∂/∂σ")):
+                    for m, mn in (("pathwise", "pathwise"), ("score", "score"), ("score_loo", "score − baseline")):
+                        row[f"{pn} {mn} mean"] = float(reparam.clean(rr["stats"][m][p]["mean"][j], 3))
+                        row[f"{pn} {mn} s.e."] = float(reparam.clean(rr["stats"][m][p]["stderr"][j], 3))
+                    row[f"{pn} variance ratio"] = float(reparam.clean(rr["ratio"]["score"][p][j], 1))
+                rows.append(row)
+            st.dataframe(rows, hide_index=True, width="stretch")
+            ui.download_csv("⬇️ These numbers (CSV)", rows, f"estimator-race-{ctx.dataset_name}-{idx}.csv", key="rp_race_csv")
 
     st.subheader("Two short training runs, one per estimator")
     job = training_job(ctx.dataset_name, ctx.seed)

@@ -89,6 +89,22 @@ def complex_evidence(dataset: str, seed: int) -> dict:
     return limits.complex_data_evidence(dataset, seed=seed, n_show=12, loader=ui.pretrained, judge=judge(dataset))
 
 
+def lazy_expander(label: str, key: str):
+    """An expander whose content is computed and drawn only once it is opened (``.open``; opening it reruns
+    the section): the page's first paint carries only its main figures."""
+    return st.expander(label, key=key, on_change="rerun")
+
+
+def md_table(rows: list[dict], formats: dict | None = None) -> str:
+    """Rows of dicts as a Markdown table (lighter to draw than st.dataframe); numbers as ``formats[col]``."""
+    formats = formats or {}
+    cols = list(rows[0])
+    esc = lambda v: str(v).replace("|", "\\|")  # noqa: E731
+    cell = lambda c, v: format(v, formats[c]) if c in formats and not isinstance(v, str) else esc(v)  # noqa: E731
+    return "\n".join(["| " + " | ".join(esc(c) for c in cols) + " |", "|" + " --- |" * len(cols)]
+                     + ["| " + " | ".join(cell(c, r[c]) for c in cols) + " |" for r in rows])
+
+
 def three_parts(why: str, fix: str) -> None:
     c1, c2 = st.columns(2, gap="large")
     with c1:
@@ -137,12 +153,12 @@ def best_beta_text(head: dict, tv: dict) -> None:
         why = why.replace("(noise of the difference", "(noise of the held-out difference")
         st.markdown(intro + why)
     if not present:
-        with st.expander("📋 Training vs held-out −ELBO (nats per image)"):
-            st.dataframe([{"β": f"{row['beta']:g}", "training −ELBO": row["train"], "± (3 seeds)": row["train_sd"],
-                           "held-out −ELBO": row["val"], "± (3 seeds) ": row["val_sd"]} for row in tv["rows"]],
-                         hide_index=True, column_config={c: st.column_config.NumberColumn(format="%.3f") for c in (
-                             "training −ELBO", "± (3 seeds)", "held-out −ELBO", "± (3 seeds) ")})
-            st.caption("Each −ELBO is reconstruction + KL with one sample of z per image, averaged over the images; "
+        box = lazy_expander("📋 Training vs held-out −ELBO (nats per image)", "lim_tv_open")
+        if box.open:
+            box.markdown(md_table([{"β": f"{row['beta']:g}", "training −ELBO": row["train"], "± (3 seeds)": row["train_sd"],
+                                    "held-out −ELBO": row["val"], "± (3 seeds) ": row["val_sd"]} for row in tv["rows"]],
+                                  {c: ".3f" for c in ("training −ELBO", "± (3 seeds)", "held-out −ELBO", "± (3 seeds) ")}))
+            box.caption("Each −ELBO is reconstruction + KL with one sample of z per image, averaged over the images; "
                        "± is the standard deviation over 3 evaluations with different noise.")
 
 
@@ -363,25 +379,26 @@ def section_collapse() -> None:
         ui.figure(lf.kl_per_dim_compare(pts, free_bits=fb_lambda), key="lim_fig_klbars",
                   alt="Held-out KL per latent dimension for the plain, warm-up and free-bits runs: " + "; ".join(
                       f"{lf.VARIANT_LABELS[v]} {p['active_units']} active units" for v, p in pts.items()))
-        ui.figure(paired_rows({"real": remedies[""]["original"],
-                               **{lf.VARIANT_LABELS[v]: r["recon"] for v, r in remedies.items()}},
-                              ctx.dataset.image_shape, title="Their reconstructions of the same held-out images",
-                              height=330 if ctx.dataset.image_shape[0] <= 8 else 420),
-                  key="lim_fig_remedy_recon", alt="Reconstructions of the same held-out images by the plain, "
-                                                  "warm-up and free-bits models.")
-        with (st.expander("📋 The three runs: table and training curves") if not present else st.container()):
-            st.dataframe(
-                [{"run": lf.VARIANT_LABELS[v], "how it was trained":
-                  {"": "β = 4 from the first step", "warmup": f"β ramped 0 → 4 over {wu_steps} steps",
-                   "freebits": f"KL_j charged at least λ = {fb_lambda:g} nats"}[v],
-                  "active units (Var_x μ_j > 0.01)": p["active_units"], "rate KL (nats)": p["rate"],
-                  "distortion (nats)": p["distortion"], "−ELBO (nats)": p["neg_elbo"]} for v, p in pts.items()],
-                hide_index=True,
-                column_config={c: st.column_config.NumberColumn(format="%.3f")
-                               for c in ("rate KL (nats)", "distortion (nats)", "−ELBO (nats)")})
-            ui.figure(lf.training_compare(remedies), key="lim_fig_curves",
-                      alt="Training curves of the three runs: the β used at each step, the KL and the "
-                          "reconstruction.")
+        box = (lazy_expander("📋 The three runs: reconstructions, table and training curves", "lim_runs_open")
+               if not present else st.container())
+        if present or box.open:
+            with box:
+                ui.figure(paired_rows({"real": remedies[""]["original"],
+                                       **{lf.VARIANT_LABELS[v]: r["recon"] for v, r in remedies.items()}},
+                                      ctx.dataset.image_shape, title="Their reconstructions of the same held-out images",
+                                      height=330 if ctx.dataset.image_shape[0] <= 8 else 420),
+                          key="lim_fig_remedy_recon", alt="Reconstructions of the same held-out images by the plain, "
+                                                          "warm-up and free-bits models.")
+                st.markdown(md_table(
+                    [{"run": lf.VARIANT_LABELS[v], "how it was trained":
+                      {"": "β = 4 from the first step", "warmup": f"β ramped 0 → 4 over {wu_steps} steps",
+                       "freebits": f"KL_j charged at least λ = {fb_lambda:g} nats"}[v],
+                      "active units (Var_x μ_j > 0.01)": p["active_units"], "rate KL (nats)": p["rate"],
+                      "distortion (nats)": p["distortion"], "−ELBO (nats)": p["neg_elbo"]} for v, p in pts.items()],
+                    {c: ".3f" for c in ("rate KL (nats)", "distortion (nats)", "−ELBO (nats)")}))
+                ui.figure(lf.training_compare(remedies), key="lim_fig_curves",
+                          alt="Training curves of the three runs: the β used at each step, the KL and the "
+                              "reconstruction.")
         plain, wu, fb = pts[""], pts["warmup"], pts["freebits"]
         wu_text = (f"KL warm-up only delayed the collapse here: after the ramp the KL fell again, ending at "
                    f"{wu['rate']:.3f} nats with {wu['active_units']} active units (training curves in the expander above)."
@@ -645,16 +662,19 @@ def section_complex() -> None:
         ui.figure(lf.complex_bars(rows, **({"height": PRESENT_H} if present else {})), key="lim_fig_complex",
                   alt="Bars: for each dataset, the VAE's sharpness, classifier accuracy and recognised samples as a "
                       "percentage of the real images' values.")
-        for e in cx:
-            ui.figure(lf.dataset_strip(e["images"], e["image_shape"], title=f"{STRIP_TITLES[e['dataset']]} "
-                                       f"({e['image_shape'][0]}×{e['image_shape'][1]} pixels)", height=285),
-                      key=f"lim_fig_strip_{e['dataset']}",
-                      alt=f"Real {e['dataset']} images, VAE reconstructions and VAE samples.")
-        if not present:
-            names = [r["dataset"] for r in rows]
-            with st.expander("📋 All the measures, per dataset"):
-                st.dataframe([{"measure": k, **{n: cell_text(k, r[k]) for n, r in zip(names, rows)}}
-                              for k in rows[0] if k != "dataset"], hide_index=True)
+        names = [r["dataset"] for r in rows]
+        box = (lazy_expander("🖼️ The images and all the measures, per dataset", "lim_cx_open")
+               if not present else st.container())
+        if present or box.open:
+            with box:
+                for e in cx:
+                    ui.figure(lf.dataset_strip(e["images"], e["image_shape"], title=f"{STRIP_TITLES[e['dataset']]} "
+                                               f"({e['image_shape'][0]}×{e['image_shape'][1]} pixels)", height=285),
+                              key=f"lim_fig_strip_{e['dataset']}",
+                              alt=f"Real {e['dataset']} images, VAE reconstructions and VAE samples.")
+                if not present:
+                    st.markdown(md_table([{"measure": k, **{n: cell_text(k, r[k]) for n, r in zip(names, rows)}}
+                                          for k in rows[0] if k != "dataset"]))
         by = {r["dataset"]: r for r in rows}
         d, mn = by["digits"], by["mnist-5k"]
         st.markdown(
