@@ -233,8 +233,7 @@ def _rows(cols) -> list[dict]:
     n = {len(v) for v in data.values() if torch.is_tensor(v)}
     if len(n) != 1 or not all(torch.is_tensor(v) for v in data.values()):
         raise PersistError("history columns have different lengths")
-    lists = {k: data[k].tolist() for k in keys}
-    return [{k: lists[k][i] for k in keys} for i in range(n.pop())]
+    return [dict(zip(keys, vals)) for vals in zip(*(data[k].tolist() for k in keys))]
 
 
 def _snapshots_out(snaps: list[dict]) -> dict:
