@@ -142,6 +142,19 @@ def section(title: str):
     return st.container()
 
 
+@st.cache_resource(max_entries=256, show_spinner=False)
+def _figure_cache(key: str, deps: tuple, _build):
+    return _build()
+
+
+def cached(key: str, deps: tuple, build):
+    """The figure ``build()`` makes, built once per (figure, dataset, seed, presenter mode, ``deps``) and shared:
+    building a Plotly figure costs 15-45 ms of server CPU (the animated backward pass far more), a large share of
+    a warm page's run. ``deps`` must hold every setting the figure depends on beyond the dataset, the seed and
+    presenter mode. ui.figure and st.plotly_chart do not change the figure (presenter mode draws a copy)."""
+    return _figure_cache(key, (ctx.dataset_name, int(ctx.seed), bool(ctx.present)) + tuple(deps), build)
+
+
 def lazy_expander(label: str, key: str):
     """An expander whose content is computed and drawn only once it is opened (``.open``; opening it reruns
     the page): the first paint carries only the main figures."""
@@ -175,8 +188,8 @@ if show(0):
             "of the expected loss. Without the trick, the score-function estimator is also unbiased"
             f"{measured}")
     v = dict(one_sample("z^2", 0.5, 1.0, ctx.seed, 1.0), f_label="z²")
-    graph = (rfig.backward_pass_graphs(v, height=PRESENT_HEIGHT, text_scale=1.25) if ctx.present  # labels >= 16 px
-             else rfig.backward_pass_graphs(v))
+    graph = cached("rp_graph", (), lambda: rfig.backward_pass_graphs(v, height=PRESENT_HEIGHT, text_scale=1.25)
+                   if ctx.present else rfig.backward_pass_graphs(v))  # labels >= 16 px in presenter mode
     ui.figure(graph, key="rp_graph",
               html_name="reparam-backward-pass",
               alt=(f"Two computational graphs for L = z² with one sample z = {fmt(v['z'])}. Left: z is sampled "
@@ -331,19 +344,22 @@ def chain_rule_section(idx: int, eps_draw: int, slot) -> None:
 
     c1, c2 = st.columns([1, 3])
     with c1:
-        ui.figure(image_grid([case["x"], g["recon_x"]], ctx.dataset.image_shape, ncols=2,
-                             col_titles=["input x", "decoder(z)"], height=230), key="rp_vae_img",
+        ui.figure(cached("rp_vae_img", (idx, eps_draw), lambda:
+                image_grid([case["x"], g["recon_x"]], ctx.dataset.image_shape, ncols=2,
+                             col_titles=["input x", "decoder(z)"], height=230)), key="rp_vae_img",
                   alt=f"The held-out input (dataset index {case['dataset_index']}, label {label}) and the decoder's "
                       "output at the sampled z.")
         st.caption(f"For this draw (the SGVB estimate): −log p(x|z) = {fmt(g['recon'], 2)} nats, KL = "
                    f"{fmt(g['kl'], 2)} nats, −ELBO estimate = {fmt(g['loss'], 2)} nats per image. The first term "
                    "is a Bernoulli cross-entropy on grey pixels: not a normalised likelihood.")
     with c2:
-        ui.figure(rfig.vae_posterior(g["mu"], g["sigma"], g["eps"], g["z"]), key="rp_vae_post",
+        ui.figure(cached("rp_vae_post", (idx, eps_draw), lambda:
+                rfig.vae_posterior(g["mu"], g["sigma"], g["eps"], g["z"])), key="rp_vae_post",
                   alt=f"For each of the {K} latent dimensions: the encoder's mean μ with a ±σ bar, and the drawn "
                       "z = μ + σ·ε as a diamond, over the prior's ±1 band.")
     with main_slot(slot):
-        ui.figure(rfig.vae_gradient_bars(g, height=PRESENT_HEIGHT if ctx.present else 380), key="rp_vae_grad",
+        ui.figure(cached("rp_vae_grad", (idx, eps_draw), lambda:
+                rfig.vae_gradient_bars(g, height=PRESENT_HEIGHT if ctx.present else 380)), key="rp_vae_grad",
                   alt="Bar charts of dL/dμ and dL/dlogvar for each latent dimension, split into the reconstruction "
                       "part and the β·KL part, with the total from backpropagation marked.")
     reading(case, g, avg)
@@ -520,7 +536,8 @@ def experiment_section(f: str, r: dict, slot) -> None:
         st.info(f"{verdict} {more}", icon="📏")
 
     with main_slot(slot):
-        ui.figure(rfig.estimator_histograms(r, height=PRESENT_HEIGHT if ctx.present else 520), key="rp_hist",
+        ui.figure(cached("rp_hist", (r["f"], r["mu"], r["sigma"], r["a"], r["n"], r["seed"]), lambda:
+                rfig.estimator_histograms(r, height=PRESENT_HEIGHT if ctx.present else 520)), key="rp_hist",
                   alt=(f"Histograms of {r['n']} per-sample gradient estimates. Pathwise ∂/∂μ: mean "
                        f"{fmt(s['reparam']['dmu']['mean'])}, variance {rfig._g(s['reparam']['dmu']['variance'], 3)}. "
                        f"Score function ∂/∂μ: mean {fmt(s['score']['dmu']['mean'])}, variance "
@@ -531,10 +548,12 @@ def experiment_section(f: str, r: dict, slot) -> None:
     box = lazy_expander("Means with error bars, convergence, and every number", "rp_ci_open")
     if box.open:
         with box:
-            ui.figure(rfig.estimate_intervals(r), key="rp_ci",
+            ui.figure(cached("rp_ci", (r["f"], r["mu"], r["sigma"], r["a"], r["n"], r["seed"]), lambda:
+                    rfig.estimate_intervals(r)), key="rp_ci",
                       alt=f"Means with ±2 standard error bars against the exact gradients {fmt(ex['dmu'])} and "
                           f"{fmt(ex['dsigma'])}.")
-            ui.figure(rfig.convergence(r), key="rp_conv",
+            ui.figure(cached("rp_conv", (r["f"], r["mu"], r["sigma"], r["a"], r["n"], r["seed"]), lambda:
+                    rfig.convergence(r)), key="rp_conv",
                       alt="Running means of both estimators against the number of samples on a log axis, with ±2 "
                           "standard error bands narrowing around the exact gradient.")
             st.caption("Both bands shrink like 1/√n; the estimator with the larger per-sample variance has the wider band.")
@@ -603,7 +622,8 @@ def race_section(idx: int, slot) -> None:
         f"that many times more samples. **Both are unbiased:** all {4 * K} differences between a score-function mean "
         f"and the pathwise mean lie within {fmt(worst, 1)} standard errors of 0.")
     with main_slot(slot):
-        ui.figure(rfig.race_ratio_bars(rr, height=PRESENT_HEIGHT if ctx.present else 380), key="rp_race",
+        ui.figure(cached("rp_race", (idx,), lambda:
+                rfig.race_ratio_bars(rr, height=PRESENT_HEIGHT if ctx.present else 380)), key="rp_race",
                   alt=(f"Per-dimension variance ratios on a log axis for image {idx}: the plain score function's "
                        f"median {ratio_txt(sm['score']['dmu']['median'])} for μ, with a baseline "
                        f"{ratio_txt(sm['score_loo']['dmu']['median'])}."))
@@ -642,7 +662,8 @@ def race_section(idx: int, slot) -> None:
         f"the pathwise estimator** and **{fmt(final['score'], 1)} with the score function** (start: "
         f"{fmt(float(tr['curves']['pathwise'][0]), 1)}; a Bernoulli cross-entropy on grey pixels plus the KL, not a "
         "normalised likelihood).")
-    ui.figure(rfig.training_race_curves(tr), key="rp_train",
+    ui.figure(cached("rp_train", (), lambda:
+            rfig.training_race_curves(tr)), key="rp_train",
               alt=(f"Negative ELBO against training step: pathwise falls to {fmt(final['pathwise'], 1)} nats, the "
                    f"score function to {fmt(final['score'], 1)} nats after {tr['steps']} steps."))
     st.caption("Each panel draws its own run bold and the other dotted. The curves are evaluated with one fixed draw "

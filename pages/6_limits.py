@@ -89,6 +89,19 @@ def complex_evidence(dataset: str, seed: int) -> dict:
     return limits.complex_data_evidence(dataset, seed=seed, n_show=12, loader=ui.pretrained, judge=judge(dataset))
 
 
+@st.cache_resource(max_entries=256, show_spinner=False)
+def _figure_cache(key: str, deps: tuple, _build):
+    return _build()
+
+
+def cached(key: str, deps: tuple, build):
+    """The figure ``build()`` makes, built once per (figure, dataset, seed, presenter mode, ``deps``) and shared:
+    building a Plotly figure costs 15-45 ms of server CPU, a large share of a warm page's run. ``deps`` must hold
+    every setting the figure depends on beyond the dataset, the seed and presenter mode. ui.figure and
+    st.plotly_chart do not change the figure (presenter mode draws a copy)."""
+    return _figure_cache(key, (ds_name, int(ctx.seed), bool(present)) + tuple(deps), build)
+
+
 def lazy_expander(label: str, key: str):
     """An expander whose content is computed and drawn only once it is opened (``.open``; opening it reruns
     the section): the page's first paint carries only its main figures."""
@@ -240,12 +253,13 @@ def section_blur() -> None:
         imgs = blur["images"]
         head = limits.blur_headline(blur["summary"], measure, beta)
         shape = blur["image_shape"]
-        ui.figure(paired_rows({"real (held-out)": imgs["original"][:n_show], "AE": imgs["ae"][:n_show],
+        ui.figure(cached("lim_fig_images", (beta, n_show), lambda:
+                paired_rows({"real (held-out)": imgs["original"][:n_show], "AE": imgs["ae"][:n_show],
                                f"VAE β={beta:g}": imgs[f"vae_{beta:g}"][:n_show],
                                f"β={beta:g} samples": imgs[f"sample_{beta:g}"][:n_show]}, shape,
                               title="Reconstructions of the same held-out images; last row: new images decoded "
                                     "from z ~ N(0, I)",
-                              height=PRESENT_H if present else int(330 if shape[0] <= 8 else 400)),
+                              height=PRESENT_H if present else int(330 if shape[0] <= 8 else 400))),
                   key="lim_fig_images", alt=f"Rows of real {ds_label} images, their AE and β={beta:g} VAE "
                                             "reconstructions, and VAE samples from the prior.")
         label = limits.MEASURES[measure]
@@ -256,7 +270,8 @@ def section_blur() -> None:
             col.metric(name, f"{head[key]:.3f}", ui_pct(head[f"{key}_pct"]), delta_color="off", delta_arrow="off")
         first = limits.summary_value(blur["summary"], f"vae_{BETAS[0]:g}", measure)[0]
         last = limits.summary_value(blur["summary"], f"vae_{BETAS[-1]:g}", measure)[0]
-        ui.figure(lf.sharpness_vs_beta(blur["summary"], BETAS, measure, label, selected_beta=beta),
+        ui.figure(cached("lim_fig_sharp", (measure, beta), lambda:
+                lf.sharpness_vs_beta(blur["summary"], BETAS, measure, label, selected_beta=beta)),
                   key="lim_fig_sharp", alt=f"{label} of VAE reconstructions and prior samples for each β, "
                                            f"falling from {first:.3f} at β={BETAS[0]:g} to {last:.3f} at "
                                            f"β={BETAS[-1]:g}; real images score {head['original']:.3f}.")
@@ -309,13 +324,15 @@ def section_collapse() -> None:
         k = head["latent_dim"]
         c1, c2 = st.columns([3, 2])
         with c1:
-            ui.figure(lf.rate_distortion(sweep_pts, variants, limits.iso_elbo_levels(
+            ui.figure(cached("lim_fig_rd", (zoom,), lambda:
+                    lf.rate_distortion(sweep_pts, variants, limits.iso_elbo_levels(
                 [p for p in sweep_pts if p["beta"] > 0] if zoom else sweep_pts), zoom=zoom,
-                **({"height": PRESENT_H, "compact": True} if present else {})),
+                **({"height": PRESENT_H, "compact": True} if present else {}))),
                 key="lim_fig_rd", alt="Rate-distortion plot: " + "; ".join(
                     f"β={p['beta']:g}: rate {p['rate']:.2f}, distortion {p['distortion']:.2f} nats" for p in sweep_pts))
         with c2:
-            ui.figure(lf.active_units(sweep_pts, k, compact=present, **({"height": PRESENT_H} if present else {})),
+            ui.figure(cached("lim_fig_au", (), lambda:
+                    lf.active_units(sweep_pts, k, compact=present, **({"height": PRESENT_H} if present else {}))),
                       key="lim_fig_au",
                       alt="Active units against β: " + ", ".join(f"β={p['beta']:g}: {p['active_units']}"
                                                                   for p in sweep_pts))
@@ -341,8 +358,9 @@ def section_collapse() -> None:
         if blur is not None:
             n_rows = 6 if present else 8
             recons = {b: blur["images"][f"vae_{b:g}"][:n_rows] for b in BETAS}
-            ui.figure(lf.recon_by_beta(blur["images"]["original"][:n_rows], blur["images"]["ae"][:n_rows], recons,
-                                       blur["image_shape"]),
+            ui.figure(cached("lim_fig_grid", (), lambda:
+                    lf.recon_by_beta(blur["images"]["original"][:n_rows], blur["images"]["ae"][:n_rows], recons,
+                                       blur["image_shape"])),
                       key="lim_fig_grid", alt="Grid of reconstructions of the same held-out images, one row per β: "
                                               "they lose detail as β grows.")
         if not present:
@@ -376,17 +394,18 @@ def section_collapse() -> None:
         pts = {v: r["point"] for v, r in remedies.items()}
         fb_lambda = remedies["freebits"]["train_config"].get("free_bits", 0.0)
         wu_steps = remedies["warmup"]["train_config"].get("warmup_steps", 0)
-        ui.figure(lf.kl_per_dim_compare(pts, free_bits=fb_lambda), key="lim_fig_klbars",
+        ui.figure(cached("lim_fig_klbars", (), lambda:
+                lf.kl_per_dim_compare(pts, free_bits=fb_lambda)), key="lim_fig_klbars",
                   alt="Held-out KL per latent dimension for the plain, warm-up and free-bits runs: " + "; ".join(
                       f"{lf.VARIANT_LABELS[v]} {p['active_units']} active units" for v, p in pts.items()))
         box = (lazy_expander("📋 The three runs: reconstructions, table and training curves", "lim_runs_open")
                if not present else st.container())
         if present or box.open:
             with box:
-                ui.figure(paired_rows({"real": remedies[""]["original"],
+                ui.figure(cached("lim_fig_remedy_recon", (), lambda: paired_rows({"real": remedies[""]["original"],
                                        **{lf.VARIANT_LABELS[v]: r["recon"] for v, r in remedies.items()}},
                                       ctx.dataset.image_shape, title="Their reconstructions of the same held-out images",
-                                      height=330 if ctx.dataset.image_shape[0] <= 8 else 420),
+                                      height=330 if ctx.dataset.image_shape[0] <= 8 else 420)),
                           key="lim_fig_remedy_recon", alt="Reconstructions of the same held-out images by the plain, "
                                                           "warm-up and free-bits models.")
                 st.markdown(md_table(
@@ -396,7 +415,7 @@ def section_collapse() -> None:
                       "active units (Var_x μ_j > 0.01)": p["active_units"], "rate KL (nats)": p["rate"],
                       "distortion (nats)": p["distortion"], "−ELBO (nats)": p["neg_elbo"]} for v, p in pts.items()],
                     {c: ".3f" for c in ("rate KL (nats)", "distortion (nats)", "−ELBO (nats)")}))
-                ui.figure(lf.training_compare(remedies), key="lim_fig_curves",
+                ui.figure(cached("lim_fig_curves", (), lambda: lf.training_compare(remedies)), key="lim_fig_curves",
                           alt="Training curves of the three runs: the β used at each step, the KL and the "
                               "reconstruction.")
         plain, wu, fb = pts[""], pts["warmup"], pts["freebits"]
@@ -477,7 +496,8 @@ def section_causes() -> None:
                 st.markdown(f"**{r.spec.label}**")
                 st.metric("Active units (held-out)", f"{r.active_units} of {r.latent_dim}")
                 st.metric("Rate: KL term", f"{r.rate:.3f} nats")
-    ui.figure(lf.collapse_runs(results, height=330 if present else 360), key="lim_fig_causes",
+    ui.figure(cached("lim_fig_causes", (cause,), lambda:
+            lf.collapse_runs(results, height=330 if present else 360)), key="lim_fig_causes",
               alt="Active units and rate along training for: " + "; ".join(
                   f"{r.spec.label}: {r.active_units} active, rate {r.rate:.3f} nats" for r in results))
     v = collapse.verdict(cause, results)
@@ -571,8 +591,9 @@ def section_hole() -> None:
     holes = FACTS["holes"] = safely(
         lambda: hole_evidence(ds_name, hbeta, cell, int(min_exp), fill / 100, bool(with_sigma)), "Finding holes")
     if post is not None and holes is not None:
-        ui.figure(lf.prior_hole(post["mu"], post["y"], holes, class_names=post["class_names"],
-                                height=600 if not present else PRESENT_H, marker_size=4 if len(post["mu"]) > 3000 else 5),
+        ui.figure(cached("lim_fig_hole", (hbeta, cell, min_exp, fill, with_sigma), lambda:
+                lf.prior_hole(post["mu"], post["y"], holes, class_names=post["class_names"],
+                                height=600 if not present else PRESENT_H, marker_size=4 if len(post["mu"]) > 3000 else 5)),
                   key="lim_fig_hole", alt=f"Scatter of the {holes['n']} encoded training means of the 2-D VAE over "
                                           f"the N(0, I) density, with {len(holes['holes'])} hole cells marked.")
         n_holes = len(holes["holes"])
@@ -593,8 +614,9 @@ def section_hole() -> None:
         m[3].metric("Aggregate posterior variance", " / ".join(f"{v:.2f}" for v in post["agg_var"]),
                     help="Var(μ_j) + mean(σ_j²) per dimension; 1 under the prior.")
         if n_holes:
-            ui.figure(lf.hole_decodings(holes["hole_images"], holes["busy_images"], post["image_shape"],
-                                        height=230 if post["image_shape"][0] <= 8 else 260),
+            ui.figure(cached("lim_fig_hole_dec", (hbeta, cell, min_exp, fill, with_sigma), lambda:
+                    lf.hole_decodings(holes["hole_images"], holes["busy_images"], post["image_shape"],
+                                        height=230 if post["image_shape"][0] <= 8 else 260)),
                       key="lim_fig_hole_dec", alt="Decodings of the hole centres, numbered as on the map, above "
                                                   "decodings of the busiest cells.")
         what = ("a histogram of the means μ(x) only (not q(z))" if not with_sigma else
@@ -659,7 +681,8 @@ def section_complex() -> None:
     cx = [safely(lambda d=d: complex_evidence(d, ctx.seed), f"Measuring {DATASET_NAMES[d]}") for d in DATASETS]
     if all(e is not None for e in cx):
         rows = limits.complex_rows(cx, conf)
-        ui.figure(lf.complex_bars(rows, **({"height": PRESENT_H} if present else {})), key="lim_fig_complex",
+        ui.figure(cached("lim_fig_complex", (conf,), lambda:
+                lf.complex_bars(rows, **({"height": PRESENT_H} if present else {}))), key="lim_fig_complex",
                   alt="Bars: for each dataset, the VAE's sharpness, classifier accuracy and recognised samples as a "
                       "percentage of the real images' values.")
         names = [r["dataset"] for r in rows]
@@ -668,8 +691,9 @@ def section_complex() -> None:
         if present or box.open:
             with box:
                 for e in cx:
-                    ui.figure(lf.dataset_strip(e["images"], e["image_shape"], title=f"{STRIP_TITLES[e['dataset']]} "
-                                               f"({e['image_shape'][0]}×{e['image_shape'][1]} pixels)", height=285),
+                    ui.figure(cached(f"lim_fig_strip_{e['dataset']}", (), lambda:
+                            lf.dataset_strip(e["images"], e["image_shape"], title=f"{STRIP_TITLES[e['dataset']]} "
+                                               f"({e['image_shape'][0]}×{e['image_shape'][1]} pixels)", height=285)),
                               key=f"lim_fig_strip_{e['dataset']}",
                               alt=f"Real {e['dataset']} images, VAE reconstructions and VAE samples.")
                 if not present:
@@ -722,8 +746,9 @@ def section_faces() -> None:
     slot.empty()
     if fe is None:
         return
-    ui.figure(lf.dataset_strip(fe["images"], fe["image_shape"], title=f"LFW faces (25×25 pixels), "
-                               f"{fe['n_val']} held out", height=285),
+    ui.figure(cached("lim_fig_strip_faces", (), lambda:
+            lf.dataset_strip(fe["images"], fe["image_shape"], title=f"LFW faces (25×25 pixels), "
+                               f"{fe['n_val']} held out", height=285)),
               key="lim_fig_strip_faces", alt="Real held-out faces, their VAE reconstructions and VAE samples.")
     st.markdown(
         f"**👀 What you see.** On the {fe['n_val']} held-out faces the reconstructions keep "
@@ -743,7 +768,8 @@ def section_bound() -> None:
     ev = safely(lambda: bound_evidence(ds_name), "Importance sampling")
     if ev is not None:
         ks, b = ev["ks"], ev["bounds"]
-        ui.figure(lf.bound_curve(ks, b, height=PRESENT_H if present else 360), key="lim_fig_bound",
+        ui.figure(cached("lim_fig_bound", (), lambda:
+                lf.bound_curve(ks, b, height=PRESENT_H if present else 360)), key="lim_fig_bound",
                   alt="The importance-weighted bound L_k against k: " + ", ".join(f"k={k}: {b[k]:.2f}" for k in ks))
     (st.container() if present else identity).latex(
         r"\log p(x) \;=\; \underbrace{\mathbb{E}_{q(z\mid x)}\!\left[\log p(x\mid z)\right] - "
