@@ -1,89 +1,198 @@
-"""core.ui's guards against two Streamlit 1.67 bugs: a queue bug that blanks pages under load, and a
-runner hand-over that drops a fragment run's output."""
+"""Streamlit's public API only, and the public workarounds of the Streamlit 1.67 bugs that the app met
+(docs/streamlit-workarounds.md): the checks, and reproductions of the bugs as documentation.
+
+The app (app.py, pages/, core/) uses no private Streamlit API. These tests may: they reproduce the
+bugs with Streamlit's internals, so that a Streamlit release that fixes one makes its test fail."""
 from __future__ import annotations
 
+import ast
+import re
+import tomllib
+from pathlib import Path
+
 import pytest
-from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
-from streamlit.runtime.forward_msg_cache import create_reference_msg
-from streamlit.runtime.forward_msg_queue import ForwardMsgQueue
+
+from tests.conftest import ROOT
+
+FORBIDDEN_MODULES = ("streamlit.runtime", "streamlit.web", "streamlit.proto")
+
+
+def app_sources() -> list[Path]:
+    return [ROOT / "app.py", *sorted((ROOT / "pages").glob("*.py")), *sorted((ROOT / "core").rglob("*.py"))]
+
+
+def _root_name(node: ast.AST) -> str | None:
+    """The name an attribute chain or call chain starts from: ``st`` for ``st.x.y()._z``."""
+    while isinstance(node, (ast.Attribute, ast.Call, ast.Subscript)):
+        node = node.func if isinstance(node, ast.Call) else node.value
+    return node.id if isinstance(node, ast.Name) else None
+
+
+def private_streamlit_uses(source: str) -> list[str]:
+    """Every use of private Streamlit API in ``source``: an import from streamlit.runtime, .web or .proto
+    (or any module of streamlit with a leading underscore), an attribute with one leading underscore of
+    anything reached from a name bound to streamlit, and an assignment to (or setattr of) such an
+    attribute: a monkeypatch. Returns "line: what" strings."""
+    tree = ast.parse(source)
+    bound: set[str] = set()  # names that refer to streamlit or something imported from it
+    found = []
+
+    def bad_module(mod: str) -> bool:
+        parts = mod.split(".")
+        return parts[0] == "streamlit" and (mod.startswith(FORBIDDEN_MODULES)
+                                            or any(p.startswith("_") for p in parts[1:]))
+
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for a in node.names:
+                if a.name.split(".")[0] == "streamlit":
+                    bound.add(a.asname or "streamlit")
+                    if bad_module(a.name):
+                        found.append(f"{node.lineno}: import {a.name}")
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            if node.module.split(".")[0] == "streamlit":
+                bound |= {a.asname or a.name for a in node.names}
+                if bad_module(node.module) or any(a.name.startswith("_") for a in node.names):
+                    found.append(f"{node.lineno}: from {node.module} import ...")
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and _root_name(node) in bound:
+            if node.attr.startswith("_") and not node.attr.startswith("__"):
+                found.append(f"{node.lineno}: private attribute .{node.attr}")
+            if isinstance(node.ctx, (ast.Store, ast.Del)):
+                found.append(f"{node.lineno}: assigns .{node.attr} of a Streamlit object (monkeypatch)")
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.args:
+            if node.func.id in ("setattr", "delattr") and _root_name(node.args[0]) in bound:
+                found.append(f"{node.lineno}: {node.func.id} on a Streamlit object (monkeypatch)")
+            if node.func.id == "getattr" and _root_name(node.args[0]) in bound and len(node.args) > 1 and \
+                    isinstance(node.args[1], ast.Constant) and str(node.args[1].value).startswith("_"):
+                found.append(f"{node.lineno}: getattr of private {node.args[1].value}")
+    return found
+
+
+def test_app_pages_and_core_use_no_private_streamlit_api():
+    offenders = {str(p.relative_to(ROOT)): uses for p in app_sources()
+                 if (uses := private_streamlit_uses(p.read_text(encoding="utf-8")))}
+    assert offenders == {}
+
+
+def test_the_check_finds_what_the_old_guards_did():
+    """Independent reference: the private uses that core/ui.py had before (issue 22), each one caught."""
+    old = '''
+import streamlit as st
+from streamlit.runtime import Runtime
+from streamlit.runtime.scriptrunner import get_script_run_ctx
+from streamlit.proto.ClientState_pb2 import ClientState
+from streamlit.runtime.pages_manager import PagesManager
 from streamlit.runtime.scriptrunner_utils import script_run_context as src
-
+PagesManager.uses_pages_directory = False
+setattr(src, "populate_hash_if_needed", None)
+info = Runtime.instance()._session_mgr.get_active_session_info("x")
+st.session_state._state
+'''
+    found = private_streamlit_uses(old)
+    for expected in ("import ...", "._session_mgr", "._state", "monkeypatch"):
+        assert any(expected in f for f in found), (expected, found)
+    assert sum("from streamlit." in f for f in found) == 5
+    assert sum("monkeypatch" in f for f in found) == 2
+    fine = '''
+import streamlit as st
+import streamlit.components.v1
 from core import ui
+st.session_state["_keep_x"] = 1
+ui._bind("x", 1)
+st.components.v2.component("x", js="")
+st.fragment(run_every=0.5)
+'''
+    assert private_streamlit_uses(fine) == []
 
 
-def _delta(path: list[int], fragment_id: str, block: bool = False) -> ForwardMsg:
+# ---- fragment output and the browser's message cache ----------------------------------------------
+
+def _delta(path: list[int], fragment_id: str, block: bool = False):
+    from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
     m = ForwardMsg()
     m.metadata.delta_path[:] = path
     if block:
         m.delta.add_block.allow_empty = True
     else:
-        m.delta.new_element.markdown.body = "x" * 20_000  # above Streamlit's 10 kB caching threshold
+        m.delta.new_element.markdown.body = "x" * 20_000  # above Streamlit's default 10 kB threshold
     m.delta.fragment_id = fragment_id
     return m
 
 
+def _unsent_after_fragment_restart(min_cached: float) -> list[str]:
+    """A fragment draws a block and, in it, a 20 kB element the browser already has in its message
+    cache; before they are sent, the fragment runs again and its unsent output is cleared. Returns
+    the kinds of the messages still to send. The element is sent as Streamlit's
+    ``ScriptRunContext.enqueue`` does: as a reference if it is cacheable and the browser has it."""
+    from streamlit import config
+    from streamlit.runtime.forward_msg_cache import create_reference_msg, populate_hash_if_needed
+    from streamlit.runtime.forward_msg_queue import ForwardMsgQueue
+
+    before = config.get_option("global.minCachedMessageSize")
+    config.set_option("global.minCachedMessageSize", min_cached)
+    try:
+        block, elem = _delta([0, 9], "F", block=True), _delta([0, 9, 0], "F")
+        populate_hash_if_needed(block)
+        populate_hash_if_needed(elem)
+        browser_has = {elem.hash}
+        q = ForwardMsgQueue()
+        q.enqueue(block)
+        q.enqueue(create_reference_msg(elem) if elem.metadata.cacheable and elem.hash in browser_has else elem)
+        q.clear(retain_lifecycle_msgs=True, fragment_ids_this_run=["F"])
+        return [m.WhichOneof("type") for m in q.flush()]
+    finally:
+        config.set_option("global.minCachedMessageSize", before)
+
+
 def test_upstream_keeps_a_cleared_fragments_reference_message_but_drops_its_block():
-    """The bug itself (if this starts failing, Streamlit fixed it and the guard may go): when a
-    fragment run starts, the unsent messages of that fragment are cleared, except a reference
-    message, which has no delta and so no fragment id. Its parent block is gone."""
-    block, elem = _delta([0, 9], "F", block=True), _delta([0, 9, 0], "F")
-    src.populate_hash_if_needed.wrapped(elem)  # Streamlit's own function: cacheable
-    assert elem.metadata.cacheable
-    q = ForwardMsgQueue()
-    q.enqueue(block)
-    q.enqueue(create_reference_msg(elem))
-    q.clear(retain_lifecycle_msgs=True, fragment_ids_this_run=["F"])
-    kept = q.flush()
-    assert [m.WhichOneof("type") for m in kept] == ["ref_hash"]
+    """The bug (if this starts failing, Streamlit fixed it and the setting may go): with the default
+    threshold, the cleared fragment output leaves a reference message whose parent block is gone. The
+    browser then gets an element at a path it has no block for, and the page goes blank."""
+    assert _unsent_after_fragment_restart(10e3) == ["ref_hash"]
 
 
-def test_elements_drawn_in_fragments_are_never_sent_as_references():
-    assert ui.install_fragment_cache_guard()
-    assert ui.install_fragment_cache_guard()  # installing twice wraps once
-    guarded = src.populate_hash_if_needed
-    assert guarded.wrapped.__name__ == "populate_hash_if_needed"
-    # ScriptRunContext.enqueue, which decides between the message and a reference, calls the guard.
-    assert src.ScriptRunContext.enqueue.__globals__["populate_hash_if_needed"] is guarded
-    inside, outside = _delta([0, 9, 0], "F"), _delta([0, 12], "")
-    guarded(inside)
-    guarded(outside)
-    assert inside.hash and not inside.metadata.cacheable  # sent in full, cleared with its block
-    assert outside.metadata.cacheable  # the rest of the page still uses the browser's cache
-    small = _delta([0, 9, 1], "F", block=True)
-    guarded(small)
-    assert small.hash and not small.metadata.cacheable
+def test_the_apps_config_sends_no_cached_references_so_nothing_is_left_behind():
+    """The workaround: .streamlit/config.toml sets global.minCachedMessageSize above the largest message
+    the server may send, so no element is ever sent as a reference and a cleared fragment leaves nothing."""
+    cfg = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())
+    threshold = cfg["global"]["minCachedMessageSize"]
+    assert threshold > cfg["server"]["maxMessageSize"] * 1e6
+    assert _unsent_after_fragment_restart(threshold) == []
 
 
-# ---- a fragment's output dropped when the next fragment's request comes just after it ------------
+# ---- a fragment's output dropped when another fragment's request comes just after it ---------------
 
-TWO_TIMERS_APP = """
+TIMERS_APP = """
 import time
 import streamlit as st
-{guard}
+
 @st.fragment(run_every=0.5)
 def first():
     st.write(f"first {{time.time()}}")
-
-@st.fragment(run_every=0.5)
-def second():
-    st.write(f"second {{time.time()}}")
-
 first()
-second()
+{others}
+"""
+OTHER_TIMER = """
+@st.fragment(run_every=0.5)
+def other_{i}():
+    st.write(f"other {i} {{time.time()}}")
+other_{i}()
 """
 
 
-def _fragment_outputs(tmp_path, guarded: bool, seconds: float = 6.0) -> tuple[int, int]:
-    """Serve a page with two fragments on 0.5 s timers, drive it with a client whose two timers fire
-    together (as the frontend's two setIntervals, armed by the same run, do), and return (reruns of
-    the first fragment requested, its redraws received in fragment runs)."""
+def _fragment_outputs(tmp_path, timers: int, seconds: float = 6.0) -> tuple[int, int]:
+    """Serve a page with ``timers`` fragments on 0.5 s timers, drive it with a client whose timers fire
+    together (as the frontend's setIntervals, armed by the same run, do), and return (reruns of the
+    first fragment requested, its redraws received in fragment runs)."""
     import asyncio
 
     from bench.st_client import StreamlitSession, run_async
     from tests.conftest import start_server, stop_server
 
-    app = tmp_path / "two_timers.py"
-    app.write_text(TWO_TIMERS_APP.format(guard="import core.ui" if guarded else ""))
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    app = tmp_path / "timers.py"
+    app.write_text(TIMERS_APP.format(others="".join(OTHER_TIMER.format(i=i) for i in range(1, timers))))
     proc, url = start_server(app=app, log_path=tmp_path / "server.log")
     drawn = []
 
@@ -111,104 +220,106 @@ def _fragment_outputs(tmp_path, guarded: bool, seconds: float = 6.0) -> tuple[in
 
 
 @pytest.mark.slow
-def test_upstream_drops_a_fragment_run_whose_events_were_not_handled_yet(tmp_path):
-    """The bug itself (if this starts failing, Streamlit fixed it and the guard may go): a fragment's
-    rerun request that finds the runner just stopped starts a new runner, and the session ignores
-    the stopped runner's events, including all of its output."""
-    requested, drawn = _fragment_outputs(tmp_path, guarded=False)
-    print(f"upstream: {drawn} of {requested}")
-    assert requested >= 8
-    assert drawn < requested, f"{drawn} of {requested} redraws arrived: Streamlit no longer drops them"
+def test_upstream_drops_a_fragment_run_when_timers_fire_together(tmp_path):
+    """The bug: a fragment's rerun request that finds the runner just stopped starts a new runner, and
+    the session ignores the stopped runner's events, including all of its output. Timers that fire
+    together hit that window now and then: it is a race, so this tries up to three times with four
+    timers (measured here: 0 to 5 of 8-11 redraws lost per try; with two timers, the training page's
+    old layout, 0 to 3 of 11) and skips, saying so, if the window was never hit."""
+    tries = []
+    for attempt in range(3):
+        requested, drawn = _fragment_outputs(tmp_path / str(attempt), timers=4)
+        tries.append((drawn, requested))
+        assert requested >= 8
+        if drawn < requested:
+            print(f"four timers: {drawn} of {requested} redraws arrived")
+            return
+    pytest.skip(f"the race was not hit in {len(tries)} tries (drawn, requested): {tries}")
 
 
 @pytest.mark.slow
-def test_every_fragment_rerun_delivers_its_output_with_the_guard(tmp_path):
-    assert ui.install_fragment_rerun_guard()
-    requested, drawn = _fragment_outputs(tmp_path, guarded=True)
+def test_one_fragment_timer_delivers_every_redraw(tmp_path):
+    """The workaround: a page has at most one fragment on a timer (the training page's live view draws
+    its progress and its charts in one fragment)."""
+    requested, drawn = _fragment_outputs(tmp_path, timers=1)
+    print(f"one timer: {drawn} of {requested}")
     assert requested >= 8
-    # All of them (upstream: 0 to 3 of 11). One may be merged into the next by a server busy for
-    # more than the 0.5 s between two requests: both are then answered by a single run.
+    # One may be merged into the next by a server busy for more than the 0.5 s between two requests.
     assert drawn >= requested - 1, f"only {drawn} of {requested} redraws arrived"
 
 
-def test_the_guard_defers_only_fragment_reruns_that_find_a_stopped_runner():
-    """The hand-over rules of core.ui._after_finished_runs, with a stand-in session."""
-    import asyncio
-    from types import SimpleNamespace
-
-    from streamlit.runtime.app_session import AppSessionState
-
-    created = []
-
-    class Runner:
-        def __init__(self, accepts: bool) -> None:
-            self.accepts = accepts
-
-        def request_rerun(self, data) -> bool:
-            created.append(("queued", data.fragment_id))
-            return self.accepts
-
-    def create(session, data) -> None:
-        created.append(("created", data.fragment_id))
-        session._scriptrunner = Runner(accepts=True)
-
-    guarded = ui._after_finished_runs(create)
-    full, frag = SimpleNamespace(fragment_id=None), SimpleNamespace(fragment_id="F")
-
-    async def scenario():
-        loop = asyncio.get_running_loop()
-        s = SimpleNamespace(_scriptrunner=None, _event_loop=loop, _state=AppSessionState.APP_IS_RUNNING)
-        guarded(s, frag)  # no runner: at once
-        assert created == [("created", "F")]
-        s._scriptrunner = stopped = Runner(accepts=False)
-        guarded(s, full)  # a full rerun: at once, as upstream
-        assert created[-1] == ("created", None)
-        created.clear()
-        s._scriptrunner = stopped
-        guarded(s, frag)  # a stopped runner: one loop turn later, after its events
-        assert created == []
-        await asyncio.sleep(0)
-        assert created == [("created", "F")]
-        created.clear()
-        s._scriptrunner = stopped
-        guarded(s, frag)
-        s._scriptrunner = Runner(accepts=True)  # meanwhile another request started a runner
-        await asyncio.sleep(0)
-        assert created == [("queued", "F")]  # it takes the fragment
-        created.clear()
-        s._scriptrunner = stopped
-        guarded(s, frag)
-        s._scriptrunner = Runner(accepts=False)  # ... which has stopped too: wait for its events in turn
-        await asyncio.sleep(0)
-        assert created == [("queued", "F")]
-        await asyncio.sleep(0)
-        assert created == [("queued", "F"), ("created", "F")]
-        created.clear()
-        s._scriptrunner, s._state = stopped, AppSessionState.SHUTDOWN_REQUESTED
-        guarded(s, frag)  # the session closed meanwhile: nothing
-        await asyncio.sleep(0)
-        assert created == []
-
-    from bench.st_client import run_async
-    run_async(scenario())
+def test_every_page_has_at_most_one_fragment_timer():
+    offenders = {}
+    for path in [ROOT / "app.py", *sorted((ROOT / "pages").glob("*.py"))]:
+        n = len(re.findall(r"st\.fragment\(\s*run_every\s*=", path.read_text(encoding="utf-8")))
+        if n > 1:
+            offenders[path.name] = n
+    assert offenders == {}
 
 
-def test_the_guard_is_installed_on_streamlits_app_session():
-    from streamlit.runtime.app_session import AppSession
+# ---- a live view whose timer is lost asks for a rerun from the browser ------------------------------
 
-    assert ui.install_fragment_rerun_guard() and ui.install_fragment_rerun_guard()
-    assert AppSession._create_scriptrunner.wrapped.__name__ == "_create_scriptrunner"  # wrapped once
-    assert not hasattr(AppSession._create_scriptrunner.wrapped, "wrapped")
+WATCHED_APP = """
+import streamlit as st
+from core import ui
+
+st.session_state["full_runs"] = st.session_state.get("full_runs", 0) + 1
+st.write(f"full run {st.session_state['full_runs']}")
+
+@st.fragment(run_every=0.5)
+def live():
+    if ui.live_watch(True, key="watch"):
+        st.rerun()
+    st.session_state["ticks"] = st.session_state.get("ticks", 0) + 1
+    st.write(f"tick {st.session_state['ticks']}")
+live()
+"""
+
+
+def _tick(page) -> int:
+    return int(re.search(r"tick (\d+)", page.inner_text("body")).group(1))
+
+
+@pytest.mark.browser
+def test_a_live_view_whose_timer_is_lost_reruns_the_page_from_the_browser(browser, tmp_path, monkeypatch):
+    """Clearing every timer of the page stands for a browser left with no fragment timer: the component
+    asks for a rerun after ui.LIVE_STALL_S, the fragment answers with a full run, and the timer ticks again."""
+    from core import ui
+    from tests.conftest import ConsoleWatch, start_server, stop_server
+
+    app = tmp_path / "watched.py"
+    app.write_text(WATCHED_APP)
+    proc, url = start_server(app=app, log_path=tmp_path / "server.log")
+    try:
+        page = browser.new_page()
+        watch = ConsoleWatch(page)
+        page.goto(url)
+        page.wait_for_function("() => /tick [3-9]/.test(document.body.innerText)", timeout=60_000)
+        assert "full run 1" in page.inner_text("body")
+        page.evaluate("() => { for (let i = 1; i < 100000; i++) clearInterval(i); }")
+        page.wait_for_timeout(1000)
+        stalled = _tick(page)
+        page.wait_for_timeout(1500)
+        assert _tick(page) == stalled, "clearing the timers did not stop the redraws: the test proves nothing"
+        page.wait_for_function("() => /full run 2/.test(document.body.innerText)",
+                               timeout=(ui.LIVE_STALL_S + 5) * 1000)
+        again = _tick(page)
+        page.wait_for_function(f"() => +/tick (\\d+)/.exec(document.body.innerText)[1] > {again + 2}", timeout=5_000)
+        assert page.locator("[data-testid=stException]").count() == 0
+        watch.check()
+        page.close()
+    finally:
+        stop_server(proc)
+    assert "did not redraw" in (tmp_path / "server.log").read_text()
 
 
 def test_the_page_glue_imports_pandas_before_any_session_draws():
     """In a fresh interpreter: importing core.ui leaves pandas fully imported, so that no two
     sessions' first charts import it at once (on a fresh server, 2 of 30 sessions opening every page
-    got a half-initialised pandas from plotly; see core.ui)."""
+    got a half-initialised pandas from plotly; see core/ui/__init__.py)."""
     import subprocess
     import sys
 
-    from tests.conftest import ROOT
     code = "import sys; import core.ui; print(hasattr(sys.modules['pandas'], 'Series'))"
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
                          timeout=120, check=True).stdout.strip()
