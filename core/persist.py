@@ -526,16 +526,21 @@ def enforce_total_cap(root: Path | None = None, cap: int | None = None,
         owners = [o for o in os.listdir(root) if valid_id(o)]
     except OSError:
         return []
-    for owner in owners:
+    sized = []
+    for owner in owners:  # sizes first (stat only): the descriptions are read only when over the cap
         for folder in run_folders(owner, root):
             size = folder_bytes(folder)
             total += size
-            try:
-                meta = read_meta(folder)
-            except PersistError:
-                meta = {"name": folder.name, "finished": True, "updated": 0.0}
-            runs.append((float(meta.get("updated", 0.0) or 0.0), owner, str(meta.get("name")), folder, size,
-                         bool(meta.get("finished"))))
+            sized.append((owner, folder, size))
+    if total <= cap:
+        return []
+    for owner, folder, size in sized:
+        try:
+            meta = read_meta(folder)
+        except PersistError:
+            meta = {"name": folder.name, "finished": True, "updated": 0.0}
+        runs.append((float(meta.get("updated", 0.0) or 0.0), owner, str(meta.get("name")), folder, size,
+                     bool(meta.get("finished"))))
     evicted = []
     for updated, owner, name, folder, size, finished in sorted(runs, key=lambda r: r[0]):
         if total <= cap:
