@@ -177,6 +177,8 @@ def test_idle_cores_counts_other_processes_not_this_one():
     import threading
     import time as _time
     assert 0 <= E.idle_cores(0.05) <= os.cpu_count() + 0.01
+    if E.idle_cores(0.3) < os.cpu_count() - 0.5:  # other processes hold a core: nothing left to tell apart
+        pytest.skip("needs a machine with its cores idle (other processes are using them)")
     # A thread of this process spinning counts as idle (t-SNE takes its place) ...
     stop = _time.monotonic() + 0.5
     spinner = threading.Thread(target=lambda: [None for _ in iter(lambda: _time.monotonic() < stop, False)])
