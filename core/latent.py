@@ -141,3 +141,26 @@ def clamp(value, lo, hi):
     if value is None:
         return None
     return type(lo)(min(max(value, lo), hi))
+
+
+def map_subset(labels, n_max: int, seed: int = 0) -> np.ndarray | None:
+    """Which points a map draws when it cannot draw them all quickly: at most ``n_max`` indices (sorted)
+    of ``labels`` (N,), drawn at random without replacement, every class in proportion (each class gets
+    its share rounded, by largest remainder, so the sizes add up to ``n_max``). None when N <= n_max
+    (draw every point). The same ``seed`` gives the same points, so the map does not flicker between
+    reruns."""
+    labels = np.asarray(labels)
+    n = len(labels)
+    n_max = int(n_max)
+    if n_max < 1:
+        raise ValueError("n_max must be at least 1")
+    if n <= n_max:
+        return None
+    classes, counts = np.unique(labels, return_counts=True)
+    share = counts * n_max / n
+    take = np.floor(share).astype(int)
+    for i in np.argsort(-(share - take), kind="stable")[: n_max - int(take.sum())]:
+        take[i] += 1
+    rng = np.random.default_rng(seed)
+    picked = [rng.choice(np.flatnonzero(labels == c), size=k, replace=False) for c, k in zip(classes, take) if k]
+    return np.sort(np.concatenate(picked))

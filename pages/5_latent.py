@@ -372,13 +372,21 @@ show_map = show(0)
 PRESENT_FIG_HEIGHT = 430
 FIG_H = (lambda h: PRESENT_FIG_HEIGHT) if ctx.present else (lambda h: h)
 
+#: Points a map draws unless asked for all: a 5,000-point SVG map costs the browser about a second of
+#: CPU, half of them about half that (issue 21: the page draws completely within 1.5 s).
+MAP_POINTS = 2500
+
 if show_map and not ctx.present:  # (presenter mode: the scene bar says this; the map comes first)
     st.subheader("1. The map: every image is a point")
     st.markdown(
         f"Each of the {N:,} images of **{ctx.dataset_name}** is encoded to its code "
         + (r"$\mu(x)$, the centre of $q(z\mid x)$" if IS_VAE else r"$z = f(x)$")
-        + f" ({K} numbers) and drawn as one dot, coloured by its true digit. The model never saw the labels. "
+        + f" ({K} numbers) and drawn as one dot, coloured by its true digit"
+        + (f" (at first a random {MAP_POINTS:,} of them, every digit in proportion: switch on *Draw all* beside the "
+           "map to see every one)" if N > MAP_POINTS else "")
+        + ". The model never saw the labels. "
           "Hover a dot for its index; **click** it (or draw a box or lasso from the toolbar) to inspect it.")
+all_points = N <= MAP_POINTS
 if show_map:
     map_left, map_right = st.columns([1.75, 1])
     with map_left:
@@ -388,7 +396,13 @@ if show_map:
         idx = int(ui.number("Selected image (index)", "ls_idx", 0, N - 1, 0, step=1,
                             help="Or click a point on the map."))
         k = int(ui.slider("Nearest neighbours k", "ls_k", 1, 20, 8, step=1))
+        all_points = all_points or ui.toggle(
+            f"Draw all {N:,} codes", "ls_allpts", False,
+            help=f"The map draws {MAP_POINTS:,} of them at first (a random sample, every class in proportion): "
+                 "each point is drawn by the browser, and all of them take it about a second longer. "
+                 "Neighbours are always found among all the codes.")
 loading.empty()  # (the map's own message has taken over)
+map_points = None if all_points else latent.map_subset(ds.y, MAP_POINTS, seed=0)
 
 want_tsne = method == "tsne" or (method == "raw" and K != 2)
 if show_map and method == "raw" and K != 2:
@@ -535,7 +549,7 @@ if show(2):
             for name, p in paths.items():
                 placed = tsne_path(tsne_args, f"{name}:{a}:{b}:{n_steps}", p)
                 path_xy[name] = placed if placed is not None else explore.place_by_neighbours(MU, map_xy, p)
-        ui.figure(LF.explorer_map(map_xy, ds.y, f"Paths from A to B: {map_title}", map_axes, CLASS_NAMES,
+        ui.figure(LF.explorer_map(map_xy, ds.y, f"Paths from A to B: {map_title}", map_axes, CLASS_NAMES, subset=map_points,
                                   paths=path_xy, endpoints=(a, b), height=520),
                   key="ls_pathmap", alt=f"The map of {N} codes with the linear and the spherical path from image {a} "
                                         f"(A) to image {b} (B)" + ("" if map_id == "raw" else
@@ -716,7 +730,8 @@ def tsne_live(args: tuple, sel: int, neighbours: np.ndarray) -> None:
     else:
         phase = "early exaggeration: clusters form" if job.iteration <= job.early else "refining"
         title, xy, axes = f"t-SNE, iteration {job.iteration} of {job.total} ({phase})", lay, ("t-SNE 1", "t-SNE 2")
-    fig = LF.explorer_map(xy, ds.y, title, axes, CLASS_NAMES, selected=sel, neighbours=neighbours, height=FIG_H(620))
+    fig = LF.explorer_map(xy, ds.y, title, axes, CLASS_NAMES, selected=sel, neighbours=neighbours, height=FIG_H(620),
+                          subset=map_points)
     if ctx.present:
         fig = F.with_font_scale(fig, ui.PRESENT_SCALE)
     st.plotly_chart(fig, key="ls_tsne_live", config=ui.PLOTLY_CONFIG, width="stretch",
@@ -731,6 +746,7 @@ if show_map:
     nb_idx, nb_d = explore.nearest_neighbours(MU, idx, k)
     decoded_pt = point_uv if (map_id == "raw" and plane.kind == "raw") else None
     map_fig = LF.explorer_map(map_xy, ds.y, map_title, map_axes, CLASS_NAMES, selected=idx, neighbours=nb_idx,
+                              subset=map_points,
                               decoded_point=decoded_pt, height=FIG_H(620))
     map_wait.empty()
     with map_left:
@@ -739,7 +755,8 @@ if show_map:
                 tsne_live(tsne_args, idx, nb_idx)
         else:
             draw_selectable(map_fig, "ls_mapsel",
-                            alt=f"{MAPS.get(map_id, map_id)} map of {N} images coloured by class; the selected image "
+                            alt=f"{MAPS.get(map_id, map_id)} map of {N if map_points is None else len(map_points)} of "
+                                f"the {N} images, coloured by class; the selected image "
                                 f"{idx} is a star, its neighbours are circled.")
         if map_id == "tsne" or tsne_pending:
             st.info("**Reading a t-SNE map.** t-SNE keeps *neighbourhoods*: dots close on the map are close in the "

@@ -129,3 +129,18 @@ def test_grid_bounds_against_hand_computed_values():
 def test_clamp_keeps_the_type_of_the_range():
     assert latent.clamp(5000, 0, 1796) == 1796 and isinstance(latent.clamp(3.0, 0, 10), int)
     assert latent.clamp(-9.5, -4.0, 4.0) == -4.0 and latent.clamp(None, 0, 1) is None
+
+
+def test_map_subset_is_stratified_deterministic_and_none_when_small():
+    y = np.repeat(np.arange(10), [800, 700, 600, 500, 500, 500, 400, 400, 300, 300])  # 5,000 labels
+    idx = latent.map_subset(y, 2500, seed=0)
+    assert len(idx) == 2500 == len(np.unique(idx)) and np.all(np.diff(idx) > 0)
+    counts = np.bincount(y[idx], minlength=10)
+    np.testing.assert_array_equal(counts, np.bincount(y) // 2)  # every class in proportion (exact halves here)
+    np.testing.assert_array_equal(idx, latent.map_subset(y, 2500, seed=0))  # no flicker between reruns
+    assert not np.array_equal(idx, latent.map_subset(y, 2500, seed=1))
+    odd = latent.map_subset(np.array([0, 0, 0, 1, 1, 2, 2]), 3)  # shares 1.29, 0.86, 0.86: largest remainders
+    assert sorted(np.bincount(np.array([0, 0, 0, 1, 1, 2, 2])[odd], minlength=3)) == [1, 1, 1]
+    assert latent.map_subset(y, 5000) is None and latent.map_subset(y[:10], 2500) is None
+    with pytest.raises(ValueError):
+        latent.map_subset(y, 0)

@@ -21,8 +21,10 @@ def explorer_map(xy: np.ndarray, labels: np.ndarray, title: str | None, axis_tit
                  class_names: Sequence[str] | None = None, selected: int | None = None,
                  neighbours: Sequence[int] = (), paths: Mapping[str, np.ndarray] | None = None,
                  endpoints: tuple[int, int] | None = None, decoded_point: np.ndarray | None = None,
-                 height: int = 560, marker_size: int | None = None, equal_axes: bool = True) -> go.Figure:
+                 height: int = 560, marker_size: int | None = None, equal_axes: bool = True,
+                 subset: np.ndarray | None = None) -> go.Figure:
     """The 2-D map ``xy`` (N, 2), one trace per class (hover: index and label, customdata = index).
+    ``subset``: the indices of the points to draw (None: all); overlays may refer to any index.
 
     Overlays (each its own trace, drawn on top): ``paths`` name -> (M, 2) interpolation
     paths (lines with a dot per decoded step), ``endpoints`` (a, b) marked A and B, the
@@ -31,10 +33,11 @@ def explorer_map(xy: np.ndarray, labels: np.ndarray, title: str | None, axis_tit
     """
     xy = np.asarray(xy, dtype=float)
     labels = np.asarray(labels)
-    n = len(xy)
+    shown = np.arange(len(xy)) if subset is None else np.asarray(subset, dtype=np.int64)
+    n = len(shown)
     size = marker_size or (4 if n > 3000 else 5 if n > 1000 else 7)
-    fig = latent_scatter(xy, labels, title=title, axis_titles=axis_titles, height=height, marker_size=size,
-                         class_names=class_names)
+    fig = latent_scatter(xy[shown], labels[shown], title=title, axis_titles=axis_titles, height=height,
+                         marker_size=size, class_names=class_names, customdata=shown)
     if not equal_axes:
         fig.update_yaxes(scaleanchor=None)
     for name, p in (paths or {}).items():
@@ -70,7 +73,7 @@ def explorer_map(xy: np.ndarray, labels: np.ndarray, title: str | None, axis_tit
                                  hovertemplate="decoded point (%{x:.2f}, %{y:.2f})<extra></extra>"))
     # After a click or lasso, Plotly fades the points not selected: keep the map readable and the
     # overlays (paths, the selection, the decoded point) fully visible.
-    n_classes = len(np.unique(labels))
+    n_classes = len(np.unique(labels[shown]))
     for i, t in enumerate(fig.data):
         t.unselected = dict(marker=dict(opacity=0.45 if i < n_classes else 1.0))
     # The legend starts below the x-axis title whatever the height: ~90 px (its ticks and title, more once
