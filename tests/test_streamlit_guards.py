@@ -281,7 +281,7 @@ def _tick(page) -> int:
 
 
 @pytest.mark.browser
-def test_a_live_view_whose_timer_is_lost_reruns_the_page_from_the_browser(browser, tmp_path, monkeypatch):
+def test_a_live_view_whose_timer_is_lost_reruns_the_page_from_the_browser(browser, tmp_path):
     """Clearing every timer of the page stands for a browser left with no fragment timer: the component
     asks for a rerun after ui.LIVE_STALL_S, the fragment answers with a full run, and the timer ticks again."""
     from core import ui
@@ -311,6 +311,19 @@ def test_a_live_view_whose_timer_is_lost_reruns_the_page_from_the_browser(browse
     finally:
         stop_server(proc)
     assert "did not redraw" in (tmp_path / "server.log").read_text()
+
+
+def test_live_watch_reports_no_stall_on_an_ordinary_run():
+    """Server side of ui.live_watch: a run that its trigger did not cause is not a stall (AppTest sends
+    no component events)."""
+    from streamlit.testing.v1 import AppTest
+    script = ("import streamlit as st\nfrom core import ui\n"
+              "st.session_state.setdefault('seen', []).append(ui.live_watch(True, key='w'))\n")
+    at = AppTest.from_string(script, default_timeout=30)
+    at.run()
+    at.run()
+    assert not at.exception
+    assert at.session_state["seen"] == [False, False]
 
 
 def test_the_page_glue_imports_pandas_before_any_session_draws():
