@@ -8,6 +8,7 @@
   from the store; else the background run (``core.explore.TsneJobs``), started if asked for; a run
   that has just finished is moved into the store and its job discarded; a failed run is reported.
 - :func:`grid_bounds`: the decoded plane's slider ranges and steps around the grid's frame.
+- :func:`map_subset`: which points a map draws when it cannot draw them all quickly.
 
 No Streamlit here: the page keeps one :class:`LayoutStore` and one ``TsneJobs`` in
 ``st.cache_resource`` and draws what :func:`tsne_view` says.
@@ -133,14 +134,6 @@ def grid_bounds(center, scale, span: float = 4.0) -> GridBounds:
     step = tuple(max(0.01, round(float(s[i]) / 20, 2)) for i in range(2))
     start = tuple(round(float(c[i]), 2) for i in range(2))
     return GridBounds(lo, hi, step, start)
-
-
-def clamp(value, lo, hi):
-    """``value`` inside [lo, hi], as the type of ``lo`` (a bound widget's kept value after its range
-    changed with the model); None stays None."""
-    if value is None:
-        return None
-    return type(lo)(min(max(value, lo), hi))
 
 
 def map_subset(labels, n_max: int, seed: int = 0) -> np.ndarray | None:

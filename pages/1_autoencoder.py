@@ -109,14 +109,6 @@ def md_table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
 
 
-def clamp_state(key: str, lo: int, hi: int) -> None:
-    """Keep a number widget's remembered value inside its (possibly new) range."""
-    for k in (key, f"_keep_{key}"):
-        v = st.session_state.get(k)
-        if isinstance(v, (int, float)) and not lo <= v <= hi:
-            st.session_state[k] = int(min(max(v, lo), hi))
-
-
 # ---- configuration ------------------------------------------------------------------------------
 
 ds = ctx.dataset
@@ -152,13 +144,13 @@ with ui.config_container("Model and input"):
         with a:
             cls = ui.select("Class", "ae_class", classes, default=classes[0], format_func=lambda c: names[c])
         members = np.flatnonzero(y_val == cls)
-        clamp_state("ae_example", 1, len(members))
+        ui.clamp_state("ae_example", 1, len(members))
         with b:
             k = ui.number(f"Which {names[cls]} (1 to {len(members)})", "ae_example", 1, len(members), 1, step=1)
         pos = int(members[int(k) - 1])
         what = f"a held-out {names[cls]} (example {int(k)} of {len(members)}; dataset image {int(val_idx[pos])})"
     elif source == "by index":
-        clamp_state("ae_index", 0, len(val_idx) - 1)
+        ui.clamp_state("ae_index", 0, len(val_idx) - 1)
         k = ui.number(f"Held-out image (0 to {len(val_idx) - 1})", "ae_index", 0, len(val_idx) - 1, 0, step=1)
         pos = int(k)
         what = f"held-out image {pos} (dataset image {int(val_idx[pos])}, a {names[int(y_val[pos])]})"
@@ -209,7 +201,7 @@ with ui.config_container("Model and input"):
 ui.show_url_errors()  # invalid URL values for the widgets above (replaced by their defaults)
 model_name = "variational autoencoder (VAE, β = 1)" if kind == "vae" else "autoencoder (AE)"
 n_steps = len(dg.stages_of(pre.model))
-clamp_state("ae_step", 1, n_steps)
+ui.clamp_state("ae_step", 1, n_steps)
 _prev_n = st.session_state.get("_ae_step_n")
 if _prev_n is not None and _prev_n != n_steps:  # AE <-> VAE: the slider's range changes, so Streamlit would
     _old = int(st.session_state.get("ae_step", _prev_n))  # reset it to step 1; keep "the last step" the last step

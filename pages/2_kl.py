@@ -101,9 +101,9 @@ def linked_number(label: str, key: str, lo: float, hi: float, default: float, sl
 
 def select_slider(label: str, key: str, options: list, default, **kw):
     """``st.select_slider`` bound to URL parameter ``key`` (core.ui has no select slider yet)."""
-    ui._bind(key, default, choices=options)
+    ui.bind(key, default, choices=options)
     v = st.select_slider(label, options, key=key, **kw)
-    ui._publish(key)
+    ui.publish(key)
     return v
 
 

@@ -126,13 +126,6 @@ def weights_key(model) -> str:
     return h.hexdigest()[:16]
 
 
-def clamp_state(key: str, lo, hi) -> None:
-    """Keep a bound widget's kept value inside its (model-dependent) range."""
-    for k in (key, f"_keep_{key}"):
-        if k in ss and ss[k] is not None:
-            ss[k] = latent.clamp(ss[k], lo, hi)
-
-
 def draw_selectable(fig, key: str, alt: str, modes=("points", "box", "lasso")):
     if ctx.present:
         fig = F.with_font_scale(ui.go_copy(fig), ui.PRESENT_SCALE)
@@ -344,9 +337,9 @@ if sel_idx and ss.get("ls__last_sel") != sig:
     ss["ls_idx"] = sel_idx[0]
 ss["ls__last_sel"] = sig
 
-clamp_state("ls_idx", 0, N - 1)
-clamp_state("ls_a", 0, N - 1)
-clamp_state("ls_b", 0, N - 1)
+ui.clamp_state("ls_idx", 0, N - 1)
+ui.clamp_state("ls_a", 0, N - 1)
+ui.clamp_state("ls_b", 0, N - 1)
 
 # ---- presenter scenes -----------------------------------------------------------------------------
 
@@ -445,8 +438,8 @@ gsig = repr(grid_pick)
 if grid_pick is not None and ss.get("ls__last_grid") != gsig:
     ss["ls_u"], ss["ls_v"] = round(grid_pick[0], 2), round(grid_pick[1], 2)
 ss["ls__last_grid"] = gsig
-clamp_state("ls_u", lo_u, hi_u)
-clamp_state("ls_v", lo_v, hi_v)
+ui.clamp_state("ls_u", lo_u, hi_u)
+ui.clamp_state("ls_v", lo_v, hi_v)
 point_uv = np.array([ss.get("ls_u", gb.start[0]), ss.get("ls_v", gb.start[1])])
 
 if show(1):

@@ -126,11 +126,6 @@ def test_grid_bounds_against_hand_computed_values():
             latent.grid_bounds((0, 0), bad)
 
 
-def test_clamp_keeps_the_type_of_the_range():
-    assert latent.clamp(5000, 0, 1796) == 1796 and isinstance(latent.clamp(3.0, 0, 10), int)
-    assert latent.clamp(-9.5, -4.0, 4.0) == -4.0 and latent.clamp(None, 0, 1) is None
-
-
 def test_map_subset_is_stratified_deterministic_and_none_when_small():
     y = np.repeat(np.arange(10), [800, 700, 600, 500, 500, 500, 400, 400, 300, 300])  # 5,000 labels
     idx = latent.map_subset(y, 2500, seed=0)

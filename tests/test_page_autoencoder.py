@@ -293,7 +293,7 @@ def test_presenter_mode_walks_through_scenes():
         if scene == 5:  # anomaly detection on its own: the histogram and the two odd inputs
             assert len(specs) == 2 and "Reconstruction error of the" in specs[0]["layout"]["title"]["text"]
     assert "ae_noise" in sliders[4] and "ae_noise" not in sliders[5]  # the noise slider lives in scene 4
-    assert "Check yourself" in _subheaders(at)  # the last scene carries the self-check
+    assert "Check yourself" not in _subheaders(at)  # self-checks stay out of presenter mode (core.ui.self_check)
 
 
 # ---- real browser ----------------------------------------------------------------------------------
