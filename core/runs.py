@@ -426,7 +426,10 @@ class RunStore:
         P.check_id(owner)
         self.owner, self.root = owner, root or P.run_dir()
         if not self.read_only:
-            P.register_owner(owner, self.root)
+            try:
+                P.register_owner(owner, self.root)
+            except OSError as exc:
+                self._saving_failed(exc)
         errors = []
         loaded = []
         for folder in P.run_folders(owner, self.root):
@@ -578,17 +581,21 @@ class RunStore:
             P.write_run(folder, payload, meta)
             evicted = P.enforce_total_cap(self.root, keep={folder})
         except OSError as exc:
-            why = ("the server's disk is full" if P.is_disk_full(exc)
-                   else f"the run folder cannot be written ({exc.strerror or type(exc).__name__})")
-            self.saving_off = (f"Your runs are no longer saved: {why}. Training goes on, but a reload or a "
-                               "restart of the server now loses the runs' progress since their last save.")
-            self.notices.append(self.saving_off)
+            self._saving_failed(exc)
             return
         for owner, name, _ in evicted:
             if owner == self.owner:
                 self.notices.append(f"To keep the server's disk within its limit ({P.max_bytes() >> 20} MB), the "
                                     f"saved copy of your oldest finished run {name} was deleted: it stays here "
                                     "until you leave, but will not come back after a reload.")
+
+    def _saving_failed(self, exc: OSError) -> None:
+        """Stop saving (a full disk, a folder that cannot be written), with a message for the page."""
+        why = ("the server's disk is full" if P.is_disk_full(exc)
+               else f"the run folder cannot be written ({exc.strerror or type(exc).__name__})")
+        self.saving_off = (f"Your runs are no longer saved: {why}. Training goes on, but a reload or a "
+                           "restart of the server now loses the runs' progress since their last save.")
+        self.notices.append(self.saving_off)
 
     def _hook(self, run: Run) -> None:
         """Save ``run`` every ``SAVE_INTERVAL_S`` seconds while it trains, from the training thread."""

@@ -428,3 +428,19 @@ def test_session_store_brings_back_and_switches_owners(digits, root):
     assert view.read_only and list(view.runs) == [run.name] and state2["tr_runs"] is again
     for s in (store, again, view):
         s.shutdown()
+
+
+def test_a_full_disk_or_a_read_only_run_dir_at_the_first_visit_is_not_a_crash(digits, root, monkeypatch):
+    def full(f, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(P, "_write_bytes", full)
+    store, errors = new_store(P.new_owner_id(), root)
+    assert errors == [] and "disk is full" in store.saving_off
+    run = store.create(*small(digits), digits, start=False)
+    assert not store.save(run) and run.trainer.run_steps(5) == 5
+    monkeypatch.undo()
+    blocked = root.parent / "blocked"
+    blocked.write_text("a file where the run dir should be")
+    store, errors = new_store(P.new_owner_id(), blocked)
+    assert errors == [] and "cannot be written" in store.saving_off
+    store.shutdown()
