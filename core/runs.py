@@ -639,7 +639,10 @@ class RunStore:
         return [r for r in self.runs.values() if r.finished]
 
     def pop_notices(self) -> list[str]:
-        out, self.notices = self.notices, []
+        """The notices not yet shown, oldest first (the writer thread may add one meanwhile: none is lost)."""
+        out = []
+        while self.notices:
+            out.append(self.notices.pop(0))
         return out
 
     # -- lifecycle --
