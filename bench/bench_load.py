@@ -649,7 +649,7 @@ def summary(r: dict) -> str:
         f"server CPU after close: {r['server_cpu_cores_before_close']:.2f} cores before; "
         + ", ".join(f"{c:.2f} at {t:.1f} s" for t, c in r["cpu_after_close"])
         + (f"; idle after {r['idle_after_close_s']:.1f} s" if r["idle_after_close_s"] is not None else "; NOT idle"),
-        f"live views restarted by the watchdog (core.ui.live_view): {r['live_view_restarts']}",
+        f"live views restarted by the watchdog (core.ui.live_watch, in the browser): {r['live_view_restarts']}",
         f"opening {r['sessions']} sessions: {r['open_seconds']:.1f} s; all training {r['all_training_after_s']:.1f} s "
         f"after Start; page switch and back: {r['page_switch_s']:.1f} s; total {r['total_seconds']:.0f} s",
         "checks: " + ("all passed (no exception, no cross-talk, runs kept across the page switch)"
