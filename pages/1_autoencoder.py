@@ -113,6 +113,7 @@ def md_table(header: list[str], rows: list[list[str]]) -> str:
 
 ds = ctx.dataset
 scene = ui.scenes("ae", SCENES)
+show = ui.scene_filter(scene)  # every section normally; one scene at a time in presenter mode
 top = st.container()  # the key idea and the block diagram, drawn once the model is chosen
 latents = sorted({s.latent_dim for s in zoo.available(ctx.dataset_name, "ae")}
                  & {s.latent_dim for s in zoo.available(ctx.dataset_name, "vae")})
@@ -211,10 +212,6 @@ st.session_state["_ae_step_n"] = n_steps
 step, slot, notes = n_steps, None, None
 
 
-def show_all() -> bool:
-    return not ctx.present
-
-
 def stage():
     """Where a section draws: in presenter mode the container above the (collapsed) configuration, so each
     scene's figure sits right under the scene bar (issue 21); otherwise in page order."""
@@ -231,7 +228,7 @@ def key_idea() -> None:
         "match *x*, so the code must keep what matters about the input, and no labels are needed.")
 
 
-if show_all() or scene == 0:
+if show(0):
     with top:
         if not ctx.present:  # in presenter mode the figure comes first, so it fits the screen; the idea follows
             key_idea()
@@ -259,7 +256,7 @@ def heading(text: str) -> None:
 
 # ---- 1. the animated diagram ------------------------------------------------------------------------
 
-if show_all() or scene == 1:
+if show(1):
     with stage():
         if not ctx.present:  # in presenter mode the scene bar says it, and the figure needs the room
             st.subheader(f"A trained {model_name} at work")
@@ -310,7 +307,7 @@ if slot is not None:
 
 # ---- 2. what each part does, and the readouts ------------------------------------------------------
 
-if show_all() or scene == 2:
+if show(2):
     with stage():
         st.subheader("Encoder, code, decoder")
         widths = [layer.width for layer in d.layers if layer.key.startswith("encoder")]
@@ -475,7 +472,7 @@ def bottleneck_section() -> None:
                    f"The loss is computed exactly from the images' mean and covariance (core.linear_ae).")
 
 
-if show_all() or scene == 3:
+if show(3):
     with stage():
         bottleneck_section()
 
@@ -640,17 +637,17 @@ def noise_sections(denoising: bool, anomaly: bool) -> None:
         anomaly_section()
 
 
-if show_all() or scene in (4, 5):
+if show(4) or show(5):
     with stage():
-        noise_sections(show_all() or scene == 4, show_all() or scene == 5)
-if show_all() or scene == 6:
+        noise_sections(show(4), show(5))
+if show(6):
     with stage():
         generation_section()
 
 
 # ---- self-check -------------------------------------------------------------------------------------------
 
-if show_all() or scene == len(SCENES) - 1:
+if show(len(SCENES) - 1):
     with stage():
         other = [v for v in latents if v != latent]
         q1 = ""

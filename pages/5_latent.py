@@ -2,7 +2,6 @@
 nearest neighbours, the decoded manifold, interpolation, traversals, and AE against VAE."""
 from __future__ import annotations
 
-import copy
 import hashlib
 
 import numpy as np
@@ -111,11 +110,10 @@ def prior_study(model_key: str, dataset: str, mode: str, seed: int, n: int, _mod
 
 @st.cache_resource(max_entries=4, show_spinner=False)
 def snapshot(model_key: str, _model):
-    """A frozen copy of a training-page model: this page never touches the model being trained."""
-    m = copy.deepcopy(_model).eval()
-    for p in m.parameters():
-        p.requires_grad_(False)
-    return m
+    """A frozen copy of a training-page model (core.training.frozen_copy): this page never touches the
+    model being trained."""
+    from core.training import frozen_copy
+    return frozen_copy(_model)
 
 
 def weights_key(model) -> str:
@@ -355,7 +353,7 @@ SCENES = [
                                 "the KL term pulls the VAE's codes towards where prior samples fall."),
 ]
 scene = ui.scenes("ls", SCENES)
-show = (lambda i: scene == i) if ctx.present else (lambda i: True)
+show = ui.scene_filter(scene)
 show_map = show(0)
 
 # ---- 1. the map --------------------------------------------------------------------------------
