@@ -10,7 +10,6 @@ run of a beta sweep. Nothing here touches Streamlit.
 """
 from __future__ import annotations
 
-import copy
 import gc
 import json
 import math
@@ -28,7 +27,7 @@ from core.checkpoints import Checkpoint, checkpoint_bytes
 from core.data import DATASETS, Dataset, load_dataset, train_val_split
 from core.models import LATENT_RANGE, MAX_HIDDEN, MAX_LAYERS, AutoEncoder, ModelConfig, build_model, eval_mode
 from core.training import (MAX_EPOCHS, BackgroundRunner, TrainConfig, Trainer,
-                           evaluate_model, reconstruct, sample_prior)
+                           evaluate_model, frozen_copy, reconstruct, sample_prior)
 
 BETA_CHOICES = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0)
 SWEEP_BETAS = (0.0, 0.5, 1.0, 4.0)
@@ -370,10 +369,11 @@ class Run:
     def shared_model(self) -> AutoEncoder:
         """A frozen copy of the model (eval mode, no gradients) for other pages to read."""
         if "shared" not in self.cache:
-            m = copy.deepcopy(self.model).eval()
-            for p in m.parameters():
-                p.requires_grad_(False)
-            self.cache["shared"] = m
+            if self.trainer is not None:
+                with self.trainer.lock:
+                    self.cache["shared"] = frozen_copy(self.model)
+            else:
+                self.cache["shared"] = frozen_copy(self.model)
         return self.cache["shared"]
 
 
