@@ -665,8 +665,17 @@ def test_drawn_digit_lands_on_the_latent_map_in_the_browser(watched_page, server
     table = page.locator(".st-key-kl_map_parts").first
     expect(table).to_contain_text("The KL of the chosen held-out image", timeout=60_000)
     before = table.inner_text()
-    canvas = next(c for c in page.locator("canvas").all()
-                  if (b := c.bounding_box()) and abs(b["width"] - 280) < 2 and abs(b["height"] - 280) < 2)
+    wait_drawn(page)
+
+    def find_canvas():  # the drawing component loads after the expander's rerun
+        return next((c for c in page.locator("canvas").all()
+                     if (b := c.bounding_box()) and abs(b["width"] - 280) < 2 and abs(b["height"] - 280) < 2), None)
+
+    for _ in range(60):
+        if (canvas := find_canvas()) is not None:
+            break
+        page.wait_for_timeout(500)
+    assert canvas is not None, "no 280-px drawing canvas in the latent map's expander"
     canvas.scroll_into_view_if_needed()
     box = canvas.bounding_box()
     inside = page.evaluate(
