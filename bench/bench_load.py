@@ -366,7 +366,7 @@ def load_test(n_sessions: int = 10, watch_seconds: float = 15.0, idle_cpu_cores:
     class every student's browser runs on the student's own computer; here all of them share the
     server's cores, so they run at a lower priority than the server's page threads (their CPU use is
     still reported), but a higher one than its training threads (nice 19 by default, see
-    ``core.training.TRAINER_NICE``): training is work that takes whatever CPU is left, and would
+    ``LATENT_LAB_TRAINER_NICE``, see ``core.sharing``): training is work that takes whatever CPU is left, and would
     otherwise starve the stand-in browsers. The server runs in this process's session (see
     ``tests.conftest.start_server``), so these nice values compare across processes: with the
     kernel's autogroup scheduling, processes in different sessions split the cores evenly whatever

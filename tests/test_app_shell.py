@@ -227,33 +227,6 @@ def test_every_page_has_the_glossary_in_its_sidebar(path):
         assert f"**{dl}** = {prob}" in inside
 
 
-def test_warm_up_stops_when_the_process_exits():
-    """The warm-up thread is not a daemon (see core.ui.warm_up), so process exit waits for it: it must stop
-    at its next step once the main thread has finished, instead of loading every model first."""
-    import subprocess
-    import sys
-    script = (
-        "import sys, types, threading\n"
-        "calls = []\n"
-        "fake = types.ModuleType('core.zoo'); fake.pretrained = lambda *a, **k: calls.append(a)\n"
-        "sys.modules['core.zoo'] = fake\n"
-        "import core; core.zoo = fake\n"
-        "from core import ui\n"
-        "ui.warm_up()\n"
-        "t = next(t for t in threading.enumerate() if t.name == 'latent-lab-warm-up')\n"
-        "assert not t.daemon\n"
-        "import atexit; atexit.register(lambda: print('models loaded:', len(calls)))\n")
-    out = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr[-2000:]
-    assert "models loaded: 0" in out.stdout, out.stdout + out.stderr[-2000:]
-    # And while the main thread lives, it does load them.
-    script_alive = script.replace("import atexit; atexit.register(lambda: print('models loaded:', len(calls)))\n",
-                                  "t.join(120); print('models loaded:', len(calls))\n")
-    out = subprocess.run([sys.executable, "-c", script_alive], cwd=ROOT, capture_output=True, text=True, timeout=180)
-    assert out.returncode == 0, out.stderr[-2000:]
-    assert "models loaded: 4" in out.stdout, out.stdout + out.stderr[-2000:]
-
-
 SELF_CHECK_APP = """
 import streamlit as st
 from core import ui

@@ -10,7 +10,7 @@ seed, presenter mode, settings import/export), applies presenter styling and ret
 - ``core.ui.frame``: the page frame, presenter ``scenes`` and ``scene_filter``, ``self_check``,
   ``run_safely`` (the one error wrapper) and ``fragment_slot``.
 - ``core.ui.drawing``: ``figure``, ``live_figure``, downloads.
-- ``core.ui.models``: the zoo's pretrained models shared by all sessions, ``warm_up``.
+- ``core.ui.models``: the zoo's pretrained models shared by all sessions.
 - ``core.ui.live``: ``live_watch``, the browser-side watchdog of a live view.
 
 Streamlit's public API only (tests/test_streamlit_guards.py checks it); the bugs it works around are
@@ -27,13 +27,13 @@ import pandas  # noqa: F401
 
 # torch, plotly and the zoo are imported lazily: the home page must draw within 2 s of
 # `streamlit run`, and importing torch alone takes about 1.6 s here. The home page warms
-# them up in a background thread (``warm_up``) once it has drawn.
+# them up in a background thread (``core.settings.warm_up``) once it has drawn.
 from core.ui.drawing import (PLOTLY_CONFIG, PLOTLY_STATIC, PRESENT_SCALE, download_csv, figure, figure_html,
                              go_copy, live_figure, to_csv)
 from core.ui.frame import (DATASET_LABELS, PageContext, config_container, fragment_slot, glossary,
                            glossary_markdown, page, run_safely, scene_filter, scenes, self_check, sidebar)
 from core.ui.live import LIVE_STALL_S, live_watch
-from core.ui.models import activity, configure_torch, pretrained, warm_up
+from core.ui.models import activity, configure_torch, pretrained
 from core.ui.url import (K_DATASET, K_PRESENT, K_SEED, MAX_QUERY_LEN, MAX_SETTINGS_BYTES, _valid, apply_settings,
                          bind, clamp, clamp_state, number, parse_param, parse_settings, present, publish,
                          quote_user, select, settings_io, show_url_errors, slider, toggle, url_value)
@@ -48,5 +48,4 @@ __all__ = [
     "glossary", "glossary_markdown", "go_copy", "live_figure", "live_watch", "number", "page", "parse_param",
     "parse_settings", "present", "pretrained", "publish", "quote_user", "run_safely", "scene_filter", "scenes",
     "select", "self_check", "settings_io", "show_url_errors", "sidebar", "slider", "to_csv", "toggle", "url_value",
-    "warm_up",
 ]
