@@ -483,6 +483,14 @@ def test_other_figures_build():
     holes = limits.find_holes(post_mu, cell=0.5, min_expected=1)
     fig = lf.prior_hole(post_mu, np.arange(300) % 10, holes)
     assert fig.data[0].type == "contour" and len(holes["holes"]) > 0
+    # each point inside the drawn square once, at its own coordinates (sent as float32) with its own index
+    pts_tr = [t for t in fig.data[1:11]]
+    idx = np.concatenate([np.asarray(t.customdata) for t in pts_tr])
+    lim = fig.layout.xaxis.range[1]
+    inside = np.nonzero((np.abs(post_mu) <= lim).all(1))[0]
+    assert sorted(idx.tolist()) == inside.tolist() and np.asarray(pts_tr[0].x).dtype == np.float32
+    xy = np.concatenate([np.stack([t.x, t.y], 1) for t in pts_tr])
+    np.testing.assert_allclose(xy, post_mu[idx], rtol=1e-6, atol=1e-6)
     assert sum(sh.line.color == lf.HOLE_COLOR for sh in fig.layout.shapes) == len(holes["holes"])
     bars = lf.kl_per_dim_compare({"": pts[1], "freebits": pts[2]}, free_bits=0.5)
     assert len(bars.data) == 2 and bars.layout.barmode == "group"

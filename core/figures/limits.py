@@ -285,8 +285,8 @@ def prior_hole(mu: np.ndarray, y: np.ndarray, holes: Mapping, class_names: Seque
     mu = np.asarray(mu, dtype=float)
     # Show the codes beyond the grid too (up to radius 6), so a too-wide aggregate posterior is visible.
     lim = float(min(6.0, max(ext, np.quantile(np.abs(mu), 0.995) if len(mu) else ext))) + 0.15
-    g = np.linspace(-lim, lim, 101)
-    dens = np.exp(-0.5 * (g[None, :] ** 2 + g[:, None] ** 2)) / (2 * np.pi)
+    g = np.linspace(-lim, lim, 61)  # the Gaussian is smooth: 61 x 61 draws the same contours as 101 x 101
+    dens = (np.exp(-0.5 * (g[None, :] ** 2 + g[:, None] ** 2)) / (2 * np.pi)).astype(np.float32)
     inside = (np.abs(mu[:, 0]) <= lim) & (np.abs(mu[:, 1]) <= lim)
     fig = latent_scatter(mu[inside], np.asarray(y)[inside], axis_titles=("z₁ (posterior mean)", "z₂ (posterior mean)"),
                          height=height, marker_size=marker_size, customdata=np.nonzero(inside)[0],
@@ -295,6 +295,9 @@ def prior_hole(mu: np.ndarray, y: np.ndarray, holes: Mapping, class_names: Seque
                              colorscale=[[0, "rgba(255,255,255,0)"], [1, "rgba(86,180,233,0.9)"]],
                              contours=dict(coloring="fill", showlines=False), name="prior N(0, I) density"))
     fig.data = (fig.data[-1],) + fig.data[:-1]  # density underneath the points
+    for tr in fig.data[1:]:  # thousands of points: float32 coordinates and int32 indices halve what is sent
+        tr.update(x=np.asarray(tr.x, dtype=np.float32), y=np.asarray(tr.y, dtype=np.float32),
+                  customdata=np.asarray(tr.customdata, dtype=np.int32))
     t = np.linspace(0, 2 * np.pi, 200)
     for r in (1.0, 2.0, 3.0):
         mass = 1 - math.exp(-r * r / 2)
