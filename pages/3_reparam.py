@@ -539,9 +539,9 @@ def experiment_section(f: str, r: dict, slot) -> None:
         ui.figure(cached("rp_hist", (r["f"], r["mu"], r["sigma"], r["a"], r["n"], r["seed"]), lambda:
                 rfig.estimator_histograms(r, height=PRESENT_HEIGHT if ctx.present else 520)), key="rp_hist",
                   alt=(f"Histograms of {r['n']} per-sample gradient estimates. Pathwise ∂/∂μ: mean "
-                       f"{fmt(s['reparam']['dmu']['mean'])}, variance {rfig._g(s['reparam']['dmu']['variance'], 3)}. "
+                       f"{fmt(s['reparam']['dmu']['mean'])}, variance {rfig.sig_figs(s['reparam']['dmu']['variance'], 3)}. "
                        f"Score function ∂/∂μ: mean {fmt(s['score']['dmu']['mean'])}, variance "
-                       f"{rfig._g(s['score']['dmu']['variance'], 3)}. Exact {fmt(ex['dmu'])}."))
+                       f"{rfig.sig_figs(s['score']['dmu']['variance'], 3)}. Exact {fmt(ex['dmu'])}."))
     st.caption("Each column shares one x axis and one set of bins, so the widths compare directly (the x range "
                "covers the central 99% of estimates; the rest are counted in the end bins). The spread of a "
                "histogram is the per-sample variance: a mean of n samples has standard error √(variance / n).")

@@ -276,7 +276,7 @@ def test_vae_figures(small_vae):
 
 def test_number_labels_never_show_negative_zero():
     assert rfig._fmt(-0.0) == "0.000" and rfig._fmt(-0.0002) == "0.000" and rfig._fmt(-0.002) == "-0.002"
-    assert rfig._g(-0.0) == "0" and rfig._g(float("-inf")) == "n/a" and rfig._g(-1.5e-7) == "-1.5e-07"
+    assert rfig.sig_figs(-0.0) == "0" and rfig.sig_figs(float("-inf")) == "n/a" and rfig.sig_figs(-1.5e-7) == "-1.5e-07"
     # sin z at mu = 0: the exact d/dsigma is -sigma sin(0) e^{-sigma^2/2} = -0.0
     r = reparam.compare_estimators("sin z", 0.0, 1.0, n=200, seed=0)
     assert math.copysign(1.0, r["exact"]["dsigma"]) == -1.0  # the cause: a negative zero from the formula

@@ -43,7 +43,7 @@ def _fmt(v: float) -> str:
     return s[1:] if s.startswith("-") and float(s) == 0.0 else s
 
 
-def _g(v: float, digits: int = 4) -> str:
+def sig_figs(v: float, digits: int = 4) -> str:
     """``digits`` significant figures, never "-0" and never an infinity."""
     v = float(v)
     if not np.isfinite(v):
@@ -368,10 +368,10 @@ def estimator_histograms(result: Mapping, bins: int = 50, height: int = 520) -> 
                      hovertemplate="estimate ≈ %{x:.3g}<br>%{y:.1%} of samples<extra></extra>"),
                 dict(type="scatter", x=[exact, exact], y=[0, ymax], mode="lines", name="exact gradient",
                      line=dict(color="black", dash="dash", width=2), showlegend=(r, c) == (1, 1), xaxis=xa, yaxis=ya,
-                     hovertemplate=f"exact {_g(exact)}<extra></extra>"),
+                     hovertemplate=f"exact {sig_figs(exact)}<extra></extra>"),
                 dict(type="scatter", x=[mean, mean], y=[0, ymax], mode="lines", name="estimator mean",
                      line=dict(color=OKABE_ITO[4], width=3), showlegend=(r, c) == (1, 1), xaxis=xa, yaxis=ya,
-                     hovertemplate=f"mean {_g(mean)}<extra></extra>"),
+                     hovertemplate=f"mean {sig_figs(mean)}<extra></extra>"),
             ]
             _set_axis(lay, "y", i, tickformat=".0%", rangemode="tozero",
                       title=dict(text="fraction of samples") if c == 1 else None)
@@ -384,7 +384,7 @@ def estimator_histograms(result: Mapping, bins: int = 50, height: int = 520) -> 
 def estimate_intervals(result: Mapping, height: int = 300) -> go.Figure:
     """Mean ± 2 standard errors of each estimator next to the exact gradient (dashed), one panel per parameter."""
     lay = _layout(1, 2, hspace=0.12, height=height,
-                  titles=[f"{PARAM_NAMES[p]} E[f(z)]: exact {_g(result['exact'][p])}" for p in ("dmu", "dsigma")])
+                  titles=[f"{PARAM_NAMES[p]} E[f(z)]: exact {sig_figs(result['exact'][p])}" for p in ("dmu", "dsigma")])
     cats = [METHOD_NAMES[m].split(" (")[0] for m in ("score", "reparam")]
     data: list[dict] = []
     for c, p in enumerate(("dmu", "dsigma"), start=1):
@@ -397,10 +397,10 @@ def estimate_intervals(result: Mapping, height: int = 300) -> go.Figure:
                 type="scatter", x=[s["mean"]], y=[METHOD_NAMES[m].split(" (")[0]], mode="markers", name=METHOD_NAMES[m],
                 marker=dict(size=14, color=METHOD_COLORS[m]), showlegend=False, xaxis=xa, yaxis=ya,
                 error_x=dict(type="constant", value=2 * se, thickness=3, width=8, color=METHOD_COLORS[m]),
-                hovertemplate=f"mean {_g(s['mean'])} ± {_g(2 * se, 2)} (2 s.e.)<extra></extra>"))
+                hovertemplate=f"mean {sig_figs(s['mean'])} ± {sig_figs(2 * se, 2)} (2 s.e.)<extra></extra>"))
         data.append(dict(type="scatter", x=[exact, exact], y=cats, mode="lines", showlegend=False, xaxis=xa, yaxis=ya,
                          line=dict(color="black", dash="dash", width=2), name="exact gradient",
-                         hovertemplate=f"exact {_g(exact)}<extra></extra>"))
+                         hovertemplate=f"exact {sig_figs(exact)}<extra></extra>"))
         _set_axis(lay, "x", c, title=dict(text="estimate (mean ± 2 standard errors)"))
         _set_axis(lay, "y", c, range=[-0.5, 1.5], type="category", categoryorder="array", categoryarray=cats)
     lay.update(uirevision="rp-ci")
@@ -430,7 +430,7 @@ def convergence(result: Mapping, height: int = 360) -> go.Figure:
         exact = result["exact"][p]
         data.append(dict(type="scatter", x=[1, result["n"]], y=[exact, exact], mode="lines", name="exact gradient",
                          line=dict(color="black", dash="dash", width=2), showlegend=c == 1, xaxis=xa, yaxis=ya,
-                         hovertemplate=f"exact {_g(exact)}<extra></extra>"))
+                         hovertemplate=f"exact {sig_figs(exact)}<extra></extra>"))
         _set_axis(lay, "x", c, type="log", title=dict(text="number of samples n"))
         if c == 1:
             _set_axis(lay, "y", c, title=dict(text="running mean ± 2 s.e."))
