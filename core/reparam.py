@@ -852,10 +852,38 @@ def encoder_training_race(model, x_train, steps: int = 200, lr: float = 1e-3, ba
 TRAINING_JOBS = Jobs(max_done=16, max_age_s=24 * 3600)
 
 
+TRAIN_RACE = dict(steps=200, lr=1e-3, batch=64, draws=1)  # the reparam page's two short training runs
+N_TRAIN_IMAGES = 256  # the first training images (outside the model's held-out split) they train on
+
+
 def start_training_race(key, model, x_train, **kwargs) -> Job:
     """``encoder_training_race(model, x_train, **kwargs)`` on a background thread, under ``key``
     (the same key while it runs or after gives the same job), reporting its progress."""
     return TRAINING_JOBS.submit(key, lambda report: encoder_training_race(model, x_train, progress=report, **kwargs))
+
+
+def zoo_training_race_key(dataset: str, seed: int = 0, beta: float = 1.0, latent_dim: int = 16) -> tuple:
+    return ("encoder-training-race", dataset, float(beta), int(latent_dim), int(seed), tuple(sorted(TRAIN_RACE.items())))
+
+
+def start_zoo_training_race(dataset: str, seed: int = 0, beta: float = 1.0, latent_dim: int = 16,
+                            loader=None) -> Job:
+    """The reparam page's training race for the zoo's VAE (``loader(dataset, "vae", beta, latent_dim)``,
+    default ``core.zoo.pretrained``) on its first ``N_TRAIN_IMAGES`` training images, in the background;
+    a finished or running job for the same settings is returned as it is (a failed one is retried).
+    A server's warm-up can call this so the page's first visitor finds the curves ready."""
+    from core.data import load_dataset
+
+    key = zoo_training_race_key(dataset, seed, beta, latent_dim)
+    job = TRAINING_JOBS.get(key)
+    if job is not None and job.state != "failed":
+        return job
+    if loader is None:
+        from core.zoo import pretrained as loader
+    pre = loader(dataset, "vae", beta, latent_dim)
+    ds = load_dataset(dataset)
+    train_idx = np.setdiff1d(np.arange(len(ds.x)), np.asarray(pre.val_idx))[:N_TRAIN_IMAGES]
+    return start_training_race(key, pre.model, ds.x[train_idx], seed=int(seed), **TRAIN_RACE)
 
 
 def _recon_batch(model, x: torch.Tensor, z: torch.Tensor, likelihood: str | None = None) -> torch.Tensor:

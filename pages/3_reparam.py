@@ -28,7 +28,6 @@ F_LABELS = {"z^2": "z²", "(z-a)^2": "(z − a)²", "sin z": "sin z", "step": "s
 N_CHOICES = [100, 300, 1000, 3000, 10_000, 30_000, 100_000]
 N_AVG = 256  # draws of eps for the "on average" reading of the VAE gradients
 N_RACE = 2000  # draws of eps for the estimator race on the real VAE
-N_TRAIN_IMAGES = 256
 USES_A = ("(z-a)^2", "step")
 BETA, K = 1.0, 16  # the shipped VAE every real-model section uses
 
@@ -89,24 +88,13 @@ def race(dataset: str, index: int, seed: int) -> dict:
     return {**r, "summary": reparam.race_summary(r)}
 
 
-TRAIN_RACE = dict(steps=200, lr=1e-3, batch=64, draws=1)  # the two short training runs of section 5
-
-
-def training_key(dataset: str, seed: int) -> tuple:
-    return ("encoder-training-race", dataset, int(seed), tuple(sorted(TRAIN_RACE.items())))
-
-
 def training_job(dataset: str, seed: int, start: bool = True):
     """The two training runs of section 5, in the background (core.reparam.TRAINING_JOBS): started on the
-    first visit, shared by every session, kept for a day. None if not started and ``start`` is False."""
-    key = training_key(dataset, seed)
-    job = reparam.TRAINING_JOBS.get(key)
-    if (job is None or job.state == "failed") and start:
-        pre = ui.pretrained(dataset, "vae", BETA, K)
-        ds = load_dataset(dataset)
-        train_idx = np.setdiff1d(np.arange(len(ds.x)), np.asarray(pre.val_idx))[:N_TRAIN_IMAGES]
-        job = reparam.start_training_race(key, pre.model, ds.x[train_idx], seed=int(seed), **TRAIN_RACE)
-    return job
+    first visit (or by the server's warm-up), shared by every session, kept for a day. None if not started
+    and ``start`` is False."""
+    if start:
+        return reparam.start_zoo_training_race(dataset, int(seed), BETA, K, loader=ui.pretrained)
+    return reparam.TRAINING_JOBS.get(reparam.zoo_training_race_key(dataset, int(seed), BETA, K))
 
 
 @st.fragment(run_every=0.5)

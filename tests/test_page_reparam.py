@@ -74,7 +74,7 @@ def mnist_app():
 def test_training_runs_in_the_background_and_a_second_visit_gets_them_at_once():
     """Issue 20: the estimator race's training runs never block the page: a cold visit draws everything else
     and a progress bar; the result is kept by dataset and seed, so the next visit draws the curves at once."""
-    key = ("encoder-training-race", "digits", 7, tuple(sorted(dict(steps=200, lr=1e-3, batch=64, draws=1).items())))
+    key = reparam.zoo_training_race_key("digits", 7)
     reparam.TRAINING_JOBS.discard(key)
     at = page_app(PAGE, query={"dataset": "digits", "seed": "7"})
     assert_ok(at)
@@ -249,6 +249,7 @@ def test_the_race_prints_what_it_measures(mnist_app, mnist):
     assert "Both are unbiased:** all 64 differences" in body
     # the training runs: the page prints the core's result for the same settings
     train_idx = np.setdiff1d(np.arange(len(ds.x)), np.asarray(pre.val_idx))[:256]
+    assert reparam.TRAIN_RACE == dict(steps=200, lr=1e-3, batch=64, draws=1) and reparam.N_TRAIN_IMAGES == 256
     t = reparam.encoder_training_race(pre.model, ds.x[train_idx], steps=200, lr=1e-3, batch=64, draws=1, seed=0)
     assert (f"**{t['curves']['pathwise'][-1]:.1f} nats per image with the pathwise estimator** and "
             f"**{t['curves']['score'][-1]:.1f} with the score function**") in body

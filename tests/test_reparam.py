@@ -312,3 +312,22 @@ def test_encoder_training_race_reports_progress_and_runs_in_the_background(mnist
     for m in ("pathwise", "score"):  # the same numbers as the direct call
         np.testing.assert_array_equal(job.result["curves"][m], t["curves"][m])
     R.TRAINING_JOBS.discard(key)
+
+
+def test_zoo_training_race_job_is_the_pages_run_and_starts_once():
+    """start_zoo_training_race (what the page and a server's warm-up call) trains on the first 256 training
+    images outside the zoo model's held-out split, with the page's settings, once per key."""
+    from core import zoo
+    from core.data import load_dataset
+    key = R.zoo_training_race_key("digits", 11)
+    R.TRAINING_JOBS.discard(key)
+    job = R.start_zoo_training_race("digits", 11)
+    assert R.start_zoo_training_race("digits", 11) is job and R.TRAINING_JOBS.get(key) is job
+    assert job.wait(300) and job.state == "done", job.error
+    pre, ds = zoo.pretrained("digits", "vae", 1.0, 16), load_dataset("digits")
+    train = ds.x[np.setdiff1d(np.arange(len(ds.x)), pre.val_idx)[:256]]
+    direct = R.encoder_training_race(pre.model, train, seed=11, **R.TRAIN_RACE)
+    for m in ("pathwise", "score"):
+        np.testing.assert_array_equal(job.result["curves"][m], direct["curves"][m])
+    assert job.result["n_images"] == 256 and job.result["steps"] == 200
+    R.TRAINING_JOBS.discard(key)
