@@ -512,9 +512,13 @@ def section_causes() -> None:
                     f"was small at first and the model learned a code: up to **{cw['peak_active']}** active units "
                     f"(step {cw['peak_step']}); as β grew they switched off, the last at step "
                     f"{cw['last_active_step']}, where β was {cw['beta_at_last_active']:.1f} (hover the curves for "
-                    f"the β of each step), long before the ramp reached 8 at step {warm.spec.warmup_steps}. "
+                    f"the β of each step), "
+                    + ("before" if cw["last_active_step"] < warm.spec.warmup_steps else "after")
+                    + f" the ramp reached 8 at step {warm.spec.warmup_steps}. "
                     "**Warm-up only delayed the collapse.** At β = 8 a nat of rate must save more than 8 nats of "
-                    "distortion to pay for itself, so *no information* is the optimum of the objective itself: "
+                    "distortion to pay for itself, and for this model on these images no nat does: *no information* "
+                    "is the optimum of the objective itself (the plain run "
+                    + ("goes straight to it" if cp["peak_active"] == 0 else "ends there too") + "), so "
                     "warm-up changes the path, not where it ends; only a smaller β (or a different objective) "
                     "keeps the code.")
         elif v["holds"]:
