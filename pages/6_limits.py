@@ -501,6 +501,10 @@ def section_causes() -> None:
               alt="Active units and rate along training for: " + "; ".join(
                   f"{r.spec.label}: {r.active_units} active, rate {r.rate:.3f} nats" for r in results))
     v = collapse.verdict(cause, results)
+    if cause == "objective" and not present:
+        st.caption("The rate can rise before any unit counts as active: the KL term also charges a posterior "
+                   "narrower than the prior (σ_j < 1) and means μ_j that vary with the input by less than Burda's "
+                   "threshold (Var_x μ_j ≤ 0.01).")
     if cause == "objective":
         plain, warm = results
         cp, cw = v["curves"]
