@@ -229,7 +229,7 @@ def run_experiment(name: str, dataset: str = DATASET, seed: int = 0, epochs: int
 
 # ---- in the background (core.jobs): a page starts an experiment and polls it ----------------------
 
-JOBS = Jobs(max_done=32, max_age_s=600)
+JOBS = Jobs(max_done=32, max_age_s=600, max_running=1)  # one training at a time: the machine has 2 cores
 
 
 def job_key(name: str, dataset: str = DATASET, seed: int = 0, epochs: int | None = None) -> tuple:

@@ -38,7 +38,8 @@ class Job:
     attribute assignment in the worker, so a reader sees an old or a new value, never a torn one);
     ``result`` is set before ``state`` becomes "done", so a reader that sees "done" sees the result."""
 
-    def __init__(self, key: Hashable, fn: Callable[[Report], Any], clock: Callable[[], float]):
+    def __init__(self, key: Hashable, fn: Callable[[Report], Any], clock: Callable[[], float],
+                 slots: threading.Semaphore | None = None):
         self.key = key
         self.state: str = RUNNING
         self.progress: float = 0.0
@@ -51,6 +52,7 @@ class Job:
         self.finished: float | None = None
         self._done = threading.Event()
         self._cancel = threading.Event()
+        self._slots = slots
         self._thread = threading.Thread(target=self._run, name=f"job-{key!r}"[:60], daemon=True)
 
     # -- the worker side -------------------------------------------------------------------
@@ -69,7 +71,15 @@ class Job:
         self.text = str(text)
 
     def _run(self) -> None:
+        slot = False
         try:
+            if self._slots is not None:
+                self.text = "waiting for another job to finish"
+                while not self._slots.acquire(timeout=0.2):
+                    if self._cancel.is_set():
+                        raise Cancelled("cancelled")
+                slot = True
+                self.text = ""
             result = self._fn(self.report)
         except BaseException as exc:  # noqa: BLE001 - a job must never kill its thread silently
             msg = str(exc).strip()
@@ -82,6 +92,8 @@ class Job:
             self.finished = self._clock()
             self.state = DONE
         finally:
+            if slot:
+                self._slots.release()
             with _RUNNING_LOCK:
                 _RUNNING.discard(self)
             self._fn = None  # drop the closure (and whatever it holds) once the work is over
@@ -111,12 +123,17 @@ class Job:
 
 class Jobs:
     """A registry of :class:`Job` by key (thread-safe). ``submit`` deduplicates: while a job for
-    the key is running or done, it is returned instead of starting another."""
+    the key is running or done, it is returned instead of starting another. ``max_running``: at most
+    that many jobs of this registry do their work at once (the others wait, state "running", text
+    "waiting for another job to finish"); None for no limit."""
 
     def __init__(self, max_done: int = 32, max_age_s: float = 600.0,
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.monotonic, max_running: int | None = None):
         if int(max_done) < 0:
             raise ValueError("max_done must be >= 0")
+        if max_running is not None and int(max_running) < 1:
+            raise ValueError("max_running must be >= 1 (or None)")
+        self._slots = threading.Semaphore(int(max_running)) if max_running is not None else None
         if float(max_age_s) < 0:
             raise ValueError("max_age_s must be >= 0")
         self.max_done = int(max_done)
@@ -134,7 +151,7 @@ class Jobs:
             job = self._jobs.get(key)
             if job is not None and job.state in (RUNNING, DONE):
                 return job
-            job = Job(key, fn, self._clock)
+            job = Job(key, fn, self._clock, self._slots)
             self._jobs[key] = job
         with _RUNNING_LOCK:
             _RUNNING.add(job)

@@ -849,7 +849,7 @@ def encoder_training_race(model, x_train, steps: int = 200, lr: float = 1e-3, ba
 
 # The training race runs in the background (core.jobs), keyed by the page's settings: a cold visit
 # draws the rest of the page at once; its result (two short curves) is kept for a day, shared by all.
-TRAINING_JOBS = Jobs(max_done=16, max_age_s=24 * 3600)
+TRAINING_JOBS = Jobs(max_done=16, max_age_s=24 * 3600, max_running=1)
 
 
 TRAIN_RACE = dict(steps=200, lr=1e-3, batch=64, draws=1)  # the reparam page's two short training runs

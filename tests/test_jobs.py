@@ -290,3 +290,39 @@ def test_process_exits_promptly_and_cleanly_with_a_job_running():
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "running"
     assert time.time() - t0 < 15
+
+
+def test_max_running_queues_the_rest_and_a_waiting_job_can_be_cancelled():
+    jobs = Jobs(max_running=1)
+    gate = threading.Event()
+    active, peak = [0], [0]
+    lock = threading.Lock()
+
+    def fn(report):
+        with lock:
+            active[0] += 1
+            peak[0] = max(peak[0], active[0])
+        gate.wait(5)
+        report(1.0, "done")
+        with lock:
+            active[0] -= 1
+        return "ok"
+
+    a = jobs.submit("a", fn)
+    b = jobs.submit("b", fn)
+    c = jobs.submit("c", fn)
+    deadline = time.time() + 5
+    while active[0] < 1 and time.time() < deadline:
+        time.sleep(0.005)
+    time.sleep(0.05)
+    waiting = [j for j in (a, b, c) if j.text == "waiting for another job to finish"]
+    assert len(waiting) == 2 and all(j.state == RUNNING for j in (a, b, c))
+    waiting[-1].cancel()
+    assert waiting[-1].wait(5) and waiting[-1].state == FAILED
+    gate.set()
+    for j in (a, b, c):
+        assert j.wait(5)
+    assert peak[0] == 1
+    assert sorted(j.state for j in (a, b, c)) == [DONE, DONE, FAILED]
+    with pytest.raises(ValueError):
+        Jobs(max_running=0)
