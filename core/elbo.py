@@ -292,3 +292,17 @@ def gap_estimate(model, x, k: int = 1000, n: int = 1000, seed: int = 0) -> tuple
     ll, se_ll = log_likelihood_with_stderr(model, x, k=k, seed=seed)
     est = elbo_estimate(model, x, n=n, seed=seed + 1)
     return ll - est.elbo, np.sqrt(se_ll**2 + est.recon_se**2)
+
+
+def gaps_by_model(models: dict, x, k: int = 1000, n: int = 1000, seed: int = 0) -> dict:
+    """:func:`gap_estimate` of one image ``x`` (D,) or (1, D) under each VAE of ``models`` (beta -> model),
+    in order of beta, leaving out beta = 0 (trained without the KL term, its q is nearly a point, so
+    importance sampling with it as the proposal says nothing). ``{"beta": [...], "gap": [...], "se": [...]}``."""
+    x1 = np.asarray(x, dtype=np.float32).reshape(1, -1)
+    out = {"beta": [], "gap": [], "se": []}
+    for beta in sorted(b for b in models if b > 0):
+        gap, se = gap_estimate(models[beta], x1, k=k, n=n, seed=seed)
+        out["beta"].append(float(beta))
+        out["gap"].append(float(gap[0]))
+        out["se"].append(float(se[0]))
+    return out

@@ -327,18 +327,12 @@ def image_numbers(dataset: str, beta: float, img: int) -> dict:
 @st.cache_data(max_entries=64, show_spinner="Estimating the gap under every β…")
 def gaps_by_beta(dataset: str, row: int) -> dict:
     """L_k − ELBO of image ``row`` of the dataset (held out by every zoo model: they share one split)
-    under every 16-d zoo VAE with β > 0."""
+    under every 16-d zoo VAE (core.elbo.gaps_by_model leaves out β = 0, which has no KL term)."""
     from core import elbo, zoo
     ui.configure_torch()
-    x = np.array(load_dataset(dataset).x[row][None, :])
-    out = {"beta": [], "gap": [], "se": []}
-    betas = sorted({s.beta for s in zoo.available(dataset, "vae", LATENT) if s.beta > 0})  # β = 0 has no KL term
-    for b in betas:
-        gap, se = elbo.gap_estimate(ui.pretrained(dataset, "vae", b, LATENT).model, x, k=IWAE_K, n=IWAE_K, seed=0)
-        out["beta"].append(b)
-        out["gap"].append(float(gap[0]))
-        out["se"].append(float(se[0]))
-    return out
+    models = {s.beta: ui.pretrained(dataset, "vae", s.beta, LATENT).model
+              for s in zoo.available(dataset, "vae", LATENT) if s.beta > 0}
+    return elbo.gaps_by_model(models, load_dataset(dataset).x[row], k=IWAE_K, n=IWAE_K, seed=0)
 
 
 @st.cache_data(max_entries=8, show_spinner=False)

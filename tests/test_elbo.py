@@ -149,3 +149,19 @@ def test_gap_estimate():
     est = elbo.elbo_estimate(m, x, n=300, seed=1)
     np.testing.assert_allclose(gap, ll - est.elbo)
     assert np.all(se >= se_ll)
+
+
+def test_gaps_by_model_leaves_out_beta_0_and_orders_by_beta():
+    """The KL page's 'gap under every β' (issue 22: out of the page): each model's gap_estimate of the image,
+    in order of β, without the β = 0 model; L_k − ELBO from an independent IWAE by torch.distributions."""
+    models = {4.0: small_model(seed=2), 0.0: small_model(seed=0), 1.0: small_model(seed=1)}
+    x = data(1)[0].numpy()
+    g = elbo.gaps_by_model(models, x, k=300, n=300, seed=0)
+    assert g["beta"] == [1.0, 4.0]
+    for b, gap, se in zip(g["beta"], g["gap"], g["se"]):
+        want, want_se = elbo.gap_estimate(models[b], x[None], k=300, n=300, seed=0)
+        assert gap == pytest.approx(float(want[0])) and se == pytest.approx(float(want_se[0])) and se > 0
+        lw = reference_log_weights(models[b], torch.as_tensor(x[None]), 300, 0)
+        ref_lk = float(torch.logsumexp(lw[0].double(), 0) - math.log(300))
+        est = elbo.elbo_estimate(models[b], x[None], n=300, seed=1)
+        assert gap == pytest.approx(ref_lk - float(est.elbo[0]), abs=1e-4)
