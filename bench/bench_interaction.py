@@ -125,7 +125,8 @@ CASES = [
      ".st-key-kl_mup_sl", ".st-key-kl_fig_density"),
     ("KL page: μ_p slider → KL(p‖q) number from the server (fragment rerun: formulas and Monte Carlo redrawn)",
      "kl", ".st-key-kl_mup_sl", '.st-key-kl_readout [data-testid="stMetricValue"]'),
-    ("KL page: VAE point μ slider → the point and its KL on the contour map (drawn in the browser)", "kl",
+    ("KL page: VAE point μ slider → the point and its KL on the contour map (drawn in the browser)",
+     "kl?kl_vmu=1.0",  # the link parameter opens the map's expander
      ".st-key-kl_vmu", ".st-key-kl_fig_map"),
     ("Reparameterization page: μ slider → exact gradient readout (fragment rerun: a fresh autograd experiment)",
      "reparam", ".st-key-rp_mu", '.st-key-rp_readout [data-testid="stMetricValue"]'),
