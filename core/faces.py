@@ -21,6 +21,7 @@ import threading
 import numpy as np
 
 from core.data import Dataset
+from core.jobs import Job, Jobs
 
 N_FACES = 100           # the first 100 images of lfw_subset are faces
 FACE_SHAPE = (25, 25)
@@ -57,11 +58,12 @@ class FacesRun:
         self.epochs, self.history = epochs, history
 
 
-def train_faces_vae(seed: int = 0, epochs: int = EPOCHS) -> FacesRun:
+def train_faces_vae(seed: int = 0, epochs: int = EPOCHS, progress=None) -> FacesRun:
     """Train the small VAE on 90 of the faces (10 held out, chosen by ``seed``) with Adam, minibatches
     of ``BATCH_SIZE`` and the beta = 1 loss ``core.losses.elbo_terms`` (one reparameterized sample
     per image). A plain loop, not ``core.training.Trainer``: with 100 images its per-step
-    bookkeeping would cost ten times the arithmetic. Deterministic for a seed."""
+    bookkeeping would cost ten times the arithmetic. Deterministic for a seed. ``progress(f, text)``, if
+    given, is called after every epoch with the finished fraction f."""
     import torch
 
     from core.losses import elbo_terms
@@ -94,6 +96,8 @@ def train_faces_vae(seed: int = 0, epochs: int = EPOCHS) -> FacesRun:
                 opt.step()
                 tot += np.array([t.loss.item(), t.recon.item(), t.kl.item()]) * len(xb)
             history.append(dict(zip(("loss", "recon", "kl"), tot / len(x))))
+            if progress is not None:
+                progress(len(history) / int(epochs), f"epoch {len(history)} of {int(epochs)}")
     model.eval()
     return FacesRun(model, train_idx, val_idx, int(epochs), history)
 
@@ -108,6 +112,25 @@ def trained_faces_vae(seed: int = 0):
         if seed not in _DONE:
             _DONE[seed] = train_faces_vae(seed)
         return _DONE[seed]
+
+
+# Training on demand runs in the background (core.jobs), one at a time; the page polls the job.
+JOBS = Jobs(max_done=4, max_age_s=600, max_running=1)
+
+
+def start_training(seed: int = 0) -> Job:
+    """Train the faces VAE for ``seed`` on a background thread (once; the same job while it runs),
+    storing it where ``trained_faces_vae`` finds it."""
+    def work(report):
+        run = train_faces_vae(seed, progress=report)
+        with _LOCK:
+            _DONE.setdefault(seed, run)
+        return True
+    return JOBS.submit(("faces", int(seed)), work)
+
+
+def training_job(seed: int = 0) -> Job | None:
+    return JOBS.get(("faces", int(seed)))
 
 
 def faces_ready(seed: int = 0) -> bool:

@@ -73,7 +73,7 @@ def bound_evidence(dataset: str) -> dict:
     return limits.bound_evidence(dataset, n_images=100, loader=ui.pretrained)
 
 
-@st.cache_data(max_entries=2, show_spinner="Training the small VAE on 90 faces (a few seconds, once per server)…")
+@st.cache_data(max_entries=2, show_spinner="Measuring the faces…")
 def faces_evidence() -> dict:
     from core import faces
     return faces.faces_evidence(seed=0, n_show=10)
@@ -741,17 +741,39 @@ def section_complex() -> None:
         "and their 256×256 ones 114 million. Latent diffusion (Rombach et al. 2022) keeps an autoencoder only to "
         "compress images, and generates in its latent space.")
 
+@st.fragment(run_every=0.5)
+def faces_progress() -> None:
+    """The faces VAE's training in the background, polled only while it runs; then the page reruns and shows it."""
+    from core import faces
+
+    job = faces.training_job()
+    if job is None or job.state != "running":
+        st.rerun()
+    st.progress(job.progress, text=f"Training on the faces: {job.text or 'starting'}. It runs in the background: "
+                                   "the rest of the page stays usable.")
+
+
 def section_faces() -> None:
     """The same small VAE on 25×25 faces (core.faces), trained on demand once per server."""
     from core import faces
     st.markdown("**🧑 And on faces?** The same recipe (MLP, 16 latents, β = 1) on 100 grey 25×25 faces from "
                 "Labeled Faces in the Wild (Huang et al. 2007; the copy inside scikit-image), 90 to train on.")
-    slot = st.empty()
-    if not faces.faces_ready() and not slot.button("🧑 Train it on the faces (a few seconds, once per server)",
-                                                   key="lim_faces_train"):
-        return
-    fe = safely(faces_evidence, "Training on faces")
-    slot.empty()
+    if not faces.faces_ready():
+        job = faces.training_job()
+        if job is None or job.state == "failed":
+            if job is not None:
+                st.error(f"Training on the faces failed: {job.error}. Press the button to try again.")
+            slot = st.empty()
+            if not slot.button("🧑 Train it on the faces (a few seconds, once per server, in the background)",
+                               key="lim_faces_train"):
+                return
+            slot.empty()
+            job = faces.start_training()
+        if job.state == "running":
+            with ui.fragment_slot():
+                faces_progress()
+            return
+    fe = safely(faces_evidence, "Measuring the faces")
     if fe is None:
         return
     ui.figure(cached("lim_fig_strip_faces", (), lambda:

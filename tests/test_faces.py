@@ -54,3 +54,14 @@ def test_faces_evidence_numbers_come_from_the_model_and_the_images():
     assert e["kept_recon"] < 60 and e["kept_sample"] < 60  # the small VAE blurs faces
     assert {k: v.shape for k, v in e["images"].items()} == {k: (6, 625) for k in ("original", "vae", "sample")}
     assert e["n_train"] == 90 and e["n_val"] == 10 and e["neg_elbo"] > 0
+
+
+def test_background_training_reports_progress_and_gives_the_same_model():
+    job = faces.start_training(seed=5)
+    assert faces.start_training(seed=5) is job is faces.training_job(seed=5)
+    assert job.wait(300) and job.state == "done", job.error
+    assert faces.faces_ready(seed=5) and job.progress == 1.0
+    assert job.text == f"epoch {faces.EPOCHS} of {faces.EPOCHS}"
+    direct = faces.train_faces_vae(seed=5)
+    for pa, pb in zip(faces.trained_faces_vae(5).model.parameters(), direct.model.parameters()):
+        assert torch.equal(pa, pb)

@@ -295,6 +295,14 @@ def test_faces_train_on_demand_and_show_measured_numbers():
         assert "lim_fig_strip_faces" not in figs(at)
         at.button(key="lim_faces_train").click().run()
         assert_ok(at)
+        job = faces.training_job()
+        assert job is not None  # trained in the background: the page run did not wait for it
+        if job.running:
+            assert any("It runs in the background" in p.proto.text for p in at.get("progress"))
+        assert job.wait(300) and job.state == "done", job.error
+        assert job.progress == 1.0 and job.text == f"epoch {faces.EPOCHS} of {faces.EPOCHS}"
+        at.run()  # what the polling fragment's rerun does in the browser
+        assert_ok(at)
     assert "lim_fig_strip_faces" in figs(at)
     e = faces.faces_evidence(seed=0, n_show=10)
     body = texts(at)
@@ -395,7 +403,8 @@ def test_limits_page_in_browser(watched_page, server_url):
     page.get_by_text("5. Only a bound").first.wait_for()
     # The faces (issue 20): trained on demand, then shown beside the digits.
     charts = page.locator('[data-testid="stPlotlyChart"]').count()
-    train_faces = page.get_by_role("button", name="🧑 Train it on the faces (a few seconds, once per server)")
+    train_faces = page.get_by_role("button",
+                                   name="🧑 Train it on the faces (a few seconds, once per server, in the background)")
     if train_faces.count():
         train_faces.click()
         page.get_by_text("On the 10 held-out faces").first.wait_for(timeout=180_000)
