@@ -101,7 +101,10 @@ def browser_context_args(browser_context_args):
 
 
 # Harmless 404s when a deep link such as /train is opened directly (see TESTING.md).
-_HARMLESS = ("/_stcore/health", "/_stcore/host-config", "host-config", "Failed to load resource: the server responded with a status of 404")
+# And the frontend's "page ... does not seem to exist" log, when a fresh server's first deep link reaches it
+# before the process has left pages/-mode: the page then routes itself (core.ui.frame._ensure_app_navigation).
+_HARMLESS = ("/_stcore/health", "/_stcore/host-config", "host-config", "Failed to load resource: the server responded with a status of 404",
+             "The page that you have requested does not seem to exist")
 
 
 class ConsoleWatch:
