@@ -224,13 +224,19 @@ def _stop_warm_up(wait_s: float | None = None) -> None:
 
 def warm_up(datasets) -> threading.Thread | None:
     """Import torch (with the settings), plotly and the zoo's default models (AE and VAE, beta 1,
-    16-D, of each dataset in ``datasets``) in the background, once per process, so that the first
-    lesson page opens quickly after the home page has drawn (:func:`start_warm_up`)."""
+    16-D, of each dataset in ``datasets``) in the background, once per process, and start the
+    reparam page's estimator race for each (``core.reparam.start_zoo_training_race``, its own
+    background job), so that the first lesson page opens quickly after the home page has drawn and
+    the race's curves are ready (:func:`start_warm_up`)."""
     import importlib
 
     def load(ds: str, kind: str):
         return lambda: importlib.import_module("core.zoo").pretrained(ds, kind, 1.0, 16)
 
+    def race(ds: str):  # the reparam page's estimator race trains in its own background job
+        return lambda: importlib.import_module("core.reparam").start_zoo_training_race(ds, 0)
+
     steps = [import_torch, lambda: importlib.import_module("plotly.express")]
     steps += [load(ds, kind) for ds in datasets for kind in ("ae", "vae")]
+    steps += [race(ds) for ds in datasets]
     return start_warm_up(steps)

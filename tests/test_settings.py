@@ -131,9 +131,10 @@ def test_the_warm_up_is_a_daemon_that_runs_once_and_stops_between_steps_at_exit(
 def test_warm_up_loads_torch_and_the_default_models():
     got = _python("import json, sys; from core import settings; th = settings.warm_up(['digits']); th.join(120); "
                   "from core import zoo; "
+                  "from core import reparam; job = reparam.TRAINING_JOBS.get(reparam.zoo_training_race_key('digits', 0, 1.0, 16)); "
                   "print(json.dumps([sorted(f'{s.kind}' for s in zoo._memory), 'plotly.express' in sys.modules, "
-                  "settings.applied() is not None]))")
-    assert got == [["ae", "vae"], True, True]
+                  "settings.applied() is not None, job is not None]))")
+    assert got == [["ae", "vae"], True, True, True]  # and the reparam page's race has started
 
 
 def test_the_home_page_applies_the_settings_and_starts_the_daemon_warm_up():
