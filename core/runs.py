@@ -10,7 +10,6 @@ run of a beta sweep. Nothing here touches Streamlit.
 """
 from __future__ import annotations
 
-import gc
 import json
 import math
 import re
@@ -66,37 +65,6 @@ STATUS_INTERVAL = 0.5
 CHART_INTERVALS = ((0, 0.5), (3, 1.0), (5, 2.0), (9, 5.0))  # (fewest runs, seconds between chart redraws)
 STATE_LABELS = {"ready": "ready", "training": "training", "paused": "paused", "done": "finished",
                 "stopped": "stopped early", "diverged": "diverged", "error": "failed", "loaded": "loaded checkpoint"}
-
-
-# ---- the process -------------------------------------------------------------------------
-
-_gc_frozen = False
-#: The collector's thresholds once the imports are frozen (Python's default is (700, 10, 10)). With
-#: ten sessions training, a full collection walked ~130,000 objects in 40-130 ms with the GIL held
-#: (measured, 5 Dec 2026), so every page redraw and every training thread of the server waited: a
-#: young collection every 10,000 new objects instead of 700 makes full ones about 14 times rarer.
-GC_THRESHOLDS = (10_000, 10, 10)
-
-
-def freeze_import_objects() -> bool:
-    """Move every object alive now (call it right after the heavy imports: torch, pandas, plotly,
-    scikit-learn) into the garbage collector's permanent generation, once per process.
-
-    Streamlit runs ``gc.collect(2)`` after every script run, fragment reruns included. With
-    those libraries loaded that is ~300,000 tracked objects and ~190 ms with the GIL held
-    (measured), twice a second while the live view polls: the training thread then waits for the
-    GIL most of the time (throughput fell to 10-30 %). Frozen objects are skipped by the cyclic
-    collector; objects freed by reference counting are freed as usual. It also sets
-    ``GC_THRESHOLDS``. Returns True the first time.
-    """
-    global _gc_frozen
-    if _gc_frozen:
-        return False
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(*GC_THRESHOLDS)
-    _gc_frozen = True
-    return True
 
 
 # ---- configuration -----------------------------------------------------------------------
@@ -758,6 +726,7 @@ class RunStore:
         run = self.active
         if run is not None and run.runner is not None:
             run.runner.pause()
+            run.runner.join(2.0)  # the thread ends its chunk (a few ms): the save then has its last step
             self.save(run)
 
     def resume(self) -> None:

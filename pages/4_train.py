@@ -15,6 +15,7 @@ from core import ui
 ctx = ui.page("Train a VAE live", "🏋️", "Train a real VAE and watch every loss term respond to β.")
 ui.configure_torch()
 
+from core import persist as P  # noqa: E402
 from core import runs as R  # noqa: E402  (after ui.page: the sidebar draws before torch loads)
 from core.checkpoints import CheckpointError, load_checkpoint  # noqa: E402
 from core.data import DATASETS, DatasetError, load_dataset, load_dataset_file  # noqa: E402
@@ -22,13 +23,30 @@ from core.figures import training as FT  # noqa: E402
 from core.models import LATENT_RANGE  # noqa: E402
 from core.training import MAX_EPOCHS, REDRAWS, live_runners  # noqa: E402
 
-import pandas  # noqa: E402,F401  (imported lazily by the charts otherwise: load them before freezing)
+import pandas  # noqa: E402,F401  (imported lazily by the charts otherwise: loaded once, up front)
 import pyarrow.compute  # noqa: E402,F401
 import sklearn.decomposition  # noqa: E402,F401  (the timeline's PCA)
 
-R.freeze_import_objects()  # once per process: keeps Streamlit's after-run GC from stalling training
 ss = st.session_state
-store: R.RunStore = ss.setdefault("tr_runs", R.RunStore())
+
+
+def url_param(name: str) -> str | None:
+    """A raw URL value (core.runs.resolve_link checks it before anything uses it), or None."""
+    v = st.query_params.get(name)
+    return None if v is None else str(v)[:100]
+
+
+# Runs that come back (issue 23): runs=<id> in the URL names this session's saved runs, so a reload, a new
+# browser or a restarted server brings them back; view=<id> opens someone's runs read-only (core.persist).
+link = R.resolve_link(url_param("runs"), url_param("view"), ss.get("tr_owner"))
+if link.message:
+    ss["tr_link_msg"] = (link.level, link.message)
+store, restore_errors = R.session_store(ss, link)
+VIEW = store.read_only
+if not VIEW:
+    st.query_params["runs"] = link.owner
+    if "view" in st.query_params:
+        del st.query_params["view"]
 SCALE = ui.PRESENT_SCALE if ctx.present else 1.0
 # The live images are sent at their native size (cheap to encode twice a second); scale them up sharply.
 # No CSS transitions or animations on this page: each live redraw would otherwise animate for a few
@@ -83,9 +101,9 @@ def publish_shared_models() -> None:
 
 def text_param(label: str, key: str, default: str, **kw) -> str:
     """A text input bound to the URL like ui's widgets (validated by the caller)."""
-    ui._bind(key, default)
+    ui.bind(key, default)
     v = st.text_input(label, key=key, max_chars=40, **kw)
-    ui._publish(key)
+    ui.publish(key)
     return v
 
 
@@ -222,6 +240,7 @@ def scroll_here() -> None:
 def on_start(cfg) -> None:
     ds, mc, tc = cfg
     ss.pop("tr_error", None)
+    ss.pop("tr_link_msg", None)
     try:
         run = store.create(mc, replace(tc, beta=float(ss.get("tr_beta", 1.0)) if mc.kind == "vae" else 0.0), ds)
         ss["tr_scroll_to"] = run.name  # bring the live charts into view (see scroll_here)
@@ -239,8 +258,10 @@ def on_sweep(cfg) -> None:
 
 
 def on_beta() -> None:
+    if VIEW:
+        return
     store.set_beta(float(ss["tr_beta"]))
-    ui._publish("tr_beta")
+    ui.publish("tr_beta")
 
 
 def beta_slider(run, cfg) -> None:
@@ -248,29 +269,24 @@ def beta_slider(run, cfg) -> None:
         if run is not None and not run.finished and run.is_vae:
             ss["tr_beta"] = run.beta
         else:
-            ui._bind("tr_beta", 1.0, choices=R.BETA_CHOICES)
+            ui.bind("tr_beta", 1.0, choices=R.BETA_CHOICES)
     if store.sweeping and run is not None:
         ss["tr_beta"] = run.beta  # the sweep fixes β per run
     if ss["tr_beta"] not in R.BETA_CHOICES:
         ss["tr_beta"] = min(R.BETA_CHOICES, key=lambda b: abs(b - ss["tr_beta"]))
-    is_ae = (run.model_cfg.kind == "ae") if (run is not None and not run.finished) else (
-        cfg is not None and cfg[1].kind == "ae")
-    help_text = ("Weight of the KL term. It changes the running model from its next step on (no restart); "
-                 "the loss chart marks each change with a dashed line.")
-    if store.sweeping:
-        help_text = "The β sweep fixes β for each of its runs; stop the sweep to set β yourself."
-    elif is_ae:
-        help_text = "An autoencoder has no KL term, so β does nothing. Choose VAE in the configuration."
+    enabled, help_text = R.beta_control(run, cfg[1].kind if cfg else None, store.sweeping, VIEW)
     st.select_slider("β, the weight of the KL term", options=R.BETA_CHOICES, key="tr_beta", on_change=on_beta,
-                     format_func=lambda b: f"{b:g}", disabled=store.sweeping or is_ae, help=help_text)
+                     format_func=lambda b: f"{b:g}", disabled=not enabled, help=help_text)
     if ss.get("_keep_tr_beta") != ss["tr_beta"]:
-        ui._publish("tr_beta")
+        ui.publish("tr_beta")
 
 
 def controls(run, cfg) -> None:
-    state = run.state if run is not None else None
+    shown = R.run_buttons(run.state if run is not None else None, read_only=VIEW)  # (a view link: none)
+    if not shown:
+        return
     cols = st.columns(4)
-    if state in (None, "done", "stopped", "diverged", "error", "loaded"):
+    if "start" in shown:
         cols[0].button("▶️ Start training", key="tr_start", type="primary", on_click=on_start, args=(cfg,),
                        disabled=cfg is None, width="stretch")
         cols[1].button("🧪 β sweep: 0, 0.5, 1, 4", key="tr_sweep", on_click=on_sweep, args=(cfg,),
@@ -279,15 +295,14 @@ def controls(run, cfg) -> None:
                             "one after another, then compares them below. Each trains for at most "
                             f"{R.SWEEP_EPOCHS.get(cfg[0].name, MAX_EPOCHS) if cfg else ''} epochs, so the four "
                             "are ready within a minute or two.")
-    elif state == "training":
+    if "pause" in shown:
         cols[0].button("⏸️ Pause", key="tr_pause", on_click=store.pause, width="stretch")
-        cols[1].button("⏹️ Stop", key="tr_stop", on_click=store.stop, width="stretch",
-                       help="End the run now and keep it (a sweep's remaining runs are cancelled).")
-    else:  # ready or paused
+    if "resume" in shown:
         cols[0].button("▶️ Resume", key="tr_resume", type="primary", on_click=store.resume, width="stretch")
+    if "stop" in shown:
         cols[1].button("⏹️ Stop", key="tr_stop", on_click=store.stop, width="stretch",
                        help="End the run now and keep it (a sweep's remaining runs are cancelled).")
-    if run is not None:
+    if "reset" in shown:
         cols[2].button("🔄 Reset", key="tr_reset", on_click=store.reset, width="stretch",
                        help="Discard an unfinished run (finished runs stay in the list below) and clear this view.")
     if store.queue:
@@ -351,9 +366,14 @@ def vega(chart, key: str, alt: str) -> None:
     browser updates the data in place (no flicker) on every redraw. ``alt`` must not change from one
     redraw to the next either (so it carries no live numbers: those are in the metrics above the
     charts): a new alt text makes the browser build the chart anew, which cost each redraw of
-    the live view about 40 ms of the browser's CPU (measured in headless Chromium)."""
+    the live view about 40 ms of the browser's CPU (measured in headless Chromium).
+
+    The table goes in as a named dataset of the spec (Streamlit sends it as Arrow beside the spec, which
+    stays the same): passed as ``data``, the browser first draws the chart with no rows and Vega logs an
+    "Infinite extent" warning for every layer's field (issue 21; checked in a browser test)."""
     data, spec = chart
-    st.vega_lite_chart(data, spec, key=key, alt=alt, width="stretch")
+    st.vega_lite_chart(None, {**spec, "datasets": {"rows": data}, "data": {"name": "rows"}}, key=key, alt=alt,
+                       width="stretch")
 
 
 LOSS_ALT = ("Loss terms per sample (nats) against the training step, in two panels with their own y-axes: "
@@ -513,7 +533,7 @@ def live_section(mode: str, cfg) -> None:
             beta_slider(run, cfg)
         if ss.get("tr_error"):
             st.error(ss["tr_error"])
-        if run is None:
+        if run is None and not VIEW:
             st.info("Press **▶️ Start training** to train the configuration above on this server, or "
                     "**🧪 β sweep** to train four VAEs that differ only in β.")
         check_clicked()
@@ -669,7 +689,7 @@ def compare_figures(picked: list) -> None:
 
 
 def export_import(cfg) -> None:
-    st.markdown("#### Export, continue or delete a run")
+    st.markdown("#### Download a run" if VIEW else "#### Export, continue or delete a run")
     names = list(store.runs)
     if names:
         if ss.get("tr_exp_pending") in names:
@@ -688,7 +708,7 @@ def export_import(cfg) -> None:
                              file_name=f"latent-lab-{slug}.pt", mime="application/octet-stream", on_click="ignore",
                              key="tr_dl_ckpt", disabled=run.step == 0 and run.source != "checkpoint",
                              help="The weights as they are now, with the config and the loss history.")
-        if c[3].button("⏩ Continue training it", key="tr_continue", disabled=not run.finished or cfg is None,
+        if not VIEW and c[3].button("⏩ Continue training it", key="tr_continue", disabled=not run.finished or cfg is None,
                        help="A new run that starts from these weights, with the training settings above and the "
                             "current β (the optimiser starts afresh)."):
             try:
@@ -696,10 +716,12 @@ def export_import(cfg) -> None:
                 st.rerun()
             except ValueError as exc:
                 st.error(f"Could not continue: {exc}")
-        if c[4].button("🗑️ Delete", key="tr_delete"):
+        if not VIEW and c[4].button("🗑️ Delete", key="tr_delete"):
             store.remove(name)
             publish_shared_models()
             st.rerun()
+    if VIEW:
+        return
     st.markdown("#### Load a checkpoint")
     up = st.file_uploader("A .pt file saved by '⬇️ Checkpoint' (checked and loaded safely, weights only)",
                           type=["pt"], key="tr_ckpt_up")
@@ -727,16 +749,41 @@ NEG_ELBO = (r"-\mathrm{ELBO}(x) = \underbrace{\mathbb{E}_{q(z\mid x)}\big[-\log 
             r" + \underbrace{\mathrm{KL}\big(q(z\mid x)\,\|\,p(z)\big)}_{\text{KL}}")
 
 
+def links_box() -> None:
+    """This session's two links: its own (brings the runs back; keep it private) and a read-only one to share."""
+    base = st.context.url or ""
+    with st.expander("🔗 Your runs come back: links to them"):
+        st.markdown(
+            f"Your runs are saved on this server as they train (every {P.SAVE_INTERVAL_S:g} s or so, and whenever "
+            "one pauses, stops or finishes). This page's address carries their link (`runs=…`): reload the page, open "
+            "the address again after closing the browser, or come back after the server restarted, and they are "
+            "here again (a run that was training comes back paused at its last save: press ▶️ Resume). **Keep this "
+            "link to yourself**: whoever has it can pause, stop, reset, delete and steer your runs.")
+        st.code(f"{base}?runs={store.owner}", language=None)
+        st.markdown("**A read-only link to share** (with a classmate or a lecturer): it shows these runs as they "
+                    "were last saved, to look at, compare, replay and download; it cannot start, stop, reset, steer "
+                    "or delete anything, and the runs' own link cannot be worked out from it.")
+        st.code(f"{base}?view={P.view_id(store.owner)}", language=None)
+        st.caption(f"The server keeps at most {store.max_runs} runs per link, and deletes the oldest finished runs "
+                   "first when its run folder is full (the page then says which). Runs trained on an uploaded "
+                   "dataset are not saved (the upload is not kept).")
+
+
 def runs_section(cfg) -> None:
     if not ctx.present:  # (presenter mode: the scene bar names the scene)
         st.subheader("📊 Runs and comparison")
+    if store.saving_off and not VIEW:
+        st.warning(store.saving_off)
+    if not ctx.present and not VIEW and store.owner:
+        links_box()
     if ctx.present and len(store.finished_runs()) < 2:
         # The scene's key formula until two runs can be compared (presenter convention): runs trained with
         # different β are compared by the held-out −ELBO, which has no β in it.
         st.latex(NEG_ELBO)
     if not store.runs:
-        st.info("Every run you train (or checkpoint you load) is kept here for this session, to compare, "
-                "export or continue.")
+        st.info("No runs are saved under this view link." if VIEW else
+                "Every run you train (or checkpoint you load) is kept here, to compare, export or continue, and "
+                "saved on the server: this page's address brings it back after a reload.")
     elif ctx.present:  # the comparison's figures first; the table, export and import tucked away
         comparison()
         with st.expander("📊 All runs, export and import"):
@@ -823,8 +870,18 @@ scene = ui.scenes("tr", [
 ])
 show = (lambda i: True) if not ctx.present else (lambda i: i == scene)
 
-cfg = configuration()
-publish_shared_models()
+if VIEW:
+    st.info("👀 **Read-only view.** These runs were shared with you by a view link: you can look at them, compare "
+            "them, replay their timelines and download them, but not start, pause, stop, reset or delete them, nor "
+            "change β. To train your own, open the training page without `view=` in the address.")
+_msg = ss.get("tr_link_msg")
+if _msg:
+    (st.error if _msg[0] == "error" else st.info)(_msg[1])
+for _err in restore_errors:
+    st.error(_err)
+cfg = None if VIEW else configuration()
+if not VIEW:
+    publish_shared_models()
 if show(0):
     objective()
 scroll_here()

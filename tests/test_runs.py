@@ -432,22 +432,6 @@ def test_live_intervals_slow_the_charts_not_the_status_as_the_server_gets_busy()
     assert all(c >= s for s, c in rows)
 
 
-def test_freezing_the_imports_also_makes_full_collections_rarer():
-    """In a fresh interpreter (freezing moves every live object out of the collector's reach, so
-    not in the test process): once only, objects frozen, thresholds raised from Python's default."""
-    import subprocess
-    import sys
-
-    from tests.conftest import ROOT
-    code = ("import gc; from core import runs as R; before = gc.get_threshold(); "
-            "first, again = R.freeze_import_objects(), R.freeze_import_objects(); "
-            "print(first, again, before, gc.get_threshold(), gc.get_freeze_count() > 1000)")
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
-                         text=True, timeout=120, check=True).stdout.split(maxsplit=2)
-    assert out[:2] == ["True", "False"]
-    assert out[2].strip() == f"(700, 10, 10) {R.GC_THRESHOLDS} True"
-
-
 # ---- active units by Burda's criterion; the likelihood's scale; beta = 0 switches the noise off ---
 
 def test_latest_kl_activity_pairs_the_held_out_kl_with_burdas_mask(digits):
