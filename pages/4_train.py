@@ -851,8 +851,10 @@ def objective() -> None:
     st.latex(OBJECTIVE)
     st.markdown(
         "The **reconstruction** term asks the decoder to rebuild x from a code z sampled from the encoder's q(z|x); "
-        "the **KL** term pulls each q(z|x) towards the prior p(z) = N(0, I), and **β** weighs the two. Press "
-        "**Start** to train a real PyTorch model on this server and watch both terms, then move **β** at any time.")
+        "the **KL** term pulls each q(z|x) towards the prior p(z) = N(0, I), and **β** weighs the two. "
+        + ("Below: the shared runs' terms, as they were last saved." if VIEW else
+           "Press **Start** to train a real PyTorch model on this server and watch both terms, then move **β** at "
+           "any time."))
     with st.expander("More about this loss and the live view"):
         st.markdown(
             "Training lowers this loss on batches of images, in nats per image. With β = 1 it is the negative ELBO "
