@@ -157,6 +157,22 @@ def test_a_damaged_run_is_named_and_the_others_come_back(apps, run_dir):
     assert list(again.session_state["tr_runs"].runs) == [store.active.name]
 
 
+def test_delete_removes_the_saved_run_and_the_links_box_shows_both_links(apps, run_dir):
+    at, owner, name, step = trained_run(apps, run_dir)
+    folder = run_dir / owner / P.slug(name)
+    assert (folder / "run.json").exists()
+    codes = [c.value for c in at.code]
+    assert any(c.endswith(f"?runs={owner}") for c in codes) and any(c.endswith(f"?view={P.view_id(owner)}") for c in codes)
+    assert "Keep this link to yourself" in texts(at)
+    at.button(key="tr_delete").click().run()
+    assert_ok(at)
+    store = at.session_state["tr_runs"]
+    assert store.runs == {} and store.saver.flush()
+    assert not folder.exists()
+    again = open_page(apps, {**FAST, "runs": owner})
+    assert again.session_state["tr_runs"].runs == {} and not again.error
+
+
 def test_a_full_disk_is_said_on_the_page_and_training_goes_on(apps, run_dir, monkeypatch):
     import errno
 
