@@ -10,6 +10,7 @@ except under CI=true, where that fails.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import signal
@@ -29,8 +30,6 @@ ROOT = Path(__file__).resolve().parent.parent
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 HAVE_HAPROXY = Path(deploy.HAPROXY).is_file() and os.access(deploy.HAPROXY, os.X_OK)
 STEP_RE = re.compile(r"step ([\d,]+)/")
-# Run persistence (core/persist.py, H-PERSIST) has landed once the training page uses it.
-PERSIST = (ROOT / "core" / "persist.py").exists() and "persist" in (ROOT / "pages" / "4_train.py").read_text()
 
 
 @pytest.fixture(scope="module")
@@ -240,14 +239,15 @@ def test_each_session_sticks_to_one_replica_and_trains_through_the_proxy(deploym
 def test_a_killed_replicas_students_get_their_runs_back_from_the_other(deployment):
     """SIGKILL replica r0 while two students train on it: their reload (a new session at the URL
     their page showed, with their cookie naming r0) is served by r1, the third student (on r1)
-    trains on undisturbed, and, with run persistence, their runs come back from the shared run
-    directory. Until core.persist has landed, the failover is checked and the test then xfails."""
+    trains on undisturbed, and their runs come back from the shared run directory (core.persist):
+    each from its last save before the kill."""
     dep = deployment
     # Two browsers whose cookie names r0, one on r1 (as after their first page load).
     doomed = [Student(dep.url, 0.5, {deploy.COOKIE: "r0"}), Student(dep.url, 2, {deploy.COOKIE: "r0"})]
     survivor = Student(dep.url, 4, {deploy.COOKIE: "r1"})
     everyone = doomed + [survivor]
     owners: dict[int, str | None] = {}
+    saved: dict[int, int] = {}
 
     async def scenario():
         stop = asyncio.Event()
@@ -255,17 +255,19 @@ def test_a_killed_replicas_students_get_their_runs_back_from_the_other(deploymen
         assert [s.replica for s in everyone] == ["r0", "r0", "r1"]
         t0 = time.monotonic()
         await _until(lambda: all(len(set(s.steps_since(t0))) >= 3 for s in everyone), 60, "training")
-        if PERSIST:
-            # Every owner's id is in its page's URL, and its run is saved in the shared run directory.
-            for s in everyone:
-                owners[id(s)] = dict(p.split("=", 1) for p in s.session.url_query.split("&") if "=" in p).get("runs")
-            assert all(owners.values()), [s.session.url for s in everyone]
-            await _until(lambda: all(list((dep.run_dir / owners[id(s)]).glob("*/run.json")) for s in doomed), 30,
-                         "the runs to be saved in the shared run directory")
-            await asyncio.sleep(6)  # a save interval (<= 5 s) after that: the saved run has trained
+        # Every owner's id is in its page's URL, and its run is saved in the shared run directory.
+        for s in everyone:
+            owners[id(s)] = dict(p.split("=", 1) for p in s.session.url_query.split("&") if "=" in p).get("runs")
+        assert all(owners.values()), [s.session.url for s in everyone]
+        await _until(lambda: all(list((dep.run_dir / owners[id(s)]).glob("*/run.json")) for s in doomed), 30,
+                     "the runs to be saved in the shared run directory")
+        await asyncio.sleep(6)  # a save interval (<= 5 s) after that: the saved run has trained
         before = {id(s): s.lines[-1][1] for s in doomed}
         dep.kill_replica(0, signal.SIGKILL)
         killed_at = time.monotonic()
+        for s in doomed:  # the step of each run's last save before the kill (run.json is written last)
+            (meta,) = (dep.run_dir / owners[id(s)]).glob("*/run.json")
+            saved[id(s)] = json.loads(meta.read_text())["step"]
         # The doomed sessions lose their WebSocket; the survivor keeps training on r1.
         for t in tasks[:len(doomed)]:
             with pytest.raises(Exception):
@@ -275,8 +277,7 @@ def test_a_killed_replicas_students_get_their_runs_back_from_the_other(deploymen
         again = await _open(doomed, stop, press_start=False)
         for s in doomed:
             assert s.replica == "r1" and s.jar[deploy.COOKIE] == "r1"
-        if PERSIST:
-            await _until(lambda: all(s.steps_since(killed_at) for s in doomed), 30, "the runs to show on r1")
+        await _until(lambda: all(s.steps_since(killed_at) for s in doomed), 30, "the runs to show on r1")
         stop.set()
         await asyncio.gather(*again, tasks[-1])
         return before, killed_at
@@ -298,15 +299,14 @@ def test_a_killed_replicas_students_get_their_runs_back_from_the_other(deploymen
     with urllib.request.urlopen(urllib.request.Request(dep.url + "/_stcore/health",
                                                        headers={"Cookie": "LLSRV=r0"}), timeout=10) as r:
         assert r.headers.get(deploy.REPLICA_HEADER) == "r0"
-    if not PERSIST:
-        pytest.xfail("run persistence (core/persist.py, the runs= URL parameter on the training page) has not "
-                     "landed on main yet: the failover to r1 was checked, the runs coming back was not")
     for s in doomed:
         assert not s.exceptions, s.exceptions
         assert f"runs={owners[id(s)]}" in s.session.url
         after = [(step, text) for when, step, text in s.lines if when >= killed_at]
         step, text = after[0]
-        # The same run (its β), brought back with its training: some steps in, at most what it had
-        # reached when the replica died (a resumed run may go on from there).
+        # The same run (its β), brought back from its last save before the kill: paused at the saved
+        # step, or resumed from it. (The save may be a step or two past the last progress line seen.)
         assert f"β = {s.beta:g} ·" in text, text
-        assert 0 < step <= before[id(s)], (step, before[id(s)])
+        assert 0 < saved[id(s)] <= step, (saved[id(s)], step, before[id(s)], text)
+        if " paused " in text:
+            assert step == saved[id(s)], (saved[id(s)], step, text)
