@@ -210,7 +210,8 @@ class Deployment:
         _wait_healthy([self.replicas[i]], timeout)
 
     def stop(self) -> None:
-        """Stop HAProxy first (no new requests), then every replica (SIGTERM, SIGKILL after 10 s)."""
+        """SIGTERM to HAProxy and every replica at once, SIGKILL to any still running 10 s later; then
+        remove the temporary folder (if ``start`` made it)."""
         for proc in [self.haproxy] + [r.proc for r in self.replicas]:
             if proc.poll() is None:
                 try:
