@@ -219,6 +219,28 @@ def _columns(rows: list[dict]):
     return {"__columns__": out, "__keys__": keys}
 
 
+class ColumnCache:
+    """The history columns of one run, converted once: each save converts only the rows added since
+    the previous one (a run's rows never change once appended). A full-length default run's history
+    (28,200 rows) took ~60 ms to convert at every save, ~2/3 of the save's CPU. Used by one writer
+    thread at a time."""
+
+    def __init__(self):
+        self.n, self.keys, self.cols = 0, None, {}
+
+    def encode(self, rows: list[dict]) -> dict:
+        if not rows or self.n > len(rows) or self.keys != list(rows[0]):
+            self.n, self.keys, self.cols = 0, (list(rows[0]) if rows else None), {}
+        new = _columns(rows[self.n:]) if len(rows) > self.n else {"__columns__": {}, "__keys__": self.keys}
+        if "__rows__" in new or (new["__keys__"] and new["__keys__"] != self.keys):
+            self.n, self.keys, self.cols = 0, None, {}
+            return _columns(rows)  # not a uniform table: plain rows, no caching
+        for k, v in new["__columns__"].items():
+            self.cols[k] = torch.cat([self.cols[k], v]) if k in self.cols else v
+        self.n = len(rows)
+        return {"__columns__": dict(self.cols), "__keys__": list(self.keys)} if rows else {"__rows__": []}
+
+
 def _rows(cols) -> list[dict]:
     if not isinstance(cols, dict):
         raise PersistError("history is not a table")
@@ -257,10 +279,11 @@ def _snapshots_in(d) -> list[dict]:
     return [{"step": int(s), "latents": lat[i], "recon": rec[i]} for i, s in enumerate(steps)]
 
 
-def encode_state(state: dict) -> dict:
-    """A :func:`trainer_state` as a dict of tensors and plain data (what ``run.pt`` holds)."""
+def encode_state(state: dict, cache: ColumnCache | None = None) -> dict:
+    """A :func:`trainer_state` as a dict of tensors and plain data (what ``run.pt`` holds). ``cache``:
+    the run's :class:`ColumnCache` (converts only the history rows added since the last save)."""
     out = {k: v for k, v in state.items() if k not in ("history", "eval_history", "snapshots")}
-    out["history"] = _columns(state["history"])
+    out["history"] = cache.encode(state["history"]) if cache is not None else _columns(state["history"])
     out["eval_history"] = state["eval_history"]
     out["snapshots"] = _snapshots_out(state["snapshots"])
     return out

@@ -379,6 +379,7 @@ class RunStore:
         self.saver = saver or P.SAVER
         self._folders: dict[str, Path] = {}
         self._last_save: dict[str, float] = {}
+        self._columns: dict[str, P.ColumnCache] = {}  # per run, used by the writer thread only
         self._unsaved_noted = False
 
     # -- persistence --
@@ -544,7 +545,8 @@ class RunStore:
         if self.saving_off is not None or self.runs.get(run.name) is not run:
             return  # saving stopped, or the run was removed after this save was queued
         try:
-            payload = P.encode_state(state) if "history" in state else dict(state)
+            cache = self._columns.setdefault(run.name, P.ColumnCache())
+            payload = P.encode_state(state, cache) if "history" in state else dict(state)
             payload.update(format=P.FORMAT, run=info)
             P.write_run(folder, payload, meta)
             evicted = P.enforce_total_cap(self.root, keep={folder})
@@ -580,6 +582,7 @@ class RunStore:
     def _delete_saved(self, name: str) -> None:
         folder = self._folders.pop(name, None)
         self._last_save.pop(name, None)
+        self._columns.pop(name, None)
         if folder is not None and self.owner is not None and not self.read_only:
             self.saver.submit(folder, lambda: P.delete_folder(folder))
 

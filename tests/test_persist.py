@@ -444,3 +444,18 @@ def test_a_full_disk_or_a_read_only_run_dir_at_the_first_visit_is_not_a_crash(di
     store, errors = new_store(P.new_owner_id(), blocked)
     assert errors == [] and "cannot be written" in store.saving_off
     store.shutdown()
+
+
+def test_the_history_cache_converts_only_new_rows_and_gives_the_same_columns():
+    rows = [{"step": i, "loss": 1.0 / (i + 1), "kl_per_dim": [float(i), 2.0]} for i in range(50)]
+    cache = P.ColumnCache()
+    for n in (0, 1, 7, 7, 30, 50):
+        got = cache.encode(rows[:n])
+        assert P._rows(got) == rows[:n]
+        if n:
+            full = P._columns(rows[:n])
+            assert all(torch.equal(got["__columns__"][k], full["__columns__"][k]) for k in full["__keys__"])
+    assert cache.n == 50
+    assert P._rows(cache.encode(rows[:10])) == rows[:10]  # a shorter history (a new run): starts again
+    odd = rows[:5] + [{"step": 5}]  # not a uniform table: plain rows
+    assert P._rows(cache.encode(odd)) == odd
