@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -20,6 +21,8 @@ ROOT = Path(__file__).resolve().parent.parent
 SCREENSHOTS = ROOT / "assets" / "screenshots"
 CHROMIUM = os.environ.get("LATENT_LAB_CHROMIUM", "/usr/bin/chromium")
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+# Runs the tests train are saved (core.persist): into a folder of this test session, not the user's cache.
+os.environ.setdefault("LATENT_LAB_RUN_DIR", tempfile.mkdtemp(prefix="latent-lab-runs-"))
 
 
 def _free_port() -> int:

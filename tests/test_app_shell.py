@@ -77,6 +77,14 @@ def test_settings_file_validation():
             parse_settings(bad)
 
 
+def test_settings_files_never_carry_the_private_run_links():
+    """A settings file is made to be shared; the training page's runs= link controls a student's runs."""
+    from core.ui.url import parse_settings, shareable
+    view = {"dataset": "digits", "runs": "A" * 32, "view": "B" * 32, "tr_beta": "2.0"}
+    assert shareable(view) == {"dataset": "digits", "tr_beta": "2.0"}
+    assert parse_settings(json.dumps(view).encode()) == {"dataset": "digits", "tr_beta": "2.0"}
+
+
 def test_quote_user_never_yields_html():
     from core.ui import quote_user
     q = quote_user("<img src=x onerror=alert(1)>`rm`")

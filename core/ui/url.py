@@ -223,13 +223,22 @@ def clamp_state(key: str, lo, hi) -> None:
 
 # ---- the settings file ------------------------------------------------------------------------
 
+# The training page's run links (core.runs): private keys to a student's runs, not view settings, so a
+# settings file (made to be shared) never carries them, and loading one keeps the session's own.
+PRIVATE_PARAMS = ("runs", "view")
+
+
+def shareable(params: dict) -> dict:
+    """``params`` without the private run links (``PRIVATE_PARAMS``)."""
+    return {k: v for k, v in params.items() if k not in PRIVATE_PARAMS}
+
 def settings_io() -> None:
     """Sidebar: download the current view's settings as JSON, or load such a file."""
     with st.expander("Save or load settings"):
         # Read when the button is clicked, not now: the URL at this point of the run lacks the values that
         # the widgets below (and later fragment reruns) publish, and publish adds them to this dict.
         view = st.session_state["_settings_view"] = {k: st.query_params.get(k) for k in st.query_params.keys()}
-        st.download_button("⬇️ Settings (JSON)", data=lambda: json.dumps(dict(view), indent=2),
+        st.download_button("⬇️ Settings (JSON)", data=lambda: json.dumps(shareable(view), indent=2),
                            file_name="latent-lab-settings.json", mime="application/json", on_click="ignore",
                            key="_dl_settings")
         up = st.file_uploader("Load settings (JSON)", type=["json"], key="_up_settings")
@@ -253,11 +262,14 @@ def parse_settings(data: bytes) -> dict[str, str]:
         raise ValueError(f"The settings file is not valid JSON ({exc.__class__.__name__}). Download a fresh one with '⬇️ Settings (JSON)'.") from None
     if not isinstance(obj, dict) or not all(isinstance(k, str) and isinstance(v, (str, int, float, bool)) for k, v in obj.items()):
         raise ValueError("The settings file must be a JSON object of names to single values, as saved by '⬇️ Settings (JSON)'.")
-    return {k[:MAX_QUERY_LEN]: str(v)[:MAX_QUERY_LEN] for k, v in obj.items()}
+    return shareable({k[:MAX_QUERY_LEN]: str(v)[:MAX_QUERY_LEN] for k, v in obj.items()})
 
 
 def apply_settings(params: dict[str, str]) -> None:
-    """Put loaded settings into the URL and reset the widgets they govern, then rerun."""
+    """Put loaded settings into the URL (keeping the session's own run links) and reset the widgets they
+    govern, then rerun."""
+    params = shareable(params)
+    params.update({k: st.query_params[k] for k in PRIVATE_PARAMS if k in st.query_params})
     for k in list(st.session_state.keys()):
         if k in params or k.startswith("_keep_") and k[6:] in params or k in (K_DATASET, K_SEED, K_PRESENT):
             del st.session_state[k]
