@@ -443,17 +443,51 @@ GAUSS_IDENTITY = (r"-\log p(x\mid z) = \frac{\lVert x-\hat x\rVert^2}{2s^2} + \t
                   r"+ \beta s^2 R + \text{const}")
 
 
-@st.fragment(run_every=0.5)
-def causes_progress(cause: str, seed: int) -> None:
-    """The progress of a collapse experiment training in the background (core.jobs); polled only while
-    it runs. When it ends, the whole page reruns and draws the results (or the error)."""
-    from core import collapse
+# Background runs (core.jobs) this session waits for: {("collapse", cause, seed) or ("faces",): label}.
+# One fragment timer polls all of them (one timer per page: docs/streamlit-workarounds.md), drawn in
+# the collapse section when a collapse run is among them, else in the faces section.
+K_WAITING = "lim_waiting"
 
-    job = collapse.experiment_job(cause, seed=seed)
-    if job is None or job.state != "running":
+
+def _job_of(desc: tuple):
+    if desc[0] == "collapse":
+        from core import collapse
+        return collapse.experiment_job(desc[1], seed=desc[2])
+    from core import faces
+    return faces.training_job()
+
+
+def _running(desc: tuple) -> bool:
+    job = _job_of(desc)
+    return job is not None and job.state == "running"
+
+
+@st.fragment(run_every=0.5)
+def background_progress() -> None:
+    """The progress of every background run this session waits for, polled only while one runs. When
+    one ends, the whole page reruns and draws its results (or the error)."""
+    waiting = st.session_state.get(K_WAITING, {})
+    running = {d: label for d, label in waiting.items() if _running(d)}
+    if running.keys() != waiting.keys():
+        st.session_state[K_WAITING] = running
         st.rerun()
-    st.progress(job.progress, text=f"{job.progress:.0%}: {job.text or 'starting'}. It runs in the background: the "
-                                   "rest of the page stays usable, and the results are kept for everyone.")
+    for d, label in running.items():
+        job = _job_of(d)
+        st.progress(job.progress, text=f"{label}: {job.progress:.0%}, {job.text or 'starting'}")
+    st.caption("They run in the background: the rest of the page stays usable, and the results are kept for everyone.")
+
+
+def wait_for(desc: tuple, label: str) -> None:
+    """Show the progress of background run ``desc`` here, or say where it is shown."""
+    waiting = st.session_state.setdefault(K_WAITING, {})
+    waiting[desc] = label
+    kinds = {d[0] for d in waiting if _running(d)}
+    if desc[0] == "collapse" or "collapse" not in kinds:
+        with ui.fragment_slot():
+            background_progress()
+    else:
+        st.info("Training in the background: its progress bar is in section 2, beside the collapse runs. "
+                "The results appear here when it ends.")
 
 
 @st.fragment
@@ -484,9 +518,10 @@ def section_causes() -> None:
                 return
             slot.empty()  # the button goes once pressed
             job = collapse.start_experiment(cause, seed=seed)
+            st.session_state.setdefault(K_WAITING, {})[("collapse", cause, seed)] = CAUSE_NAMES[cause]
+            st.rerun()  # the whole page: its one progress timer moves here
         if job.state == "running":
-            with ui.fragment_slot():
-                causes_progress(cause, seed)
+            wait_for(("collapse", cause, seed), CAUSE_NAMES[cause])
             return
     results = collapse.run_experiment(cause, seed=seed)  # all cached now
     cols = st.columns(len(results))
@@ -741,18 +776,6 @@ def section_complex() -> None:
         "and their 256×256 ones 114 million. Latent diffusion (Rombach et al. 2022) keeps an autoencoder only to "
         "compress images, and generates in its latent space.")
 
-@st.fragment(run_every=0.5)
-def faces_progress() -> None:
-    """The faces VAE's training in the background, polled only while it runs; then the page reruns and shows it."""
-    from core import faces
-
-    job = faces.training_job()
-    if job is None or job.state != "running":
-        st.rerun()
-    st.progress(job.progress, text=f"Training on the faces: {job.text or 'starting'}. It runs in the background: "
-                                   "the rest of the page stays usable.")
-
-
 def section_faces() -> None:
     """The same small VAE on 25×25 faces (core.faces), trained on demand once per server."""
     from core import faces
@@ -770,8 +793,7 @@ def section_faces() -> None:
             slot.empty()
             job = faces.start_training()
         if job.state == "running":
-            with ui.fragment_slot():
-                faces_progress()
+            wait_for(("faces",), "🧑 Training on the faces")
             return
     fe = safely(faces_evidence, "Measuring the faces")
     if fe is None:

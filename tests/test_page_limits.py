@@ -298,7 +298,8 @@ def test_faces_train_on_demand_and_show_measured_numbers():
         job = faces.training_job()
         assert job is not None  # trained in the background: the page run did not wait for it
         if job.running:
-            assert any("It runs in the background" in p.proto.text for p in at.get("progress"))
+            assert any("Training on the faces" in p.proto.text for p in at.get("progress"))
+            assert "They run in the background" in " ".join(c.value for c in at.caption)
         assert job.wait(300) and job.state == "done", job.error
         assert job.progress == 1.0 and job.text == f"epoch {faces.EPOCHS} of {faces.EPOCHS}"
         at.run()  # what the polling fragment's rerun does in the browser
@@ -326,7 +327,9 @@ def test_collapse_causes_run_on_demand_and_show_each_runs_numbers(cause):
         assert job is not None  # started in the background: the page run did not wait for it
         if job.running:
             assert "lim_fig_causes" not in figs(at)
-            assert any("It runs in the background" in p.proto.text for p in at.get("progress"))
+            label = {"objective": "large β", "optimisation": "early training", "likelihood": "Gaussian decoder"}[cause]
+            assert any(label in p.proto.text for p in at.get("progress"))
+            assert "They run in the background" in " ".join(c.value for c in at.caption)
         assert job.wait(300) and job.state == "done", job.error
         at.run(timeout=300)  # what the polling fragment's rerun does in the browser
         assert_ok(at)
@@ -416,7 +419,7 @@ def test_limits_page_in_browser(watched_page, server_url):
     if run.count():
         run.click()
         # the runs train in the background with a progress bar, and the page stays usable meanwhile
-        page.get_by_text("It runs in the background").first.wait_for(timeout=30_000)
+        page.get_by_text("They run in the background").first.wait_for(timeout=30_000)
     page.get_by_text("Warm-up only delayed the collapse.").first.wait_for(timeout=180_000)
     page.locator(".st-key-lim_fig_causes .js-plotly-plot").first.wait_for()
     expect_units = page.locator(".st-key-lim_cause_0 [data-testid=\"stMetricValue\"]").first
