@@ -169,13 +169,13 @@ def trainer_state(trainer: Trainer) -> dict:
     shallow copies: their rows are never changed once appended. Cheap (a few ms for the default
     model): the encoding happens later, outside the lock (:func:`encode_state`)."""
     with trainer.lock:
-        perm = getattr(trainer, "_perm", None)
+        perm, pos = trainer.epoch_position()
         return {
             "weights": {k: v.detach().clone() for k, v in trainer.model.state_dict().items()},
             "optimizer": _clone(trainer.opt.state_dict()),
             "rng": trainer.gen.get_state().clone(),
             "perm": perm.detach().clone() if perm is not None else None,
-            "pos": int(getattr(trainer, "_pos", 0)),
+            "pos": int(pos),
             "history": list(trainer.history),
             "eval_history": list(trainer.eval_history),
             "snapshots": list(trainer.snapshots),
@@ -341,8 +341,7 @@ def load_trainer_state(trainer: Trainer, state: dict) -> None:
             if not (torch.is_tensor(perm) and perm.dtype == torch.int64 and perm.shape == (n,)
                     and bool((perm >= 0).all()) and bool((perm < n).all())):
                 raise PersistError("its shuffling order does not fit the dataset")
-            trainer._perm = perm.to(trainer.device)
-        trainer._pos = int(state.get("pos", 0))
+        trainer.set_epoch_position(perm, int(state.get("pos", 0)))
         trainer.history = list(state["history"])
         trainer.eval_history = list(state["eval_history"])
         trainer.snapshots = list(state["snapshots"])
@@ -354,8 +353,7 @@ def load_trainer_state(trainer: Trainer, state: dict) -> None:
         trainer.status = status if status in ("idle", "running", "done", "diverged") else "running"
         trainer.message = str(state.get("message", ""))
         trainer.train_seconds = float(state.get("train_seconds", 0.0))
-        trainer._good_state = {k: v.detach().clone() for k, v in trainer.model.state_dict().items()}
-        trainer._good_step = step
+        trainer.mark_good()
 
 
 class SavingTrainer(Trainer):

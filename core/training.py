@@ -284,6 +284,20 @@ class Trainer:
             if self.cfg.snapshot_every and (self.step % self.cfg.snapshot_every == 0 or self.status == "done" or self.step == 1):
                 self._record_snapshot()
 
+    # ---- where the loop is (saved and restored by core.persist; call with the lock held) ----
+
+    def epoch_position(self) -> tuple[torch.Tensor | None, int]:
+        """This epoch's shuffling order (N,) (None before the first batch) and the next batch's offset in it."""
+        return self._perm, self._pos
+
+    def set_epoch_position(self, perm: torch.Tensor | None, pos: int) -> None:
+        self._perm = None if perm is None else perm.to(self.device)
+        self._pos = int(pos)
+
+    def mark_good(self) -> None:
+        """Take the current weights as the last good ones (what a divergence restores)."""
+        self._good_state, self._good_step = self._state_copy(), self.step
+
     def _next_batch(self) -> torch.Tensor:
         n = len(self.x_train)
         if self._perm is None or self._pos >= n:
