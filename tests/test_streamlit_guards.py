@@ -99,7 +99,7 @@ import streamlit as st
 import streamlit.components.v1
 from core import ui
 st.session_state["_keep_x"] = 1
-ui._bind("x", 1)
+ui._helper("x", 1)  # our own module's underscore names are not Streamlit's
 st.components.v2.component("x", js="")
 st.fragment(run_every=0.5)
 '''

@@ -38,9 +38,6 @@ from core.ui.url import (K_DATASET, K_PRESENT, K_SEED, MAX_QUERY_LEN, MAX_SETTIN
                          bind, clamp, clamp_state, number, parse_param, parse_settings, present, publish,
                          quote_user, select, settings_io, show_url_errors, slider, toggle, url_value)
 
-# Temporary aliases while pages switch to the public names (the lead removes them).
-_bind, _publish = bind, publish
-
 __all__ = [
     "DATASET_LABELS", "K_DATASET", "K_PRESENT", "K_SEED", "LIVE_STALL_S", "MAX_QUERY_LEN", "MAX_SETTINGS_BYTES",
     "PLOTLY_CONFIG", "PLOTLY_STATIC", "PRESENT_SCALE", "PageContext", "activity", "apply_settings", "bind", "clamp",
