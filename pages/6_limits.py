@@ -808,8 +808,8 @@ def section_faces() -> None:
         f"{fe['kept_sample']:.0f}%; the per-pixel squared error is {fe['mse_vae']:.4f}. With {fe['n_train']} "
         "training faces and one layer of 16 latents, the model draws an average, blurred face. The published "
         "remedy is capacity, not a different idea: NVAE (Vahdat & Kautz 2020), a deep hierarchical "
-        "convolutional VAE, generates 256×256 CelebA HQ faces (about 0.7 bits per dimension), and VDVAE (Child 2021) "
-        "generates FFHQ faces at 256×256 (0.61 bits per dimension) and 1024×1024.")
+        "convolutional VAE, generates 256×256 CelebA HQ faces (0.70 bits per dimension, on 5-bit images), and VDVAE (Child 2021) "
+        "generates FFHQ faces at 256×256 (0.61 bits per dimension, 5-bit) and 1024×1024.")
 
 
 # ---- 5. only a bound -------------------------------------------------------------------------------
