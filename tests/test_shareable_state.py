@@ -347,6 +347,14 @@ def published(at) -> dict[str, str]:
     return {k: (v[-1] if isinstance(v, list) else v) for k, v in dict(at.query_params).items()}
 
 
+from core.ui.url import shareable  # noqa: E402
+
+
+def saved_view(at) -> dict[str, str]:
+    """What '⬇️ Settings (JSON)' would save now: the URL without the private run links."""
+    return shareable(at.session_state["_settings_view"])
+
+
 def assert_republished(at, query: dict) -> None:
     pub = published(at)
     for k, v in query.items():
@@ -444,16 +452,16 @@ def test_apptest_the_settings_file_holds_the_url_the_page_wrote(path, query, cha
     β only when it changes) and after widget changes."""
     at = page_app(path, query)
     assert_ok(at)
-    assert at.session_state["_settings_view"] == published(at)
+    assert saved_view(at) == shareable(published(at))
     assert_republished(at, query)
     at.run()
     assert_ok(at)
-    assert at.session_state["_settings_view"] == published(at)
+    assert saved_view(at) == shareable(published(at))
     for kind, key, value, text in changes:
         getattr(at, kind)(key=key).set_value(value)
     at.run()
     assert_ok(at)
-    view = at.session_state["_settings_view"]
-    assert view == published(at)
+    view = saved_view(at)
+    assert view == shareable(published(at))
     for _, key, _, text in changes:
         assert view[key] == text, (key, view.get(key))
