@@ -392,11 +392,9 @@ st.html("<style>@media (min-height: 900px) {.st-key-tr_fit_short, .st-key-tr_fit
         f".st-key-tr_loss_box .vega-embed {{width: calc(100% - {round(80 * SCALE)}px) !important;}}</style>")
 
 
-def live_charts(run, keep=None) -> None:
-    """The live charts and images. ``keep(name, make)`` returns ``make()``, or the value it returned on
-    the last redraw that rebuilt the charts (see ``live_section``): between two such redraws the
-    browser gets the same charts again, not new ones."""
-    keep = keep or (lambda name, make: make())
+def live_charts(run) -> None:
+    """The live charts and images, built from the run as it is now."""
+    keep = lambda name, make: make()  # noqa: E731
     ds = run.dataset
     hist, evals = run.history, run.eval_history
     c1, c2 = st.columns([3, 2], gap="medium")
@@ -470,19 +468,22 @@ def live_section(mode: str, cfg) -> None:
     """``mode``: "full" (controls and charts) or "compact" (controls and progress; keeps training alive
     on presenter scenes that show something else).
 
-    Two fragments. The controls redraw only when clicked (the β slider reruns only them). The live view
-    is one fragment on one timer (``R.STATUS_INTERVAL``, twice a second): on every redraw it draws the
-    progress line (which renews the training lease) and the live numbers; it rebuilds the charts and
-    images only when they are due (``R.live_intervals``: every redraw when alone, every 1 to 5 s when many
-    sessions train at once) and sends the previous ones again in between. One timer, not two: two
-    fragment timers firing together let Streamlit drop one run's output (see
-    docs/streamlit-workarounds.md), and the progress line then stalled for up to 1.5 s.
+    The controls are a fragment that redraws only when clicked (the β slider reruns only them). The live
+    view redraws on timers from ``R.live_intervals``. While at most two runs train on the server, the
+    progress line and the charts are due on every tick (twice a second), so they are one fragment on one
+    timer: two timers firing together let Streamlit 1.67 drop one run's output (see
+    docs/streamlit-workarounds.md). When more runs train, the charts are due only every 1 to 5 s, and
+    they get a fragment and a slower, jittered timer of their own, so that the twice-a-second redraw
+    of the progress line stays cheap: re-sending unchanged charts on every tick from one fragment
+    halved the training throughput of 30 sessions and let their redraws fall behind (bench_sessions,
+    6 December 2026). Those two timers rarely fire together.
     """
     polling = store.polling
-    tick_s = R.STATUS_INTERVAL if polling else None
-    # Each session's chart interval is stretched or shrunk by up to 20 % at random (once per session), so
-    # the sessions' chart rebuilds drift apart instead of landing on the server all at once.
-    jitter = ss.setdefault("tr_charts_jitter", random.uniform(0.8, 1.2))
+    status_s, charts_s = R.live_intervals(live_runners()) if polling else (None, None)
+    split = bool(charts_s and charts_s > status_s)  # the charts on a timer of their own
+    # Under load each session's chart interval is stretched or shrunk by up to 20 % at random, so the
+    # sessions' chart redraws drift apart instead of landing in every browser (and on the server) at once.
+    charts_every = charts_s * random.uniform(0.8, 1.2) if split else charts_s
 
     def shown() -> tuple:
         return store.active_name, store.active.state if store.active else None, len(store.runs)
@@ -491,28 +492,11 @@ def live_section(mode: str, cfg) -> None:
 
     def check_polling() -> None:
         if store.polling != polling:
-            st.rerun()  # training started, paused or ended: turn the timer on or off
+            st.rerun()  # training started, paused or ended: turn the timers on or off
 
     def check_clicked() -> None:
         if shown() != drawn:
             st.rerun()  # a button started, paused, stopped or reset a run: redraw the whole page
-
-    def chart_memo(run):
-        """``keep(name, make)`` for ``live_charts``: rebuilds everything when the charts are due."""
-        memo = ss.setdefault("tr_live_memo", {})
-        now = time.monotonic()
-        tag = (store.active_name, run.state, SCALE, len(run.beta_changes))
-        if memo.get("_tag") != tag or now >= memo.get("_due", 0.0):
-            _, charts_s = R.live_intervals(live_runners())
-            every = charts_s * jitter if charts_s > R.STATUS_INTERVAL else charts_s
-            memo.clear()
-            memo.update(_tag=tag, _due=now + every - 0.1 * R.STATUS_INTERVAL)  # (a tick's timing wobbles)
-
-        def keep(name, make):
-            if name not in memo:
-                memo[name] = make()
-            return memo[name]
-        return keep
 
     # In each fragment the blocks (columns, containers) come first and the elements that are sometimes
     # absent come last, so a position holds the same kind of node (element or block) on every run. Under
@@ -538,11 +522,11 @@ def live_section(mode: str, cfg) -> None:
                     "**🧪 β sweep** to train four VAEs that differ only in β.")
         check_clicked()
 
-    @st.fragment(run_every=tick_s)
-    @REDRAWS  # the trainers give way while this runs (see core.training.Redraws)
+    @st.fragment(run_every=status_s)
+    @REDRAWS  # the trainers give way while this runs (see core.sharing)
     def live() -> None:
         if ui.live_watch(polling, key="tr_live_watch"):  # the browser saw no redraw for a while
-            st.rerun()  # a full run arms the timer again
+            st.rerun()  # a full run arms the timers again
         if store.tick():
             publish_shared_models()
             st.rerun()  # a run finished or a sweep moved on: redraw everything (and stop polling if idle)
@@ -557,12 +541,26 @@ def live_section(mode: str, cfg) -> None:
                                                          for s, b in run.beta_changes[-8:]))
             for note in store.pop_notices():
                 st.warning(note)
-        if run is not None and mode == "full":
+        if run is not None and mode == "full" and not split:
             with charts:
-                if not ctx.present:
-                    live_numbers(run)
-                live_charts(run, chart_memo(run))
+                draw_charts(run)
         check_polling()
+        if polling and R.live_intervals(live_runners()) != (status_s, charts_s) and random.random() < 0.2:
+            # The server got busier or quieter: new redraw intervals, which take a whole-page redraw. Each
+            # session waits a random number of ticks (5 on average), so they do not all redraw at once.
+            st.rerun()
+
+    def draw_charts(run) -> None:
+        if not ctx.present:
+            live_numbers(run)
+        live_charts(run)
+
+    @st.fragment(run_every=charts_every)
+    @REDRAWS
+    def charts() -> None:
+        run = store.active
+        if run is not None:
+            draw_charts(run)
 
     # Each fragment alone in a container of the page's own: a lost full-run output then cannot let the
     # elements below slide into its place (see ui.fragment_slot).
@@ -570,6 +568,9 @@ def live_section(mode: str, cfg) -> None:
         control_panel()
     with ui.fragment_slot():
         live()
+    if mode == "full" and split:
+        with ui.fragment_slot():
+            charts()
     if mode == "full" and store.active is not None:
         st.caption(LIVE_NOTES)
 

@@ -248,11 +248,17 @@ def test_one_fragment_timer_delivers_every_redraw(tmp_path):
     assert drawn >= requested - 1, f"only {drawn} of {requested} redraws arrived"
 
 
+# The training page's charts get a slower timer of their own only while more than two runs train on the
+# server (pages/4_train.py live_section: re-sending unchanged charts every tick from one fragment halved
+# 30 sessions' throughput); alone, its progress and charts are one fragment on one timer.
+TIMERS_ALLOWED = {"4_train.py": 2}
+
+
 def test_every_page_has_at_most_one_fragment_timer():
     offenders = {}
     for path in [ROOT / "app.py", *sorted((ROOT / "pages").glob("*.py"))]:
         n = len(re.findall(r"st\.fragment\(\s*run_every\s*=", path.read_text(encoding="utf-8")))
-        if n > 1:
+        if n > TIMERS_ALLOWED.get(path.name, 1):
             offenders[path.name] = n
     assert offenders == {}
 
