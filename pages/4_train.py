@@ -382,7 +382,7 @@ LOSS_ALT = ("Loss terms per sample (nats) against the training step, in two pane
 #: Presenter mode: (CSS class suffix, chart height) for a short screen (1280x720) and a tall one (1920x1080).
 #: Both are drawn and CSS shows the one that fits the screen, so the loss chart takes at least half of
 #: the screen's height on both without leaving it (a Vega-Lite chart's height is fixed in pixels).
-PRESENT_SIZES = (("short", 130), ("tall", 370))
+PRESENT_SIZES = (("short", 125), ("tall", 370))
 # The loss chart's two panels are as wide as their container, and their axes come on top of that (Vega-Lite
 # cannot fit a vconcat's axes into a width): its box is made narrower by the axes' width, so nothing
 # sticks out into the next column.
