@@ -394,7 +394,6 @@ st.html("<style>@media (min-height: 900px) {.st-key-tr_fit_short, .st-key-tr_fit
 
 def live_charts(run) -> None:
     """The live charts and images, built from the run as it is now."""
-    keep = lambda name, make: make()  # noqa: E731
     ds = run.dataset
     hist, evals = run.history, run.eval_history
     c1, c2 = st.columns([3, 2], gap="medium")
@@ -402,18 +401,17 @@ def live_charts(run) -> None:
         if ctx.present:
             for name, height in PRESENT_SIZES:
                 with st.container(key=f"tr_fit_{name}"):
-                    vega(keep(f"loss_{name}", lambda h=height: FT.live_loss_chart(
-                        hist, evals, run.beta_changes, font_scale=SCALE, height=h)), f"tr_live_loss_{name}", LOSS_ALT)
+                    vega(FT.live_loss_chart(hist, evals, run.beta_changes, font_scale=SCALE, height=height),
+                         f"tr_live_loss_{name}", LOSS_ALT)
         else:
-            vega(keep("loss", lambda: FT.live_loss_chart(hist, evals, run.beta_changes, font_scale=SCALE)),
-                 "tr_live_loss", LOSS_ALT)
+            vega(FT.live_loss_chart(hist, evals, run.beta_changes, font_scale=SCALE), "tr_live_loss", LOSS_ALT)
     with c2:
         if ctx.present:
             live_numbers(run, per_row=2)  # beside the charts, so the loss chart starts high on the screen
-        kl_act = keep("kl_act", run.latest_kl_activity)
+        kl_act = run.latest_kl_activity()
         if run.is_vae and kl_act is not None:
-            vega(keep("kl", lambda: FT.live_kl_chart(*kl_act, title="KL per latent dimension", font_scale=SCALE,
-                                                     height=200 if ctx.present else 300)),
+            vega(FT.live_kl_chart(*kl_act, title="KL per latent dimension", font_scale=SCALE,
+                                  height=200 if ctx.present else 300),
                  "tr_live_kl", "Held-out KL of each latent dimension in nats, as bars, coloured by whether the "
                                "dimension is active (its mean varies over held-out images, Var over images of μ_j "
                                "above 0.01); a collapsed dimension is grey with a diamond on the axis.")
@@ -437,17 +435,17 @@ def live_charts(run) -> None:
 
     c3, c4 = st.columns(2, gap="medium")
     c3.markdown("**Held-out inputs (top) and their reconstructions (bottom)**")
-    uri, alt = keep("recon", recon_mosaic)
+    uri, alt = recon_mosaic()
     c3.image(uri, width="stretch", alt=alt)
     c4.markdown("**Samples: decoding z ~ N(0, I)**" if run.is_vae else
                 "**Decoding random z ~ N(0, I)**: an autoencoder has no prior, so expect junk")
-    uri, alt = keep("samples", sample_mosaic)
+    uri, alt = sample_mosaic()
     c4.image(uri, width="stretch", alt=alt)
     snaps = run.snapshots
     if run.model_cfg.latent_dim == 2 and snaps:
-        vega(keep("latent", lambda: FT.live_latent_chart(
+        vega(FT.live_latent_chart(
                  snaps[-1]["latents"], run.snapshot_labels(), ds.class_names,
-                 title=f"Latent map: μ(x) of {len(run.snapshot_labels())} held-out images", font_scale=SCALE)),
+                 title=f"Latent map: μ(x) of {len(run.snapshot_labels())} held-out images", font_scale=SCALE),
              "tr_live_latent", "Two-dimensional codes μ(x) of held-out images, coloured by class.")
 
 
