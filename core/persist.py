@@ -58,6 +58,19 @@ SLUG_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,60}")
 PT, JSON, PREV = "run.pt", "run.json", "run.pt.prev"
 EVICTED = "evicted.json"
 OWNER_MARK = "owner.json"
+LEASE, LEASE_LOCK, QUEUE = "lease.json", "lease.lock", "queue.json"
+#: A link's runs have one writer at a time: the session holding the owner folder's lease. A lease held
+#: by a session that trains is taken over only when its heartbeat is older than this (two save
+#: intervals: the holder renews it at least every ``LEASE_RENEW_S`` while its page redraws, and a run
+#: whose page stopped redrawing stops training after 3 s, ``core.training.BackgroundRunner``).
+LEASE_TTL_S = 2 * SAVE_INTERVAL_S
+LEASE_RENEW_S = 1.0
+#: The lease's lock file (held for a millisecond around each read-modify-write of the lease) is
+#: taken as abandoned (a process killed while holding it) after this many seconds.
+LOCK_STALE_S = 5.0
+#: An owner folder without runs is deleted by the cap pass once nothing in it changed for this long.
+PRUNE_IDLE_S = 600.0
+MAX_QUEUE = 16
 
 
 class PersistError(ValueError):
@@ -539,7 +552,8 @@ def enforce_total_cap(root: Path | None = None, cap: int | None = None,
                       keep: set[Path] = frozenset()) -> list[tuple[str, str, Path]]:
     """Delete the oldest finished runs (by their last save) of every owner until the run dir holds
     at most ``cap`` bytes. Runs still training and the folders in ``keep`` are never deleted.
-    Returns (owner, run name, folder) of each run deleted, and notes them for their owner."""
+    Returns (owner, run name, folder) of each run deleted, and notes them for their owner. Owner
+    folders left without runs are pruned (:func:`prune_empty_owners`)."""
     root = root or run_dir()
     cap = max_bytes() if cap is None else cap
     runs, total = [], 0
@@ -547,12 +561,17 @@ def enforce_total_cap(root: Path | None = None, cap: int | None = None,
         owners = [o for o in os.listdir(root) if valid_id(o)]
     except OSError:
         return []
-    sized = []
+    sized, empty = [], []
     for owner in owners:  # sizes first (stat only): the descriptions are read only when over the cap
-        for folder in run_folders(owner, root):
+        folders = run_folders(owner, root)
+        if not folders:
+            empty.append(owner)
+        for folder in folders:
             size = folder_bytes(folder)
             total += size
             sized.append((owner, folder, size))
+    if empty:
+        prune_empty_owners(root, empty)
     if total <= cap:
         return []
     for owner, folder, size in sized:
@@ -577,6 +596,209 @@ def enforce_total_cap(root: Path | None = None, cap: int | None = None,
     for owner, names in by_owner.items():
         note_evicted(owner, names, root)
     return evicted
+
+
+# ---- one writer per link: the lease -------------------------------------------------------------
+# Two tabs (two sessions, maybe on two replicas) can open the same runs= link. Each would restore the
+# same runs and save them: the last writer would win and the histories interleave. So the owner folder
+# holds a lease, lease.json = {"token": the holding session's random token, "time": its last heartbeat
+# (wall clock, shared by the replicas), "busy": whether it is training}. Only the holder writes; any
+# other session shows the runs read-only, as last saved. A newcomer takes the lease when it is free:
+# absent, not busy (the holder is idle: a reload, or a tab left open), or older than LEASE_TTL_S.
+# Every read-modify-write of lease.json happens under lease.lock, created with O_CREAT | O_EXCL (atomic
+# on a local or NFS file system), so two sessions can never both take it.
+
+class _Mutex:
+    """``lease.lock`` in folder ``d``, created with O_EXCL: one process at a time, on any replica."""
+
+    def __init__(self, d: Path, timeout: float = 1.0):
+        self.path, self.timeout, self.held = d / LEASE_LOCK, timeout, False
+
+    def __enter__(self) -> bool:
+        deadline = time.monotonic() + self.timeout
+        while True:
+            try:
+                os.close(os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+                self.held = True
+                return True
+            except FileExistsError:
+                try:
+                    if time.time() - self.path.stat().st_mtime > LOCK_STALE_S:
+                        self.path.unlink()  # left by a process killed while it held it
+                        continue
+                except OSError:
+                    continue
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.002)
+
+    def __exit__(self, *exc) -> None:
+        if self.held:
+            try:
+                self.path.unlink()
+            except OSError:
+                pass
+
+
+def read_lease(owner: str, root: Path | None = None) -> dict | None:
+    """The owner folder's lease ({token, time, busy}), or None if there is none or it is damaged."""
+    try:
+        d = json.loads((owner_dir(owner, root) / LEASE).read_bytes()[:4096].decode("utf-8"))
+    except (OSError, ValueError, UnicodeDecodeError):
+        return None
+    if not isinstance(d, dict) or not isinstance(d.get("token"), str) or not _is_number(d.get("time")):
+        return None
+    return {"token": d["token"], "time": float(d["time"]), "busy": bool(d.get("busy"))}
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def lease_free(lease: dict | None, now: float | None = None) -> bool:
+    """A lease a session may take: none, held by an idle session, or not renewed for ``LEASE_TTL_S``."""
+    if lease is None or not lease["busy"]:
+        return True
+    return (time.time() if now is None else now) - lease["time"] > LEASE_TTL_S
+
+
+def holds_lease(owner: str, token: str, root: Path | None = None) -> bool:
+    """True if the session with ``token`` holds the owner's lease (a read, no lock)."""
+    lease = read_lease(owner, root)
+    return lease is not None and hmac.compare_digest(lease["token"], token)
+
+
+def _write_lease(d: Path, token: str, busy: bool) -> None:
+    tmp = d / f".{LEASE}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
+    try:
+        tmp.write_bytes(json.dumps({"token": token, "time": time.time(), "busy": bool(busy)}).encode())
+        os.replace(tmp, d / LEASE)  # (no fsync: after a crash of the machine the lease is void anyway)
+    except BaseException:
+        try:
+            tmp.unlink()
+        except OSError:
+            pass
+        raise
+
+
+def take_lease(owner: str, token: str, busy: bool = False, root: Path | None = None) -> bool:
+    """Take the owner's lease for the session ``token`` if it holds it already or the lease is free
+    (:func:`lease_free`). Returns True if the session holds it now. Raises OSError if the folder
+    cannot be written."""
+    d = owner_dir(owner, root)
+    for _ in range(3):
+        register_owner(owner, root)  # (again, if the folder was pruned meanwhile)
+        try:
+            with _Mutex(d) as got:
+                if not got:
+                    return False
+                lease = read_lease(owner, root)
+                if not (lease is not None and lease["token"] == token) and not lease_free(lease):
+                    return False
+                _write_lease(d, token, busy)
+                return True
+        except FileNotFoundError:
+            continue  # the folder was pruned while we waited for its lock
+    return False
+
+
+def renew_lease(owner: str, token: str, busy: bool, root: Path | None = None) -> bool | None:
+    """Renew the lease of the session ``token``: True if renewed, False if another session holds it
+    (or it is gone), None if its lock could not be had (try again later)."""
+    d = owner_dir(owner, root)
+    try:
+        with _Mutex(d) as got:
+            if not got:
+                return None
+            lease = read_lease(owner, root)
+            if lease is None or lease["token"] != token:
+                return False
+            _write_lease(d, token, busy)
+            return True
+    except FileNotFoundError:
+        return False
+
+
+# ---- a β sweep's queued runs ------------------------------------------------------------------
+
+def write_queue(owner: str, items: list[dict], root: Path | None = None) -> None:
+    """Save the owner's queue of runs still to train (plain JSON; an empty queue removes the file)."""
+    p = owner_dir(owner, root) / QUEUE
+    if not items:
+        try:
+            p.unlink()
+        except FileNotFoundError:
+            pass
+        return
+    _atomic_write(p, json.dumps(items[:MAX_QUEUE]).encode())
+
+
+def read_queue(owner: str, root: Path | None = None) -> list[dict]:
+    """The owner's saved queue as a list of dicts (unchecked contents: the run store checks each);
+    [] if there is none. PersistError if the file is damaged."""
+    p = owner_dir(owner, root) / QUEUE
+    try:
+        size = p.stat().st_size
+    except OSError:
+        return []  # none (or no owner folder to hold one)
+    if size > MAX_JSON_BYTES:
+        raise PersistError("the β sweep's queue file is too large")
+    try:
+        items = json.loads(p.read_bytes().decode("utf-8"))
+    except FileNotFoundError:
+        return []
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        raise PersistError("the β sweep's queue file is damaged") from None
+    if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+        raise PersistError("the β sweep's queue file is not a list of runs")
+    return items[:MAX_QUEUE]
+
+
+# ---- pruning owner folders left without runs --------------------------------------------------
+
+_PRUNABLE = {OWNER_MARK, EVICTED, LEASE}
+
+
+def _prunable(d: Path, now: float) -> bool:
+    """An owner folder with no run in it, nothing but its mark, notes and lease, and none of them
+    changed for ``PRUNE_IDLE_S`` (so no session is using it: a session's heartbeat rewrites the lease)."""
+    try:
+        entries = list(os.scandir(d))
+        return all(e.name in _PRUNABLE and e.is_file(follow_symlinks=False)
+                   and now - e.stat(follow_symlinks=False).st_mtime >= PRUNE_IDLE_S for e in entries) \
+            and now - d.stat().st_mtime >= PRUNE_IDLE_S
+    except OSError:
+        return False
+
+
+def prune_empty_owners(root: Path | None = None, owners: list[str] | None = None) -> list[str]:
+    """Delete owner folders left without runs (all evicted or deleted, or a visit that never trained)
+    that nobody used for ``PRUNE_IDLE_S``. Under the folder's lease lock (so no session takes the
+    lease meanwhile), the folder is renamed away, then deleted. Returns the owners pruned."""
+    root = root or run_dir()
+    if owners is None:
+        try:
+            owners = [o for o in os.listdir(root) if valid_id(o)]
+        except OSError:
+            return []
+    now, pruned = time.time(), []
+    for owner in owners:
+        d = root / owner
+        if not _prunable(d, now):
+            continue
+        tomb = root / f".pruned-{secrets.token_hex(8)}"
+        lock = _Mutex(d, timeout=0.0)
+        try:
+            with lock as got:
+                if not got or not _prunable(d, now):
+                    continue
+                os.rename(d, tomb)
+                lock.held = False  # the lock file went with the folder (d may be made afresh now)
+        except OSError:
+            continue
+        shutil.rmtree(tomb, ignore_errors=True)
+        pruned.append(owner)
+    return pruned
 
 
 # ---- the writer thread ------------------------------------------------------------------------

@@ -13,6 +13,8 @@ from __future__ import annotations
 import json
 import math
 import re
+import secrets
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -351,6 +353,17 @@ class ReadOnlyError(PermissionError):
     """A change asked of a store opened from a read-only (view) link."""
 
 
+#: Shown by a session whose runs are being trained by another session with the same link.
+LEASE_NOTICE = ("This run is being trained in another tab or window; here it is shown as last saved. Close the "
+                "other tab to steer it here. (Just reloaded the page? The run comes back here within a few "
+                "seconds, once the old page has let go of it.)")
+
+
+class LeaseHeldError(ReadOnlyError, ValueError):
+    """A change asked of a session whose link's runs another session (tab, window) is training now.
+    A ValueError too, so the page's handlers of bad input show its message."""
+
+
 class RunStore:
     """All runs of one session, the active (live) one and the beta-sweep queue.
 
@@ -360,6 +373,12 @@ class RunStore:
     checkpoint), and deletes it from disk when it is removed. ``attach`` also brings back the
     owner's saved runs. ``read_only`` (a view link): the runs can be looked at, compared and
     downloaded; every change raises :class:`ReadOnlyError` and nothing is written.
+
+    One writer per link (``persist`` lease): a store that attaches while another session (a second
+    tab, maybe on another replica) trains the same link's runs is a *follower*: read-only, with
+    :data:`LEASE_NOTICE`, until that lease is free; then it reloads the runs from disk and takes
+    over. A store whose lease was taken (it sat idle while another tab took the runs) reloads them
+    from disk before its next change. A β sweep's queue is saved with the runs and comes back.
     """
 
     def __init__(self, max_runs: int = MAX_RUNS, lease_seconds: float = 3.0, read_only: bool = False,
@@ -372,7 +391,13 @@ class RunStore:
         self.lease_seconds = lease_seconds
         self.notices: list[str] = []
         self._ticked: tuple[str, int] | None = None  # (run, step) at the previous tick
-        self.read_only = read_only
+        self.view = read_only  # opened from a view link
+        self.follower = False  # another session holds this link's lease: read-only until it is free
+        self.lease_lost = False  # another session took the lease from this one (reload before changing)
+        self.token = secrets.token_urlsafe(16)  # this session's name in the lease
+        self._lease_lock = threading.Lock()
+        self._lease_at = 0.0  # (monotonic) last renewal or check of the lease
+        self._lease_busy: bool | None = None  # the "busy" last written
         self.owner: str | None = None
         self.root: Path | None = None
         self.saving_off: str | None = None  # why saving stopped (a full disk), shown on the page
@@ -384,8 +409,84 @@ class RunStore:
 
     # -- persistence --
     @property
+    def read_only(self) -> bool:
+        """Nothing can be changed: a view link, or a follower of another session's lease."""
+        return self.view or self.follower
+
+    @property
+    def lease_notice(self) -> str | None:
+        """Why the runs are read-only when it is not a view link (:data:`LEASE_NOTICE`), else None."""
+        return LEASE_NOTICE if self.follower else None
+
+    @property
     def persisting(self) -> bool:
-        return self.owner is not None and not self.read_only and self.saving_off is None
+        return (self.owner is not None and not self.read_only and self.saving_off is None
+                and not self.lease_lost)
+
+    def _busy(self) -> bool:
+        return any(r.state == "training" for r in list(self.runs.values()))
+
+    def _renew(self, beat: bool = True, verify: bool = False) -> bool:
+        """Keep this session's lease: write the heartbeat (at most every ``LEASE_RENEW_S``, ``beat``)
+        or when the busy flag changed; ``verify``: check it is still ours even when nothing is
+        written. Returns False (and marks the lease lost, pausing the runs) if another session took it."""
+        if self.lease_lost:
+            return False
+        if self.owner is None or self.view or self.follower or self.saving_off is not None:
+            return True
+        with self._lease_lock:
+            busy, now = self._busy(), time.monotonic()
+            if busy == self._lease_busy and (not beat or now - self._lease_at < P.LEASE_RENEW_S):
+                if not verify or P.holds_lease(self.owner, self.token, self.root):
+                    return True
+                ok = False
+            else:
+                try:
+                    ok = P.renew_lease(self.owner, self.token, busy, self.root)
+                except OSError:
+                    return True  # the folder cannot be written: saving reports it
+                if ok is None:
+                    return True  # its lock is busy: next time
+                if ok:
+                    self._lease_at, self._lease_busy = now, busy
+                    return True
+        self._lose_lease()
+        return False
+
+    def _lose_lease(self) -> None:
+        self.lease_lost = True
+        for r in list(self.runs.values()):
+            if r.runner is not None:
+                r.runner.pause()
+
+    def check_lease(self) -> None:
+        """Called on every script run (``session_store``): the holder renews its lease; a store whose
+        lease was taken, or a follower whose lease became free, reloads its runs from disk (and takes
+        the lease if it is free)."""
+        if self.view or self.owner is None or self.saving_off is not None:
+            return
+        if self.follower:
+            if P.lease_free(P.read_lease(self.owner, self.root)):
+                self.reload()
+        elif not self._renew(verify=True):
+            self.reload()
+
+    def reload(self) -> list[str]:
+        """Forget the runs in memory and bring them back from disk (another session may have changed
+        them), taking the lease if it is free (else a follower). Runs that are not saved (uploaded
+        data) stay. Returns messages about runs that could not be restored (also in the notices)."""
+        self.saver.flush(2.0)  # this store's own saves still queued (refused if the lease is not ours)
+        self.shutdown()
+        keep = {n: r for n, r in self.runs.items() if not self.persistable(r)}
+        self.runs, self.active_name, self.queue, self.counter = {}, None, [], 0
+        self._folders, self._last_save, self._columns, self._ticked = {}, {}, {}, None
+        self.follower = self.lease_lost = False
+        self._lease_busy = None
+        errors = self.attach(self.owner, self.root)
+        self.notices.extend(errors)
+        for n, r in keep.items():
+            self.runs.setdefault(n, r)
+        return errors
 
     def attach(self, owner: str, root: Path | None = None) -> list[str]:
         """Save this store's runs under ``owner`` from now on, and bring back the runs saved there
@@ -394,11 +495,20 @@ class RunStore:
         malformed owner id."""
         P.check_id(owner)
         self.owner, self.root = owner, root or P.run_dir()
-        if not self.read_only:
+        if not self.view:
             try:
                 P.register_owner(owner, self.root)
             except OSError as exc:
                 self._saving_failed(exc)
+            if self.saving_off is None:
+                try:
+                    got = P.take_lease(owner, self.token, False, self.root)
+                except OSError:
+                    got = True  # cannot write the folder: nothing will be saved, nothing to guard
+                self.follower = not got
+                self._lease_at, self._lease_busy = time.monotonic(), (False if got else None)
+                if self.follower:
+                    self.notices.append(LEASE_NOTICE)
         errors = []
         loaded = []
         for folder in P.run_folders(owner, self.root):
@@ -430,6 +540,7 @@ class RunStore:
         if active is None and self.runs:
             active = next(reversed(self.runs))
         self.active_name = active
+        errors += self._restore_queue()
         if not self.read_only:
             self._enforce_cap()
             evicted = P.pop_evicted(owner, self.root)
@@ -437,6 +548,64 @@ class RunStore:
                 self.notices.append("To keep the server's disk within its limit, your oldest finished runs were "
                                     "removed: " + ", ".join(evicted[:8]) + ".")
         return errors
+
+    def _restore_queue(self) -> list[str]:
+        """Bring back a β sweep's queued runs (``queue.json``), each checked like a run's configs."""
+        try:
+            items = P.read_queue(self.owner, self.root)
+        except P.PersistError as exc:
+            return [f"The β sweep's queued runs could not be restored: {exc}. The runs themselves were restored."]
+        queue = []
+        for item in items:
+            try:
+                name, ds_name = safe_name(item["name"]), item["dataset"]
+                if ds_name not in DATASETS:
+                    raise ValueError(f"unknown dataset {str(ds_name)[:20]!r}")
+                ds = load_dataset(ds_name)
+                mc, tc = ModelConfig.from_dict(item["model_cfg"]), TrainConfig.from_dict(item["train_cfg"])
+                if mc.input_dim != ds.dim or mc.kind != "vae":
+                    raise ValueError("its model does not fit its dataset")
+            except (KeyError, TypeError, ValueError) as exc:
+                return [f"The β sweep's queued runs could not be restored ({str(exc)[:80]}). The runs themselves "
+                        "were restored; start the sweep again to train the rest."]
+            if name not in self.runs and name not in (q[0] for q in queue):
+                queue.append((name, mc, tc, ds))
+        for name, *_ in queue:
+            m = re.match(r"#(\d+) ", name)
+            if m:
+                self.counter = max(self.counter, int(m.group(1)))
+        self.queue = queue
+        return []
+
+    def _save_queue(self) -> None:
+        """Save the β sweep's queue beside the runs (the writer thread writes it, if the lease is ours)."""
+        if not self.persisting:
+            return
+        items = [{"name": n, "dataset": ds.name, "model_cfg": mc.to_dict(), "train_cfg": tc.to_dict()}
+                 for n, mc, tc, ds in self.queue]
+        if any(ds.name not in DATASETS or ds is not load_dataset(ds.name) for *_, ds in self.queue):
+            items = []  # a sweep on uploaded data is not saved (nor are its runs)
+        path = P.owner_dir(self.owner, self.root) / P.QUEUE
+
+        def job() -> None:
+            if self.saving_off is not None or not self._lease_ours():
+                return
+            try:
+                P.write_queue(self.owner, items, self.root)
+            except OSError as exc:
+                self._saving_failed(exc)
+        self.saver.submit(path, job)
+
+    def _lease_ours(self) -> bool:
+        """In the writer thread, before each write: the lease is still this session's (else nothing is
+        written, and the store reloads before its next change)."""
+        try:
+            if P.holds_lease(self.owner, self.token, self.root):
+                return True
+        except P.PersistError:
+            pass
+        self._lose_lease()
+        return False
 
     def _restore(self, folder: Path) -> tuple[Run, dict]:
         meta = P.read_meta(folder)
@@ -525,6 +694,7 @@ class RunStore:
                                     "stored on the server, so they do not come back after a reload.")
             return False
         self._last_save[run.name] = time.monotonic()
+        self._renew(beat=False)  # (the lease says when this session stops training)
         if run.trainer is not None:
             payload = P.trainer_state(run.trainer)
         else:
@@ -544,6 +714,8 @@ class RunStore:
         """In the writer thread: encode and write one run, then keep the run dir within its cap."""
         if self.saving_off is not None or self.runs.get(run.name) is not run:
             return  # saving stopped, or the run was removed after this save was queued
+        if not self._lease_ours():
+            return  # another tab took this link's runs: it writes them now
         try:
             cache = self._columns.setdefault(run.name, P.ColumnCache())
             payload = P.encode_state(state, cache) if "history" in state else dict(state)
@@ -584,11 +756,32 @@ class RunStore:
         self._last_save.pop(name, None)
         self._columns.pop(name, None)
         if folder is not None and self.owner is not None and not self.read_only:
-            self.saver.submit(folder, lambda: P.delete_folder(folder))
+            def job() -> None:
+                if self._lease_ours():
+                    P.delete_folder(folder)
+            self.saver.submit(folder, job)
 
     def _writable(self) -> None:
-        if self.read_only:
+        """Raise ReadOnlyError in a view; else make sure this session holds the link's lease (a store
+        whose lease was taken reloads the runs from disk first, and takes the lease back if it is free),
+        raising LeaseHeldError if another session trains the runs now."""
+        if self.view:
             raise ReadOnlyError("These runs were opened from a view link: they can be looked at, not changed.")
+        if self.owner is None or self.saving_off is not None:
+            return
+        if self.follower or not self._renew(verify=True):
+            self.reload()
+            if self.follower:
+                raise LeaseHeldError(LEASE_NOTICE)
+
+    def _may_change(self) -> bool:
+        """:meth:`_writable` for the changes the page calls as button callbacks: a follower's change is
+        dropped (the page shows the notice) instead of raising."""
+        try:
+            self._writable()
+        except LeaseHeldError:
+            return False
+        return True
 
     # -- reading --
     @property
@@ -597,7 +790,10 @@ class RunStore:
 
     @property
     def polling(self) -> bool:
-        """True while the page should redraw on a timer: a run is training or a sweep continues."""
+        """True while the page should redraw on a timer: a run is training or a sweep continues (or,
+        for a follower, to notice when the other session lets go of the runs)."""
+        if self.follower:
+            return True
         run = self.active
         return run is not None and (run.state == "training" or (run.finished and bool(self.queue)))
 
@@ -670,12 +866,15 @@ class RunStore:
                           name=self._name(f"sweep {describe(model_cfg, first)}"), sweep=True)
         self.queue = [(self._name(f"sweep {describe(model_cfg, b)}"), model_cfg, replace(train_cfg, beta=b), dataset)
                       for b in rest]
+        self._save_queue()
         return run
 
     def continue_from(self, name: str, train_cfg: TrainConfig, start: bool = True) -> Run:
         """A new run that starts from the weights of run ``name`` (same model and data; fresh
         optimiser state; the training settings of ``train_cfg``)."""
         self._writable()
+        if name not in self.runs:
+            raise ValueError(f"The run {name} is no longer here (deleted in another tab?).")
         src = self.runs[name]
         state = {k: v.detach().clone() for k, v in src.model.state_dict().items()}
         tc = train_cfg if src.model_cfg.kind == "vae" else replace(train_cfg, beta=0.0, free_bits=0.0)
@@ -725,7 +924,8 @@ class RunStore:
             self.save(run)
 
     def pause(self) -> None:
-        self._writable()
+        if not self._may_change():
+            return
         run = self.active
         if run is not None and run.runner is not None:
             run.runner.pause()
@@ -733,21 +933,27 @@ class RunStore:
             self.save(run)
 
     def resume(self) -> None:
-        self._writable()
+        if not self._may_change():
+            return
         run = self.active
         if run is not None and run.runner is not None and not run.finished:
             run.runner.start()
+            self._renew(beat=False)  # busy now: the lease is not free for another tab
 
     def stop(self) -> None:
         """End the active run now (it is kept, finished early) and cancel the rest of a sweep."""
-        self._writable()
+        if not self._may_change():
+            return
         self.queue = []
+        self._save_queue()
         self._stop_active("Stopped by the user.")
 
     def reset(self) -> None:
         """Discard an unfinished active run (a finished one stays in the list) and any sweep."""
-        self._writable()
+        if not self._may_change():
+            return
         self.queue = []
+        self._save_queue()
         run = self.active
         if run is not None and not run.finished:
             run.runner.pause()
@@ -758,7 +964,8 @@ class RunStore:
 
     def remove(self, name: str) -> None:
         """Delete run ``name`` (and its saved copy)."""
-        self._writable()
+        if not self._may_change():
+            return
         if name not in self.runs:
             return
         if name == self.active_name:
@@ -768,7 +975,8 @@ class RunStore:
 
     def set_beta(self, beta: float) -> bool:
         """Change beta of the active run while it trains (next step). Returns True if applied."""
-        self._writable()
+        if not self._may_change():
+            return False
         run = self.active
         if run is None or run.trainer is None or run.finished or not run.is_vae:
             return False
@@ -783,8 +991,18 @@ class RunStore:
         Returns True when a run finished or started (the page should redraw everything). Does
         nothing in a read-only store."""
         changed = False
-        if self.read_only:
+        if self.view:
             return False
+        if self.follower:  # waiting for the other session to let go: the page reruns (and reloads) then
+            if LEASE_NOTICE not in self.notices:
+                self.notices.append(LEASE_NOTICE)
+            now = time.monotonic()
+            if now - self._lease_at < P.LEASE_RENEW_S:
+                return False
+            self._lease_at = now
+            return P.lease_free(P.read_lease(self.owner, self.root))
+        if self.lease_lost or not self._renew():
+            return True  # another session took the runs: the page reruns, and session_store reloads them
         run = self.active
         if run is not None and run.runner is not None and not run.finished:
             run.runner.keep_alive()
@@ -801,9 +1019,11 @@ class RunStore:
             if run.state in ("diverged", "error"):
                 self.notices.append(f"The β sweep stopped because {run.name} did not finish: {run.message}")
                 self.queue = []
+                self._save_queue()
             else:
                 name, mc, tc, ds = self.queue.pop(0)
                 self.create(mc, tc, ds, name=name, sweep=True)
+                self._save_queue()
             changed = True
         return changed
 
@@ -941,6 +1161,8 @@ def session_store(state, link: Link, root: Path | None = None) -> tuple[RunStore
         store = RunStore()
         state["tr_restore_errors"] = store.attach(link.owner, root)
         state["tr_runs"], state["tr_owner"] = store, link.owner
+    else:
+        store.check_lease()  # one writer per link: renew, or reload if another tab took or left the runs
     return store, state.get("tr_restore_errors", [])
 
 

@@ -111,7 +111,7 @@ def test_round_trip_gives_the_same_run_and_the_same_next_losses(digits, root):
     store.pause()  # saves
     assert store.saver.flush()
     files = sorted(p.name for p in (root / owner).rglob("*") if p.is_file())
-    assert files == ["owner.json", "run.json", "run.pt"]
+    assert files == ["lease.json", "owner.json", "run.json", "run.pt"]
 
     back, errors = new_store(owner, root)
     assert errors == [] and list(back.runs) == [run.name] and back.active_name == run.name
