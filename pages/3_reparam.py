@@ -211,35 +211,37 @@ if show(1):
         "is a constant with **no path back to $\\phi$** in the computation graph, so "
         "$\\nabla_\\phi f(z) = 0$ for that fixed $z$. Two rewrites fix this: the reparameterization trick "
         "(section 2) and the score function (section 4).")
-    with st.expander("PyTorch, executed just now: `sample()` has no path back, `rsample()` has"):
-        d = demo(0.5, 1.0, ctx.seed)
-        c1, c2 = st.columns(2)
-        setup = (">>> mu = torch.tensor(0.5, dtype=torch.float64, requires_grad=True)\n"
-                 ">>> sigma = torch.tensor(1.0, dtype=torch.float64, requires_grad=True)\n")
-        with c1:
-            st.markdown("**`sample()`**: a draw with no path back")
-            st.code(setup + ">>> z = Normal(mu, sigma).sample()\n"
-                    f">>> z\n{d['sample_repr']}\n"
-                    ">>> z.requires_grad, z.grad_fn\n"
-                    f"({d['sample_requires_grad']}, {d['sample_grad_fn']})\n"
-                    ">>> z.backward()\n"
-                    f"RuntimeError: {d['sample_backward_error']}", language="python", wrap_lines=True)
-        with c2:
-            st.markdown("**`rsample()`**: z = μ + σ·ε, inside the graph")
-            graph = "\n".join("#   " + line for line in d["rsample_graph"])
-            st.code(setup + ">>> z = Normal(mu, sigma).rsample()   # = mu + sigma * eps\n"
-                    f">>> z\n{d['rsample_repr']}\n"
-                    ">>> z.requires_grad, type(z.grad_fn).__name__\n"
-                    f"({d['rsample_requires_grad']}, '{d['rsample_grad_fn']}')\n"
-                    f"# the graph behind z:\n{graph}\n"
-                    ">>> z.backward()\n"
-                    ">>> mu.grad.item(), sigma.grad.item()   # dz/dmu, dz/dsigma\n"
-                    f"({d['dz_dmu']!r}, {d['dz_dsigma']!r})\n"
-                    ">>> ((z - mu) / sigma).item()            # eps\n"
-                    f"{d['eps']!r}", language="python", wrap_lines=True)
-        st.markdown(f"Executed with PyTorch {torch.__version__}, seed {ctx.seed}: `rsample()` returned ∂z/∂μ = "
-                    f"{fmt(d['dz_dmu'], 4)} and ∂z/∂σ = {fmt(d['dz_dsigma'], 4)} = ε, the local derivatives of "
-                    "z = μ + σ·ε. `sample()` runs under `no_grad`: its z is a constant to autograd.")
+    box = lazy_expander("PyTorch, executed just now: `sample()` has no path back, `rsample()` has", "rp_torch_open")
+    if box.open:
+        with box:
+            d = demo(0.5, 1.0, ctx.seed)
+            c1, c2 = st.columns(2)
+            setup = (">>> mu = torch.tensor(0.5, dtype=torch.float64, requires_grad=True)\n"
+                     ">>> sigma = torch.tensor(1.0, dtype=torch.float64, requires_grad=True)\n")
+            with c1:
+                st.markdown("**`sample()`**: a draw with no path back")
+                st.code(setup + ">>> z = Normal(mu, sigma).sample()\n"
+                        f">>> z\n{d['sample_repr']}\n"
+                        ">>> z.requires_grad, z.grad_fn\n"
+                        f"({d['sample_requires_grad']}, {d['sample_grad_fn']})\n"
+                        ">>> z.backward()\n"
+                        f"RuntimeError: {d['sample_backward_error']}", language="python", wrap_lines=True)
+            with c2:
+                st.markdown("**`rsample()`**: z = μ + σ·ε, inside the graph")
+                graph = "\n".join("#   " + line for line in d["rsample_graph"])
+                st.code(setup + ">>> z = Normal(mu, sigma).rsample()   # = mu + sigma * eps\n"
+                        f">>> z\n{d['rsample_repr']}\n"
+                        ">>> z.requires_grad, type(z.grad_fn).__name__\n"
+                        f"({d['rsample_requires_grad']}, '{d['rsample_grad_fn']}')\n"
+                        f"# the graph behind z:\n{graph}\n"
+                        ">>> z.backward()\n"
+                        ">>> mu.grad.item(), sigma.grad.item()   # dz/dmu, dz/dsigma\n"
+                        f"({d['dz_dmu']!r}, {d['dz_dsigma']!r})\n"
+                        ">>> ((z - mu) / sigma).item()            # eps\n"
+                        f"{d['eps']!r}", language="python", wrap_lines=True)
+            st.markdown(f"Executed with PyTorch {torch.__version__}, seed {ctx.seed}: `rsample()` returned ∂z/∂μ = "
+                        f"{fmt(d['dz_dmu'], 4)} and ∂z/∂σ = {fmt(d['dz_dsigma'], 4)} = ε, the local derivatives of "
+                        "z = μ + σ·ε. `sample()` runs under `no_grad`: its z is a constant to autograd.")
 
 
 # ---- 2. the trick, its condition, and the SGVB estimator -------------------------------------------
@@ -330,21 +332,25 @@ def chain_rule_section(idx: int, eps_draw: int, slot) -> None:
     st.caption(f"Largest ∂f/∂zⱼ for this draw: {fmt(float(np.max(np.abs(jac['df_dz']))))} nats per unit of z, so "
                "the differences are float32 rounding. The Jacobians come from `torch.autograd.functional.jacobian`.")
 
-    c1, c2 = st.columns([1, 3])
-    with c1:
-        ui.figure(cached("rp_vae_img", (idx, eps_draw), lambda:
-                image_grid([case["x"], g["recon_x"]], ctx.dataset.image_shape, ncols=2,
-                             col_titles=["input x", "decoder(z)"], height=230)), key="rp_vae_img",
-                  alt=f"The held-out input (dataset index {case['dataset_index']}, label {label}) and the decoder's "
-                      "output at the sampled z.")
-        st.caption(f"For this draw (the SGVB estimate): −log p(x|z) = {fmt(g['recon'], 2)} nats, KL = "
-                   f"{fmt(g['kl'], 2)} nats, −ELBO estimate = {fmt(g['loss'], 2)} nats per image. The first term "
-                   "is a Bernoulli cross-entropy on grey pixels: not a normalised likelihood.")
-    with c2:
-        ui.figure(cached("rp_vae_post", (idx, eps_draw), lambda:
-                rfig.vae_posterior(g["mu"], g["sigma"], g["eps"], g["z"])), key="rp_vae_post",
-                  alt=f"For each of the {K} latent dimensions: the encoder's mean μ with a ±σ bar, and the drawn "
-                      "z = μ + σ·ε as a diamond, over the prior's ±1 band.")
+    st.caption(f"For this draw (the SGVB estimate): −log p(x|z) = {fmt(g['recon'], 2)} nats, KL = "
+               f"{fmt(g['kl'], 2)} nats, −ELBO estimate = {fmt(g['loss'], 2)} nats per image. The first term "
+               "is a Bernoulli cross-entropy on grey pixels: not a normalised likelihood.")
+    # Secondary figures, drawn once the expander opens (issue 21: fewer charts at first paint).
+    box = lazy_expander("The image, its code z = μ + σ ⊙ ε and the decoder's output", "rp_code_open")
+    if box.open:
+        with box:
+            c1, c2 = st.columns([1, 3])
+            with c1:
+                ui.figure(cached("rp_vae_img", (idx, eps_draw), lambda:
+                        image_grid([case["x"], g["recon_x"]], ctx.dataset.image_shape, ncols=2,
+                                     col_titles=["input x", "decoder(z)"], height=230)), key="rp_vae_img",
+                          alt=f"The held-out input (dataset index {case['dataset_index']}, label {label}) and the "
+                              "decoder's output at the sampled z.")
+            with c2:
+                ui.figure(cached("rp_vae_post", (idx, eps_draw), lambda:
+                        rfig.vae_posterior(g["mu"], g["sigma"], g["eps"], g["z"])), key="rp_vae_post",
+                          alt=f"For each of the {K} latent dimensions: the encoder's mean μ with a ±σ bar, and the "
+                              "drawn z = μ + σ·ε as a diamond, over the prior's ±1 band.")
     with main_slot(slot):
         ui.figure(cached("rp_vae_grad", (idx, eps_draw), lambda:
                 rfig.vae_gradient_bars(g, height=PRESENT_HEIGHT if ctx.present else 380)), key="rp_vae_grad",
@@ -650,12 +656,15 @@ def race_section(idx: int, slot) -> None:
         f"the pathwise estimator** and **{fmt(final['score'], 1)} with the score function** (start: "
         f"{fmt(float(tr['curves']['pathwise'][0]), 1)}; a Bernoulli cross-entropy on grey pixels plus the KL, not a "
         "normalised likelihood).")
-    ui.figure(cached("rp_train", (), lambda:
-            rfig.training_race_curves(tr)), key="rp_train",
-              alt=(f"Negative ELBO against training step: pathwise falls to {fmt(final['pathwise'], 1)} nats, the "
-                   f"score function to {fmt(final['score'], 1)} nats after {tr['steps']} steps."))
-    st.caption("Each panel draws its own run bold and the other dotted. The curves are evaluated with one fixed draw "
-               "per image shared by both runs, so they differ only by the encoders' weights.")
+    box = lazy_expander("The two training curves", "rp_train_open")
+    if box.open:
+        with box:
+            ui.figure(cached("rp_train", (), lambda:
+                    rfig.training_race_curves(tr)), key="rp_train",
+                      alt=(f"Negative ELBO against training step: pathwise falls to {fmt(final['pathwise'], 1)} "
+                           f"nats, the score function to {fmt(final['score'], 1)} nats after {tr['steps']} steps."))
+            st.caption("Each panel draws its own run bold and the other dotted. The curves are evaluated with one "
+                       "fixed draw per image shared by both runs, so they differ only by the encoders' weights.")
 
 
 vae = load_vae() if (show(3) or show(5)) else None

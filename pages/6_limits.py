@@ -211,8 +211,52 @@ SCENES = [
 scene = ui.scenes("lim", SCENES)
 
 
-def show(k: int) -> bool:
-    return not present or scene == k
+# Outside presenter mode the page draws the limitations the student picks (one at first): drawing all five
+# at once (ten Plotly charts) took the browser 2 s. A shared link opens with the sections whose settings it
+# carries, so their values are on screen; "lim_show" in the URL (e.g. "1,3") says exactly which.
+SECTION_PARAMS = {0: ("lim_beta", "lim_measure", "lim_n"), 1: ("lim_zoom", "lim_cause"),
+                  2: ("lim_hbeta", "lim_cell", "lim_sigma", "lim_minexp", "lim_fill"), 3: ("lim_conf",), 4: ()}
+SECTION_LABELS = ["1 · Blurry outputs", "2 · Posterior collapse", "3 · The prior hole", "4 · Complex data",
+                  "5 · Only a bound"]
+K_SHOW, K_PICK = "lim_show", "lim_show_pick"
+
+
+def show_text(picked) -> str:
+    return ",".join(str(k + 1) for k in sorted(set(picked)))
+
+
+def parse_show(text: str) -> list[int] | None:
+    """ "1,3" -> [0, 2]; None for anything else (unknown sections, duplicates are dropped, empty is allowed)."""
+    parts = [t.strip() for t in str(text).split(",") if t.strip()]
+    if not all(t in ("1", "2", "3", "4", "5") for t in parts):
+        return None
+    return sorted({int(t) - 1 for t in parts})
+
+
+def on_pick() -> None:
+    st.session_state[K_SHOW] = show_text(st.session_state.get(K_PICK) or [])
+
+
+def section_picker() -> list[int]:
+    """The multi-select of limitations to draw, bound to URL parameter ``lim_show``."""
+    raw = st.query_params.get(K_SHOW)
+    implied = [0] + [k for k, keys in SECTION_PARAMS.items() if any(q in st.query_params for q in keys)]
+    ui.bind(K_SHOW, show_text(implied))
+    picked = parse_show(st.session_state[K_SHOW])
+    if picked is None:
+        with url_errors:
+            st.error(f"The link's lim_show = {ui.quote_user(raw)} is not a list of sections 1 to 5 such as "
+                     "\"1,3\"; showing section 1.")
+        picked = [0]
+        st.session_state[K_SHOW] = "1"
+    st.session_state[K_PICK] = picked
+    st.segmented_control("Limitations shown (pick one or several; each is drawn when picked)", list(range(5)),
+                         format_func=lambda k: SECTION_LABELS[k], selection_mode="multi", key=K_PICK,
+                         on_change=on_pick)
+    ui.publish(K_SHOW)
+    if not picked:
+        st.info("Pick a limitation above to see its evidence.")
+    return picked
 
 
 if not present:
@@ -222,10 +266,13 @@ if not present:
         "(collapse); the encoded data do not fill the prior (the prior hole); the ELBO is only a lower bound on "
         "log p(x); and a small network lacks the capacity for complex images. "
         f"Each is shown below on the shipped models trained on **{ds_label}** (change the dataset in the "
-        "sidebar), with why it happens and what people do about it.")
-    st.caption("1\\. [Blurry outputs](#1-blurry-outputs) · 2. [Over-regularisation and posterior collapse]"
-               "(#2-over-regularisation-and-posterior-collapse) · 3. [The prior hole](#3-the-prior-hole) · "
-               "4. [Complex data](#4-complex-data) · 5. [Only a bound](#5-only-a-bound) · References at the end")
+        "sidebar), with why it happens and what people do about it. References are at the end.")
+    SHOWN = set(section_picker())
+
+
+def show(k: int) -> bool:
+    return scene == k if present else k in SHOWN
+
 
 FACTS: dict = {}  # numbers the self-check quotes, filled by the sections on a full run
 

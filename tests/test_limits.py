@@ -493,7 +493,10 @@ def test_other_figures_build():
     np.testing.assert_allclose(xy, post_mu[idx], rtol=1e-6, atol=1e-6)
     assert sum(sh.line.color == lf.HOLE_COLOR for sh in fig.layout.shapes) == len(holes["holes"])
     bars = lf.kl_per_dim_compare({"": pts[1], "freebits": pts[2]}, free_bits=0.5)
-    assert len(bars.data) == 2 and bars.layout.barmode == "group"
+    assert [t.type for t in bars.data] == ["bar", "bar", "scatter"] and bars.layout.barmode == "group"
+    # the free-bits floor is a dashed line across the plot, named in the legend, not written over the bars
+    assert [sh.y0 for sh in bars.layout.shapes] == [0.5] and bars.data[2].name == "free-bits floor λ = 0.5 nats"
+    assert not [a for a in bars.layout.annotations if "free-bits" in (a.text or "")]
     assert "nats" not in " ".join(a.text for a in bars.layout.annotations if "active" in a.text)
     curve = lf.bound_curve([1, 10, 100], {1: -25.0, 10: -24.5, 100: -24.3})
     assert list(curve.data[0].y) == [-25.0, -24.5, -24.3] and curve.layout.xaxis.type == "log"

@@ -248,9 +248,11 @@ def kl_per_dim_compare(points: Mapping[str, Mapping], free_bits: float | None = 
                              customdata=var,
                              hovertemplate=f"{VARIANT_LABELS[v]} %{{x}}: KL %{{y:.3f}} nats, "
                                            "Var_x(μ) %{customdata:.3f}<extra></extra>"))
-    if free_bits:
-        fig.add_hline(y=free_bits, line=dict(dash="dash", color=VARIANT_COLORS["freebits"]),
-                      annotation_text=f"free-bits floor λ = {free_bits:g} nats", annotation_position="top right")
+    if free_bits:  # the floor's label goes in the legend: written on the chart it sat over the bars
+        line = dict(dash="dash", color=VARIANT_COLORS["freebits"])
+        fig.add_hline(y=free_bits, line=line)
+        fig.add_trace(go.Scatter(x=[None], y=[None], mode="lines", line=line, hoverinfo="skip",
+                                 name=f"free-bits floor λ = {free_bits:g} nats"))
     fig.update_yaxes(title="mean KL per dimension (nats)", rangemode="tozero")
     fig.update_layout(barmode="group", legend=dict(orientation="h", y=-0.2))
     return style(fig, "Held-out KL of each latent dimension (legend: active units, Var_x μ_j > 0.01)", height)

@@ -311,8 +311,11 @@ def backward_pass_graphs(values: Mapping, steps_per_stage: int = 6, height: int 
                                    dict(label="⏸ Pause", method="animate",
                                         args=[[None], dict(frame=dict(duration=0, redraw=False), mode="immediate",
                                                            transition=dict(duration=0))])])],
-        sliders=[dict(active=len(frames) - 1, x=0.32, len=0.68, y=0.0, yanchor="top", pad=dict(t=0, b=0),
-                      currentvalue=dict(prefix="Backward-pass frame ", font=dict(size=12)),
+        # The slider starts right of the buttons, with its "frame" label at its right end: at presenter font
+        # sizes (``text_scale`` > 1) the buttons are wider, and a label at the left touched them.
+        sliders=[dict(active=len(frames) - 1, x=0.32 if k <= 1 else 0.4, len=0.68 if k <= 1 else 0.6, y=0.0,
+                      yanchor="top", pad=dict(t=0, b=0),
+                      currentvalue=dict(prefix="Backward-pass frame ", font=dict(size=12), xanchor="right"),
                       steps=[dict(label=str(i), method="animate",
                                   args=[[n], dict(frame=dict(duration=0, redraw=True), mode="immediate",
                                                   transition=dict(duration=0))]) for i, n in enumerate(names)])],
