@@ -17,7 +17,7 @@ from core.models import count_parameters  # noqa: E402
 from core import linear_ae  # noqa: E402
 from core.figures import image_grid, paired_rows  # noqa: E402
 from core.figures.blockdiagram import autoencoder_block_diagram  # noqa: E402
-from core.figures.diagram import diagram_figure, error_histogram  # noqa: E402
+from core.figures.diagram import diagram_figure, error_histogram, image_strip  # noqa: E402
 
 SCENES = [
     ("The idea", "Encoder, code, decoder, and a loss that compares the output with the input: the diagram to "
@@ -492,15 +492,15 @@ def denoising_section() -> None:
         ui.show_url_errors()
     r = dg.denoise(pre.model, x, float(level), seed=ctx.seed)
     titles = ["clean input", f"noisy input (σ = {level:.2f})", "reconstruction of the noisy input"]
-    if ctx.present:
-        grid = image_grid(np.stack([r.clean, r.noisy, r.recon]), ds.image_shape, ncols=1,
-                          row_titles=["clean", f"noisy<br>σ = {level:.2f}", "recon-<br>structed"], height=PRESENT_FIG_H)
-    else:
-        grid = image_grid(np.stack([r.clean, r.noisy, r.recon]), ds.image_shape, ncols=3, col_titles=titles,
-                          height=260 if ds.image_shape[0] > 8 else 220)
     with left:
-        ui.figure(grid, key="ae_denoise", alt=f"Clean image, the image with noise of standard deviation {level:.2f}, "
-                                              f"and the model's reconstruction of the noisy image.")
+        if ctx.present:
+            grid = image_grid(np.stack([r.clean, r.noisy, r.recon]), ds.image_shape, ncols=1, height=PRESENT_FIG_H,
+                              row_titles=["clean", f"noisy<br>σ = {level:.2f}", "recon-<br>structed"])
+            ui.figure(grid, key="ae_denoise", alt=f"Clean image, the image with noise of standard deviation "
+                                                  f"{level:.2f}, and the model's reconstruction of the noisy image.")
+        else:  # pictures, not a chart: nothing to hover, and far less work for the browser (issue 21)
+            st.image([image_strip(v[None], ds.image_shape, px=140) for v in (r.clean, r.noisy, r.recon)],
+                     caption=titles)
     with right:
         denoise_text(r)
 
@@ -539,11 +539,12 @@ def anomaly_section() -> None:
                   key="ae_hist", alt="Histogram of held-out reconstruction errors with the threshold and where "
                                      + ", ".join(f"{n} ({v:.3g})" for n, v in marks) + " fall.")
     with b:
-        odd_grid = (image_grid(np.stack(list(odd.values())), ds.image_shape, ncols=1, height=330,
-                               row_titles=[n.replace(" ", "<br>") for n in odd]) if ctx.present else
-                    image_grid(np.stack(list(odd.values())), ds.image_shape, ncols=2, col_titles=list(odd), height=200))
-        ui.figure(odd_grid,
-                  key="ae_odd", alt="The two odd inputs: the image with inverted colours, and random pixels.")
+        if ctx.present:
+            ui.figure(image_grid(np.stack(list(odd.values())), ds.image_shape, ncols=1, height=330,
+                                 row_titles=[n.replace(" ", "<br>") for n in odd]),
+                      key="ae_odd", alt="The two odd inputs: the image with inverted colours, and random pixels.")
+        else:  # pictures, not a chart (issue 21: less work for the browser)
+            st.image([image_strip(v[None], ds.image_shape, px=112) for v in odd.values()], caption=list(odd))
     lines = []
     for v in verdicts:
         rank = ("higher than every held-out image" if v.percentile >= 100 else
@@ -566,11 +567,16 @@ def generation_section() -> None:
     n = 5 if ctx.present else 10  # presenter mode: fewer, larger images
     z, ae_imgs = dg.decode_prior(ae, n, seed=ctx.seed)
     _, vae_imgs = dg.decode_prior(vae, n, seed=ctx.seed)
-    ui.figure(paired_rows({"AE": ae_imgs, "VAE": vae_imgs}, ds.image_shape,
-                          title=f"The same {n} random codes z ~ N(0, I) (K = {K}), decoded by each model",
-                          height=PRESENT_FIG_H if ctx.present else (240 if ds.image_shape[0] > 8 else 200)),
-              key="ae_gen", alt=f"{n} random codes from N(0, I) decoded by the plain autoencoder (top row) and the "
-                                f"VAE (bottom row).")
+    if ctx.present:
+        ui.figure(paired_rows({"AE": ae_imgs, "VAE": vae_imgs}, ds.image_shape,
+                              title=f"The same {n} random codes z ~ N(0, I) (K = {K}), decoded by each model",
+                              height=PRESENT_FIG_H),
+                  key="ae_gen", alt=f"{n} random codes from N(0, I) decoded by the plain autoencoder (top row) and "
+                                    f"the VAE (bottom row).")
+    else:  # two pictures, not a chart (issue 21: less work for the browser)
+        st.markdown(f"**The same {n} random codes z ~ N(0, I) (K = {K}), decoded by each model**")
+        st.image(image_strip(ae_imgs, ds.image_shape, px=84), caption="AE: the plain autoencoder")
+        st.image(image_strip(vae_imgs, ds.image_shape, px=84), caption="VAE (β = 1)")
     s_ae, s_vae = code_spread(ctx.dataset_name, "ae", int(latent)), code_spread(ctx.dataset_name, "vae", int(latent))
     text = (f"To generate, decode a random code. But *which* codes are valid? A plain AE was only trained to "
             f"reconstruct, so nothing shapes where its codes lie: its held-out codes have per-dimension means from "

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 from core import diagram as dg
 from core.data import load_dataset
-from core.figures.diagram import PENDING, SPEEDS, diagram_figure, error_histogram
+from core.figures.diagram import PENDING, SPEEDS, diagram_figure, error_histogram, image_strip
 from core.models import ModelConfig, build_model
 from core.zoo import pretrained
 
@@ -488,3 +488,32 @@ def test_per_image_mse_and_train_indices():
         dg.per_image_mse(a, b[:, :1])
     idx = dg.train_indices(6, [4, 1])
     assert list(idx) == [0, 2, 3, 5]
+
+
+def test_grey_edges_are_only_the_ones_not_reached_yet(model_and_x):
+    """Issue 21 (page open time): the grey trace under the edges holds only the edges not reached by the shown
+    step, so the figure, which opens on its last step, draws every edge once, not twice."""
+    model, x, ds = model_and_x
+    d = dg.build_diagram(model, x, ds.image_shape)
+    spec = _spec(diagram_figure(d))
+    grey = spec["data"][0]
+    assert grey["name"] == "not reached yet" and len(_decode(grey["x"])) == 0  # the last step: all reached
+    n_edges = sum(len(e.i) for e in d.edges)
+    for s, frame in enumerate(spec["frames"]):
+        assert frame["traces"] == list(range(len(spec["data"])))
+        g = np.asarray(_decode(frame["data"][0]["x"]), float)
+        pending = sum(len(e.i) for e in d.edges if e.stage > s)
+        assert len(g) == 3 * pending and (s > 0 or pending == n_edges)  # x0, x1, NaN per edge
+        coloured = sum(len(_decode(t["x"])) for t in frame["data"][1:] if t.get("mode") == "lines")
+        assert coloured == 3 * (n_edges - pending)  # every other edge is drawn in colour, once
+
+
+def test_image_strip_enlarges_without_blurring():
+    imgs = np.array([[0.0, 1.0, 0.5, 0.25], [1.0, 1.0, 0.0, 0.0]])
+    out = image_strip(imgs, (2, 2), px=6, gap=2)
+    assert out.dtype == np.uint8 and out.shape == (6, 3 * 2 * 2 + 2)
+    np.testing.assert_array_equal(out[:3, :3], 0)
+    np.testing.assert_array_equal(out[:3, 3:6], 255)
+    np.testing.assert_array_equal(out[3:, :3], 128)
+    np.testing.assert_array_equal(out[:, 6:8], 255)  # the gap
+    np.testing.assert_array_equal(out[3:, 11:14], 0)

@@ -113,9 +113,11 @@ def _edge_traces(d: Diagram, s: int) -> list[dict]:
     return traces
 
 
-def _all_edges_trace(d: Diagram) -> dict:
-    """Every drawn edge in light grey, beneath the rest: the part of the network not reached yet."""
-    xs, ys = _segments(d, [(e, np.ones(len(e.i), bool)) for e in d.edges])
+def _pending_edges_trace(d: Diagram, s: int) -> dict:
+    """The drawn edges not reached by stage ``s``, in light grey, beneath the rest. Only those: at the last
+    stage, where the figure opens, it is empty, so the browser draws each edge once, not twice (issue 21:
+    the edges are most of the diagram's drawing time, and the page must draw within 1.5 s)."""
+    xs, ys = _segments(d, [(e, np.ones(len(e.i), bool)) for e in d.edges if e.stage > s])
     return dict(type="scatter", x=xs, y=ys, mode="lines", line=dict(color=PENDING, width=0.8), hoverinfo="skip",
                       name="not reached yet", showlegend=False, xaxis="x", yaxis="y")
 
@@ -235,10 +237,9 @@ def diagram_figure(d: Diagram, height: int = 820, font_size: int = FONT["size"],
     top = int(round(3.0 * fs + 2 + 5.6 * fs + pad))
     # Traces, frames and layout are built as plain dicts and validated once by go.Figure:
     # building hundreds of graph objects one by one takes seconds.
-    data = [_all_edges_trace(d), *_traces(d, last, compact)]
-    changing = list(range(1, len(data)))  # trace 0 (all edges, grey) never changes
-    frames = [dict(data=_traces(d, s, compact), traces=changing, name=st.name, layout=_stage_layout(d, s, compact))
-              for s, st in enumerate(d.stages)]
+    data = [_pending_edges_trace(d, last), *_traces(d, last, compact)]
+    frames = [dict(data=[_pending_edges_trace(d, s), *_traces(d, s, compact)], traces=list(range(len(data))),
+                   name=st.name, layout=_stage_layout(d, s, compact)) for s, st in enumerate(d.stages)]
     lo, hi = _x_range(d)
     h, w = d.image_shape
     axes = {}
@@ -274,6 +275,22 @@ def diagram_figure(d: Diagram, height: int = 820, font_size: int = FONT["size"],
         **_stage_layout(d, last, compact),
     )
     return go.Figure(dict(data=data, layout=layout, frames=frames))
+
+
+def image_strip(images: np.ndarray, image_shape: Sequence[int], px: int = 112, gap: int = 4) -> np.ndarray:
+    """Greyscale images (n, D) in [0, 1] side by side as one uint8 picture (0 black, 255 white), each
+    enlarged by an integer factor (nearest neighbour, so pixels stay sharp) to about ``px`` pixels high,
+    ``gap`` white pixels apart. For ``st.image``: a picture costs the browser far less than a Plotly chart,
+    where hovering adds nothing (issue 21: pages draw within 1.5 s)."""
+    h, w = (int(v) for v in image_shape)
+    imgs = np.clip(np.asarray(images, dtype=np.float64).reshape(-1, h, w), 0.0, 1.0)
+    k = max(1, int(round(px / h)))
+    big = np.kron(imgs, np.ones((1, k, k)))
+    n = len(big)
+    out = np.full((h * k, n * w * k + (n - 1) * gap), 1.0)
+    for i, im in enumerate(big):
+        out[:, i * (w * k + gap): i * (w * k + gap) + w * k] = im
+    return np.round(out * 255).astype(np.uint8)
 
 
 def frame_node_colors(fig: go.Figure, frame: int | None = None) -> dict[str, list]:
@@ -321,4 +338,4 @@ def error_histogram(errors: np.ndarray, marks: Sequence[tuple[str, float]], thre
     return style(fig, title, height)
 
 
-__all__ = ["diagram_figure", "error_histogram", "frame_node_colors"]
+__all__ = ["diagram_figure", "error_histogram", "frame_node_colors", "image_strip"]
