@@ -37,7 +37,7 @@ def set_number(at, key: str, value):
     return at.run()
 
 
-LAZY = ("kl_gaps_open", "kl_map_open", "kl_price_open")  # expanders whose charts are drawn once opened
+LAZY = ("kl_gaps_open", "kl_map_open", "kl_price_open", "kl_deriv_open")  # expanders whose charts are drawn once opened
 
 
 def open_lazy(at, keys=LAZY):
@@ -68,6 +68,8 @@ def test_secondary_charts_are_drawn_only_once_their_expander_opens():
     assert not any(t.get("name") == "your drawing: μ" for sp in specs for t in sp["data"])
     assert not [e for e in at.latex if r"\mathcal N(\mu,\sigma^2)\,\|\,\mathcal N(0,1)" in e.value]  # the point's KL
     assert not at.get("slider") or "kl_vmu" not in [w.key for w in at.slider]
+    assert not [e for e in at.latex if r"\log\,\mathbb E_{q(z|x)}" in e.value]  # the derivation waits in its expander
+    assert "The loss a VAE minimises is −ELBO" in texts(at)  # (said in words outside it)
     open_lazy(at, ["kl_gaps_open"])
     assert_ok(at)
     gaps = [sp for sp in plotly_specs(at) if "under each β" in str(sp["layout"].get("title", ""))]
@@ -532,22 +534,19 @@ def test_kl_page_in_browser_slider_url_and_animation(watched_page, server_url):
     height = page.evaluate("() => Math.max(...['[data-testid=\"stMain\"]', '[data-testid=\"stAppViewContainer\"]']"
                            ".map(s => document.querySelector(s)).filter(Boolean).map(e => e.scrollHeight))")
     page.set_viewport_size({"width": 1400, "height": int(height) + 50})
-    page.wait_for_timeout(1500)
+    page.wait_for_timeout(500)  # the charts' own resize to the new viewport
     wait_drawn(page)
     screenshot(page, "kl")
 
-
-@pytest.mark.browser
-def test_kl_page_presenter_mode_in_browser(watched_page, server_url):
-    page = watched_page
+    # Presenter mode (tests/test_presenter.py checks that every scene fits; here the live density chart and the
+    # projector-size screenshots): the density chart is drawn by the browser there too.
+    page.set_viewport_size({"width": 1280, "height": 720})
     page.goto(f"{server_url}/kl?present=1")
     wait_drawn(page)
     page.get_by_text("Scene 1 of 7").first.wait_for()
     assert_no_exception_box(page)
     expect(page.locator(".st-key-kl_fig_density .js-plotly-plot")).to_have_count(1, timeout=30_000)  # browser-drawn
-    page.wait_for_timeout(500)
     # Scenes 5 (the ELBO), 6 (the KL term's parts) and 7 (the latent map): the main figure fits 1280x720.
-    page.set_viewport_size({"width": 1280, "height": 720})
     current = 1
     for scene, key in ((5, "kl_fig_elbo"), (6, "kl_fig_parts"), (7, "kl_fig_latent_map")):
         while current < scene:  # PageDown, as a presentation clicker sends
@@ -557,7 +556,6 @@ def test_kl_page_presenter_mode_in_browser(watched_page, server_url):
             wait_drawn(page)
         plot = page.locator(f".st-key-{key} .js-plotly-plot").first
         plot.wait_for()
-        page.wait_for_timeout(300)
         box = page.evaluate("(sel) => { const r = document.querySelector(sel).getBoundingClientRect();"
                             " return [r.top, r.bottom, r.right]; }", f".st-key-{key} .js-plotly-plot")
         assert box[0] >= 0 and box[1] <= 720 and box[2] <= 1280, (scene, box)
