@@ -759,14 +759,15 @@ def read_queue(owner: str, root: Path | None = None) -> list[dict]:
 _PRUNABLE = {OWNER_MARK, EVICTED, LEASE}
 
 
-def _prunable(d: Path, now: float) -> bool:
+def _prunable(d: Path, now: float, locked: bool = False) -> bool:
     """An owner folder with no run in it, nothing but its mark, notes and lease, and none of them
-    changed for ``PRUNE_IDLE_S`` (so no session is using it: a session's heartbeat rewrites the lease)."""
+    changed for ``PRUNE_IDLE_S`` (so no session is using it: a session's heartbeat rewrites the lease).
+    ``locked``: checked again under its lease lock (whose file is then in it)."""
     try:
-        entries = list(os.scandir(d))
+        entries = [e for e in os.scandir(d) if not (locked and e.name == LEASE_LOCK)]
         return all(e.name in _PRUNABLE and e.is_file(follow_symlinks=False)
                    and now - e.stat(follow_symlinks=False).st_mtime >= PRUNE_IDLE_S for e in entries) \
-            and now - d.stat().st_mtime >= PRUNE_IDLE_S
+            and (locked or now - d.stat().st_mtime >= PRUNE_IDLE_S)
     except OSError:
         return False
 
@@ -790,7 +791,7 @@ def prune_empty_owners(root: Path | None = None, owners: list[str] | None = None
         lock = _Mutex(d, timeout=0.0)
         try:
             with lock as got:
-                if not got or not _prunable(d, now):
+                if not got or not _prunable(d, now, locked=True):
                     continue
                 os.rename(d, tomb)
                 lock.held = False  # the lock file went with the folder (d may be made afresh now)

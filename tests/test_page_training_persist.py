@@ -200,6 +200,71 @@ def test_a_full_disk_is_said_on_the_page_and_training_goes_on(apps, run_dir, mon
     store.stop()
 
 
+def test_a_second_tab_with_the_same_link_looks_while_the_first_trains_then_takes_over(apps, run_dir):
+    """Two tabs, one link: the tab that trains keeps its controls; the other shows the run as last saved,
+    read-only, saying why; once the first lets go (here: it pauses), the second takes the run over at its
+    next redraw, and the first, when used again, takes it back with what the second saved."""
+    at = open_page(apps, {**FAST, "tr_epochs": "200"})
+    owner = at.session_state["tr_owner"]
+    at.button(key="tr_start").click().run()
+    store = at.session_state["tr_runs"]
+    t0 = time.monotonic()
+    while store.active.step < 30 and time.monotonic() - t0 < 60:
+        time.sleep(0.3)
+        at.run()
+    assert store.saver.flush()
+    other = open_page(apps, {**FAST, "runs": owner})  # the same link in a second tab
+    back = other.session_state["tr_runs"]
+    assert back.follower and back.read_only and list(back.runs) == [store.active.name]
+    assert any("being trained in another tab or window" in str(w.value) for w in other.warning)
+    assert not set(CONTROL_KEYS) & buttons(other)  # nothing to press that would fight the first tab
+    assert other.select_slider(key="tr_beta").disabled
+    other.run()
+    assert back.follower and any("another tab" in str(w.value) for w in other.warning)  # said on every redraw
+    at.run()
+    assert "tr_pause" in buttons(at) and store.active.state == "training" and not store.lease_lost
+    at.button(key="tr_pause").click().run()
+    assert store.saver.flush()
+    step = store.active.step
+    other.run()  # the first tab is idle now: the second takes the run over, as saved at the pause
+    assert not back.follower and back.active.step == step and back.active.state == "paused"
+    assert "tr_resume" in buttons(other) and not any("another tab" in str(w.value) for w in other.warning)
+    other.button(key="tr_resume").click().run()
+    t0 = time.monotonic()
+    while back.active.step < step + 20 and time.monotonic() - t0 < 60:
+        time.sleep(0.3)
+        other.run()
+    other.button(key="tr_pause").click().run()
+    assert back.saver.flush()
+    later = back.active.step
+    at.run()  # the first tab's next redraw: it reloads what the second saved (and, both idle, takes it back)
+    assert not store.follower and store.active.step == later and store.active is not back.active
+    assert "tr_resume" in buttons(at)
+    back.shutdown()
+
+
+def test_a_beta_sweep_comes_back_with_its_queue_and_goes_on(apps, run_dir):
+    at = open_page(apps, FAST)
+    owner = at.session_state["tr_owner"]
+    at.button(key="tr_sweep").click().run()
+    store = at.session_state["tr_runs"]
+    queued = [n for n, *_ in store.queue]
+    assert len(queued) == 3
+    at.button(key="tr_pause").click().run()
+    assert store.saver.flush()
+    again = open_page(apps, {**FAST, "runs": owner})  # a reload
+    back = again.session_state["tr_runs"]
+    assert [n for n, *_ in back.queue] == queued and back.active.sweep
+    assert "β sweep: 3 more run(s) queued: β=0.5, β=1, β=4" in texts(again)
+    again.button(key="tr_resume").click().run()
+    t0 = time.monotonic()
+    while back.active.name != queued[0] and time.monotonic() - t0 < 90:
+        time.sleep(0.3)
+        again.run()
+    assert back.active.name == queued[0] and [n for n, *_ in back.queue] == queued[1:]  # the sweep went on
+    back.stop()
+
+
 # ---- the real page in Chromium ----------------------------------------------------------------
 
 @pytest.mark.browser

@@ -459,3 +459,220 @@ def test_the_history_cache_converts_only_new_rows_and_gives_the_same_columns():
     assert P._rows(cache.encode(rows[:10])) == rows[:10]  # a shorter history (a new run): starts again
     odd = rows[:5] + [{"step": 5}]  # not a uniform table: plain rows
     assert P._rows(cache.encode(odd)) == odd
+
+
+# ---- one writer per link: two tabs (issue 23, brief H-PERSIST-2) ------------------------------------
+
+def files_of(folder: Path, skip=(P.LEASE,)) -> dict:
+    return {p.relative_to(folder): p.stat().st_mtime_ns for p in folder.rglob("*") if p.is_file() and p.name not in skip}
+
+
+def wait_until(cond, timeout=30.0, every=0.05):
+    t0 = time.monotonic()
+    while not cond():
+        assert time.monotonic() - t0 < timeout, "timed out"
+        time.sleep(every)
+
+
+def test_a_second_tab_is_read_only_while_the_first_trains_and_takes_over_when_it_lets_go(digits, root, monkeypatch):
+    monkeypatch.setattr(P, "LEASE_TTL_S", 2.5)  # > the runner's lease (1 s) + LEASE_RENEW_S, as in the app
+    monkeypatch.setattr(P, "SAVE_INTERVAL_S", 0.3)
+    owner = P.new_owner_id()
+    a, _ = new_store(owner, root, lease_seconds=1.0)
+    mc, tc = small(digits, epochs=200)
+    run = a.create(mc, tc, digits)  # trains in the background while a's page ticks
+    wait_until(lambda: a.tick() is not None and run.step > 20 and (root / owner / P.slug(run.name) / P.JSON).exists())
+    assert P.read_lease(owner, root)["busy"] and P.read_lease(owner, root)["token"] == a.token
+
+    b, errors = new_store(owner, root)  # the same link in a second tab
+    assert errors == [] and b.follower and b.read_only and not b.view and b.lease_notice == R.LEASE_NOTICE
+    assert R.LEASE_NOTICE in b.pop_notices() and "another tab or window" in R.LEASE_NOTICE
+    assert list(b.runs) == [run.name] and b.runs[run.name].state == "paused"  # as last saved
+    assert b.polling  # (its page keeps checking whether the first tab let go)
+    a.tick()
+    before = files_of(root / owner)
+    # Nothing b's page could ask changes anything, and b writes nothing.
+    b.pause(), b.resume(), b.stop(), b.reset(), b.remove(run.name)
+    assert b.set_beta(4.0) is False and b.save(b.runs[run.name]) is False
+    with pytest.raises(R.LeaseHeldError, match="another tab or window"):
+        b.create(mc, tc, digits, start=False)
+    with pytest.raises(ValueError, match="another tab or window"):  # (the page shows a ValueError's message)
+        b.start_sweep(mc, tc, digits)
+    assert b.tick() is False and b.saver.flush()
+    assert list(b.runs) == [run.name] and b.runs[run.name].state == "paused"
+    assert R.LEASE_NOTICE in b.pop_notices()  # said again on every redraw while it lasts
+    step = run.step
+    wait_until(lambda: a.tick() is not None and run.step > step + 20)  # a trains on, and its saves land
+    assert a.saver.flush() and P.read_meta(root / owner / P.slug(run.name))["step"] > step
+    assert {k for k in before} == {k for k in files_of(root / owner)}  # b made no file
+
+    # a's tab is closed: no more ticks; its thread stops (1 s), its lease lapses (2.5 s); b takes over.
+    wait_until(lambda: b.tick(), timeout=20)
+    assert not run.runner.alive
+    a.saver.flush()
+    saved = P.read_meta(root / owner / P.slug(run.name))["step"]
+    b.check_lease()  # (the page's next script run: session_store)
+    assert not b.follower and not b.read_only and P.read_lease(owner, root)["token"] == b.token
+    mine = b.runs[run.name]
+    assert mine.step == saved and mine.state == "paused"
+    mine.trainer.run_steps(15)
+    b.pause()
+    assert b.saver.flush() and P.read_meta(root / owner / P.slug(run.name))["step"] == saved + 15
+    # a's page comes back to life (say its browser woke up): its save is refused, not interleaved.
+    assert a.save(run) in (True, False) and a.saver.flush()
+    assert P.read_meta(root / owner / P.slug(run.name))["step"] == saved + 15
+    assert a.lease_lost
+    a.check_lease()  # its next script run: b is idle, so a reloads what b saved and takes the runs back
+    assert not a.follower and a.runs[run.name].step == saved + 15 and a.runs[run.name] is not run
+    for s in (a, b):
+        s.shutdown()
+
+
+def test_a_tab_left_idle_hands_the_runs_over_and_reloads_before_its_next_change(digits, root):
+    """A reload (or a second tab) while the first tab is idle takes over at once; the first tab, when
+    used again, first reloads what the other saved, so the two never write the same run twice."""
+    owner = P.new_owner_id()
+    a, _ = new_store(owner, root)
+    first = trained(a, digits, 10, finish=True)
+    b, errors = new_store(owner, root)  # a is idle (nothing trains): b takes the runs at once
+    assert errors == [] and not b.follower and P.read_lease(owner, root)["token"] == b.token
+    second = trained(b, digits, 12)  # "#2 VAE z=2", made in b
+    assert second.name.startswith("#2 ")
+    # a, idle all along, starts a run: it reloads first (sees #2) and names its new run #3, not #2
+    third = a.create(*small(digits), digits, start=False)
+    assert third.name.startswith("#3 ") and set(a.runs) == {first.name, second.name, third.name}
+    assert a.runs[second.name].step == 12 and P.read_lease(owner, root)["token"] == a.token
+    assert a.saver.flush() and P.read_meta(root / owner / P.slug(second.name))["step"] == 12  # b's run intact
+    # b's change now reloads in its turn (a is idle again)
+    b.remove(first.name)
+    assert b.saver.flush() and not (root / owner / P.slug(first.name)).exists()
+    assert set(b.runs) == {second.name, third.name}
+    for s in (a, b):
+        s.shutdown()
+
+
+def test_the_lease_is_taken_by_exactly_one_of_many_at_once_and_only_when_free(root, monkeypatch):
+    import threading
+    owner = P.new_owner_id()
+    P.register_owner(owner, root)
+    tokens = [f"t{i}" for i in range(8)]
+    results = {}
+    go = threading.Barrier(len(tokens))
+
+    def grab(tok):
+        go.wait()
+        results[tok] = P.take_lease(owner, tok, True, root)
+    threads = [threading.Thread(target=grab, args=(t,)) for t in tokens]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    winners = [t for t, ok in results.items() if ok]
+    assert len(winners) == 1 and P.read_lease(owner, root)["token"] == winners[0]
+    assert not P.take_lease(owner, "late", False, root)  # busy and fresh: not free
+    assert P.renew_lease(owner, "late", False, root) is False and P.renew_lease(owner, winners[0], False, root)
+    assert P.take_lease(owner, "late", False, root)  # idle: free
+    P.renew_lease(owner, "late", True, root)
+    monkeypatch.setattr(P, "LEASE_TTL_S", 0.2)
+    time.sleep(0.3)
+    assert P.take_lease(owner, "later", False, root)  # busy but not renewed for LEASE_TTL_S: lapsed
+    lock = root / owner / P.LEASE_LOCK
+    lock.write_text("")  # another process is reading or writing the lease: wait for it (here: in vain)
+    assert not P.take_lease(owner, "x", False, root) and P.read_lease(owner, root)["token"] == "later"
+    old = time.time() - P.LOCK_STALE_S - 1  # ... left by a process killed while it held the lock
+    os.utime(lock, (old, old))
+    assert P.renew_lease(owner, "later", True, root) is True and not lock.exists()
+    (root / owner / P.LEASE).write_text("{not json")  # a damaged lease is no lease
+    assert P.read_lease(owner, root) is None and P.lease_free(None)
+
+
+# ---- a β sweep's queue comes back ----------------------------------------------------------------
+
+def test_a_sweeps_queue_is_saved_with_the_runs_and_the_sweep_goes_on_after_a_reload(digits, root):
+    owner = P.new_owner_id()
+    a, _ = new_store(owner, root)
+    mc, tc = small(digits)
+    first = a.start_sweep(mc, tc, digits, betas=(0.0, 0.5, 4.0))
+    a.pause()
+    assert a.saver.flush()
+    queued = [(n, t.beta) for n, _, t, _ in a.queue]
+    assert queued == [(a.queue[0][0], 0.5), (a.queue[1][0], 4.0)]
+    b, errors = new_store(owner, root)  # a reload
+    assert errors == [] and not b.follower
+    assert [(n, t.beta) for n, _, t, _ in b.queue] == queued and b.sweeping
+    assert [t for _, _, t, _ in b.queue] == [t for _, _, t, _ in a.queue]
+    assert b.queue[0][1] == mc and b.queue[0][3] is digits
+    run = b.active
+    assert run.name == first.name and run.sweep
+    run.trainer.run_steps(run.trainer.total_steps)  # the first run ends
+    assert b.tick() and b.active.name == queued[0][0] and b.active.beta == 0.5  # the sweep goes on
+    b.pause()
+    assert b.saver.flush()
+    assert [i["name"] for i in json.loads((root / owner / P.QUEUE).read_text())] == [queued[1][0]]
+    c, _ = new_store(owner, root)
+    assert [n for n, *_ in c.queue] == [queued[1][0]]
+    new = c.create(mc, tc, digits, start=False)  # the counter skips the queued names
+    assert int(new.name.split()[0][1:]) > int(queued[1][0].split()[0][1:])
+    c.stop()  # stopping ends the sweep: the queue file goes
+    assert c.saver.flush() and not (root / owner / P.QUEUE).exists()
+    for s in (a, b, c):
+        s.shutdown()
+
+
+@pytest.mark.parametrize("content,words", [
+    (b"{broken", "queue file is damaged"),
+    (json.dumps([{"name": "#9 sweep", "dataset": "../x", "model_cfg": {}, "train_cfg": {}}]).encode(), "unknown dataset"),
+    (json.dumps({"not": "a list"}).encode(), "not a list"),
+])
+def test_a_damaged_queue_is_named_and_the_runs_still_come_back(digits, root, content, words):
+    owner = P.new_owner_id()
+    a, _ = new_store(owner, root)
+    run = trained(a, digits, 5)
+    a.shutdown()
+    (root / owner / P.QUEUE).write_bytes(content)
+    b, errors = new_store(owner, root)
+    assert list(b.runs) == [run.name] and b.queue == []
+    assert len(errors) == 1 and "queued runs could not be restored" in errors[0] and words in errors[0], errors
+    b.shutdown()
+
+
+# ---- owner folders left without runs are pruned ---------------------------------------------------
+
+def age(path: Path, seconds: float) -> None:
+    t = time.time() - seconds
+    for p in [*path.rglob("*"), path]:
+        os.utime(p, (t, t), follow_symlinks=False)
+
+
+def test_owner_folders_left_without_runs_are_pruned_but_never_one_in_use(digits, root):
+    owners = {k: P.new_owner_id() for k in ("emptied", "fresh", "leased", "with_run", "writing", "locked", "queue")}
+    for o in owners.values():
+        P.register_owner(o, root)
+    P.note_evicted(owners["emptied"], ["#1 VAE z=2"], root)  # all its runs were evicted
+    P.take_lease(owners["leased"], "tab", False, root)
+    s, _ = new_store(owners["with_run"], root)
+    trained(s, digits, 5, finish=True)
+    s.shutdown()
+    (root / owners["writing"] / ".owner.json.tmp-1-ab").write_text("")  # a write in progress
+    (root / owners["locked"] / P.LEASE_LOCK).write_text("")  # a session is taking its lease
+    (root / owners["queue"] / P.QUEUE).write_text("[]")
+    for k, o in owners.items():
+        if k not in ("fresh", "leased"):
+            age(root / o, P.PRUNE_IDLE_S + 60)
+    (root / owners["locked"] / P.LEASE_LOCK).touch()  # (the lock is fresh)
+    assert P.enforce_total_cap(root, cap=10**12) == []  # the pass after every save, under the cap
+    left = {p.name for p in root.iterdir()}
+    assert left == set(owners.values()) - {owners["emptied"]}, [k for k, o in owners.items() if o not in left]
+    assert not [p for p in root.iterdir() if p.name.startswith(".pruned-")]
+    # its link is now unknown: the page says its runs may have been deleted to free space
+    link = R.resolve_link(owners["emptied"], None, None, root)
+    assert link.level == "info" and "deleted" in link.message and link.owner != owners["emptied"]
+    # a session still open on a pruned folder gets it back at its next change
+    sess, _ = new_store(owners["fresh"], root)
+    age(root / owners["fresh"], P.PRUNE_IDLE_S + 60)
+    assert P.prune_empty_owners(root) == [owners["fresh"]] and not (root / owners["fresh"]).exists()
+    run = sess.create(*small(digits), digits, start=False)
+    sess.pause()
+    assert sess.saver.flush() and (root / owners["fresh"] / P.slug(run.name) / P.JSON).exists()
+    assert P.read_lease(owners["fresh"], root)["token"] == sess.token and P.owner_known(owners["fresh"], root)
+    sess.shutdown()
