@@ -1,8 +1,8 @@
 """Presenter mode at projector size (issue 21): every scene of every page fits one 16:9 screen.
 
-For each page, at 1280x720 and at 1920x1080, open ``/<page>?present=1``, step through the scenes with
-PageDown on the page body (as a presentation clicker does), scroll to the top, and check the scene's
-main figure:
+For each page, open ``/<page>?present=1`` at 1280x720, step through the scenes with PageDown on the
+page body (as a presentation clicker does), scroll to the top, and check the scene's main figure, at
+1280x720 and, after resizing the same window, at 1920x1080 (one walk, both sizes):
 
 CONVENTION (announced to every page owner): in presenter mode, a scene's main figure is the FIRST
 Plotly chart (or, if the scene has none, the first ``st.image`` / Vega chart) in the main area after the
@@ -16,7 +16,7 @@ at least 16 px.
 
 The test prints a table (page, size, scene, figure kind, top, bottom, height, font sizes) and writes it
 to ``.pytest_cache/presenter-<page>-<size>.txt``. Select a page with ``-k reparam`` (ids: autoencoder,
-kl, reparam, train, latent, limits, answers, home) and one size with ``-k 1280``.
+kl, reparam, train, latent, limits, answers; the home page: ``-k home``).
 """
 from __future__ import annotations
 
@@ -24,13 +24,15 @@ import re
 
 import pytest
 
-from tests.conftest import ROOT, assert_no_exception_box, wait_drawn
+from tests.conftest import _DRAWN_JS, ROOT, assert_no_exception_box, screenshot, wait_drawn
 
 PAGES = ["autoencoder", "kl", "reparam", "train", "latent", "limits", "answers"]
 SIZES = [(1280, 720), (1920, 1080)]
 MIN_BODY_PX = 20
 MIN_CHART_PX = 16
 MIN_FIG_SHARE = 0.5
+# Screenshots taken on the walk: (page, scene, size) -> assets/screenshots/<name>.png
+SCENE_SHOTS = {("answers", 1, (1280, 720)): "answers-present"}
 
 # Measures the current scene in the browser. Returns the scene bar's text, the main figure's kind and
 # box, and the smallest font sizes (body text in the viewport; the main Plotly figure's ticks, legend,
@@ -72,18 +74,28 @@ _TOP_JS = """() => { window.scrollTo(0, 0);
   for (const sel of ['[data-testid="stMain"]', '[data-testid="stAppViewContainer"]', '.main', 'section.main'])
     for (const e of document.querySelectorAll(sel)) e.scrollTop = 0; }"""
 
+# One reading: null while Streamlit is still running or drawing (tests.conftest's wait_drawn check), else
+# scroll to the top and measure.
+_READ_JS = f"""() => {{ if (!({_DRAWN_JS})()) return null; ({_TOP_JS})(); return ({_MEASURE_JS})(); }}"""
 
-def _measure(page) -> dict:
-    """Scroll to the top and measure, until two readings 400 ms apart agree (figures draw late)."""
-    last = None
-    for _ in range(40):
-        page.evaluate(_TOP_JS)
-        page.wait_for_timeout(400)
-        m = page.evaluate(_MEASURE_JS)
-        if m and m["kind"] != "none" and m == last:
-            return m
-        last = m
-    return last
+
+def _measure(page, window_ms: int = 400, poll_ms: int = 100) -> dict:
+    """Scroll to the top and measure, every ``poll_ms``, until the page is drawn (conftest's check:
+    script idle, connected, no skeletons, no stale elements) and every reading over ``window_ms``
+    agrees (figures draw late). No fixed wait: it returns as soon as the scene has been still that long."""
+    readings: list = []
+    for _ in range(40_000 // poll_ms):
+        m = page.evaluate(_READ_JS)
+        if m and m["kind"] != "none":
+            if readings and m != readings[-1]:
+                readings = []
+            readings.append(m)
+            if (len(readings) - 1) * poll_ms >= window_ms:
+                return m
+        else:
+            readings = [m] if m else []
+        page.wait_for_timeout(poll_ms)
+    return readings[-1] if readings else page.evaluate(_READ_JS) or {"bar": "", "kind": "none", "box": None}
 
 
 def _scene_of(bar: str) -> tuple[int, int]:
@@ -141,29 +153,47 @@ def _open(page, url: str) -> None:
     assert_no_exception_box(page)
 
 
-@pytest.mark.browser
-@pytest.mark.parametrize("size", SIZES, ids=[f"{w}x{h}" for w, h in SIZES])
-@pytest.mark.parametrize("slug", PAGES)
-def test_every_scene_fits_the_screen(watched_page, server_url, slug, size):
-    page = watched_page
+def _resize(page, size: tuple[int, int]) -> None:
     page.set_viewport_size({"width": size[0], "height": size[1]})
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("slug", PAGES)
+def test_every_scene_fits_the_screen(watched_page, server_url, slug):
+    """One walk through the scenes serves both sizes: each scene is measured at the size the page has when
+    it arrives, then the window is resized to the other size (the layout is CSS and the charts' own resize:
+    the server does not know the window's size) and measured again. The sizes alternate, so every scene
+    is measured once at 1280x720 and once at 1920x1080 with one resize."""
+    page = watched_page
+    _resize(page, SIZES[0])
     _open(page, f"{server_url}/{slug}?present=1")
     page.get_by_text(re.compile(r"Scene 1 of \d+")).first.wait_for()
-    rows = []
-    m = _measure(page)
-    _, n = _scene_of(m["bar"])
-    for i in range(1, n + 1):
+    rows: dict[tuple[int, int], list] = {size: [] for size in SIZES}
+    order = list(SIZES)
+    n = None
+    i = 1
+    while n is None or i <= n:
         if i > 1:
             page.locator("body").press("PageDown")
             page.get_by_text(f"Scene {i} of {n}").first.wait_for(timeout=60_000)
-            wait_drawn(page)
+            page.wait_for_function(_DRAWN_JS, timeout=90_000, polling=100)
             assert_no_exception_box(page)
+        for k, size in enumerate(order):
+            if k:
+                _resize(page, size)
             m = _measure(page)
-        assert _scene_of(m["bar"]) == (i, n), m["bar"]
-        rows.append((i, m, _problems(m)))
-    table = _report(slug, size, rows)
-    failing = [i for i, _, probs in rows if probs]
-    assert not failing, f"scenes {failing} of /{slug} do not fit {size[0]}x{size[1]}:\n{table}"
+            if n is None:
+                _, n = _scene_of(m["bar"])
+            assert _scene_of(m["bar"]) == (i, n), (size, m["bar"])
+            rows[size].append((i, m, _problems(m)))
+            if (slug, i, size) in SCENE_SHOTS:
+                screenshot(page, SCENE_SHOTS[(slug, i, size)])
+        order.reverse()  # the next scene starts at the size this one ended with
+        i += 1
+    assert_no_exception_box(page)
+    tables = [_report(slug, size, rows[size]) for size in SIZES]
+    failing = {f"{w}x{h}": [i for i, _, probs in rows[(w, h)] if probs] for w, h in SIZES}
+    assert not any(failing.values()), f"scenes that do not fit, by size, of /{slug}: {failing}:\n" + "\n\n".join(tables)
 
 
 _HOME_JS = """() => {
@@ -180,23 +210,31 @@ _HOME_JS = """() => {
 
 
 @pytest.mark.browser
-@pytest.mark.parametrize("size", SIZES, ids=[f"{w}x{h}" for w, h in SIZES])
-def test_home_fits_the_screen(watched_page, server_url, size):
+def test_home_fits_the_screen(watched_page, server_url):
     """The home page has no scenes and no figure: in presenter mode its title, the three questions and
-    every lesson link must be on the first screen, with body text of at least 20 px."""
+    every lesson link must be on the first screen, with body text of at least 20 px. Checked at both
+    sizes in one page: opened at 1280x720, then resized to 1920x1080 (the layout is CSS only)."""
     page = watched_page
-    page.set_viewport_size({"width": size[0], "height": size[1]})
+    _resize(page, SIZES[0])
     _open(page, f"{server_url}/?present=1")
-    page.wait_for_timeout(500)
-    page.evaluate(_TOP_JS)
-    m = page.evaluate(_HOME_JS)
-    print(f"\nhome {size}: title {m['h1']}, body {m['body']} px, links:\n" +
-          "\n".join(f"  {t[:40]:<40} {top:5.0f} {bottom:5.0f}" for t, top, bottom in m["links"]))
-    assert len(m["links"]) == 7, m["links"]
-    assert m["h1"][0] >= 0
-    off = [t for t, top, bottom in m["links"] if top < 0 or bottom > m["vh"]]
-    assert not off, f"lesson links below the first screen at {size}: {off}"
-    assert m["body"] >= MIN_BODY_PX, m["body"]
+    for size in SIZES:
+        _resize(page, size)
+        # The layout after a resize: read until two readings 200 ms apart agree.
+        m, last = None, object()
+        for _ in range(50):
+            page.evaluate(_TOP_JS)
+            m = page.evaluate(_HOME_JS)
+            if m == last and m["vh"] == size[1]:
+                break
+            last = m
+            page.wait_for_timeout(200)
+        print(f"\nhome {size}: title {m['h1']}, body {m['body']} px, links:\n" +
+              "\n".join(f"  {t[:40]:<40} {top:5.0f} {bottom:5.0f}" for t, top, bottom in m["links"]))
+        assert len(m["links"]) == 7, (size, m["links"])
+        assert m["h1"][0] >= 0, size
+        off = [t for t, top, bottom in m["links"] if top < 0 or bottom > m["vh"]]
+        assert not off, f"lesson links below the first screen at {size}: {off}"
+        assert m["body"] >= MIN_BODY_PX, (size, m["body"])
 
 
 # ---- the shared machinery, without a browser ------------------------------------------------------------
