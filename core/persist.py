@@ -18,6 +18,11 @@ Saving never blocks training for long: :func:`trainer_state` copies the trainer'
 lock (a few ms), and a :class:`Saver` thread encodes and writes it. A full disk (ENOSPC) or any other
 write error turns saving off for that session with a message; training goes on. Nothing here
 touches Streamlit.
+
+One writer per link: two tabs (sessions, maybe on two replicas) may open the same link. Only the
+session holding the owner folder's lease (``lease.json``, taken under an O_EXCL lock file) writes its
+runs; see :func:`take_lease` and docs/persistence.md. A β sweep's queue is saved beside the runs
+(``queue.json``), and owner folders left without runs are pruned by the cap pass.
 """
 from __future__ import annotations
 

@@ -586,6 +586,35 @@ def test_the_lease_is_taken_by_exactly_one_of_many_at_once_and_only_when_free(ro
     assert P.read_lease(owner, root) is None and P.lease_free(None)
 
 
+LEASE_SCRIPT = textwrap.dedent("""
+    import sys, time
+    sys.path.insert(0, {root!r})
+    from core import persist as P
+    owner, root, token, at = sys.argv[1], P.Path(sys.argv[2]), sys.argv[3], float(sys.argv[4])
+    while time.time() < at:
+        pass
+    print(P.take_lease(owner, token, True, root), flush=True)
+""")
+
+
+def test_replicas_taking_the_lease_at_the_same_moment_get_one_writer(tmp_path):
+    """Four processes (as four replicas sharing the run dir) take a free lease at the same instant:
+    exactly one gets it."""
+    root = tmp_path / "runs"
+    owner = P.new_owner_id()
+    P.register_owner(owner, root)
+    script = tmp_path / "take.py"
+    script.write_text(LEASE_SCRIPT.format(root=str(ROOT)))
+    at = time.time() + 4.0  # (the processes start, import torch, then spin until then)
+    procs = [subprocess.Popen([sys.executable, str(script), owner, str(root), f"replica{i}", str(at)],
+                              stdout=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+             for i in range(4)]
+    outs = [p.communicate(timeout=60)[0].strip() for p in procs]
+    assert sorted(outs) == ["False", "False", "False", "True"], outs
+    winner = f"replica{outs.index('True')}"
+    assert P.read_lease(owner, root)["token"] == winner and not (root / owner / P.LEASE_LOCK).exists()
+
+
 # ---- a β sweep's queue comes back ----------------------------------------------------------------
 
 def test_a_sweeps_queue_is_saved_with_the_runs_and_the_sweep_goes_on_after_a_reload(digits, root):
