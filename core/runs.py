@@ -424,7 +424,10 @@ class RunStore:
                 and not self.lease_lost)
 
     def _busy(self) -> bool:
-        return any(r.state == "training" for r in list(self.runs.values()))
+        """Training now, or between two runs of a β sweep (the lease is then not free for another tab)."""
+        run = self.active
+        return (any(r.state == "training" for r in list(self.runs.values()))
+                or bool(self.queue and run is not None and run.finished))
 
     def _renew(self, beat: bool = True, verify: bool = False) -> bool:
         """Keep this session's lease: write the heartbeat (at most every ``LEASE_RENEW_S``, ``beat``)
@@ -1021,9 +1024,14 @@ class RunStore:
                 self.queue = []
                 self._save_queue()
             else:
-                name, mc, tc, ds = self.queue.pop(0)
-                self.create(mc, tc, ds, name=name, sweep=True)
-                self._save_queue()
+                try:
+                    self._writable()  # (reloads first if another tab took the runs meanwhile)
+                except LeaseHeldError:
+                    return True
+                if self.queue and self.active is not None and self.active.finished:
+                    name, mc, tc, ds = self.queue.pop(0)
+                    self.create(mc, tc, ds, name=name, sweep=True)
+                    self._save_queue()
             changed = True
         return changed
 
