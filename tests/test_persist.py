@@ -634,6 +634,7 @@ def test_a_sweeps_queue_is_saved_with_the_runs_and_the_sweep_goes_on_after_a_rel
     run = b.active
     assert run.name == first.name and run.sweep
     run.trainer.run_steps(run.trainer.total_steps)  # the first run ends
+    assert b._busy()  # between two runs of a sweep the lease is not free for another tab
     assert b.tick() and b.active.name == queued[0][0] and b.active.beta == 0.5  # the sweep goes on
     b.pause()
     assert b.saver.flush()
