@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import pytest
 
+from core.figures.diagram import SPEEDS
 from tests.apptest_utils import assert_ok, page_app, plotly_specs, texts
 from tests.conftest import ConsoleWatch, assert_no_exception_box, screenshot, wait_drawn
 
@@ -335,7 +336,7 @@ def test_autoencoder_page_plays_in_the_browser(page, server_url):
     page.locator(".updatemenu-button").nth(1).click()  # ❚❚ Pause
     page.wait_for_timeout(300)
     paused = _frame_label(page)
-    page.wait_for_timeout(2500)
+    page.wait_for_timeout(SPEEDS["▶ Play"] + 200)  # longer than one step of Play: a running animation would move
     assert _frame_label(page) == paused and "compare" not in paused
     page.locator(".updatemenu-button").nth(3).click()  # ▶ Fast: plays on from the pause to the end
     _wait_frame(page, "t.includes('compare')")
@@ -367,34 +368,27 @@ def test_autoencoder_page_plays_in_the_browser(page, server_url):
     height = page.evaluate("() => Math.max(...['[data-testid=\"stMain\"]', '[data-testid=\"stAppViewContainer\"]']"
                            ".map(s => document.querySelector(s)).filter(Boolean).map(e => e.scrollHeight))")
     page.set_viewport_size({"width": 1400, "height": min(int(height) + 50, 16000)})
-    page.wait_for_timeout(1500)
+    page.wait_for_timeout(500)  # the charts' own resize to the new viewport
     wait_drawn(page)
     screenshot(page, "autoencoder")
-    errors = watch.real_errors()
-    interrupted = [e for e in errors[n_before:] if e == "pageerror: undefined"]
-    assert len(interrupted) <= 1, errors
-    assert [e for e in errors if e not in interrupted] == [], errors
-
-
-@pytest.mark.browser
-def test_autoencoder_page_presenter_mode_in_browser(watched_page, server_url):
-    page = watched_page
-    page.set_viewport_size({"width": 1280, "height": 720})  # a projector
+    # Presenter mode at projector size (tests/test_presenter.py checks that every scene fits; here what it does
+    # not): the VAE opens on its last step too (the whole forward pass), and ▶ Play is on screen.
+    page.set_viewport_size({"width": 1280, "height": 720})
     page.goto(server_url + "/autoencoder?present=1&ae_kind=VAE")
     wait_drawn(page)
-    page.wait_for_selector(".js-plotly-plot")
-    assert_no_exception_box(page)
     assert page.get_by_text("Scene 1 of 7").first.is_visible()
     page.locator("body").press("PageDown")  # scene 2: the animation
     page.get_by_text("Scene 2 of 7").first.wait_for()
     page.wait_for_selector(".js-plotly-plot .updatemenu-button")
     wait_drawn(page)
     assert_no_exception_box(page)
-    # The VAE opens on its last step too (the whole forward pass), and Play is on screen.
     assert _frame_label(page).strip() == "step: compare"
     assert page.locator(".updatemenu-button").first.is_visible()
-    page.wait_for_timeout(500)
     screenshot(page, "autoencoder-present")  # Streamlit scrolls inside its main element: this is the viewport
+    errors = watch.real_errors()
+    interrupted = [e for e in errors[n_before:] if e == "pageerror: undefined"]
+    assert len(interrupted) <= 1, errors
+    assert [e for e in errors if e not in interrupted] == [], errors
 
 
 @pytest.mark.browser
@@ -417,7 +411,9 @@ def test_draw_your_own_digit_in_the_browser(watched_page, server_url):
     assert inside, "the canvas's far corner is covered or clipped"
     # Issue 21: the canvas's toolbar (undo, redo, clear) appears above it on hover; it must cover nothing else.
     page.mouse.move(box["x"] + 100, box["y"] + 100)
-    page.wait_for_timeout(600)
+    page.wait_for_function("""() => { const host = [...document.querySelectorAll('.st-key-ae_canvas *')].find(e => e.shadowRoot);
+      const bar = host && host.shadowRoot.querySelector('.dc-toolbar-card');
+      return !!bar && bar.getBoundingClientRect().width > 0; }""", timeout=10_000)  # the toolbar has appeared
     overlaps = page.evaluate("""() => {
       const host = [...document.querySelectorAll('.st-key-ae_canvas *')].find(e => e.shadowRoot);
       const bar = host.shadowRoot.querySelector('.dc-toolbar-card').getBoundingClientRect();
