@@ -500,7 +500,7 @@ def denoising_section() -> None:
                                                   f"{level:.2f}, and the model's reconstruction of the noisy image.")
         else:  # pictures, not a chart: nothing to hover, and far less work for the browser (issue 21)
             st.image([image_strip(v[None], ds.image_shape, px=140) for v in (r.clean, r.noisy, r.recon)],
-                     caption=titles)
+                     caption=titles, width=150)  # (one width: a long caption would otherwise widen its image)
     with right:
         denoise_text(r)
 
@@ -544,7 +544,8 @@ def anomaly_section() -> None:
                                  row_titles=[n.replace(" ", "<br>") for n in odd]),
                       key="ae_odd", alt="The two odd inputs: the image with inverted colours, and random pixels.")
         else:  # pictures, not a chart (issue 21: less work for the browser)
-            st.image([image_strip(v[None], ds.image_shape, px=112) for v in odd.values()], caption=list(odd))
+            st.image([image_strip(v[None], ds.image_shape, px=112) for v in odd.values()], caption=list(odd),
+                     width=112)
     lines = []
     for v in verdicts:
         rank = ("higher than every held-out image" if v.percentile >= 100 else
