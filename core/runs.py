@@ -510,6 +510,11 @@ class RunStore:
                     got = True  # cannot write the folder: nothing will be saved, nothing to guard
                 self.follower = not got
                 self._lease_at, self._lease_busy = time.monotonic(), (False if got else None)
+                while LEASE_NOTICE in self.notices:  # (said while it waited; removed in place: the
+                    try:                              # writer thread may add a notice meanwhile)
+                        self.notices.remove(LEASE_NOTICE)
+                    except ValueError:
+                        break
                 if self.follower:
                     self.notices.append(LEASE_NOTICE)
         errors = []

@@ -327,3 +327,48 @@ def test_reload_brings_the_run_back_in_the_browser(watched_page, tmp_path_factor
         print(f"\nfirst open of /train {open_s:.1f} s; reload until the run's Resume button shows {back_s:.1f} s")
     finally:
         stop_server(proc)
+
+
+@pytest.mark.browser
+def test_a_second_tab_in_the_browser_looks_then_takes_over_when_the_first_closes(watched_page, tmp_path_factory):
+    """The same runs= link in a second tab while the first trains: the second shows the run with the
+    notice and no run button; the first keeps training. Close the first: the second takes the run over
+    by itself (its live view checks the lease), paused at its last save, and resumes it."""
+    from tests.conftest import start_server, stop_server
+    page = watched_page
+    run_root = tmp_path_factory.mktemp("runs")
+    shots = tmp_path_factory.mktemp("shots")
+    proc, url = start_server(env={P.RUN_DIR_ENV: str(run_root)})
+    try:
+        page.goto(url)
+        wait_drawn(page)
+        page.goto(f"{url}/train?dataset=digits&tr_hidden=32,16&tr_latent=4&tr_epochs=200")
+        wait_drawn(page)
+        page.get_by_role("button", name="▶️ Start training").click()
+        page.wait_for_selector('[data-testid="stProgress"]:has-text("training")')
+        other = page.context.new_page()
+        other.set_default_timeout(60_000)
+        other.goto(page.url)  # the same link, in a second tab
+        wait_drawn(other)
+        other.get_by_text("being trained in another tab or window").first.wait_for()
+        assert "#1 VAE z=4" in other.locator('[data-testid="stProgress"]').first.inner_text()
+        for label in ("▶️ Resume", "⏸️ Pause", "⏹️ Stop", "🔄 Reset", "▶️ Start training", "🧪 β sweep: 0, 0.5, 1, 4"):
+            assert other.get_by_role("button", name=label, exact=True).count() == 0, label
+        assert_no_exception_box(other)
+        other.screenshot(path=str(shots / "follower.png"), full_page=True)
+        page.wait_for_selector('[data-testid="stProgress"]:has-text("training")')  # the first trains on
+        assert page.get_by_role("button", name="⏸️ Pause", exact=True).count() == 1
+        page.close()  # its run stops 3 s later; its lease runs out 8 s after its last redraw
+        t0 = time.monotonic()
+        other.get_by_role("button", name="▶️ Resume").wait_for(timeout=60_000)
+        took = time.monotonic() - t0
+        wait_drawn(other)
+        assert "paused" in other.locator('[data-testid="stProgress"]').first.inner_text()
+        assert other.get_by_text("being trained in another tab or window").count() == 0
+        other.get_by_role("button", name="▶️ Resume").click()
+        other.wait_for_selector('[data-testid="stProgress"]:has-text("training")')
+        assert_no_exception_box(other)
+        other.screenshot(path=str(shots / "taken-over.png"), full_page=True)
+        print(f"\nthe second tab took the run over {took:.1f} s after the first closed; screenshots in {shots}")
+    finally:
+        stop_server(proc)

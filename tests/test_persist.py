@@ -513,6 +513,7 @@ def test_a_second_tab_is_read_only_while_the_first_trains_and_takes_over_when_it
     saved = P.read_meta(root / owner / P.slug(run.name))["step"]
     b.check_lease()  # (the page's next script run: session_store)
     assert not b.follower and not b.read_only and P.read_lease(owner, root)["token"] == b.token
+    assert R.LEASE_NOTICE not in b.pop_notices()  # no longer said once it has the runs
     mine = b.runs[run.name]
     assert mine.step == saved and mine.state == "paused"
     mine.trainer.run_steps(15)
