@@ -147,6 +147,21 @@ def wait_drawn(page, timeout: float = 90_000) -> None:
     page.wait_for_function(_DRAWN_JS, timeout=timeout, polling=100)
 
 
+_WARM: set[str] = set()  # servers whose app.py has run once (in any session)
+
+
+def warm_server(page, server_url: str, timeout: float = 60_000) -> None:
+    """Before a test's first deep link to a server: open its home page once, as far as its title (by
+    then app.py has run and registered every page's URL; a fresh server cannot resolve a deep link
+    before that, see test_app_shell's first-visit test). The server keeps that state, so later tests
+    on the same server go straight to their deep link."""
+    if server_url in _WARM:
+        return
+    page.goto(server_url)
+    page.locator('[data-testid="stMain"] h1').first.wait_for(timeout=timeout)
+    _WARM.add(server_url)
+
+
 def assert_no_exception_box(page) -> None:
     boxes = page.locator('[data-testid="stException"]')
     assert boxes.count() == 0, "Streamlit exception shown: " + boxes.first.inner_text()[:2000]

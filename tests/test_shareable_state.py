@@ -28,7 +28,7 @@ from torch.distributions import MultivariateNormal, Normal, kl_divergence
 
 from core.runs import DEFAULT_BATCH, DEFAULT_EPOCHS
 from tests.apptest_utils import assert_ok, page_app, plotly_specs, texts
-from tests.conftest import ConsoleWatch, assert_no_exception_box, wait_drawn
+from tests.conftest import ConsoleWatch, assert_no_exception_box, wait_drawn, warm_server
 
 D = torch.float64
 DIGITS_N = 1797  # scikit-learn's digits
@@ -64,11 +64,9 @@ def training_steps(n: int, batch: int, epochs: int, val_fraction: float = 0.1) -
 # ---- browser helpers --------------------------------------------------------------------------------
 
 def open_link(page, server_url: str, link: str) -> None:
-    """Open the home page first (a fresh server cannot resolve a deep link before app.py has run
-    once), then the deep link, as a student clicking a shared link would. The home page only has
-    to get as far as its title: by then app.py has registered every page's URL."""
-    page.goto(server_url)
-    page.locator('[data-testid="stMain"] h1').first.wait_for(timeout=WAIT)
+    """Open the deep link, as a student clicking a shared link would (on a server that has run app.py
+    once: tests.conftest.warm_server)."""
+    warm_server(page, server_url, timeout=WAIT)
     page.goto(server_url + link)
     wait_drawn(page)
     assert_no_exception_box(page)
@@ -127,8 +125,9 @@ def check_autoencoder(page) -> None:
     assert metric_value(page, "Compression") == f"{DIGITS_DIM} → 2"
     expect(page.locator('[data-testid="stMain"] h3').filter(has_text="A trained variational autoencoder").first
            ).to_be_visible(timeout=WAIT)
-    # The denoising figure's column title carries the noise level (Plotly SVG text).
-    expect(page.locator(".st-key-ae_denoise").get_by_text("noisy input (σ = 0.80)")).to_have_count(1, timeout=WAIT)
+    # The denoising pictures' caption carries the noise level (st.image outside presenter mode).
+    expect(page.locator('[data-testid="stMain"]').get_by_text("noisy input (σ = 0.80)", exact=True)
+           ).to_have_count(1, timeout=WAIT)
 
 
 def expect_next_run(page, latent: int, epochs: int, batch: int) -> None:
