@@ -615,15 +615,23 @@ def race_section(idx: int, slot) -> None:
         f"for ∂/∂μ. To match the pathwise standard error with one sample per image, the score function would need "
         f"that many times more samples. **Both are unbiased:** all {4 * K} differences between a score-function mean "
         f"and the pathwise mean lie within {fmt(worst, 1)} standard errors of 0.")
-    with main_slot(slot):
+    def ratio_chart() -> None:
         ui.figure(cached("rp_race", (idx,), lambda:
                 rfig.race_ratio_bars(rr, height=PRESENT_HEIGHT if ctx.present else 380)), key="rp_race",
                   alt=(f"Per-dimension variance ratios on a log axis for image {idx}: the plain score function's "
                        f"median {ratio_txt(sm['score']['dmu']['median'])} for μ, with a baseline "
                        f"{ratio_txt(sm['score_loo']['dmu']['median'])}."))
-    box = lazy_expander("Every dimension's means, standard errors and ratios", "rp_race_open")
+
+    if ctx.present:  # the scene's main figure
+        with slot:
+            ratio_chart()
+    # Otherwise the per-dimension chart waits in the expander with the table (issue 21: fewer charts at first
+    # paint); the metrics and the text above give its range.
+    box = lazy_expander("Every dimension: the variance ratios (chart), means and standard errors", "rp_race_open")
     if box.open:
         with box:
+            if not ctx.present:
+                ratio_chart()
             rows = []
             for j in range(K):
                 row = {"dim": f"z{j + 1}"}

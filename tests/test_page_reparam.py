@@ -112,9 +112,10 @@ def test_default_page_shows_every_section_with_real_numbers(default_app):
     assert m["Score-function mean ∂/∂μ"] == f"{r['summary']['score']['dmu']['mean']:.3f}"
     assert m["Variance ratio ∂/∂μ"] == f"{r['variance_ratio']['dmu']:.1f}×"
     specs = plotly_specs(at)
-    # graph; VAE gradients; histograms; race ratios (issue 21: the VAE's image and code, the intervals and
-    # convergence charts, the training curves, the PyTorch demo and the tables wait until their expander opens)
-    assert len(specs) == 4 and not at.get("arrow_data_frame") and not at.code
+    # graph; VAE gradients; histograms (issue 21: the VAE's image and code, the intervals and convergence
+    # charts, the race's ratios, the training curves, the PyTorch demo and the tables wait until their expander
+    # opens)
+    assert len(specs) == 3 and not at.get("arrow_data_frame") and not at.code
     graph = specs[0]
     assert len(graph["frames"]) == 13 and graph["layout"]["updatemenus"][0]["buttons"][0]["method"] == "animate"
     body = texts(at)
@@ -252,7 +253,7 @@ def test_the_race_prints_what_it_measures(mnist_app, mnist):
     mnist_app.session_state["rp_train_open"] = True  # the curves are drawn once their expander opens
     mnist_app.run()
     assert_ok(mnist_app)
-    train_fig = plotly_specs(mnist_app)[4]  # graph, gradients, histograms, race, then the curves
+    train_fig = plotly_specs(mnist_app)[3]  # graph, gradients, histograms, then the curves
     assert [a["text"] for a in train_fig["layout"]["annotations"]] == ["pathwise (reparameterization)", "score function"]
     mnist_app.session_state["rp_train_open"] = False
     mnist_app.run()
@@ -351,6 +352,8 @@ def test_url_parameters_set_the_widgets_and_the_vae_section_follows_them():
     assert at.number_input(key="rp_idx").value == 7 and at.number_input(key="rp_eps").value == 3
     assert metrics(at)[READOUT] == f"{reparam.analytic_gradient('(z-a)^2', 1.5, 0.5, -1.0)[0]:.4f}"
     assert "held-out image 7" in texts(at)
+    at.session_state["rp_race_open"] = True  # the race's chart is drawn once its expander opens
+    at.run()
     vae_before, race_before = plotly_specs(at)[1], plotly_specs(at)[3]  # gradients; race
     at.number_input(key="rp_eps").set_value(4).run()
     assert_ok(at)
@@ -452,11 +455,15 @@ def test_reparam_page_in_browser(watched_page, server_url):
     assert seen[0] == "0" and seen[-1] == "12"
     assert "∂L/∂μ: no path" in graph.inner_text() or graph.locator("text").filter(has_text="no path").count() >= 1
 
-    # The race is drawn; the training curves once their expander opens (issue 21: fewer charts at first paint).
+    # The race's ratios and the training curves are drawn once their expander opens (issue 21: fewer charts at
+    # first paint).
+    assert page.locator(".st-key-rp_race").count() == 0 and page.locator(".st-key-rp_train").count() == 0
+    page.get_by_text("Every dimension: the variance ratios (chart)").first.click()
     page.locator(".st-key-rp_race .js-plotly-plot").first.wait_for()
-    assert page.locator(".st-key-rp_train").count() == 0
+    wait_drawn(page)
     page.get_by_text("The two training curves").first.click()
     page.locator(".st-key-rp_train .js-plotly-plot").first.wait_for()
+    wait_drawn(page)
 
     # Move the μ slider with the keyboard: the exact-gradient readout follows (z² → 2μ).
     assert _metric_value(page, READOUT) == "1.0000"
