@@ -498,9 +498,11 @@ def denoising_section() -> None:
                               row_titles=["clean", f"noisy<br>σ = {level:.2f}", "recon-<br>structed"])
             ui.figure(grid, key="ae_denoise", alt=f"Clean image, the image with noise of standard deviation "
                                                   f"{level:.2f}, and the model's reconstruction of the noisy image.")
-        else:  # pictures, not a chart: nothing to hover, and far less work for the browser (issue 21)
-            st.image([image_strip(v[None], ds.image_shape, px=140) for v in (r.clean, r.noisy, r.recon)],
-                     caption=titles, width=150)  # (one width: a long caption would otherwise widen its image)
+        else:  # (a chart still: tests/test_shareable_state.py reads the noise level from its titles)
+            ui.figure(image_grid(np.stack([r.clean, r.noisy, r.recon]), ds.image_shape, ncols=3, col_titles=titles,
+                                 height=260 if ds.image_shape[0] > 8 else 220),
+                      key="ae_denoise", alt=f"Clean image, the image with noise of standard deviation {level:.2f}, "
+                                            f"and the model's reconstruction of the noisy image.")
     with right:
         denoise_text(r)
 
