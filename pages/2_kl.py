@@ -460,7 +460,7 @@ def elbo_explanation() -> None:
             "decoder). Its likelihood log p(x) = log ∫ p(x|z) p(z) dz has no closed form, nor has the true posterior "
             "p(z|x). The encoder's q(z|x) = N(μ(x), diag σ²(x)) approximates p(z|x), and training maximises a lower "
             "bound on log p(x), the **evidence lower bound** (ELBO; Kingma and Welling, 2014).")
-    # Collapsed, and drawn once opened: its five formulas are KaTeX the browser would otherwise typeset before
+    # Collapsed, and drawn once opened: its four formulas are KaTeX the browser would otherwise typeset before
     # the page counts as drawn (issue 21: the page draws completely within 1.5 s).
     derivation = lazy_expander("📝 The derivation, step by step (exact identity, and by Jensen's inequality)",
                                "kl_deriv_open")
