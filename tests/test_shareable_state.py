@@ -125,9 +125,8 @@ def check_autoencoder(page) -> None:
     assert metric_value(page, "Compression") == f"{DIGITS_DIM} → 2"
     expect(page.locator('[data-testid="stMain"] h3').filter(has_text="A trained variational autoencoder").first
            ).to_be_visible(timeout=WAIT)
-    # The denoising pictures' caption carries the noise level (st.image outside presenter mode).
-    expect(page.locator('[data-testid="stMain"]').get_by_text("noisy input (σ = 0.80)", exact=True)
-           ).to_have_count(1, timeout=WAIT)
+    # The denoising figure's column title carries the noise level (Plotly SVG text).
+    expect(page.locator(".st-key-ae_denoise").get_by_text("noisy input (σ = 0.80)")).to_have_count(1, timeout=WAIT)
 
 
 def expect_next_run(page, latent: int, epochs: int, batch: int) -> None:
