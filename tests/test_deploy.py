@@ -186,6 +186,15 @@ async def _until(pred, timeout, what):
         await asyncio.sleep(0.2)
 
 
+def _saved_step(owner_dir: Path) -> int:
+    """The step of the run saved in ``owner_dir`` (0 while there is none, or while it is being written)."""
+    try:
+        (meta,) = owner_dir.glob("*/run.json")
+        return int(json.loads(meta.read_text())["step"])
+    except (ValueError, OSError, KeyError):
+        return 0
+
+
 @pytest.fixture(scope="module")
 def deployment(haproxy, tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("runs")
@@ -261,7 +270,9 @@ def test_a_killed_replicas_students_get_their_runs_back_from_the_other(deploymen
         assert all(owners.values()), [s.session.url for s in everyone]
         await _until(lambda: all(list((dep.run_dir / owners[id(s)]).glob("*/run.json")) for s in doomed), 30,
                      "the runs to be saved in the shared run directory")
-        await asyncio.sleep(6)  # a save interval (<= 5 s) after that: the saved run has trained
+        # ... and saved again once it has trained (a save interval is at most 5 s): no fixed wait.
+        await _until(lambda: all(_saved_step(dep.run_dir / owners[id(s)]) > 0 for s in doomed), 30,
+                     "a save of each run after it trained")
         before = {id(s): s.lines[-1][1] for s in doomed}
         dep.kill_replica(0, signal.SIGKILL)
         killed_at = time.monotonic()
