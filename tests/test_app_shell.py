@@ -92,22 +92,17 @@ def test_quote_user_never_yields_html():
 
 
 @pytest.mark.browser
-def test_home_page_in_browser(watched_page, server_url):
-    page = watched_page
-    page.goto(server_url)
-    wait_drawn(page)
-    assert_no_exception_box(page)
-    assert page.get_by_text("How does an autoencoder work?").first.is_visible()
-    screenshot(page, "home")
-
-
-@pytest.mark.browser
-def test_home_page_presenter_mode_in_browser(watched_page, server_url):
+def test_home_page_in_browser_and_in_presenter_mode(watched_page, server_url):
+    """The home page as a student opens it (its screenshot), then in presenter mode: larger body text,
+    a compact title (one page load serves both: the normal sizes are the reference)."""
     page = watched_page
     size = "e => parseFloat(getComputedStyle(e).fontSize)"
     body = '[data-testid="stMain"] [data-testid="stMarkdownContainer"] p'
     page.goto(server_url)
     wait_drawn(page)
+    assert_no_exception_box(page)
+    assert page.get_by_text("How does an autoencoder work?").first.is_visible()
+    screenshot(page, "home")
     normal = page.locator(body).first.evaluate(size)
     normal_title = page.locator("h1").first.evaluate(size)
     page.goto(server_url + "/?present=1")
