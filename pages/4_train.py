@@ -892,7 +892,7 @@ scene = ui.scenes("tr", [
 ])
 show = (lambda i: True) if not ctx.present else (lambda i: i == scene)
 
-if VIEW:
+if VIEW and not store.lease_notice:  # (a second tab on this runs= link: the notices say why)
     st.info("👀 **Read-only view.** These runs were shared with you by a view link: you can look at them, compare "
             "them, replay their timelines and download them, but not start, pause, stop, reset or delete them, nor "
             "change β. To train your own, open the training page without `view=` in the address.")
