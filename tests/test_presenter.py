@@ -79,14 +79,15 @@ _TOP_JS = """() => { window.scrollTo(0, 0);
 _READ_JS = f"""() => {{ if (!({_DRAWN_JS})()) return null; ({_TOP_JS})(); return ({_MEASURE_JS})(); }}"""
 
 
-def _measure(page, window_ms: int = 400, poll_ms: int = 100) -> dict:
+def _measure(page, size: tuple[int, int], window_ms: int = 400, poll_ms: int = 100) -> dict:
     """Scroll to the top and measure, every ``poll_ms``, until the page is drawn (conftest's check:
-    script idle, connected, no skeletons, no stale elements) and every reading over ``window_ms``
-    agrees (figures draw late). No fixed wait: it returns as soon as the scene has been still that long."""
+    script idle, connected, no skeletons, no stale elements) at ``size`` and every reading over
+    ``window_ms`` agrees (figures draw late, and lay themselves out again after a resize). No fixed wait:
+    it returns as soon as the scene has been still that long."""
     readings: list = []
     for _ in range(40_000 // poll_ms):
         m = page.evaluate(_READ_JS)
-        if m and m["kind"] != "none":
+        if m and m["kind"] != "none" and (m["vw"], m["vh"]) == size:
             if readings and m != readings[-1]:
                 readings = []
             readings.append(m)
@@ -181,7 +182,7 @@ def test_every_scene_fits_the_screen(watched_page, server_url, slug):
         for k, size in enumerate(order):
             if k:
                 _resize(page, size)
-            m = _measure(page)
+            m = _measure(page, size)
             if n is None:
                 _, n = _scene_of(m["bar"])
             assert _scene_of(m["bar"]) == (i, n), (size, m["bar"])
