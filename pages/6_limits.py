@@ -245,7 +245,7 @@ def section_picker() -> list[int]:
     picked = parse_show(st.session_state[K_SHOW])
     if picked is None:
         with url_errors:
-            st.error(f"The link's lim_show = {ui.quote_user(raw)} is not a list of sections 1 to 5 such as "
+            st.error(f"URL parameter `lim_show`={ui.quote_user(raw)} is not a list of sections 1 to 5 such as "
                      "\"1,3\"; showing section 1.")
         picked = [0]
         st.session_state[K_SHOW] = "1"
