@@ -248,9 +248,10 @@ def test_one_fragment_timer_delivers_every_redraw(tmp_path):
     assert drawn >= requested - 1, f"only {drawn} of {requested} redraws arrived"
 
 
-# No exceptions: under load the training page's slower charts are a fragment with no timer, asked for by
-# the browser between two ticks (pages/4_train.py live_section, tests/test_live_charts.py).
-TIMERS_ALLOWED: dict[str, int] = {}
+# The training page's charts get a slower timer of their own only while more than two runs train on the
+# server (pages/4_train.py live_section: re-sending unchanged charts every tick from one fragment halved
+# 30 sessions' throughput); alone, its progress and charts are one fragment on one timer.
+TIMERS_ALLOWED = {"4_train.py": 2}
 
 
 def test_every_page_has_at_most_one_fragment_timer():
