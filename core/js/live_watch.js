@@ -48,15 +48,10 @@ export default function ({ parentElement, data, setTriggerValue }) {
   // Charts on request (data.charts: a token that changes when the page's charts are due). The request goes
   // out a moment after this redraw arrived, so it reaches the server between two ticks of the fragment's
   // timer, never together with one (two requests together let Streamlit drop a run's output).
-  // Never for a page the student has left: the request is dropped if the element is gone by then.
   if (data.charts && data.charts !== s.charts) {
     s.charts = data.charts;
     const token = data.charts;
-    clearTimeout(s.chartsTimer);
-    s.chartsTimer = setTimeout(() => {
-      s.chartsTimer = null;
-      if (host.isConnected && s.stop) setTriggerValue("charts", token);
-    }, data.charts_delay_ms || 0);
+    setTimeout(() => setTriggerValue("charts", token), data.charts_delay_ms || 0);
   }
   s.active = Boolean(data.active);
   host.dataset.active = String(s.active);
@@ -75,7 +70,5 @@ export default function ({ parentElement, data, setTriggerValue }) {
   return () => {
     if (s.stop) s.stop();
     s.stop = null;
-    clearTimeout(s.chartsTimer);
-    s.chartsTimer = null;
   };
 }
