@@ -502,8 +502,9 @@ def test_a_second_tab_is_read_only_while_the_first_trains_and_takes_over_when_it
     assert list(b.runs) == [run.name] and b.runs[run.name].state == "paused"
     assert R.LEASE_NOTICE in b.pop_notices()  # said again on every redraw while it lasts
     step = run.step
-    wait_until(lambda: a.tick() is not None and run.step > step + 20)  # a trains on, and its saves land
-    assert a.saver.flush() and P.read_meta(root / owner / P.slug(run.name))["step"] > step
+    # a trains on, and its saves land (its next periodic save: the run store's interval, a few seconds)
+    wait_until(lambda: a.tick() is not None and run.step > step + 20 and a.saver.flush()
+               and P.read_meta(root / owner / P.slug(run.name))["step"] > step)
     assert {k for k in before} == {k for k in files_of(root / owner)}  # b made no file
 
     # a's tab is closed: no more ticks; its thread stops (1 s), its lease lapses (2.5 s); b takes over.
