@@ -54,6 +54,18 @@ def buttons(at) -> set[str]:
     return {b.key for b in at.button}
 
 
+def start_and_train(at, steps: int, timeout: float = 60.0):
+    """Press Start and redraw the page until its run has trained ``steps`` steps (or ``timeout``
+    seconds passed); returns the session's run store."""
+    at.button(key="tr_start").click().run()
+    store = at.session_state["tr_runs"]
+    t0 = time.monotonic()
+    while store.active.step < steps and time.monotonic() - t0 < timeout:
+        time.sleep(0.3)
+        at.run()
+    return store
+
+
 def trained_run(apps, run_dir):
     """A session that trained a run to its end; returns (app, owner id, run name, step)."""
     at = open_page(apps, FAST)
@@ -87,12 +99,7 @@ def test_a_run_comes_back_in_a_new_session_with_the_same_link(apps, run_dir):
 def test_a_paused_run_comes_back_paused_and_resumes(apps, run_dir):
     at = open_page(apps, {**FAST, "tr_epochs": "200"})
     owner = at.session_state["tr_owner"]
-    at.button(key="tr_start").click().run()
-    store = at.session_state["tr_runs"]
-    t0 = time.monotonic()
-    while store.active.step < 30 and time.monotonic() - t0 < 60:
-        time.sleep(0.3)
-        at.run()
+    store = start_and_train(at, 30)
     at.button(key="tr_pause").click().run()
     assert store.saver.flush()
     step = store.active.step
@@ -206,12 +213,7 @@ def test_a_second_tab_with_the_same_link_looks_while_the_first_trains_then_takes
     next redraw, and the first, when used again, takes it back with what the second saved."""
     at = open_page(apps, {**FAST, "tr_epochs": "200"})
     owner = at.session_state["tr_owner"]
-    at.button(key="tr_start").click().run()
-    store = at.session_state["tr_runs"]
-    t0 = time.monotonic()
-    while store.active.step < 30 and time.monotonic() - t0 < 60:
-        time.sleep(0.3)
-        at.run()
+    store = start_and_train(at, 30)
     assert store.saver.flush()
     other = open_page(apps, {**FAST, "runs": owner})  # the same link in a second tab
     back = other.session_state["tr_runs"]
