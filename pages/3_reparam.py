@@ -143,12 +143,6 @@ def cached(key: str, deps: tuple, build):
     return _figure_cache(key, (ctx.dataset_name, int(ctx.seed), bool(ctx.present)) + tuple(deps), build)
 
 
-def lazy_expander(label: str, key: str):
-    """An expander whose content is computed and drawn only once it is opened (``.open``; opening it reruns
-    the page): the first paint carries only the main figures."""
-    return st.expander(label, key=key, on_change="rerun")
-
-
 def main_slot(slot):
     """Where a section draws its main figure: ``slot`` in presenter mode, in place otherwise."""
     return slot if ctx.present else st.container()
@@ -211,7 +205,7 @@ if show(1):
         "is a constant with **no path back to $\\phi$** in the computation graph, so "
         "$\\nabla_\\phi f(z) = 0$ for that fixed $z$. Two rewrites fix this: the reparameterization trick "
         "(section 2) and the score function (section 4).")
-    box = lazy_expander("PyTorch, executed just now: `sample()` has no path back, `rsample()` has", "rp_torch_open")
+    box = ui.lazy_expander("PyTorch, executed just now: `sample()` has no path back, `rsample()` has", "rp_torch_open")
     if box.open:
         with box:
             d = demo(0.5, 1.0, ctx.seed)
@@ -336,7 +330,7 @@ def chain_rule_section(idx: int, eps_draw: int, slot) -> None:
                f"{fmt(g['kl'], 2)} nats, −ELBO estimate = {fmt(g['loss'], 2)} nats per image. The first term "
                "is a Bernoulli cross-entropy on grey pixels: not a normalised likelihood.")
     # Secondary figures, drawn once the expander opens (issue 21: fewer charts at first paint).
-    box = lazy_expander("The image, its code z = μ + σ ⊙ ε and the decoder's output", "rp_code_open")
+    box = ui.lazy_expander("The image, its code z = μ + σ ⊙ ε and the decoder's output", "rp_code_open")
     if box.open:
         with box:
             c1, c2 = st.columns([1, 3])
@@ -357,7 +351,7 @@ def chain_rule_section(idx: int, eps_draw: int, slot) -> None:
                   alt="Bar charts of dL/dμ and dL/dlogvar for each latent dimension, split into the reconstruction "
                       "part and the β·KL part, with the total from backpropagation marked.")
     reading(case, g, avg)
-    box = lazy_expander("All the numbers", "rp_numbers_open")
+    box = ui.lazy_expander("All the numbers", "rp_numbers_open")
     if box.open:
         with box:
             rows = [{"dim": f"z{j + 1}", "μ": g["mu"][j], "σ": g["sigma"][j], "ε": g["eps"][j], "z": g["z"][j],
@@ -539,7 +533,7 @@ def experiment_section(f: str, r: dict, slot) -> None:
     st.caption("Each column shares one x axis and one set of bins, so the widths compare directly (the x range "
                "covers the central 99% of estimates; the rest are counted in the end bins). The spread of a "
                "histogram is the per-sample variance: a mean of n samples has standard error √(variance / n).")
-    box = lazy_expander("Means with error bars, convergence, and every number", "rp_ci_open")
+    box = ui.lazy_expander("Means with error bars, convergence, and every number", "rp_ci_open")
     if box.open:
         with box:
             ui.figure(cached("rp_ci", (r["f"], r["mu"], r["sigma"], r["a"], r["n"], r["seed"]), lambda:
@@ -627,7 +621,7 @@ def race_section(idx: int, slot) -> None:
             ratio_chart()
     # Otherwise the per-dimension chart waits in the expander with the table (issue 21: fewer charts at first
     # paint); the metrics and the text above give its range.
-    box = lazy_expander("Every dimension: the variance ratios (chart), means and standard errors", "rp_race_open")
+    box = ui.lazy_expander("Every dimension: the variance ratios (chart), means and standard errors", "rp_race_open")
     if box.open:
         with box:
             if not ctx.present:
@@ -664,7 +658,7 @@ def race_section(idx: int, slot) -> None:
         f"the pathwise estimator** and **{fmt(final['score'], 1)} with the score function** (start: "
         f"{fmt(float(tr['curves']['pathwise'][0]), 1)}; a Bernoulli cross-entropy on grey pixels plus the KL, not a "
         "normalised likelihood).")
-    box = lazy_expander("The two training curves", "rp_train_open")
+    box = ui.lazy_expander("The two training curves", "rp_train_open")
     if box.open:
         with box:
             ui.figure(cached("rp_train", (), lambda:

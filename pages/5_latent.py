@@ -492,132 +492,148 @@ if show(1):
 # ---- 3. interpolation --------------------------------------------------------------------------
 
 path_xy: dict[str, np.ndarray] = {}
+walk_open = False
 if show(2):
-    if not ctx.present:  # (presenter mode: the scene bar says this; the strip comes first)
-        st.subheader("3. Walk between two images")
-    strip_box = st.container()
-    i1, i2, i3, i4 = st.columns(4)
-    with i1:
-        a = int(ui.number("Image A (index)", "ls_a", 0, N - 1, min(2, N - 1), step=1))
-    with i2:
-        b = int(ui.number("Image B (index)", "ls_b", 0, N - 1, min(7, N - 1), step=1))
-    with i3:
-        n_steps = int(ui.slider("Steps", "ls_steps", 5, 15, 10, step=1))
-    with i4:
-        show_path = ui.toggle("Draw the paths on a map", "ls_showpath", False,
-                              help="A second map of all the codes: off at first, so the page opens faster.")
-    za, zb = MU[a], MU[b]
-    lin = explore.lerp(za, zb, n_steps)
-    sph = explore.slerp(za, zb, n_steps)
-    strips = {"linear": explore.decode(model, lin), "spherical": explore.decode(model, sph)}
-    cols = ["A"] + [f"t={t:.2f}" for t in np.linspace(0, 1, n_steps)[1:-1]] + ["B"]
-    with strip_box if ctx.present else st.container():
-        ui.figure(LF.strip_rows(strips, ds.image_shape, col_titles=cols, height=FIG_H(230 if ds.dim > 100 else 200)),
-                  key="ls_interp", alt=f"Two rows of {n_steps} images decoded along the linear and the spherical path "
-                                       f"from image {a} (a {class_name(ds.y[a])}) to image {b} (a {class_name(ds.y[b])}).")
-    nl, ns = np.linalg.norm(lin, axis=1), np.linalg.norm(sph, axis=1)
-    mid = n_steps // 2
-    if not IS_VAE:
-        why = ("An autoencoder has no prior, so neither path is the right one; both can cross holes between "
-               "the clusters of codes.")
-    elif K > 2:
-        why = (f"In {K} dimensions a code drawn from the prior N(0, I) almost always has a norm near √{K} = "
-               f"{np.sqrt(K):.1f}; a straight line cuts through the middle, at norms the prior rarely produces, "
-               "while slerp keeps typical norms (White, 2016).")
+    if ctx.present:  # (the scene bar says this; the strip comes first, at once)
+        walk_box = st.container()
     else:
-        why = ("In 2-D the prior's mass is not concentrated on a shell, so both paths are reasonable here; the "
-               "difference matters in high dimensions (try a 16-D model).")
-    st.markdown(
-        f"A is image #{a} (a **{class_name(ds.y[a])}**), B is image #{b} (a **{class_name(ds.y[b])}**). "
-        f"The **linear** path is $z(t) = (1-t)\\,z_A + t\\,z_B$; the **spherical** one (slerp) swings along the "
-        f"arc between their directions. Norm of the code halfway: linear {nl[mid]:.2f}, spherical {ns[mid]:.2f} "
-        f"(ends {nl[0]:.2f} and {nl[-1]:.2f}). {why}")
-    if show_path:
-        paths = {"linear": lin, "spherical": sph}
-        if map_id == "raw":
-            path_xy = dict(paths)
-        elif map_id == "pca":
-            path_xy = {name: pca_plane.to_plane(p) for name, p in paths.items()}
-        elif map_id == "tsne":
-            for name, p in paths.items():
-                placed = tsne_path(tsne_args, f"{name}:{a}:{b}:{n_steps}", p)
-                path_xy[name] = placed if placed is not None else explore.place_by_neighbours(MU, map_xy, p)
-        ui.figure(LF.explorer_map(map_xy, ds.y, f"Paths from A to B: {map_title}", map_axes, CLASS_NAMES, subset=map_points,
-                                  paths=path_xy, endpoints=(a, b), height=520),
-                  key="ls_pathmap", alt=f"The map of {N} codes with the linear and the spherical path from image {a} "
-                                        f"(A) to image {b} (B)" + ("" if map_id == "raw" else
-                                        ", placed approximately on this 2-D picture of the latent space") + ".")
-        if map_id != "raw":
-            st.caption("The paths live in the full latent space; this map can only place them approximately.")
+        st.subheader("3. Walk between two images")
+        st.markdown("Pick two images, A and B, and decode the codes on the way from A's code to B's, along a straight "
+                    "line and along an arc: do the images in between still look like digits?")
+        walk_box = ui.lazy_expander("🚶 Walk from image A to image B: decode the straight and the spherical path",
+                                    "ls_walk_open", url_keys=("ls_a", "ls_b", "ls_steps", "ls_showpath"))
+    walk_open = ctx.present or walk_box.open  # (computed and drawn only once opened: issue 21)
+if walk_open:
+    with walk_box:
+        strip_box = st.container()
+        i1, i2, i3, i4 = st.columns(4)
+        with i1:
+            a = int(ui.number("Image A (index)", "ls_a", 0, N - 1, min(2, N - 1), step=1))
+        with i2:
+            b = int(ui.number("Image B (index)", "ls_b", 0, N - 1, min(7, N - 1), step=1))
+        with i3:
+            n_steps = int(ui.slider("Steps", "ls_steps", 5, 15, 10, step=1))
+        with i4:
+            show_path = ui.toggle("Draw the paths on a map", "ls_showpath", False,
+                                  help="A second map of all the codes: off at first, so the page opens faster.")
+        za, zb = MU[a], MU[b]
+        lin = explore.lerp(za, zb, n_steps)
+        sph = explore.slerp(za, zb, n_steps)
+        strips = {"linear": explore.decode(model, lin), "spherical": explore.decode(model, sph)}
+        cols = ["A"] + [f"t={t:.2f}" for t in np.linspace(0, 1, n_steps)[1:-1]] + ["B"]
+        with strip_box if ctx.present else st.container():
+            ui.figure(LF.strip_rows(strips, ds.image_shape, col_titles=cols, height=FIG_H(230 if ds.dim > 100 else 200)),
+                      key="ls_interp", alt=f"Two rows of {n_steps} images decoded along the linear and the spherical path "
+                                           f"from image {a} (a {class_name(ds.y[a])}) to image {b} (a {class_name(ds.y[b])}).")
+        nl, ns = np.linalg.norm(lin, axis=1), np.linalg.norm(sph, axis=1)
+        mid = n_steps // 2
+        if not IS_VAE:
+            why = ("An autoencoder has no prior, so neither path is the right one; both can cross holes between "
+                   "the clusters of codes.")
+        elif K > 2:
+            why = (f"In {K} dimensions a code drawn from the prior N(0, I) almost always has a norm near √{K} = "
+                   f"{np.sqrt(K):.1f}; a straight line cuts through the middle, at norms the prior rarely produces, "
+                   "while slerp keeps typical norms (White, 2016).")
+        else:
+            why = ("In 2-D the prior's mass is not concentrated on a shell, so both paths are reasonable here; the "
+                   "difference matters in high dimensions (try a 16-D model).")
+        st.markdown(
+            f"A is image #{a} (a **{class_name(ds.y[a])}**), B is image #{b} (a **{class_name(ds.y[b])}**). "
+            f"The **linear** path is $z(t) = (1-t)\\,z_A + t\\,z_B$; the **spherical** one (slerp) swings along the "
+            f"arc between their directions. Norm of the code halfway: linear {nl[mid]:.2f}, spherical {ns[mid]:.2f} "
+            f"(ends {nl[0]:.2f} and {nl[-1]:.2f}). {why}")
+        if show_path:
+            paths = {"linear": lin, "spherical": sph}
+            if map_id == "raw":
+                path_xy = dict(paths)
+            elif map_id == "pca":
+                path_xy = {name: pca_plane.to_plane(p) for name, p in paths.items()}
+            elif map_id == "tsne":
+                for name, p in paths.items():
+                    placed = tsne_path(tsne_args, f"{name}:{a}:{b}:{n_steps}", p)
+                    path_xy[name] = placed if placed is not None else explore.place_by_neighbours(MU, map_xy, p)
+            ui.figure(LF.explorer_map(map_xy, ds.y, f"Paths from A to B: {map_title}", map_axes, CLASS_NAMES, subset=map_points,
+                                      paths=path_xy, endpoints=(a, b), height=520),
+                      key="ls_pathmap", alt=f"The map of {N} codes with the linear and the spherical path from image {a} "
+                                            f"(A) to image {b} (B)" + ("" if map_id == "raw" else
+                                            ", placed approximately on this 2-D picture of the latent space") + ".")
+            if map_id != "raw":
+                st.caption("The paths live in the full latent space; this map can only place them approximately.")
+
 
 # ---- 4. traversals -----------------------------------------------------------------------------
 
+trav_open = False
 if show(3):
-    if not ctx.present:  # (presenter mode: the scene bar says this; the rows come first)
+    if ctx.present:  # (the scene bar says this; the rows come first, at once)
+        trav_box = st.container()
+    else:
         st.subheader("4. Latent traversals: what each dimension does")
-    first = st.container()
-    if not show_map:
-        idx = int(ui.number("Start from image (index)", "ls_idx", 0, N - 1, 0, step=1))
-    tc, ts = explore.traversal_frame(codes, IS_VAE)
-    order = explore.dimension_order(scores)[:MAX_TRAVERSAL_ROWS]
-    tz, tt = explore.traversal_codes(MU[idx], order, tc, ts, steps=9, span=3.0)
-    timgs = explore.decode(model, tz)
-    act = unit_activity() if IS_VAE else None
-    barely = set(explore.barely_active(act.var_mu, act.active)) if act is not None else set()
+        st.markdown("Start from the image selected on the map, move **one** coordinate of its code and keep the "
+                    "others: one row of decoded images per latent dimension, the most informative first, and which "
+                    "dimensions are active.")
+        trav_box = ui.lazy_expander("↔️ Move one dimension at a time: a row of decoded images per dimension",
+                                    "ls_trav_open")
+    trav_open = ctx.present or trav_box.open  # (computed and drawn only once opened: issue 21)
+if trav_open:
+    with trav_box:
+        first = st.container()
+        if not show_map:
+            idx = int(ui.number("Start from image (index)", "ls_idx", 0, N - 1, 0, step=1))
+        tc, ts = explore.traversal_frame(codes, IS_VAE)
+        order = explore.dimension_order(scores)[:MAX_TRAVERSAL_ROWS]
+        tz, tt = explore.traversal_codes(MU[idx], order, tc, ts, steps=9, span=3.0)
+        timgs = explore.decode(model, tz)
+        act = unit_activity() if IS_VAE else None
+        barely = set(explore.barely_active(act.var_mu, act.active)) if act is not None else set()
 
-    def row_title(j: int) -> str:
-        if score_kind != "kl":
-            return f"z{j + 1} · var {scores[j]:.2f}"
-        t = f"z{j + 1} · KL {scores[j]:.2f}" if scores[j] >= 0.1 else f"z{j + 1} · KL {scores[j]:.3f}"
-        if act is not None and not act.active[j]:
-            t += " (collapsed)"
-        elif j in barely:
-            t += " (barely active)"
-        return t
+        def row_title(j: int) -> str:
+            if score_kind != "kl":
+                return f"z{j + 1} · var {scores[j]:.2f}"
+            t = f"z{j + 1} · KL {scores[j]:.2f}" if scores[j] >= 0.1 else f"z{j + 1} · KL {scores[j]:.3f}"
+            if act is not None and not act.active[j]:
+                t += " (collapsed)"
+            elif j in barely:
+                t += " (barely active)"
+            return t
 
-    titles = [row_title(int(j)) for j in order]
-    text_box, fig_box = st.container(), st.container()
-    if ctx.present:  # the rows first, so they show at projector size; the choice and explanation below them
-        fig_box = first
-    with text_box:
-        st.markdown(
-            f"Start from the selected image #{idx} (a **{class_name(ds.y[idx])}**), change **one** coordinate of its "
-            "code and keep the others. One row per dimension, "
-            + (f"ordered by its average KL divergence from the prior over all {N:,} images, "
-               r"$\mathbb E_x\,\mathrm{KL}(q(z_j\mid x)\,\|\,\mathcal N(0,1))$ in nats. "
-               "Columns run from −3 to +3 prior standard deviations."
-               if IS_VAE else
-               "ordered by the variance of the codes along it (an autoencoder has no KL term). Columns run from −3 to +3 "
-               "standard deviations of the codes, around their mean."))
-        if act is not None:
-            st.markdown(traversal_activity_text(act, sorted(barely)))
-            with st.expander("Why the average KL is not the information a dimension carries"):
-                st.markdown(
-                    "The average KL of a dimension is an **upper bound** on the information it carries about the image, "
-                    "not that information itself (Hoffman and Johnson, 2016):")
-                st.latex(r"\mathbb E_x\,\mathrm{KL}\big(q(z_j\mid x)\,\|\,p(z_j)\big) = I(x; z_j) + "
-                         r"\mathrm{KL}\big(q(z_j)\,\|\,p(z_j)\big),\qquad q(z_j) = \mathbb E_x\, q(z_j\mid x).")
-                st.markdown(
-                    "The first part is the mutual information between the image and the code; the second is how far the "
-                    "codes of all images together, the *aggregate posterior* q(z_j), sit from the prior. Both are ≥ 0, so "
-                    "the KL beside each row over-states the information by the second part. Total average KL: "
-                    f"{scores.sum():.2f} nats per image.")
-    with fig_box:
-        row_h = 56 if ds.dim > 100 else 44
-        if len(order) < K:
-            st.caption(f"Showing the {len(order)} most informative of the {K} dimensions.")
-        ui.figure(LF.traversal_strips(timgs, ds.image_shape, titles, tt, height=FIG_H(60 + row_h * len(order))),
-                  key="ls_trav", alt=f"{len(order)} rows of 9 images: the decoded code of image {idx} with one latent dimension moved "
-                                     "from -3 to +3 standard deviations, one row per dimension, most informative first.")
+        titles = [row_title(int(j)) for j in order]
+        text_box, fig_box = st.container(), st.container()
+        if ctx.present:  # the rows first, so they show at projector size; the choice and explanation below them
+            fig_box = first
+        with text_box:
+            st.markdown(
+                f"Start from the selected image #{idx} (a **{class_name(ds.y[idx])}**), change **one** coordinate of its "
+                "code and keep the others. One row per dimension, "
+                + (f"ordered by its average KL divergence from the prior over all {N:,} images, "
+                   r"$\mathbb E_x\,\mathrm{KL}(q(z_j\mid x)\,\|\,\mathcal N(0,1))$ in nats. "
+                   "Columns run from −3 to +3 prior standard deviations."
+                   if IS_VAE else
+                   "ordered by the variance of the codes along it (an autoencoder has no KL term). Columns run from −3 to +3 "
+                   "standard deviations of the codes, around their mean."))
+            if act is not None:
+                st.markdown(traversal_activity_text(act, sorted(barely)))
+                with st.expander("Why the average KL is not the information a dimension carries"):
+                    st.markdown(
+                        "The average KL of a dimension is an **upper bound** on the information it carries about the image, "
+                        "not that information itself (Hoffman and Johnson, 2016):")
+                    st.latex(r"\mathbb E_x\,\mathrm{KL}\big(q(z_j\mid x)\,\|\,p(z_j)\big) = I(x; z_j) + "
+                             r"\mathrm{KL}\big(q(z_j)\,\|\,p(z_j)\big),\qquad q(z_j) = \mathbb E_x\, q(z_j\mid x).")
+                    st.markdown(
+                        "The first part is the mutual information between the image and the code; the second is how far the "
+                        "codes of all images together, the *aggregate posterior* q(z_j), sit from the prior. Both are ≥ 0, so "
+                        "the KL beside each row over-states the information by the second part. Total average KL: "
+                        f"{scores.sum():.2f} nats per image.")
+        with fig_box:
+            row_h = 56 if ds.dim > 100 else 44
+            if len(order) < K:
+                st.caption(f"Showing the {len(order)} most informative of the {K} dimensions.")
+            ui.figure(LF.traversal_strips(timgs, ds.image_shape, titles, tt, height=FIG_H(60 + row_h * len(order))),
+                      key="ls_trav", alt=f"{len(order)} rows of 9 images: the decoded code of image {idx} with one latent dimension moved "
+                                         "from -3 to +3 standard deviations, one row per dimension, most informative first.")
+
 
 # ---- 5. AE against VAE -------------------------------------------------------------------------
-
-def lazy_expander(label: str, key: str, url_keys: tuple[str, ...] = ()):
-    """An expander whose content the page computes and draws only once it is opened (``.open``: opening
-    or closing it reruns the page), so secondary charts do not delay the first paint (issue 21: the page
-    draws completely within 1.5 s). Collapsed at first, unless the link sets one of its widgets."""
-    return st.expander(label, expanded=any(k in st.query_params for k in url_keys), key=key, on_change="rerun")
-
 
 def draw_comparison():
     """Section 5 (in presenter mode, scene 5 at once; otherwise in an expander computed once opened);
@@ -627,7 +643,7 @@ def draw_comparison():
     st.subheader("5. Autoencoder against VAE: sample, then decode")
     st.markdown("An autoencoder has no prior to sample from; a VAE's KL term pulls its codes towards N(0, I). "
                 "Sample codes from each, decode them, and count the samples that land off the decoder's manifold.")
-    box = lazy_expander("🎲 Sample 500 codes from each model and decode them", "ls_cmp_open", url_keys=("ls_aes",))
+    box = ui.lazy_expander("🎲 Sample 500 codes from each model and decode them", "ls_cmp_open", url_keys=("ls_aes",))
     with box:
         return comparison() if box.open else None
 
@@ -758,7 +774,7 @@ if show_map:
                     "faithful to large distances, but overlapping).", icon="ℹ️")
         if map_id == "raw":
             st.caption("The raw map is exact: distances on it are distances in the latent space.")
-        faithful = lazy_expander("How faithful is this map? Download its coordinates", "ls_faithful_open")
+        faithful = ui.lazy_expander("How faithful is this map? Download its coordinates", "ls_faithful_open")
         with faithful:
             if faithful.open:  # trustworthiness is computed only when asked for
                 if map_id != "raw":

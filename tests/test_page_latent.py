@@ -64,31 +64,99 @@ def _codes(dataset: str, kind: str = "vae", beta: float = 1.0, latent: int = 2):
 
 @pytest.fixture(scope="module")
 def default_page():
-    """The page as a student first sees it (MNIST-5k, VAE beta = 1, 2-D latent, raw map), with section 5's
-    comparison opened (it is computed only once its expander opens)."""
+    """The page as a student first sees it (MNIST-5k, VAE beta = 1, 2-D latent, raw map), with sections 3, 4
+    and 5 opened (each is computed only once its expander opens)."""
     at = page_app(PAGE, timeout=300)
     assert_ok(at)
-    at.session_state["ls_cmp_open"] = True
+    open_sections(at)
+    return at
+
+
+def open_sections(at, keys=("ls_walk_open", "ls_trav_open", "ls_cmp_open")):
+    """Open the page's lazy expanders (sections 3, 4 and 5; a click on each would) and rerun."""
+    for key in keys:
+        at.session_state[key] = True
     at.run()
     assert_ok(at)
     return at
 
 
 def test_secondary_charts_wait_until_asked_for():
-    """Issue 21 (pages that open at once): on first paint, section 5's comparison (four charts), the paths'
-    own map and the map's trustworthiness wait until their expander or toggle is opened."""
+    """Issue 21 (pages that open at once): on first paint only sections 1 and 2 draw charts (the map, the
+    selected image, the decoded plane and the decoded point); the walk between two images (section 3), the
+    traversals (4), the comparison (5), the paths' own map and the map's trustworthiness wait until their
+    expander or toggle is opened, and each section's heading says what is inside."""
     at = page_app(PAGE, timeout=300)
     assert_ok(at)
     titles = [_title(s) for s in plotly_specs(at)]
-    assert len(titles) == 6 and "Raw latent codes" in titles and "Decoded latent plane" in titles  # (+ pictures)
-    assert not any(t.startswith(("Autoencoder", "VAE (β = 1)", "Paths from A to B")) for t in titles)
+    assert len(titles) == 4 and "Raw latent codes" in titles and "Decoded latent plane" in titles  # (+ pictures)
+    assert any(t.startswith("Image #0") for t in titles) and any(t.startswith("decoded at") for t in titles)
+    subheads = [h.value for h in at.subheader]
+    for head in ("3. Walk between two images", "4. Latent traversals: what each dimension does",
+                 "5. Autoencoder against VAE: sample, then decode"):
+        assert head in subheads
+    labels = [e.label for e in at.expander]
+    assert any(lab.startswith("🚶 Walk from image A to image B") for lab in labels)
+    assert any(lab.startswith("↔️ Move one dimension at a time") for lab in labels)
     assert "Samples off the decoder's manifold" not in [m.label for m in at.metric]
-    at.session_state["ls_cmp_open"] = True
+    assert "slerp" not in texts(at) and "dimensions are active**" not in texts(at)
+    open_sections(at)
+    titles = [_title(s) for s in plotly_specs(at)]
+    assert len(titles) == 10  # + the walk's strip, the traversal rows and section 5's four charts
     at.toggle(key="ls_showpath").set_value(True).run()
     assert_ok(at)
     titles = [_title(s) for s in plotly_specs(at)]
     assert len(titles) == 11 and any(t.startswith("Paths from A to B") for t in titles)
     assert [m.label for m in at.metric].count("Samples off the decoder's manifold") == 2
+    assert "slerp" in texts(at) and "dimensions are active**" in texts(at)
+    # The open state is kept in session state: another rerun keeps every section open.
+    at.run()
+    assert len(plotly_specs(at)) == 11
+
+
+def test_a_link_that_sets_the_walks_widgets_opens_the_walk():
+    """A shared link with section 3's parameters shows that section opened (ui.lazy_expander's url_keys)."""
+    at = page_app(PAGE, query={"dataset": "digits", "ls_a": "3", "ls_b": "9", "ls_steps": "6"}, timeout=300)
+    assert_ok(at)
+    assert at.number_input(key="ls_a").value == 3 and at.number_input(key="ls_b").value == 9
+    titles = [_title(s) for s in plotly_specs(at)]
+    assert len(titles) == 5  # sections 1 and 2, and the walk's strip; sections 4 and 5 stay closed
+
+
+def _lazy_script():
+    import streamlit as st
+
+    from core import ui
+
+    box = ui.lazy_expander("More", "lz_open", url_keys=("lz_n",))
+    with box:
+        if box.open:
+            st.session_state["lz_runs"] = st.session_state.get("lz_runs", 0) + 1
+            st.markdown("inside: computed")
+    st.markdown("outside")
+
+
+def test_lazy_expander_draws_its_content_only_once_opened():
+    """core.ui.lazy_expander: closed, nothing inside is computed or drawn; opened, the content is drawn; the
+    open state survives a rerun; a link that sets one of its url_keys opens it at once."""
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_function(_lazy_script, default_timeout=30).run()
+    assert not at.exception
+    assert [e.label for e in at.expander] == ["More"]
+    assert [m.value for m in at.markdown] == ["outside"] and "lz_runs" not in at.session_state
+    at.session_state["lz_open"] = True  # as a click on its label does
+    at.run()
+    assert [m.value for m in at.markdown] == ["inside: computed", "outside"] and at.session_state["lz_runs"] == 1
+    at.run()  # another rerun (another widget changed): still open, computed again
+    assert [m.value for m in at.markdown] == ["inside: computed", "outside"] and at.session_state["lz_runs"] == 2
+    at.session_state["lz_open"] = False
+    at.run()
+    assert [m.value for m in at.markdown] == ["outside"] and at.session_state["lz_runs"] == 2
+    linked = AppTest.from_function(_lazy_script, default_timeout=30)
+    linked.query_params["lz_n"] = "3"
+    linked.run()
+    assert [m.value for m in linked.markdown] == ["inside: computed", "outside"]
 
 
 # ---- AppTest ---------------------------------------------------------------------------------
@@ -190,7 +258,7 @@ def page_16d():
     at = page_app(PAGE, timeout=300)
     at.selectbox(key="ls_dim").set_value(16).run()
     assert_ok(at)
-    return at
+    return open_sections(at, ("ls_trav_open",))
 
 
 def test_traversal_counts_active_units_like_every_page_and_names_the_barely_active(page_16d):
@@ -301,7 +369,8 @@ def test_url_parameters_set_the_widgets():
     assert at.number_input(key="ls_idx").value == 42
     assert at.selectbox(key="ls_map").value == "pca"
     assert at.selectbox(key="ls_kind").value == "ae"
-    assert at.number_input(key="ls_a").value == 3
+    assert at.number_input(key="ls_a").value == 3  # (the link sets section 3's widgets: it is open)
+    open_sections(at, ("ls_trav_open",))
     spec = _fig(at, "PCA of the codes")
     assert spec["layout"]["xaxis"]["title"]["text"].startswith("PC 1 (")
     assert "5 nearest codes:" in texts(at)
@@ -370,6 +439,7 @@ def test_runs_from_the_training_page_are_used_and_mismatches_refused():
     live = build_model(cfg, device="cpu")  # in training mode, as the training page keeps it
     before = {k: v.clone() for k, v in live.state_dict().items()}
     at.session_state["shared_models"] = {"my <b>run</b>": (live, cfg, "digits")}
+    at.session_state["ls_trav_open"] = True  # section 4 (traversals and active units), drawn once opened
     at.run()
     assert_ok(at)
     assert "3-D latent" in texts(at) and "<b>" not in texts(at)

@@ -8,7 +8,8 @@ seed, presenter mode, settings import/export), applies presenter styling and ret
   ``number``, ``select``, ``toggle``) keep values in the query parameters, so a copied link restores
   the view; invalid values are reported with ``st.error``. ``clamp_state``, the settings file.
 - ``core.ui.frame``: the page frame, presenter ``scenes`` and ``scene_filter``, ``self_check``,
-  ``run_safely`` (the one error wrapper) and ``fragment_slot``.
+  ``run_safely`` (the one error wrapper), ``fragment_slot`` and ``lazy_expander`` (an expander drawn
+  only once opened).
 - ``core.ui.drawing``: ``figure``, ``live_figure``, downloads.
 - ``core.ui.models``: the zoo's pretrained models shared by all sessions.
 - ``core.ui.live``: ``live_watch``, the browser-side watchdog of a live view.
@@ -31,7 +32,8 @@ import pandas  # noqa: F401
 from core.ui.drawing import (PLOTLY_CONFIG, PLOTLY_STATIC, PRESENT_SCALE, download_csv, figure, figure_html,
                              go_copy, live_figure, to_csv)
 from core.ui.frame import (DATASET_LABELS, PageContext, config_container, fragment_slot, glossary,
-                           glossary_markdown, page, run_safely, scene_filter, scenes, self_check, sidebar)
+                           glossary_markdown, lazy_expander, page, run_safely, scene_filter, scenes, self_check,
+                           sidebar)
 from core.ui.live import LIVE_STALL_S, live_watch
 from core.ui.models import activity, configure_torch, pretrained
 from core.ui.url import (K_DATASET, K_PRESENT, K_SEED, MAX_QUERY_LEN, MAX_SETTINGS_BYTES, _valid, apply_settings,
@@ -42,7 +44,7 @@ __all__ = [
     "DATASET_LABELS", "K_DATASET", "K_PRESENT", "K_SEED", "LIVE_STALL_S", "MAX_QUERY_LEN", "MAX_SETTINGS_BYTES",
     "PLOTLY_CONFIG", "PLOTLY_STATIC", "PRESENT_SCALE", "PageContext", "activity", "apply_settings", "bind", "clamp",
     "clamp_state", "config_container", "configure_torch", "download_csv", "figure", "figure_html", "fragment_slot",
-    "glossary", "glossary_markdown", "go_copy", "live_figure", "live_watch", "number", "page", "parse_param",
-    "parse_settings", "present", "pretrained", "publish", "quote_user", "run_safely", "scene_filter", "scenes",
-    "select", "self_check", "settings_io", "show_url_errors", "sidebar", "slider", "to_csv", "toggle", "url_value",
+    "glossary", "glossary_markdown", "go_copy", "lazy_expander", "live_figure", "live_watch", "number", "page",
+    "parse_param", "parse_settings", "present", "pretrained", "publish", "quote_user", "run_safely", "scene_filter",
+    "scenes", "select", "self_check", "settings_io", "show_url_errors", "sidebar", "slider", "to_csv", "toggle", "url_value",
 ]
