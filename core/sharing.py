@@ -37,6 +37,7 @@ objects start with :class:`core.settings.Settings`' defaults, and :func:`configu
 from __future__ import annotations
 
 import collections
+import contextlib
 import functools
 import os
 import threading
@@ -89,17 +90,35 @@ class Redraws:
         self.max_wait = float(max_wait)
         self._n = 0
         self._cond = threading.Condition()
+        self._mine = threading.local()  # how deep the calling thread is inside
 
     def __enter__(self) -> "Redraws":
         with self._cond:
             self._n += 1
+        self._mine.depth = getattr(self._mine, "depth", 0) + 1
         return self
 
     def __exit__(self, *exc) -> None:
+        self._mine.depth -= 1
         with self._cond:
             self._n -= 1
             if self._n == 0:
                 self._cond.notify_all()
+
+    @contextlib.contextmanager
+    def aside(self):
+        """Inside a redraw: while the block runs, this redraw does not count (trainers need not give
+        way to it). For a redraw that waits for a training thread to leave its step: if the wait kept
+        the count up, every trainer would sleep, and the waits would pile up (py-spy, 7 December 2026:
+        11 of 13 live redraws waiting inside). Outside a redraw it does nothing."""
+        depth = getattr(self._mine, "depth", 0)
+        for _ in range(depth):
+            self.__exit__()
+        try:
+            yield
+        finally:
+            for _ in range(depth):
+                self.__enter__()
 
     def __call__(self, fn):
         """As a decorator: ``fn`` runs inside (keeps its name, which Streamlit's fragments use)."""

@@ -408,7 +408,7 @@ class Trainer:
 
 #: How long a redraw that found its run had not moved waits for the training thread to leave its
 #: step before it gives up training one itself (``BackgroundRunner.step_here``).
-STEP_HERE_WAIT_S = 0.05
+STEP_HERE_WAIT_S = 0.25
 _RUNNERS: "weakref.WeakSet[BackgroundRunner]" = weakref.WeakSet()
 _RUNNERS_LOCK = threading.Lock()  # a WeakSet cannot be iterated while another thread adds to it
 
@@ -467,19 +467,32 @@ class BackgroundRunner:
         self.keep_alive()
 
     def step_here(self, wait: float = STEP_HERE_WAIT_S) -> bool:
-        """Train one step now, in the calling thread, unless the training thread stays inside a step
-        (holds its lock) for longer than ``wait`` seconds, or training is not wanted. Returns True if
-        a step was taken.
+        """Make the run move by one step now, in the calling thread, if it has not moved. Returns
+        True if this thread took the step.
 
         The page calls this when a redraw finds no new step since the previous one: on a saturated
         CPU the training thread (lowest priority, waiting for its turn among ten) can go a second
         without a step, and the student's view would stand still. The redraw's thread runs at the
         page's priority, so one step of its own keeps every view moving (at most one per redraw).
-        A step takes a few ms, so a thread that is inside one usually leaves it within ``wait``."""
+        When the training thread is inside a step (holds the trainer's lock), this waits up to
+        ``wait`` seconds for it to leave: if its step lands meanwhile, the run has moved and this
+        takes none. It waits aside from ``REDRAWS`` (:meth:`core.sharing.Redraws.aside`), so the
+        other trainers need not give way to a redraw that is only waiting."""
         t = self.trainer
-        if not self.wanted or t.finished or self.error is not None or not t.lock.acquire(timeout=wait):
+        if not self.wanted or t.finished or self.error is not None:
             return False
+        start = t.step
+        got = t.lock.acquire(blocking=False)
+        if not got:
+            deadline = time.monotonic() + wait
+            with REDRAWS.aside():
+                while not got and t.step == start and (left := deadline - time.monotonic()) > 0:
+                    got = t.lock.acquire(timeout=min(0.01, left))
+            if not got:
+                return False
         try:
+            if not self.wanted or t.finished or t.step != start:
+                return False  # (paused, finished or moved while this waited)
             t.run_for(0.0)  # exactly one step, with the trainer's own bookkeeping
             return True
         except Exception as exc:  # reported to the page like the thread's own errors

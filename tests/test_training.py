@@ -384,6 +384,51 @@ def test_redraws_pause_training_for_at_most_max_wait(monkeypatch):
             assert _steps_while(r, 1.0) >= 5
 
 
+def test_step_here_waits_aside_and_takes_no_step_when_the_thread_lands_one(monkeypatch):
+    """A redraw that finds the training thread inside a step waits for it without holding the
+    other trainers (REDRAWS does not count it), and takes no step of its own when the thread's
+    step lands meanwhile; when the thread leaves without a step, the redraw takes one."""
+    import threading
+
+    from core import training as T
+    redraws = T.Redraws(max_wait=5.0)
+    monkeypatch.setattr(T, "REDRAWS", redraws)
+    t = _trainer(epochs=50)
+    r = BackgroundRunner(t)
+    r.wanted = True
+    inside, seen_busy = threading.Event(), []
+
+    def thread_step(moves: bool):
+        with t.lock:
+            inside.set()
+            time.sleep(0.2)
+            seen_busy.append(redraws.busy)  # while the redraw waits
+            if moves:
+                t.run_for(0.0)
+
+    for moves, expect_here, expect_step in ((True, False, 1), (False, True, 2)):
+        inside.clear()
+        th = threading.Thread(target=thread_step, args=(moves,))
+        th.start()
+        inside.wait(5)
+        with redraws:
+            took = r.step_here(wait=2.0)
+        th.join(5)
+        assert took is expect_here and t.step == expect_step
+    assert seen_busy == [False, False]
+    # A thread that stays inside longer than the wait: the redraw gives up, and counts again.
+    inside.clear()
+    release = threading.Event()
+    th = threading.Thread(target=lambda: (t.lock.acquire(), inside.set(), release.wait(5), t.lock.release()))
+    th.start()
+    inside.wait(5)
+    with redraws:
+        assert r.step_here(wait=0.1) is False and redraws.busy
+    release.set()
+    th.join(5)
+    assert t.step == 2
+
+
 # ---- races found in review: each test forces the interleaving that broke ----------------------
 
 def test_keep_alive_from_two_threads_starts_one_training_thread(monkeypatch):
