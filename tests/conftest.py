@@ -137,14 +137,58 @@ _DRAWN_JS = """() => {
 }"""
 
 
+def hold_still(page, read_js: str, *, window_ms: float = 400, poll_ms: float = 100, timeout_ms: float = 90_000,
+               accept=bool, enough=None) -> tuple[bool, object]:
+    """Evaluate ``read_js`` in ``page`` every ``poll_ms`` until it has returned the same reading, one that
+    ``accept`` takes, at every poll for ``window_ms`` (a reading it rejects, or a different one, starts the
+    window again); or until ``enough(now, reading)`` (``time.monotonic()``, called after every poll) says
+    so. Returns ``(True, reading)``; ``(False, last reading)`` after ``timeout_ms``. No fixed wait: it
+    returns as soon as the page has held still that long. A reading taken while the page navigates (its
+    script context destroyed) counts as rejected."""
+    from playwright.sync_api import Error as PlaywrightError
+
+    deadline = time.monotonic() + timeout_ms / 1000
+    held: list = []  # (time, reading) of the current run of equal accepted readings
+    m = None
+    while True:
+        try:
+            m = page.evaluate(read_js)
+        except PlaywrightError as exc:
+            if "context was destroyed" not in str(exc) and "navigat" not in str(exc):
+                raise
+            m = None
+        now = time.monotonic()
+        if accept(m):
+            if held and m != held[-1][1]:
+                held = []
+            held.append((now, m))
+            if (now - held[0][0]) * 1000 >= window_ms:
+                return True, m
+        else:
+            held = []
+        if enough is not None and enough(now, m):
+            return True, m
+        if now >= deadline:
+            return False, m
+        page.wait_for_timeout(poll_ms)
+
+
 def wait_drawn(page, timeout: float = 90_000) -> None:
-    """Wait until Streamlit has run the script to the end and drawn the page: idle, connected,
-    a title present, no loading skeletons and no stale elements, twice in a row 400 ms apart (the
-    state is briefly "notRunning" before the first run starts)."""
-    for _ in range(2):
-        page.wait_for_function(_DRAWN_JS, timeout=timeout, polling=100)
-        page.wait_for_timeout(400)
+    """Wait until Streamlit has run the script to the end and drawn the page: idle, connected, a title
+    present, no loading skeletons and no stale elements, and still so at every check (every 100 ms) for
+    400 ms (the state is briefly "notRunning" before a run starts). A page whose live view reruns its
+    fragment more often than that is drawn once the old test held instead: drawn at three checks, each
+    at least 400 ms after the one before."""
     page.wait_for_function(_DRAWN_JS, timeout=timeout, polling=100)
+    marks = [time.monotonic()]
+
+    def three_checks_apart(now, drawn) -> bool:
+        if drawn and now - marks[-1] >= 0.4:
+            marks.append(now)
+        return len(marks) >= 3
+
+    ok, _ = hold_still(page, _DRAWN_JS, window_ms=400, timeout_ms=timeout, enough=three_checks_apart)
+    assert ok, f"the page was not drawn and still within {timeout / 1000:.0f} s"
 
 
 _WARM: set[str] = set()  # servers whose app.py has run once (in any session)

@@ -24,7 +24,7 @@ import re
 
 import pytest
 
-from tests.conftest import _DRAWN_JS, ROOT, assert_no_exception_box, screenshot, wait_drawn
+from tests.conftest import _DRAWN_JS, ROOT, assert_no_exception_box, hold_still, screenshot, wait_drawn
 
 PAGES = ["autoencoder", "kl", "reparam", "train", "latent", "limits", "answers"]
 SIZES = [(1280, 720), (1920, 1080)]
@@ -83,20 +83,10 @@ def _measure(page, size: tuple[int, int], window_ms: int = 400, poll_ms: int = 1
     """Scroll to the top and measure, every ``poll_ms``, until the page is drawn (conftest's check:
     script idle, connected, no skeletons, no stale elements) at ``size`` and every reading over
     ``window_ms`` agrees (figures draw late, and lay themselves out again after a resize). No fixed wait:
-    it returns as soon as the scene has been still that long."""
-    readings: list = []
-    for _ in range(40_000 // poll_ms):
-        m = page.evaluate(_READ_JS)
-        if m and m["kind"] != "none" and (m["vw"], m["vh"]) == size:
-            if readings and m != readings[-1]:
-                readings = []
-            readings.append(m)
-            if (len(readings) - 1) * poll_ms >= window_ms:
-                return m
-        else:
-            readings = [m] if m else []
-        page.wait_for_timeout(poll_ms)
-    return readings[-1] if readings else page.evaluate(_READ_JS) or {"bar": "", "kind": "none", "box": None}
+    it returns as soon as the scene has been still that long (conftest.hold_still)."""
+    _, m = hold_still(page, _READ_JS, window_ms=window_ms, poll_ms=poll_ms, timeout_ms=40_000,
+                      accept=lambda m: bool(m) and m["kind"] != "none" and (m["vw"], m["vh"]) == size)
+    return m or {"bar": "", "kind": "none", "box": None}
 
 
 def _scene_of(bar: str) -> tuple[int, int]:
@@ -208,6 +198,7 @@ _HOME_JS = """() => {
       .filter(e => vis(e) && e.textContent.trim() && !e.closest('[data-testid="stCaptionContainer"], [data-testid="stWidgetLabel"], [data-testid="stPageLink"]'));
   return {links, h1: [h1.top, h1.bottom], body: Math.min(...body.map(px)), vh: window.innerHeight};
 }"""
+_HOME_READ_JS = f"""() => {{ ({_TOP_JS})(); return ({_HOME_JS})(); }}"""  # scroll to the top, then read
 
 
 @pytest.mark.browser
@@ -221,14 +212,8 @@ def test_home_fits_the_screen(watched_page, server_url):
     for size in SIZES:
         _resize(page, size)
         # The layout after a resize: read until two readings 200 ms apart agree.
-        m, last = None, object()
-        for _ in range(50):
-            page.evaluate(_TOP_JS)
-            m = page.evaluate(_HOME_JS)
-            if m == last and m["vh"] == size[1]:
-                break
-            last = m
-            page.wait_for_timeout(200)
+        _, m = hold_still(page, _HOME_READ_JS, window_ms=200, poll_ms=200, timeout_ms=10_000,
+                          accept=lambda m: bool(m) and m["vh"] == size[1])
         print(f"\nhome {size}: title {m['h1']}, body {m['body']} px, links:\n" +
               "\n".join(f"  {t[:40]:<40} {top:5.0f} {bottom:5.0f}" for t, top, bottom in m["links"]))
         assert len(m["links"]) == 7, (size, m["links"])
