@@ -569,9 +569,8 @@ if show(3):
         trav_box = st.container()
     else:
         st.subheader("4. Latent traversals: what each dimension does")
-        st.markdown("Start from the image selected on the map, move **one** coordinate of its code and keep the "
-                    "others: one row of decoded images per latent dimension, the most informative first, and which "
-                    "dimensions are active.")
+        st.markdown("What does each latent dimension do, and which ones does the model use at all? Decode the "
+                    "selected image's code with one coordinate moved at a time.")
         trav_box = ui.lazy_expander("↔️ Move one dimension at a time: a row of decoded images per dimension",
                                     "ls_trav_open")
     trav_open = ctx.present or trav_box.open  # (computed and drawn only once opened: issue 21)
