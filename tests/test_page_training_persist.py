@@ -4,8 +4,10 @@ malformed links get a clear message; a damaged run file is named while the other
 test reloads the real page in Chromium."""
 from __future__ import annotations
 
+import json
 import os
 import time
+from pathlib import Path
 
 import pytest
 
@@ -269,108 +271,116 @@ def test_a_beta_sweep_comes_back_with_its_queue_and_goes_on(apps, run_dir):
 
 # ---- the real page in Chromium ----------------------------------------------------------------
 
+def saved_while_training(owner: str, timeout: float = 60.0) -> int:
+    """Wait until one of ``owner``'s runs has been saved (its run.json) at a step past 0 while it was
+    training, in the run dir of the suite's server (conftest sets it for the whole session); returns
+    that step."""
+    root = P.owner_dir(owner, Path(os.environ[P.RUN_DIR_ENV]))
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for f in root.rglob(P.JSON):
+            try:
+                meta = json.loads(f.read_bytes())
+            except (OSError, ValueError):
+                continue  # being replaced
+            if meta.get("state") == "training" and meta.get("step", 0) > 0:
+                return meta["step"]
+        time.sleep(0.2)
+    raise AssertionError(f"no save of a training run of {owner} within {timeout:.0f} s")
+
+
 @pytest.mark.browser
-def test_reload_brings_the_run_back_in_the_browser(watched_page, tmp_path_factory):
+def test_reload_brings_the_run_back_in_the_browser(watched_page, server_url):
     """Start a run, reload the page (a new session, the same URL): the run is back, paused at its last
     save, and resumes. The view link shows it without any run button. No Vega "Infinite extent"
     warning on any of these full loads (issue 21: the charts' rows go in as a named dataset)."""
-    from tests.conftest import start_server, stop_server
     page = watched_page
     vega_warnings = []
     page.on("console", lambda m: vega_warnings.append(m.text) if "Infinite extent" in m.text else None)
-    run_root = tmp_path_factory.mktemp("runs")
-    proc, url = start_server(env={P.RUN_DIR_ENV: str(run_root)})
-    try:
-        page.goto(url)  # the home page first: a fresh server's first deep link shows "Page not found"
-        wait_drawn(page)
-        t0 = time.monotonic()
-        page.goto(f"{url}/train?dataset=digits&tr_hidden=32,16&tr_latent=4&tr_epochs=200")
-        wait_drawn(page)
-        open_s = time.monotonic() - t0
-        assert "runs=" in page.url  # the link exists from the first visit
-        page.get_by_role("button", name="▶️ Start training").click()
-        page.wait_for_selector('[data-testid="stProgress"]:has-text("training")')
-        page.wait_for_function("() => document.querySelectorAll('[data-testid=stVegaLiteChart]').length >= 2")
-        time.sleep(P.SAVE_INTERVAL_S + 1.5)  # at least one save while it trains
-        t0 = time.monotonic()
-        page.reload()
-        page.get_by_role("button", name="▶️ Resume").wait_for(timeout=60_000)
-        back_s = time.monotonic() - t0
-        wait_drawn(page)
-        progress = page.locator('[data-testid="stProgress"]').first.inner_text()
-        assert "#1 VAE z=4" in progress and "paused" in progress
-        step = int(progress.split("step ")[1].split("/")[0])
-        assert step > 0
-        page.wait_for_function("() => document.querySelectorAll('[data-testid=stVegaLiteChart]').length >= 2")
-        page.get_by_role("button", name="▶️ Resume").click()
-        page.wait_for_selector('[data-testid="stProgress"]:has-text("training")')
-        page.get_by_role("button", name="⏹️ Stop").click()
-        page.wait_for_selector('[data-testid="stProgress"]:has-text("stopped early")')
-        assert_no_exception_box(page)
-        owner = page.url.split("runs=")[1].split("&")[0]
-        view = page.context.new_page()
-        view.on("console", lambda m: vega_warnings.append(m.text) if "Infinite extent" in m.text else None)
-        view.goto(f"{url}/train?dataset=digits&view={P.view_id(owner)}")
-        wait_drawn(view)
-        view.get_by_text("Read-only view").first.wait_for()
-        assert "#1 VAE z=4" in view.locator('[data-testid="stProgress"]').first.inner_text()
-        assert page.get_by_role("button", name="🔄 Reset", exact=True).count() == 1  # the owner's page has it
-        for label in ("▶️ Resume", "⏸️ Pause", "⏹️ Stop", "🔄 Reset", "▶️ Start training", "🧪 β sweep: 0, 0.5, 1, 4",
-                      "🗑️ Delete", "⏩ Continue training it"):
-            assert view.get_by_role("button", name=label, exact=True).count() == 0, label
-        beta = '[data-testid="stSlider"] input[type=range]'
-        assert page.locator(beta).first.is_enabled() and view.locator(beta).first.is_disabled()
-        assert owner not in view.inner_text("body")
-        assert_no_exception_box(view)
-        view.mouse.move(0, 0)
-        screenshot(view, "train-view")  # the read-only view of a shared link
-        view.close()
-        assert not vega_warnings, vega_warnings[:3]
-        print(f"\nfirst open of /train {open_s:.1f} s; reload until the run's Resume button shows {back_s:.1f} s")
-    finally:
-        stop_server(proc)
+    url = server_url  # the suite's server: each visit gets its own runs= link, so no other test's runs show
+    page.goto(url)  # the home page first: a fresh server's first deep link shows "Page not found"
+    wait_drawn(page)
+    t0 = time.monotonic()
+    page.goto(f"{url}/train?dataset=digits&tr_hidden=32,16&tr_latent=4&tr_epochs=200")
+    wait_drawn(page)
+    open_s = time.monotonic() - t0
+    assert "runs=" in page.url  # the link exists from the first visit
+    page.get_by_role("button", name="▶️ Start training").click()
+    page.wait_for_selector('[data-testid="stProgress"]:has-text("training")')
+    page.wait_for_function("() => document.querySelectorAll('[data-testid=stVegaLiteChart]').length >= 2")
+    saved_while_training(page.url.split("runs=")[1].split("&")[0])  # at least one save while it trains
+    t0 = time.monotonic()
+    page.reload()
+    page.get_by_role("button", name="▶️ Resume").wait_for(timeout=60_000)
+    back_s = time.monotonic() - t0
+    wait_drawn(page)
+    progress = page.locator('[data-testid="stProgress"]').first.inner_text()
+    assert "#1 VAE z=4" in progress and "paused" in progress
+    step = int(progress.split("step ")[1].split("/")[0])
+    assert step > 0
+    page.wait_for_function("() => document.querySelectorAll('[data-testid=stVegaLiteChart]').length >= 2")
+    page.get_by_role("button", name="▶️ Resume").click()
+    page.wait_for_selector('[data-testid="stProgress"]:has-text("training")')
+    page.get_by_role("button", name="⏹️ Stop").click()
+    page.wait_for_selector('[data-testid="stProgress"]:has-text("stopped early")')
+    assert_no_exception_box(page)
+    owner = page.url.split("runs=")[1].split("&")[0]
+    view = page.context.new_page()
+    view.on("console", lambda m: vega_warnings.append(m.text) if "Infinite extent" in m.text else None)
+    view.goto(f"{url}/train?dataset=digits&view={P.view_id(owner)}")
+    wait_drawn(view)
+    view.get_by_text("Read-only view").first.wait_for()
+    assert "#1 VAE z=4" in view.locator('[data-testid="stProgress"]').first.inner_text()
+    assert page.get_by_role("button", name="🔄 Reset", exact=True).count() == 1  # the owner's page has it
+    for label in ("▶️ Resume", "⏸️ Pause", "⏹️ Stop", "🔄 Reset", "▶️ Start training", "🧪 β sweep: 0, 0.5, 1, 4",
+                  "🗑️ Delete", "⏩ Continue training it"):
+        assert view.get_by_role("button", name=label, exact=True).count() == 0, label
+    beta = '[data-testid="stSlider"] input[type=range]'
+    assert page.locator(beta).first.is_enabled() and view.locator(beta).first.is_disabled()
+    assert owner not in view.inner_text("body")
+    assert_no_exception_box(view)
+    view.mouse.move(0, 0)
+    screenshot(view, "train-view")  # the read-only view of a shared link
+    view.close()
+    assert not vega_warnings, vega_warnings[:3]
+    print(f"\nfirst open of /train {open_s:.1f} s; reload until the run's Resume button shows {back_s:.1f} s")
 
 
 @pytest.mark.browser
-def test_a_second_tab_in_the_browser_looks_then_takes_over_when_the_first_closes(watched_page, tmp_path_factory):
+def test_a_second_tab_in_the_browser_looks_then_takes_over_when_the_first_closes(watched_page, server_url, tmp_path_factory):
     """The same runs= link in a second tab while the first trains: the second shows the run with the
     notice and no run button; the first keeps training. Close the first: the second takes the run over
     by itself (its live view checks the lease), paused at its last save, and resumes it."""
-    from tests.conftest import start_server, stop_server
     page = watched_page
-    run_root = tmp_path_factory.mktemp("runs")
     shots = tmp_path_factory.mktemp("shots")
-    proc, url = start_server(env={P.RUN_DIR_ENV: str(run_root)})
-    try:
-        page.goto(url)
-        wait_drawn(page)
-        page.goto(f"{url}/train?dataset=digits&tr_hidden=32,16&tr_latent=4&tr_epochs=200")
-        wait_drawn(page)
-        page.get_by_role("button", name="▶️ Start training").click()
-        page.wait_for_selector('[data-testid="stProgress"]:has-text("training")')
-        other = page.context.new_page()
-        other.set_default_timeout(60_000)
-        other.goto(page.url)  # the same link, in a second tab
-        wait_drawn(other)
-        other.get_by_text("being trained in another tab or window").first.wait_for()
-        assert "#1 VAE z=4" in other.locator('[data-testid="stProgress"]').first.inner_text()
-        for label in ("▶️ Resume", "⏸️ Pause", "⏹️ Stop", "🔄 Reset", "▶️ Start training", "🧪 β sweep: 0, 0.5, 1, 4"):
-            assert other.get_by_role("button", name=label, exact=True).count() == 0, label
-        assert_no_exception_box(other)
-        other.screenshot(path=str(shots / "follower.png"), full_page=True)
-        page.wait_for_selector('[data-testid="stProgress"]:has-text("training")')  # the first trains on
-        assert page.get_by_role("button", name="⏸️ Pause", exact=True).count() == 1
-        page.close()  # its run stops 3 s later; its lease runs out 8 s after its last redraw
-        t0 = time.monotonic()
-        other.get_by_role("button", name="▶️ Resume").wait_for(timeout=60_000)
-        took = time.monotonic() - t0
-        wait_drawn(other)
-        assert "paused" in other.locator('[data-testid="stProgress"]').first.inner_text()
-        assert other.get_by_text("being trained in another tab or window").count() == 0
-        other.get_by_role("button", name="▶️ Resume").click()
-        other.wait_for_selector('[data-testid="stProgress"]:has-text("training")')
-        assert_no_exception_box(other)
-        other.screenshot(path=str(shots / "taken-over.png"), full_page=True)
-        print(f"\nthe second tab took the run over {took:.1f} s after the first closed; screenshots in {shots}")
-    finally:
-        stop_server(proc)
+    url = server_url  # the suite's server: each visit gets its own runs= link, so no other test's runs show
+    page.goto(url)
+    wait_drawn(page)
+    page.goto(f"{url}/train?dataset=digits&tr_hidden=32,16&tr_latent=4&tr_epochs=200")
+    wait_drawn(page)
+    page.get_by_role("button", name="▶️ Start training").click()
+    page.wait_for_selector('[data-testid="stProgress"]:has-text("training")')
+    other = page.context.new_page()
+    other.set_default_timeout(60_000)
+    other.goto(page.url)  # the same link, in a second tab
+    wait_drawn(other)
+    other.get_by_text("being trained in another tab or window").first.wait_for()
+    assert "#1 VAE z=4" in other.locator('[data-testid="stProgress"]').first.inner_text()
+    for label in ("▶️ Resume", "⏸️ Pause", "⏹️ Stop", "🔄 Reset", "▶️ Start training", "🧪 β sweep: 0, 0.5, 1, 4"):
+        assert other.get_by_role("button", name=label, exact=True).count() == 0, label
+    assert_no_exception_box(other)
+    other.screenshot(path=str(shots / "follower.png"), full_page=True)
+    page.wait_for_selector('[data-testid="stProgress"]:has-text("training")')  # the first trains on
+    assert page.get_by_role("button", name="⏸️ Pause", exact=True).count() == 1
+    page.close()  # its run stops 3 s later; its lease runs out 8 s after its last redraw
+    t0 = time.monotonic()
+    other.get_by_role("button", name="▶️ Resume").wait_for(timeout=60_000)
+    took = time.monotonic() - t0
+    wait_drawn(other)
+    assert "paused" in other.locator('[data-testid="stProgress"]').first.inner_text()
+    assert other.get_by_text("being trained in another tab or window").count() == 0
+    other.get_by_role("button", name="▶️ Resume").click()
+    other.wait_for_selector('[data-testid="stProgress"]:has-text("training")')
+    assert_no_exception_box(other)
+    other.screenshot(path=str(shots / "taken-over.png"), full_page=True)
+    print(f"\nthe second tab took the run over {took:.1f} s after the first closed; screenshots in {shots}")
