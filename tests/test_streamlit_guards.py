@@ -6,6 +6,7 @@ bugs with Streamlit's internals, so that a Streamlit release that fixes one make
 from __future__ import annotations
 
 import ast
+import contextlib
 import re
 import tomllib
 from pathlib import Path
@@ -181,19 +182,29 @@ other_{i}()
 """
 
 
-def _fragment_outputs(tmp_path, timers: int, seconds: float = 6.0) -> tuple[int, int]:
-    """Serve a page with ``timers`` fragments on 0.5 s timers, drive it with a client whose timers fire
-    together (as the frontend's setIntervals, armed by the same run, do), and return (reruns of the
-    first fragment requested, its redraws received in fragment runs)."""
-    import asyncio
-
-    from bench.st_client import StreamlitSession, run_async
+@contextlib.contextmanager
+def _timers_server(tmp_path, timers: int):
+    """Serve a page with ``timers`` fragments on 0.5 s timers; yields its URL."""
     from tests.conftest import start_server, stop_server
 
     tmp_path.mkdir(parents=True, exist_ok=True)
     app = tmp_path / "timers.py"
     app.write_text(TIMERS_APP.format(others="".join(OTHER_TIMER.format(i=i) for i in range(1, timers))))
     proc, url = start_server(app=app, log_path=tmp_path / "server.log")
+    try:
+        yield url
+    finally:
+        stop_server(proc)
+
+
+def _fragment_outputs(url: str, seconds: float = 6.0) -> tuple[int, int]:
+    """Drive the page of ``_timers_server`` with a new session, a client whose timers fire together (as
+    the frontend's setIntervals, armed by the same run, do), and return (reruns of the first fragment
+    requested, its redraws received in fragment runs)."""
+    import asyncio
+
+    from bench.st_client import StreamlitSession, run_async
+
     drawn = []
 
     def on_element(kind, el, fragment_id):
@@ -212,10 +223,7 @@ def _fragment_outputs(tmp_path, timers: int, seconds: float = 6.0) -> tuple[int,
         await task
         return s
 
-    try:
-        s = run_async(drive())
-    finally:
-        stop_server(proc)
+    s = run_async(drive())
     return s.requests[drawn[0]], len(drawn) - s.full_runs  # each full run draws it once too
 
 
@@ -227,13 +235,14 @@ def test_upstream_drops_a_fragment_run_when_timers_fire_together(tmp_path):
     timers (measured here: 0 to 5 of 8-11 redraws lost per try; with two timers, the training page's
     old layout, 0 to 3 of 11) and skips, saying so, if the window was never hit."""
     tries = []
-    for attempt in range(3):
-        requested, drawn = _fragment_outputs(tmp_path / str(attempt), timers=4)
-        tries.append((drawn, requested))
-        assert requested >= 8
-        if drawn < requested:
-            print(f"four timers: {drawn} of {requested} redraws arrived")
-            return
+    with _timers_server(tmp_path, timers=4) as url:  # one server; each try is a new session
+        for _ in range(3):
+            requested, drawn = _fragment_outputs(url)
+            tries.append((drawn, requested))
+            assert requested >= 8
+            if drawn < requested:
+                print(f"four timers: {drawn} of {requested} redraws arrived")
+                return
     pytest.skip(f"the race was not hit in {len(tries)} tries (drawn, requested): {tries}")
 
 
@@ -241,7 +250,8 @@ def test_upstream_drops_a_fragment_run_when_timers_fire_together(tmp_path):
 def test_one_fragment_timer_delivers_every_redraw(tmp_path):
     """The workaround: a page has at most one fragment on a timer (the training page's live view draws
     its progress and its charts in one fragment)."""
-    requested, drawn = _fragment_outputs(tmp_path, timers=1)
+    with _timers_server(tmp_path, timers=1) as url:
+        requested, drawn = _fragment_outputs(url)
     print(f"one timer: {drawn} of {requested}")
     assert requested >= 8
     # One may be merged into the next by a server busy for more than the 0.5 s between two requests.
