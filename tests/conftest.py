@@ -191,6 +191,21 @@ def wait_drawn(page, timeout: float = 90_000) -> None:
     assert ok, f"the page was not drawn and still within {timeout / 1000:.0f} s"
 
 
+# The size of the window and of every chart, image and canvas in the page.
+_LAYOUT_JS = """() => [innerWidth, innerHeight,
+  [...document.querySelectorAll('.js-plotly-plot, [data-testid="stVegaLiteChart"], [data-testid="stImage"] img, canvas')]
+      .map(e => { const r = e.getBoundingClientRect(); return [Math.round(r.width), Math.round(r.height)]; })]"""
+
+
+def wait_laid_out(page, window_ms: float = 500, timeout: float = 90_000) -> None:
+    """After a change of the viewport's size: wait until the page is drawn (``wait_drawn``) and the
+    window's and every chart's size have held for ``window_ms`` (the charts lay themselves out again a
+    moment after the window changes)."""
+    wait_drawn(page, timeout=timeout)
+    ok, _ = hold_still(page, _LAYOUT_JS, window_ms=window_ms, timeout_ms=timeout)
+    assert ok, f"the page's layout did not settle within {timeout / 1000:.0f} s"
+
+
 _WARM: set[str] = set()  # servers whose app.py has run once (in any session)
 
 

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from tests.apptest_utils import ROOT, assert_ok, page_app, texts
-from tests.conftest import assert_no_exception_box, screenshot, wait_drawn
+from tests.conftest import assert_no_exception_box, screenshot, wait_drawn, wait_laid_out
 
 
 def test_core_does_not_import_streamlit_outside_glue():
@@ -111,7 +111,7 @@ def test_home_page_in_browser_and_in_presenter_mode(watched_page, server_url):
     assert page.locator(body).first.evaluate(size) >= max(20, 1.2 * normal)  # enlarged for the back of the room
     assert page.locator("h1").first.evaluate(size) < normal_title  # the frame is compact: the title is small
     page.set_viewport_size({"width": 1280, "height": 720})
-    page.wait_for_timeout(500)
+    wait_laid_out(page)
     screenshot(page, "home-present")
 
 

@@ -5,7 +5,7 @@ import pytest
 
 from core.figures.diagram import SPEEDS
 from tests.apptest_utils import assert_ok, page_app, plotly_specs, texts
-from tests.conftest import ConsoleWatch, assert_no_exception_box, screenshot, wait_drawn
+from tests.conftest import ConsoleWatch, assert_no_exception_box, screenshot, wait_drawn, wait_laid_out
 
 PAGE = "pages/1_autoencoder.py"
 
@@ -368,8 +368,7 @@ def test_autoencoder_page_plays_in_the_browser(page, server_url):
     height = page.evaluate("() => Math.max(...['[data-testid=\"stMain\"]', '[data-testid=\"stAppViewContainer\"]']"
                            ".map(s => document.querySelector(s)).filter(Boolean).map(e => e.scrollHeight))")
     page.set_viewport_size({"width": 1400, "height": min(int(height) + 50, 16000)})
-    page.wait_for_timeout(500)  # the charts' own resize to the new viewport
-    wait_drawn(page)
+    wait_laid_out(page)  # the charts' own resize to the new viewport
     screenshot(page, "autoencoder")
     # Presenter mode at projector size (tests/test_presenter.py checks that every scene fits; here what it does
     # not): the VAE opens on its last step too (the whole forward pass), and ▶ Play is on screen.

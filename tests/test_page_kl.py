@@ -13,7 +13,7 @@ from torch.distributions import MultivariateNormal, Normal, kl_divergence
 
 from core import kl as K
 from tests.apptest_utils import assert_ok, page_app, plotly_specs, texts
-from tests.conftest import assert_no_exception_box, screenshot, wait_drawn
+from tests.conftest import assert_no_exception_box, screenshot, wait_drawn, wait_laid_out
 
 PAGE = "pages/2_kl.py"
 D = torch.float64
@@ -534,8 +534,7 @@ def test_kl_page_in_browser_slider_url_and_animation(watched_page, server_url):
     height = page.evaluate("() => Math.max(...['[data-testid=\"stMain\"]', '[data-testid=\"stAppViewContainer\"]']"
                            ".map(s => document.querySelector(s)).filter(Boolean).map(e => e.scrollHeight))")
     page.set_viewport_size({"width": 1400, "height": int(height) + 50})
-    page.wait_for_timeout(500)  # the charts' own resize to the new viewport
-    wait_drawn(page)
+    wait_laid_out(page)  # the charts' own resize to the new viewport
     screenshot(page, "kl")
 
     # Presenter mode (tests/test_presenter.py checks that every scene fits; here the live density chart and the

@@ -12,7 +12,7 @@ from streamlit.testing.v1 import AppTest
 
 from core import runs as R
 from tests.apptest_utils import ROOT, assert_ok, page_app, plotly_specs, texts
-from tests.conftest import assert_no_exception_box, screenshot, wait_drawn, warm_server
+from tests.conftest import assert_no_exception_box, screenshot, wait_drawn, wait_laid_out, warm_server
 
 PAGE = "pages/4_train.py"
 FAST = {"dataset": "digits", "tr_hidden": "32,16", "tr_latent": "4", "tr_bs": "128"}  # small and quick to train
@@ -341,7 +341,7 @@ def test_training_page_trains_live_in_the_browser(watched_page, server_url):
     assert_no_exception_box(page)
     page.mouse.move(0, 0)
     page.set_viewport_size({"width": 1400, "height": 3000})
-    page.wait_for_timeout(1500)
+    wait_laid_out(page)
     screenshot(page, "train")
     page.get_by_role("button", name="Stop").click()
     page.wait_for_selector('[data-testid="stProgress"]:has-text("stopped early")')
@@ -524,7 +524,7 @@ def test_training_page_presenter_mode_in_browser(watched_page, server_url):
     assert_no_exception_box(page)
     page.mouse.move(0, 0)
     page.set_viewport_size({"width": 1280, "height": 720})  # a projector: the scene fits the screen
-    page.wait_for_timeout(1500)
+    wait_laid_out(page)
     screenshot(page, "train-present")
     # Two sizes of the main figure are drawn; CSS shows the one that fits the screen (1280x720: the short one).
     visible = "[...document.querySelectorAll('[data-testid=stVegaLiteChart]')].filter(e => e.getClientRects().length)"
