@@ -50,14 +50,6 @@ def intro(text: str) -> None:
     figure must come right after the header."""
     if not ctx.present:
         st.markdown(text)
-def lazy_expander(label: str, key: str, url_keys: tuple[str, ...] = ()):
-    """An expander whose content the page draws only once it is opened (``.open``: Streamlit reruns the
-    section when it is opened or closed), so secondary charts do not delay the page's first paint
-    (issue 21: the page draws completely within 1.5 s). Collapsed at first, unless the link sets one of
-    its widgets (``url_keys``): a shared link then shows what it was shared for."""
-    return st.expander(label, expanded=any(k in st.query_params for k in url_keys), key=key, on_change="rerun")
-
-
 url_errors = st.container()  # filled at the end: the widgets below validate their URL values as they are made
 
 SCENES = [
@@ -462,8 +454,8 @@ def elbo_explanation() -> None:
             "bound on log p(x), the **evidence lower bound** (ELBO; Kingma and Welling, 2014).")
     # Collapsed, and drawn once opened: its four formulas are KaTeX the browser would otherwise typeset before
     # the page counts as drawn (issue 21: the page draws completely within 1.5 s).
-    derivation = lazy_expander("📝 The derivation, step by step (exact identity, and by Jensen's inequality)",
-                               "kl_deriv_open")
+    derivation = ui.lazy_expander("📝 The derivation, step by step (exact identity, and by Jensen's inequality)",
+                                  "kl_deriv_open")
     with derivation:
         if derivation.open:
             derivation_steps()
@@ -552,7 +544,7 @@ def vae_sections(show_elbo: bool, show_kl: bool) -> None:
                    f"KL term KL(q(z|x) ‖ p(z)) = {klfig.nats(g.kl_encoder)} nats, −ELBO = "
                    f"{klfig.nats(-g.elbo_encoder)} nats. L_k is itself a lower bound on log p(x) (on average), so "
                    "L_k − ELBO can underestimate the true gap. " + scale_note(nums["likelihood"]))
-        gaps_box = lazy_expander("The gap under every β (16-d models)", "kl_gaps_open")
+        gaps_box = ui.lazy_expander("The gap under every β (16-d models)", "kl_gaps_open")
         with gaps_box:
             if gaps_box.open:  # estimated only once opened (a second of IWAE per model)
                 gb = gaps_by_beta(ctx.dataset_name, row)
@@ -618,13 +610,13 @@ def vae_sections(show_elbo: bool, show_kl: bool) -> None:
             st.markdown(note)
 
     if not present:
-        map_box = lazy_expander("🗺️ The KL term on the latent map: four 2-D VAEs, and a digit you draw", "kl_map_open")
+        map_box = ui.lazy_expander("🗺️ The KL term on the latent map: four 2-D VAEs, and a digit you draw", "kl_map_open")
         with map_box:
             if map_box.open:
                 latent_map_view(np.array(x[0]))
 
-    price_box = lazy_expander("The price of one dimension, and this image's posterior against the prior",
-                              "kl_price_open", url_keys=("kl_vmu", "kl_vlv"))
+    price_box = ui.lazy_expander("The price of one dimension, and this image's posterior against the prior",
+                                 "kl_price_open", url_keys=("kl_vmu", "kl_vlv"))
     with price_box:
         if price_box.open:  # four charts: drawn only once opened
             with ui.config_container("Choose a point"):

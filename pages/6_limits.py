@@ -102,12 +102,6 @@ def cached(key: str, deps: tuple, build):
     return _figure_cache(key, (ds_name, int(ctx.seed), bool(present)) + tuple(deps), build)
 
 
-def lazy_expander(label: str, key: str):
-    """An expander whose content is computed and drawn only once it is opened (``.open``; opening it reruns
-    the section): the page's first paint carries only its main figures."""
-    return st.expander(label, key=key, on_change="rerun")
-
-
 def md_table(rows: list[dict], formats: dict | None = None) -> str:
     """Rows of dicts as a Markdown table (lighter to draw than st.dataframe); numbers as ``formats[col]``."""
     formats = formats or {}
@@ -166,7 +160,7 @@ def best_beta_text(head: dict, tv: dict) -> None:
         why = why.replace("(noise of the difference", "(noise of the held-out difference")
         st.markdown(intro + why)
     if not present:
-        box = lazy_expander("📋 Training vs held-out −ELBO (nats per image)", "lim_tv_open")
+        box = ui.lazy_expander("📋 Training vs held-out −ELBO (nats per image)", "lim_tv_open")
         if box.open:
             box.markdown(md_table([{"β": f"{row['beta']:g}", "training −ELBO": row["train"], "± (3 seeds)": row["train_sd"],
                                     "held-out −ELBO": row["val"], "± (3 seeds) ": row["val_sd"]} for row in tv["rows"]],
@@ -445,7 +439,7 @@ def section_collapse() -> None:
                 lf.kl_per_dim_compare(pts, free_bits=fb_lambda)), key="lim_fig_klbars",
                   alt="Held-out KL per latent dimension for the plain, warm-up and free-bits runs: " + "; ".join(
                       f"{lf.VARIANT_LABELS[v]} {p['active_units']} active units" for v, p in pts.items()))
-        box = (lazy_expander("📋 The three runs: reconstructions, table and training curves", "lim_runs_open")
+        box = (ui.lazy_expander("📋 The three runs: reconstructions, table and training curves", "lim_runs_open")
                if not present else st.container())
         if present or box.open:
             with box:
@@ -776,7 +770,7 @@ def section_complex() -> None:
                   alt="Bars: for each dataset, the VAE's sharpness, classifier accuracy and recognised samples as a "
                       "percentage of the real images' values.")
         names = [r["dataset"] for r in rows]
-        box = (lazy_expander("🖼️ The images and all the measures, per dataset", "lim_cx_open")
+        box = (ui.lazy_expander("🖼️ The images and all the measures, per dataset", "lim_cx_open")
                if not present else st.container())
         if present or box.open:
             with box:
