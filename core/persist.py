@@ -819,8 +819,9 @@ class Saver:
     thread: it encodes and writes the run and reports its own errors. The thread is not a daemon, so
     the interpreter's exit waits for a save in progress, and it ends after ``idle_s`` without work."""
 
-    def __init__(self, idle_s: float = 2.0):
+    def __init__(self, idle_s: float = 2.0, name: str = "latent-lab-saver"):
         self.idle_s = idle_s
+        self.name = name
         self._cond = threading.Condition()
         self._pending: dict[Path, Callable] = {}
         self._busy: Path | None = None
@@ -830,7 +831,7 @@ class Saver:
         with self._cond:
             self._pending[folder] = job
             if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._loop, name="latent-lab-saver", daemon=False)
+                self._thread = threading.Thread(target=self._loop, name=self.name, daemon=False)
                 self._thread.start()
             self._cond.notify()
 
@@ -867,3 +868,6 @@ class Saver:
 
 
 SAVER = Saver()
+#: The lease heartbeats of every session (``RunStore._beat``): a thread of their own, so that a
+#: heartbeat does not wait behind a queue of saves, and a redraw never touches the disk.
+LEASE_WRITER = Saver(name="latent-lab-lease")

@@ -553,6 +553,39 @@ def test_a_tab_left_idle_hands_the_runs_over_and_reloads_before_its_next_change(
         s.shutdown()
 
 
+def test_a_redraws_heartbeat_is_written_by_the_lease_thread_and_still_finds_a_takeover(digits, root, monkeypatch):
+    """``tick`` (every redraw) never writes the lease itself: a rename on a disk busy with saves
+    stalled every session's view for seconds (bench_sessions, 7 December 2026). The lease thread
+    writes the heartbeat; when it finds another session holding the lease, the next tick says so."""
+    import threading
+
+    monkeypatch.setattr(P, "LEASE_RENEW_S", 0.05)
+    writers = []
+    real = P.renew_lease
+
+    def traced(*args, **kw):
+        writers.append(threading.current_thread().name)
+        return real(*args, **kw)
+
+    monkeypatch.setattr(P, "renew_lease", traced)
+    owner = P.new_owner_id()
+    a, _ = new_store(owner, root, lease_seconds=5.0)
+    mc, tc = small(digits, epochs=200)
+    run = a.create(mc, tc, digits)  # (a click: its own thread may write the lease, once)
+    writers.clear()
+    beat0 = P.read_lease(owner, root)["time"]
+    wait_until(lambda: a.tick() is not None and len(writers) >= 3)
+    assert set(writers) == {"latent-lab-lease"}  # never the redraw's own thread
+    assert P.read_lease(owner, root)["token"] == a.token and P.read_lease(owner, root)["busy"]
+    assert P.read_lease(owner, root)["time"] > beat0  # the heartbeat moved
+    # Another session takes the lease (say a's lease lapsed while its browser slept).
+    with P._Mutex(P.owner_dir(owner, root)):
+        P._write_lease(P.owner_dir(owner, root), "someone-else", False)
+    wait_until(lambda: a.tick() is True and a.lease_lost, timeout=10)
+    assert not run.runner.wanted  # its runs paused: the other session writes them now
+    a.shutdown()
+
+
 def test_the_lease_is_taken_by_exactly_one_of_many_at_once_and_only_when_free(root, monkeypatch):
     import threading
     owner = P.new_owner_id()
