@@ -141,42 +141,37 @@ def open_times(base_url: str, paths: list[str], n: int = 5, timeout_s: float = 6
                 expect = [int(c["charts"]), int(c["images"]), c["title"]]
                 ctx.close()
                 res = {"expect": (expect[0], expect[1])}
-                if "link" in ways:
-                    res["link"], res["link browser cpu"], res["link server cpu"] = [], [], []
-                    for _ in range(n):
-                        ctx = browser.new_context(viewport={"width": 1400, "height": 900})
-                        page = ctx.new_page()
-                        cdp = ctx.new_cdp_session(page)
-                        cdp.send("Performance.enable", {"timeDomain": "threadTicks"})
-                        s0 = _proc_cpu(server_pid)
-                        page.goto(base_url + path, wait_until="commit")
-                        page.wait_for_function(_DRAWN_JS, arg=expect, polling=20, timeout=timeout_s * 1000)
-                        res["link"].append(page.evaluate("() => window.__llDrawnAt") / 1000.0)
-                        res["link browser cpu"].append(_browser_cpu(cdp))
-                        if s0 is not None:
-                            res["link server cpu"].append(_proc_cpu(server_pid) - s0)
-                        ctx.close()
-                if "revisit" in ways:
-                    # One browser context for all n opens, its HTTP cache warmed by one visit: each open is a
-                    # new tab, so a new Streamlit session, but the frontend's files come from the cache.
-                    res["revisit"], res["revisit browser cpu"], res["revisit server cpu"] = [], [], []
+                def by_link(way: str, ctx, own_context: bool) -> None:
+                    """One open of ``path`` by its URL in a new tab of ``ctx`` (a new Streamlit session)."""
+                    page = ctx.new_page()
+                    cdp = ctx.new_cdp_session(page)
+                    cdp.send("Performance.enable", {"timeDomain": "threadTicks"})
+                    s0 = _proc_cpu(server_pid)
+                    page.goto(base_url + path, wait_until="commit")
+                    page.wait_for_function(_DRAWN_JS, arg=expect, polling=20, timeout=timeout_s * 1000)
+                    res[way].append(page.evaluate("() => window.__llDrawnAt") / 1000.0)
+                    res[f"{way} browser cpu"].append(_browser_cpu(cdp))
+                    if s0 is not None:
+                        res[f"{way} server cpu"].append(_proc_cpu(server_pid) - s0)
+                    (ctx if own_context else page).close()
+
+                for way in ("link", "revisit"):
+                    if way not in ways:
+                        continue
+                    res[way], res[f"{way} browser cpu"], res[f"{way} server cpu"] = [], [], []
+                    if way == "link":  # each open in a fresh browser context: an empty HTTP cache
+                        for _ in range(n):
+                            by_link(way, browser.new_context(viewport={"width": 1400, "height": 900}), True)
+                        continue
+                    # One context for all n opens, its HTTP cache warmed by one visit: each open is a new
+                    # tab, so a new Streamlit session, but the frontend's files come from the cache.
                     ctx = browser.new_context(viewport={"width": 1400, "height": 900})
                     page = ctx.new_page()
                     page.goto(base_url + "/")
                     wait_drawn(page, timeout=180_000)
                     page.close()
                     for _ in range(n):
-                        page = ctx.new_page()
-                        cdp = ctx.new_cdp_session(page)
-                        cdp.send("Performance.enable", {"timeDomain": "threadTicks"})
-                        s0 = _proc_cpu(server_pid)
-                        page.goto(base_url + path, wait_until="commit")
-                        page.wait_for_function(_DRAWN_JS, arg=expect, polling=20, timeout=timeout_s * 1000)
-                        res["revisit"].append(page.evaluate("() => window.__llDrawnAt") / 1000.0)
-                        res["revisit browser cpu"].append(_browser_cpu(cdp))
-                        if s0 is not None:
-                            res["revisit server cpu"].append(_proc_cpu(server_pid) - s0)
-                        page.close()
+                        by_link(way, ctx, False)
                     ctx.close()
                 if "sidebar" in ways and path != "/":
                     res["sidebar"], res["sidebar browser cpu"], res["sidebar server cpu"] = [], [], []

@@ -429,10 +429,12 @@ class RunStore:
         return (any(r.state == "training" for r in list(self.runs.values()))
                 or bool(self.queue and run is not None and run.finished))
 
-    def _renew(self, beat: bool = True, verify: bool = False) -> bool:
+    def _renew(self, beat: bool = True, verify: bool = False, later: bool = False) -> bool:
         """Keep this session's lease: write the heartbeat (at most every ``LEASE_RENEW_S``, ``beat``)
         or when the busy flag changed; ``verify``: check it is still ours even when nothing is
-        written. Returns False (and marks the lease lost, pausing the runs) if another session took it."""
+        written. Returns False (and marks the lease lost, pausing the runs) if another session took it.
+        ``later`` (a redraw's ``tick``): the lease thread (``persist.LEASE_WRITER``) writes it, so a
+        redraw never waits for the disk; a takeover it finds is returned by the next call."""
         if self.lease_lost:
             return False
         if self.owner is None or self.view or self.follower or self.saving_off is not None:
@@ -443,6 +445,19 @@ class RunStore:
                 if not verify or P.holds_lease(self.owner, self.token, self.root):
                     return True
                 ok = False
+            elif later:
+                self._lease_at, self._lease_busy = now, busy  # (due again in LEASE_RENEW_S, whatever the outcome)
+                owner, token, root = self.owner, self.token, self.root
+
+                def write() -> None:
+                    try:
+                        ok = P.renew_lease(owner, token, busy, root)
+                    except OSError:
+                        return  # the folder cannot be written: saving reports it
+                    if ok is False and self.owner == owner and self.token == token:
+                        self._lose_lease()
+                P.LEASE_WRITER.submit(P.owner_dir(owner, root), write)
+                return True
             else:
                 try:
                     ok = P.renew_lease(self.owner, self.token, busy, self.root)
@@ -455,34 +470,6 @@ class RunStore:
                     return True
         self._lose_lease()
         return False
-
-    def _beat(self) -> bool:
-        """:meth:`_renew` for a redraw (``tick``): the heartbeat is written by the lease thread
-        (``persist.LEASE_WRITER``), never by the redraw. A file operation on the redraw's path stalled
-        every session's view for 4 to 15 s when the run dir's disk was busy with saves (ext4: a rename
-        waits for the journal that the writer thread's fsyncs keep committing); bench_sessions with 30
-        sessions, 7 December 2026: in 2 of 4 runs with the run dir on disk, 0 of 4 on tmpfs. Returns
-        False once the lease thread found another session holding the lease."""
-        if self.lease_lost:
-            return False
-        if self.owner is None or self.view or self.follower or self.saving_off is not None:
-            return True
-        with self._lease_lock:
-            busy, now = self._busy(), time.monotonic()
-            if busy == self._lease_busy and now - self._lease_at < P.LEASE_RENEW_S:
-                return True
-            self._lease_at, self._lease_busy = now, busy  # (due again in LEASE_RENEW_S, whatever the outcome)
-        owner, token, root = self.owner, self.token, self.root
-
-        def write() -> None:
-            try:
-                ok = P.renew_lease(owner, token, busy, root)
-            except OSError:
-                return  # the folder cannot be written: saving reports it
-            if ok is False and self.owner == owner and self.token == token:
-                self._lose_lease()
-        P.LEASE_WRITER.submit(P.owner_dir(owner, root), write)
-        return True
 
     def _lose_lease(self) -> None:
         self.lease_lost = True
@@ -1037,7 +1024,7 @@ class RunStore:
                 return False
             self._lease_at = now
             return P.lease_free(P.read_lease(self.owner, self.root))
-        if self.lease_lost or not self._beat():
+        if self.lease_lost or not self._renew(later=True):
             return True  # another session took the runs: the page reruns, and session_store reloads them
         run = self.active
         if run is not None and run.runner is not None and not run.finished:
