@@ -334,7 +334,8 @@ if show(2):
         m1, m2, m3, m4 = st.columns(4)
         m1.metric("Compression (numbers)", f"{D} → {K}", help="Pixels in, code length at the bottleneck.")
         m2.metric("Smaller by", f"{D / K:.0f}×")
-        m3.metric("Reconstruction error (this image)", f"{d.bce:.1f} nats",
+        # (presenter mode: shorter labels, so the larger font does not cut them off)
+        m3.metric("Reconstruction error" if ctx.present else "Reconstruction error (this image)", f"{d.bce:.1f} nats",
                   help=("L_BCE above, summed over pixels: the reconstruction term of the loss the model was trained to "
                         "minimise. Pixels are grey levels, not 0/1 coin flips, so this is a cross-entropy, not a "
                         "normalised log-likelihood." if bern else
@@ -429,14 +430,16 @@ def bottleneck_section() -> None:
     if not ctx.present:
         m1, m2, m3, m4 = st.columns(4)
         fig_slot = st.container()
-    m1.metric("Largest principal angle, trained", f"{c.angles_trained.max():.2f}°",
+    short = ctx.present  # (shorter labels, so the presenter font does not cut them off)
+    m1.metric("Angle after training" if short else "Largest principal angle, trained", f"{c.angles_trained.max():.2f}°",
               help="The largest principal angle between the column space of the trained decoder W_d and PCA's "
                    "top-K subspace (scipy.linalg.subspace_angles).")
-    m2.metric("Largest principal angle, untrained", f"{c.angles_untrained.max():.1f}°",
+    m2.metric("Angle before training" if short else "Largest principal angle, untrained",
+              f"{c.angles_untrained.max():.1f}°",
               help="The same angle for the random starting weights, before training.")
-    m3.metric("Held-out MSE, linear AE", f"{c.mse_ae:.5f}", help="Mean squared error per pixel on the "
+    m3.metric("MSE, linear AE" if short else "Held-out MSE, linear AE", f"{c.mse_ae:.5f}", help="Mean squared error per pixel on the "
               f"{lin['n_val']} held-out digits, averaged over images.")
-    m4.metric("Held-out MSE, PCA", f"{c.mse_pca:.5f}", help="PCA with the same K, fitted on the same training images.")
+    m4.metric("MSE, PCA" if short else "Held-out MSE, PCA", f"{c.mse_pca:.5f}", help="PCA with the same K, fitted on the same training images.")
     imgs = np.concatenate([c.shown, c.recon_ae, c.recon_pca, lin["recon_nonlinear"]])
     n = len(c.shown)
     with fig_slot:
