@@ -868,6 +868,6 @@ class Saver:
 
 
 SAVER = Saver()
-#: The lease heartbeats of every session (``RunStore._beat``): a thread of their own, so that a
+#: The lease heartbeats of every session's redraws (``RunStore._renew(later=True)``): a thread of their own, so that a
 #: heartbeat does not wait behind a queue of saves, and a redraw never touches the disk.
 LEASE_WRITER = Saver(name="latent-lab-lease")

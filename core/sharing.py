@@ -107,18 +107,19 @@ class Redraws:
 
     @contextlib.contextmanager
     def aside(self):
-        """Inside a redraw: while the block runs, this redraw does not count (trainers need not give
-        way to it). For a redraw that waits for a training thread to leave its step: if the wait kept
-        the count up, every trainer would sleep, and the waits would pile up (py-spy, 7 December 2026:
-        11 of 13 live redraws waiting inside). Outside a redraw it does nothing."""
+        """Inside a redraw: while the block runs, this thread's redraw does not count, so trainers need
+        not give way to a redraw that only waits for one of them (``BackgroundRunner.step_here``);
+        waits that kept the count up piled up (docs/performance.md). Outside a redraw it does nothing."""
         depth = getattr(self._mine, "depth", 0)
-        for _ in range(depth):
-            self.__exit__()
+        with self._cond:
+            self._n -= depth
+            if self._n == 0:
+                self._cond.notify_all()
         try:
             yield
         finally:
-            for _ in range(depth):
-                self.__enter__()
+            with self._cond:
+                self._n += depth
 
     def __call__(self, fn):
         """As a decorator: ``fn`` runs inside (keeps its name, which Streamlit's fragments use)."""
