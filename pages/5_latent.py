@@ -363,6 +363,9 @@ show_map = show(0)
 #: nothing but the scene bar above it, it fits 1280x720 and fills over half of 1920x1080 (issue 21).
 PRESENT_FIG_HEIGHT = 430
 FIG_H = (lambda h: PRESENT_FIG_HEIGHT) if ctx.present else (lambda h: h)
+#: Presenter mode, scene 3: images per line of a path's strip. Two lines per path (10 steps: 4 lines of 5)
+#: make the strip about as high as it is wide, so it fills the figure's box beside its controls.
+WALK_PER_LINE = (lambda n_steps: -(-n_steps // 2))
 
 #: Points a map draws unless asked for all: a 5,000-point SVG map costs the browser about a second of
 #: CPU, and the cost grows with the points; 1,500 (under a third) keep every class's cluster readable
@@ -505,8 +508,17 @@ if show(2):
     walk_open = ctx.present or walk_box.open  # (computed and drawn only once opened: issue 21)
 if walk_open:
     with walk_box:
-        strip_box = st.container()
-        i1, i2, i3, i4 = st.columns(4)
+        if ctx.present:
+            # The strip beside its controls, each path wrapped onto two lines: a strip of 2 x 10 images is a
+            # short wide band, which at full width left empty bands above and below it in the scene's figure
+            # height and pushed the controls off a 1280x720 screen (issue 21).
+            strip_box, ctl_box = st.columns([1.6, 1], gap="medium")
+            with ctl_box:
+                i1, i2 = st.columns(2)
+            i3 = i4 = ctl_box
+        else:
+            strip_box = st.container()
+            i1, i2, i3, i4 = st.columns(4)
         with i1:
             a = int(ui.number("Image A (index)", "ls_a", 0, N - 1, min(2, N - 1), step=1))
         with i2:
@@ -521,10 +533,16 @@ if walk_open:
         sph = explore.slerp(za, zb, n_steps)
         strips = {"linear": explore.decode(model, lin), "spherical": explore.decode(model, sph)}
         cols = ["A"] + [f"t={t:.2f}" for t in np.linspace(0, 1, n_steps)[1:-1]] + ["B"]
-        with strip_box if ctx.present else st.container():
-            ui.figure(LF.strip_rows(strips, ds.image_shape, col_titles=cols, height=FIG_H(230 if ds.dim > 100 else 200)),
-                      key="ls_interp", alt=f"Two rows of {n_steps} images decoded along the linear and the spherical path "
-                                           f"from image {a} (a {class_name(ds.y[a])}) to image {b} (a {class_name(ds.y[b])}).")
+        walk_alt = (f"The {n_steps} images decoded along the linear and along the spherical path from image {a} "
+                    f"(a {class_name(ds.y[a])}) to image {b} (a {class_name(ds.y[b])})")
+        if ctx.present:
+            with strip_box:
+                ui.figure(LF.wrapped_strips(strips, ds.image_shape, cols, per_row=WALK_PER_LINE(n_steps),
+                                            height=PRESENT_FIG_HEIGHT),
+                          key="ls_interp", alt=walk_alt + ", each path on two lines.")
+        else:
+            ui.figure(LF.strip_rows(strips, ds.image_shape, col_titles=cols, height=230 if ds.dim > 100 else 200),
+                      key="ls_interp", alt=walk_alt + ", one row per path.")
         nl, ns = np.linalg.norm(lin, axis=1), np.linalg.norm(sph, axis=1)
         mid = n_steps // 2
         if not IS_VAE:
@@ -537,11 +555,16 @@ if walk_open:
         else:
             why = ("In 2-D the prior's mass is not concentrated on a shell, so both paths are reasonable here; the "
                    "difference matters in high dimensions (try a 16-D model).")
-        st.markdown(
-            f"A is image #{a} (a **{class_name(ds.y[a])}**), B is image #{b} (a **{class_name(ds.y[b])}**). "
-            f"The **linear** path is $z(t) = (1-t)\\,z_A + t\\,z_B$; the **spherical** one (slerp) swings along the "
-            f"arc between their directions. Norm of the code halfway: linear {nl[mid]:.2f}, spherical {ns[mid]:.2f} "
-            f"(ends {nl[0]:.2f} and {nl[-1]:.2f}). {why}")
+        if ctx.present:  # (the long explanation stays out of the scene: issue 21)
+            with ctl_box:
+                st.markdown(f"A: #{a}, a **{class_name(ds.y[a])}**. B: #{b}, a **{class_name(ds.y[b])}**. Norm of the "
+                            f"code halfway: linear {nl[mid]:.2f}, spherical {ns[mid]:.2f}.")
+        else:
+            st.markdown(
+                f"A is image #{a} (a **{class_name(ds.y[a])}**), B is image #{b} (a **{class_name(ds.y[b])}**). "
+                f"The **linear** path is $z(t) = (1-t)\\,z_A + t\\,z_B$; the **spherical** one (slerp) swings along "
+                f"the arc between their directions. Norm of the code halfway: linear {nl[mid]:.2f}, spherical "
+                f"{ns[mid]:.2f} (ends {nl[0]:.2f} and {nl[-1]:.2f}). {why}")
         if show_path:
             paths = {"linear": lin, "spherical": sph}
             if map_id == "raw":

@@ -134,6 +134,42 @@ def strip_rows(rows: Mapping[str, np.ndarray], image_shape: Sequence[int], col_t
                       col_titles=col_titles, height=height)
 
 
+def wrapped_strips(rows: Mapping[str, np.ndarray], image_shape: Sequence[int], col_titles: Sequence[str],
+                   per_row: int, title: str | None = None, height: int | None = None) -> go.Figure:
+    """Like :func:`strip_rows`, but each strip wraps after ``per_row`` images onto further lines, so a long
+    strip fills a screen-shaped box instead of a short wide band (presenter mode, issue 21). Each strip is a
+    block of lines, named on the left; every image has its own title above it (``col_titles``, one per
+    step: the second line of a strip starts mid-way), in a white band as high as about a fifth of an image;
+    the blocks are one band apart. Images are read left to right, then line by line."""
+    arrays = [as_images(v, image_shape) for v in rows.values()]
+    n = min(len(a) for a in arrays)
+    h, w = arrays[0].shape[1:]
+    per_row = max(1, min(int(per_row), n))
+    lines = int(np.ceil(n / per_row))
+    band = max(2, round(0.22 * h))        # the title band above each line, in image pixels
+    pitch = band + h + 1                  # one line: its band, its images, a 1-pixel gap
+    block = lines * pitch
+    canvas = np.ones((len(arrays) * block + (len(arrays) - 1) * band - 1, per_row * (w + 1) - 1), np.float32)
+    tops = []                             # (strip, step) -> (top, left) of its image
+    for k, a in enumerate(arrays):
+        y0 = k * (block + band)
+        for i in range(n):
+            r, c = divmod(i, per_row)
+            top, left = y0 + r * pitch + band, c * (w + 1)
+            canvas[top:top + h, left:left + w] = a[i]
+            tops.append((k, i, top, left))
+    fig = image_grid(canvas[None], canvas.shape, ncols=1, title=title, height=height)
+    for k, i, top, left in tops:
+        if i < len(col_titles):
+            fig.add_annotation(x=left + w / 2 - 0.5, y=top - 0.5, text=str(col_titles[i]), showarrow=False,
+                               yanchor="bottom", font=dict(size=12))
+    for k, name in enumerate(rows):
+        fig.add_annotation(x=-0.5, y=k * (block + band) + band + (block - band) / 2 - 0.5, text=str(name),
+                           showarrow=False, xanchor="right", xref="x", yref="y", font=dict(size=13))
+    fig.update_layout(margin=dict(l=115, r=5, t=50 if title else 4, b=5))
+    return fig
+
+
 def traversal_strips(images: np.ndarray, image_shape: Sequence[int], row_titles: Sequence[str], t: np.ndarray,
                      unit: str = "σ", title: str | None = None, height: int | None = None) -> go.Figure:
     """One strip per latent dimension: ``images`` (rows * steps, D), row-major, with the
