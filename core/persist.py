@@ -375,15 +375,14 @@ def load_trainer_state(trainer: Trainer, state: dict) -> None:
 
 
 class SavingTrainer(Trainer):
-    """A :class:`core.training.Trainer` that calls ``on_progress()`` after every chunk of training
-    (``run_for``), in the thread that trained: the training thread, or a page redraw's
-    ``step_here``. The run store uses it to save the run every ``SAVE_INTERVAL_S`` seconds from the
+    """A :class:`core.training.Trainer` that calls ``on_progress()`` after every turn of training
+    (``run_for``), in the training thread. The run store uses it to save the run every ``SAVE_INTERVAL_S`` seconds from the
     training path itself, whether or not a page is drawing."""
 
     on_progress: Callable[[], None] | None = None
 
-    def run_for(self, seconds: float, stop_early=None) -> int:
-        ran = super().run_for(seconds, stop_early)
+    def run_for(self, seconds: float) -> int:
+        ran = super().run_for(seconds)
         cb = self.on_progress
         if cb is not None:
             cb()

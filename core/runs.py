@@ -390,7 +390,6 @@ class RunStore:
         self.max_runs = max_runs
         self.lease_seconds = lease_seconds
         self.notices: list[str] = []
-        self._ticked: tuple[str, int] | None = None  # (run, step) at the previous tick
         self.view = read_only  # opened from a view link
         self.follower = False  # another session holds this link's lease: read-only until it is free
         self.lease_lost = False  # another session took the lease from this one (reload before changing)
@@ -497,7 +496,7 @@ class RunStore:
         self.shutdown()
         keep = {n: r for n, r in self.runs.items() if not self.persistable(r)}
         self.runs, self.active_name, self.queue, self.counter = {}, None, [], 0
-        self._folders, self._last_save, self._columns, self._ticked = {}, {}, {}, None
+        self._folders, self._last_save, self._columns = {}, {}, {}
         self.follower = self.lease_lost = False
         self._lease_busy = None
         errors = self.attach(self.owner, self.root)
@@ -952,7 +951,7 @@ class RunStore:
         run = self.active
         if run is not None and run.runner is not None:
             run.runner.pause()
-            run.runner.join(2.0)  # the thread ends its chunk (a few ms): the save then has its last step
+            run.runner.join(2.0)  # the thread ends its step (a few ms): the save then has its last step
             self.save(run)
 
     def resume(self) -> None:
@@ -1009,8 +1008,8 @@ class RunStore:
         return True
 
     def tick(self) -> bool:
-        """Call on every redraw: renew the lease, train one step here if the run has not moved since
-        the previous tick (``BackgroundRunner.step_here``), finalise finished runs, advance a sweep.
+        """Call on every redraw: renew the lease (the training thread runs while it is renewed),
+        finalise finished runs, advance a sweep. It never trains: only the training thread does.
         Returns True when a run finished or started (the page should redraw everything). Does
         nothing in a read-only store."""
         changed = False
@@ -1029,9 +1028,6 @@ class RunStore:
         run = self.active
         if run is not None and run.runner is not None and not run.finished:
             run.runner.keep_alive()
-            if self._ticked == (run.name, run.step):
-                run.runner.step_here()
-            self._ticked = (run.name, run.step)
         for r in list(self.runs.values()):
             if r.finished and r.final is None:
                 r.finalize()

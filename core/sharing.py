@@ -7,16 +7,17 @@ the redraws waiting for the CPU and for the GIL, and the students' views would s
 Three rules, each measured with bench/bench_sessions.py and bench/bench_load.py
 (docs/performance.md), keep every view moving while training takes what is left:
 
-1. **Fair slots** (:class:`FairSlots`, ``TRAINING_SLOTS``). A training thread trains in short
-   chunks (50 ms), and holds one of ``training_slots`` slots (one per core) for each chunk.
-   Waiters get the slot in arrival order, so ten runs on two cores each get about 2/10 of the
-   CPU, and the threads that redraw pages still find a free core. A holder that leaves hands its
-   slot straight to the longest waiter and wakes only that thread (a condition's ``notify_all``
-   would make nine threads take the GIL in turn on every hand-over, only to sleep again).
+1. **Fair slots** (:class:`FairSlots`, ``TRAINING_SLOTS``). A training thread trains one step per
+   turn, and holds one of ``training_slots`` slots (one per core) for that step. Waiters get the
+   slot in arrival order, so the runs take their steps in turn: thirty runs on two cores each
+   get a step every fifteen steps' time, well within a redraw's half second, and the threads
+   that redraw pages still find a free core. A holder that leaves hands its slot straight to the
+   longest waiter and wakes only that thread (a condition's ``notify_all`` would make nine
+   threads take the GIL in turn on every hand-over, only to sleep again).
 2. **Redraws first** (:class:`Redraws`, ``REDRAWS``). The page's live fragment runs inside
    ``REDRAWS`` (``@REDRAWS`` on the fragment function). While any redraw of any session is in
-   progress, a trainer ends its chunk after the step it is in, gives up its slot, and sleeps
-   (without the GIL) until the redraws are over, for at most ``redraw_wait`` seconds at a time,
+   progress, a trainer does not queue for its next step: it sleeps (without the GIL) until the
+   redraws are over, for at most ``redraw_wait`` seconds at a time,
    so training never starves. Why: a redraw needs the GIL, and a training thread holds it
    between its torch calls; when the kernel preempts that thread while it holds the GIL, the
    redraw waits with it (priority inversion). With 10 sessions training and 10 browsers on 2
@@ -27,8 +28,11 @@ Three rules, each measured with bench/bench_sessions.py and bench/bench_load.py
    else on the machine gets the CPU first; on an idle server training still gets all of it.
    With 10 sessions, +19 gave both steadier page updates and more training than +10.
 
-The page helps too: a redraw that finds no new step since its previous one trains one step
-itself, at the page's priority (``BackgroundRunner.step_here``).
+A page's redraw never trains a step itself. It used to, when it found no new step (at the page's
+priority, to keep a view moving), but under load that made every redraw slower as the load grew:
+with 30 sessions the redraws ended up training in fifteen threads at once and the server stopped
+answering for seconds at a time (docs/performance.md, 7 December). One-step turns keep every view
+moving instead, and a redraw's cost no longer depends on the load.
 
 Nothing here reads the environment, and importing this module changes nothing: the shared
 objects start with :class:`core.settings.Settings`' defaults, and :func:`configure` (called by
@@ -37,7 +41,6 @@ objects start with :class:`core.settings.Settings`' defaults, and :func:`configu
 from __future__ import annotations
 
 import collections
-import contextlib
 import functools
 import os
 import threading
@@ -90,36 +93,17 @@ class Redraws:
         self.max_wait = float(max_wait)
         self._n = 0
         self._cond = threading.Condition()
-        self._mine = threading.local()  # how deep the calling thread is inside
 
     def __enter__(self) -> "Redraws":
         with self._cond:
             self._n += 1
-        self._mine.depth = getattr(self._mine, "depth", 0) + 1
         return self
 
     def __exit__(self, *exc) -> None:
-        self._mine.depth -= 1
         with self._cond:
             self._n -= 1
             if self._n == 0:
                 self._cond.notify_all()
-
-    @contextlib.contextmanager
-    def aside(self):
-        """Inside a redraw: while the block runs, this thread's redraw does not count, so trainers need
-        not give way to a redraw that only waits for one of them (``BackgroundRunner.step_here``);
-        waits that kept the count up piled up (docs/performance.md). Outside a redraw it does nothing."""
-        depth = getattr(self._mine, "depth", 0)
-        with self._cond:
-            self._n -= depth
-            if self._n == 0:
-                self._cond.notify_all()
-        try:
-            yield
-        finally:
-            with self._cond:
-                self._n += depth
 
     def __call__(self, fn):
         """As a decorator: ``fn`` runs inside (keeps its name, which Streamlit's fragments use)."""

@@ -1,4 +1,4 @@
-"""Training a (V)AE: one loop, run in short chunks, in the background while a page watches.
+"""Training a (V)AE: one loop, run a step at a time in the background while a page watches.
 
 Read it top to bottom:
 
@@ -12,7 +12,7 @@ Read it top to bottom:
   records) -> ``_record_eval`` and ``_record_snapshot``. Every step holds ``Trainer.lock``.
 * ``BackgroundRunner``: runs a trainer in a daemon thread for as long as a page renews its
   lease. ``_loop``: lease expired? stop; a page redrawing? wait; take a CPU slot; train one
-  chunk; repeat. How the runs of every session share the CPU (fair slots, redraws first, low
+  step; repeat. Only this thread trains: a page's redraw reads, it never steps. How the runs of every session share the CPU (fair slots, redraws first, low
   priority) is :mod:`core.sharing`'s job, explained there.
 * Model helpers shared by the trainer, the zoo and the pages: encode, decode, evaluate, freeze.
 
@@ -31,7 +31,6 @@ import threading
 import time
 import weakref
 from dataclasses import asdict, dataclass, field
-from typing import Callable
 
 import numpy as np
 import torch
@@ -198,11 +197,11 @@ class Trainer:
         """Run up to ``n`` optimiser steps; returns how many ran."""
         return self._chunk(max_steps=n)
 
-    def run_for(self, seconds: float, stop_early: Callable[[], bool] | None = None) -> int:
-        """Run steps until ``seconds`` of wall time have passed (at least one step); returns the count.
-        ``stop_early``: checked after every step; the chunk ends as soon as it returns True.
-        Publishes the weights for the live view every ``VIEW_EVERY_S`` seconds."""
-        ran = self._chunk(seconds=seconds, stop_early=stop_early)
+    def run_for(self, seconds: float) -> int:
+        """Run steps until ``seconds`` of wall time have passed (at least one step: ``run_for(0)`` is
+        exactly one); returns the count. Publishes the weights for the live view every
+        ``VIEW_EVERY_S`` seconds."""
+        ran = self._chunk(seconds=seconds)
         if time.monotonic() - self._view_time >= VIEW_EVERY_S:
             self.publish_view()
         return ran
@@ -219,11 +218,10 @@ class Trainer:
                 self._record_eval()
 
     # ---- the training loop, top to bottom: a chunk of steps, one step, what a step records ----
-    def _chunk(self, max_steps: int | None = None, seconds: float | None = None,
-               stop_early: Callable[[], bool] | None = None) -> int:
-        """Steps until ``max_steps`` ran, or ``seconds`` passed (after at least one step), or
-        ``stop_early()`` says so, or the run finished. Adds the chunk's wall time to
-        ``train_seconds`` under the lock (a redraw's ``step_here`` may add its step's meanwhile)."""
+    def _chunk(self, max_steps: int | None = None, seconds: float | None = None) -> int:
+        """Steps until ``max_steps`` ran, or ``seconds`` passed (after at least one step), or the run
+        finished. Adds the chunk's wall time to
+        ``train_seconds`` under the lock."""
         ran = 0
         t0 = time.perf_counter()
         deadline = None if seconds is None else t0 + seconds
@@ -231,8 +229,6 @@ class Trainer:
             self._one_step()
             ran += 1
             if deadline is not None and time.perf_counter() >= deadline:
-                break
-            if stop_early is not None and stop_early():
                 break
         elapsed = time.perf_counter() - t0
         with self.lock:
@@ -406,9 +402,6 @@ class Trainer:
 
 # ---- the background runner ------------------------------------------------------------------
 
-#: How long a redraw that found its run had not moved waits for the training thread to leave its
-#: step before it gives up training one itself (``BackgroundRunner.step_here``).
-STEP_HERE_WAIT_S = 0.25
 _RUNNERS: "weakref.WeakSet[BackgroundRunner]" = weakref.WeakSet()
 _RUNNERS_LOCK = threading.Lock()  # a WeakSet cannot be iterated while another thread adds to it
 
@@ -430,10 +423,9 @@ class BackgroundRunner:
     The thread never touches Streamlit.
     """
 
-    def __init__(self, trainer: Trainer, lease_seconds: float = 3.0, chunk_seconds: float = 0.05):
+    def __init__(self, trainer: Trainer, lease_seconds: float = 3.0):
         self.trainer = trainer
         self.lease_seconds = lease_seconds
-        self.chunk_seconds = chunk_seconds
         self.wanted = False
         self._last_beat = 0.0
         self._thread: threading.Thread | None = None
@@ -466,42 +458,6 @@ class BackgroundRunner:
         self.wanted = True
         self.keep_alive()
 
-    def step_here(self, wait: float = STEP_HERE_WAIT_S) -> bool:
-        """Make the run move by one step now, in the calling thread, if it has not moved. Returns
-        True if this thread took the step.
-
-        The page calls this when a redraw finds no new step since the previous one: on a saturated
-        CPU the training thread (lowest priority, waiting for its turn among ten) can go a second
-        without a step, and the student's view would stand still. The redraw's thread runs at the
-        page's priority, so one step of its own keeps every view moving (at most one per redraw).
-        When the training thread is inside a step (holds the trainer's lock), this waits up to
-        ``wait`` seconds for it to leave: if its step lands meanwhile, the run has moved and this
-        takes none. It waits aside from ``REDRAWS`` (:meth:`core.sharing.Redraws.aside`), so the
-        other trainers need not give way to a redraw that is only waiting."""
-        t = self.trainer
-        if not self.wanted or t.finished or self.error is not None:
-            return False
-        start = t.step
-        got = t.lock.acquire(blocking=False)
-        if not got:
-            deadline = time.monotonic() + wait
-            with REDRAWS.aside():
-                while not got and t.step == start and (left := deadline - time.monotonic()) > 0:
-                    got = t.lock.acquire(timeout=min(0.01, left))
-            if not got:
-                return False
-        try:
-            if not self.wanted or t.finished or t.step != start:
-                return False  # (paused, finished or moved while this waited)
-            t.run_for(0.0)  # exactly one step, with the trainer's own bookkeeping
-            return True
-        except Exception as exc:  # reported to the page like the thread's own errors
-            self.error = f"{type(exc).__name__}: {exc}"
-            self.wanted = False
-            return False
-        finally:
-            t.lock.release()
-
     def pause(self) -> None:
         self.wanted = False
 
@@ -510,8 +466,9 @@ class BackgroundRunner:
             self._thread.join(timeout)
 
     def _loop(self) -> None:
-        """The training thread: chunks of ``chunk_seconds`` while training is wanted, unfinished and
-        watched, sharing the CPU by :mod:`core.sharing`'s three rules."""
+        """The training thread: one step per turn while training is wanted, unfinished and watched,
+        sharing the CPU by :mod:`core.sharing`'s rules. Only this thread trains the run: a page's
+        redraw never takes a step itself, so a redraw's cost does not grow with the load."""
         lower_thread_priority()
         try:
             while self.wanted and not self.trainer.finished:
@@ -519,8 +476,8 @@ class BackgroundRunner:
                     return
                 if REDRAWS.busy:
                     REDRAWS.wait_until_done()  # a page is redrawing: let it have the CPU and the GIL
-                with TRAINING_SLOTS:  # at most one training chunk per core at a time, first come first served
-                    self.trainer.run_for(self.chunk_seconds, stop_early=lambda: REDRAWS.busy)
+                with TRAINING_SLOTS:  # one step per turn, at most one per core, first come first served
+                    self.trainer.run_for(0.0)
         except Exception as exc:  # reported to the page, never raised into Streamlit
             self.error = f"{type(exc).__name__}: {exc}"
             self.wanted = False

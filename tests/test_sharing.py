@@ -89,35 +89,6 @@ def test_redraws_decorator_counts_nesting_and_keeps_the_name():
     assert 0.2 <= time.perf_counter() - t0 < 2
 
 
-def test_redraws_aside_lets_trainers_go_only_for_the_waiting_redraw():
-    """A redraw that only waits steps aside: trainers need not give way to it, but still give way to a
-    redraw of another thread, and it counts again afterwards. Outside a redraw, aside changes nothing."""
-    redraws = Redraws(max_wait=0.25)
-    with redraws.aside():
-        assert not redraws.busy
-    other_in, other_out = threading.Event(), threading.Event()
-
-    def other_redraw():
-        with redraws:
-            other_in.set()
-            other_out.wait(5)
-
-    with redraws:
-        with redraws:  # nested (the fragment inside the page's redraw)
-            with redraws.aside():
-                assert not redraws.busy
-                th = threading.Thread(target=other_redraw)
-                th.start()
-                other_in.wait(5)
-                assert redraws.busy  # another session's redraw still counts
-                other_out.set()
-                th.join(5)
-                assert not redraws.busy
-            assert redraws.busy
-        assert redraws.busy
-    assert not redraws.busy
-
-
 def test_fair_slots_resize_lets_waiters_in_and_drains_extra_holders():
     slots = FairSlots(1)
     slots.__enter__()  # one holder: the next one waits

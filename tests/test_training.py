@@ -164,7 +164,7 @@ def test_config_validation():
 
 def test_background_runner_trains_and_stops_when_the_lease_expires():
     t = _trainer(epochs=50)
-    r = BackgroundRunner(t, lease_seconds=0.5, chunk_seconds=0.02)
+    r = BackgroundRunner(t, lease_seconds=0.5)
     r.start()
     deadline = time.time() + 30
     while t.step < 5 and time.time() < deadline:
@@ -242,7 +242,7 @@ def test_training_threads_run_at_a_lower_priority_and_are_counted_while_live():
     from core import sharing
     base = live_runners()
     t = _trainer(epochs=50)
-    r = BackgroundRunner(t, lease_seconds=0.5, chunk_seconds=0.02)
+    r = BackgroundRunner(t, lease_seconds=0.5)
     seen = {}
     real_loop = r._loop
 
@@ -334,11 +334,43 @@ def test_live_runners_can_be_counted_while_other_sessions_create_runners():
         maker.join(5)
 
 
-def test_run_for_stops_early_when_asked():
+def test_run_for_zero_seconds_is_exactly_one_step():
     t = _trainer()
-    assert t.run_for(30.0, stop_early=lambda: True) == 1  # one step, then the check ends the chunk
-    calls = []
-    assert t.run_for(30.0, stop_early=lambda: calls.append(1) or len(calls) >= 3) == 3
+    assert t.run_for(0.0) == 1 and t.step == 1
+    assert t.run_for(0.0) == 1 and t.step == 2 and len(t.history) == 2
+
+
+def test_runs_sharing_one_slot_take_their_steps_in_turn(monkeypatch):
+    """One step per turn (core.sharing rule 1): three runs on one slot advance together, never more
+    than a turn apart, so every student's view moves at each redraw. With turns of many steps (the
+    old 50 ms chunks), one run would run tens of steps ahead while the others waited."""
+    from core import sharing
+    from core import training as T
+    monkeypatch.setattr(T, "TRAINING_SLOTS", sharing.FairSlots(1))
+    monkeypatch.setattr(T, "REDRAWS", sharing.Redraws(max_wait=0.25))
+    runners = [BackgroundRunner(_trainer(epochs=200), lease_seconds=2.0) for _ in range(3)]
+    for r in runners:
+        r.start()
+    spreads, base = [], None
+    try:
+        deadline = time.monotonic() + 30
+        while min(r.trainer.step for r in runners) < 30 and time.monotonic() < deadline:
+            for r in runners:
+                r.keep_alive()
+            steps = [r.trainer.step for r in runners]
+            if base is None and min(steps) > 0:
+                base = steps  # all three queue now (the first one started alone, a few steps ahead)
+            elif base is not None:
+                moved = [s - b for s, b in zip(steps, base)]
+                spreads.append(max(moved) - min(moved))
+            time.sleep(0.005)
+    finally:
+        for r in runners:
+            r.pause()
+        for r in runners:
+            r.join(timeout=10)
+    assert min(r.trainer.step for r in runners) >= 30
+    assert spreads and max(spreads) <= 3, f"runs drifted apart by up to {max(spreads)} steps"
 
 
 def _steps_while(runner, seconds: float) -> int:
@@ -358,7 +390,7 @@ def _training_with_redraws(monkeypatch, max_wait: float):
     from core import training as T
     redraws = sharing.Redraws(max_wait=max_wait)
     monkeypatch.setattr(T, "REDRAWS", redraws)
-    r = BackgroundRunner(_trainer(epochs=200), lease_seconds=2.0, chunk_seconds=0.02)
+    r = BackgroundRunner(_trainer(epochs=200), lease_seconds=2.0)
     r.start()
     try:
         yield redraws, r
@@ -382,51 +414,6 @@ def test_redraws_pause_training_for_at_most_max_wait(monkeypatch):
     with _training_with_redraws(monkeypatch, max_wait=0.05) as (redraws, r):
         with redraws:  # a page redrawing without end must not starve training
             assert _steps_while(r, 1.0) >= 5
-
-
-def test_step_here_waits_aside_and_takes_no_step_when_the_thread_lands_one(monkeypatch):
-    """A redraw that finds the training thread inside a step waits for it without holding the
-    other trainers (REDRAWS does not count it), and takes no step of its own when the thread's
-    step lands meanwhile; when the thread leaves without a step, the redraw takes one."""
-    import threading
-
-    from core import training as T
-    redraws = T.Redraws(max_wait=5.0)
-    monkeypatch.setattr(T, "REDRAWS", redraws)
-    t = _trainer(epochs=50)
-    r = BackgroundRunner(t)
-    r.wanted = True
-    inside, seen_busy = threading.Event(), []
-
-    def thread_step(moves: bool):
-        with t.lock:
-            inside.set()
-            time.sleep(0.2)
-            seen_busy.append(redraws.busy)  # while the redraw waits
-            if moves:
-                t.run_for(0.0)
-
-    for moves, expect_here, expect_step in ((True, False, 1), (False, True, 2)):
-        inside.clear()
-        th = threading.Thread(target=thread_step, args=(moves,))
-        th.start()
-        inside.wait(5)
-        with redraws:
-            took = r.step_here(wait=2.0)
-        th.join(5)
-        assert took is expect_here and t.step == expect_step
-    assert seen_busy == [False, False]
-    # A thread that stays inside longer than the wait: the redraw gives up, and counts again.
-    inside.clear()
-    release = threading.Event()
-    th = threading.Thread(target=lambda: (t.lock.acquire(), inside.set(), release.wait(5), t.lock.release()))
-    th.start()
-    inside.wait(5)
-    with redraws:
-        assert r.step_here(wait=0.1) is False and redraws.busy
-    release.set()
-    th.join(5)
-    assert t.step == 2
 
 
 # ---- races found in review: each test forces the interleaving that broke ----------------------
@@ -466,9 +453,9 @@ def test_keep_alive_from_two_threads_starts_one_training_thread(monkeypatch):
     assert len(started) == 1, f"{len(started)} training threads started"
 
 
-def test_train_seconds_loses_no_update_when_a_redraw_steps_meanwhile():
-    """The training thread adds its chunk's time while a redraw (``step_here``) adds its step's:
-    both additions must count. Forced: the training thread's read of ``train_seconds`` is slow."""
+def test_train_seconds_loses_no_update_when_another_thread_steps_meanwhile():
+    """Two threads train one trainer (the training thread, and a caller of ``run_for``): both
+    additions to ``train_seconds`` must count. Forced: the first thread's read is slow."""
     import threading
 
     reads, incs = threading.local(), []
@@ -501,7 +488,7 @@ def test_train_seconds_loses_no_update_when_a_redraw_steps_meanwhile():
     th = threading.Thread(target=trainer_thread)
     th.start()
     assert in_read.wait(10)
-    r.step_here(wait=5.0)  # the page's redraw trains one step itself
+    t.run_for(0.0)  # a second thread trains one step meanwhile
     th.join(10)
     assert t.step == 2
     assert math.isclose(t.train_seconds, sum(incs), rel_tol=1e-12), (t.train_seconds, incs)
