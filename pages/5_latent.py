@@ -363,8 +363,8 @@ show_map = show(0)
 #: nothing but the scene bar above it, it fits 1280x720 and fills over half of 1920x1080 (issue 21).
 PRESENT_FIG_HEIGHT = 430
 FIG_H = (lambda h: PRESENT_FIG_HEIGHT) if ctx.present else (lambda h: h)
-#: Presenter mode, scene 3: images per line of a path's strip. Two lines per path (10 steps: 4 lines of 5)
-#: make the strip about as high as it is wide, so it fills the figure's box beside its controls.
+#: Presenter mode, scenes 3 and 4: images per line of a strip of images. Two lines per strip (10 steps: 4
+#: lines of 5) make two strips about as high as they are wide, so they fill the figure's box beside the controls.
 WALK_PER_LINE = (lambda n_steps: -(-n_steps // 2))
 
 #: Points a map draws unless asked for all: a 5,000-point SVG map costs the browser about a second of
@@ -599,9 +599,13 @@ if show(3):
     trav_open = ctx.present or trav_box.open  # (computed and drawn only once opened: issue 21)
 if trav_open:
     with trav_box:
-        first = st.container()
+        if ctx.present:  # the rows beside their control, as in scene 3: both fit one screen (issue 21)
+            first, trav_ctl = st.columns([1.6, 1], gap="medium")
+        else:
+            first = trav_ctl = st.container()
         if not show_map:
-            idx = int(ui.number("Start from image (index)", "ls_idx", 0, N - 1, 0, step=1))
+            with trav_ctl:
+                idx = int(ui.number("Start from image (index)", "ls_idx", 0, N - 1, 0, step=1))
         tc, ts = explore.traversal_frame(codes, IS_VAE)
         order = explore.dimension_order(scores)[:MAX_TRAVERSAL_ROWS]
         tz, tt = explore.traversal_codes(MU[idx], order, tc, ts, steps=9, span=3.0)
@@ -646,11 +650,17 @@ if trav_open:
                         "codes of all images together, the *aggregate posterior* q(z_j), sit from the prior. Both are ≥ 0, so "
                         "the KL beside each row over-states the information by the second part. Total average KL: "
                         f"{scores.sum():.2f} nats per image.")
+        if ctx.present:
+            with trav_ctl:
+                st.markdown(f"Image #{idx}, a **{class_name(ds.y[idx])}**. "
+                            + (f"{act.count} of {act.latent_dim} dimensions are active." if act is not None else ""))
         with fig_box:
             row_h = 56 if ds.dim > 100 else 44
             if len(order) < K:
                 st.caption(f"Showing the {len(order)} most informative of the {K} dimensions.")
-            ui.figure(LF.traversal_strips(timgs, ds.image_shape, titles, tt, height=FIG_H(60 + row_h * len(order))),
+            # Presenter mode: a few rows of 9 are a short wide band; each then wraps onto two lines (as in scene 3).
+            ui.figure(LF.traversal_strips(timgs, ds.image_shape, titles, tt, height=FIG_H(60 + row_h * len(order)),
+                                          per_row=WALK_PER_LINE(len(tt)) if ctx.present and len(order) <= 3 else None),
                       key="ls_trav", alt=f"{len(order)} rows of 9 images: the decoded code of image {idx} with one latent dimension moved "
                                          "from -3 to +3 standard deviations, one row per dimension, most informative first.")
 

@@ -503,7 +503,7 @@ def test_presenter_mode_steps_through_scenes():
     assert not any(_title(s) == "Raw latent codes" for s in plotly_specs(at))
 
 
-def test_presenter_walk_wraps_each_path_onto_two_lines_beside_its_controls():
+def test_presenter_walk_and_traversals_wrap_onto_two_lines_beside_their_controls():
     """Scene 3 in presenter mode (issue 21): one path's strip of 2 x 10 images was a short wide band that left
     empty space in the scene's figure and pushed A, B and Steps off a 1280x720 screen. Each path now wraps
     onto two lines (every image titled with its t) and the controls sit beside the figure: the figure is the
@@ -543,6 +543,15 @@ def test_presenter_walk_wraps_each_path_onto_two_lines_beside_its_controls():
     assert at.number_input(key="ls_a").value == 3 and at.number_input(key="ls_b").value == 40
     assert at.slider(key="ls_steps").value == 10
     assert "Norm of the code halfway" in texts(at) and "swings along" not in texts(at)
+    # Scene 4, the traversals of a 2-D model: two rows of 9 wrap the same way, each row named on the left.
+    at.button(key="_scene_ls_next").click().run()
+    assert_ok(at)
+    assert "Scene 4 of 5" in texts(at)
+    notes = plotly_specs(at)[0]["layout"]["annotations"]
+    tiles = [a for a in notes if a.get("yanchor") == "bottom"]
+    names = [a["text"] for a in notes if a.get("xanchor") == "right"]
+    assert len(tiles) == 18 and len({a["y"] for a in tiles}) == 4
+    assert len(names) == 2 and all(n.startswith(("z1<br>KL ", "z2<br>KL ")) for n in names), names
 
 
 # ---- the browser -----------------------------------------------------------------------------

@@ -163,18 +163,30 @@ def wrapped_strips(rows: Mapping[str, np.ndarray], image_shape: Sequence[int], c
         if i < len(col_titles):
             fig.add_annotation(x=left + w / 2 - 0.5, y=top - 0.5, text=str(col_titles[i]), showarrow=False,
                                yanchor="bottom", font=dict(size=12))
-    for k, name in enumerate(rows):
-        fig.add_annotation(x=-0.5, y=k * (block + band) + band + (block - band) / 2 - 0.5, text=str(name),
-                           showarrow=False, xanchor="right", xref="x", yref="y", font=dict(size=13))
-    fig.update_layout(margin=dict(l=115, r=5, t=50 if title else 4, b=5))
+    # A strip's name may run over lines ("\n"); the left margin fits its longest line at presenter size
+    # (13 px x 1.45, about 11 px a character).
+    names = [str(name).split("\n") for name in rows]
+    for k, parts in enumerate(names):
+        fig.add_annotation(x=-0.5, y=k * (block + band) + band + (block - band) / 2 - 0.5, text="<br>".join(parts),
+                           showarrow=False, xanchor="right", xshift=-6, xref="x", yref="y", font=dict(size=13))
+    left = max(115, 11 * max(len(t) for parts in names for t in parts) + 16)
+    fig.update_layout(margin=dict(l=left, r=5, t=50 if title else 4, b=5))
     return fig
 
 
 def traversal_strips(images: np.ndarray, image_shape: Sequence[int], row_titles: Sequence[str], t: np.ndarray,
-                     unit: str = "σ", title: str | None = None, height: int | None = None) -> go.Figure:
+                     unit: str = "σ", title: str | None = None, height: int | None = None,
+                     per_row: int | None = None) -> go.Figure:
     """One strip per latent dimension: ``images`` (rows * steps, D), row-major, with the
-    traversal offsets ``t`` (steps,) as column titles."""
+    traversal offsets ``t`` (steps,) as column titles. ``per_row``: wrap each strip after that many
+    images (:func:`wrapped_strips`; a title's " (" starts a new line of its name)."""
     cols = [f"{v:+.1f}{unit}" if abs(v) > 1e-9 else "0" for v in t]
+    if per_row is not None:
+        imgs = as_images(images, image_shape)
+        steps = len(t)
+        rows = {str(name).replace(" · ", "\n").replace(" (", "\n("): imgs[r * steps:(r + 1) * steps]
+                for r, name in enumerate(row_titles)}
+        return wrapped_strips(rows, image_shape, cols, per_row, title=title, height=height)
     return image_grid(images, image_shape, ncols=len(t), title=title, row_titles=row_titles, col_titles=cols,
                       height=height)
 
