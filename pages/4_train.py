@@ -285,7 +285,10 @@ def controls(run, cfg) -> None:
     shown = R.run_buttons(run.state if run is not None else None, read_only=VIEW)  # (a view link: none)
     if not shown:
         return
-    cols = st.columns(4)
+    # Presenter mode: three buttons in a row of their own beside β, wide enough for "▶️ Start training" and
+    # "🧪 β sweep: 0, 0.5, 1, 4" at presenter size (four equal columns cut both off at 1280x720); a sweep's
+    # queue goes below them.
+    cols = st.columns([1.25, 1.45, 0.95]) + [st.container()] if ctx.present else st.columns(4)
     if "start" in shown:
         cols[0].button("▶️ Start training", key="tr_start", type="primary", on_click=on_start, args=(cfg,),
                        disabled=cfg is None, width="stretch")
@@ -322,8 +325,12 @@ def progress(run) -> None:
 
 
 def end_message(run) -> None:
-    """How the run ended, if it has: an error, info or success box (nothing while it trains)."""
+    """How the run ended, if it has: an error, info or success box (nothing while it trains). In presenter
+    mode only a failure gets a box: the progress line above already says "finished" or "stopped early" with
+    the steps and seconds, and a box would push the scene's loss chart off a 1280x720 screen (issue 21)."""
     t, state = run.trainer, run.state
+    if ctx.present and state in ("stopped", "done"):
+        return
     if state == "diverged":
         st.error(f"⚠️ {run.message}")
     elif state == "error":
@@ -387,8 +394,11 @@ PRESENT_SIZES = (("short", 125), ("tall", 370))
 # cannot fit a vconcat's axes into a width): its box is made narrower by the axes' width, so nothing
 # sticks out into the next column.
 TIMELINE_SIZES = (("short", 420), ("tall", 640))
-st.html("<style>@media (min-height: 900px) {.st-key-tr_fit_short, .st-key-tr_fit_short_tl {display: none;}} "
-        "@media (max-height: 899.98px) {.st-key-tr_fit_tall, .st-key-tr_fit_tall_tl {display: none;}} "
+COMPARE_SIZES = (("short", 400), ("tall", 500))  # scene 4's comparison (400 x 1.3 = 520 px: under half of 1080)
+st.html("<style>@media (min-height: 900px) {.st-key-tr_fit_short, .st-key-tr_fit_short_tl, .st-key-tr_fit_short_cmp "
+        "{display: none;}} "
+        "@media (max-height: 899.98px) {.st-key-tr_fit_tall, .st-key-tr_fit_tall_tl, .st-key-tr_fit_tall_cmp "
+        "{display: none;}} "
         f".st-key-tr_loss_box .vega-embed {{width: calc(100% - {round(80 * SCALE)}px) !important;}}</style>")
 
 
@@ -505,7 +515,7 @@ def live_section(mode: str, cfg) -> None:
     def control_panel() -> None:
         run = store.active
         if ctx.present:  # one row: the buttons beside β, so the charts start high on the screen
-            left, right = st.columns([1.1, 1], gap="medium")
+            left, right = st.columns([1.6, 1], gap="medium")
             with left:
                 controls(run, cfg)
             with right:
@@ -570,7 +580,11 @@ def live_section(mode: str, cfg) -> None:
         with ui.fragment_slot():
             charts()
     if mode == "full" and store.active is not None:
-        st.caption(LIVE_NOTES)
+        if ctx.present:  # (long notes stay out of the scene)
+            with st.expander("How to read the live view"):
+                st.caption(LIVE_NOTES)
+        else:
+            st.caption(LIVE_NOTES)
 
 
 # ---- timeline ------------------------------------------------------------------------------------
@@ -672,8 +686,14 @@ def compare_figures(picked: list) -> None:
                    "(cross-entropy on grey pixels; a Gaussian term without its constant), so compare −ELBO, "
                    "reconstruction and KL only within one likelihood. The Gaussian's small reconstruction term also "
                    "acts like a larger β: see 'The noise level is a hidden β' in the configuration.")
-    draw(FT.compare_loss_curves([(r.name, r.history, r.eval_history) for r in runs], font_scale=SCALE),
-         "tr_cmp_loss", "Loss curves of the selected runs: −ELBO, reconstruction and KL against step.")
+    curves = [(r.name, r.history, r.eval_history) for r in runs]
+    cmp_alt = "Loss curves of the selected runs: −ELBO, reconstruction and KL against step."
+    if ctx.present:
+        for size, height in COMPARE_SIZES:  # the one that fits the screen is shown (see PRESENT_SIZES)
+            with st.container(key=f"tr_fit_{size}_cmp"):
+                draw(FT.compare_loss_curves(curves, font_scale=SCALE, height=height), f"tr_cmp_loss_{size}", cmp_alt)
+    else:
+        draw(FT.compare_loss_curves(curves, font_scale=SCALE), "tr_cmp_loss", cmp_alt)
     inputs, shared = R.common_inputs(runs)
     draw(FT.compare_reconstructions(inputs, {r.name: r.reconstruct(inputs) for r in runs}, runs[0].dataset.image_shape,
                                     font_scale=SCALE),

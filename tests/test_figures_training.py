@@ -55,7 +55,10 @@ def test_live_loss_chart_has_the_same_curves_as_the_shared_builder(trained):
     df = table.to_pandas()
     # placeholder rows keep every layer non-empty (no Vega "Infinite extent" warnings) and are never drawn
     hidden = df[~df["show"]]
-    assert sorted(hidden.set) == ["beta", "beta", "held-out", "held-out"] and (hidden.step == 0).all()
+    # (and, as β changed, one more in the upper panel above its curves: the β labels' band)
+    assert sorted(hidden.set) == ["beta", "beta", "held-out", "held-out", "held-out"] and (hidden.step == 0).all()
+    band = hidden[(hidden.set == "held-out") & (hidden.panel == "top")].value.max()
+    assert band > df[df["show"] & (df.panel == "top")].value.max()
     # no placeholder in a panel's training lines: a line takes its first point's look
     line = next(l for l in layers(spec) if l["mark"]["type"] == "line")
     assert "opacity" not in line["encoding"]
@@ -118,6 +121,17 @@ def test_beta_labels_never_overlap_however_many_changes():
     df = table.to_pandas()
     shown = df[(df.set == "beta") & (df.label != "")]
     assert len(shown) == 5 and len(set(zip(shown.row, shown.side))) == 5
+    # A short presenter chart (1280x720: 125 x 1.3 px, two panels) keeps its labels to one row, in a band of
+    # their own above the curves (a hidden point raises the upper panel's y-range).
+    table, _ = FT.live_loss_chart([{"step": s, "loss": 1.0 + s / 100, "recon": 1.0, "kl": 0.5, "beta_kl": 0.5}
+                                   for s in range(1, 200)], beta_changes=[(0, 1.0), (150, 4.0)], height=125,
+                                  font_scale=1.45)
+    df = table.to_pandas()
+    assert df[(df.set == "beta") & (df.label != "")].row.tolist() == [0]
+    top = df[df.panel == "top"]
+    lo, hi = top[top.show].value.min(), top[top.show].value.max()
+    band_px = (top.value.max() - hi) / (top.value.max() - lo) * round(round(125 * 1.3) * 0.55)
+    assert band_px >= round(12 * 1.45) + 3  # at least one label's height
     texts = [l for l in layers(spec) if l["mark"]["type"] == "text"]
     assert len(texts) == 2 and all(l in spec["vconcat"][0]["layer"] for l in texts)  # labelled once, in the top panel
     assert sum(l["mark"]["type"] == "rule" for l in layers(spec)) == 2  # the rule crosses both panels

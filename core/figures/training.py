@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import functools
 import io
+import re
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -58,8 +59,38 @@ def lean_figure(data: list[dict], layout: dict, title: str | None = None, height
     if title:
         base["title"] = {"text": title, "x": 0.01, "xanchor": "left"}
     base.update(layout)
+    if font_scale > 1:
+        _presenter_fonts(base, font_scale)
     kw = {"frames": frames} if frames is not None else {}
     return go.Figure(data=data, layout=base, _validate=False, **kw)
+
+
+def _presenter_fonts(layout: dict, font_scale: float) -> None:
+    """Explicit font sizes for presenter mode (in place): Streamlit draws a chart with its own template,
+    whose tick, legend and title sizes (12 px and so on) win over ``layout.font``, so without them a
+    presenter figure kept 12 px ticks and legend entries (issue 21: at least 16 px). Ticks and the legend
+    get ``12 * font_scale`` (at least 16 px), axis titles ``13 * font_scale``, the title ``16 * font_scale``;
+    sizes the figure set itself are kept."""
+    small, mid = max(16, round(12 * font_scale)), max(16, round(13 * font_scale))
+    for k, ax in list(layout.items()):
+        if re.fullmatch(r"[xy]axis\d*", k) and isinstance(ax, dict):
+            ax = {**ax, "tickfont": {"size": small, **(ax.get("tickfont") or {})}}
+            t = ax.get("title")
+            if isinstance(t, dict):
+                ax["title"] = {**t, "font": {"size": mid, **(t.get("font") or {})}}
+            layout[k] = ax
+    for k in {"legend", *(k for k in layout if re.fullmatch(r"legend\d+", k))}:
+        leg = layout.get(k) or {}
+        layout[k] = {**leg, "font": {"size": small, **(leg.get("font") or {})}}
+        if isinstance(leg.get("title"), dict):
+            layout[k]["title"] = {**leg["title"], "font": {"size": small, **(leg["title"].get("font") or {})}}
+    if isinstance(layout.get("title"), dict):
+        layout["title"] = {**layout["title"], "font": {"size": round(16 * font_scale),
+                                                       **(layout["title"].get("font") or {})}}
+    for sl in layout.get("sliders") or []:
+        sl["font"] = {"size": small, **(sl.get("font") or {})}
+    for um in layout.get("updatemenus") or []:
+        um["font"] = {"size": small, **(um.get("font") or {})}
 
 
 def png_data_uri(img: np.ndarray) -> str:
@@ -207,6 +238,11 @@ def live_loss_chart(history: Sequence[Mapping], eval_history: Sequence[Mapping] 
         for key in ("loss", "recon", "kl"):
             name = TERM_NAMES[key]
             curves[panel_of[name]].append((es, np.array([e[key] for e in eval_history], dtype=float), name, "held-out"))
+    h = round(height * min(font_scale, 1.3))
+    line_px = round(12 * font_scale) + 3
+    top_px = round(h * 0.55)  # the upper panel's height; the β labels take at most 30 % of it
+    label_rows = max(1, min(BETA_LABEL_ROWS, int(0.3 * top_px) // line_px))
+    spans = {}  # panel -> (lowest, highest) value drawn
     for panel, parts in curves.items():
         train = [c for c in parts if c[3] == "train"] or parts
         top = y_ceiling(np.concatenate([c[1] for c in train]), np.concatenate([c[0] for c in train])) if train else 0.0
@@ -217,6 +253,8 @@ def live_loss_chart(history: Sequence[Mapping], eval_history: Sequence[Mapping] 
             inside.append(ys[ok & np.isfinite(ys)])
         vals = np.concatenate(inside) if inside else np.zeros(0)
         filler = float(np.median(vals)) if len(vals) else 0.0
+        if len(vals):
+            spans[panel] = (float(np.min(vals)), float(np.max(vals)))
         # placeholders; a training line's would hide its whole line (a line takes the opacity of its first
         # point), so it is only added while the panel has no line, and a line of one point draws nothing
         for kind in ("held-out",) if any(c[3] == "train" for c in parts) else ("train", "held-out"):
@@ -227,10 +265,18 @@ def live_loss_chart(history: Sequence[Mapping], eval_history: Sequence[Mapping] 
     if changes:
         text = [f"β={c[1]:g}" for c in changes]
         x_max = max([float(np.max(s)) for s in steps if len(s)] + [float(c[0]) for c in changes] + [1.0])
-        places = place_beta_labels([c[0] for c in changes], text, x_max, 12 * font_scale)
+        places = place_beta_labels([c[0] for c in changes], text, x_max, 12 * font_scale, rows=label_rows)
         add([c[0] for c in changes], np.full(len(changes), np.nan), "β", "beta", "",
             [t if r >= 0 else "" for t, (r, _) in zip(text, places)], [max(r, 0) for r, _ in places],
             [sd for _, sd in places])
+        # Room for the labels above the curves: a hidden point raises the upper panel's y-range by the
+        # labels' rows, so they sit in a band of their own instead of over the lines and diamonds.
+        used = max((r + 1 for r, _ in places), default=0)
+        if used and "top" in spans:
+            lo, hi = spans["top"]
+            band = used * line_px + 4
+            add([0.0], [hi + max(hi - lo, 1e-6) * band / max(top_px - band, 1)], LOSS_PANELS["top"][0], "held-out",
+                "top", show=False)
     cat = (lambda parts: np.concatenate(parts) if parts else np.zeros(0))
     table = pa.table({"step": cat(steps), "value": cat(values), "term": pa.array(terms, pa.string()),
                       "set": pa.array(sets, pa.string()), "panel": pa.array(panels, pa.string()),
@@ -243,8 +289,6 @@ def live_loss_chart(history: Sequence[Mapping], eval_history: Sequence[Mapping] 
     x = {"field": "step", "type": "quantitative", "title": "step", "scale": {"zero": True, "nice": False}}
     x_kl, x_top = x, {**x, "axis": {"title": None, "labels": False}}  # one step axis, under the lower panel
     tip = [{"field": "term"}, {"field": "step", "format": ".0f"}, {"field": "value", "format": ".2f"}]
-    h = round(height * min(font_scale, 1.3))
-    line_px = round(12 * font_scale) + 3
 
     def panel_spec(panel: str, y_title: str, panel_height: int, zero: bool, with_labels: bool) -> dict:
         y = {"field": "value", "type": "quantitative", "title": y_title, "scale": {"zero": zero}}
@@ -279,7 +323,7 @@ def live_loss_chart(history: Sequence[Mapping], eval_history: Sequence[Mapping] 
 
     spec = {
         "title": title,
-        "vconcat": [panel_spec("top", "total, reconstruction", round(h * 0.55), False, True),
+        "vconcat": [panel_spec("top", "total, reconstruction", top_px, False, True),
                     panel_spec("kl", "KL, β·KL", round(h * 0.45), True, False)],
         "spacing": round(8 * font_scale),
         "resolve": {"scale": {"x": "shared", "color": "shared", "strokeDash": "shared"}},
@@ -289,6 +333,7 @@ def live_loss_chart(history: Sequence[Mapping], eval_history: Sequence[Mapping] 
 
 
 KL_STATUS = ("active", "collapsed", "not measured yet")
+KL_AXIS_MIN = 0.5  # nats: the KL bars' y-axis goes at least this high
 
 
 def live_kl_chart(kl_per_dim: Sequence[float], active: Sequence[bool] | None = None,
@@ -317,7 +362,9 @@ def live_kl_chart(kl_per_dim: Sequence[float], active: Sequence[bool] | None = N
                    "status": status.tolist(), "note": np.where(status == "collapsed", "collapsed", "").tolist()})
     x = {"field": "dim", "type": "ordinal", "title": None, "sort": None,  # data order: z1, z2, ..., zK
          "axis": {"labelAngle": 0 if k <= 24 else -90}}
-    y = {"field": "kl", "type": "quantitative", "title": "KL (nats)"}
+    # The y-axis reaches at least KL_AXIS_MIN nats: when every dimension has collapsed (KL of 0.001 nats or
+    # less), the bars would otherwise fill the chart as if they carried information.
+    y = {"field": "kl", "type": "quantitative", "title": "KL (nats)", "scale": {"domain": {"unionWith": [0, KL_AXIS_MIN]}}}
     color = {"field": "status", "type": "nominal", "title": None,
              "scale": {"domain": list(KL_STATUS), "range": [OKABE_ITO[0], "#777777", "#BBBBBB"]}}
     tooltip = [{"field": "dim"}, {"field": "kl", "format": ".3f", "title": "KL (nats)"}, {"field": "status"}]
@@ -481,8 +528,16 @@ def timeline_figure(snapshots: Sequence[Mapping], labels: np.ndarray, inputs: np
         gap = np.ones((max(2, h // 2), top.shape[1]), np.float32)
         return np.vstack([top, gap, bottom])
 
+    # Presenter mode: ten classes at presenter size are taller than the map, and the legend then scrolls
+    # (classes 7 to 9 hidden at 1280x720); short class names go into two columns (a second legend) instead.
+    n_classes = len(np.unique(labels))
+    two_cols = font_scale > 1 and n_classes > 6 and (class_names is None or max(map(len, class_names)) <= 2)
+
     def traces(i: int) -> list[dict]:
         t = _class_traces(coords[i], labels, class_names, 5)
+        if two_cols:
+            for tr in t[(len(t) + 1) // 2:]:
+                tr["legend"] = "legend2"
         t.append(_image_trace(panel(snaps[i]["recon"]), "x2", "y2"))
         return t
 
@@ -499,6 +554,8 @@ def timeline_figure(snapshots: Sequence[Mapping], labels: np.ndarray, inputs: np
         "yaxis2": _hidden_axis(domain=[0.2, 0.95], anchor="x2", autorange="reversed", scaleanchor="x2"),
         "legend": {"title": {"text": "class"}, "itemsizing": "constant", "x": 0.51, "xanchor": "left", "y": 1,
                    "yanchor": "top"},
+        **({"legend2": {"title": {"text": " "}, "itemsizing": "constant", "x": 0.565, "xanchor": "left", "y": 1,
+                        "yanchor": "top"}} if two_cols else {}),
         "annotations": [
             {"text": "held-out inputs (top), reconstructions (bottom)", "x": 0.81, "y": 1.0,
              "xref": "paper", "yref": "paper", "showarrow": False, "yanchor": "bottom",
@@ -552,7 +609,8 @@ def compare_loss_curves(runs: Sequence[tuple[str, Sequence[Mapping], Sequence[Ma
         axes[f"yaxis{sfx}"] = {"anchor": f"x{sfx}", "rangemode": "tozero",
                                **({"title": {"text": "nats per sample"}} if p == 0 else {})}
         notes.append({"text": f"<b>{label}</b>", "x": d0 + width / 2, "y": 1.0, "xref": "paper", "yref": "paper",
-                      "showarrow": False, "yanchor": "bottom", "font": _font(font_scale, 13)})
+                      "showarrow": False, "xanchor": "center", "yanchor": "bottom", "font": _font(font_scale, 13)})
+    tops = [[] for _ in COMPARE_PANELS]  # per panel: each run's y_ceiling (the first steps do not set the range)
     for r, (name, history, eval_history) in enumerate(runs):
         color = OKABE_ITO[r % len(OKABE_ITO)]
         for p, (key, _) in enumerate(COMPARE_PANELS):
@@ -564,6 +622,7 @@ def compare_loss_curves(runs: Sequence[tuple[str, Sequence[Mapping], Sequence[Ma
                 else:
                     vals = np.array([h[key] for h in history], dtype=float)
                 vals = smooth(vals, max(1, len(history) // 60))
+                tops[p].append(y_ceiling(vals, steps))
                 keep = thin(len(history), max_points)
                 data.append({"type": "scatter", "x": typed(steps[keep]), "y": typed(vals[keep]), "mode": "lines",
                              "name": name,
@@ -573,12 +632,17 @@ def compare_loss_curves(runs: Sequence[tuple[str, Sequence[Mapping], Sequence[Ma
             if eval_history:
                 ev = [e for e in eval_history if key in e or key == "neg_elbo"]
                 ys = [e["recon"] + e["kl"] if key == "neg_elbo" else e[key] for e in ev]
+                tops[p].append(y_ceiling(np.array(ys, dtype=float), np.array([e["step"] for e in ev], dtype=float)))
                 data.append({"type": "scatter", "x": typed([e["step"] for e in ev]), "y": typed(ys), "mode": "markers",
                              "name": f"{name} (held-out)", "legendgroup": name, "showlegend": False,
                              "xaxis": f"x{sfx}", "yaxis": f"y{sfx}",
                              "marker": {"color": color, "size": 7, "symbol": "diamond",
                                         "line": {"color": "white", "width": 0.5}},
                              "hovertemplate": f"{name} (held-out)<br>step %{{x}}: %{{y:.2f}}<extra></extra>"})
+    for p, found in enumerate(tops):
+        top = max(found, default=float("inf"))
+        if np.isfinite(top) and top > 0:  # from 0 (every term is >= 0) to just above the curves after their start
+            axes["yaxis" + ("" if p == 0 else str(p + 1))]["range"] = [0.0, top]
     layout = {**axes, "annotations": notes, "legend": {"orientation": "h", "y": -0.22},
               "uirevision": "compare"}
     fig = lean_figure(data, layout, title, height, font_scale)
