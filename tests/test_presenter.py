@@ -33,6 +33,13 @@ MIN_CHART_PX = 16
 MIN_FIG_SHARE = 0.5
 # Screenshots taken on the walk: (page, scene, size) -> assets/screenshots/<name>.png
 SCENE_SHOTS = {("answers", 1, (1280, 720)): "answers-present"}
+# A scene's key controls, by the start of their label (a widget's label or a button's text without its emoji):
+# each must lie wholly inside the viewport with the figure. (page, scene) -> labels.
+KEY_CONTROLS = {
+    ("latent", 3): ("Image A (index)", "Image B (index)", "Steps"),
+    ("latent", 4): ("Start from image (index)",),
+    ("train", 2): ("Start training", "β, the weight of the KL term"),
+}
 
 # Measures the current scene in the browser. Returns the scene bar's text, the main figure's kind and
 # box, and the smallest font sizes (body text in the viewport; the main Plotly figure's ticks, legend,
@@ -89,6 +96,34 @@ def _measure(page, size: tuple[int, int], window_ms: int = 400, poll_ms: int = 1
     return m or {"bar": "", "kind": "none", "box": None}
 
 
+# The box of each key control (its element's whole box: label and widget), or null when none is visible.
+_CONTROLS_JS = """(labels) => {
+  const main = document.querySelector('[data-testid="stMain"]');
+  const visible = (e) => e.getClientRects().length > 0;
+  const cands = [...main.querySelectorAll('[data-testid="stWidgetLabel"], button')].filter(visible);
+  return labels.map(t => {
+    const e = cands.find(c => c.innerText.replace(/^[^A-Za-z0-9\u0370-\u03ff]+/, '').trim().startsWith(t));
+    if (!e) return [t, null];
+    const r = (e.closest('[data-testid="stElementContainer"]') || e).getBoundingClientRect();
+    return [t, [r.top, r.bottom, r.left, r.right]];
+  });
+}"""
+
+
+def _controls_off(page, labels) -> list[str]:
+    """The key controls (``KEY_CONTROLS``) that are missing or not wholly inside the viewport."""
+    if not labels:
+        return []
+    vw, vh = page.evaluate("() => [innerWidth, innerHeight]")
+    out = []
+    for label, box in page.evaluate(_CONTROLS_JS, list(labels)):
+        if box is None:
+            out.append(f"control {label!r} not shown")
+        elif box[0] < -0.5 or box[1] > vh + 0.5 or box[2] < -0.5 or box[3] > vw + 0.5:
+            out.append(f"control {label!r} outside the viewport ({box[0]:.0f}..{box[1]:.0f} of {vh})")
+    return out
+
+
 def _scene_of(bar: str) -> tuple[int, int]:
     m = re.search(r"Scene (\d+) of (\d+)", bar)
     assert m, f"no scene bar ('Scene i of n') found: {bar!r}"
@@ -117,13 +152,15 @@ def _fmt(v) -> str:
     return "-" if v is None else f"{v:.0f}"
 
 
-def _table(slug: str, size: tuple[int, int], rows: list[tuple[int, dict, list[str]]]) -> str:
-    head = f"{'page':<12} {'size':<10} {'scene':<6} {'kind':<7} {'top':>5} {'bottom':>6} {'height':>6} " \
+def _table(slug: str, size: tuple[int, int], rows: list[tuple[int | str, dict, list[str]]]) -> str:
+    """One line per scene (``i``: its number, or a label such as "2 training")."""
+    sw = max([6] + [len(str(i)) for i, _, _ in rows])
+    head = f"{'page':<12} {'size':<10} {'scene':<{sw}} {'kind':<7} {'top':>5} {'bottom':>6} {'height':>6} " \
            f"{'body':>4} {'ticks':>5} {'legend':>6} {'annot':>5}  problems"
     lines = [head, "-" * len(head)]
     for i, m, probs in rows:
         top, bottom, _, _, height = m["box"] or (None, None, None, None, None)
-        lines.append(f"{slug:<12} {size[0]}x{size[1]:<5} {i:<6} {m['kind']:<7} {_fmt(top):>5} {_fmt(bottom):>6} "
+        lines.append(f"{slug:<12} {size[0]}x{size[1]:<5} {str(i):<{sw}} {m['kind']:<7} {_fmt(top):>5} {_fmt(bottom):>6} "
                      f"{_fmt(height):>6} {_fmt(m['body']):>4} {_fmt(m['ticks']):>5} {_fmt(m['legend']):>6} "
                      f"{_fmt(m['annotations']):>5}  {'; '.join(probs) or 'ok'}")
     return "\n".join(lines)
@@ -176,7 +213,7 @@ def test_every_scene_fits_the_screen(watched_page, server_url, slug):
             if n is None:
                 _, n = _scene_of(m["bar"])
             assert _scene_of(m["bar"]) == (i, n), (size, m["bar"])
-            rows[size].append((i, m, _problems(m)))
+            rows[size].append((i, m, _problems(m) + _controls_off(page, KEY_CONTROLS.get((slug, i)))))
             if (slug, i, size) in SCENE_SHOTS:
                 screenshot(page, SCENE_SHOTS[(slug, i, size)])
         order.reverse()  # the next scene starts at the size this one ended with
@@ -185,6 +222,79 @@ def test_every_scene_fits_the_screen(watched_page, server_url, slug):
     tables = [_report(slug, size, rows[size]) for size in SIZES]
     failing = {f"{w}x{h}": [i for i, _, probs in rows[(w, h)] if probs] for w, h in SIZES}
     assert not any(failing.values()), f"scenes that do not fit, by size, of /{slug}: {failing}:\n" + "\n\n".join(tables)
+
+
+# The training page's default run, the one a lecturer starts (MNIST-5k, a 16-D VAE, 28,200 steps: minutes, so
+# it is still training while β moves; the test stops it).
+TRAIN_RUN = "?present=1"
+
+
+def _progress(page, pattern: str, timeout: float = 120_000) -> None:
+    """Wait until the live progress line matches ``pattern`` (a JS regular expression)."""
+    page.wait_for_function("p => { const e = document.querySelector('[data-testid=stProgress]');"
+                           " return e && new RegExp(p).test(e.innerText); }", arg=pattern, timeout=timeout)
+
+
+@pytest.mark.browser
+def test_training_scenes_fit_with_a_run(watched_page, server_url):
+    """The walk above sees the training page with no run: its scenes 2 to 4 then show their formula. A lecturer
+    presses Start: scene 2's live charts (while the run trains, after β has moved five times, and once it has
+    ended), scene 3's timeline and scene 4's comparison of two runs must fit too, at both sizes, with the
+    same checks (figure inside the viewport and at least half its height, font sizes, key controls)."""
+    page = watched_page
+    _resize(page, SIZES[0])
+    _open(page, f"{server_url}/train{TRAIN_RUN}")
+    page.get_by_text(re.compile(r"Scene 1 of 4")).first.wait_for()
+    rows: dict[tuple[int, int], list] = {size: [] for size in SIZES}
+    order = list(SIZES)
+
+    def check(scene: int, what: str, controls=()) -> None:
+        for k, size in enumerate(order):
+            if k:
+                _resize(page, size)
+            m = _measure(page, size)
+            assert _scene_of(m["bar"])[0] == scene, (what, m["bar"])
+            rows[size].append((f"{scene} {what}", m, _problems(m) + _controls_off(page, controls)))
+        order.reverse()
+
+    def scene(i: int) -> None:
+        # (a focused β slider would take the PageDown itself, as it would from a lecturer's clicker)
+        page.evaluate("() => document.activeElement && document.activeElement.blur()")
+        page.locator("body").press("PageDown")
+        page.get_by_text(f"Scene {i} of 4").first.wait_for(timeout=60_000)
+        wait_drawn(page)
+
+    scene(2)
+    page.get_by_role("button", name="Start training").click()
+    _progress(page, r"training · epoch .* step [1-9]")
+    page.wait_for_function("() => [...document.querySelectorAll('[data-testid=stVegaLiteChart]')]"
+                           ".filter(e => e.getClientRects().length).length >= 2")  # the loss chart, the KL bars
+    check(2, "training", ("Pause", "Stop", "β, the weight of the KL term"))
+    slider = page.get_by_role("slider").first
+    for key in ("ArrowRight", "ArrowRight", "ArrowLeft", "ArrowRight", "ArrowRight"):
+        slider.focus()
+        slider.press(key)
+        page.wait_for_timeout(600)
+    _progress(page, "β = 3 · training")  # 1 → 1.5 → 2 → 1.5 → 2 → 3, all on the run that is training
+    check(2, "β moved 5 times", ("Pause", "Stop", "β, the weight of the KL term"))
+    page.get_by_role("button", name="Stop").click()
+    _progress(page, "stopped early")
+    wait_drawn(page)
+    check(2, "ended", KEY_CONTROLS[("train", 2)])
+    scene(3)
+    check(3, "one run")
+    scene(4)
+    check(4, "one run")
+    page.get_by_role("button", name="Start training").click()  # a second run, to compare
+    _progress(page, r"#2 VAE.* step [1-9]\d\d+/")
+    page.get_by_role("button", name="Stop").click()
+    _progress(page, "#2 VAE.*stopped early")
+    wait_drawn(page)
+    check(4, "two runs")
+    assert_no_exception_box(page)
+    tables = [_report("train-run", size, rows[size]) for size in SIZES]
+    failing = {f"{w}x{h}": [i for i, _, probs in rows[(w, h)] if probs] for w, h in SIZES}
+    assert not any(failing.values()), f"training scenes with a run that do not fit: {failing}:\n" + "\n\n".join(tables)
 
 
 _HOME_JS = """() => {
