@@ -728,6 +728,9 @@ def comparison():
                 if pl.kind == "pca":
                     fig.update_xaxes(title=f"PC 1 ({pl.explained[0]:.0%})")
                     fig.update_yaxes(title=f"PC 2 ({pl.explained[1]:.0%})")
+                if ctx.present:  # only the samples in the legend, one line (the classes' colours are scene 1's):
+                    for t in fig.data:  # twelve entries in two columns covered half of the figure at presenter size
+                        t.showlegend = t.name in ("sample", "sample off the manifold")
                 ui.figure(fig, key=f"ls_cmp_map_{ck}",
                           alt=f"{name}: {len(sub)} real codes coloured by digit and 200 sampled codes as crosses; "
                               f"{int(off_flags.sum())} of them are marked as off the manifold.")

@@ -552,6 +552,16 @@ def test_presenter_walk_and_traversals_wrap_onto_two_lines_beside_their_controls
     names = [a["text"] for a in notes if a.get("xanchor") == "right"]
     assert len(tiles) == 18 and len({a["y"] for a in tiles}) == 4
     assert len(names) == 2 and all(n.startswith(("z1<br>KL ", "z2<br>KL ")) for n in names), names
+    # Scene 5: the two maps' legends list only the samples (twelve entries in two columns covered half of each
+    # map at presenter size), below the x-axis title.
+    at.button(key="_scene_ls_next").click().run()
+    assert_ok(at)
+    maps = [s for s in plotly_specs(at) if _title(s).endswith("codes and samples")]
+    assert len(maps) == 2
+    for spec in maps:
+        shown = [t["name"] for t in spec["data"] if t.get("showlegend", True)]
+        assert set(shown) <= {"sample", "sample off the manifold"} and "sample" in shown, shown
+        assert spec["layout"]["legend"]["y"] < -0.24
 
 
 # ---- the browser -----------------------------------------------------------------------------

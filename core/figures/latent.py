@@ -210,6 +210,8 @@ def samples_map(xy: np.ndarray, labels: np.ndarray, samples_xy: np.ndarray, titl
                                                  line=dict(width=1.5, color=color)),
                                      customdata=np.flatnonzero(mask),
                                      hovertemplate=f"{name} #%{{customdata}}<extra></extra>"))
-    fig.update_layout(legend=dict(title="", orientation="h", yanchor="top", y=-0.24, x=0, font=dict(size=11),
-                                  itemsizing="constant"))
+    # Below the x-axis title whatever the height (as in explorer_map): -0.24 put it over the axis's ticks and
+    # title once presenter mode enlarged them.
+    fig.update_layout(legend=dict(title="", orientation="h", yanchor="top", y=-min(0.3, 90 / max(height - 120, 100)),
+                                  x=0, font=dict(size=11), itemsizing="constant"))
     return fig
