@@ -388,8 +388,10 @@ LOSS_ALT = ("Loss terms per sample (nats) against the training step, in two pane
             "values, dashed rules β changes. The latest values are in the numbers beside the charts.")
 #: Presenter mode: (CSS class suffix, chart height) for a short screen (1280x720) and a tall one (1920x1080).
 #: Both are drawn and CSS shows the one that fits the screen, so the loss chart takes at least half of
-#: the screen's height on both without leaving it (a Vega-Lite chart's height is fixed in pixels).
-PRESENT_SIZES = (("short", 125), ("tall", 370))
+#: the screen's height on both without leaving it (a Vega-Lite chart's height is fixed in pixels). At 125 the
+#: short chart ended 713 to 717 px down a 720 px screen (its axes' size varies a little with the data): 120
+#: leaves a few pixels to spare.
+PRESENT_SIZES = (("short", 120), ("tall", 370))
 # The loss chart's two panels are as wide as their container, and their axes come on top of that (Vega-Lite
 # cannot fit a vconcat's axes into a width): its box is made narrower by the axes' width, so nothing
 # sticks out into the next column.

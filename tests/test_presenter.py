@@ -84,14 +84,18 @@ _TOP_JS = """() => { window.scrollTo(0, 0);
 # One reading: null while Streamlit is still running or drawing (tests.conftest's wait_drawn check), else
 # scroll to the top and measure.
 _READ_JS = f"""() => {{ if (!({_DRAWN_JS})()) return null; ({_TOP_JS})(); return ({_MEASURE_JS})(); }}"""
+# The same without the "drawn" check, for a live view: its fragment reruns twice a second, so the script is
+# seldom idle for 400 ms, while what is measured (boxes, font sizes) stays the same from one redraw to the next.
+_READ_LIVE_JS = f"""() => {{ ({_TOP_JS})(); return ({_MEASURE_JS})(); }}"""
 
 
-def _measure(page, size: tuple[int, int], window_ms: int = 400, poll_ms: int = 100) -> dict:
+def _measure(page, size: tuple[int, int], window_ms: int = 400, poll_ms: int = 100, live: bool = False) -> dict:
     """Scroll to the top and measure, every ``poll_ms``, until the page is drawn (conftest's check:
-    script idle, connected, no skeletons, no stale elements) at ``size`` and every reading over
-    ``window_ms`` agrees (figures draw late, and lay themselves out again after a resize). No fixed wait:
-    it returns as soon as the scene has been still that long (conftest.hold_still)."""
-    _, m = hold_still(page, _READ_JS, window_ms=window_ms, poll_ms=poll_ms, timeout_ms=40_000,
+    script idle, connected, no skeletons, no stale elements; not checked when ``live``) at ``size`` and
+    every reading over ``window_ms`` agrees (figures draw late, and lay themselves out again after a
+    resize). No fixed wait: it returns as soon as the scene has been still that long (conftest.hold_still)."""
+    _, m = hold_still(page, _READ_LIVE_JS if live else _READ_JS, window_ms=window_ms, poll_ms=poll_ms,
+                      timeout_ms=40_000,
                       accept=lambda m: bool(m) and m["kind"] != "none" and (m["vw"], m["vh"]) == size)
     return m or {"bar": "", "kind": "none", "box": None}
 
@@ -248,11 +252,11 @@ def test_training_scenes_fit_with_a_run(watched_page, server_url):
     rows: dict[tuple[int, int], list] = {size: [] for size in SIZES}
     order = list(SIZES)
 
-    def check(scene: int, what: str, controls=()) -> None:
+    def check(scene: int, what: str, controls=(), live: bool = False) -> None:
         for k, size in enumerate(order):
             if k:
                 _resize(page, size)
-            m = _measure(page, size)
+            m = _measure(page, size, live=live)
             assert _scene_of(m["bar"])[0] == scene, (what, m["bar"])
             rows[size].append((f"{scene} {what}", m, _problems(m) + _controls_off(page, controls)))
         order.reverse()
@@ -269,14 +273,14 @@ def test_training_scenes_fit_with_a_run(watched_page, server_url):
     _progress(page, r"training · epoch .* step [1-9]")
     page.wait_for_function("() => [...document.querySelectorAll('[data-testid=stVegaLiteChart]')]"
                            ".filter(e => e.getClientRects().length).length >= 2")  # the loss chart, the KL bars
-    check(2, "training", ("Pause", "Stop", "β, the weight of the KL term"))
+    check(2, "training", ("Pause", "Stop", "β, the weight of the KL term"), live=True)
     slider = page.get_by_role("slider").first
     for key in ("ArrowRight", "ArrowRight", "ArrowLeft", "ArrowRight", "ArrowRight"):
         slider.focus()
         slider.press(key)
         page.wait_for_timeout(600)
     _progress(page, "β = 3 · training")  # 1 → 1.5 → 2 → 1.5 → 2 → 3, all on the run that is training
-    check(2, "β moved 5 times", ("Pause", "Stop", "β, the weight of the KL term"))
+    check(2, "β moved 5 times", ("Pause", "Stop", "β, the weight of the KL term"), live=True)
     page.get_by_role("button", name="Stop").click()
     _progress(page, "stopped early")
     wait_drawn(page)
