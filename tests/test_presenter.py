@@ -189,6 +189,15 @@ def _resize(page, size: tuple[int, int]) -> None:
     page.set_viewport_size({"width": size[0], "height": size[1]})
 
 
+def _start_walk(page, url: str) -> tuple[dict[tuple[int, int], list], list[tuple[int, int]]]:
+    """Open ``url`` (presenter mode) at the first size, on scene 1. Returns (rows: each size's measured
+    scenes, empty; order: the sizes, in the order the next scene is measured in)."""
+    _resize(page, SIZES[0])
+    _open(page, url)
+    page.get_by_text(re.compile(r"Scene 1 of \d+")).first.wait_for()
+    return {size: [] for size in SIZES}, list(SIZES)
+
+
 @pytest.mark.browser
 @pytest.mark.parametrize("slug", PAGES)
 def test_every_scene_fits_the_screen(watched_page, server_url, slug):
@@ -197,11 +206,7 @@ def test_every_scene_fits_the_screen(watched_page, server_url, slug):
     the server does not know the window's size) and measured again. The sizes alternate, so every scene
     is measured once at 1280x720 and once at 1920x1080 with one resize."""
     page = watched_page
-    _resize(page, SIZES[0])
-    _open(page, f"{server_url}/{slug}?present=1")
-    page.get_by_text(re.compile(r"Scene 1 of \d+")).first.wait_for()
-    rows: dict[tuple[int, int], list] = {size: [] for size in SIZES}
-    order = list(SIZES)
+    rows, order = _start_walk(page, f"{server_url}/{slug}?present=1")
     n = None
     i = 1
     while n is None or i <= n:
@@ -246,11 +251,7 @@ def test_training_scenes_fit_with_a_run(watched_page, server_url):
     ended), scene 3's timeline and scene 4's comparison of two runs must fit too, at both sizes, with the
     same checks (figure inside the viewport and at least half its height, font sizes, key controls)."""
     page = watched_page
-    _resize(page, SIZES[0])
-    _open(page, f"{server_url}/train{TRAIN_RUN}")
-    page.get_by_text(re.compile(r"Scene 1 of 4")).first.wait_for()
-    rows: dict[tuple[int, int], list] = {size: [] for size in SIZES}
-    order = list(SIZES)
+    rows, order = _start_walk(page, f"{server_url}/train{TRAIN_RUN}")
 
     def check(scene: int, what: str, controls=(), live: bool = False) -> None:
         for k, size in enumerate(order):
