@@ -7,13 +7,20 @@ the redraws waiting for the CPU and for the GIL, and the students' views would s
 Three rules, each measured with bench/bench_sessions.py and bench/bench_load.py
 (docs/performance.md), keep every view moving while training takes what is left:
 
-1. **Fair slots** (:class:`FairSlots`, ``TRAINING_SLOTS``). A training thread trains one step per
-   turn, and holds one of ``training_slots`` slots (one per core) for that step. Waiters get the
-   slot in arrival order, so the runs take their steps in turn: thirty runs on two cores each
-   get a step every fifteen steps' time, well within a redraw's half second, and the threads
-   that redraw pages still find a free core. A holder that leaves hands its slot straight to the
-   longest waiter and wakes only that thread (a condition's ``notify_all`` would make nine
-   threads take the GIL in turn on every hand-over, only to sleep again).
+1. **Fair slots, by need** (:class:`FairSlots`, ``TRAINING_SLOTS``). A training thread trains one
+   step per turn, and holds one of ``training_slots`` slots (one per core) for that step, so the
+   threads that redraw pages still find a free core. A freed slot goes to the run with the fewest
+   steps its page has not shown yet (:meth:`core.training.BackgroundRunner.unshown_steps`), ties
+   in arrival order: a run whose page has just shown its newest step goes first. The runs take
+   their steps in turn (thirty runs on two cores each get a step every fifteen steps' time), and
+   each step lands where a view is waiting for one. That matters when the server trains barely
+   more steps per run than the pages ask to see: 30 sessions on a slow machine train about two
+   steps of 128 images per run per second, and each page redraws twice a second. Served in
+   arrival order, up to one redraw in eight found no new step and left its view still for a
+   second (bench_sessions, 7 December 2026: 113 of about 900 in a run at 8,400 images/s); by need,
+   the same machine had 0 to 41 such redraws per run, and none in most runs. A holder that leaves hands its slot straight to the chosen
+   waiter and wakes only that thread (a condition's ``notify_all`` would make nine threads take
+   the GIL in turn on every hand-over, only to sleep again).
 2. **Redraws first** (:class:`Redraws`, ``REDRAWS``). The page's live fragment runs inside
    ``REDRAWS`` (``@REDRAWS`` on the fragment function). While any redraw of any session is in
    progress, a trainer does not queue for its next step: it sleeps (without the GIL) until the
@@ -40,47 +47,80 @@ objects start with :class:`core.settings.Settings`' defaults, and :func:`configu
 """
 from __future__ import annotations
 
-import collections
+import contextlib
 import functools
+import itertools
 import os
 import threading
+from typing import Callable
 
 from core.settings import Settings
 
 
 class FairSlots:
-    """A FIFO counting semaphore: ``n`` holders at a time, waiters served in arrival order (rule 1
-    of the module docstring). ``resize`` changes ``n``; extra holders drain as they leave."""
+    """A counting semaphore: ``n`` holders at a time (rule 1 of the module docstring). A freed slot
+    goes to the waiter whose ``rank()`` is lowest, ties in arrival order; without a rank a waiter
+    ranks 0, so plain ``with slots:`` is first come first served. ``resize`` changes ``n``; extra
+    holders drain as they leave."""
 
     def __init__(self, n: int):
         self.n = max(1, int(n))
         self._lock = threading.Lock()
-        self._waiting: collections.deque[threading.Event] = collections.deque()
+        # (arrival number, rank, event) per waiter; at most one per training thread, so a linear
+        # search for the next one is cheaper than keeping a heap whose ranks change while waiting.
+        self._waiting: list[tuple[int, Callable[[], int], threading.Event]] = []
+        self._arrivals = itertools.count()
         self._held = 0
 
-    def __enter__(self):
+    def acquire(self, rank: Callable[[], int] | None = None) -> None:
+        """Wait for a slot. ``rank`` is read each time a slot is handed over, so it may change while
+        this thread waits (it must be cheap and must not block)."""
         with self._lock:
             if self._held < self.n and not self._waiting:
                 self._held += 1
-                return self
+                return
             turn = threading.Event()
-            self._waiting.append(turn)
+            self._waiting.append((next(self._arrivals), rank or _rank_zero, turn))
         turn.wait()  # set by the holder that handed its slot over (self._held already counts us)
+
+    def release(self) -> None:
+        with self._lock:
+            if self._waiting and self._held <= self.n:
+                self._next_waiter().set()  # hand the slot over: _held stays
+            else:
+                self._held -= 1
+
+    @contextlib.contextmanager
+    def turn(self, rank: Callable[[], int] | None = None):
+        """``with slots.turn(rank):`` holds a slot for the block (see :meth:`acquire`)."""
+        self.acquire(rank)
+        try:
+            yield self
+        finally:
+            self.release()
+
+    def __enter__(self):
+        self.acquire()
         return self
 
     def __exit__(self, *exc):
-        with self._lock:
-            if self._waiting and self._held <= self.n:
-                self._waiting.popleft().set()  # hand the slot over: _held stays
-            else:
-                self._held -= 1
+        self.release()
+
+    def _next_waiter(self) -> threading.Event:
+        """Remove and return the waiter with the lowest (rank, arrival); call with ``_lock`` held."""
+        best = min(range(len(self._waiting)), key=lambda i: (self._waiting[i][1](), self._waiting[i][0]))
+        return self._waiting.pop(best)[2]
 
     def resize(self, n: int) -> None:
         with self._lock:
             self.n = max(1, int(n))
             while self._waiting and self._held < self.n:
                 self._held += 1
-                self._waiting.popleft().set()
+                self._next_waiter().set()
+
+
+def _rank_zero() -> int:
+    return 0
 
 
 class Redraws:

@@ -428,6 +428,7 @@ class BackgroundRunner:
         self.lease_seconds = lease_seconds
         self.wanted = False
         self._last_beat = 0.0
+        self._shown_step = 0  # trainer.step when the page last renewed the lease (it then draws that step)
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
         self.error: str | None = None
@@ -449,10 +450,16 @@ class BackgroundRunner:
         and the start are one step under ``_start_lock``: two redraws renewing at once (the page's
         fragments, or two tabs of one session) start one thread, not two."""
         self._last_beat = time.monotonic()
+        self._shown_step = self.trainer.step
         with self._start_lock:
             if self.wanted and not self.trainer.finished and not self.alive:
                 self._thread = threading.Thread(target=self._loop, name="latent-lab-trainer", daemon=True)
                 self._thread.start()
+
+    def unshown_steps(self) -> int:
+        """Steps trained since the page's last redraw (:meth:`keep_alive`), which drew the step it found:
+        the training thread's rank for its next turn (core.sharing, rule 1)."""
+        return self.trainer.step - self._shown_step
 
     def start(self) -> None:
         self.wanted = True
@@ -476,7 +483,7 @@ class BackgroundRunner:
                     return
                 if REDRAWS.busy:
                     REDRAWS.wait_until_done()  # a page is redrawing: let it have the CPU and the GIL
-                with TRAINING_SLOTS:  # one step per turn, at most one per core, first come first served
+                with TRAINING_SLOTS.turn(self.unshown_steps):  # one step per turn, runs whose view waits first
                     self.trainer.run_for(0.0)
         except Exception as exc:  # reported to the page, never raised into Streamlit
             self.error = f"{type(exc).__name__}: {exc}"

@@ -47,6 +47,36 @@ def test_fair_slots_limit_concurrency_and_serve_in_order():
     assert peak == 2 and sorted(order) == list(range(8)) and set(order[:2]) == {0, 1}  # two at a time
 
 
+def test_fair_slots_give_a_freed_slot_to_the_lowest_rank_read_at_hand_over():
+    """Rule 1, by need: a freed slot goes to the waiter with the lowest rank, ties in arrival order,
+    and a rank that changes while its thread waits counts with its value at the hand-over (a run
+    whose page has just shown its newest step goes first). First come, first served would let
+    ``a`` in first here."""
+    slots = FairSlots(1)
+    slots.acquire()  # the holder: everyone below waits
+    ranks = {"a": 1, "b": 1, "c": 0}
+    order, lock = [], threading.Lock()
+
+    def work(name):
+        with slots.turn(lambda: ranks[name]):
+            with lock:
+                order.append(name)
+
+    threads = []
+    for name in "abc":  # arrive in this order
+        threads.append(threading.Thread(target=work, args=(name,)))
+        threads[-1].start()
+        deadline = time.monotonic() + 10
+        while len(slots._waiting) < len(threads) and time.monotonic() < deadline:
+            time.sleep(0.001)
+    ranks["b"] = 0  # b's page drew its newest step while b waited: b now ties with c, and came first
+    slots.release()
+    for t in threads:
+        t.join(10)
+    assert order == ["b", "c", "a"], order
+    assert slots._held == 0 and not slots._waiting
+
+
 def test_lower_thread_priority_only_lowers():
     out = {}
 
