@@ -4,6 +4,7 @@ Facts behind the flags: docs/testing.md (installing, the server flags, Playwrigh
 """
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import signal
@@ -21,8 +22,11 @@ ROOT = Path(__file__).resolve().parent.parent
 SCREENSHOTS = ROOT / "assets" / "screenshots"
 CHROMIUM = os.environ.get("LATENT_LAB_CHROMIUM", "/usr/bin/chromium")
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
-# Runs the tests train are saved (core.persist): into a folder of this test session, not the user's cache.
-os.environ.setdefault("LATENT_LAB_RUN_DIR", tempfile.mkdtemp(prefix="latent-lab-runs-"))
+# Runs the tests train are saved (core.persist): into a folder of this test session, not the user's cache,
+# removed when the session ends (pytest-xdist's workers inherit the folder of the process that started them).
+if "LATENT_LAB_RUN_DIR" not in os.environ:
+    os.environ["LATENT_LAB_RUN_DIR"] = tempfile.mkdtemp(prefix="latent-lab-runs-")
+    atexit.register(shutil.rmtree, os.environ["LATENT_LAB_RUN_DIR"], ignore_errors=True)
 
 
 def _free_port() -> int:
