@@ -220,6 +220,24 @@ def test_a_collapsed_dimension_is_visible_though_its_bar_has_no_height():
     assert df.note.tolist() == ["collapsed", "", "collapsed"]
 
 
+def test_kl_chart_labels_every_dimension_readably():
+    """Issue 21: with 16 latent dimensions at 1280x720 only every other bar was labelled (Vega-Lite drops
+    labels that would touch). The axis now lists every dimension up to KL_LABEL_ALL, with overlap removal
+    off, and its labels are at least 16 px in presenter mode."""
+    for k in (2, 5, 16, FT.KL_LABEL_ALL):
+        table, spec = FT.live_kl_chart(np.linspace(0, 2, k), [True] * k, font_scale=1.45)
+        axis = spec["layer"][0]["encoding"]["x"]["axis"]
+        assert axis["values"] == table.to_pandas().dim.tolist() == [f"z{j + 1}" for j in range(k)], k
+        assert axis["labelOverlap"] is False and axis["labelAngle"] == 0
+        assert spec["config"]["axis"]["labelFontSize"] >= 16
+    assert FT.live_kl_chart([1.0] * 16, None)[1]["config"]["axis"]["labelFontSize"] == 12  # normal size
+    # More dimensions than can be read side by side: a regular subset, on its side, with the first and the last.
+    axis = FT.live_kl_chart([1.0] * 64, None)[1]["layer"][0]["encoding"]["x"]["axis"]
+    nums = [int(v[1:]) for v in axis["values"]]
+    assert nums[0] == 1 and nums[-1] == 64 and axis["labelAngle"] == -90
+    assert len(nums) <= FT.KL_LABEL_ALL and set(np.diff(nums[:-1])) == {3} and nums[-1] - nums[-2] <= 3
+
+
 def test_latent_chart_uses_the_colour_blind_safe_class_colours():
     table, spec = FT.live_latent_chart(np.random.default_rng(0).normal(size=(30, 2)), np.arange(30) % 3,
                                        class_names=("zero", "one", "two"))

@@ -334,6 +334,7 @@ def live_loss_chart(history: Sequence[Mapping], eval_history: Sequence[Mapping] 
 
 KL_STATUS = ("active", "collapsed", "not measured yet")
 KL_AXIS_MIN = 0.5  # nats: the KL bars' y-axis goes at least this high
+KL_LABEL_ALL = 24  # up to this many latent dimensions, every bar of the KL chart is labelled
 
 
 def live_kl_chart(kl_per_dim: Sequence[float], active: Sequence[bool] | None = None,
@@ -360,8 +361,16 @@ def live_kl_chart(kl_per_dim: Sequence[float], active: Sequence[bool] | None = N
         status = np.where(a, "active", "collapsed").astype(object)
     df = pa.table({"dim": [f"z{j + 1}" for j in range(k)], "index": np.arange(k), "kl": kl,
                    "status": status.tolist(), "note": np.where(status == "collapsed", "collapsed", "").tolist()})
-    x = {"field": "dim", "type": "ordinal", "title": None, "sort": None,  # data order: z1, z2, ..., zK
-         "axis": {"labelAngle": 0 if k <= 24 else -90}}
+    # Every dimension gets its label, its number (the tooltip says z3): Vega-Lite's default drops every other
+    # label of an ordinal axis as soon as two would touch, which left 16 dimensions half-labelled at presenter
+    # size (issue 21). Beyond KL_LABEL_ALL dimensions the numbers are too many to read side by side: every
+    # step-th one is labelled, on its side, and the last (in place of the step-th one before it).
+    step = 1 if k <= KL_LABEL_ALL else -(-k // KL_LABEL_ALL)
+    labelled = list(range(0, k, step))
+    labelled[-1] = k - 1 if len(labelled) > 1 else labelled[-1]
+    x = {"field": "dim", "type": "ordinal", "title": "latent dimension", "sort": None,  # data order: z1, ..., zK
+         "axis": {"values": [f"z{j + 1}" for j in labelled], "labelExpr": "slice(datum.value, 1)",
+                  "labelOverlap": False, "labelAngle": 0 if step == 1 else -90, "labelPadding": 2}}
     # The y-axis reaches at least KL_AXIS_MIN nats: when every dimension has collapsed (KL of 0.001 nats or
     # less), the bars would otherwise fill the chart as if they carried information.
     y = {"field": "kl", "type": "quantitative", "title": "KL (nats)", "scale": {"domain": {"unionWith": [0, KL_AXIS_MIN]}}}
