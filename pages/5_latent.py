@@ -125,11 +125,11 @@ def weights_key(model) -> str:
     return h.hexdigest()[:16]
 
 
-def draw_selectable(fig, key: str, alt: str, modes=("points", "box", "lasso")):
+def draw_selectable(fig, key: str, alt: str, modes=("points", "box", "lasso"), **kw):
     if ctx.present:
         fig = F.with_font_scale(ui.go_copy(fig), ui.PRESENT_SCALE)
     return st.plotly_chart(fig, key=key, on_select="rerun", selection_mode=modes, config=SELECT_CONFIG,
-                           alt=alt, width="stretch")
+                           alt=alt, width="stretch", **kw)
 
 
 def ascii_name(text: str) -> str:
@@ -359,13 +359,45 @@ show_map = show(0)
 
 # ---- 1. the map --------------------------------------------------------------------------------
 
-#: Presenter mode: the height of a scene's main figure, 559 px once scaled for presenter mode, so with
-#: nothing but the scene bar above it, it fits 1280x720 and fills over half of 1920x1080 (issue 21).
+#: Presenter mode: the height a scene's main figure is built for, 559 px once scaled for presenter mode. Scenes
+#: 1 to 4 draw it into a ``fit_box``, which it fills whatever the screen; scene 5's two maps keep this height.
 PRESENT_FIG_HEIGHT = 430
 FIG_H = (lambda h: PRESENT_FIG_HEIGHT) if ctx.present else (lambda h: h)
+#: Presenter mode: a scene's main figure starts 126 px down the screen (the collapsed configuration and the
+#: title row above it), and its box reaches to PRESENT_FIG_TOP px less than the screen's height: 580 px of
+#: 1280x720 and 940 px of 1920x1080 (a fixed 559 px left the lower half of 1080 empty; issue 21). The height is
+#: CSS (the server does not know the screen), so each figure is drawn once and stretches into its box
+#: (``st.plotly_chart(height="stretch")`` fills a container of fixed height; the CSS sets that height).
+PRESENT_FIG_TOP = 140
+STRETCH = {"height": "stretch"} if ctx.present else {}
+if ctx.present:
+    st.html("<style>[data-testid='stLayoutWrapper']:has(> [class*='st-key-ls_fit_']) "
+            f"{{flex: 0 0 calc(100vh - {PRESENT_FIG_TOP}px) !important; height: calc(100vh - {PRESENT_FIG_TOP}px) "
+            "!important;} [class*='st-key-ls_fit_'] {height: 100% !important; max-height: none !important;}</style>")
+
+
+def fit_box(name: str):
+    """Where a scene's main figure goes: in presenter mode a box as high as the screen allows (see
+    PRESENT_FIG_TOP; draw the figure with ``**STRETCH``), else a plain container."""
+    if not ctx.present:
+        return st.container()
+    return st.container(key=f"ls_fit_{name}", height=round(PRESENT_FIG_HEIGHT * 1.3), border=False)
+
+
+def legend_at_bottom(fig):
+    """Presenter mode: a map's legend at the bottom of its figure, whatever height the figure is stretched to
+    (placed in plot units, it would float the further below the x-axis the taller the screen), five entries
+    to a row: the ten classes on two rows, the markers on a third (three to a row took five rows of 720)."""
+    if ctx.present:
+        fig.update_layout(legend=dict(yref="container", y=0, yanchor="bottom", entrywidthmode="fraction",
+                                      entrywidth=0.2))
+    return fig
 #: Presenter mode, scenes 3 and 4: images per line of a strip of images. Two lines per strip (10 steps: 4
 #: lines of 5) make two strips about as high as they are wide, so they fill the figure's box beside the controls.
 WALK_PER_LINE = (lambda n_steps: -(-n_steps // 2))
+#: Presenter mode, scenes 3 and 4: the figure's column and the controls' column. The figure, about as high as it
+#: is wide, needs a column as wide as its box is high on a tall screen (940 px of 1080) to fill it.
+PRESENT_COLS = [2.4, 1]
 
 #: Points a map draws unless asked for all: a 5,000-point SVG map costs the browser about a second of
 #: CPU, and the cost grows with the points; 1,500 (under a third) keep every class's cluster readable
@@ -467,7 +499,9 @@ if show(1):
             f"{plane.explained[0]:.0%} and {plane.explained[1]:.0%} of the codes' variance); the other "
             f"{K - 2} directions are held at the mean. The grid is spaced by equal probability under a Gaussian "
             "fitted to the codes on this plane.")
-    g1, g2 = st.columns([1.25, 1])
+    # Presenter mode: the square mosaic gets most of the width, so that on a tall screen it can grow into its
+    # box's height (at 1.25 : 1 it was held to 570 px of 1080 by its column's width).
+    g1, g2 = st.columns([2.2, 1] if ctx.present else [1.25, 1])
     with g2:
         n_grid = ui.slider("Grid size (n × n)", "ls_grid", 5, 25, 15, step=1)
         u_val = round(float(ui.slider(f"{ax_u}", "ls_u", lo_u, hi_u, gb.start[0], step=gb.step[0])), 2) + 0.0
@@ -488,9 +522,10 @@ if show(1):
         gfig = LF.manifold_mosaic(grid_imgs, ds.image_shape, u, v, (ax_u, ax_v), marker=point_uv,
                                   title="Decoded " + ("latent plane" if plane.kind == "raw" else "PCA slice"),
                                   height=FIG_H(600))
-        draw_selectable(gfig, "ls_gridsel", alt=f"A {int(n_grid)} by {int(n_grid)} mosaic of images decoded on a grid over "
-                        f"{ax_u} from {u[0]:.2f} to {u[-1]:.2f} and {ax_v} from {v[0]:.2f} to {v[-1]:.2f}.",
-                        modes=("points", "box"))
+        with fit_box("grid"):
+            draw_selectable(gfig, "ls_gridsel", alt=f"A {int(n_grid)} by {int(n_grid)} mosaic of images decoded on a grid "
+                            f"over {ax_u} from {u[0]:.2f} to {u[-1]:.2f} and {ax_v} from {v[0]:.2f} to {v[-1]:.2f}.",
+                            modes=("points", "box"), **STRETCH)
 
 # ---- 3. interpolation --------------------------------------------------------------------------
 
@@ -512,10 +547,10 @@ if walk_open:
             # The strip beside its controls, each path wrapped onto two lines: a strip of 2 x 10 images is a
             # short wide band, which at full width left empty bands above and below it in the scene's figure
             # height and pushed the controls off a 1280x720 screen (issue 21).
-            strip_box, ctl_box = st.columns([1.6, 1], gap="medium")
-            with ctl_box:
-                i1, i2 = st.columns(2)
-            i3 = i4 = ctl_box
+            # The strip's column as wide as a tall screen lets it grow (at 1.6 : 1 its width held it to 600 px
+            # of 1080), so the controls are stacked in the narrower column.
+            strip_box, ctl_box = st.columns(PRESENT_COLS, gap="medium")
+            i1 = i2 = i3 = i4 = ctl_box
         else:
             strip_box = st.container()
             i1, i2, i3, i4 = st.columns(4)
@@ -536,10 +571,10 @@ if walk_open:
         walk_alt = (f"The {n_steps} images decoded along the linear and along the spherical path from image {a} "
                     f"(a {class_name(ds.y[a])}) to image {b} (a {class_name(ds.y[b])})")
         if ctx.present:
-            with strip_box:
+            with strip_box, fit_box("walk"):
                 ui.figure(LF.wrapped_strips(strips, ds.image_shape, cols, per_row=WALK_PER_LINE(n_steps),
                                             height=PRESENT_FIG_HEIGHT),
-                          key="ls_interp", alt=walk_alt + ", each path on two lines.")
+                          key="ls_interp", alt=walk_alt + ", each path on two lines.", **STRETCH)
         else:
             ui.figure(LF.strip_rows(strips, ds.image_shape, col_titles=cols, height=230 if ds.dim > 100 else 200),
                       key="ls_interp", alt=walk_alt + ", one row per path.")
@@ -600,7 +635,7 @@ if show(3):
 if trav_open:
     with trav_box:
         if ctx.present:  # the rows beside their control, as in scene 3: both fit one screen (issue 21)
-            first, trav_ctl = st.columns([1.6, 1], gap="medium")
+            first, trav_ctl = st.columns(PRESENT_COLS, gap="medium")
         else:
             first = trav_ctl = st.container()
         if not show_map:
@@ -659,10 +694,12 @@ if trav_open:
             if len(order) < K:
                 st.caption(f"Showing the {len(order)} most informative of the {K} dimensions.")
             # Presenter mode: a few rows of 9 are a short wide band; each then wraps onto two lines (as in scene 3).
-            ui.figure(LF.traversal_strips(timgs, ds.image_shape, titles, tt, height=FIG_H(60 + row_h * len(order)),
-                                          per_row=WALK_PER_LINE(len(tt)) if ctx.present and len(order) <= 3 else None),
-                      key="ls_trav", alt=f"{len(order)} rows of 9 images: the decoded code of image {idx} with one latent dimension moved "
-                                         "from -3 to +3 standard deviations, one row per dimension, most informative first.")
+            with fit_box("trav"):
+                ui.figure(LF.traversal_strips(timgs, ds.image_shape, titles, tt, height=FIG_H(60 + row_h * len(order)),
+                                              per_row=WALK_PER_LINE(len(tt)) if ctx.present and len(order) <= 3 else None),
+                          key="ls_trav", alt=f"{len(order)} rows of 9 images: the decoded code of image {idx} with one "
+                                             "latent dimension moved from -3 to +3 standard deviations, one row per "
+                                             "dimension, most informative first.", **STRETCH)
 
 
 # ---- 5. AE against VAE -------------------------------------------------------------------------
@@ -683,11 +720,17 @@ def draw_comparison():
 def comparison():
     """AE against VAE on the same data and seed; returns (AE off-manifold share, VAE share) or None."""
     cdim = K if K in (2, 16) else 16
-    figs_first = st.container()  # presenter mode: the maps first, the choice below them
-    cc1, cc2 = st.columns([1, 2])
-    with cc1:
+    if ctx.present:
+        # The two maps with the choice beside them, in a narrow third column (as radio buttons, whose options
+        # wrap there), so that the choice is on screen with the maps at 1280x720 (issue 21); the verdict goes
+        # under it once measured.
+        cols_ = st.columns([1, 1, 0.42], gap="small")
+        ctl = cols_[2]
+    else:
+        ctl = st.columns([1, 2])[0]
+    with ctl:
         ae_mode = ui.select("Sample the autoencoder from", "ls_aes", list(AE_SAMPLING), format_func=AE_SAMPLING.get,
-                            help="An autoencoder has no prior, so there is no right way to sample it.")
+                            radio=ctx.present, help="An autoencoder has no prior, so there is no right way to sample it.")
     n_show = 32
     n_study = 500
     results = {}
@@ -715,7 +758,7 @@ def comparison():
                "own codes." if ae_mode == "fit" else
                "The autoencoder has no prior; here it gets the VAE's N(0, I), which ignores where its codes actually are."))
         sub = np.random.default_rng(ctx.seed).choice(N, size=min(N, 2000), replace=False)
-        with figs_first if ctx.present else st.container():
+        if not ctx.present:
             cols_ = st.columns(2)
         for col, ck in zip(cols_, ("ae", "vae")):
             cds, z, imgs, off, pl = results[ck]
@@ -737,6 +780,8 @@ def comparison():
                 ui.figure(F.image_grid(imgs[:n_show], ds.image_shape, ncols=8, height=250 if ds.dim > 100 else 200,
                                        title=f"{name}: {n_show} decoded samples"),
                           key=f"ls_cmp_img_{ck}", alt=f"{n_show} images decoded from sampled codes of the {name}.")
+                if ctx.present:  # (the two shares are beside the maps, under the choice)
+                    continue
                 st.metric("Samples off the decoder's manifold", f"{off.fraction:.0%}",
                           help=f"Of {n_study} samples: the decoded image is farther (pixel distance) from every "
                                "decoded real image than 95% of decoded real images are from their nearest neighbour "
@@ -747,10 +792,19 @@ def comparison():
                    "the two are close on this measure here: compare the maps and the decoded samples yourself."
                    if abs(f_ae - f_vae) <= 0.02
                    else "here the VAE's samples score worse on this measure: compare the decoded samples yourself.")
-        st.markdown(
-            f"Off the manifold: autoencoder **{f_ae:.0%}**, VAE **{f_vae:.0%}** of {n_study} samples, so {verdict}")
         vcodes = results["vae"][0]
         spread = aggregate_of(f"zoo-vae-{cdim}", ds.name, vcodes.mu, vcodes.logvar)
+        if ctx.present:  # beside the maps, under the choice: the numbers; the long notes in an expander
+            ctl.markdown(f"Off the decoder's manifold: autoencoder **{f_ae:.0%}**, VAE **{f_vae:.0%}** of "
+                         f"{n_study} samples.",
+                         help="A sample is off the manifold when its decoded image is farther (pixel distance) from "
+                              "every decoded real image than 95% of decoded real images are from their nearest "
+                              "neighbour. About 5% of real codes would be flagged.")
+            with st.expander("What the KL term guarantees, and what it does not"):
+                st.markdown(f"So {verdict} " + kl_guarantee_text(spread, cdim))
+            return f_ae, f_vae
+        st.markdown(
+            f"Off the manifold: autoencoder **{f_ae:.0%}**, VAE **{f_vae:.0%}** of {n_study} samples, so {verdict}")
         st.markdown(kl_guarantee_text(spread, cdim))
         return f_ae, f_vae
     return None
@@ -774,12 +828,13 @@ def tsne_live(args: tuple, sel: int, neighbours: np.ndarray) -> None:
     else:
         phase = "early exaggeration: clusters form" if job.iteration <= job.early else "refining"
         title, xy, axes = f"t-SNE, iteration {job.iteration} of {job.total} ({phase})", lay, ("t-SNE 1", "t-SNE 2")
-    fig = LF.explorer_map(xy, ds.y, title, axes, CLASS_NAMES, selected=sel, neighbours=neighbours, height=FIG_H(620),
-                          subset=map_points)
+    fig = legend_at_bottom(LF.explorer_map(xy, ds.y, title, axes, CLASS_NAMES, selected=sel, neighbours=neighbours,
+                                           height=FIG_H(620), subset=map_points))
     if ctx.present:
         fig = F.with_font_scale(fig, ui.PRESENT_SCALE)
-    st.plotly_chart(fig, key="ls_tsne_live", config=ui.PLOTLY_CONFIG, width="stretch",
-                    alt=f"The map while t-SNE runs: {title}.")
+    with fit_box("tsne"):
+        st.plotly_chart(fig, key="ls_tsne_live", config=ui.PLOTLY_CONFIG, width="stretch",
+                        alt=f"The map while t-SNE runs: {title}.", **STRETCH)
     st.progress(job.progress, text=f"t-SNE: iteration {job.iteration} of {job.total}. It runs in the background, "
                                    "so you can use the rest of the page meanwhile.")
 
@@ -792,16 +847,18 @@ if show_map:
     map_fig = LF.explorer_map(map_xy, ds.y, map_title, map_axes, CLASS_NAMES, selected=idx, neighbours=nb_idx,
                               subset=map_points,
                               decoded_point=decoded_pt, height=FIG_H(620))
+    legend_at_bottom(map_fig)
     map_wait.empty()
     with map_left:
         if tsne_pending:
             with ui.fragment_slot():  # alone in a block of the page's own (see ui.fragment_slot)
                 tsne_live(tsne_args, idx, nb_idx)
         else:
-            draw_selectable(map_fig, "ls_mapsel",
-                            alt=f"{MAPS.get(map_id, map_id)} map of {N if map_points is None else len(map_points)} of "
-                                f"the {N} images, coloured by class; the selected image "
-                                f"{idx} is a star, its neighbours are circled.")
+            with fit_box("map"):
+                draw_selectable(map_fig, "ls_mapsel",
+                                alt=f"{MAPS.get(map_id, map_id)} map of {N if map_points is None else len(map_points)} "
+                                    f"of the {N} images, coloured by class; the selected image "
+                                    f"{idx} is a star, its neighbours are circled.", **STRETCH)
         if map_id == "tsne" or tsne_pending:
             st.info("**Reading a t-SNE map.** t-SNE keeps *neighbourhoods*: dots close on the map are close in the "
                     "latent space. It does **not** keep distances between clusters, their sizes or their densities, "

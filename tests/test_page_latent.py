@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import base64
 import io
+import re
 import time
 
 import numpy as np
@@ -562,6 +563,19 @@ def test_presenter_walk_and_traversals_wrap_onto_two_lines_beside_their_controls
         shown = [t["name"] for t in spec["data"] if t.get("showlegend", True)]
         assert set(shown) <= {"sample", "sample off the manifold"} and "sample" in shown, shown
         assert spec["layout"]["legend"]["y"] < -0.24
+    # The choice of how to sample the autoencoder sits in a third column beside the two maps (it was below them,
+    # off a 1280x720 screen: tests/test_presenter.py checks it is on screen), with the two shares under it; the
+    # verdict and what the KL term guarantees go into an expander (long notes stay out of the scene).
+    assert at.radio(key="ls_aes").value == "fit"
+    ctl = [c for c in at.columns if any(r.key == "ls_aes" for r in c.get("radio"))]
+    assert len(ctl) == 1 and not ctl[0].get("plotly_chart")
+    shares = [m.value for m in ctl[0].markdown]
+    assert len(shares) == 1 and re.match(r"Off the decoder's manifold: autoencoder \*\*\d+%\*\*, VAE \*\*\d+%\*\* of 500",
+                                         shares[0]), shares
+    assert "What the KL term guarantees, and what it does not" in [e.label for e in at.expander]
+    at.radio(key="ls_aes").set_value("prior").run()
+    assert_ok(at)
+    assert "Scene 5 of 5" in texts(at) and "here it gets the VAE's N(0, I)" not in texts(at)  # (the note stays out)
 
 
 # ---- the browser -----------------------------------------------------------------------------

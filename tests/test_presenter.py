@@ -38,6 +38,7 @@ SCENE_SHOTS = {("answers", 1, (1280, 720)): "answers-present"}
 KEY_CONTROLS = {
     ("latent", 3): ("Image A (index)", "Image B (index)", "Steps"),
     ("latent", 4): ("Start from image (index)",),
+    ("latent", 5): ("Sample the autoencoder from",),
     ("train", 2): ("Start training", "β, the weight of the KL term"),
 }
 
