@@ -10,7 +10,7 @@ scene bar. A scene with no figure shows its key formula (``st.latex``): the firs
 counts as its main figure.
 
 Checks per scene: the main figure lies inside the viewport, and (unless it is a formula) is at least
-half the viewport's height; body text (Markdown paragraphs and list items, not captions or widget
+half the viewport's height (scenes in ``FILL``: most of it); body text (Markdown paragraphs and list items, not captions or widget
 labels) is at least 20 px; the main Plotly figure's tick labels, legend entries and annotations are
 at least 16 px.
 
@@ -41,6 +41,10 @@ KEY_CONTROLS = {
     ("latent", 5): ("Sample the autoencoder from",),
     ("train", 2): ("Start training", "β, the weight of the KL term"),
 }
+# Scenes whose main figure fills the screen, not just half of it: (page, scene) -> the least share of the
+# viewport's height its box must take, at both sizes (the latent page stretches these figures into a box as
+# high as the screen allows; a fixed 559 px left the lower half of 1920x1080 empty).
+FILL = {("latent", i): 0.8 for i in (1, 2, 3, 4)}
 
 # Measures the current scene in the browser. Returns the scene bar's text, the main figure's kind and
 # box, and the smallest font sizes (body text in the viewport; the main Plotly figure's ticks, legend,
@@ -127,6 +131,13 @@ def _controls_off(page, labels) -> list[str]:
         elif box[0] < -0.5 or box[1] > vh + 0.5 or box[2] < -0.5 or box[3] > vw + 0.5:
             out.append(f"control {label!r} outside the viewport ({box[0]:.0f}..{box[1]:.0f} of {vh})")
     return out
+
+
+def _unfilled(m: dict, share: float | None) -> list[str]:
+    """A scene listed in ``FILL`` whose main figure takes less than ``share`` of the viewport's height."""
+    if share is None or not m["box"] or m["box"][4] >= share * m["vh"] - 0.5:
+        return []
+    return [f"main figure {m['box'][4]:.0f} px high < {share:.0%} of {m['vh']} (it should fill the screen)"]
 
 
 def _scene_of(bar: str) -> tuple[int, int]:
@@ -223,7 +234,8 @@ def test_every_scene_fits_the_screen(watched_page, server_url, slug):
             if n is None:
                 _, n = _scene_of(m["bar"])
             assert _scene_of(m["bar"]) == (i, n), (size, m["bar"])
-            rows[size].append((i, m, _problems(m) + _controls_off(page, KEY_CONTROLS.get((slug, i)))))
+            rows[size].append((i, m, _problems(m) + _unfilled(m, FILL.get((slug, i)))
+                               + _controls_off(page, KEY_CONTROLS.get((slug, i)))))
             if (slug, i, size) in SCENE_SHOTS:
                 screenshot(page, SCENE_SHOTS[(slug, i, size)])
         order.reverse()  # the next scene starts at the size this one ended with
