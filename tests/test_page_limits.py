@@ -310,6 +310,14 @@ def test_presenter_mode_shows_one_scene_at_a_time():
     assert "lim_fig_rd" in figs(at)
     # The self-check is left out of presenter scenes (core.ui.self_check, issue 21): they must fit one screen.
     assert "_reveal_lim_0_btn" not in [b.key for b in at.button]
+    # Scene 3: the prior-hole map's legend runs in rows at the bottom of the figure (as a column on the right,
+    # its twelve entries at presenter size overflowed the figure: it scrolled and its last entry was cut off).
+    at.button(key="_scene_lim_next").click().run()
+    assert_ok(at)
+    legend = figs(at)["lim_fig_hole"]["layout"]["legend"]
+    assert (legend["orientation"], legend["yref"], legend["y"], legend["yanchor"]) == ("h", "container", 0, "bottom")
+    normal = page_app(PAGE, query={"dataset": "digits", "lim_show": "3"}, timeout=180)
+    assert figs(normal)["lim_fig_hole"]["layout"]["legend"]["orientation"] == "v"
 
 
 def test_self_check_answers_come_from_the_models(digits_at):

@@ -280,9 +280,11 @@ def training_compare(runs: Mapping[str, Mapping], height: int = 330) -> go.Figur
 # ---- the prior hole --------------------------------------------------------------------------
 
 def prior_hole(mu: np.ndarray, y: np.ndarray, holes: Mapping, class_names: Sequence[str] | None = None,
-               height: int = 620, marker_size: int = 4) -> go.Figure:
+               height: int = 620, marker_size: int = 4, legend_below: bool = False) -> go.Figure:
     """Encoded training means over the N(0, I) prior: filled density contours, the circles that
-    hold 39 %, 86 % and 99 % of the prior's mass, and the hole cells (numbered)."""
+    hold 39 %, 86 % and 99 % of the prior's mass, and the hole cells (numbered). ``legend_below``
+    (presenter mode): the legend in rows at the bottom of the figure instead of a column on the right,
+    where its twelve entries at presenter size overflowed a 540-px figure (it scrolled, its last entry cut)."""
     ext = holes["extent"]
     mu = np.asarray(mu, dtype=float)
     # Show the codes beyond the grid too (up to radius 6), so a too-wide aggregate posterior is visible.
@@ -331,7 +333,10 @@ def prior_hole(mu: np.ndarray, y: np.ndarray, holes: Mapping, class_names: Seque
                            yanchor="bottom", font=dict(size=11, color="#555555"))
     fig.update_xaxes(range=[-lim, lim])
     fig.update_yaxes(range=[-lim, lim])
-    fig.update_layout(legend=dict(title=None, orientation="v", x=1.02, y=1))
+    if legend_below:
+        fig.update_layout(legend=dict(title=None, orientation="h", yref="container", y=0, yanchor="bottom", x=0))
+    else:
+        fig.update_layout(legend=dict(title=None, orientation="v", x=1.02, y=1))
     return fig
 
 
