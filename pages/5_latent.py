@@ -386,11 +386,11 @@ def fit_box(name: str):
 
 def legend_at_bottom(fig):
     """Presenter mode: a map's legend at the bottom of its figure, whatever height the figure is stretched to
-    (placed in plot units, it would float the further below the x-axis the taller the screen), five entries
-    to a row: the ten classes on two rows, the markers on a third (three to a row took five rows of 720)."""
+    (placed in plot units, it would float the further below the x-axis the taller the screen), four entries
+    to a row (three to a row took five rows of 720; at five, 'neighbours' ran into the next entry's symbol)."""
     if ctx.present:
         fig.update_layout(legend=dict(yref="container", y=0, yanchor="bottom", entrywidthmode="fraction",
-                                      entrywidth=0.2))
+                                      entrywidth=0.25))
     return fig
 #: Presenter mode, scenes 3 and 4: images per line of a strip of images. Two lines per strip (10 steps: 4
 #: lines of 5) make two strips about as high as they are wide, so they fill the figure's box beside the controls.
@@ -433,10 +433,11 @@ loading.empty()  # (the map's own message has taken over)
 map_points = None if all_points else latent.map_subset(ds.y, MAP_POINTS, seed=0)
 
 want_tsne = method == "tsne" or (method == "raw" and K != 2)
-if show_map and method == "raw" and K != 2:
+RAW_NOTE = (f"This latent space has {K} dimensions, so it cannot be drawn as it is: the map shows t-SNE instead "
+            "(choose PCA for a linear view).") if method == "raw" and K != 2 else None
+if show_map and RAW_NOTE and not ctx.present:  # (presenter mode: below the map, which fills the screen)
     with map_left:
-        st.caption(f"This latent space has {K} dimensions, so it cannot be drawn as it is: the map shows t-SNE "
-                   "instead (choose PCA for a linear view).")
+        st.caption(RAW_NOTE)
 if method == "raw" and K == 2:
     map_xy, map_axes, map_title, map_id = MU, ("z₁", "z₂"), "Raw latent codes", "raw"
 else:
@@ -695,8 +696,10 @@ if trav_open:
                 st.caption(f"Showing the {len(order)} most informative of the {K} dimensions.")
             # Presenter mode: a few rows of 9 are a short wide band; each then wraps onto two lines (as in scene 3).
             with fit_box("trav"):
+                wrap = ctx.present and len(order) <= 3
                 ui.figure(LF.traversal_strips(timgs, ds.image_shape, titles, tt, height=FIG_H(60 + row_h * len(order)),
-                                              per_row=WALK_PER_LINE(len(tt)) if ctx.present and len(order) <= 3 else None),
+                                              per_row=WALK_PER_LINE(len(tt)) if wrap else None,
+                                              title_every=2 if ctx.present and not wrap else 1),
                           key="ls_trav", alt=f"{len(order)} rows of 9 images: the decoded code of image {idx} with one "
                                              "latent dimension moved from -3 to +3 standard deviations, one row per "
                                              "dimension, most informative first.", **STRETCH)
@@ -859,6 +862,8 @@ if show_map:
                                 alt=f"{MAPS.get(map_id, map_id)} map of {N if map_points is None else len(map_points)} "
                                     f"of the {N} images, coloured by class; the selected image "
                                     f"{idx} is a star, its neighbours are circled.", **STRETCH)
+        if RAW_NOTE and ctx.present:
+            st.caption(RAW_NOTE)
         if map_id == "tsne" or tsne_pending:
             st.info("**Reading a t-SNE map.** t-SNE keeps *neighbourhoods*: dots close on the map are close in the "
                     "latent space. It does **not** keep distances between clusters, their sizes or their densities, "

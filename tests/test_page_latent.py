@@ -539,6 +539,10 @@ def test_presenter_walk_and_traversals_wrap_onto_two_lines_beside_their_controls
             top, left = int(round(a["y"] + 0.5)), int(round(a["x"] + 0.5 - w / 2))
             tile = px_[top:top + h, left:left + w]
             assert np.abs(tile - np.round(np.clip(want[i].reshape(h, w), 0, 1) * 255)).max() <= 1, (k, i)
+    # The axes are pinned to the image: left to themselves, they widened to take in the paths' names (which sit
+    # in the left margin), and the strips filled only three quarters of their box's width.
+    assert spec["layout"]["xaxis"]["range"] == [-0.5, px_.shape[1] - 0.5]
+    assert spec["layout"]["yaxis"]["range"] == [px_.shape[0] - 0.5, -0.5]
     # Its controls and a one-line note (the long explanation stays out of the scene). Where they sit on the
     # screen is checked in a browser by tests/test_presenter.py (KEY_CONTROLS).
     assert at.number_input(key="ls_a").value == 3 and at.number_input(key="ls_b").value == 40
@@ -681,3 +685,19 @@ def test_the_loading_message_is_gone_once_the_map_has_its_own(default_page):
     assert any("The map" in h.value for h in at.subheader) and plotly_specs(at)
     src = (ROOT / PAGE).read_text()
     assert src.index('loading.info("⏳ Loading the model') < src.index("ui.configure_torch()")  # shown before torch loads
+
+
+def test_presenter_traversals_of_16_dimensions_title_every_other_column():
+    """Presenter scene 4 with a 16-D model: 16 rows of 9 images fill the figure's height, so each image is about
+    30 px wide at 1280x720, and nine titles such as "-2.2σ" (about 40 px at presenter size) ran into each other.
+    Every other column is titled, from -3σ to +3σ; the rows are not wrapped."""
+    at = page_app(PAGE, query={"dataset": "digits", "present": "1", "ls_dim": "16", "ls_map": "pca"}, timeout=300)
+    assert_ok(at)
+    for _ in range(3):
+        at.button(key="_scene_ls_next").click().run()
+        assert_ok(at)
+    assert "Scene 4 of 5" in texts(at)
+    notes = plotly_specs(at)[0]["layout"]["annotations"]
+    tops = [a["text"] for a in notes if a.get("yanchor") == "bottom"]
+    assert tops == ["-3.0σ", "", "-1.5σ", "", "0", "", "+1.5σ", "", "+3.0σ"], tops
+    assert len([a for a in notes if a.get("xanchor") == "right"]) == 16  # one named row per dimension

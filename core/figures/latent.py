@@ -171,16 +171,30 @@ def wrapped_strips(rows: Mapping[str, np.ndarray], image_shape: Sequence[int], c
                            showarrow=False, xanchor="right", xshift=-6, xref="x", yref="y", font=dict(size=13))
     left = max(115, 11 * max(len(t) for parts in names for t in parts) + 16)
     fig.update_layout(margin=dict(l=left, r=5, t=50 if title else 4, b=5))
+    return _pinned(fig, canvas.shape)
+
+
+def _pinned(fig: go.Figure, shape: Sequence[int]) -> go.Figure:
+    """The axes of a one-image figure pinned to the image (``shape`` (H, W) in pixels): plotly.js otherwise
+    widens an axis's range to take in the annotations that name the rows, on the left of the image, and the
+    image then fills only part of its box (714 of 930 px of width at 1920x1080, in presenter mode). The names
+    stay in the left margin, which is made for them (``wrapped_strips`` sizes it)."""
+    h, w = (int(v) for v in shape[:2])
+    fig.update_xaxes(range=[-0.5, w - 0.5], autorange=False)
+    fig.update_yaxes(range=[h - 0.5, -0.5], autorange=False)
     return fig
 
 
 def traversal_strips(images: np.ndarray, image_shape: Sequence[int], row_titles: Sequence[str], t: np.ndarray,
                      unit: str = "σ", title: str | None = None, height: int | None = None,
-                     per_row: int | None = None) -> go.Figure:
+                     per_row: int | None = None, title_every: int = 1) -> go.Figure:
     """One strip per latent dimension: ``images`` (rows * steps, D), row-major, with the
     traversal offsets ``t`` (steps,) as column titles. ``per_row``: wrap each strip after that many
-    images (:func:`wrapped_strips`; a title's " (" starts a new line of its name)."""
-    cols = [f"{v:+.1f}{unit}" if abs(v) > 1e-9 else "0" for v in t]
+    images (:func:`wrapped_strips`; a title's " (" starts a new line of its name). ``title_every``: title
+    only every that many columns, from the first (presenter mode, 16 rows at 1280x720: images about 30 px
+    wide, under titles such as "-2.2σ" about 40 px wide at presenter size, which ran into each other)."""
+    cols = [(f"{v:+.1f}{unit}" if abs(v) > 1e-9 else "0") if i % max(1, title_every) == 0 else ""
+            for i, v in enumerate(t)]
     if per_row is not None:
         imgs = as_images(images, image_shape)
         steps = len(t)
