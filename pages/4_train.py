@@ -815,6 +815,11 @@ def runs_section(cfg) -> None:
     else:
         st.dataframe(R.comparison_rows(list(store.runs.values())), hide_index=True, width="stretch",
                      column_config=RUN_COLUMNS)
+        if any(r.state == "training" for r in store.runs.values()):
+            # (the table is drawn with the page, not by the live view's redraws: a run's steps stood at 32 here
+            # while the live view said 253)
+            st.caption("A run that is training shows its steps and β as they were when this table was drawn; "
+                       "the live view above shows them as they are now. Its held-out numbers appear when it ends.")
         comparison()
     export_import(cfg)
 

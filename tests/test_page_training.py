@@ -136,10 +136,15 @@ def test_training_ticks_grow_the_history_and_a_beta_change_is_recorded(apps):
     assert "β so far: **1** (from step 0) → **4**" in texts(at)
     df = R.metrics_rows(run)
     assert df[changed]["beta"] == 4.0  # also in the CSV export
+    # The runs table is drawn with the page, not by the live redraws: while the run trains, it says that its
+    # steps and β are as they were then (they stood at 32 while the live view said 253).
+    stale = "shows its steps and β as they were when this table was drawn"
+    assert stale in texts(at)
     at.button(key="tr_stop").click().run()
     assert_ok(at)
     assert run.state == "stopped" and run.final is not None
     assert any("Stopped by the user" in i.value for i in at.info)
+    assert stale not in texts(at)
     # Named without β (β changed during the run); the table lists the values it took, in few columns.
     assert "β" not in run.name and run.name.endswith("VAE z=4")
     table = at.dataframe[0].value
