@@ -115,6 +115,42 @@ def test_home_page_in_browser_and_in_presenter_mode(watched_page, server_url):
     screenshot(page, "home-present")
 
 
+# The computed font size (px) of each kind of widget text in the autoencoder page's "Model and input": the value
+# of the number input and of the select (a combobox input), the radio options' labels, the scene bar's buttons.
+_WIDGET_PX_JS = """() => {
+  const px = (e) => e ? parseFloat(getComputedStyle(e).fontSize) : null;
+  const main = document.querySelector('[data-testid="stMain"]');
+  return {
+    number: px(main.querySelector('.st-key-ae_example [data-testid="stNumberInput"] input')),
+    select: px(main.querySelector('.st-key-ae_latent [data-testid="stSelectbox"] input')),
+    radio: Math.min(...[...main.querySelectorAll('.st-key-ae_kind [data-testid="stRadio"] label p')].map(px)),
+    button: Math.min(...[...main.querySelectorAll('button p')].filter(e => e.textContent.trim()).map(px)),
+  };
+}"""
+
+
+@pytest.mark.browser
+def test_widget_values_are_readable_in_presenter_mode(watched_page, server_url):
+    """Issue 21 (body text at least 20 px at 1280x720): in presenter mode a number input's value, a select's
+    value, radio labels and button labels are at least 20 px, as the body text is; on the normal page they are
+    Streamlit's smaller default (so it is the presenter styling that enlarges them)."""
+    page = watched_page
+    page.set_viewport_size({"width": 1280, "height": 720})
+    sizes = {}
+    for mode, query in (("normal", ""), ("present", "&present=1")):
+        page.goto(f"{server_url}/autoencoder?dataset=digits{query}")
+        wait_drawn(page)
+        assert_no_exception_box(page)
+        if mode == "present":  # the configuration is tucked into a collapsed expander there
+            page.get_by_text("Model and input").first.click()
+        page.locator('.st-key-ae_example input').first.wait_for(state="visible")
+        page.locator('.st-key-ae_latent input').first.wait_for(state="visible")
+        sizes[mode] = page.evaluate(_WIDGET_PX_JS)
+    print(sizes)
+    assert all(v is not None and v >= 20 for v in sizes["present"].values()), sizes
+    assert sizes["normal"]["number"] < 20 and sizes["normal"]["select"] < 20, sizes
+
+
 def test_a_pasted_link_wins_over_session_state_and_kept_values_are_revalidated():
     from streamlit.testing.v1 import AppTest
     script = (

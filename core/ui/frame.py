@@ -119,8 +119,17 @@ _PRESENT_CSS = """
 [data-testid="stMetricValue"], [data-testid="stMetricValue"] p {font-size: 2.2rem !important;}
 .st-key-_present_head h1 {font-size: 1.6rem !important; padding: 0 !important; line-height: 1.2;}
 .st-key-_present_head [data-testid="stMarkdownContainer"] p {font-size: 1.35rem;}
-.st-key-_present_head button p {font-size: 1.05rem; white-space: nowrap;}
+.st-key-_present_head button p {white-space: nowrap;}
 [data-testid="stMain"] [data-testid="stMarkdownContainer"] td, [data-testid="stMain"] [data-testid="stMarkdownContainer"] th {font-size: 1.15rem;}
+/* Widget text as large as the body text (issue 21: at least 20 px at 1280x720). Number, text and select values
+   (a selectbox is a combobox input; multiselects still use baseweb), radio and checkbox/toggle labels, button
+   labels, and slider values with their range ends. */
+[data-testid="stMain"] input, [data-testid="stMain"] textarea,
+[data-testid="stMain"] [data-baseweb="select"], [data-testid="stMain"] [data-baseweb="select"] div,
+[data-testid="stMain"] [data-testid="stRadio"] label p, [data-testid="stMain"] [data-testid="stCheckbox"] label p,
+[data-testid="stMain"] button p, [data-testid="stMain"] [data-testid="stSliderThumbValue"],
+[data-testid="stMain"] [data-testid="stSliderTickBarMin"], [data-testid="stMain"] [data-testid="stSliderTickBarMax"]
+{font-size: 1.25rem !important;}
 [data-testid="stHeader"] {background: transparent;}
 [data-testid="stHeader"], [data-testid="stHeader"] * {pointer-events: none !important;}
 [data-testid="stHeader"] button, [data-testid="stHeader"] a, [data-testid="stHeader"] button * {pointer-events: auto !important;}
