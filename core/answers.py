@@ -159,8 +159,8 @@ def fmt_sig(v: float, sig: int = 2) -> str:
 
 
 def dims(idx: Sequence[int]) -> str:
-    """0-based dimension indices as 'z5, z7 and z14'."""
-    names = [f"z{int(j)}" for j in idx]
+    """0-based dimension indices as 'z5, z7 and z14' (1-based names, as every page and figure labels them)."""
+    names = [f"z{int(j) + 1}" for j in idx]
     if not names:
         return "none"
     return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]

@@ -62,6 +62,19 @@ def test_numbers_on_the_page_are_computed_live(at):
     assert "-0.0" not in body and "−0.0 " not in body and "Infinity" not in body
 
 
+def test_latent_dimensions_are_named_from_z1_as_on_every_other_page(at):
+    """The KL and reparameterization pages name the 16 dimensions z1 to z16; the answers' charts and text did
+    z0 to z15, so the same dimension had two names."""
+    per_dim = [sp for sp in plotly_specs(at) if any(t.get("type") == "bar" and len(t.get("x") or []) == 16
+                                                   for t in sp["data"])]
+    assert per_dim
+    for sp in per_dim:
+        xs = [t["x"] for t in sp["data"] if t.get("type") == "bar"]
+        assert all(x[0] == "z1" and x[-1] == "z16" for x in xs), xs
+    assert A.dims([0, 4, 15]) == "z1, z5 and z16"
+    assert not re.search(r"\bz0\b", texts(at))
+
+
 def test_glossary_in_the_sidebar_and_on_the_page(at):
     assert "📖 Glossary" in [e.label for e in at.sidebar.expander]
     side = " ".join(m.value for m in at.sidebar.markdown)

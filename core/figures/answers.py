@@ -129,7 +129,7 @@ def variance_bars(e2: dict, height: int = HEIGHT) -> go.Figure:
 def kl_bars(e3: dict) -> go.Figure:
     """One held-out image's KL term per latent dimension (nats)."""
     kl = np.asarray(e3["one"]["kl"])
-    fig = go.Figure(go.Bar(x=[f"z{j}" for j in range(len(kl))], y=kl, marker_color=RED,
+    fig = go.Figure(go.Bar(x=[f"z{j + 1}" for j in range(len(kl))], y=kl, marker_color=RED,
                            hovertemplate="%{x}: %{y:.3f} nats<extra></extra>"))
     fig.update_yaxes(title="KL per dimension (nats)", rangemode="tozero")
     style(fig, height=260)
@@ -141,7 +141,7 @@ def sigma_bars(e3: dict, height: int = HEIGHT) -> go.Figure:
     fig = go.Figure()
     for b, name, color in ((0.0, "β = 0 (no KL term)", GREY), (1.0, "β = 1", BLUE)):
         s = np.asarray(e3["sigma_median"][b])
-        fig.add_bar(x=[f"z{j}" for j in range(len(s))], y=s, name=name, marker_color=color,
+        fig.add_bar(x=[f"z{j + 1}" for j in range(len(s))], y=s, name=name, marker_color=color,
                     hovertemplate="%{x}: median σ = %{y:.3g}<extra>" + name + "</extra>")
     fig.add_hline(y=1.0, line=dict(color=GREEN, dash="dash"), annotation_text="prior σ = 1",
                   annotation_position="top left")
