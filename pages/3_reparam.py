@@ -347,7 +347,8 @@ def chain_rule_section(idx: int, eps_draw: int, slot) -> None:
                               "drawn z = μ + σ·ε as a diamond, over the prior's ±1 band.")
     with main_slot(slot):
         ui.figure(cached("rp_vae_grad", (idx, eps_draw), lambda:
-                rfig.vae_gradient_bars(g, height=PRESENT_HEIGHT if ctx.present else 380)), key="rp_vae_grad",
+                rfig.vae_gradient_bars(g, height=PRESENT_HEIGHT if ctx.present else 380,
+                                       short_ticks=ctx.present)), key="rp_vae_grad",
                   alt="Bar charts of dL/dμ and dL/dlogvar for each latent dimension, split into the reconstruction "
                       "part and the β·KL part, with the total from backpropagation marked.")
     reading(case, g, avg)
@@ -611,7 +612,8 @@ def race_section(idx: int, slot) -> None:
         f"and the pathwise mean lie within {fmt(worst, 1)} standard errors of 0.")
     def ratio_chart() -> None:
         ui.figure(cached("rp_race", (idx,), lambda:
-                rfig.race_ratio_bars(rr, height=PRESENT_HEIGHT if ctx.present else 380)), key="rp_race",
+                rfig.race_ratio_bars(rr, height=PRESENT_HEIGHT if ctx.present else 380,
+                                     short_ticks=ctx.present)), key="rp_race",
                   alt=(f"Per-dimension variance ratios on a log axis for image {idx}: the plain score function's "
                        f"median {ratio_txt(sm['score']['dmu']['median'])} for μ, with a baseline "
                        f"{ratio_txt(sm['score_loo']['dmu']['median'])}."))

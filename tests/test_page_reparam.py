@@ -406,6 +406,10 @@ def test_presenter_mode_walks_through_scenes():
         body = texts(at)
         assert f"Scene {i + 1} of 7: {title}" in body, (i, title)
         assert len(plotly_specs(at)) == n_figs, (title, len(plotly_specs(at)))
+        if title in ("The chain rule on a real encoder", "The race on a real VAE"):
+            # 16 dimensions at projector size: labelled 1 to 16 (z10z11z12... ran into each other at 1280x720)
+            xaxis = plotly_specs(at)[0]["layout"]["xaxis"]
+            assert xaxis["ticktext"] == [str(j) for j in range(1, 17)] and xaxis["tickvals"][9] == "z10", title
     assert "It enables better tuning." in texts(at)
     at.button(key="_scene_rp_prev").click().run()
     at.button(key="_scene_rp_prev").click().run()

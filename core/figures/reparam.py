@@ -447,6 +447,15 @@ def _dim_labels(k: int) -> list[str]:
     return [f"z{j + 1}" for j in range(k)]
 
 
+def _dim_axis(lab: list[str], short: bool) -> dict:
+    """The x-axis of a per-dimension chart: its categories named z1, z2, ... or, with ``short`` (presenter
+    mode), labelled 1, 2, ... so that 16 of them at projector size do not run into each other."""
+    if not short:
+        return dict(title=dict(text="latent dimension"), tickangle=0, tickfont=dict(size=11))
+    return dict(title=dict(text="latent dimension j (zⱼ)"), tickangle=0, tickvals=lab,
+                ticktext=[str(j + 1) for j in range(len(lab))])
+
+
 def vae_posterior(mu: np.ndarray, sigma: np.ndarray, eps: np.ndarray, z: np.ndarray,
                   height: int = 360) -> go.Figure:
     """q(z|x) per latent dimension: mu_j ± sigma_j (bar), the drawn z_j = mu_j + sigma_j eps_j (diamond),
@@ -474,10 +483,10 @@ def vae_posterior(mu: np.ndarray, sigma: np.ndarray, eps: np.ndarray, z: np.ndar
     return _figure(data, lay)
 
 
-def vae_gradient_bars(g: Mapping, height: int = 380) -> go.Figure:
+def vae_gradient_bars(g: Mapping, height: int = 380, short_ticks: bool = False) -> go.Figure:
     """∂L/∂μ_j and ∂L/∂logvar_j as stacked bars of their two parts (reconstruction, β·KL), with the
     total from backpropagation of the whole loss as a black diamond. ``g`` is ``vae_gradients(...)``
-    for one draw of eps."""
+    for one draw of eps. ``short_ticks``: dimensions labelled 1, 2, ... (presenter mode, see ``_dim_axis``)."""
     lab = _dim_labels(len(np.ravel(g["mu"])))
     lay = _layout(1, 2, hspace=0.08, height=height, titles=["∂L/∂μⱼ", "∂L/∂logσⱼ²  (∂L/∂logvarⱼ)"])
     data: list[dict] = []
@@ -493,7 +502,7 @@ def vae_gradient_bars(g: Mapping, height: int = 380) -> go.Figure:
                  marker=dict(symbol="diamond", size=10, color="black"), showlegend=c == 1, xaxis=xa, yaxis=ya,
                  hovertemplate="%{x}: %{y:.3f}<extra>total</extra>"),
         ]
-        _set_axis(lay, "x", c, title=dict(text="latent dimension"), tickangle=0, tickfont=dict(size=11))
+        _set_axis(lay, "x", c, **_dim_axis(lab, short_ticks))
     _set_axis(lay, "y", 1, title=dict(text="gradient"))
     lay.update(barmode="relative", legend=dict(orientation="h", y=-0.3, x=0), uirevision="rp-grad",
                margin=dict(l=10, r=10, t=45, b=10))  # room for subplot titles at presenter font sizes
@@ -505,10 +514,11 @@ def vae_gradient_bars(g: Mapping, height: int = 380) -> go.Figure:
 RACE_COLORS = {"pathwise": OKABE_ITO[0], "score": OKABE_ITO[1], "score_loo": OKABE_ITO[4]}
 
 
-def race_ratio_bars(race: Mapping, height: int = 380) -> go.Figure:
+def race_ratio_bars(race: Mapping, height: int = 380, short_ticks: bool = False) -> go.Figure:
     """Per-dimension variance ratios var(score) / var(pathwise) on a log axis, one panel for ∂/∂μⱼ and one
     for ∂/∂σⱼ; bars for the plain score function and for the one with a leave-one-out baseline.
-    ``race`` is ``core.reparam.vae_estimator_race(...)``. A dashed line marks a ratio of 1."""
+    ``race`` is ``core.reparam.vae_estimator_race(...)``. A dashed line marks a ratio of 1. ``short_ticks``: as in
+    :func:`vae_gradient_bars`."""
     k = int(race["K"])
     lab = _dim_labels(k)
     names = {"score": "score function", "score_loo": "score function − leave-one-out baseline"}
@@ -527,7 +537,7 @@ def race_ratio_bars(race: Mapping, height: int = 380) -> go.Figure:
         data.append(dict(type="scatter", x=[lab[0], lab[-1]], y=[1, 1], mode="lines", name="ratio 1 (equal variance)",
                          line=dict(color="black", dash="dash", width=1.5), showlegend=c == 1, xaxis=xa, yaxis=ya,
                          hoverinfo="skip"))
-        _set_axis(lay, "x", c, title=dict(text="latent dimension"), tickangle=0, tickfont=dict(size=11))
+        _set_axis(lay, "x", c, **_dim_axis(lab, short_ticks))
         _set_axis(lay, "y", c, type="log", range=[-0.3, np.log10(top) + 0.3], dtick=1, exponentformat="power")
     _set_axis(lay, "y", 1, title=dict(text="var(score) / var(pathwise)"))
     for c in (1, 2):
