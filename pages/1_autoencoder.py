@@ -513,8 +513,12 @@ def denoising_section() -> None:
 def denoise_text(r) -> None:
     """The denoising metrics and what they show."""
     c1, c2 = st.columns(2)
-    c1.metric("Noisy input vs clean (MSE per pixel)", f"{r.mse_noisy:.4f}")
-    c2.metric("Reconstruction vs clean (MSE per pixel)", f"{r.mse_recon:.4f}")
+    short = ctx.present  # (shorter labels, so the presenter font does not cut them off)
+    c1.metric("Noisy vs clean, MSE" if short else "Noisy input vs clean (MSE per pixel)", f"{r.mse_noisy:.4f}",
+              help="Mean squared error per pixel between the noisy input and the clean image." if short else None)
+    c2.metric("Reconstruction vs clean, MSE" if short else "Reconstruction vs clean (MSE per pixel)",
+              f"{r.mse_recon:.4f}",
+              help="Mean squared error per pixel between the reconstruction and the clean image." if short else None)
     if r.mse_recon < r.mse_noisy:
         st.markdown(f"The reconstruction is **{r.mse_noisy / max(r.mse_recon, 1e-12):.1f}× closer** to the clean image "
                     f"than the noisy input was. The decoder can only draw digit-like images, so it leaves out much of "
