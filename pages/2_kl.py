@@ -205,13 +205,45 @@ def two_gaussians(show_exact: bool, show_mc: bool) -> None:
 
 # ---- 3: forward vs reverse KL -----------------------------------------------------------------------
 
+FORWARD_TEXT = (
+    "**Forward, KL(p‖q) = E_p[log p/q]: mode covering.** The average is over p, so q is punished heavily wherever p "
+    "has mass and q has almost none: q stretches over **both** modes. Its optimum matches p's mean and standard "
+    "deviation.")
+REVERSE_TEXT = (
+    "**Reverse, KL(q‖p) = E_q[log q/p]: mode seeking.** The average is over q, so q is punished only where *q* puts "
+    "mass that p lacks, such as the gap between the modes. Reverse KL has **several local optima**: one on each mode "
+    "(Bishop, 2006, Figure 10.3) and, for well-separated modes, a wide symmetric one between them (start at 0 to see "
+    "it).")
+
+
 @st.fragment
 def forward_reverse() -> None:
     st.header("3. Forward vs reverse KL: covering or seeking modes")
     intro(
         "Let p have **two modes** and fit a single Gaussian q to it, by gradient descent (Adam, PyTorch autograd) on "
-        "either direction of the KL. Press ▶ Play to watch the optimisation.")
-    with ui.config_container("Set the two modes and the start"):
+        "either direction of the KL.")
+    if ctx.present:  # the scene's figure at once, right under its header
+        fit_view()
+    else:
+        c1, c2 = st.columns(2, gap="large")
+        c1.markdown(FORWARD_TEXT)
+        c2.markdown(REVERSE_TEXT)
+        # The animation (47 frames) and its controls: computed and drawn only once opened (issue 21).
+        box = ui.lazy_expander("▶️ Watch both fits step by step: set the two modes and the start, then press Play",
+                               "kl_fit_open", url_keys=("kl_sep", "kl_start"))
+        with box:
+            if box.open:
+                fit_view()
+    st.info("A VAE's encoder is trained by the ELBO, whose gap to log p(x) is KL(q(z|x) ‖ p(z|x)): the **reverse** "
+            "direction (section 5). So a VAE's posterior tends to be mode-seeking and too narrow (over-confident), "
+            "rather than covering every code that could explain an image.", icon="💡")
+
+
+def fit_view() -> None:
+    """Section 3's controls, the animation of both fits, and where each fit ends (with the general text in
+    presenter mode, where it follows the figure)."""
+    # (inside the lazy expander on the normal page: an expander cannot hold another)
+    with ui.config_container("Set the two modes and the start") if ctx.present else st.container():
         c1, c2 = st.columns(2, gap="large")
         with c1:
             sep = ui.slider("Distance between the two modes of p", "kl_sep", 1.0, 6.0, 4.0, step=0.5,
@@ -226,13 +258,6 @@ def forward_reverse() -> None:
               alt=f"Animation of fitting one Gaussian to a two-mode distribution with modes {sep:g} apart. Forward KL "
                   f"ends at mean {fwd[-1][0]:.2f}, sd {fwd[-1][1]:.2f}, covering both modes; reverse KL ends at mean "
                   f"{rev[-1][0]:.2f}, sd {rev[-1][1]:.2f}.")
-    c1, c2 = st.columns(2, gap="large")
-    with c1:
-        st.markdown(
-            f"**Forward, KL(p‖q) = E_p[log p/q]: mode covering.** The average is over p, so q is punished heavily "
-            f"wherever p has mass and q has almost none: q stretches over **both** modes. Its optimum matches p's "
-            f"mean and standard deviation ({klfig.nats(target_mu)} and {klfig.nats(target_sd)}); the fit ends at "
-            f"μ = {klfig.nats(fwd[-1][0])}, σ = {klfig.nats(fwd[-1][1])}, KL = {klfig.nats(fwd[-1][2], 3)} nats.")
     outcome = kl.reverse_fit_outcome(rev[-1][0], rev[-1][1], mix["mus"], mix["sigmas"], mix["weights"])
     if outcome["kind"] == "mode":
         reached = (f"This start reached the mode-seeking optimum on the **{outcome['side']}** mode "
@@ -243,17 +268,18 @@ def forward_reverse() -> None:
     else:
         reached = ("This start reached the **symmetric** optimum between the modes: a wide q centred at "
                    f"{klfig.nats(outcome['target'])}, over the gap. Move the start off the centre and q ends on a mode.")
+    c1, c2 = st.columns(2, gap="large")
+    with c1:
+        st.markdown(
+            (FORWARD_TEXT + "\n\n" if ctx.present else "") +
+            f"**Forward** ends at μ = {klfig.nats(fwd[-1][0])}, σ = {klfig.nats(fwd[-1][1])}, "
+            f"KL = {klfig.nats(fwd[-1][2], 3)} nats; p's own mean and standard deviation are "
+            f"{klfig.nats(target_mu)} and {klfig.nats(target_sd)}.")
     with c2:
         st.markdown(
-            f"**Reverse, KL(q‖p) = E_q[log q/p]: mode seeking.** The average is over q, so q is punished only where "
-            f"*q* puts mass that p lacks, such as the gap between the modes. Reverse KL has **several local optima**: "
-            f"one on each mode (Bishop, 2006, Figure 10.3) and, for well-separated modes, a wide symmetric one between them "
-            f"(start at 0 to see it). The fit ends at "
-            f"μ = {klfig.nats(rev[-1][0])}, σ = {klfig.nats(rev[-1][1])}, KL = {klfig.nats(rev[-1][2], 3)} nats. "
-            + reached)
-    st.info("A VAE's encoder is trained by the ELBO, whose gap to log p(x) is KL(q(z|x) ‖ p(z|x)): the **reverse** "
-            "direction (section 5). So a VAE's posterior tends to be mode-seeking and too narrow (over-confident), "
-            "rather than covering every code that could explain an image.", icon="💡")
+            (REVERSE_TEXT + "\n\n" if ctx.present else "") +
+            f"**Reverse** ends at μ = {klfig.nats(rev[-1][0])}, σ = {klfig.nats(rev[-1][1])}, "
+            f"KL = {klfig.nats(rev[-1][2], 3)} nats. " + reached)
 
 
 # ---- 4: two dimensions ------------------------------------------------------------------------------
@@ -272,12 +298,32 @@ def gaussian_2d_controls(name: str, prefix: str, defaults: tuple[float, float, f
     return np.array([mx, my]), kl.cov_2d(sx, sy, r)
 
 
+DIAGONAL_TEXT = ("A correlation ρ ≠ 0 tilts the ellipse. A VAE's encoder outputs a **diagonal** Gaussian (ρ = 0, one σ "
+                 "per dimension), so its KL to N(0, I) splits into one term per dimension, as in section 6.")
+TWO_D_KEYS = tuple(f"kl_{g}2_{v}" for g in "pq" for v in ("mx", "my", "sx", "sy", "r"))
+
+
 @st.fragment
 def two_dimensions() -> None:
     st.header("4. Two dimensions: correlated Gaussians")
     intro("The same idea for vectors: means become vectors and variances become covariance matrices. Here q "
-                "starts as the standard normal N(0, I), the prior of a VAE's 2-D latent space.")
-    with ui.config_container("Set the two 2-D Gaussians"):
+          "starts as the standard normal N(0, I), the prior of a VAE's 2-D latent space.")
+    if ctx.present:  # the scene's figure at once, right under its header
+        two_d_view()
+        return
+    st.markdown(DIAGONAL_TEXT)
+    # Ten sliders, the ellipses and both formulas: computed and drawn only once opened (issue 21).
+    box = ui.lazy_expander("✏️ Set two 2-D Gaussians: their covariance ellipses and the KL in both directions",
+                           "kl_2d_open", url_keys=TWO_D_KEYS)
+    with box:
+        if box.open:
+            two_d_view()
+
+
+def two_d_view() -> None:
+    """Section 4's sliders, the ellipses, both KLs and both formulas with the numbers put in."""
+    # (inside the lazy expander on the normal page: an expander cannot hold another)
+    with ui.config_container("Set the two 2-D Gaussians") if ctx.present else st.container():
         c1, c2 = st.columns(2, gap="large")
         with c1:
             mu0, cov0 = gaussian_2d_controls("p", "kl_p2", (1.0, 0.5, 1.5, 0.7, 0.6))
@@ -293,9 +339,8 @@ def two_dimensions() -> None:
     with c2:
         st.metric("KL(p‖q)", f"{kl01:.4f} nats")
         st.metric("KL(q‖p)", f"{kl10:.4f} nats")
-        st.markdown("A correlation ρ ≠ 0 tilts the ellipse. A VAE's encoder outputs a **diagonal** Gaussian "
-                    "(ρ = 0, one σ per dimension), so its KL to N(0, I) splits into one term per dimension, "
-                    "as in section 6.")
+        if ctx.present:
+            st.markdown(DIAGONAL_TEXT)
     st.latex(klfig.latex_kl_mvn(mu0, cov0, mu1, cov1, "p", "q"))
     st.latex(klfig.latex_kl_mvn(mu1, cov1, mu0, cov0, "q", "p"))
 

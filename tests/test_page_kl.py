@@ -37,7 +37,7 @@ def set_number(at, key: str, value):
     return at.run()
 
 
-LAZY = ("kl_gaps_open", "kl_map_open", "kl_price_open", "kl_deriv_open")  # expanders whose charts are drawn once opened
+LAZY = ("kl_fit_open", "kl_2d_open", "kl_gaps_open", "kl_map_open", "kl_price_open", "kl_deriv_open")  # drawn once opened
 
 
 def open_lazy(at, keys=LAZY):
@@ -59,12 +59,16 @@ def at_digits():
 
 
 def test_secondary_charts_are_drawn_only_once_their_expander_opens():
-    """Issue 21 (pages that open at once): the first paint has the six main charts; the gap under every β,
-    the latent map and the price-of-a-dimension charts wait in collapsed expanders until opened."""
+    """Issue 21 (pages that open at once): the first paint has the four main charts (densities, Monte Carlo,
+    ELBO, the KL's parts); the forward/reverse animation, the 2-D ellipses, the gap under every β, the latent
+    map and the price-of-a-dimension charts wait in collapsed expanders until opened."""
     at = page_app(PAGE, query={"dataset": "digits"})
     assert_ok(at)
     specs = plotly_specs(at)
-    assert len(specs) == 6
+    assert len(specs) == 4
+    assert not any(sp.get("frames") for sp in specs)  # the animation waits
+    assert not at.get("slider") or not {"kl_sep", "kl_start", "kl_p2_r"} & {w.key for w in at.slider}
+    assert "several local optima" in texts(at) and "splits into one term per dimension" in texts(at)  # (the text stays)
     assert not any(t.get("name") == "your drawing: μ" for sp in specs for t in sp["data"])
     assert not [e for e in at.latex if r"\mathcal N(\mu,\sigma^2)\,\|\,\mathcal N(0,1)" in e.value]  # the point's KL
     assert not at.get("slider") or "kl_vmu" not in [w.key for w in at.slider]
@@ -73,7 +77,11 @@ def test_secondary_charts_are_drawn_only_once_their_expander_opens():
     open_lazy(at, ["kl_gaps_open"])
     assert_ok(at)
     gaps = [sp for sp in plotly_specs(at) if "under each β" in str(sp["layout"].get("title", ""))]
-    assert len(plotly_specs(at)) == 7 and len(gaps) == 1
+    assert len(plotly_specs(at)) == 5 and len(gaps) == 1
+    open_lazy(at, ["kl_fit_open", "kl_2d_open"])
+    assert_ok(at)
+    assert len(plotly_specs(at)) == 7 and sum(bool(sp.get("frames")) for sp in plotly_specs(at)) == 1
+    assert {"kl_sep", "kl_start", "kl_p2_r", "kl_q2_sy"} <= {w.key for w in at.slider}
     open_lazy(at, ["kl_map_open", "kl_price_open"])
     assert len(plotly_specs(at)) == 12
 
@@ -199,7 +207,7 @@ def test_reverse_kl_off_centre_start_reaches_a_mode(at_digits):
 # ---- section 4: two dimensions ------------------------------------------------------------------------
 
 def test_two_dimensional_kl_matches_torch_both_ways():
-    at = page_app(PAGE, query={"dataset": "digits"})
+    at = open_lazy(page_app(PAGE, query={"dataset": "digits"}), ["kl_2d_open"])
     for key, v in {"kl_p2_r": -0.5, "kl_p2_sx": 0.8, "kl_q2_mx": 1.0, "kl_q2_r": 0.3}.items():
         at.slider(key=key).set_value(v)
     at.run()
@@ -519,7 +527,9 @@ def test_kl_page_in_browser_slider_url_and_animation(watched_page, server_url):
     expect(page.locator(".st-key-kl_mup input").first).to_have_value("0.100")  # the number input followed
     page.wait_for_function("() => location.search.includes('kl_mup=0.1')")
 
+    page.get_by_text("Watch both fits step by step").first.click()  # a lazy expander: the animation once opened
     fit = page.locator(".st-key-kl_fig_fit").first
+    fit.wait_for(timeout=60_000)
     fit.scroll_into_view_if_needed()
     label = fit.locator(".slider-label").first
     assert label.text_content().strip() == "Adam step 0"
