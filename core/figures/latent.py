@@ -121,7 +121,9 @@ def manifold_mosaic(images: np.ndarray, image_shape: Sequence[int], u: np.ndarra
                                  marker=dict(size=20, symbol="x-thin-open", color="#CC79A7", line=dict(width=4)),
                                  unselected=dict(marker=dict(opacity=1.0)), hoverinfo="skip"))
     fig.update_layout(margin=dict(l=60, r=10, t=50 if title else 10, b=50), dragmode="pan", hovermode="closest")
-    return fig
+    # The axes pinned to the mosaic: the clickable tile markers (up to 30 px) made plotly.js pad the ranges, which
+    # left a band between the tiles and the tick labels.
+    return _pinned(fig, (n * (h + gap) - gap, n * (w + gap) - gap))
 
 
 def strip_rows(rows: Mapping[str, np.ndarray], image_shape: Sequence[int], col_titles: Sequence[str] | None = None,
