@@ -379,7 +379,9 @@ def estimator_histograms(result: Mapping, bins: int = 50, height: int = 520) -> 
             _set_axis(lay, "y", i, tickformat=".0%", rangemode="tozero",
                       title=dict(text="fraction of samples") if c == 1 else None)
         _set_axis(lay, "x", 2 + c, title=dict(text=f"per-sample estimate of {PARAM_NAMES[p]} E[f(z)]"))
-    lay.update(barmode="overlay", bargap=0, legend=dict(orientation="h", y=-0.16, x=0), uirevision="rp-hist",
+    # The legend hangs from below the x-axis titles (anchored by its top): anchored by its bottom, a legend of one
+    # row (presenter mode at 1920x1080) rose onto the titles.
+    lay.update(barmode="overlay", bargap=0, legend=dict(orientation="h", y=-0.2, x=0, yanchor="top"), uirevision="rp-hist",
                margin=dict(l=10, r=10, t=45, b=10))  # room for subplot titles at presenter font sizes
     return _figure(data, lay)
 
