@@ -500,8 +500,8 @@ def q2_answer(e: dict) -> dict:
                                "the shipped β = 1 VAE, one held-out image, one latent coordinate."),
         ("md", f"**Evidence, on the shipped VAE.** For held-out image #{e['index']} ({'an' if e['label'] == 8 else 'a'} "
                f"{e['label']}), take its most "
-               f"informative latent coordinate $z_{{{j}}}$ ($\\mu = {fmt(e['mu_j'], 3)}$, "
-               f"$\\sigma = {fmt(e['sigma_j'], 3)}$) and $f(z_{{{j}}}) = -\\log p_\\theta(x\\mid z)$ with the "
+               f"informative latent coordinate $z_{{{j + 1}}}$ ($\\mu = {fmt(e['mu_j'], 3)}$, "
+               f"$\\sigma = {fmt(e['sigma_j'], 3)}$) and $f(z_{{{j + 1}}}) = -\\log p_\\theta(x\\mid z)$ with the "
                f"other coordinates at their means. On the same {e['n']:,} draws, the two unbiased estimators "
                f"give ∂/∂μ ≈ {fmt(r['dmu']['mean'], 2)} ± {fmt(r['dmu']['stderr'], 2)} (pathwise) and "
                f"{fmt(s['dmu']['mean'], 1)} ± {fmt(s['dmu']['stderr'], 1)} (score function, ± one standard "
@@ -566,7 +566,7 @@ def q3_answer(e: dict) -> dict:
         ("fig", "q3_kl", f"The KL term of one held-out image (#{e['index']}), per latent dimension, from the "
                          f"formula above: {fmt(one['kl_total'], 2)} nats in total."),
         ("md", f"For this image the KL term is **{fmt(one['kl_total'], 2)} nats**; the largest share, "
-               f"{fmt(one['kl'][kl_top], 2)} nats, is in $z_{{{kl_top}}}$ ($\\mu = {fmt(one['mu'][kl_top], 2)}$, "
+               f"{fmt(one['kl'][kl_top], 2)} nats, is in $z_{{{kl_top + 1}}}$ ($\\mu = {fmt(one['mu'][kl_top], 2)}$, "
                f"$\\sigma = {fmt(one['sigma'][kl_top], 3)}$). A dimension with under 0.01 nats here carries almost "
                f"no information about *this image*; whether it has collapsed is a question about all images "
                f"(below)."),

@@ -73,6 +73,19 @@ def test_latent_dimensions_are_named_from_z1_as_on_every_other_page(at):
         assert all(x[0] == "z1" and x[-1] == "z16" for x in xs), xs
     assert A.dims([0, 4, 15]) == "z1, z5 and z16"
     assert not re.search(r"\bz0\b", texts(at))
+    # The text names the image's largest KL share by the chart's name for its tallest bar.
+    kl_chart = next(sp for sp in plotly_specs(at) if len(sp["data"]) == 1 and sp["data"][0].get("type") == "bar"
+                    and len(sp["data"][0]["x"]) == 16)
+    top = kl_chart["data"][0]["x"][int(np.argmax(_values(kl_chart["data"][0]["y"])))]
+    assert f"is in $z_{{{top[1:]}}}$" in texts(at), top
+
+
+def _values(y) -> np.ndarray:
+    """A trace's numbers, from a list or Plotly 7's base64 {"dtype", "bdata"} encoding."""
+    if isinstance(y, dict):
+        import base64
+        return np.frombuffer(base64.b64decode(y["bdata"]), dtype=np.dtype(y["dtype"]))
+    return np.asarray(y, float)
 
 
 def test_glossary_in_the_sidebar_and_on_the_page(at):
