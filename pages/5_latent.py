@@ -392,6 +392,8 @@ def legend_at_bottom(fig):
         fig.update_layout(legend=dict(yref="container", y=0, yanchor="bottom", entrywidthmode="fraction",
                                       entrywidth=0.25))
     return fig
+
+
 #: Presenter mode, scenes 3 and 4: images per line of a strip of images. Two lines per strip (10 steps: 4
 #: lines of 5) make two strips about as high as they are wide, so they fill the figure's box beside the controls.
 WALK_PER_LINE = (lambda n_steps: -(-n_steps // 2))
