@@ -377,11 +377,14 @@ def estimator_histograms(result: Mapping, bins: int = 50, height: int = 520) -> 
                      hovertemplate=f"mean {sig_figs(mean)}<extra></extra>"),
             ]
             _set_axis(lay, "y", i, tickformat=".0%", rangemode="tozero",
-                      title=dict(text="fraction of samples") if c == 1 else None)
+                      # one title for both rows (two, one above the other, ran into one line at projector size)
+                      title=dict(text="fraction of samples") if (r, c) == (1, 1) else None)
         _set_axis(lay, "x", 2 + c, title=dict(text=f"per-sample estimate of {PARAM_NAMES[p]} E[f(z)]"))
-    # The legend hangs from below the x-axis titles (anchored by its top): anchored by its bottom, a legend of one
-    # row (presenter mode at 1920x1080) rose onto the titles.
-    lay.update(barmode="overlay", bargap=0, legend=dict(orientation="h", y=-0.2, x=0, yanchor="top"), uirevision="rp-hist",
+    # The legend sits at the bottom of the figure (container coordinates), below the x-axis titles, however many
+    # rows it takes: placed in plot-area coordinates, a one-row legend (presenter mode at 1920x1080) sat on the
+    # titles, and after a window resize it kept the old plot area's position.
+    lay.update(barmode="overlay", bargap=0, legend=dict(orientation="h", x=0, y=0, yref="container", yanchor="bottom"),
+               uirevision="rp-hist",
                margin=dict(l=10, r=10, t=45, b=10))  # room for subplot titles at presenter font sizes
     return _figure(data, lay)
 
