@@ -1343,8 +1343,28 @@ def comparison_rows(runs: Sequence[Run]) -> list[dict]:
     return rows
 
 
+def beta_confounds(runs: Sequence[Run]) -> list[str]:
+    """What, besides β, differs between ``runs`` (empty: only their β differs, so a difference in
+    their held-out terms can be put down to β). Each item is a short phrase for the page."""
+    why = []
+    changed = [r.name for r in runs if len(r.beta_changes) > 1]
+    if changed:
+        why.append(f"β changed during training in {', '.join(changed)}")
+    steps = sorted({r.step for r in runs})
+    if len(steps) > 1:
+        why.append(f"they trained for different numbers of steps ({steps[0]:,} to {steps[-1]:,})")
+    same = {(r.model_cfg, r.dataset.name,
+             tuple((k, v) for k, v in sorted(vars(r.train_cfg).items()) if k not in ("beta", "epochs", "device")))
+            for r in runs}  # (epochs: a difference shows in the steps)
+    if len(same) > 1:
+        why.append("their model, data or other training settings differ")
+    return why
+
+
 def compare_summary(runs: Sequence[Run]) -> str:
-    """One or two sentences quoting the compared runs' real held-out numbers (Markdown)."""
+    """One or two sentences quoting the compared runs' real held-out numbers (Markdown). The
+    change with β is described only when nothing else differs between the runs
+    (:func:`beta_confounds`); otherwise the text says what else differs."""
     done = [r for r in runs if r.final]
     if not done:
         return ""
@@ -1356,14 +1376,19 @@ def compare_summary(runs: Sequence[Run]) -> str:
     by_beta = sorted(vae, key=lambda r: r.beta)
     if len(by_beta) >= 2 and by_beta[0].beta != by_beta[-1].beta:
         lo, hi = by_beta[0], by_beta[-1]
-        kl_trend = "falls" if hi.final["kl"] < lo.final["kl"] else "rises"
-        rec_trend = "rises" if hi.final["recon"] > lo.final["recon"] else "falls"
-        parts.append(
-            f"From β = {lo.beta:g} to β = {hi.beta:g}, the held-out KL {kl_trend} from {lo.final['kl']:.1f} to "
-            f"{hi.final['kl']:.1f} nats, the reconstruction term {rec_trend} from {lo.final['recon']:.1f} to "
-            f"{hi.final['recon']:.1f}, and the active units (dimensions whose mean μ_j(x) varies over held-out "
-            f"images, Var_x(μ_j) > 0.01; Burda et al., 2016) go from {lo.final['active_units']} to "
-            f"{hi.final['active_units']} of {hi.model_cfg.latent_dim}.")
+        why = beta_confounds(by_beta)
+        if why:
+            parts.append(f"These runs differ in more than β ({'; '.join(why)}), so their differences are not β's "
+                         "alone. To see what β does, compare runs that differ only in β, as **🧪 β sweep** trains.")
+        else:
+            kl_trend = "falls" if hi.final["kl"] < lo.final["kl"] else "rises"
+            rec_trend = "rises" if hi.final["recon"] > lo.final["recon"] else "falls"
+            parts.append(
+                f"From β = {lo.beta:g} to β = {hi.beta:g}, the held-out KL {kl_trend} from {lo.final['kl']:.1f} to "
+                f"{hi.final['kl']:.1f} nats, the reconstruction term {rec_trend} from {lo.final['recon']:.1f} to "
+                f"{hi.final['recon']:.1f}, and the active units (dimensions whose mean μ_j(x) varies over held-out "
+                f"images, Var_x(μ_j) > 0.01; Burda et al., 2016) go from {lo.final['active_units']} to "
+                f"{hi.final['active_units']} of {hi.model_cfg.latent_dim}.")
     return " ".join(parts)
 
 

@@ -230,6 +230,31 @@ def test_beta_sweep_trains_each_beta_with_the_same_seed_in_turn(digits, store):
     assert "Lowest held-out −ELBO" in text and f"{runs[0].final['kl']:.1f}" in text
 
 
+def _finished(name, beta, steps, kl, recon, changes=None, lr=2e-3):
+    """A stand-in for a finished VAE run: the attributes compare_summary reads."""
+    from types import SimpleNamespace
+    return SimpleNamespace(name=name, beta=beta, step=steps, is_vae=True, beta_changes=changes or [(0, beta)],
+                           model_cfg=ModelConfig(), train_cfg=TrainConfig(beta=beta, lr=lr),
+                           dataset=SimpleNamespace(name="mnist-5k"),
+                           final={"neg_elbo": recon + kl, "kl": kl, "recon": recon, "active_units": 5})
+
+
+def test_compare_summary_puts_a_difference_down_to_beta_only_when_nothing_else_differs():
+    """A run at β = 1 for 141 steps beside a longer run whose β moved to 3: the rise in KL comes from
+    the training length, not from β, and the page must not say it does."""
+    fair = [_finished("#1", 1.0, 900, 20.0, 80.0), _finished("#2", 3.0, 900, 8.0, 95.0)]
+    assert R.beta_confounds(fair) == []
+    text = R.compare_summary(fair)
+    assert "From β = 1 to β = 3, the held-out KL falls from 20.0 to 8.0" in text
+    unfair = [_finished("#1", 1.0, 141, 3.8, 140.0), _finished("#2", 3.0, 1416, 8.2, 90.0, changes=[(0, 1.0), (300, 3.0)])]
+    why = R.beta_confounds(unfair)
+    assert why == ["β changed during training in #2", "they trained for different numbers of steps (141 to 1,416)"]
+    text = R.compare_summary(unfair)
+    assert "From β" not in text and "differ in more than β" in text and "141 to 1,416" in text
+    assert R.beta_confounds([_finished("#1", 1.0, 900, 20, 80), _finished("#2", 3.0, 900, 8, 95, lr=1e-3)]) == [
+        "their model, data or other training settings differ"]
+
+
 def test_sweep_needs_a_vae_and_stops_when_a_run_diverges(digits, store):
     mc, tc = small(digits, kind="ae")
     with pytest.raises(ValueError, match="needs a VAE"):
