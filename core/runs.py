@@ -64,6 +64,11 @@ MAX_SAVED_ROWS = 200_000
 # (bench/bench_load.py; the page also jitters each session's chart interval by up to 20 %, so that
 # the sessions' chart redraws do not coincide).
 STATUS_INTERVAL = 0.5
+# Seconds a live redraw waits for a step its page has not shown yet, before it draws (without the GIL, and
+# without the trainers giving way: BackgroundRunner.wait_for_unshown_step). With 30 sessions training
+# about two steps per run per second, a redraw sometimes found none and its view stood still for a
+# second; a short wait lets the step land (bench_sessions, 7 December 2026: docs/performance.md).
+NEW_STEP_WAIT = 0.2
 CHART_INTERVALS = ((0, 0.5), (3, 1.0), (5, 2.0), (9, 5.0))  # (fewest runs, seconds between chart redraws)
 STATE_LABELS = {"ready": "ready", "training": "training", "paused": "paused", "done": "finished",
                 "stopped": "stopped early", "diverged": "diverged", "error": "failed", "loaded": "loaded checkpoint"}

@@ -35,6 +35,12 @@ Three rules, each measured with bench/bench_sessions.py and bench/bench_load.py
    else on the machine gets the CPU first; on an idle server training still gets all of it.
    With 10 sessions, +19 gave both steadier page updates and more training than +10.
 
+A redraw that finds no step its page has not shown waits for one, briefly
+(``core.runs.NEW_STEP_WAIT``, 0.2 s; :meth:`core.training.BackgroundRunner.wait_for_unshown_step`),
+before it enters ``REDRAWS``: it sleeps without the GIL, and the trainers do not give way to it. With
+30 sessions on a slow machine, 7 of 8 runs by need alone kept every view's worst gap within a
+second, and 8 of 8 with the wait (bench_sessions, 7 December 2026).
+
 A page's redraw never trains a step itself. It used to, when it found no new step (at the page's
 priority, to keep a view moving), but under load that made every redraw slower as the load grew:
 with 30 sessions the redraws ended up training in fifteen threads at once and the server stopped

@@ -430,6 +430,7 @@ class BackgroundRunner:
         self._last_beat = 0.0
         self._shown_step = 0  # trainer.step when the page last renewed the lease (it then draws that step)
         self._thread: threading.Thread | None = None
+        self._stepped = threading.Condition()  # notified after each step (wait_for_unshown_step)
         self._start_lock = threading.Lock()
         self.error: str | None = None
         with _RUNNERS_LOCK:
@@ -461,6 +462,14 @@ class BackgroundRunner:
         the training thread's rank for its next turn (core.sharing, rule 1)."""
         return self.trainer.step - self._shown_step
 
+    def wait_for_unshown_step(self, timeout: float) -> bool:
+        """Sleep (without the GIL) until the run has a step its page has not shown, or it stops
+        training, for at most ``timeout`` seconds; True when there is such a step. A redraw calls it
+        before it draws, outside ``REDRAWS`` (the trainers do not give way to a redraw that waits)."""
+        with self._stepped:
+            self._stepped.wait_for(lambda: self.unshown_steps() > 0 or not self.live, timeout)
+        return self.unshown_steps() > 0
+
     def start(self) -> None:
         self.wanted = True
         self.keep_alive()
@@ -485,6 +494,8 @@ class BackgroundRunner:
                     REDRAWS.wait_until_done()  # a page is redrawing: let it have the CPU and the GIL
                 with TRAINING_SLOTS.turn(self.unshown_steps):  # one step per turn, runs whose view waits first
                     self.trainer.run_for(0.0)
+                with self._stepped:
+                    self._stepped.notify_all()  # a redraw may be waiting for this step
         except Exception as exc:  # reported to the page, never raised into Streamlit
             self.error = f"{type(exc).__name__}: {exc}"
             self.wanted = False

@@ -533,8 +533,16 @@ def live_section(mode: str, cfg) -> None:
         check_clicked()
 
     @st.fragment(run_every=status_s)
-    @REDRAWS  # the trainers give way while this runs (see core.sharing)
     def live() -> None:
+        run = store.active
+        if polling and run is not None and run.runner is not None:
+            # No step since the last redraw: wait for one, briefly (a redraw that shows no new step leaves
+            # the view still for a whole interval). Outside REDRAWS, so the trainers do not give way to it.
+            run.runner.wait_for_unshown_step(R.NEW_STEP_WAIT)
+        with REDRAWS:  # the trainers give way while this runs (see core.sharing)
+            live_redraw()
+
+    def live_redraw() -> None:
         if ui.live_watch(polling, key="tr_live_watch"):  # the browser saw no redraw for a while
             st.rerun()  # a full run arms the timers again
         if store.tick():

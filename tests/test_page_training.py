@@ -162,22 +162,29 @@ def test_training_ticks_grow_the_history_and_a_beta_change_is_recorded(apps):
 
 def test_live_redraws_run_as_redraws_the_trainers_give_way_to(apps, monkeypatch):
     from core import training as T
-    wrapped, entered = [], []
+    entered = []
 
     class Recorder(T.Redraws):
-        def __call__(self, fn):
-            wrapped.append(fn.__name__)
-            return super().__call__(fn)
-
         def __enter__(self):
             entered.append(self.busy)
             return super().__enter__()
 
+    waits = []
+    real_wait = T.BackgroundRunner.wait_for_unshown_step
+
+    def wait(runner, timeout):
+        waits.append((timeout, T.REDRAWS.busy))
+        return real_wait(runner, timeout)
+
     monkeypatch.setattr(T, "REDRAWS", Recorder(0.25))
+    monkeypatch.setattr(T.BackgroundRunner, "wait_for_unshown_step", wait)
     at = start(apps, {"tr_epochs": "200"})
     assert store(at).active.state == "training"
-    assert "live" in wrapped, wrapped  # the one live fragment
+    at.run()
     assert len(entered) >= 2 and not T.REDRAWS.busy  # entered on every draw, left afterwards
+    # While training, the live redraw first waits (briefly) for a step it has not shown, outside the
+    # redraws the trainers give way to: inside, the step it waits for could not come.
+    assert waits and all(t == R.NEW_STEP_WAIT and not busy for t, busy in waits), waits
 
 
 def test_divergent_learning_rate_stops_with_a_clear_message(apps):

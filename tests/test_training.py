@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import threading
 import time
 
 import numpy as np
@@ -400,6 +401,37 @@ def test_a_runner_ranks_its_turns_by_the_steps_its_page_has_not_shown(monkeypatc
     assert r.unshown_steps() == r.trainer.step >= 5  # nothing was shown since start()
     r.keep_alive()  # a redraw: it draws the newest step
     assert r.unshown_steps() == 0
+
+
+def test_a_redraw_can_wait_for_a_step_its_page_has_not_shown(monkeypatch):
+    """``wait_for_unshown_step``: returns as soon as the training thread takes a step the page has
+    not shown (it does not sleep the whole timeout), returns False at the timeout when no step
+    comes, and at once when the run is not training."""
+    from core import sharing
+    from core import training as T
+    slots = sharing.FairSlots(1)
+    monkeypatch.setattr(T, "TRAINING_SLOTS", slots)
+    r = BackgroundRunner(_trainer(epochs=200), lease_seconds=5.0)
+    slots.acquire()  # hold the only slot: the training thread cannot step
+    r.start()
+    try:
+        r.keep_alive()  # the page shows the current step
+        t0 = time.perf_counter()
+        assert r.wait_for_unshown_step(0.3) is False and time.perf_counter() - t0 >= 0.29
+        got = []
+        waiter = threading.Thread(target=lambda: got.append((r.wait_for_unshown_step(20.0), time.perf_counter())))
+        waiter.start()
+        time.sleep(0.2)
+        released = time.perf_counter()
+        slots.release()  # the training thread steps now
+        waiter.join(25)
+        assert got and got[0][0] is True and got[0][1] - released < 10, "the wait did not end at the step"
+    finally:
+        r.pause()
+        r.join(timeout=10)
+    t0 = time.perf_counter()
+    r.keep_alive()
+    assert r.wait_for_unshown_step(5.0) is False and time.perf_counter() - t0 < 1  # paused: no wait
 
 
 def _steps_while(runner, seconds: float) -> int:
