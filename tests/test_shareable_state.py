@@ -439,7 +439,7 @@ def test_apptest_limits_hole_and_classifier_settings_come_from_the_url():
 SAVED_VIEW_CASES = [
     pytest.param("pages/4_train.py", {"dataset": "digits", "tr_latent": "2"},
                  [("select_slider", "tr_beta", 4.0, "4.0"), ("number_input", "tr_latent", 3, "3")], id="train"),
-    pytest.param("pages/2_kl.py", {"dataset": "digits", "kl_mup": "-1.5"},
+    pytest.param("pages/2_kl.py", {"dataset": "digits", "kl_mup": "-1.5", "kl_sep": "4.5"},  # (opens section 3)
                  [("number_input", "kl_mup", 2.5, "2.5"), ("slider", "kl_sep", 5.0, "5.0")], id="kl"),
 ]
 
