@@ -170,6 +170,7 @@ def test_default_n_jobs_uses_the_idle_cores(monkeypatch, cores, idle, expected):
     assert E.default_n_jobs() == expected
 
 
+@pytest.mark.solo  # it tells idle cores from busy ones: a second test process would keep it from running
 def test_idle_cores_counts_other_processes_not_this_one():
     import os
     import subprocess

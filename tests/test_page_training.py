@@ -382,6 +382,7 @@ def default_run_reference() -> float:
 
 
 @pytest.mark.browser
+@pytest.mark.solo  # how far a run trains in its first 10 s depends on the CPU it gets
 def test_the_default_run_is_one_a_class_can_watch(watched_page, server_url):
     """Issue 21: with the page's defaults (mnist-5k, batch 32, 200 epochs) Start scrolls the live charts
     into view; 10 s later the run still trains, its held-out −ELBO is already good, and at its pace it
