@@ -504,17 +504,24 @@ def test_presenter_mode_steps_through_scenes():
     assert not any(_title(s) == "Raw latent codes" for s in plotly_specs(at))
 
 
+def _presenter_scene(scene: int, query: dict):
+    """The page in presenter mode on the digits, with ``query``, stepped to ``scene`` (1-based) with the
+    Next button; every run checked for errors."""
+    at = page_app(PAGE, query={"dataset": "digits", "present": "1", **query}, timeout=300)
+    assert_ok(at)
+    for _ in range(scene - 1):
+        at.button(key="_scene_ls_next").click().run()
+        assert_ok(at)
+    return at
+
+
 def test_presenter_walk_and_traversals_wrap_onto_two_lines_beside_their_controls():
     """Scene 3 in presenter mode (issue 21): one path's strip of 2 x 10 images was a short wide band that left
     empty space in the scene's figure and pushed A, B and Steps off a 1280x720 screen. Each path now wraps
     onto two lines (every image titled with its t) and the controls sit beside the figure: the figure is the
     scene's first element, and its tiles are the decoded codes along each path in reading order."""
     from core import explore
-    at = page_app(PAGE, query={"dataset": "digits", "present": "1", "ls_a": "3", "ls_b": "40"}, timeout=300)
-    assert_ok(at)
-    for _ in range(2):
-        at.button(key="_scene_ls_next").click().run()
-        assert_ok(at)
+    at = _presenter_scene(3, {"ls_a": "3", "ls_b": "40"})
     assert "Scene 3 of 5: Walk between two images" in texts(at)
     specs = plotly_specs(at)
     assert len(specs) == 1  # the strip alone (the paths' map is off)
@@ -691,11 +698,7 @@ def test_presenter_traversals_of_16_dimensions_title_every_other_column():
     """Presenter scene 4 with a 16-D model: 16 rows of 9 images fill the figure's height, so each image is about
     30 px wide at 1280x720, and nine titles such as "-2.2σ" (about 40 px at presenter size) ran into each other.
     Every other column is titled, from -3σ to +3σ; the rows are not wrapped."""
-    at = page_app(PAGE, query={"dataset": "digits", "present": "1", "ls_dim": "16", "ls_map": "pca"}, timeout=300)
-    assert_ok(at)
-    for _ in range(3):
-        at.button(key="_scene_ls_next").click().run()
-        assert_ok(at)
+    at = _presenter_scene(4, {"ls_dim": "16", "ls_map": "pca"})
     assert "Scene 4 of 5" in texts(at)
     notes = plotly_specs(at)[0]["layout"]["annotations"]
     tops = [a["text"] for a in notes if a.get("yanchor") == "bottom"]
