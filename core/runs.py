@@ -65,9 +65,8 @@ MAX_SAVED_ROWS = 200_000
 # the sessions' chart redraws do not coincide).
 STATUS_INTERVAL = 0.5
 # Seconds a live redraw waits for a step its page has not shown yet, before it draws (without the GIL, and
-# without the trainers giving way: BackgroundRunner.wait_for_unshown_step). With 30 sessions training
-# about two steps per run per second, a redraw sometimes found none and its view stood still for a
-# second; a short wait lets the step land (bench_sessions, 7 December 2026: docs/performance.md).
+# without the trainers giving way: BackgroundRunner.wait_for_unshown_step), so that a redraw that came just
+# before a step does not leave its view still for a whole interval (docs/performance.md).
 NEW_STEP_WAIT = 0.2
 CHART_INTERVALS = ((0, 0.5), (3, 1.0), (5, 2.0), (9, 5.0))  # (fewest runs, seconds between chart redraws)
 STATE_LABELS = {"ready": "ready", "training": "training", "paused": "paused", "done": "finished",

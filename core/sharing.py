@@ -14,11 +14,9 @@ Three rules, each measured with bench/bench_sessions.py and bench/bench_load.py
    in arrival order: a run whose page has just shown its newest step goes first. The runs take
    their steps in turn (thirty runs on two cores each get a step every fifteen steps' time), and
    each step lands where a view is waiting for one. That matters when the server trains barely
-   more steps per run than the pages ask to see: 30 sessions on a slow machine train about two
-   steps of 128 images per run per second, and each page redraws twice a second. Served in
-   arrival order, up to one redraw in eight found no new step and left its view still for a
-   second (bench_sessions, 7 December 2026: 113 of about 900 in a run at 8,400 images/s); by need,
-   the same machine had 0 to 41 such redraws per run, and none in most runs. A holder that leaves hands its slot straight to the chosen
+   more steps per run than the pages ask to see (30 sessions on a slow machine): served in
+   arrival order, some redraws found no new step and left their view still for a second
+   (docs/performance.md, 7 December 2026, afternoon). A holder that leaves hands its slot to the chosen
    waiter and wakes only that thread (a condition's ``notify_all`` would make nine threads take
    the GIL in turn on every hand-over, only to sleep again).
 2. **Redraws first** (:class:`Redraws`, ``REDRAWS``). The page's live fragment runs inside
@@ -37,9 +35,8 @@ Three rules, each measured with bench/bench_sessions.py and bench/bench_load.py
 
 A redraw that finds no step its page has not shown waits for one, briefly
 (``core.runs.NEW_STEP_WAIT``, 0.2 s; :meth:`core.training.BackgroundRunner.wait_for_unshown_step`),
-before it enters ``REDRAWS``: it sleeps without the GIL, and the trainers do not give way to it. With
-30 sessions on a slow machine, 7 of 8 runs by need alone kept every view's worst gap within a
-second, and 8 of 8 with the wait (bench_sessions, 7 December 2026).
+before it enters ``REDRAWS``: it sleeps without the GIL, and the trainers do not give way to it
+(measured in docs/performance.md).
 
 A page's redraw never trains a step itself. It used to, when it found no new step (at the page's
 priority, to keep a view moving), but under load that made every redraw slower as the load grew:
