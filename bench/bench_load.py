@@ -529,16 +529,28 @@ def load_test(n_sessions: int = 10, watch_seconds: float = 15.0, idle_cpu_cores:
         t_switch = time.time()
 
         def switch(link: str, drawn_mark, what: str) -> None:
-            """Every session clicks ``link`` in the sidebar; then each page must show ``drawn_mark(page)``."""
+            """Every session clicks ``link`` in the sidebar; then each page must show ``drawn_mark(page)``.
+            A page that does not is saved at once, then given another 60 s: whether it drew late or never,
+            and whether its URL changed, tell a lost click from a slow page."""
+            urls, clicked = [page.url for page in pages], []
             for i, page in enumerate(pages):
                 if not _nav_click(page, link):
                     res["lost_runs"].append(f"session {i}: no sidebar link {link!r} within 60 s ({_dump(page, i)})")
+                clicked.append(time.time())
             for i, page in enumerate(pages):
                 try:
                     drawn_mark(page).wait_for(timeout=60_000)
                     wait_drawn(page, timeout=120_000)
                 except Exception as exc:
-                    res["lost_runs"].append(f"session {i}: {what} did not draw ({type(exc).__name__})")
+                    saved, url_then = _dump(page, i), page.url
+                    try:
+                        drawn_mark(page).wait_for(timeout=60_000)
+                        late = f"drawn {time.time() - clicked[i]:.0f} s after its click"
+                    except Exception:
+                        late = f"still not drawn {time.time() - clicked[i]:.0f} s after its click"
+                    res["lost_runs"].append(
+                        f"session {i}: {what} did not draw ({type(exc).__name__}); URL {urls[i]} -> {url_then}; "
+                        f"{late}; now at {page.url}; {saved}")
 
         switch("Home", lambda page: page.get_by_role("heading", name="Latent Lab").first, "the home page")
         switch("Train a VAE live", lambda page: page.locator('[data-testid="stProgress"]').first,
