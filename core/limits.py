@@ -402,6 +402,14 @@ def posterior_cell_mass(mu, sigma, edges: np.ndarray) -> np.ndarray:
     return per_dim[0].T @ per_dim[1] / len(mu)
 
 
+# The prior-hole scene's starting settings (pages/6_limits.py). A hole is a cell that gets at most a
+# quarter of the codes the prior expects there: prior samples land there at least 4 times as often as
+# the encoder puts codes there. With a 10 % threshold the shipped β = 1 model of MNIST-5k has no hole
+# (its least-filled cell gets 11 %), and the scene would show no evidence at its defaults; the
+# mismatch is then in the tails (q(z) has variances near 2 where the prior has 1).
+HOLE_DEFAULTS = {"beta": 1.0, "cell": 0.25, "min_expected": 3, "max_fill": 0.25}
+
+
 def find_holes(mu, sigma=None, cell: float = 0.5, extent: float = 3.0, min_expected: float = 3.0,
                max_fill: float = 0.1) -> dict:
     """Cells of a grid over [-extent, extent]^2 where the prior expects codes and the encoder puts few.

@@ -654,9 +654,10 @@ def section_hole() -> None:
     with ui.config_container("⚙️ Settings: prior hole"):
         c1, c2, c3 = st.columns(3)
         with c1:
-            hbeta = ui.select("2-D VAE β", "lim_hbeta", HOLE_BETAS, default=1.0, format_func=lambda b: f"β = {b:g}")
+            hbeta = ui.select("2-D VAE β", "lim_hbeta", HOLE_BETAS, default=limits.HOLE_DEFAULTS["beta"],
+                              format_func=lambda b: f"β = {b:g}")
         with c2:
-            cell = ui.select("Grid cell width", "lim_cell", CELLS, default=0.25)
+            cell = ui.select("Grid cell width", "lim_cell", CELLS, default=limits.HOLE_DEFAULTS["cell"])
         with c3:
             with_sigma = ui.toggle("Count whole posteriors, q(z)", "lim_sigma", True,
                                    help="On: each image contributes its whole posterior N(μ, σ²), so the counts are "
@@ -665,12 +666,15 @@ def section_hole() -> None:
                                         "different distribution (no bound on KL(q(z) ‖ p(z)) then).")
         c4, c5 = st.columns(2)
         with c4:
-            min_exp = ui.slider("Only cells where the prior expects at least … codes", "lim_minexp", 1, 30, 3,
+            min_exp = ui.slider("Only cells where the prior expects at least … codes", "lim_minexp", 1, 30,
+                                limits.HOLE_DEFAULTS["min_expected"],
                                 help="Cells where the prior N(0, I) expects fewer codes than this are never called "
                                      "holes: too few to judge.")
         with c5:
-            fill = ui.slider("A hole gets at most … % of the codes the prior expects", "lim_fill", 0, 50, 10,
-                             step=5, help="0 % means a completely empty cell.")
+            fill = ui.slider("A hole gets at most … % of the codes the prior expects", "lim_fill", 0, 50,
+                             round(100 * limits.HOLE_DEFAULTS["max_fill"]), step=5,
+                             help="0 % means a completely empty cell. At 25 %, prior samples land in a hole at "
+                                  "least 4 times as often as the encoder puts codes there.")
     post = safely(lambda: posterior_evidence(ds_name, hbeta), "Encoding the training images")
     holes = FACTS["holes"] = safely(
         lambda: hole_evidence(ds_name, hbeta, cell, int(min_exp), fill / 100, bool(with_sigma)), "Finding holes")

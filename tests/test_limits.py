@@ -557,3 +557,17 @@ def test_complex_bars_labels_stay_horizontal_and_clear_of_the_legend():
     assert "real images = 100%" in [tr.name for tr in fig.data]
     bars = [tr for tr in fig.data if tr.type == "bar"]
     assert [b.y[2] for b in bars] == [pytest.approx(100 * 85 / 92)] * 2
+
+
+def test_the_prior_hole_scene_finds_holes_at_its_defaults():
+    """The scene's evidence at its starting settings, with the shipped β = 1 model of MNIST-5k (the
+    page's default data): some cells the prior samples are holes of q(z), and q(z) is wider than the
+    prior. At the old 10 % threshold the least-filled cell (11 %) was no hole, and the scene showed none."""
+    d = limits.HOLE_DEFAULTS
+    post = limits.aggregate_posterior("mnist-5k", d["beta"], loader=zoo.pretrained)
+    h = limits.find_holes(post["mu"], post["sigma"], cell=d["cell"], min_expected=d["min_expected"],
+                          max_fill=d["max_fill"])
+    assert len(h["holes"]) >= 5 and h["hole_mass"] > 0.02
+    assert np.all(h["hole_observed"] <= d["max_fill"] * h["hole_expected"] + 1e-9)
+    assert h["kl_grid_is_bound"] and h["kl_grid"] > 0.1
+    assert np.all(post["agg_var"] > 1.2)
