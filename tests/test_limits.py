@@ -448,21 +448,54 @@ def test_rate_distortion_beta_labels_do_not_collide(dataset, zoom):
     """Issue 20: the β labels overlapped each other. Every label box is clear of every other one and
     inside the plot; a label that finds no free place is left to the hover text (which names β)."""
     rd = limits.rate_distortion(dataset)
-    fig = lf.rate_distortion(rd["sweep"], rd["variants"], zoom=zoom)
+    levels = limits.iso_elbo_levels([p for p in rd["sweep"] if p["beta"] > 0] if zoom else rd["sweep"])
+    fig = lf.rate_distortion(rd["sweep"], rd["variants"], levels, zoom=zoom)  # as the page draws it
     boxes = _beta_label_boxes(fig)
     assert len(boxes) >= 4
+    xr, yr = fig.layout.xaxis.range, fig.layout.yaxis.range
+    w, h = lf.RD_PLOT_PX
+
+    def px(r, d):
+        return (r - xr[0]) / (xr[1] - xr[0]) * w, (d - yr[0]) / (yr[1] - yr[0]) * h
+
+    iso = [t for t in fig.data if t.legendgroup == "iso"]
+    assert len(iso) == len(levels) >= 2
+    on_a_line = 0
     for i, a in enumerate(boxes):
         assert a[0] >= -1e-6 and a[1] >= -1e-6 and a[2] <= lf.RD_PLOT_PX[0] + 1e-6 and a[3] <= lf.RD_PLOT_PX[1] + 1e-6
         for b in boxes[i + 1:]:
             assert not (a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]), (a, b)
+        for t in iso:  # no label sits on a dashed line of equal −ELBO: sampled every 0.5 px along it
+            (x0, y0), (x1, y1) = px(t.x[0], t.y[0]), px(t.x[-1], t.y[-1])
+            n = int(max(abs(x1 - x0), abs(y1 - y0)) * 2) + 2
+            xs, ys = np.linspace(x0, x1, n), np.linspace(y0, y1, n)
+            on_a_line += bool(np.any((xs > a[0]) & (xs < a[2]) & (ys > a[1]) & (ys < a[3])))
+    # The labels keep off the dashed lines of equal −ELBO where there is room between them; at most one
+    # (the collapsed models' "β=4, 8" in the corner, where the lines are closer than a label is wide)
+    # crosses one, on a white background like every β label.
+    assert on_a_line <= 1, on_a_line
+    assert all(a.bgcolor == "rgba(255,255,255,0.85)" for a in fig.layout.annotations if a.text.startswith("β="))
     assert "β=%{customdata[0]:g}" in next(t for t in fig.data if t.name == "plain VAEs, β sweep").hovertemplate
 
 
+def test_label_boxes_keep_off_a_line():
+    """A line straight through the first choice (right of the point) sends the label elsewhere; the
+    box it gets does not touch the line."""
+    seg = ((0.0, 160.0), (440.0, 160.0))  # horizontal, 10 px above the point
+    free = lf.label_boxes([(200.0, 150.0)], ["β=1"], 16.0)[0]
+    kept = lf.label_boxes([(200.0, 150.0)], ["β=1"], 16.0, lines_px=[seg])[0]
+    assert free[1] < 160 < free[3]  # without the line, the label would sit on it
+    assert kept is not None and not (kept[1] - 1.5 < 160 < kept[3] + 1.5)
+    assert lf._segment_hits_box(((0, 0), (10, 10)), (4, 4, 6, 6)) and not lf._segment_hits_box(
+        ((0, 0), (10, 0)), (4, 4, 6, 6))
+
+
 def test_label_boxes_leave_a_crowded_label_to_the_hover():
-    """Ten points on one spot: the first label is placed, and no two placed boxes overlap."""
-    boxes = lf.label_boxes([(200.0, 150.0)] * 10, [f"β={i}" for i in range(10)], 16.0)
+    """Thirty points on one spot: the first label is placed, no two placed boxes overlap, and those that
+    find no place within about two label heights of the point are left to the hover text."""
+    boxes = lf.label_boxes([(200.0, 150.0)] * 30, [f"β={i}" for i in range(30)], 16.0)
     placed = [b for b in boxes if b is not None]
-    assert boxes[0] is not None and len(placed) < 10
+    assert boxes[0] is not None and len(placed) < 30
     for i, a in enumerate(placed):
         for b in placed[i + 1:]:
             assert not (a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3])
@@ -557,6 +590,9 @@ def test_complex_bars_labels_stay_horizontal_and_clear_of_the_legend():
     assert "real images = 100%" in [tr.name for tr in fig.data]
     bars = [tr for tr in fig.data if tr.type == "bar"]
     assert [b.y[2] for b in bars] == [pytest.approx(100 * 85 / 92)] * 2
+    # 92 % would print "92%" just under the dashed 100 % line, on it: inside the bar's top instead.
+    assert [b.textposition[2] for b in bars] == ["inside"] * 2 and bars[0].insidetextanchor == "end"
+    assert bars[0].textposition[0] == "outside" and bars[0].textposition[4] == "outside"  # 51 %, 81 %
 
 
 def test_the_prior_hole_scene_finds_holes_at_its_defaults():

@@ -79,16 +79,42 @@ _CHAR_PX = 0.62  # average glyph width / font size (sans-serif digits and "β=,"
 _MARKER_PX = 12.0  # half-size of a marker box (the "lowest −ELBO" ring is 22 px wide)
 
 
+def _segment_hits_box(seg, box, margin: float = 1.5) -> bool:
+    """Whether the segment ((x0, y0), (x1, y1)) passes through ``box`` (x0, y0, x1, y1) grown by
+    ``margin`` px: Liang-Barsky clipping of the segment's parameter t in [0, 1] to the box."""
+    (ax, ay), (bx, by) = seg
+    dx, dy = bx - ax, by - ay
+    lo, hi = 0.0, 1.0
+    for p, q in ((-dx, ax - (box[0] - margin)), (dx, (box[2] + margin) - ax),
+                 (-dy, ay - (box[1] - margin)), (dy, (box[3] + margin) - ay)):
+        if p == 0:
+            if q < 0:
+                return False
+            continue
+        t = q / p
+        if p < 0:
+            lo = max(lo, t)
+        else:
+            hi = min(hi, t)
+        if lo > hi:
+            return False
+    return True
+
+
 def label_boxes(anchors_px: Sequence[tuple[float, float]], texts: Sequence[str], font_px: float,
                 obstacles_px: Sequence[tuple[float, float]] = (), plot_px: tuple[float, float] = RD_PLOT_PX,
+                lines_px: Sequence[tuple[tuple[float, float], tuple[float, float]]] = (),
                 ) -> list[tuple[float, float, float, float] | None]:
     """Greedy placement of text labels next to their points so that no two overlap.
 
     ``anchors_px``: (x, y) of each labelled point in plot pixels (y up); ``obstacles_px``: other
-    markers to keep clear of. Each label tries eight positions around its point (right/left,
+    markers to keep clear of; ``lines_px``: line segments ((x0, y0), (x1, y1)) no label may cross
+    (the chart's dashed guide lines). Each label tries positions around its point (right/left,
     above/below, straight above/below, then farther out) and takes the first whose box stays inside
-    the plot and touches no earlier label and no marker. Returns per label its box (x0, y0, x1, y1)
-    in plot pixels, or None when no position is free (that label is left to the hover text).
+    the plot and touches no earlier label, no marker and no line; failing that, the first that only
+    crosses a line (a label matters more than a clear guide line). Returns per label its box
+    (x0, y0, x1, y1) in plot pixels, or None when no position is free (that label is left to the
+    hover text).
     """
     w_plot, h_plot = plot_px
     h = 1.25 * font_px
@@ -105,16 +131,24 @@ def label_boxes(anchors_px: Sequence[tuple[float, float]], texts: Sequence[str],
         g = _MARKER_PX + 2
         candidates = [(x + g, y + 2), (x + g, y - h - 2), (x - g - w, y + 2), (x - g - w, y - h - 2),
                       (x - w / 2, y + g), (x - w / 2, y - g - h), (x + g, y + h + 4), (x + g, y - 2 * h - 4),
-                      (x - g - w, y + h + 4), (x - g - w, y - 2 * h - 4)]
-        chosen = None
+                      (x - g - w, y + h + 4), (x - g - w, y - 2 * h - 4),
+                      (x - w / 2, y + g + h + 4), (x - w / 2, y - g - 2 * h - 4)]
+        # then any box within about two label heights of the point, nearest first (between guide lines)
+        near = [(x + dx, y + dy) for dx in np.arange(-w - 3 * g, 3 * g, 4.0) for dy in np.arange(-3 * h - g, 2 * h + g, 3.0)]
+        candidates += sorted(near, key=lambda c: math.hypot(max(c[0] - x, 0, x - c[0] - w), max(c[1] - y, 0, y - c[1] - h)))
+        chosen = fallback = None
         for x0, y0 in candidates:
             box = (x0, y0, x0 + w, y0 + h)
             if box[0] < 0 or box[1] < 0 or box[2] > w_plot or box[3] > h_plot:
                 continue
             if any(hits(box, o) for o in placed) or any(hits(box, m) for m in markers):
                 continue
+            if any(_segment_hits_box(seg, box) for seg in lines_px):
+                fallback = fallback or box
+                continue
             chosen = box
             break
+        chosen = chosen or fallback
         out.append(chosen)
         if chosen is not None:
             placed.append(chosen)
@@ -164,14 +198,16 @@ def rate_distortion(sweep: Sequence[Mapping], variants: Mapping[str, Mapping] | 
     anchors = [to_px(rr, dd) for rr, dd, _ in labels]
     others = [to_px(v["rate"], v["distortion"]) for k, v in (variants or {}).items() if k]
     font_px = RD_LABEL_FONT * 1.35  # sized for presenter mode's scaled fonts, the larger case
-    boxes = label_boxes(anchors, [t for *_, t in labels], font_px, others)
+    iso_px = [(to_px(x_range[0], c - x_range[0]), to_px(x_range[1], c - x_range[1])) for c in iso_levels]
+    boxes = label_boxes(anchors, [t for *_, t in labels], font_px, others, lines_px=iso_px)
     for (rr, dd, text), (ax, ay), box in zip(labels, anchors, boxes):
         if box is None:  # no free place: β stays in the hover text
             continue
         # the annotation's bottom-left corner goes to the box's, as a pixel shift from the point
         fig.add_annotation(x=rr, y=dd, text=text, showarrow=False, xanchor="left", yanchor="bottom",
                            xshift=(box[0] - ax) * 1.0, yshift=(box[1] - ay) * 1.0,
-                           font=dict(size=RD_LABEL_FONT, color=OKABE_ITO[0]))
+                           font=dict(size=RD_LABEL_FONT, color=OKABE_ITO[0]),
+                           bgcolor="rgba(255,255,255,0.85)")  # legible where it must cross a dashed line
     best = min((p for p, s in zip(sweep, shown) if s), key=lambda p: p["neg_elbo"])
     fig.add_trace(go.Scatter(x=[best["rate"]], y=[best["distortion"]], mode="markers", hoverinfo="skip",
                              name=f"lowest −ELBO shown ({best['neg_elbo']:.1f}, β={beta_label(best['beta'])})",
@@ -363,6 +399,12 @@ COMPLEX_METRICS = (
 )
 
 
+def _bar_text_place(value: float) -> str:
+    """Above the bar, except just under the dashed 100 % line, where the label would sit on the line:
+    there it goes inside the bar's top."""
+    return "inside" if 88.0 <= value < 100.0 else "outside"
+
+
 def complex_bars(rows: Sequence[Mapping], height: int = 400) -> go.Figure:
     """Per dataset, how close the VAE's outputs come to real images (100 % = as real images)."""
     fig = go.Figure()
@@ -376,7 +418,8 @@ def complex_bars(rows: Sequence[Mapping], height: int = 400) -> go.Figure:
                 vals.append(r[key])
         fig.add_trace(go.Bar(x=[lab for _, lab in COMPLEX_METRICS], y=vals, name=f"{r['dataset']} ({r['image size']})",
                              marker=dict(color=colors[k % len(colors)], pattern=dict(shape=["", "/", "x", "."][k % 4])),
-                             text=[f"{v:.0f}%" for v in vals], textposition="outside",
+                             text=[f"{v:.0f}%" for v in vals], textposition=[_bar_text_place(v) for v in vals],
+                             insidetextanchor="end",
                              hovertemplate=f"{r['dataset']}: %{{y:.1f}}% of the real images' value<extra></extra>"))
     fig.add_hline(y=100, line=dict(color="#000000", dash="dash"))
     top = max([100.0] + [float(v) for tr in fig.data for v in tr.y if v is not None and np.isfinite(v)])
