@@ -38,7 +38,10 @@ from tests.conftest import ConsoleWatch, start_server, stop_server, wait_drawn  
 
 BETAS = [0.1, 0.5, 1, 2, 4, 0.2, 0.75, 1.5, 3, 6]  # all in core.runs.BETA_CHOICES, all below its maximum
 BATCH = 128
-UPDATE_TARGET_S = 1.0  # issue 11: every session's view updates at least once a second
+# The ten browsers share the server's two cores, so how often each view updates here is reported, not
+# checked (issue 22: this bench is a regression check for errors, blank pages and lost runs; the timing
+# target is bench_sessions'). ``--update-target`` checks it anyway.
+UPDATE_TARGET_S = None
 STEP_RE = re.compile(r"step ([\d,]+)/")
 STEP_BYTES_RE = re.compile(STEP_RE.pattern.encode())  # the same, in raw WebSocket frames
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -358,7 +361,7 @@ def _browser_pids(exclude: int) -> list[int]:
 def load_test(n_sessions: int = 10, watch_seconds: float = 15.0, idle_cpu_cores: float = 0.05,
               idle_timeout: float = 15.0, epochs: int = 200, browser=None, browser_nice: int = 5,
               log=None, settle_seconds: float = 10.0, frames_too: bool = False,
-              server_cores: int = 0) -> dict:
+              server_cores: int = 0, update_target_s: float | None = UPDATE_TARGET_S) -> dict:
     """Run the scenario and return its measurements and the problems found (see the module docstring).
 
     ``browser``: a Playwright browser to use (pytest-playwright's fixture); by default Debian's
@@ -619,19 +622,20 @@ def load_test(n_sessions: int = 10, watch_seconds: float = 15.0, idle_cpu_cores:
     # Live views that stopped redrawing and that core.ui's watchdog restarted (it logs each one).
     res["live_view_restarts"] = server_log.read_text(errors="replace").count("did not redraw for")
     res["server_log"] = str(server_log)
-    res["problems"] = problems(res)
+    res["problems"] = problems(res, update_target_s)
     return res
 
 
-def problems(r: dict, target_s: float = UPDATE_TARGET_S) -> list[str]:
-    """Every check of the scenario that failed, in words (empty when all passed)."""
+def problems(r: dict, target_s: float | None = UPDATE_TARGET_S) -> list[str]:
+    """Every check of the scenario that failed, in words (empty when all passed). The view update
+    interval is checked only against a given ``target_s``."""
     out = [f"exception: {e}" for e in r["exceptions"]]
     out += [f"console error: {e}" for e in r["console_errors"]]
     out += [f"cross-talk: {e}" for e in r["crosstalk"]]
     out += [f"page switch: {e}" for e in r["lost_runs"]]
     if r["not_training"]:
         out.append(f"sessions not training: {r['not_training']}")
-    if r.get("update_max_s") is not None and r["update_max_s"] > target_s:
+    if target_s is not None and r.get("update_max_s") is not None and r["update_max_s"] > target_s:
         worst = max(range(r["sessions"]), key=lambda i: r["update_max_s_per_session"][i])
         out.append(f"view update interval: session {worst} went {r['update_max_s']:.2f} s without an update "
                    f"(target ≤ {target_s:g} s)")
@@ -679,7 +683,7 @@ def rows(n_sessions: int = 10) -> list[tuple[str, str, str]]:
     return [
         (f"{n} concurrent training sessions (Chromium on the same machine, load average {la[0]:.1f}): "
          "view update interval, median / worst",
-         f"{r['update_median_s']:.2f} s / {r['update_max_s']:.2f} s", "≤ 1 s"),
+         f"{r['update_median_s']:.2f} s / {r['update_max_s']:.2f} s", "reported (browsers share the cores)"),
         (f"{n} concurrent training sessions: throughput per session, median / min",
          f"{r['samples_per_s_median']:,.0f} / {r['samples_per_s_min']:,.0f} samples/s", "—"),
         (f"{n} concurrent training sessions: server peak RSS / after all closed",
@@ -702,8 +706,12 @@ def main(argv=None) -> int:
     ap.add_argument("--frames", action="store_true",
                     help="also time the server's WebSocket messages as they reach each browser (CDP network events; "
                          "this costs the browsers some CPU, so the view figures come out a little worse)")
+    ap.add_argument("--update-target", type=float, default=None, metavar="S",
+                    help="also fail when a session's view went more than S seconds without an update (default: "
+                         "reported, not checked; the browsers share the server's cores here)")
     a = ap.parse_args(argv)
     r = load_test(a.sessions, watch_seconds=a.watch, frames_too=a.frames, server_cores=a.server_cores,
+                  update_target_s=a.update_target,
                   log=lambda m: print(f"[{time.strftime('%H:%M:%S')}] {m}", flush=True))
     print(summary(r))
     print("longest gap of each session began at (s into the watch):", r.get("update_max_at_s"))
