@@ -102,7 +102,7 @@ def training_progress(dataset: str, seed: int) -> None:
     """The training runs' progress, polled only while they run; when they end, the page reruns and draws them."""
     job = training_job(dataset, seed, start=False)
     if job is None or job.state != "running":
-        st.rerun()
+        ui.rerun_page()
     st.progress(job.progress, text=f"Training two encoders, one per estimator: {job.text or 'starting'}. "
                                    "It runs in the background; the rest of the page is ready.")
 

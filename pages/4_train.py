@@ -502,7 +502,7 @@ def live_section(mode: str, cfg) -> None:
 
     def check_polling() -> None:
         if store.polling != polling:
-            st.rerun()  # training started, paused or ended: turn the timers on or off
+            ui.rerun_page()  # training started, paused or ended: turn the timers on or off
 
     def check_clicked() -> None:
         if shown() != drawn:
@@ -543,13 +543,16 @@ def live_section(mode: str, cfg) -> None:
             live_redraw()
 
     def live_redraw() -> None:
-        if ui.live_watch(polling, key="tr_live_watch"):  # the browser saw no redraw for a while
-            st.rerun()  # a full run arms the timers again
+        stalled = ui.live_watch(polling, key="tr_live_watch")  # the browser saw no redraw for a while
+        # (blocks first: see above; a full rerun below then sends its yield point after them, in a place that
+        # never holds a block)
+        status, charts = st.container(), st.container()
+        if stalled:
+            ui.rerun_page()  # a full run arms the timers again
         if store.tick():
             publish_shared_models()
-            st.rerun()  # a run finished or a sweep moved on: redraw everything (and stop polling if idle)
+            ui.rerun_page()  # a run finished or a sweep moved on: redraw everything (and stop polling if idle)
         run = store.active
-        status, charts = st.container(), st.container()  # (blocks first: see above)
         with status:
             if run is not None:
                 progress(run)
@@ -566,7 +569,7 @@ def live_section(mode: str, cfg) -> None:
         if polling and R.live_intervals(live_runners()) != (status_s, charts_s) and random.random() < 0.2:
             # The server got busier or quieter: new redraw intervals, which take a whole-page redraw. Each
             # session waits a random number of ticks (5 on average), so they do not all redraw at once.
-            st.rerun()
+            ui.rerun_page()
 
     def draw_charts(run) -> None:
         if not ctx.present:

@@ -823,7 +823,7 @@ def tsne_live(args: tuple, sel: int, neighbours: np.ndarray) -> None:
     """The t-SNE map while it forms: redrawn from the background run's latest layout."""
     job, over = latent.poll(tsne_store(), tsne_jobs(), args)
     if over:
-        st.rerun()  # the whole page: the finished map, or a restart
+        ui.rerun_page()  # the whole page: the finished map, or a restart
     job.heartbeat()
     lay = job.layout
     if job.status == "queued":

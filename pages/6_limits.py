@@ -511,7 +511,7 @@ def background_progress() -> None:
     running = {d: label for d, label in waiting.items() if _running(d)}
     if running.keys() != waiting.keys():
         st.session_state[K_WAITING] = running
-        st.rerun()
+        ui.rerun_page()
     for d, label in running.items():
         job = _job_of(d)
         st.progress(job.progress, text=f"{label}: {job.progress:.0%}, {job.text or 'starting'}")

@@ -353,3 +353,79 @@ def test_the_page_glue_imports_pandas_before_any_session_draws():
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
                          timeout=120, check=True).stdout.strip()
     assert out == "True"
+
+
+# ---- 5. a rerun the script asks for can undo the student's page switch ----------------------------
+
+def test_upstream_a_later_rerun_request_takes_the_page_of_a_waiting_one():
+    """The bug: Streamlit folds the rerun requests that wait for the script thread into one and keeps
+    the newer one's page. A sidebar click (a request for another page) that waits while a live view
+    calls st.rerun() (a request for this page) is lost: the student stays where they were."""
+    from streamlit.runtime.scriptrunner_utils.script_requests import RerunData, ScriptRequests
+
+    requests = ScriptRequests()
+    assert requests.request_rerun(RerunData(query_string="", page_script_hash="home"))   # the click
+    assert requests.request_rerun(RerunData(query_string="", page_script_hash="train"))  # st.rerun()
+    assert requests.on_scriptrunner_yield().rerun_data.page_script_hash == "train"
+
+
+_CLICK_WAITS_SCRIPT = """
+import streamlit as st
+from streamlit.runtime.scriptrunner_utils.exceptions import RerunException
+from streamlit.runtime.scriptrunner_utils.script_requests import RerunData
+from streamlit.runtime.scriptrunner_utils.script_run_context import get_script_run_ctx
+from core import ui
+
+if "next" not in st.session_state:
+    ctx, plain = get_script_run_ctx(), st.session_state.get("plain")  # (reading session state is a yield point)
+    # the student's click on another page arrives while this run works towards its own rerun
+    ctx.script_requests.request_rerun(RerunData(query_string="clicked=1", page_script_hash="another page"))
+    try:
+        st.rerun() if plain else ui.rerun_page()
+    except RerunException as e:  # the run the script runner goes on with
+        st.session_state["next"] = (e.rerun_data.page_script_hash, e.rerun_data.query_string)
+        raise
+"""
+
+
+@pytest.mark.parametrize("plain", [True, False], ids=["st.rerun", "ui.rerun_page"])
+def test_rerun_page_lets_a_waiting_page_switch_win(tmp_path, plain):
+    """The workaround: ``ui.rerun_page`` passes a yield point before it asks for its rerun, so Streamlit
+    acts on the waiting click first. A plain st.rerun() goes on with this page."""
+    from streamlit.testing.v1 import AppTest
+
+    script = tmp_path / "click_waits.py"
+    script.write_text(_CLICK_WAITS_SCRIPT, encoding="utf-8")
+    at = AppTest.from_file(str(script), default_timeout=30)
+    at.session_state["plain"] = plain
+    at.run()
+    page, query = at.session_state["next"]
+    if plain:
+        assert page != "another page" and query == ""  # upstream: the click is lost
+    else:
+        assert (page, query) == ("another page", "clicked=1")
+
+
+def test_live_views_rerun_with_rerun_page():
+    """Every full rerun that a fragment on a timer asks for goes through ``ui.rerun_page`` (the reruns
+    that answer a click in the page may use st.rerun: the click came after any sidebar click)."""
+    offenders = []
+    for path in sorted((ROOT / "pages").glob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        timed = {f.name for f in ast.walk(tree) if isinstance(f, ast.FunctionDef) and any(
+            isinstance(d, ast.Call) and any(k.arg == "run_every" for k in d.keywords) for d in f.decorator_list)}
+        # the timed fragments and every function of the file they call, directly or not (live -> live_redraw
+        # -> check_polling)
+        defs = {f.name: f for f in ast.walk(tree) if isinstance(f, ast.FunctionDef)}
+        reached, todo = set(), list(timed)
+        while todo:
+            name = todo.pop()
+            if name in reached or name not in defs:
+                continue
+            reached.add(name)
+            todo += [c.func.id for c in ast.walk(defs[name]) if isinstance(c, ast.Call) and isinstance(c.func, ast.Name)]
+        for f in defs.values():
+            if f.name in reached:
+                offenders += [f"{path.name}:{c.lineno} in {f.name}" for c in ast.walk(f) if isinstance(c, ast.Call)
+                              and ast.unparse(c.func) == "st.rerun"]
+    assert not offenders, offenders

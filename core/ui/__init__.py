@@ -12,7 +12,8 @@ seed, presenter mode, settings import/export), applies presenter styling and ret
   only once opened).
 - ``core.ui.drawing``: ``figure``, ``live_figure``, downloads.
 - ``core.ui.models``: the zoo's pretrained models shared by all sessions.
-- ``core.ui.live``: ``live_watch``, the browser-side watchdog of a live view.
+- ``core.ui.live``: ``live_watch``, the browser-side watchdog of a live view, and ``rerun_page``, the full
+  rerun a live view asks for.
 
 Streamlit's public API only (tests/test_streamlit_guards.py checks it); the bugs it works around are
 in docs/streamlit-workarounds.md.
@@ -34,7 +35,7 @@ from core.ui.drawing import (PLOTLY_CONFIG, PLOTLY_STATIC, PRESENT_SCALE, downlo
 from core.ui.frame import (DATASET_LABELS, PageContext, config_container, fragment_slot, glossary,
                            glossary_markdown, lazy_expander, page, run_safely, scene_filter, scenes, self_check,
                            sidebar)
-from core.ui.live import LIVE_STALL_S, live_watch
+from core.ui.live import LIVE_STALL_S, live_watch, rerun_page
 from core.ui.models import activity, configure_torch, pretrained
 from core.ui.url import (K_DATASET, K_PRESENT, K_SEED, MAX_QUERY_LEN, MAX_SETTINGS_BYTES, _valid, apply_settings,
                          bind, clamp, clamp_state, number, parse_param, parse_settings, present, publish,
@@ -45,6 +46,7 @@ __all__ = [
     "PLOTLY_CONFIG", "PLOTLY_STATIC", "PRESENT_SCALE", "PageContext", "activity", "apply_settings", "bind", "clamp",
     "clamp_state", "config_container", "configure_torch", "download_csv", "figure", "figure_html", "fragment_slot",
     "glossary", "glossary_markdown", "go_copy", "lazy_expander", "live_figure", "live_watch", "number", "page",
-    "parse_param", "parse_settings", "present", "pretrained", "publish", "quote_user", "run_safely", "scene_filter",
-    "scenes", "select", "self_check", "settings_io", "show_url_errors", "sidebar", "slider", "to_csv", "toggle", "url_value",
+    "parse_param", "parse_settings", "present", "pretrained", "publish", "quote_user", "rerun_page", "run_safely",
+    "scene_filter", "scenes", "select", "self_check", "settings_io", "show_url_errors", "sidebar", "slider", "to_csv",
+    "toggle", "url_value",
 ]

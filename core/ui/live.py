@@ -1,4 +1,5 @@
-"""Live views: the browser-side watchdog of a fragment that redraws on a timer (``live_watch``)."""
+"""Live views, fragments that redraw on a timer: their browser-side watchdog (``live_watch``) and the
+full rerun they ask for (``rerun_page``)."""
 from __future__ import annotations
 
 import functools
@@ -48,3 +49,20 @@ def live_watch(active: bool, key: str = "live_watch") -> bool:
         _LOG.warning("%s A live view did not redraw for %.1f s: rerunning its page.", time.strftime("%H:%M:%S"),
                      LIVE_STALL_S)
     return stalled
+
+
+# ---- a full rerun asked for by a timer ------------------------------------------------------------
+
+def rerun_page() -> None:
+    """A full rerun of this page asked for by a live view (a fragment on a timer), not by a click:
+    a run ended, the view needs other timers, the browser saw no redraw.
+
+    Streamlit 1.67 folds the rerun requests that wait for the script thread into one, and the newer
+    request's page wins. A plain ``st.rerun()`` issued while the student's click on another page in
+    the sidebar waits would so undo the click: the student stays on this page (seen once in 20 load
+    tests, docs/streamlit-workarounds.md). Streamlit acts on a waiting request at its next yield point,
+    any element the script sends; so this sends one first (an empty placeholder, which is also how
+    ``st.rerun`` yields after queuing its own request), and the student's page switch wins. Only the
+    instant between that yield point and the request is left."""
+    st.empty()
+    st.rerun()
