@@ -117,7 +117,7 @@ _PRESENT_CSS = """
 [data-testid="stMain"] h1 {font-size: 3.6rem !important;} [data-testid="stMain"] h2 {font-size: 2.0rem !important;} [data-testid="stMain"] h3 {font-size: 1.6rem !important;}
 [data-testid="stMain"] h2, [data-testid="stMain"] h3 {padding-top: 0.2rem !important; padding-bottom: 0.2rem !important;}
 [data-testid="stMetricValue"], [data-testid="stMetricValue"] p {font-size: 2.2rem !important;}
-.st-key-_present_head h1 {font-size: 1.6rem !important; padding: 0 !important; line-height: 1.2;}
+.st-key-_present_head h1 {font-size: 1.5rem !important; padding: 0 !important; line-height: 1.2;}
 .st-key-_present_head [data-testid="stMarkdownContainer"] p {font-size: 1.35rem;}
 .st-key-_present_head button p {white-space: nowrap;}
 [data-testid="stMain"] [data-testid="stMarkdownContainer"] td, [data-testid="stMain"] [data-testid="stMarkdownContainer"] th {font-size: 1.15rem;}
@@ -198,7 +198,8 @@ def page(title: str, icon: str, question: str | None = None) -> PageContext:
     st.html(_CSS + (_PRESENT_CSS if ctx.present else ""))
     if ctx.present:
         head = st.container(key="_present_head")
-        c_title, c_bar = head.columns([1.15, 3], vertical_alignment="center")
+        # the title's column grows with the title, so that "The reparameterization trick" stays on one line
+        c_title, c_bar = head.columns([min(1.9, max(1.15, len(title) / 17)), 3], vertical_alignment="center")
         c_title.title(f"{icon} {title}", anchor=False)
         st.session_state["_scene_bar_slot"] = c_bar
     else:
