@@ -164,6 +164,26 @@ def _problems(m: dict) -> list[str]:
     return out
 
 
+# The presenter header: the page title on one line, and the scene bar's button labels whole (not cut to "Previ…").
+_HEADER_JS = """() => {
+  const head = document.querySelector('.st-key-_present_head');
+  if (!head) return ['no presenter header'];
+  const out = [];
+  const h1 = head.querySelector('h1');
+  if (h1) {
+    const lh = parseFloat(getComputedStyle(h1).lineHeight) || 1.2 * parseFloat(getComputedStyle(h1).fontSize);
+    if (h1.getBoundingClientRect().height > 1.5 * lh) out.push('title on more than one line: ' + h1.innerText);
+  }
+  for (const m of head.querySelectorAll('button [data-testid="stMarkdownContainer"]'))  // (it holds the ellipsis)
+    if (m.clientWidth > 0 && m.scrollWidth > m.clientWidth + 1) out.push('button label cut: ' + m.innerText);
+  return out;
+}"""
+
+
+def _header_problems(page) -> list[str]:
+    return page.evaluate(_HEADER_JS)
+
+
 def _fmt(v) -> str:
     return "-" if v is None else f"{v:.0f}"
 
@@ -235,7 +255,7 @@ def test_every_scene_fits_the_screen(watched_page, server_url, slug):
                 _, n = _scene_of(m["bar"])
             assert _scene_of(m["bar"]) == (i, n), (size, m["bar"])
             rows[size].append((i, m, _problems(m) + _unfilled(m, FILL.get((slug, i)))
-                               + _controls_off(page, KEY_CONTROLS.get((slug, i)))))
+                               + _controls_off(page, KEY_CONTROLS.get((slug, i))) + _header_problems(page)))
             if (slug, i, size) in SCENE_SHOTS:
                 screenshot(page, SCENE_SHOTS[(slug, i, size)])
         order.reverse()  # the next scene starts at the size this one ended with
