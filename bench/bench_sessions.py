@@ -49,7 +49,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.bench_load import (  # noqa: E402
-    BATCH, BETAS, STEP_RE, UPDATE_TARGET_S, CpuMeter, RssSampler, _gaps, _train_url, cpu_seconds, tree_pids)
+    BATCH, BETAS, STEP_RE, CpuMeter, RssSampler, _gaps, _train_url, cpu_seconds, tree_pids)
+
+UPDATE_TARGET_S = 1.0  # issue 22: every session's progress updated at least once a second, at the worst
 from bench.st_client import StreamlitSession  # noqa: E402
 from tests.conftest import start_server, stop_server  # noqa: E402
 

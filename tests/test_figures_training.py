@@ -331,6 +331,17 @@ def test_compare_loss_curves_shows_neg_elbo_recon_and_kl_per_run(trained):
     assert np.allclose(plotly_y(held[0]), [e["recon"] + e["kl"] for e in t.eval_history], rtol=1e-6)
     colours = {tr.name: tr.line.color for tr in lines}
     assert colours["run a"] == F.OKABE_ITO[0] and colours["run b"] == F.OKABE_ITO[1]
+    # −ELBO and reconstruction start just below the curves (after their first steps), not at 0, so runs a few
+    # nats apart look apart; KL starts at 0. Every point after the first steps is inside its panel's range.
+    for p, (key, _) in enumerate(FT.COMPARE_PANELS):
+        axis = fig.layout["yaxis" + ("" if p == 0 else str(p + 1))]
+        panel = [tr for tr in lines if tr.yaxis == ("y" if p == 0 else f"y{p + 1}")]
+        late = np.concatenate([plotly_y(tr)[len(plotly_y(tr)) // 5:] for tr in panel])
+        assert axis.range[0] <= late.min() and late.max() <= axis.range[1]
+        if key == "kl":
+            assert axis.range[0] == 0
+        else:
+            assert 0 < axis.range[0] and (late.min() - axis.range[0]) < 0.25 * (axis.range[1] - axis.range[0])
 
 
 def test_compare_reconstructions_labels_each_run(trained):

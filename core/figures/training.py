@@ -169,6 +169,18 @@ def y_ceiling(values: np.ndarray, steps: np.ndarray, early: float = EARLY_FRACTI
     return top + 0.05 * abs(top) + 1e-6
 
 
+def y_floor(values: np.ndarray, steps: np.ndarray, early: float = EARLY_FRACTION) -> float:
+    """The smallest value after the first ``early`` share of the steps (``values`` (N,), ``steps`` (N,)),
+    the counterpart of ``y_ceiling``; +inf when nothing is measured yet."""
+    v = np.asarray(values, dtype=float)
+    x = np.asarray(steps, dtype=float)
+    ok = np.isfinite(v)
+    if not ok.any():
+        return float("inf")
+    late = ok & (x >= x[ok].min() + early * (x[ok].max() - x[ok].min()))
+    return float(np.min(v[late])) if late.any() else float(np.min(v[ok]))
+
+
 def place_beta_labels(steps: Sequence[float], labels: Sequence[str], x_max: float, font_px: float,
                       rows: int = BETA_LABEL_ROWS, width_px: float = ASSUMED_PLOT_WIDTH) -> list[tuple[int, str]]:
     """(row, side) for each β label, so that no two overlap: a label starts at its rule and runs right
@@ -619,7 +631,8 @@ def compare_loss_curves(runs: Sequence[tuple[str, Sequence[Mapping], Sequence[Ma
                                **({"title": {"text": "nats per sample"}} if p == 0 else {})}
         notes.append({"text": f"<b>{label}</b>", "x": d0 + width / 2, "y": 1.0, "xref": "paper", "yref": "paper",
                       "showarrow": False, "xanchor": "center", "yanchor": "bottom", "font": _font(font_scale, 13)})
-    tops = [[] for _ in COMPARE_PANELS]  # per panel: each run's y_ceiling (the first steps do not set the range)
+    # per panel: each run's y_ceiling and y_floor (the first steps do not set the range)
+    tops, floors = [[] for _ in COMPARE_PANELS], [[] for _ in COMPARE_PANELS]
     for r, (name, history, eval_history) in enumerate(runs):
         color = OKABE_ITO[r % len(OKABE_ITO)]
         for p, (key, _) in enumerate(COMPARE_PANELS):
@@ -632,6 +645,7 @@ def compare_loss_curves(runs: Sequence[tuple[str, Sequence[Mapping], Sequence[Ma
                     vals = np.array([h[key] for h in history], dtype=float)
                 vals = smooth(vals, max(1, len(history) // 60))
                 tops[p].append(y_ceiling(vals, steps))
+                floors[p].append(y_floor(vals, steps))
                 keep = thin(len(history), max_points)
                 data.append({"type": "scatter", "x": typed(steps[keep]), "y": typed(vals[keep]), "mode": "lines",
                              "name": name,
@@ -641,17 +655,26 @@ def compare_loss_curves(runs: Sequence[tuple[str, Sequence[Mapping], Sequence[Ma
             if eval_history:
                 ev = [e for e in eval_history if key in e or key == "neg_elbo"]
                 ys = [e["recon"] + e["kl"] if key == "neg_elbo" else e[key] for e in ev]
-                tops[p].append(y_ceiling(np.array(ys, dtype=float), np.array([e["step"] for e in ev], dtype=float)))
+                ev_steps = np.array([e["step"] for e in ev], dtype=float)
+                tops[p].append(y_ceiling(np.array(ys, dtype=float), ev_steps))
+                floors[p].append(y_floor(np.array(ys, dtype=float), ev_steps))
                 data.append({"type": "scatter", "x": typed([e["step"] for e in ev]), "y": typed(ys), "mode": "markers",
                              "name": f"{name} (held-out)", "legendgroup": name, "showlegend": False,
                              "xaxis": f"x{sfx}", "yaxis": f"y{sfx}",
                              "marker": {"color": color, "size": 7, "symbol": "diamond",
                                         "line": {"color": "white", "width": 0.5}},
                              "hovertemplate": f"{name} (held-out)<br>step %{{x}}: %{{y:.2f}}<extra></extra>"})
-    for p, found in enumerate(tops):
-        top = max(found, default=float("inf"))
-        if np.isfinite(top) and top > 0:  # from 0 (every term is >= 0) to just above the curves after their start
-            axes["yaxis" + ("" if p == 0 else str(p + 1))]["range"] = [0.0, top]
+    for p, (found, low) in enumerate(zip(tops, floors)):
+        top, bottom = max(found, default=float("inf")), min(low, default=float("inf"))
+        if not (np.isfinite(top) and top > 0):
+            continue
+        # The KL panel starts at 0 (a KL near 0 is the collapse to look for). The −ELBO and reconstruction
+        # panels start just below the curves: from 0, runs 5 nats apart at 100 nats would look the same.
+        lo = 0.0 if COMPARE_PANELS[p][0] == "kl" or not np.isfinite(bottom) else \
+            max(0.0, bottom - 0.15 * max(top - bottom, 0.05 * abs(top)))
+        axes["yaxis" + ("" if p == 0 else str(p + 1))]["range"] = [lo, top]
+        if lo > 0:
+            axes["yaxis" + ("" if p == 0 else str(p + 1))].pop("rangemode", None)
     layout = {**axes, "annotations": notes, "legend": {"orientation": "h", "y": -0.22},
               "uirevision": "compare"}
     fig = lean_figure(data, layout, title, height, font_scale)
