@@ -155,30 +155,34 @@ ASSUMED_PLOT_WIDTH = 480   # px: a lower bound of the loss chart's width on the 
 EARLY_FRACTION = 0.1       # the first 10 % of the steps do not set the y-range (their losses are huge)
 
 
-def y_ceiling(values: np.ndarray, steps: np.ndarray, early: float = EARLY_FRACTION) -> float:
-    """The top of a panel's y-range: 5 % above the largest value after the first ``early`` share of
-    the steps (``values`` (N,), ``steps`` (N,)), so the first steps' losses (hundreds of nats on
-    MNIST) do not squash the rest of the curve; +inf when nothing is measured yet."""
+def _after_start(values: np.ndarray, steps: np.ndarray, early: float) -> np.ndarray | None:
+    """The finite values after the first ``early`` share of the steps (all finite ones if none is that
+    late); None when none is finite."""
     v = np.asarray(values, dtype=float)
     x = np.asarray(steps, dtype=float)
     ok = np.isfinite(v)
     if not ok.any():
-        return float("inf")
+        return None
     late = ok & (x >= x[ok].min() + early * (x[ok].max() - x[ok].min()))
-    top = float(np.max(v[late])) if late.any() else float(np.max(v[ok]))
+    return v[late] if late.any() else v[ok]
+
+
+def y_ceiling(values: np.ndarray, steps: np.ndarray, early: float = EARLY_FRACTION) -> float:
+    """The top of a panel's y-range: 5 % above the largest value after the first ``early`` share of
+    the steps (``values`` (N,), ``steps`` (N,)), so the first steps' losses (hundreds of nats on
+    MNIST) do not squash the rest of the curve; +inf when nothing is measured yet."""
+    v = _after_start(values, steps, early)
+    if v is None:
+        return float("inf")
+    top = float(np.max(v))
     return top + 0.05 * abs(top) + 1e-6
 
 
 def y_floor(values: np.ndarray, steps: np.ndarray, early: float = EARLY_FRACTION) -> float:
     """The smallest value after the first ``early`` share of the steps (``values`` (N,), ``steps`` (N,)),
     the counterpart of ``y_ceiling``; +inf when nothing is measured yet."""
-    v = np.asarray(values, dtype=float)
-    x = np.asarray(steps, dtype=float)
-    ok = np.isfinite(v)
-    if not ok.any():
-        return float("inf")
-    late = ok & (x >= x[ok].min() + early * (x[ok].max() - x[ok].min()))
-    return float(np.min(v[late])) if late.any() else float(np.min(v[ok]))
+    v = _after_start(values, steps, early)
+    return float("inf") if v is None else float(np.min(v))
 
 
 def place_beta_labels(steps: Sequence[float], labels: Sequence[str], x_max: float, font_px: float,
