@@ -440,15 +440,20 @@ def bottleneck_section() -> None:
     m3.metric("MSE, linear AE" if short else "Held-out MSE, linear AE", f"{c.mse_ae:.5f}", help="Mean squared error per pixel on the "
               f"{lin['n_val']} held-out digits, averaged over images.")
     m4.metric("MSE, PCA" if short else "Held-out MSE, PCA", f"{c.mse_pca:.5f}", help="PCA with the same K, fitted on the same training images.")
-    imgs = np.concatenate([c.shown, c.recon_ae, c.recon_pca, lin["recon_nonlinear"]])
+    rows = {"input": c.shown, "linear AE": c.recon_ae, "PCA": c.recon_pca, "ReLU AE": lin["recon_nonlinear"]}
     n = len(c.shown)
+    title = f"{n} held-out digits reconstructed from K = {K} numbers"
     with fig_slot:
-        ui.figure(image_grid(imgs, (8, 8), ncols=n,
-                             row_titles=["input", "linear AE", "PCA", "ReLU AE"],
-                             title=f"{n} held-out digits reconstructed from K = {K} numbers",
-                             height=PRESENT_FIG_H if ctx.present else 330),
-                  key="ae_pca", alt=f"{n} held-out 8×8 digits and their reconstructions by the linear autoencoder, "
-                                    f"by PCA and by the nonlinear autoencoder, each with K = {K}.")
+        if ctx.present:
+            ui.figure(image_grid(np.concatenate(list(rows.values())), (8, 8), ncols=n, row_titles=list(rows),
+                                 title=title, height=PRESENT_FIG_H),
+                      key="ae_pca", alt=f"{n} held-out 8×8 digits and their reconstructions by the linear autoencoder, "
+                                        f"by PCA and by the nonlinear autoencoder, each with K = {K}.")
+        else:  # pictures, not a chart (issue 21: less work for the browser)
+            st.markdown(f"**{title}**")
+            with st.container(key="ae_pca"):
+                for label, row in rows.items():
+                    st.image(image_strip(row, (8, 8), px=48), caption=label)
     st.markdown(
         f"The two subspaces agree to {c.angles_trained.max():.2f}° (they started {c.angles_untrained.max():.0f}° "
         f"apart), and the held-out errors agree ({c.mse_ae:.5f} against {c.mse_pca:.5f} per pixel). The axes "
@@ -501,11 +506,10 @@ def denoising_section() -> None:
                               row_titles=["clean", f"noisy<br>σ = {level:.2f}", "recon-<br>structed"])
             ui.figure(grid, key="ae_denoise", alt=f"Clean image, the image with noise of standard deviation "
                                                   f"{level:.2f}, and the model's reconstruction of the noisy image.")
-        else:  # (a chart still: tests/test_shareable_state.py reads the noise level from its titles)
-            ui.figure(image_grid(np.stack([r.clean, r.noisy, r.recon]), ds.image_shape, ncols=3, col_titles=titles,
-                                 height=260 if ds.image_shape[0] > 8 else 220),
-                      key="ae_denoise", alt=f"Clean image, the image with noise of standard deviation {level:.2f}, "
-                                            f"and the model's reconstruction of the noisy image.")
+        else:  # pictures, not a chart (issue 21: less work for the browser)
+            with st.container(key="ae_denoise"):
+                st.image([image_strip(v[None], ds.image_shape, px=140) for v in (r.clean, r.noisy, r.recon)],
+                         caption=titles, width=140)
     with right:
         denoise_text(r)
 
