@@ -373,7 +373,7 @@ def test_apptest_autoencoder_noise_and_step_come_from_the_url():
     assert not at.error
     assert at.slider(key="ae_noise").value == 0.85 and at.slider(key="ae_step").value == 3
     specs = plotly_specs(at)
-    assert "noisy input (σ = 0.85)" in json.dumps(specs, ensure_ascii=False)
+    assert "noisy input (σ = 0.85)" in [c for img in at.get("image") for c in img.captions]  # (pictures: issue 21)
     diagram = [s for s in specs if s.get("frames")]
     assert len(diagram) == 1 and diagram[0]["layout"]["sliders"][0]["active"] == 2  # step 3 = frame index 2
     assert "Step 3 of" in diagram[0]["layout"]["title"]["text"]
