@@ -120,7 +120,7 @@ _PRESENT_CSS = """
 .st-key-_present_head h1 {font-size: 1.5rem !important; padding: 0 !important; line-height: 1.2;}
 .st-key-_present_head [data-testid="stMarkdownContainer"] p {font-size: 1.35rem;}
 .st-key-_present_head button p {white-space: nowrap;}
-.st-key-_present_head button kbd {display: none;}  /* the key is in the button's tooltip: 14 px is unreadable on a projector */
+.st-key-_present_head button kbd {display: none;}  /* 14 px is unreadable on a projector: the scene's tooltip names the keys */
 [data-testid="stMain"] [data-testid="stMarkdownContainer"] td, [data-testid="stMain"] [data-testid="stMarkdownContainer"] th {font-size: 1.15rem;}
 /* Widget text as large as the body text (issue 21: at least 20 px at 1280x720). Number, text and select values
    (a selectbox is a combobox input; multiselects still use baseweb), radio and checkbox/toggle labels, button
@@ -249,13 +249,14 @@ def scenes(page_key: str, items: Sequence[tuple[str, str]]) -> int:
     slot = st.session_state.get("_scene_bar_slot") or st.container()
     with slot:
         c1, c2, c3 = st.columns([1.5, 3.5, 1.4], vertical_alignment="center", gap="small")
-    if c1.button("◀ Previous", key=f"{key}_prev", disabled=idx == 0, shortcut="PageUp",
-                 help="Key: Page Up (a presentation clicker's back button)"):
+    if c1.button("◀ Previous", key=f"{key}_prev", disabled=idx == 0, shortcut="PageUp"):
         st.session_state[key] = idx - 1
         st.rerun()
-    c2.markdown(f"**Scene {idx + 1} of {len(items)}: {title}**", help=text or None)
-    if c3.button("Next ▶", key=f"{key}_next", disabled=idx == len(items) - 1, shortcut="PageDown",
-                 help="Key: Page Down (a presentation clicker's forward button)"):
+    # (the keys are named in the scene's tooltip, not on the buttons: a tooltip there would pop up on the
+    # projector each time the clicker's key focuses its button)
+    c2.markdown(f"**Scene {idx + 1} of {len(items)}: {title}**",
+                help=(f"{text} " if text else "") + "Keys: Page Up and Page Down, as a presentation clicker sends.")
+    if c3.button("Next ▶", key=f"{key}_next", disabled=idx == len(items) - 1, shortcut="PageDown"):
         st.session_state[key] = idx + 1
         st.rerun()
     return idx
