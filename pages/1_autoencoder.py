@@ -508,8 +508,9 @@ def denoising_section() -> None:
                                                   f"{level:.2f}, and the model's reconstruction of the noisy image.")
         else:  # pictures, not a chart (issue 21: less work for the browser)
             with st.container(key="ae_denoise"):
-                st.image([image_strip(v[None], ds.image_shape, px=140) for v in (r.clean, r.noisy, r.recon)],
-                         caption=titles, width=140)
+                # (a white margin each side: side by side, the three pictures would touch)
+                st.image([np.pad(image_strip(v[None], ds.image_shape, px=140), ((0, 0), (8, 8)), constant_values=255)
+                          for v in (r.clean, r.noisy, r.recon)], caption=titles, width=156)
     with right:
         denoise_text(r)
 

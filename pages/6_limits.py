@@ -682,6 +682,7 @@ def section_hole() -> None:
         ui.figure(cached("lim_fig_hole", (hbeta, cell, min_exp, fill, with_sigma), lambda:
                 lf.prior_hole(post["mu"], post["y"], holes, class_names=post["class_names"],
                                 height=600 if not present else PRESENT_H, marker_size=4 if len(post["mu"]) > 3000 else 5,
+                                n_numbered=N_SHOW_MAX,
                                 legend_below=present)),
                   key="lim_fig_hole", alt=f"Scatter of the {holes['n']} encoded training means of the 2-D VAE over "
                                           f"the N(0, I) density, with {len(holes['holes'])} hole cells marked.")

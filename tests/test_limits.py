@@ -525,6 +525,11 @@ def test_other_figures_build():
     xy = np.concatenate([np.stack([t.x, t.y], 1) for t in pts_tr])
     np.testing.assert_allclose(xy, post_mu[idx], rtol=1e-6, atol=1e-6)
     assert sum(sh.line.color == lf.HOLE_COLOR for sh in fig.layout.shapes) == len(holes["holes"])
+    # Only the first n_numbered holes (those decoded below the map) carry a number; every hole has its hover.
+    few = lf.prior_hole(post_mu, np.arange(300) % 10, holes, n_numbered=2)
+    labels = next(t for t in few.data if t.name == "holes")
+    assert len(holes["holes"]) > 2 and list(labels.text[:2]) == ["1", "2"] and not any(labels.text[2:])
+    assert len(labels.customdata) == len(holes["holes"]) and labels.customdata[-1][0] == len(holes["holes"])
     bars = lf.kl_per_dim_compare({"": pts[1], "freebits": pts[2]}, free_bits=0.5)
     assert [t.type for t in bars.data] == ["bar", "bar", "scatter"] and bars.layout.barmode == "group"
     # the free-bits floor is a dashed line across the plot, named in the legend, not written over the bars

@@ -316,9 +316,10 @@ def training_compare(runs: Mapping[str, Mapping], height: int = 330) -> go.Figur
 # ---- the prior hole --------------------------------------------------------------------------
 
 def prior_hole(mu: np.ndarray, y: np.ndarray, holes: Mapping, class_names: Sequence[str] | None = None,
-               height: int = 620, marker_size: int = 4, legend_below: bool = False) -> go.Figure:
+               height: int = 620, marker_size: int = 4, legend_below: bool = False, n_numbered: int = 12) -> go.Figure:
     """Encoded training means over the N(0, I) prior: filled density contours, the circles that
-    hold 39 %, 86 % and 99 % of the prior's mass, and the hole cells (numbered). ``legend_below``
+    hold 39 %, 86 % and 99 % of the prior's mass, and the hole cells, the first ``n_numbered`` (the
+    decoded ones) numbered; every hole's counts are in its hover text. ``legend_below``
     (presenter mode): the legend in rows at the bottom of the figure instead of a column on the right,
     where its twelve entries at presenter size overflowed a 540-px figure (it scrolled, its last entry cut)."""
     ext = holes["extent"]
@@ -356,13 +357,15 @@ def prior_hole(mu: np.ndarray, y: np.ndarray, holes: Mapping, class_names: Seque
         fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=f"hole: the encoder puts ≤ "
                                  f"{100 * holes['max_fill']:.0f}%<br>of the codes the prior expects",
                                  marker=dict(symbol="square-open", size=12, color=HOLE_COLOR, line=dict(width=2))))
+        # (numbers on the decoded holes only: at small cells, numbers on every neighbouring hole ran together)
         fig.add_trace(go.Scatter(
-            x=hz[:, 0], y=hz[:, 1], mode="text", text=[str(k + 1) for k in range(len(hz))], showlegend=False,
-            textfont=dict(size=13, color=HOLE_COLOR, family="DejaVu Sans Bold, Arial Black, sans-serif"),
+            x=hz[:, 0], y=hz[:, 1], mode="text", showlegend=False,
+            text=[str(k + 1) if k < n_numbered else "" for k in range(len(hz))],
+            textfont=dict(size=12, color=HOLE_COLOR, family="DejaVu Sans Bold, Arial Black, sans-serif"),
             name="holes",
-            customdata=np.stack([holes["hole_expected"], holes["hole_observed"]], axis=1),
-            hovertemplate="hole %{text}: the prior expects %{customdata[0]:.1f} codes here,"
-                          "<br>the encoder puts %{customdata[1]:.2f}<extra></extra>"))
+            customdata=np.stack([np.arange(1, len(hz) + 1), holes["hole_expected"], holes["hole_observed"]], axis=1),
+            hovertemplate="hole %{customdata[0]:.0f}: the prior expects %{customdata[1]:.1f} codes here,"
+                          "<br>the encoder puts %{customdata[2]:.2f}<extra></extra>"))
     if lim > ext + 0.2:
         fig.add_shape(type="rect", x0=-ext, x1=ext, y0=-ext, y1=ext, line=dict(color="#777777", width=1, dash="dot"))
         fig.add_annotation(x=-ext, y=ext, text="grid searched for holes", showarrow=False, xanchor="left",
