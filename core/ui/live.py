@@ -59,8 +59,8 @@ def rerun_page() -> None:
 
     Streamlit 1.67 folds the rerun requests that wait for the script thread into one, and the newer
     request's page wins. A plain ``st.rerun()`` issued while the student's click on another page in
-    the sidebar waits would so undo the click: the student stays on this page (seen once in 20 load
-    tests, docs/streamlit-workarounds.md). Streamlit acts on a waiting request at its next yield point,
+    the sidebar waits would so undo the click: the student stays on this page
+    (docs/streamlit-workarounds.md, section 5). Streamlit acts on a waiting request at its next yield point,
     any element the script sends; so this sends one first (an empty placeholder, which is also how
     ``st.rerun`` yields after queuing its own request), and the student's page switch wins. Only the
     instant between that yield point and the request is left."""
