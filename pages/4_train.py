@@ -20,6 +20,7 @@ from core import runs as R  # noqa: E402  (after ui.page: the sidebar draws befo
 from core.checkpoints import CheckpointError, load_checkpoint  # noqa: E402
 from core.data import DATASETS, DatasetError, load_dataset, load_dataset_file  # noqa: E402
 from core.figures import training as FT  # noqa: E402
+from core.figures.blockdiagram import VAE_OBJECTIVE_LATEX  # noqa: E402
 from core.models import LATENT_RANGE  # noqa: E402
 from core.training import MAX_EPOCHS, REDRAWS, live_runners  # noqa: E402
 
@@ -879,9 +880,7 @@ def beta0_answer() -> str:
     return txt
 
 
-OBJECTIVE = (r"\mathcal{L}_\beta(x) = \underbrace{\mathbb{E}_{q(z\mid x)}\big[-\log p(x\mid z)\big]}"
-             r"_{\text{reconstruction}} \;+\; \beta\,\underbrace{\mathrm{KL}\big(q(z\mid x)\,\|\,p(z)\big)}"
-             r"_{\text{KL}}")
+OBJECTIVE = VAE_OBJECTIVE_LATEX
 
 
 def objective() -> None:

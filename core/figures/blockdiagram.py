@@ -58,6 +58,13 @@ def _chain(sizes: Sequence[int]) -> str:
     return " → ".join(f"{int(s):,}" for s in sizes)
 
 
+# The β-VAE objective that the training loop minimises per image (core.losses; Kingma and Welling 2014 at
+# β = 1, where it is the negative ELBO; Higgins et al. 2017 for β ≠ 1), in the vocabulary of the pages.
+VAE_OBJECTIVE_LATEX = (r"\mathcal{L}_\beta(x) = \underbrace{\mathbb{E}_{q(z\mid x)}\big[-\log p(x\mid z)\big]}"
+                       r"_{\text{reconstruction}} \;+\; \beta\,\underbrace{\mathrm{KL}\big(q(z\mid x)\,\|\,p(z)\big)}"
+                       r"_{\text{KL}}")
+
+
 def autoencoder_block_diagram(input_dim: int, hidden_dims: list[int], latent_dim: int, kind: str = "ae",
                               image_shape=None, font_size: int = 16, likelihood: str | None = None,
                               height: int | None = None) -> go.Figure:
