@@ -612,7 +612,7 @@ def timeline_section() -> None:
         st.info("Pause or finish a run to replay how it trained: its snapshots appear here as an animation."
                 if training else "Train a run: its timeline of snapshots appears here, ready to replay.")
         if ctx.present:
-            st.latex(OBJECTIVE)  # the scene's key formula until there is a timeline (presenter convention)
+            st.latex(VAE_OBJECTIVE_LATEX)  # the scene's key formula until there is a timeline (presenter convention)
         return
     names = [r.name for r in runs]
     if ss.get("tr_tl_run") not in names:
@@ -880,11 +880,8 @@ def beta0_answer() -> str:
     return txt
 
 
-OBJECTIVE = VAE_OBJECTIVE_LATEX
-
-
 def objective() -> None:
-    st.latex(OBJECTIVE)
+    st.latex(VAE_OBJECTIVE_LATEX)
     st.markdown(
         "The **reconstruction** term asks the decoder to rebuild x from a code z sampled from the encoder's q(z|x); "
         "the **KL** term pulls each q(z|x) towards the prior p(z) = N(0, I), and **β** weighs the two. "
@@ -926,7 +923,7 @@ scroll_here()
 if not ctx.present:  # (presenter mode: the scene bar names the scene)
     st.subheader("🔴 Live training")
 if ctx.present and show(1) and store.active is None:
-    st.latex(OBJECTIVE)  # the scene's key formula until a run draws its charts (presenter convention)
+    st.latex(VAE_OBJECTIVE_LATEX)  # the scene's key formula until a run draws its charts (presenter convention)
 if not ctx.present or show(1):
     live_section("full" if show(1) else "compact", cfg)
 if show(2):

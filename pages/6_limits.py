@@ -673,8 +673,9 @@ def section_hole() -> None:
         with c5:
             fill = ui.slider("A hole gets at most … % of the codes the prior expects", "lim_fill", 0, 50,
                              round(100 * limits.HOLE_DEFAULTS["max_fill"]), step=5,
-                             help="0 % means a completely empty cell. At 25 %, prior samples land in a hole at "
-                                  "least 4 times as often as the encoder puts codes there.")
+                             help=f"0 % means a completely empty cell. At {100 * limits.HOLE_DEFAULTS['max_fill']:g} %, "
+                                  f"prior samples land in a hole at least {1 / limits.HOLE_DEFAULTS['max_fill']:g} "
+                                  "times as often as the encoder puts codes there.")
     post = safely(lambda: posterior_evidence(ds_name, hbeta), "Encoding the training images")
     holes = FACTS["holes"] = safely(
         lambda: hole_evidence(ds_name, hbeta, cell, int(min_exp), fill / 100, bool(with_sigma)), "Finding holes")

@@ -4,6 +4,7 @@ The numbers come from ``core.limits``; nothing here computes model outputs.
 """
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Mapping, Sequence
 
@@ -129,15 +130,21 @@ def label_boxes(anchors_px: Sequence[tuple[float, float]], texts: Sequence[str],
     for (x, y), text in zip(anchors_px, texts):
         w = _CHAR_PX * font_px * len(text)
         g = _MARKER_PX + 2
-        candidates = [(x + g, y + 2), (x + g, y - h - 2), (x - g - w, y + 2), (x - g - w, y - h - 2),
-                      (x - w / 2, y + g), (x - w / 2, y - g - h), (x + g, y + h + 4), (x + g, y - 2 * h - 4),
-                      (x - g - w, y + h + 4), (x - g - w, y - 2 * h - 4),
-                      (x - w / 2, y + g + h + 4), (x - w / 2, y - g - 2 * h - 4)]
-        # then any box within about two label heights of the point, nearest first (between guide lines)
-        near = [(x + dx, y + dy) for dx in np.arange(-w - 3 * g, 3 * g, 4.0) for dy in np.arange(-3 * h - g, 2 * h + g, 3.0)]
-        candidates += sorted(near, key=lambda c: math.hypot(max(c[0] - x, 0, x - c[0] - w), max(c[1] - y, 0, y - c[1] - h)))
+        fixed = [(x + g, y + 2), (x + g, y - h - 2), (x - g - w, y + 2), (x - g - w, y - h - 2),
+                 (x - w / 2, y + g), (x - w / 2, y - g - h), (x + g, y + h + 4), (x + g, y - 2 * h - 4),
+                 (x - g - w, y + h + 4), (x - g - w, y - 2 * h - 4),
+                 (x - w / 2, y + g + h + 4), (x - w / 2, y - g - 2 * h - 4)]
+
+        def near(x=x, y=y, w=w, g=g):
+            """Then any box within about two label heights of the point, nearest first (between guide
+            lines); built only when no fixed place is free."""
+            grid = [(x + dx, y + dy) for dx in np.arange(-w - 3 * g, 3 * g, 4.0)
+                    for dy in np.arange(-3 * h - g, 2 * h + g, 3.0)]
+            yield from sorted(grid, key=lambda c: math.hypot(max(c[0] - x, 0, x - c[0] - w),
+                                                             max(c[1] - y, 0, y - c[1] - h)))
+
         chosen = fallback = None
-        for x0, y0 in candidates:
+        for x0, y0 in itertools.chain(fixed, near()):
             box = (x0, y0, x0 + w, y0 + h)
             if box[0] < 0 or box[1] < 0 or box[2] > w_plot or box[3] > h_plot:
                 continue
