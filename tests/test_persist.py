@@ -481,7 +481,16 @@ def test_a_second_tab_is_read_only_while_the_first_trains_and_takes_over_when_it
     a, _ = new_store(owner, root, lease_seconds=1.0)
     mc, tc = small(digits, epochs=200)
     run = a.create(mc, tc, digits)  # trains in the background while a's page ticks
-    wait_until(lambda: a.tick() is not None and run.step > 20 and (root / owner / P.slug(run.name) / P.JSON).exists())
+    saved = root / owner / P.slug(run.name) / P.JSON
+
+    def saved_training() -> bool:  # (a save made while it trained: the first one can predate the first step)
+        try:
+            meta = json.loads(saved.read_bytes())
+        except (OSError, ValueError):
+            return False
+        return meta.get("state") == "training" and meta.get("step", 0) > 0
+
+    wait_until(lambda: a.tick() is not None and run.step > 20 and saved_training())
     assert P.read_lease(owner, root)["busy"] and P.read_lease(owner, root)["token"] == a.token
 
     b, errors = new_store(owner, root)  # the same link in a second tab
